@@ -1,0 +1,399 @@
+//! The catalogue of settings keys: for each, its TOML path, its environment
+//! variable, whether it may come from a secret file, how sensitive it is and
+//! its built-in default.
+//!
+//! Environment variables are looked up by exact name in this table rather than
+//! derived by splitting on `_`, because keys such as `mailbox.max_attempts`
+//! contain underscores themselves. The names follow one rule,
+//! `MERIT_` + the path upper-cased with `.` replaced by `_`, and a test holds
+//! the table to it.
+
+use crate::settings::Environment;
+
+use Fallback::{Absent, Value};
+use Kind::{Integer, Text};
+
+/// Prefix of every variable merit reads.
+pub(crate) const ENV_PREFIX: &str = "MERIT_";
+
+/// The variable choosing the environment; it is not a key of the TOML file.
+pub(crate) const ENV_VAR: &str = "MERIT_ENV";
+
+/// The built-in development private key: the first account of anvil and
+/// hardhat, public knowledge, so production refuses it.
+pub(crate) const DEV_MINTER_KEY: &str =
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+/// The built-in development database; production refuses it.
+pub(crate) const DEV_DATABASE_URL: &str = "sqlite://merit.db?mode=rwc";
+
+/// The TOML type a key accepts; environment values are always text and are
+/// parsed according to the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Text,
+    Integer,
+}
+
+/// How much of a value may be shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sensitivity {
+    /// Shown as is.
+    Plain,
+    /// A URL that may carry a password: shown with the password redacted.
+    Url,
+    /// Never shown, never accepted from a config file.
+    Secret,
+}
+
+/// Where a key's value comes from when no layer sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fallback {
+    /// No value: the setting is optional.
+    Absent,
+    /// The same value in every environment.
+    Value(&'static str),
+    /// A public value for development and test; production has none.
+    DevelopmentOnly(&'static str),
+    /// `node-` + the host name when one is known, else `node-1`.
+    NodeId,
+}
+
+/// One setting.
+#[derive(Debug)]
+pub(crate) struct Key {
+    /// Dotted TOML path, also the key of provenance and `config show`.
+    pub(crate) path: &'static str,
+    /// The environment variable overriding it.
+    pub(crate) var: &'static str,
+    /// The variable naming a file that holds the value, for values that may
+    /// be secret.
+    pub(crate) file_var: Option<&'static str>,
+    pub(crate) kind: Kind,
+    pub(crate) sensitivity: Sensitivity,
+    pub(crate) fallback: Fallback,
+}
+
+impl Key {
+    const fn plain(path: &'static str, var: &'static str, kind: Kind, fallback: Fallback) -> Self {
+        Self {
+            path,
+            var,
+            file_var: None,
+            kind,
+            sensitivity: Sensitivity::Plain,
+            fallback,
+        }
+    }
+
+    const fn url(path: &'static str, var: &'static str, file_var: &'static str) -> Self {
+        Self {
+            path,
+            var,
+            file_var: Some(file_var),
+            kind: Kind::Text,
+            sensitivity: Sensitivity::Url,
+            fallback: Fallback::Absent,
+        }
+    }
+
+    const fn secret(
+        path: &'static str,
+        var: &'static str,
+        file_var: &'static str,
+        development: &'static str,
+    ) -> Self {
+        Self {
+            path,
+            var,
+            file_var: Some(file_var),
+            kind: Kind::Text,
+            sensitivity: Sensitivity::Secret,
+            fallback: Fallback::DevelopmentOnly(development),
+        }
+    }
+
+    /// The built-in default of this key in `env`, before any layer.
+    pub(crate) fn default_in(&self, env: Environment, hostname: Option<&str>) -> Option<String> {
+        match self.fallback {
+            Fallback::Absent => None,
+            Fallback::Value(value) => Some(value.to_owned()),
+            Fallback::DevelopmentOnly(value) => (!env.is_production()).then(|| value.to_owned()),
+            Fallback::NodeId => Some(node_id_from_hostname(hostname)),
+        }
+    }
+
+    /// The public development value of a secret, if it has one.
+    pub(crate) fn development_value(&self) -> Option<&'static str> {
+        match self.fallback {
+            Fallback::DevelopmentOnly(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// Longest accepted node id.
+pub(crate) const NODE_ID_MAX_LEN: usize = 64;
+
+/// `node-<host>` with the host name reduced to node-id characters, or
+/// `node-1` when there is no usable host name.
+fn node_id_from_hostname(hostname: Option<&str>) -> String {
+    let host: String = hostname
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if is_node_id_char(c) { c } else { '-' })
+        .take(NODE_ID_MAX_LEN - "node-".len())
+        .collect();
+    let host = host.trim_matches('-');
+    if host.is_empty() {
+        "node-1".to_owned()
+    } else {
+        format!("node-{host}")
+    }
+}
+
+/// Characters allowed in a node id: they end up in queue names and metrics labels.
+pub(crate) fn is_node_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+pub(crate) const NODE_ID: Key = Key::plain("node_id", "MERIT_NODE_ID", Text, Fallback::NodeId);
+pub(crate) const HTTP_ADDR: Key = Key::plain(
+    "http_addr",
+    "MERIT_HTTP_ADDR",
+    Text,
+    Value("127.0.0.1:8080"),
+);
+pub(crate) const DATABASE_URL: Key = Key {
+    fallback: Value(DEV_DATABASE_URL),
+    ..Key::url(
+        "database_url",
+        "MERIT_DATABASE_URL",
+        "MERIT_DATABASE_URL_FILE",
+    )
+};
+pub(crate) const AMQP_URL: Key = Key::url("amqp_url", "MERIT_AMQP_URL", "MERIT_AMQP_URL_FILE");
+pub(crate) const REDIS_URL: Key = Key::url("redis_url", "MERIT_REDIS_URL", "MERIT_REDIS_URL_FILE");
+pub(crate) const CHAIN_RPC_URL: Key = Key::url(
+    "chain_rpc_url",
+    "MERIT_CHAIN_RPC_URL",
+    "MERIT_CHAIN_RPC_URL_FILE",
+);
+pub(crate) const ADMIN_TOKEN: Key = Key::secret(
+    "admin_token",
+    "MERIT_ADMIN_TOKEN",
+    "MERIT_ADMIN_TOKEN_FILE",
+    "merit-development-admin-token",
+);
+pub(crate) const JWT_SECRET: Key = Key::secret(
+    "jwt_secret",
+    "MERIT_JWT_SECRET",
+    "MERIT_JWT_SECRET_FILE",
+    "merit-development-jwt-secret-not-for-production",
+);
+pub(crate) const MINTER_KEY: Key = Key::secret(
+    "minter_key",
+    "MERIT_MINTER_KEY",
+    "MERIT_MINTER_KEY_FILE",
+    DEV_MINTER_KEY,
+);
+pub(crate) const MAILBOX_SHARDS: Key = Key::plain(
+    "mailbox.shards",
+    "MERIT_MAILBOX_SHARDS",
+    Integer,
+    Value("4"),
+);
+pub(crate) const MAILBOX_PREFETCH: Key = Key::plain(
+    "mailbox.prefetch",
+    "MERIT_MAILBOX_PREFETCH",
+    Integer,
+    Value("200"),
+);
+pub(crate) const MAILBOX_MAX_ATTEMPTS: Key = Key::plain(
+    "mailbox.max_attempts",
+    "MERIT_MAILBOX_MAX_ATTEMPTS",
+    Integer,
+    Value("5"),
+);
+pub(crate) const MAILBOX_RETRY_BASE_MS: Key = Key::plain(
+    "mailbox.retry_base_ms",
+    "MERIT_MAILBOX_RETRY_BASE_MS",
+    Integer,
+    Value("200"),
+);
+pub(crate) const ACTORS_IDLE_PASSIVATE_SECS: Key = Key::plain(
+    "actors.idle_passivate_secs",
+    "MERIT_ACTORS_IDLE_PASSIVATE_SECS",
+    Integer,
+    Value("300"),
+);
+pub(crate) const ACTORS_MAX_RESIDENT: Key = Key::plain(
+    "actors.max_resident",
+    "MERIT_ACTORS_MAX_RESIDENT",
+    Integer,
+    Value("100000"),
+);
+pub(crate) const CACHE_L1_CAPACITY: Key = Key::plain(
+    "cache.l1_capacity",
+    "MERIT_CACHE_L1_CAPACITY",
+    Integer,
+    Value("100000"),
+);
+pub(crate) const CACHE_TTL_SECS: Key = Key::plain(
+    "cache.ttl_secs",
+    "MERIT_CACHE_TTL_SECS",
+    Integer,
+    Value("300"),
+);
+pub(crate) const CHAIN_CHAIN_ID: Key = Key::plain(
+    "chain.chain_id",
+    "MERIT_CHAIN_CHAIN_ID",
+    Integer,
+    Value("31337"),
+);
+pub(crate) const CHAIN_CONFIRMATIONS: Key = Key::plain(
+    "chain.confirmations",
+    "MERIT_CHAIN_CONFIRMATIONS",
+    Integer,
+    Value("2"),
+);
+pub(crate) const CHAIN_CONTRACT_ADDRESS: Key = Key::plain(
+    "chain.contract_address",
+    "MERIT_CHAIN_CONTRACT_ADDRESS",
+    Text,
+    Absent,
+);
+pub(crate) const CHAIN_POLL_INTERVAL_MS: Key = Key::plain(
+    "chain.poll_interval_ms",
+    "MERIT_CHAIN_POLL_INTERVAL_MS",
+    Integer,
+    Value("1000"),
+);
+pub(crate) const LOG_FORMAT: Key =
+    Key::plain("log.format", "MERIT_LOG_FORMAT", Text, Value("text"));
+pub(crate) const LOG_FILTER: Key =
+    Key::plain("log.filter", "MERIT_LOG_FILTER", Text, Value("info"));
+
+/// Every key, in the order `config show` lists them.
+pub(crate) const ALL: &[&Key] = &[
+    &NODE_ID,
+    &HTTP_ADDR,
+    &DATABASE_URL,
+    &AMQP_URL,
+    &REDIS_URL,
+    &CHAIN_RPC_URL,
+    &ADMIN_TOKEN,
+    &JWT_SECRET,
+    &MINTER_KEY,
+    &MAILBOX_SHARDS,
+    &MAILBOX_PREFETCH,
+    &MAILBOX_MAX_ATTEMPTS,
+    &MAILBOX_RETRY_BASE_MS,
+    &ACTORS_IDLE_PASSIVATE_SECS,
+    &ACTORS_MAX_RESIDENT,
+    &CACHE_L1_CAPACITY,
+    &CACHE_TTL_SECS,
+    &CHAIN_CHAIN_ID,
+    &CHAIN_CONFIRMATIONS,
+    &CHAIN_CONTRACT_ADDRESS,
+    &CHAIN_POLL_INTERVAL_MS,
+    &LOG_FORMAT,
+    &LOG_FILTER,
+];
+
+/// The key at a dotted TOML path.
+pub(crate) fn by_path(path: &str) -> Option<&'static Key> {
+    ALL.iter().copied().find(|key| key.path == path)
+}
+
+/// The TOML section (`mailbox`, …) named `path`, if there is one.
+pub(crate) fn section(path: &str) -> Option<&'static str> {
+    ALL.iter().find_map(|key| {
+        let rest = key.path.strip_prefix(path)?;
+        rest.starts_with('.').then(|| &key.path[..path.len()])
+    })
+}
+
+/// Every variable merit reads, for spotting unknown `MERIT_*` variables.
+pub(crate) fn known_vars() -> impl Iterator<Item = &'static str> {
+    std::iter::once(ENV_VAR).chain(
+        ALL.iter()
+            .flat_map(|key| std::iter::once(key.var).chain(key.file_var)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn variable_names_follow_the_path_rule() {
+        for key in ALL {
+            let expected = format!("{ENV_PREFIX}{}", key.path.replace('.', "_").to_uppercase());
+            assert_eq!(key.var, expected, "variable of {}", key.path);
+            if let Some(file_var) = key.file_var {
+                assert_eq!(
+                    file_var,
+                    format!("{expected}_FILE"),
+                    "file variable of {}",
+                    key.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn variable_names_and_paths_are_unique() {
+        let vars: Vec<_> = known_vars().collect();
+        let unique: BTreeSet<_> = vars.iter().collect();
+        assert_eq!(vars.len(), unique.len(), "duplicate variable in {vars:?}");
+        let paths: BTreeSet<_> = ALL.iter().map(|key| key.path).collect();
+        assert_eq!(paths.len(), ALL.len());
+    }
+
+    #[test]
+    fn secrets_may_come_from_files_and_have_no_production_default() {
+        for key in ALL
+            .iter()
+            .filter(|key| key.sensitivity == Sensitivity::Secret)
+        {
+            assert!(
+                key.file_var.is_some(),
+                "{} needs a _FILE variable",
+                key.path
+            );
+            assert_eq!(
+                key.default_in(Environment::Production, None),
+                None,
+                "{}",
+                key.path
+            );
+            assert!(
+                key.default_in(Environment::Test, None).is_some(),
+                "{}",
+                key.path
+            );
+        }
+    }
+
+    #[test]
+    fn node_id_default_is_derived_from_the_host_name() {
+        assert_eq!(node_id_from_hostname(None), "node-1");
+        assert_eq!(node_id_from_hostname(Some("web-7c9f")), "node-web-7c9f");
+        assert_eq!(node_id_from_hostname(Some("a b/c")), "node-a-b-c");
+        assert_eq!(node_id_from_hostname(Some("///")), "node-1");
+        let long = "h".repeat(200);
+        assert_eq!(node_id_from_hostname(Some(&long)).len(), NODE_ID_MAX_LEN);
+    }
+
+    #[test]
+    fn sections_are_recognised() {
+        assert_eq!(section("mailbox"), Some("mailbox"));
+        assert_eq!(section("chain"), Some("chain"));
+        assert_eq!(section("chain_rpc_url"), None);
+        assert_eq!(section("mail"), None);
+        assert_eq!(section("mailbox.shards"), None);
+        assert!(by_path("mailbox.max_attempts").is_some());
+    }
+}

@@ -1,0 +1,325 @@
+//! From the winning raw values to typed [`Settings`]: parse each key, check
+//! its range or shape, then apply the production policy (no missing secret,
+//! no public development secret, no development database).
+//!
+//! Checks run in the order of the fields and stop at the first failure. A
+//! failure names the key as its layer spelled it (see [`Field::name`]) and
+//! never shows a secret; URLs are shown with their password redacted.
+
+use std::net::SocketAddr;
+
+use crate::{
+    error::{ConfigError, Result},
+    keys::{self, is_node_id_char, Key, Sensitivity, DEV_DATABASE_URL, NODE_ID_MAX_LEN},
+    secret::{redact_url, Secret, SecretUrl},
+    settings::{
+        ActorSettings, CacheSettings, ChainSettings, Environment, LogFormat, LogSettings,
+        MailboxSettings, Settings,
+    },
+    source::{Layers, Raw, RawValue, Source},
+};
+
+/// The order of the secp256k1 group: a private key must be below it.
+const SECP256K1_ORDER: &str = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141";
+
+/// Largest chain id that wallets and signers handle safely (EIP-2294).
+const MAX_CHAIN_ID: i128 = 4_503_599_627_370_476;
+
+const DATABASE_SCHEMES: &[&str] = &["sqlite:", "postgres://", "postgresql://"];
+const AMQP_SCHEMES: &[&str] = &["amqp://", "amqps://"];
+const REDIS_SCHEMES: &[&str] = &["redis://", "rediss://"];
+const CHAIN_RPC_SCHEMES: &[&str] = &["http://", "https://", "ws://", "wss://"];
+
+/// Builds and checks the settings of `env` from `layers`.
+pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
+    let field = |key: &'static Key| Field {
+        key,
+        raw: layers.get(key),
+        env,
+    };
+    Ok(Settings {
+        env,
+        node_id: node_id(&field(&keys::NODE_ID))?,
+        http_addr: http_addr(&field(&keys::HTTP_ADDR))?,
+        database_url: database_url(&field(&keys::DATABASE_URL))?,
+        amqp_url: optional_url(&field(&keys::AMQP_URL), AMQP_SCHEMES)?,
+        redis_url: optional_url(&field(&keys::REDIS_URL), REDIS_SCHEMES)?,
+        chain_rpc_url: optional_url(&field(&keys::CHAIN_RPC_URL), CHAIN_RPC_SCHEMES)?,
+        admin_token: admin_token(&field(&keys::ADMIN_TOKEN))?,
+        jwt_secret: jwt_secret(&field(&keys::JWT_SECRET))?,
+        minter_key: minter_key(&field(&keys::MINTER_KEY))?,
+        mailbox: MailboxSettings {
+            shards: field(&keys::MAILBOX_SHARDS).integer(1, 256)?,
+            prefetch: field(&keys::MAILBOX_PREFETCH).integer(1, u16::MAX.into())?,
+            max_attempts: field(&keys::MAILBOX_MAX_ATTEMPTS).integer(1, 100)?,
+            retry_base_ms: field(&keys::MAILBOX_RETRY_BASE_MS).integer(1, 600_000)?,
+        },
+        actors: ActorSettings {
+            idle_passivate_secs: field(&keys::ACTORS_IDLE_PASSIVATE_SECS).integer(1, 604_800)?,
+            max_resident: field(&keys::ACTORS_MAX_RESIDENT).integer(1, 100_000_000)?,
+        },
+        cache: CacheSettings {
+            l1_capacity: field(&keys::CACHE_L1_CAPACITY).integer(0, 100_000_000)?,
+            ttl_secs: field(&keys::CACHE_TTL_SECS).integer(1, 604_800)?,
+        },
+        chain: ChainSettings {
+            chain_id: field(&keys::CHAIN_CHAIN_ID).integer(1, MAX_CHAIN_ID)?,
+            confirmations: field(&keys::CHAIN_CONFIRMATIONS).integer(0, 1_000)?,
+            contract_address: contract_address(&field(&keys::CHAIN_CONTRACT_ADDRESS))?,
+            poll_interval_ms: field(&keys::CHAIN_POLL_INTERVAL_MS).integer(10, 600_000)?,
+        },
+        log: LogSettings {
+            format: log_format(&field(&keys::LOG_FORMAT))?,
+            filter: log_filter(&field(&keys::LOG_FILTER))?,
+        },
+    })
+}
+
+/// One key's winning value, with what is needed to report a problem with it.
+struct Field<'a> {
+    key: &'static Key,
+    raw: Option<&'a Raw>,
+    env: Environment,
+}
+
+impl<'a> Field<'a> {
+    fn source(&self) -> Source {
+        self.raw.map_or(Source::Default, |raw| raw.source.clone())
+    }
+
+    /// The key as the operator wrote it: the variable for environment values,
+    /// the `_FILE` variable for secret files, the TOML key otherwise.
+    fn name(&self) -> &'static str {
+        match self.raw.map(|raw| &raw.source) {
+            Some(Source::Env(_)) => self.key.var,
+            Some(Source::SecretFile(_)) => self.key.file_var.unwrap_or(self.key.var),
+            Some(Source::File(_) | Source::Default) | None => self.key.path,
+        }
+    }
+
+    /// The value as it may appear in a message.
+    fn shown(&self) -> Option<String> {
+        let value = self.raw?.value.to_string();
+        match self.key.sensitivity {
+            Sensitivity::Plain => Some(value),
+            Sensitivity::Url => Some(redact_url(&value)),
+            Sensitivity::Secret => None,
+        }
+    }
+
+    fn invalid(&self, problem: &'static str, expected: impl Into<String>) -> ConfigError {
+        ConfigError::InvalidValue {
+            name: self.name(),
+            origin: self.source(),
+            value: self.shown(),
+            problem,
+            expected: expected.into(),
+        }
+    }
+
+    /// The text value, or `None` when no layer set it.
+    fn text(&self) -> Result<Option<&'a str>> {
+        match self.raw.map(|raw| &raw.value) {
+            None => Ok(None),
+            Some(RawValue::Text(text)) => Ok(Some(text)),
+            Some(RawValue::Integer(_)) => Err(self.invalid("is an integer", "a string")),
+        }
+    }
+
+    /// The text value; an optional setting set to `""` counts as unset, so
+    /// `MERIT_AMQP_URL=` switches back to the embedded default.
+    fn optional_text(&self) -> Result<Option<&'a str>> {
+        Ok(self.text()?.filter(|text| !text.is_empty()))
+    }
+
+    /// The text value of a setting that must have one.
+    fn required_text(&self) -> Result<&'a str> {
+        self.text()?.ok_or_else(|| self.missing())
+    }
+
+    fn missing(&self) -> ConfigError {
+        ConfigError::Missing {
+            var: self.key.var,
+            file_var: self.key.file_var,
+            env: self.env,
+        }
+    }
+
+    /// An integer in `min..=max`, from a TOML integer or decimal text.
+    fn integer<T: TryFrom<i128>>(&self, min: i128, max: i128) -> Result<T> {
+        let expected = format!("a whole number from {min} to {max}");
+        let number = match self.raw.map(|raw| &raw.value) {
+            Some(RawValue::Integer(number)) => i128::from(*number),
+            Some(RawValue::Text(text)) => text
+                .parse::<i128>()
+                .map_err(|_| self.invalid("is not a whole number", expected.clone()))?,
+            None => return Err(self.missing()),
+        };
+        if !(min..=max).contains(&number) {
+            return Err(self.invalid("is out of range", expected));
+        }
+        T::try_from(number).map_err(|_| self.invalid("is out of range", expected))
+    }
+
+    /// Refuses, in production, the public development value of a secret.
+    /// `normalize` makes spelling variants (case, `0x`) of that value count.
+    fn refuse_development_value(&self, value: &str, normalize: fn(&str) -> String) -> Result<()> {
+        let Some(development) = self.key.development_value() else {
+            return Ok(());
+        };
+        if self.env.is_production() && normalize(value) == normalize(development) {
+            return Err(ConfigError::DevelopmentSecretInProduction {
+                name: self.name(),
+                origin: self.source(),
+                var: self.key.var,
+                file_var: self.key.file_var.unwrap_or(self.key.var),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn node_id(field: &Field<'_>) -> Result<String> {
+    let value = field.required_text()?;
+    if value.is_empty() || value.len() > NODE_ID_MAX_LEN || !value.chars().all(is_node_id_char) {
+        return Err(field.invalid(
+            "is not a valid node id",
+            format!("1 to {NODE_ID_MAX_LEN} characters from A-Z a-z 0-9 . _ -"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn http_addr(field: &Field<'_>) -> Result<SocketAddr> {
+    field
+        .required_text()?
+        .parse()
+        .map_err(|_| field.invalid("is not a socket address", "host:port like 127.0.0.1:8080"))
+}
+
+/// Checks that `value` is a URL with one of `schemes` and something after it.
+fn url(field: &Field<'_>, value: &str, schemes: &[&str]) -> Result<SecretUrl> {
+    let expected = format!("a URL starting with {}", one_of(schemes));
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(field.invalid("contains whitespace", expected));
+    }
+    let lower = value.to_ascii_lowercase();
+    let Some(scheme) = schemes.iter().find(|scheme| lower.starts_with(*scheme)) else {
+        return Err(field.invalid("is not a supported URL", expected));
+    };
+    if value.len() == scheme.len() {
+        return Err(field.invalid("has nothing after the scheme", expected));
+    }
+    Ok(SecretUrl::new(value))
+}
+
+fn database_url(field: &Field<'_>) -> Result<SecretUrl> {
+    let value = field.required_text()?;
+    let url = url(field, value, DATABASE_SCHEMES)?;
+    if field.env.is_production() && value == DEV_DATABASE_URL {
+        return Err(ConfigError::DevelopmentDatabaseInProduction {
+            default: DEV_DATABASE_URL,
+        });
+    }
+    Ok(url)
+}
+
+fn optional_url(field: &Field<'_>, schemes: &[&str]) -> Result<Option<SecretUrl>> {
+    field
+        .optional_text()?
+        .map(|value| url(field, value, schemes))
+        .transpose()
+}
+
+fn admin_token(field: &Field<'_>) -> Result<Secret> {
+    let value = field.required_text()?;
+    if value.is_empty() {
+        return Err(field.invalid("is empty", "a non-empty token"));
+    }
+    field.refuse_development_value(value, str::to_owned)?;
+    if field.env.is_production() && value.chars().count() < 16 {
+        return Err(field.invalid("is too short", "at least 16 characters in production"));
+    }
+    Ok(Secret::new(value))
+}
+
+fn jwt_secret(field: &Field<'_>) -> Result<Secret> {
+    let value = field.required_text()?;
+    if value.is_empty() {
+        return Err(field.invalid("is empty", "a non-empty secret"));
+    }
+    field.refuse_development_value(value, str::to_owned)?;
+    if field.env.is_production() && value.len() < 32 {
+        return Err(field.invalid("is too short", "at least 32 bytes in production"));
+    }
+    Ok(Secret::new(value))
+}
+
+fn minter_key(field: &Field<'_>) -> Result<Secret> {
+    let value = field.required_text()?;
+    let digits = normalize_hex_key(value);
+    if digits.len() != 64 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(field.invalid(
+            "is not a 32-byte hex private key",
+            "64 hex digits, optionally prefixed with 0x",
+        ));
+    }
+    if digits.bytes().all(|b| b == b'0') || digits.as_str() >= SECP256K1_ORDER {
+        return Err(field.invalid(
+            "is not a valid secp256k1 private key",
+            "a nonzero key below the secp256k1 group order",
+        ));
+    }
+    field.refuse_development_value(value, normalize_hex_key)?;
+    Ok(Secret::new(value))
+}
+
+/// A hex key without its `0x` prefix, in lower case.
+fn normalize_hex_key(value: &str) -> String {
+    let digits = value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+        .unwrap_or(value);
+    digits.to_ascii_lowercase()
+}
+
+fn contract_address(field: &Field<'_>) -> Result<Option<String>> {
+    let Some(value) = field.optional_text()? else {
+        return Ok(None);
+    };
+    let is_address = value.len() == 42
+        && value.starts_with("0x")
+        && value[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_address {
+        return Err(field.invalid("is not a contract address", "0x followed by 40 hex digits"));
+    }
+    Ok(Some(value.to_owned()))
+}
+
+fn log_format(field: &Field<'_>) -> Result<LogFormat> {
+    let value = field.required_text()?;
+    [LogFormat::Text, LogFormat::Json]
+        .into_iter()
+        .find(|format| format.as_str().eq_ignore_ascii_case(value))
+        .ok_or_else(|| field.invalid("is not a log format", "text or json"))
+}
+
+fn log_filter(field: &Field<'_>) -> Result<String> {
+    let value = field.required_text()?;
+    if value.trim().is_empty() {
+        return Err(field.invalid(
+            "is empty",
+            "a filter such as info or info,merit_mailbox=debug",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// `a:, b:// or c://` for messages.
+fn one_of(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [only] => (*only).to_owned(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}

@@ -1,0 +1,237 @@
+//! The typed settings a node runs with, after layering and validation.
+//!
+//! Every value here has passed its check (`resolve`), so users of these types
+//! do not re-validate. The types print safely: secrets and URL passwords are
+//! redacted by [`Secret`] and [`SecretUrl`], so `{:?}` of [`Settings`] can be
+//! logged. They serialize redacted too, which is what `config show` uses.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use serde::Serialize;
+
+use crate::{
+    error::{ConfigError, Result},
+    secret::{Secret, SecretUrl},
+    source::Layers,
+};
+
+/// The deployment environment, chosen by `MERIT_ENV`; it picks the config
+/// file and whether development defaults for secrets are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A developer's machine: built-in development secrets are allowed.
+    Development,
+    /// Automated tests: as development, with test-friendly files.
+    Test,
+    /// A real deployment: every secret must be supplied and must not be a
+    /// development default.
+    Production,
+}
+
+impl Environment {
+    /// Every environment, in the order error messages list them.
+    pub const ALL: [Self; 3] = [Self::Development, Self::Test, Self::Production];
+
+    /// The name used by `MERIT_ENV` and the config file (`<name>.toml`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+
+    /// Whether this is production, where development defaults are refused.
+    pub fn is_production(self) -> bool {
+        self == Self::Production
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses a `MERIT_ENV` value, ignoring ASCII case.
+impl FromStr for Environment {
+    type Err = ConfigError;
+
+    fn from_str(value: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|env| env.as_str().eq_ignore_ascii_case(value))
+            .ok_or_else(|| ConfigError::UnknownEnvironment {
+                value: value.to_owned(),
+            })
+    }
+}
+
+/// Everything a node is configured with.
+///
+/// `Debug` is safe to log: secrets print as `***redacted***` and URLs with
+/// their password redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// The environment these settings were loaded for (`MERIT_ENV`).
+    pub env: Environment,
+    /// This node's name in queues, registrations and logs (`MERIT_NODE_ID`):
+    /// 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    pub node_id: String,
+    /// Where the HTTP API listens (`MERIT_HTTP_ADDR`).
+    pub http_addr: SocketAddr,
+    /// The SQL database (`MERIT_DATABASE_URL`): `sqlite:` or `postgres://`.
+    pub database_url: SecretUrl,
+    /// The RabbitMQ broker (`MERIT_AMQP_URL`); `None` selects the embedded
+    /// in-process transport.
+    pub amqp_url: Option<SecretUrl>,
+    /// The Redis L2 cache (`MERIT_REDIS_URL`); `None` keeps the cache
+    /// in-process only.
+    pub redis_url: Option<SecretUrl>,
+    /// The chain's JSON-RPC endpoint (`MERIT_CHAIN_RPC_URL`): `http(s)://` or
+    /// `ws(s)://`; `None` selects the embedded development chain.
+    pub chain_rpc_url: Option<SecretUrl>,
+    /// Bearer token of the admin API and dashboard (`MERIT_ADMIN_TOKEN`).
+    pub admin_token: Secret,
+    /// Key signing user sessions (`MERIT_JWT_SECRET`); at least 32 bytes in
+    /// production.
+    pub jwt_secret: Secret,
+    /// The minter account's private key (`MERIT_MINTER_KEY`): 32 bytes as 64
+    /// hex digits, with or without `0x`, as given.
+    pub minter_key: Secret,
+    /// Actor mailboxes and redelivery.
+    pub mailbox: MailboxSettings,
+    /// Actor residency.
+    pub actors: ActorSettings,
+    /// The L1 cache.
+    pub cache: CacheSettings,
+    /// The chain adapter.
+    pub chain: ChainSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+impl Settings {
+    /// Built-in test defaults with an in-memory SQLite database, no file and
+    /// no environment: a ready value for other crates' tests, which change
+    /// the fields they care about.
+    pub fn test_defaults() -> Self {
+        let env = Environment::Test;
+        let mut settings = crate::resolve::settings(env, &Layers::defaults(env, None))
+            .expect("the built-in test defaults are valid (tested)");
+        settings.database_url = SecretUrl::new("sqlite::memory:");
+        settings
+    }
+}
+
+/// `[mailbox]`: shard queues and redelivery of failed messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MailboxSettings {
+    /// Shard queues per actor kind (1 to 256; `MERIT_MAILBOX_SHARDS`).
+    pub shards: u16,
+    /// Unacknowledged deliveries per consumer (`MERIT_MAILBOX_PREFETCH`).
+    pub prefetch: u16,
+    /// Attempts before a message is dead-lettered (`MERIT_MAILBOX_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// First retry delay, doubled per attempt (`MERIT_MAILBOX_RETRY_BASE_MS`).
+    pub retry_base_ms: u64,
+}
+
+impl MailboxSettings {
+    /// [`Self::retry_base_ms`] as a duration.
+    pub fn retry_base(&self) -> Duration {
+        Duration::from_millis(self.retry_base_ms)
+    }
+}
+
+/// `[actors]`: how long actors stay in memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActorSettings {
+    /// Idle time before an actor is passivated (`MERIT_ACTORS_IDLE_PASSIVATE_SECS`).
+    pub idle_passivate_secs: u64,
+    /// Resident actors per node before the least recently used are
+    /// passivated (`MERIT_ACTORS_MAX_RESIDENT`).
+    pub max_resident: usize,
+}
+
+impl ActorSettings {
+    /// [`Self::idle_passivate_secs`] as a duration.
+    pub fn idle_passivate(&self) -> Duration {
+        Duration::from_secs(self.idle_passivate_secs)
+    }
+}
+
+/// `[cache]`: the in-process L1 cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheSettings {
+    /// Entries held in L1; 0 disables it (`MERIT_CACHE_L1_CAPACITY`).
+    pub l1_capacity: u64,
+    /// Time to live of cached entries (`MERIT_CACHE_TTL_SECS`).
+    pub ttl_secs: u64,
+}
+
+impl CacheSettings {
+    /// [`Self::ttl_secs`] as a duration.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
+    }
+}
+
+/// `[chain]`: the NFT contract and the log listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainSettings {
+    /// The chain id transactions are signed for (`MERIT_CHAIN_CHAIN_ID`).
+    pub chain_id: u64,
+    /// Blocks a log must be buried under before it is applied
+    /// (`MERIT_CHAIN_CONFIRMATIONS`).
+    pub confirmations: u64,
+    /// The NFT contract, `0x` + 40 hex digits as given; `None` deploys or
+    /// uses the embedded chain's contract (`MERIT_CHAIN_CONTRACT_ADDRESS`).
+    pub contract_address: Option<String>,
+    /// How often the listener polls for new blocks (`MERIT_CHAIN_POLL_INTERVAL_MS`).
+    pub poll_interval_ms: u64,
+}
+
+impl ChainSettings {
+    /// [`Self::poll_interval_ms`] as a duration.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+/// `[log]`: what the binary's subscriber prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogSettings {
+    /// Line format (`MERIT_LOG_FORMAT`).
+    pub format: LogFormat,
+    /// An `EnvFilter` directive such as `info,merit_mailbox=debug`
+    /// (`MERIT_LOG_FILTER`); its syntax is checked by the binary.
+    pub filter: String,
+}
+
+/// How log lines are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// The name used in config (`text`, `json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,39 @@
+//! Per-user derived state.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Validate;
+use crate::{error::Result, ids::TokenId, Address, DecodeError};
+
+/// Most tokens a benefits change may list.
+pub const MAX_BOOSTING_NFTS: usize = 10_000;
+
+/// `user.benefits.changed` v1: what a user's vote is worth changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BenefitsChanged {
+    /// The user.
+    pub user: Address,
+    /// Vote weight multiplier in basis points (10000 = 1x).
+    pub multiplier_bps: u32,
+    /// Tokens that contribute to the multiplier.
+    pub boosting_nfts: Vec<TokenId>,
+    /// Config version the benefits were computed under.
+    pub config_version: u64,
+}
+
+impl Validate for BenefitsChanged {
+    fn validate(&self) -> Result<()> {
+        if self.boosting_nfts.len() > MAX_BOOSTING_NFTS {
+            return Err(DecodeError::invalid(
+                "boosting_nfts",
+                format!(
+                    "{} entries: at most {MAX_BOOSTING_NFTS} allowed",
+                    self.boosting_nfts.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! merit's messages: the event envelope, the typed domain events and their routing keys.
+//!
+//! Owns: the wire format every producer and consumer shares, strict decoding (addresses
+//! validated and normalised, sizes bounded, unknown type or version refused with the field
+//! and reason), deterministic ids for chain-derived and emitted events, and the JSON Schema
+//! of every event. Guarantees: decoding never panics and never yields a partly-valid event.
+//! Must not know: any I/O — brokers, databases, chains or actors.
+
+mod envelope;
+mod error;
+mod events;
+mod ids;
+mod schema;
+
+pub use envelope::{ActorKeys, Envelope, MAX_ENVELOPE_BYTES, MAX_SOURCE_LEN};
+pub use error::{DecodeError, DecodeErrorKind, Result};
+pub use events::{
+    AchievementRevoked, AchievementUnlocked, ActorKind, BenefitsChanged, ChainRef, ConfigChanged,
+    Event, EventType, NftBurned, NftMinted, NftTransferred, ProposalClosed, ProposalCreated,
+    ProposalOutcome, Tally, VoteCast, VoteChoice, MAX_BOOSTING_NFTS,
+};
+pub use ids::{
+    Address, EventId, ProposalId, RuleId, TierId, TokenId, TxHash, UserId, MAX_ID_LEN,
+    MERIT_NAMESPACE,
+};
+pub use schema::all_schemas;
+
+/// The topic exchange every producer publishes envelopes to.
+pub const EVENTS_EXCHANGE: &str = "merit.events";

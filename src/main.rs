@@ -1,0 +1,165 @@
+//! The `merit` binary: parses the command line and wires the crates together. No domain
+//! logic lives here.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use merit_config::{render_show, to_redacted_json, Loaded, LogFormat, Settings};
+use merit_storage::{Store, StoreOptions};
+use tracing_subscriber::EnvFilter;
+
+/// merit: an actor-system runtime joining achievements and governance for a web3 community.
+#[derive(Parser, Debug)]
+#[command(name = "merit", version, about, long_about = None)]
+struct Cli {
+    /// Folder holding `<env>.toml` (the environment is chosen by MERIT_ENV).
+    #[arg(
+        long,
+        global = true,
+        default_value = "config",
+        env = "MERIT_CONFIG_DIR"
+    )]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Apply pending database migrations (a no-op when up to date).
+    Migrate,
+    /// Inspect the effective configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print or write the JSON Schema of every event envelope.
+    Schema {
+        /// Write one `<type>.v1.json` file per event into this folder instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print every setting with its source; secrets are redacted.
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    // sqlx enables rustls' ring provider and lapin/hyper aws-lc-rs; with both compiled in,
+    // rustls cannot pick one by itself. An Err only means one is already installed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    match cli.command {
+        Command::Schema { out } => write_schemas(out),
+        Command::Config {
+            command: ConfigCommand::Show { json },
+        } => {
+            let loaded = load_settings(&cli.config_dir)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&to_redacted_json(&loaded))?
+                );
+            } else {
+                print!("{}", render_show(&loaded));
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let loaded = load_settings(&cli.config_dir)?;
+            init_tracing(&loaded.settings);
+            runtime()?.block_on(migrate(&loaded.settings))
+        }
+    }
+}
+
+fn load_settings(config_dir: &std::path::Path) -> Result<Loaded> {
+    let loaded = Settings::from_process_env(config_dir).context("invalid configuration")?;
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(loaded)
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter =
+        EnvFilter::try_new(&settings.log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
+async fn migrate(settings: &Settings) -> Result<()> {
+    let url = settings.database_url.expose();
+    let store = Store::connect(url, &StoreOptions::default())
+        .await
+        .with_context(|| format!("connect to {}", settings.database_url.redacted()))?;
+    let applied = store.migrate().await.context("migrate")?;
+    if applied.is_empty() {
+        println!(
+            "database {} is up to date",
+            settings.database_url.redacted()
+        );
+    } else {
+        for name in &applied {
+            println!("applied {name}");
+        }
+        println!(
+            "database {} migrated ({} applied)",
+            settings.database_url.redacted(),
+            applied.len()
+        );
+    }
+    store.close().await?;
+    Ok(())
+}
+
+fn write_schemas(out: Option<PathBuf>) -> Result<()> {
+    let schemas = merit_messages::all_schemas();
+    match out {
+        None => {
+            let all: serde_json::Map<String, serde_json::Value> = schemas.into_iter().collect();
+            println!("{}", serde_json::to_string_pretty(&all)?);
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            for (name, schema) in schemas {
+                let path = dir.join(&name);
+                std::fs::write(&path, serde_json::to_string_pretty(&schema)? + "\n")
+                    .with_context(|| format!("write {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}

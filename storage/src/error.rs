@@ -1,0 +1,40 @@
+//! Storage errors.
+
+use merit_messages::ActorKind;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database URL names no backend merit supports.
+    #[error("unsupported database URL scheme {scheme:?}: expected sqlite: or postgres://")]
+    UnsupportedBackend {
+        /// The scheme found.
+        scheme: String,
+    },
+    /// Another writer applied a turn to this actor since it was loaded; reload and retry.
+    #[error("version conflict on {kind} {key:?}: expected version {expected}, found {found:?}")]
+    VersionConflict {
+        /// Actor kind.
+        kind: ActorKind,
+        /// Actor key.
+        key: String,
+        /// The version the writer loaded.
+        expected: i64,
+        /// The version in the store (`None`: no such actor).
+        found: Option<i64>,
+    },
+    /// A stored value could not be read back as the type it should have.
+    #[error("corrupt {what}: {reason}")]
+    Corrupt {
+        /// What was being read.
+        what: String,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// The database refused or failed an operation.
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// Result alias for storage.
+pub type Result<T> = std::result::Result<T, StorageError>;

@@ -1,0 +1,23 @@
+//! merit's storage: sea-orm entities and migrations, and the single write path actors use.
+//!
+//! Owns: the schema (actor snapshots, the users / achievements / proposals / votes / NFTs /
+//! benefits projections, the inbox, the outbox, the saga log, dynamic config versions and
+//! chain checkpoints), connecting to SQLite (embedded default, WAL) or PostgreSQL, and
+//! [`Store::commit_turn`]: state + inbox + outbox in one transaction.
+//! Guarantees: a turn is atomic; the same event id applied twice by one consumer has one
+//! effect; a writer holding a stale version is refused; SQLite writers never deadlock.
+//! Must not know: brokers, actors or the domain rules — it stores what it is given.
+
+pub mod entities;
+mod error;
+mod migration;
+mod outbox;
+mod store;
+mod turn;
+
+pub use error::{Result, StorageError};
+pub use migration::Migrator;
+pub use outbox::OutboxRow;
+pub use sea_orm;
+pub use store::{Store, StoreOptions, TxFuture};
+pub use turn::{no_projection, OutboxMessage, StateWrite, Turn, TurnOutcome};

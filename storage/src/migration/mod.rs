@@ -1,0 +1,16 @@
+//! Schema migrations. Append-only: a released migration is never edited; a change is a new
+//! file. `Migrator::up` records what ran in `seaql_migrations`, so running it twice is a no-op.
+
+mod m20261124_000001_initial;
+
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+/// All of merit's migrations, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_initial::Migration)]
+    }
+}

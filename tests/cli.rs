@@ -1,0 +1,135 @@
+//! The `merit` binary as an operator uses it: migrations on fresh databases, the effective
+//! config with secrets redacted, and production's refusal of development secrets.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{Backend, TestDb};
+
+fn merit(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_merit"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    // Only what the test sets: no MERIT_* from the outer environment.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MERIT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(envs.iter().copied());
+    cmd.output().expect("run merit")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn migrate_fresh_then_again(backend: Backend) {
+    let db = TestDb::empty(backend).await;
+    let first = merit(
+        &["migrate"],
+        &[("MERIT_DATABASE_URL", &db.url), ("MERIT_ENV", "test")],
+    );
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(
+        text(&first).contains("applied m20261124_000001_initial"),
+        "{}",
+        text(&first)
+    );
+    let second = merit(
+        &["migrate"],
+        &[("MERIT_DATABASE_URL", &db.url), ("MERIT_ENV", "test")],
+    );
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(text(&second).contains("is up to date"), "{}", text(&second));
+    db.cleanup().await;
+}
+
+on_both_backends! {
+    merit_migrate_creates_the_schema_and_twice_is_a_no_op => migrate_fresh_then_again;
+}
+
+const JWT: &str = "jwt-S3CRET-value-0123456789-abcdefghij";
+const ADMIN: &str = "admin-S3CRET-token-42";
+const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+#[test]
+fn config_show_names_sources_and_never_prints_secrets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key_file = dir.path().join("minter");
+    std::fs::write(&key_file, format!("{KEY}\n")).expect("write key");
+    let envs = [
+        ("MERIT_JWT_SECRET", JWT),
+        ("MERIT_ADMIN_TOKEN", ADMIN),
+        (
+            "MERIT_MINTER_KEY_FILE",
+            key_file.to_str().expect("utf-8 path"),
+        ),
+        (
+            "MERIT_DATABASE_URL",
+            "postgres://merit:Pa55-S3CRET@db.internal:5432/merit",
+        ),
+        ("MERIT_AMQP_URL", "amqp://merit:Amqp-S3CRET@mq:5672/%2f"),
+        ("MERIT_MAILBOX_SHARDS", "8"),
+    ];
+    for args in [&["config", "show"][..], &["config", "show", "--json"][..]] {
+        let out = merit(args, &envs);
+        let all = text(&out);
+        assert!(out.status.success(), "{all}");
+        for secret in [JWT, ADMIN, KEY, &KEY[2..], "Pa55-S3CRET", "Amqp-S3CRET"] {
+            assert!(
+                !all.contains(secret),
+                "`merit {}` printed a secret:\n{all}",
+                args.join(" ")
+            );
+        }
+        assert!(
+            all.contains("MERIT_MAILBOX_SHARDS"),
+            "source of mailbox.shards is named:\n{all}"
+        );
+        assert!(
+            all.contains("db.internal"),
+            "non-secret parts of the DSN stay visible:\n{all}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_value_fails_naming_the_key_and_its_source() {
+    let out = merit(
+        &["config", "show"],
+        &[("MERIT_HTTP_ADDR", "not-an-address")],
+    );
+    assert!(!out.status.success());
+    let all = text(&out);
+    assert!(
+        all.contains("MERIT_HTTP_ADDR") && all.contains("not-an-address"),
+        "{all}"
+    );
+}
+
+#[test]
+fn production_refuses_development_defaults() {
+    let out = merit(
+        &["config", "show"],
+        &[
+            ("MERIT_ENV", "production"),
+            ("MERIT_DATABASE_URL", "postgres://merit@db/merit"),
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "production started with development secrets"
+    );
+    let all = text(&out);
+    assert!(
+        all.contains("MERIT_ADMIN_TOKEN")
+            || all.contains("MERIT_JWT_SECRET")
+            || all.contains("MERIT_MINTER_KEY"),
+        "{all}"
+    );
+}
