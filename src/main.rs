@@ -1,6 +1,9 @@
 //! The `merit` binary: parses the command line and wires the crates together. No domain
 //! logic lives here.
 
+mod bench;
+mod serve;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
@@ -27,8 +30,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a node: migrate, then consume the shard queues, apply events in the actors and
+    /// relay the outbox, until SIGINT or SIGTERM.
+    Serve,
     /// Apply pending database migrations (a no-op when up to date).
     Migrate,
+    /// Measure raw RabbitMQ against merit end-to-end on the configured services.
+    Bench(bench::BenchArgs),
     /// Inspect the effective configuration.
     Config {
         #[command(subcommand)]
@@ -87,7 +95,35 @@ fn run(cli: Cli) -> Result<()> {
         Command::Migrate => {
             let loaded = load_settings(&cli.config_dir)?;
             init_tracing(&loaded.settings);
-            runtime()?.block_on(migrate(&loaded.settings))
+            runtime()?.block_on(async {
+                let store = connect(&loaded.settings).await?;
+                migrate(&store, &loaded.settings).await?;
+                Ok(store.close().await?)
+            })
+        }
+        Command::Bench(args) => {
+            let loaded = load_settings(&cli.config_dir)?;
+            init_tracing(&loaded.settings);
+            actix_rt::System::with_tokio_rt(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the tokio runtime starts")
+            })
+            .block_on(bench::bench(loaded.settings, args))
+        }
+        Command::Serve => {
+            let loaded = load_settings(&cli.config_dir)?;
+            init_tracing(&loaded.settings);
+            // Actors run on actix arbiters; brokers, databases and everything else on a
+            // multi-threaded tokio runtime that the actix System drives.
+            actix_rt::System::with_tokio_rt(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the tokio runtime starts")
+            })
+            .block_on(serve::serve(loaded.settings))
         }
     }
 }
@@ -119,11 +155,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("start the async runtime")
 }
 
-async fn migrate(settings: &Settings) -> Result<()> {
-    let url = settings.database_url.expose();
-    let store = Store::connect(url, &StoreOptions::default())
+async fn connect(settings: &Settings) -> Result<Store> {
+    Store::connect(settings.database_url.expose(), &StoreOptions::default())
         .await
-        .with_context(|| format!("connect to {}", settings.database_url.redacted()))?;
+        .with_context(|| format!("connect to {}", settings.database_url.redacted()))
+}
+
+async fn migrate(store: &Store, settings: &Settings) -> Result<()> {
     let applied = store.migrate().await.context("migrate")?;
     if applied.is_empty() {
         println!(
@@ -140,7 +178,6 @@ async fn migrate(settings: &Settings) -> Result<()> {
             applied.len()
         );
     }
-    store.close().await?;
     Ok(())
 }
 

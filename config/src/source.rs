@@ -205,7 +205,10 @@ impl Layers {
             }
         }
         let known: Vec<&'static str> = keys::known_vars().collect();
-        for name in vars.keys().filter(|name| name.starts_with(ENV_PREFIX)) {
+        for name in vars
+            .keys()
+            .filter(|name| name.starts_with(ENV_PREFIX) && !CLI_VARS.contains(&name.as_str()))
+        {
             if !known.contains(&name.as_str()) {
                 let suggestion = closest(name, known.iter().copied());
                 warnings.push(Warning::UnknownVariable {
@@ -217,6 +220,9 @@ impl Layers {
         Ok(())
     }
 }
+
+/// `MERIT_*` variables the command line reads itself (not settings), so not unknown.
+const CLI_VARS: &[&str] = &["MERIT_CONFIG_DIR"];
 
 /// The candidate within two edits of `name`, if there is one: likely the
 /// setting a typo meant.

@@ -140,6 +140,15 @@ impl Envelope {
         }
     }
 
+    /// The routing headers a publisher sets: one `(header, key)` per actor kind this
+    /// event addresses (`merit-user: 0xab…`).
+    pub fn routing_headers(&self) -> Vec<(&'static str, String)> {
+        crate::ActorKind::ALL
+            .iter()
+            .filter_map(|k| self.keys.key_for(*k).map(|key| (k.header(), key)))
+            .collect()
+    }
+
     /// The event type (routing key).
     pub fn event_type(&self) -> EventType {
         self.event.event_type()

@@ -16,8 +16,9 @@ pub use envelope::{ActorKeys, Envelope, MAX_ENVELOPE_BYTES, MAX_SOURCE_LEN};
 pub use error::{DecodeError, DecodeErrorKind, Result};
 pub use events::{
     AchievementRevoked, AchievementUnlocked, ActorKind, BenefitsChanged, ChainRef, ConfigChanged,
-    Event, EventType, NftBurned, NftMinted, NftTransferred, ProposalClosed, ProposalCreated,
-    ProposalOutcome, Tally, VoteCast, VoteChoice, MAX_BOOSTING_NFTS,
+    Event, EventType, HoldingChange, HoldingsChanged, NftBurned, NftMinted, NftTransferred,
+    ProposalClosed, ProposalCreated, ProposalOutcome, Tally, VoteCast, VoteChoice,
+    MAX_BOOSTING_NFTS,
 };
 pub use ids::{
     Address, EventId, ProposalId, RuleId, TierId, TokenId, TxHash, UserId, MAX_ID_LEN,

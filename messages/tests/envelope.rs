@@ -385,6 +385,26 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 )
             ),
         (
+            arb_address(),
+            arb_token(),
+            any::<bool>(),
+            proptest::option::of(arb_id()),
+            any::<(u64, u64)>()
+        )
+            .prop_map(|(user, token, acquired, tier, position)| Event::from(
+                HoldingsChanged {
+                    user,
+                    token,
+                    change: if acquired {
+                        HoldingChange::Acquired
+                    } else {
+                        HoldingChange::Released
+                    },
+                    tier: tier.map(|t| t.parse().expect("valid id")),
+                    position,
+                }
+            )),
+        (
             any::<u64>(),
             proptest::option::of(any::<u64>()),
             "\\PC{1,100}",

@@ -13,7 +13,7 @@ use sea_orm::{
     TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use crate::{
     error::{Result, StorageError},
@@ -46,6 +46,7 @@ pub type TxFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
 pub struct Store {
     db: DatabaseConnection,
     write_gate: Option<Arc<Mutex<()>>>,
+    outbox_signal: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -102,12 +103,19 @@ impl Store {
         Ok(Self {
             db,
             write_gate: sqlite.then(|| Arc::new(Mutex::new(()))),
+            outbox_signal: Arc::new(Notify::new()),
         })
     }
 
     /// The pool, for reads. Writes go through [`Store::write`] or [`Store::commit_turn`].
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Notified after a turn commits outbox rows, so the relay in this process publishes
+    /// at once instead of waiting for its next poll.
+    pub fn outbox_signal(&self) -> Arc<Notify> {
+        self.outbox_signal.clone()
     }
 
     /// Which database this is.

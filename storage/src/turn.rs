@@ -61,7 +61,13 @@ impl OutboxMessage {
             event_id: envelope.id,
             routing_key: envelope.event_type().as_str().to_string(),
             payload: String::from_utf8(envelope.to_json()).expect("serde_json writes UTF-8"),
-            headers: Value::Object(Default::default()),
+            headers: Value::Object(
+                envelope
+                    .routing_headers()
+                    .into_iter()
+                    .map(|(h, key)| (h.to_string(), Value::String(key)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -115,6 +121,9 @@ impl Store {
             }
             Ok(applied) => {
                 txn.commit().await?;
+                if !turn.outbox.is_empty() {
+                    self.outbox_signal().notify_one();
+                }
                 Ok(applied)
             }
             Err(e) => {

@@ -126,3 +126,160 @@ macro_rules! on_both_backends {
         )*
     };
 }
+
+/// A RabbitMQ virtual host of its own for one test, deleted by [`Vhost::delete`].
+pub struct Vhost {
+    pub name: String,
+    pub url: String,
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs (RabbitMQ must be installed; run .ci/run)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Vhost {
+    pub fn create() -> Self {
+        let name = format!("merit-t-{}", Uuid::new_v4().simple());
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let url = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
+        Self { name, url }
+    }
+
+    /// Closes every client connection to this vhost (the broker stays up).
+    pub fn close_connections(&self) {
+        rabbitmqctl(&["close_all_connections", "-p", &self.name, "closed by test"]);
+    }
+
+    pub fn delete(self) {
+        rabbitmqctl(&["delete_vhost", &self.name]);
+    }
+}
+
+/// Installs the process-wide rustls provider (sqlx and lapin each compile one in).
+pub fn init_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// `merit serve` as a child process, so tests can SIGKILL it.
+pub struct NodeProcess {
+    child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts `merit serve` with `envs` (plus MERIT_ENV=test and the repo's config dir),
+    /// appending its output to `log`.
+    pub fn spawn(envs: &[(&str, &str)], log: &std::path::Path) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open node log");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_merit"));
+        cmd.arg("serve");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MERIT_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("MERIT_ENV", "test")
+            .env(
+                "MERIT_CONFIG_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+            )
+            .env("MERIT_LOG_FILTER", "info")
+            .envs(envs.iter().copied())
+            .stdout(file.try_clone().expect("clone log handle"))
+            .stderr(file);
+        let child = cmd.spawn().expect("spawn merit serve");
+        Self {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush — a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for merit serve")
+    }
+}
+
+/// The folder for test artefacts (logs), under `target/`.
+pub fn artefacts() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artefacts");
+    std::fs::create_dir_all(&dir).expect("create target/test-artefacts");
+    dir
+}
+
+/// Runs `f` inside an actix System driven by a multi-threaded tokio runtime, as
+/// `merit serve` does (actors need a System; brokers and databases want worker threads).
+pub fn run_in_system<F: std::future::Future>(f: F) -> F::Output {
+    init_crypto();
+    actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+    .block_on(f)
+}
+
+/// Node options for tests: small shard count, quick retries.
+pub fn node_options(node_id: &str, shards: u16) -> merit_supervisors::NodeOptions {
+    merit_supervisors::NodeOptions {
+        node_id: node_id.to_string(),
+        shards,
+        prefetch: 200,
+        retry: merit_actors::RetryPolicy {
+            max_attempts: 3,
+            base_backoff: std::time::Duration::from_millis(10),
+            max_backoff: std::time::Duration::from_millis(200),
+        },
+        residency: merit_supervisors::Residency {
+            max_resident: 100_000,
+            idle: std::time::Duration::from_secs(60),
+        },
+        restart: merit_supervisors::RestartPolicy {
+            base_backoff: std::time::Duration::from_millis(50),
+            max_backoff: std::time::Duration::from_secs(1),
+            intensity: 50,
+            period: std::time::Duration::from_secs(60),
+        },
+        arbiters: 2,
+    }
+}
+
+/// Polls `check` every 100 ms until it returns true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

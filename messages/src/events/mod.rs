@@ -18,7 +18,7 @@ pub use governance::{
     ProposalClosed, ProposalCreated, ProposalOutcome, Tally, VoteCast, VoteChoice,
 };
 pub use nft::{ChainRef, NftBurned, NftMinted, NftTransferred};
-pub use user::{BenefitsChanged, MAX_BOOSTING_NFTS};
+pub use user::{BenefitsChanged, HoldingChange, HoldingsChanged, MAX_BOOSTING_NFTS};
 
 use crate::{
     envelope::{decode_value, ActorKeys},
@@ -57,6 +57,16 @@ pub enum ActorKind {
 impl ActorKind {
     /// All kinds.
     pub const ALL: [ActorKind; 3] = [ActorKind::User, ActorKind::Proposal, ActorKind::Nft];
+
+    /// The AMQP header carrying this kind's key (`merit-user`, ...), which the
+    /// consistent-hash exchange of this kind hashes to pick the shard.
+    pub fn header(self) -> &'static str {
+        match self {
+            Self::User => "merit-user",
+            Self::Proposal => "merit-proposal",
+            Self::Nft => "merit-nft",
+        }
+    }
 
     /// Lowercase name, used in queue names and headers.
     pub fn as_str(self) -> &'static str {
@@ -189,6 +199,7 @@ event_types! {
     NftMinted => "nft.minted", NftMinted, [Nft];
     NftTransferred => "nft.transferred", NftTransferred, [Nft];
     NftBurned => "nft.burned", NftBurned, [Nft];
+    HoldingsChanged => "user.holdings.changed", HoldingsChanged, [User];
     BenefitsChanged => "user.benefits.changed", BenefitsChanged, [];
     ConfigChanged => "config.changed", ConfigChanged, [];
 }
@@ -225,6 +236,7 @@ impl Event {
             }
             Self::NftTransferred(p) => k.nft = Some(p.token.clone()),
             Self::NftBurned(p) => k.nft = Some(p.token.clone()),
+            Self::HoldingsChanged(p) => k.user = Some(p.user),
             Self::BenefitsChanged(p) => k.user = Some(p.user),
             Self::ConfigChanged(_) => {}
         }

@@ -4,7 +4,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Validate;
-use crate::{error::Result, ids::TokenId, Address, DecodeError};
+use crate::{
+    error::Result,
+    ids::{TierId, TokenId},
+    Address, DecodeError,
+};
 
 /// Most tokens a benefits change may list.
 pub const MAX_BOOSTING_NFTS: usize = 10_000;
@@ -34,6 +38,40 @@ impl Validate for BenefitsChanged {
                 ),
             ));
         }
+        Ok(())
+    }
+}
+
+/// Whether a user gained or lost a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldingChange {
+    /// The user now holds the token.
+    Acquired,
+    /// The user no longer holds the token.
+    Released,
+}
+
+/// `user.holdings.changed` v1: the NFT actor accepted a mint, transfer or burn that changes
+/// what `user` holds. Emitted once per affected user, in the token's chain order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldingsChanged {
+    /// The user.
+    pub user: Address,
+    /// The token.
+    pub token: TokenId,
+    /// Gained or lost.
+    pub change: HoldingChange,
+    /// The token's benefit tier, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierId>,
+    /// Chain position `(block_number, log_index)` of the change.
+    pub position: (u64, u64),
+}
+
+impl Validate for HoldingsChanged {
+    fn validate(&self) -> Result<()> {
         Ok(())
     }
 }

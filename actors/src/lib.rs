@@ -1,0 +1,29 @@
+//! merit's actors: `UserActor`, `ProposalActor` and `NftActor`.
+//!
+//! Owns: each kind's state and its pure transition function ([`Domain`]), and the actix
+//! shell ([`EntityActor`]) that activates an actor from storage, applies messages strictly
+//! in order, commits state + inbox + outbox + projections in one transaction, contains
+//! panics and retries failures. Guarantees: a message is applied at most once per actor
+//! kind (the inbox), and its outcome is reported only after the commit.
+//! Must not know: brokers, consumers or registries — the supervisors route to it.
+
+mod domain;
+mod error;
+mod nft;
+mod proposal;
+mod shell;
+mod user;
+
+pub use domain::{Decision, Domain};
+pub use error::{ActorError, Result};
+pub use nft::{NftDomain, NftState};
+pub use proposal::{ProposalDomain, ProposalInfo, ProposalState, VoteRecord, BASE_WEIGHT};
+pub use shell::{Deliver, EntityActor, KindStats, Outcome, RetryPolicy};
+pub use user::{Holding, UserDomain, UserState};
+
+/// The UserActor.
+pub type UserActor = EntityActor<UserDomain>;
+/// The ProposalActor.
+pub type ProposalActor = EntityActor<ProposalDomain>;
+/// The NftActor.
+pub type NftActor = EntityActor<NftDomain>;

@@ -1,0 +1,222 @@
+//! NftActor: one per token. Applies mints, transfers and burns in chain order — a change
+//! at or below the last applied `(block, log index)` is ignored — and tells each affected
+//! user what they gained or lost (`user.holdings.changed`).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use merit_messages::{Address, Envelope, Event, HoldingChange, HoldingsChanged, TokenId};
+use merit_storage::{
+    entities::nft,
+    sea_orm::{sea_query::OnConflict, ActiveValue::Set, DatabaseTransaction, EntityTrait},
+    TxFuture,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    domain::{Decision, Domain},
+    user::to_i64,
+};
+
+/// A token's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftState {
+    /// Current owner (lowercase address); `None` before the mint and after a burn.
+    pub owner: Option<String>,
+    /// Benefit tier, when known.
+    pub tier: Option<String>,
+    /// The achievement it was minted for.
+    pub achievement_id: Option<String>,
+    /// Burned.
+    pub burned: bool,
+    /// `(block, log index)` of the last applied change.
+    pub last_position: Option<(u64, u64)>,
+}
+
+/// The NftActor's domain.
+pub struct NftDomain;
+
+fn holding(
+    cause: &Envelope,
+    label: &str,
+    user: Address,
+    token: &TokenId,
+    change: HoldingChange,
+    tier: &Option<String>,
+    position: (u64, u64),
+) -> Envelope {
+    cause.caused(
+        label,
+        "nft-actor",
+        HoldingsChanged {
+            user,
+            token: token.clone(),
+            change,
+            tier: tier.as_ref().and_then(|t| t.parse().ok()),
+            position,
+        },
+    )
+}
+
+impl Domain for NftDomain {
+    const KIND: merit_messages::ActorKind = merit_messages::ActorKind::Nft;
+    type State = NftState;
+
+    fn apply(_key: &str, state: &NftState, event: &Envelope) -> Decision<NftState> {
+        let (token, position) = match &event.event {
+            Event::NftMinted(m) => (&m.token, m.chain.position()),
+            Event::NftTransferred(t) => (&t.token, t.chain.position()),
+            Event::NftBurned(b) => (&b.token, b.chain.position()),
+            _ => return Decision::unchanged(state.clone()),
+        };
+        if state.last_position.is_some_and(|last| position <= last) {
+            // Older than what we applied (or the same log again): chain order wins.
+            return Decision::unchanged(state.clone());
+        }
+        let mut next = state.clone();
+        next.last_position = Some(position);
+        match &event.event {
+            Event::NftMinted(m) => {
+                next.owner = Some(m.to.to_string());
+                next.achievement_id = m.achievement_id.map(|a| a.to_string());
+                let tier = next.tier.clone();
+                Decision::changed(next).emit(holding(
+                    event,
+                    "acquired",
+                    m.to,
+                    token,
+                    HoldingChange::Acquired,
+                    &tier,
+                    position,
+                ))
+            }
+            Event::NftTransferred(t) => {
+                next.owner = Some(t.to.to_string());
+                let tier = next.tier.clone();
+                Decision::changed(next)
+                    .emit(holding(
+                        event,
+                        "released",
+                        t.from,
+                        token,
+                        HoldingChange::Released,
+                        &tier,
+                        position,
+                    ))
+                    .emit(holding(
+                        event,
+                        "acquired",
+                        t.to,
+                        token,
+                        HoldingChange::Acquired,
+                        &tier,
+                        position,
+                    ))
+            }
+            Event::NftBurned(b) => {
+                next.owner = None;
+                next.burned = true;
+                let tier = next.tier.clone();
+                Decision::changed(next).emit(holding(
+                    event,
+                    "released",
+                    b.from,
+                    token,
+                    HoldingChange::Released,
+                    &tier,
+                    position,
+                ))
+            }
+            _ => unreachable!("matched above"),
+        }
+    }
+
+    fn project(
+        txn: &DatabaseTransaction,
+        key: String,
+        state: NftState,
+        _: Arc<Envelope>,
+    ) -> TxFuture<'_, ()> {
+        Box::pin(async move {
+            let (block, log) = state.last_position.unwrap_or_default();
+            nft::Entity::insert(nft::ActiveModel {
+                token_id: Set(key),
+                owner: Set(state.owner),
+                tier: Set(state.tier),
+                achievement_id: Set(state.achievement_id),
+                burned: Set(state.burned),
+                last_block: Set(to_i64(block)),
+                last_log_index: Set(to_i64(log)),
+                updated_at: Set(Utc::now()),
+            })
+            .on_conflict(
+                OnConflict::column(nft::Column::TokenId)
+                    .update_columns([
+                        nft::Column::Owner,
+                        nft::Column::Tier,
+                        nft::Column::AchievementId,
+                        nft::Column::Burned,
+                        nft::Column::LastBlock,
+                        nft::Column::LastLogIndex,
+                        nft::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec(txn)
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use merit_messages::{ChainRef, NftMinted, NftTransferred, TxHash};
+
+    use super::*;
+
+    fn chain(block: u64, log: u64) -> ChainRef {
+        ChainRef {
+            chain_id: 1,
+            block_number: block,
+            block_hash: TxHash([1; 32]),
+            tx_hash: TxHash([2; 32]),
+            log_index: log,
+        }
+    }
+
+    fn transfer(from: u8, to: u8, block: u64, log: u64) -> Envelope {
+        Envelope::new(
+            "t",
+            NftTransferred {
+                token: "5".parse().expect("t"),
+                from: Address([from; 20]),
+                to: Address([to; 20]),
+                chain: chain(block, log),
+            },
+        )
+    }
+
+    #[test]
+    fn changes_apply_in_chain_order_and_older_ones_are_ignored() {
+        let mint = Envelope::new(
+            "t",
+            NftMinted {
+                token: "5".parse().expect("t"),
+                to: Address([1; 20]),
+                achievement_id: None,
+                chain: chain(10, 0),
+            },
+        );
+        let s = NftDomain::apply("5", &NftState::default(), &mint);
+        assert_eq!(s.emit.len(), 1);
+        let s2 = NftDomain::apply("5", &s.state, &transfer(1, 2, 12, 3));
+        assert_eq!(s2.state.owner, Some(Address([2; 20]).to_string()));
+        assert_eq!(s2.emit.len(), 2);
+        let stale = NftDomain::apply("5", &s2.state, &transfer(1, 3, 11, 9));
+        assert!(!stale.changed, "an older transfer must not apply");
+        assert!(stale.emit.is_empty());
+        let same = NftDomain::apply("5", &s2.state, &transfer(1, 2, 12, 3));
+        assert!(!same.changed);
+    }
+}

@@ -1,0 +1,263 @@
+//! Dead letters: messages merit gave up on, kept with the reason so an operator can read,
+//! replay or discard them. Both transports store the same record; on RabbitMQ it travels
+//! as the original message plus `x-merit-*` headers in the queue `merit.dlq`.
+
+use std::{
+    collections::BTreeMap,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+
+use crate::outgoing::Outgoing;
+
+/// Header: the reason class (`unknown_type`, `handler_error`, …).
+pub(crate) const REASON_CLASS: &str = "x-merit-reason-class";
+/// Header: the human-readable reason.
+pub(crate) const REASON: &str = "x-merit-reason";
+/// Header: handling attempts before giving up.
+pub(crate) const ATTEMPTS: &str = "x-merit-attempts";
+/// Header: the routing key the message was published with.
+pub(crate) const ORIGINAL_ROUTING_KEY: &str = "x-merit-original-routing-key";
+/// Header: the original AMQP message id (the dead letter's own message id is its id).
+pub(crate) const ORIGINAL_MESSAGE_ID: &str = "x-merit-original-message-id";
+/// Header: the queue the message was taken from.
+pub(crate) const SOURCE_QUEUE: &str = "x-merit-source-queue";
+/// Header: when it was dead-lettered (RFC 3339, UTC).
+pub(crate) const DEAD_LETTERED_AT: &str = "x-merit-dead-lettered-at";
+
+/// Why a message is being dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterReason {
+    /// A stable class for dashboards and metrics; see the associated constants.
+    pub class: String,
+    /// What was wrong, naming the field and value where there is one.
+    pub detail: String,
+    /// How many times handling was attempted (0 when it never reached a handler).
+    pub attempts: u32,
+}
+
+impl DeadLetterReason {
+    /// The body is not a decodable envelope.
+    pub const MALFORMED: &'static str = "malformed";
+    /// The routing key or `type` names no known event type.
+    pub const UNKNOWN_TYPE: &'static str = "unknown_type";
+    /// The handler kept failing.
+    pub const HANDLER_ERROR: &'static str = "handler_error";
+    /// A known type without the key header one of its handler kinds needs.
+    pub const MISSING_KEY: &'static str = "missing_key";
+    /// The key header disagrees with the keys in the envelope.
+    pub const KEY_MISMATCH: &'static str = "key_mismatch";
+    /// Routable in principle, yet it reached no shard (topology missing).
+    pub const UNROUTED: &'static str = "unrouted";
+
+    /// A reason of `class`.
+    pub fn new(class: impl Into<String>, detail: impl Into<String>, attempts: u32) -> Self {
+        Self {
+            class: class.into(),
+            detail: detail.into(),
+            attempts,
+        }
+    }
+}
+
+/// A message in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Stable id of this dead letter, for replay and discard (its AMQP message id).
+    pub id: String,
+    /// The routing key it was published with.
+    pub routing_key: String,
+    /// [`DeadLetterReason::class`].
+    pub reason_class: String,
+    /// [`DeadLetterReason::detail`].
+    pub reason: String,
+    /// [`DeadLetterReason::attempts`].
+    pub attempts: u32,
+    /// The original body, unchanged.
+    pub body: Bytes,
+    /// When it was dead-lettered, RFC 3339 UTC.
+    pub dead_lettered_at: String,
+    /// The queue it was taken from (a shard queue, or `merit.unrouted`).
+    pub source_queue: String,
+    /// The original message id, if it had one.
+    pub message_id: Option<String>,
+    /// The original correlation id, if it had one.
+    pub correlation_id: Option<String>,
+    /// The original application headers (key headers included, broker headers removed).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// What a transport knows about a message it is about to dead-letter.
+#[derive(Debug, Clone)]
+pub(crate) struct Draft {
+    pub(crate) routing_key: String,
+    pub(crate) body: Bytes,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) message_id: Option<String>,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) source_queue: String,
+}
+
+impl DeadLetter {
+    /// A new dead letter with a fresh id, stamped now.
+    pub(crate) fn from_draft(draft: Draft, reason: &DeadLetterReason) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            routing_key: draft.routing_key,
+            reason_class: reason.class.clone(),
+            reason: reason.detail.clone(),
+            attempts: reason.attempts,
+            body: draft.body,
+            dead_lettered_at: rfc3339(SystemTime::now()),
+            source_queue: draft.source_queue,
+            message_id: draft.message_id,
+            correlation_id: draft.correlation_id,
+            headers: application_headers(&draft.headers),
+        }
+    }
+
+    /// The headers it travels with on RabbitMQ: the original ones plus `x-merit-*`.
+    pub(crate) fn wire_headers(&self) -> BTreeMap<String, String> {
+        let mut h = self.headers.clone();
+        h.insert(REASON_CLASS.into(), self.reason_class.clone());
+        h.insert(REASON.into(), self.reason.clone());
+        h.insert(ATTEMPTS.into(), self.attempts.to_string());
+        h.insert(ORIGINAL_ROUTING_KEY.into(), self.routing_key.clone());
+        h.insert(SOURCE_QUEUE.into(), self.source_queue.clone());
+        h.insert(DEAD_LETTERED_AT.into(), self.dead_lettered_at.clone());
+        if let Some(id) = &self.message_id {
+            h.insert(ORIGINAL_MESSAGE_ID.into(), id.clone());
+        }
+        h
+    }
+
+    /// Reads a dead letter back from a DLQ message. Fields a foreign tool left out come
+    /// back empty rather than failing, so one odd message does not hide the others.
+    pub(crate) fn from_wire(
+        id: String,
+        body: Bytes,
+        correlation_id: Option<String>,
+        headers: &BTreeMap<String, String>,
+    ) -> Self {
+        let get = |name: &str| headers.get(name).cloned().unwrap_or_default();
+        Self {
+            id,
+            routing_key: get(ORIGINAL_ROUTING_KEY),
+            reason_class: get(REASON_CLASS),
+            reason: get(REASON),
+            attempts: headers
+                .get(ATTEMPTS)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0),
+            body,
+            dead_lettered_at: get(DEAD_LETTERED_AT),
+            source_queue: get(SOURCE_QUEUE),
+            message_id: headers.get(ORIGINAL_MESSAGE_ID).cloned(),
+            correlation_id,
+            headers: application_headers(headers),
+        }
+    }
+
+    /// The message that replays it: original routing key, body, ids and headers.
+    pub(crate) fn to_outgoing(&self) -> Outgoing {
+        Outgoing {
+            routing_key: self.routing_key.clone(),
+            body: self.body.clone(),
+            message_id: self.message_id.clone().unwrap_or_else(|| self.id.clone()),
+            correlation_id: self.correlation_id.clone(),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+/// The headers an application set: without merit's `x-merit-*` and the broker's
+/// delivery bookkeeping (`x-delivery-count`, `x-death`, …).
+pub(crate) fn application_headers(headers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .filter(|(k, _)| {
+            !(k.starts_with("x-merit-")
+                || k.as_str() == "x-delivery-count"
+                || k.as_str() == "x-death"
+                || k.starts_with("x-first-death-")
+                || k.starts_with("x-last-death-"))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `t` as RFC 3339 UTC with milliseconds, e.g. `2026-11-03T09:15:02.123Z`.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(951_782_400_000 + 3_723_456);
+        assert_eq!(rfc3339(t), "2000-02-29T01:02:03.456Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_798_761_599);
+        assert_eq!(rfc3339(t), "2026-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn wire_headers_round_trip() {
+        let draft = Draft {
+            routing_key: "nft.burned".into(),
+            body: Bytes::from_static(b"{}"),
+            headers: [
+                ("merit-nft".to_string(), "7".to_string()),
+                ("x-delivery-count".to_string(), "2".to_string()),
+            ]
+            .into(),
+            message_id: Some("m-1".into()),
+            correlation_id: Some("c-1".into()),
+            source_queue: "merit.nft.0".into(),
+        };
+        let dl = DeadLetter::from_draft(draft, &DeadLetterReason::new("handler_error", "boom", 3));
+        assert!(!dl.headers.contains_key("x-delivery-count"));
+        let back = DeadLetter::from_wire(
+            dl.id.clone(),
+            dl.body.clone(),
+            dl.correlation_id.clone(),
+            &dl.wire_headers(),
+        );
+        assert_eq!(back, dl);
+        let out = back.to_outgoing();
+        assert_eq!(out.routing_key, "nft.burned");
+        assert_eq!(out.message_id, "m-1");
+        assert_eq!(out.headers.get("merit-nft").map(String::as_str), Some("7"));
+        assert_eq!(out.headers.len(), 1);
+    }
+}

@@ -1,0 +1,170 @@
+//! Declares the topology described in [`crate::topology`] on a connection. Every step is
+//! idempotent (same names, same arguments), so it runs on every (re)connect once the
+//! application has declared once. Sinks are declared before the exchanges that feed them,
+//! so no message can be routed into a half-built path.
+
+use lapin::{
+    options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable},
+    Channel, Connection, ExchangeKind,
+};
+use merit_messages::{ActorKind, EventType};
+
+use crate::{
+    error::{Error, Result},
+    routing::key_header,
+    topology::Topology,
+};
+
+/// Declares every exchange, queue and binding of `topology`.
+pub(crate) async fn declare(connection: &Connection, topology: &Topology) -> Result<()> {
+    let ch = connection
+        .create_channel()
+        .await
+        .map_err(|e| Error::amqp("open a channel to declare the topology", e))?;
+    let unrouted = topology.unrouted();
+    let alternate = table([("alternate-exchange", text(&unrouted))]);
+
+    exchange(
+        &ch,
+        &unrouted,
+        ExchangeKind::Fanout,
+        false,
+        FieldTable::default(),
+    )
+    .await?;
+    quorum_queue(&ch, &unrouted, true).await?;
+    bind_queue(&ch, &unrouted, &unrouted, "").await?;
+
+    let dlx = topology.dead_letter_exchange();
+    let dlq = topology.dead_letter_queue();
+    exchange(
+        &ch,
+        &dlx,
+        ExchangeKind::Fanout,
+        false,
+        FieldTable::default(),
+    )
+    .await?;
+    quorum_queue(&ch, &dlq, false).await?;
+    bind_queue(&ch, &dlq, &dlx, "").await?;
+
+    let events = topology.events_exchange();
+    exchange(&ch, &events, ExchangeKind::Topic, false, alternate.clone()).await?;
+
+    for kind in ActorKind::ALL {
+        let header = key_header(kind);
+        let hashed = topology.kind_exchange(kind);
+        let mut hash_args = alternate.clone();
+        hash_args.insert("hash-header".into(), text(header));
+        let consistent_hash = ExchangeKind::Custom("x-consistent-hash".into());
+        exchange(&ch, &hashed, consistent_hash, true, hash_args).await?;
+        for shard in topology.shards_of(kind) {
+            let queue = topology.shard_queue(shard);
+            quorum_queue(&ch, &queue, true).await?;
+            // The binding key of a consistent-hash exchange is the queue's weight.
+            bind_queue(&ch, &queue, &hashed, "1").await?;
+        }
+
+        let gate = topology.gate_exchange(kind);
+        exchange(&ch, &gate, ExchangeKind::Headers, true, alternate.clone()).await?;
+        // A header with no value in a headers binding matches on presence alone.
+        let present = table([("x-match", text("all")), (header, AMQPValue::Void)]);
+        bind_exchange(&ch, &hashed, &gate, "", present).await?;
+
+        for event_type in EventType::ALL
+            .iter()
+            .filter(|t| t.handlers().contains(&kind))
+        {
+            bind_exchange(
+                &ch,
+                &gate,
+                &events,
+                event_type.as_str(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+    }
+
+    if let Err(e) = ch.close(200, "declared".into()).await {
+        tracing::debug!(error = %e, "closing the declare channel");
+    }
+    Ok(())
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+fn table<const N: usize>(entries: [(&str, AMQPValue); N]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert(k.into(), v);
+    }
+    t
+}
+
+async fn exchange(
+    ch: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+    internal: bool,
+    args: FieldTable,
+) -> Result<()> {
+    let options = ExchangeDeclareOptions {
+        durable: true,
+        internal,
+        ..ExchangeDeclareOptions::default()
+    };
+    ch.exchange_declare(name.into(), kind, options, args)
+        .await
+        .map_err(|e| Error::amqp(format!("declare exchange {name}"), e))
+}
+
+/// A durable quorum queue; `single_active` makes one consumer active at a time.
+async fn quorum_queue(ch: &Channel, name: &str, single_active: bool) -> Result<()> {
+    let mut args = table([("x-queue-type", text("quorum"))]);
+    if single_active {
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    }
+    ch.queue_declare(name.into(), QueueDeclareOptions::durable(), args)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::amqp(format!("declare queue {name}"), e))
+}
+
+async fn bind_queue(ch: &Channel, queue: &str, exchange: &str, key: &str) -> Result<()> {
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| Error::amqp(format!("bind queue {queue} to {exchange} with {key:?}"), e))
+}
+
+async fn bind_exchange(
+    ch: &Channel,
+    destination: &str,
+    source: &str,
+    key: &str,
+    args: FieldTable,
+) -> Result<()> {
+    ch.exchange_bind(
+        destination.into(),
+        source.into(),
+        key.into(),
+        ExchangeBindOptions::default(),
+        args,
+    )
+    .await
+    .map_err(|e| {
+        Error::amqp(
+            format!("bind exchange {destination} to {source} with {key:?}"),
+            e,
+        )
+    })
+}

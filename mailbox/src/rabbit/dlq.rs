@@ -1,0 +1,172 @@
+//! The dead-letter queue on RabbitMQ: `merit.dlx` (fanout) feeding the quorum queue
+//! `merit.dlq`. A dead letter is the original message (body, headers, correlation id)
+//! with the `x-merit-*` reason headers and a fresh message id, which is its id.
+//!
+//! Peeking: AMQP has no "browse", so [`peek`] takes messages with `basic.get` (manual ack)
+//! on a private channel and then closes the channel without acking, which returns them
+//! all to the queue at once, in order. Replay and discard scan the same way until they
+//! find the id, then ack that one message (after the replay is confirmed) and close the
+//! channel. While a scan holds messages, a concurrent peek or scan on another node does
+//! not see them; each operation is short, and an admin can simply retry.
+
+use bytes::Bytes;
+use lapin::{options::BasicAckOptions, options::BasicGetOptions, Channel};
+use tracing::{debug, info, warn};
+
+use super::{
+    fields,
+    link::{Link, Shared},
+    publisher::{publish_confirmed, Prepared},
+};
+use crate::{
+    deadletter::{DeadLetter, DeadLetterReason, Draft},
+    error::{Error, Result},
+    outgoing::Outgoing,
+};
+
+/// Publishes a dead letter for `draft` and waits for its confirm; returns its id.
+pub(crate) async fn publish_dead_letter(
+    shared: &Shared,
+    draft: Draft,
+    reason: &DeadLetterReason,
+) -> Result<String> {
+    let dl = DeadLetter::from_draft(draft, reason);
+    let msg = Outgoing {
+        routing_key: dl.routing_key.clone(),
+        body: dl.body.clone(),
+        message_id: dl.id.clone(),
+        correlation_id: dl.correlation_id.clone(),
+        headers: dl.wire_headers(),
+    };
+    let prepared = Prepared::new(&shared.topology.dead_letter_exchange(), &msg)?;
+    publish_confirmed(shared, vec![prepared]).await?;
+    warn!(
+        dead_letter = %dl.id,
+        class = %dl.reason_class,
+        routing_key = %dl.routing_key,
+        source_queue = %dl.source_queue,
+        message_id = dl.message_id.as_deref().unwrap_or(""),
+        attempts = dl.attempts,
+        reason = %dl.reason,
+        "dead-lettered"
+    );
+    Ok(dl.id)
+}
+
+/// Up to `limit` dead letters, oldest first, left in the queue.
+pub(crate) async fn peek(shared: &Shared, limit: usize) -> Result<Vec<DeadLetter>> {
+    let queue = shared.topology.dead_letter_queue();
+    shared
+        .with_link("peek dead letters", |link| {
+            let queue = queue.clone();
+            async move {
+                let ch = link.channel("peek dead letters").await?;
+                let mut found = Vec::new();
+                while found.len() < limit {
+                    match get(&ch, &queue).await? {
+                        Some(delivery) => found.push(to_dead_letter(&delivery)),
+                        None => break,
+                    }
+                }
+                give_back(&ch).await;
+                Ok(found)
+            }
+        })
+        .await
+}
+
+/// What to do with the dead letter a scan finds.
+#[derive(Clone, Copy)]
+pub(crate) enum Take {
+    Replay,
+    Discard,
+}
+
+/// Finds dead letter `id`; replays it (with confirm) or not, then removes it.
+pub(crate) async fn take(shared: &Shared, id: &str, action: Take) -> Result<bool> {
+    let queue = shared.topology.dead_letter_queue();
+    let operation = match action {
+        Take::Replay => format!("replay dead letter {id}"),
+        Take::Discard => format!("discard dead letter {id}"),
+    };
+    shared
+        .with_link(&operation, |link| {
+            let queue = queue.clone();
+            async move {
+                let ch = link.channel("scan dead letters").await?;
+                let result = scan(shared, &link, &ch, &queue, id, action).await;
+                give_back(&ch).await;
+                result
+            }
+        })
+        .await
+}
+
+async fn scan(
+    shared: &Shared,
+    link: &Link,
+    ch: &Channel,
+    queue: &str,
+    id: &str,
+    action: Take,
+) -> Result<bool> {
+    while let Some(delivery) = get(ch, queue).await? {
+        if delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str())
+            != Some(id)
+        {
+            continue;
+        }
+        let dl = to_dead_letter(&delivery);
+        if let Take::Replay = action {
+            let replay = Prepared::new(&shared.topology.events_exchange(), &dl.to_outgoing())?;
+            publish_confirmed(shared, vec![replay]).await?;
+        }
+        delivery
+            .acker
+            .ack(BasicAckOptions { multiple: false })
+            .await
+            .map_err(|e| Error::amqp(format!("remove dead letter {id}"), e))?;
+        match action {
+            Take::Replay => info!(dead_letter = id, routing_key = %dl.routing_key,
+                generation = link.generation, "replayed dead letter"),
+            Take::Discard => info!(dead_letter = id, routing_key = %dl.routing_key,
+                "discarded dead letter"),
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+async fn get(ch: &Channel, queue: &str) -> Result<Option<lapin::message::Delivery>> {
+    ch.basic_get(queue.into(), BasicGetOptions { no_ack: false })
+        .await
+        .map(|m| m.map(|m| m.delivery))
+        .map_err(|e| Error::amqp(format!("get from {queue}"), e))
+}
+
+/// Closes a scan channel, returning every message it holds unacked to the queue.
+async fn give_back(ch: &Channel) {
+    if let Err(e) = ch.close(200, "scan done".into()).await {
+        debug!(error = %e, "closing a dead-letter scan channel");
+    }
+}
+
+fn to_dead_letter(d: &lapin::message::Delivery) -> DeadLetter {
+    let headers = fields::headers(&d.properties);
+    let id = d
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let correlation_id = d
+        .properties
+        .correlation_id()
+        .as_ref()
+        .map(|c| c.to_string());
+    DeadLetter::from_wire(id, Bytes::from(d.data.clone()), correlation_id, &headers)
+}

@@ -1,0 +1,269 @@
+//! Dead letters on RabbitMQ: unroutable messages are moved to the DLQ with a reason, a
+//! consumer can dead-letter a delivery, and dead letters can be peeked, replayed and
+//! discarded.
+
+mod common;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use lapin::{
+    options::{BasicGetOptions, BasicNackOptions},
+    Connection, ConnectionProperties,
+};
+use merit_mailbox::{
+    DeadLetter, DeadLetterReason, Outgoing, RabbitTransport, ShardId, Topology, Transport,
+};
+use merit_messages::ActorKind;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn depths(t: &RabbitTransport) -> HashMap<String, u64> {
+    t.queue_depths()
+        .await
+        .expect("depths")
+        .into_iter()
+        .collect()
+}
+
+/// Depths once `settled` holds (or after 5 s): a peek returns what it held by closing its
+/// channel, and the broker requeues that asynchronously, so depths may lag for a moment.
+async fn depths_when(
+    t: &RabbitTransport,
+    settled: impl Fn(&HashMap<String, u64>) -> bool,
+) -> HashMap<String, u64> {
+    let mut d = depths(t).await;
+    for _ in 0..50 {
+        if settled(&d) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        d = depths(t).await;
+    }
+    d
+}
+
+fn sum(depths: &HashMap<String, u64>, prefix: &str) -> u64 {
+    depths
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .map(|(_, d)| d)
+        .sum()
+}
+
+/// Polls the DLQ until it holds `n` dead letters.
+async fn dead_letters_eventually(t: &RabbitTransport, n: usize) -> Vec<DeadLetter> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let dls = t.dead_letters(n + 10).await.expect("peeked");
+        if dls.len() >= n || tokio::time::Instant::now() > deadline {
+            assert_eq!(dls.len(), n, "dead letters: {dls:#?}");
+            return dls;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_types_and_missing_key_headers_are_dead_lettered_never_dropped() {
+    let vhost = common::Vhost::create();
+    let t = Arc::new(
+        RabbitTransport::connect(&vhost.url(), Topology::new(2))
+            .await
+            .expect("connected"),
+    );
+    t.declare().await.expect("declared");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mover = {
+        let t = t.clone();
+        tokio::spawn(async move {
+            t.run_unrouted_mover(Box::pin(async {
+                let _ = stopped.await;
+            }))
+            .await
+        })
+    };
+
+    let mut batch = Vec::new();
+    // 7 of an unknown type.
+    for i in 0..7 {
+        batch.push(
+            Outgoing::new("governance.vote.deleted", format!("unknown-{i}"), "{}")
+                .with_header("merit-user", "0xab"),
+        );
+    }
+    // 5 of a user-handled type with no key header at all.
+    for i in 0..5 {
+        let mut m = Outgoing::from_envelope(&common::unlock(i, 0));
+        m.headers.clear();
+        batch.push(m);
+    }
+    // 4 votes (proposal + user) with only the user header: the user shard gets them and
+    // the missing proposal route is dead-lettered.
+    for i in 0..4 {
+        let mut m = Outgoing::from_envelope(&common::vote(i, 1));
+        m.headers.remove("merit-proposal");
+        batch.push(m);
+    }
+    // 2 well-formed votes reach both kinds; 3 broadcasts nobody is bound to are dropped.
+    for i in 0..2 {
+        batch.push(Outgoing::from_envelope(&common::vote(10 + i, 2)));
+    }
+    for i in 0..3 {
+        batch.push(Outgoing::new("config.changed", format!("cfg-{i}"), "{}"));
+    }
+    let ids_of = |prefix: &str| -> Vec<String> {
+        batch
+            .iter()
+            .filter(|m| m.message_id.starts_with(prefix))
+            .map(|m| m.message_id.clone())
+            .collect()
+    };
+    assert_eq!(ids_of("unknown-").len(), 7);
+    t.publish(batch.clone()).await.expect("confirmed");
+
+    let dls = dead_letters_eventually(&t, 7 + 5 + 4).await;
+    let by_class = |class: &str| dls.iter().filter(|d| d.reason_class == class).count();
+    assert_eq!(by_class("unknown_type"), 7);
+    assert_eq!(by_class("missing_key"), 5 + 4);
+    for d in &dls {
+        assert_eq!(d.source_queue, "merit.unrouted");
+        assert_eq!(d.attempts, 0);
+        assert!(d.dead_lettered_at.ends_with('Z'), "{}", d.dead_lettered_at);
+        let original = batch
+            .iter()
+            .find(|m| Some(&m.message_id) == d.message_id.as_ref())
+            .expect("a dead letter of a published message");
+        assert_eq!(d.routing_key, original.routing_key);
+        assert_eq!(d.body, original.body);
+        assert_eq!(d.headers, original.headers);
+        match d.reason_class.as_str() {
+            "unknown_type" => assert!(d.reason.contains("governance.vote.deleted"), "{}", d.reason),
+            _ if d.routing_key == "governance.vote.cast" => {
+                assert!(d.reason.contains("merit-proposal"), "{}", d.reason);
+                assert!(!d.reason.contains("merit-user"), "{}", d.reason);
+            }
+            _ => assert!(d.reason.contains("merit-user"), "{}", d.reason),
+        }
+    }
+
+    // Count in == count out: every routed copy is in a shard, every other in the DLQ.
+    let d = depths_when(&t, |d| d["merit.unrouted"] == 0 && d["merit.dlq"] == 16).await;
+    assert_eq!(d["merit.unrouted"], 0);
+    assert_eq!(d["merit.dlq"], 16);
+    assert_eq!(sum(&d, "merit.user."), 4 + 2);
+    assert_eq!(sum(&d, "merit.proposal."), 2);
+    assert_eq!(sum(&d, "merit.nft."), 0);
+
+    stop.send(()).expect("mover running");
+    mover
+        .await
+        .expect("mover task")
+        .expect("mover stopped cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_delivery_can_be_peeked_replayed_and_discarded() {
+    let vhost = common::Vhost::create();
+    let t = RabbitTransport::connect(&vhost.url(), Topology::new(1))
+        .await
+        .expect("connected");
+    t.declare().await.expect("declared");
+    let shard = ShardId::new(ActorKind::User, 0);
+    let original = Outgoing::from_envelope(&common::unlock(7, 0));
+    t.publish(vec![original.clone()]).await.expect("confirmed");
+
+    let mut rx = t.consume(shard, 10).await.expect("consuming");
+    let d = common::take(&mut rx, 1, WAIT).await.remove(0);
+    let reason = DeadLetterReason::new("handler_error", "rule engine failed: boom", 3);
+    d.dead_letter(&reason).await.expect("dead-lettered");
+
+    let dls = t.dead_letters(10).await.expect("peeked");
+    assert_eq!(
+        dls,
+        t.dead_letters(10).await.expect("peeked again"),
+        "peek removed"
+    );
+    assert_eq!(dls.len(), 1);
+    let dl = &dls[0];
+    assert_eq!(dl.reason_class, "handler_error");
+    assert_eq!(dl.reason, "rule engine failed: boom");
+    assert_eq!(dl.attempts, 3);
+    assert_eq!(dl.routing_key, "achievement.unlocked");
+    assert_eq!(dl.source_queue, "merit.user.0");
+    assert_eq!(dl.message_id.as_ref(), Some(&original.message_id));
+    assert_eq!(dl.correlation_id, original.correlation_id);
+    assert_eq!(dl.headers, original.headers);
+    assert_eq!(dl.body, original.body);
+    assert_ne!(dl.id, original.message_id);
+    let d = depths_when(&t, |d| d["merit.dlq"] == 1).await;
+    assert_eq!((d["merit.user.0"], d["merit.dlq"]), (0, 1));
+
+    // On the wire: the reason headers, for any AMQP tool.
+    let raw = Connection::connect(&vhost.url(), ConnectionProperties::default())
+        .await
+        .expect("raw connection");
+    let ch = raw.create_channel().await.expect("raw channel");
+    let got = ch
+        .basic_get("merit.dlq".into(), BasicGetOptions { no_ack: false })
+        .await
+        .expect("get")
+        .expect("a dead letter");
+    let headers = got.delivery.properties.headers().clone().expect("headers");
+    for name in [
+        "x-merit-reason-class",
+        "x-merit-reason",
+        "x-merit-attempts",
+        "x-merit-original-routing-key",
+        "x-merit-source-queue",
+        "x-merit-dead-lettered-at",
+        "merit-user",
+    ] {
+        assert!(
+            headers.contains_key(name),
+            "{name} missing from {headers:?}"
+        );
+    }
+    got.delivery
+        .acker
+        .nack(BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        })
+        .await
+        .expect("returned");
+    raw.close(200, "done".into()).await.expect("closed");
+
+    // Replay: back to its shard with its original id and headers, gone from the DLQ.
+    assert!(t.replay_dead_letter(&dl.id).await.expect("replayed"));
+    assert!(!t.replay_dead_letter(&dl.id).await.expect("second replay"));
+    let again = common::take(&mut rx, 1, WAIT).await.remove(0);
+    assert_eq!(again.message_id.as_ref(), Some(&original.message_id));
+    assert_eq!(again.body, original.body);
+    assert_eq!(
+        again.routing_key_for(ActorKind::User),
+        original.headers.get("merit-user").map(String::as_str)
+    );
+    assert!(
+        !again.headers.keys().any(|k| k.starts_with("x-merit-")),
+        "{:?}",
+        again.headers
+    );
+    assert!(t.dead_letters(10).await.expect("peeked").is_empty());
+
+    // Discard: gone for good.
+    again
+        .dead_letter(&DeadLetterReason::new("key_mismatch", "test", 1))
+        .await
+        .expect("dead-lettered");
+    let dls = t.dead_letters(10).await.expect("peeked");
+    assert_eq!(dls.len(), 1);
+    assert!(t.discard_dead_letter(&dls[0].id).await.expect("discarded"));
+    assert!(!t
+        .discard_dead_letter(&dls[0].id)
+        .await
+        .expect("second discard"));
+    assert!(t.dead_letters(10).await.expect("peeked").is_empty());
+    common::assert_nothing(&mut rx, Duration::from_millis(300)).await;
+    let d = depths_when(&t, |d| d["merit.dlq"] == 0).await;
+    assert_eq!((d["merit.user.0"], d["merit.dlq"]), (0, 0));
+}

@@ -1,0 +1,443 @@
+//! `merit bench`: measures, in one run and with the same durability settings (durable
+//! quorum queues, persistent messages, publisher confirms, manual acks, committed
+//! transactions):
+//!
+//! - **raw**: a plain lapin loop — publish N persistent messages with confirms (a window
+//!   of in-flight confirms) to a quorum queue while consuming them with manual acks — the
+//!   bound the broker sets on this machine;
+//! - **end-to-end**: N votes through merit — publish → shard queue → actor → database
+//!   commit (user and proposal turn, state + inbox + outbox) → ack;
+//! - **latency**: publish → commit at a fixed offered load, p50/p99/p999.
+//!
+//! It uses its own queue names (a unique prefix) and its own database (a temporary
+//! PostgreSQL database, or a temporary SQLite file), and removes them afterwards.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use futures::{stream::FuturesUnordered, StreamExt};
+use lapin::{
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    },
+    types::{AMQPValue, FieldTable},
+    BasicProperties, Connection, ConnectionProperties,
+};
+use merit_config::Settings;
+use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_messages::{Address, Envelope, ProposalCreated, VoteCast, VoteChoice};
+use merit_storage::{
+    entities::inbox,
+    sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter},
+    Store, StoreOptions,
+};
+use merit_supervisors::Node;
+use serde::Serialize;
+
+/// What to measure.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Messages in the raw broker loop and votes in the end-to-end run.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) events: u32,
+    /// Offered load for the latency run, events per second.
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) rate: u32,
+    /// Duration of the latency run, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) seconds: u32,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "target/bench.json")]
+    pub(crate) out: std::path::PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+struct Figures {
+    database: String,
+    shards: u16,
+    prefetch: u16,
+    raw_messages: u32,
+    raw_msgs_per_sec: f64,
+    e2e_events: u32,
+    e2e_events_per_sec: f64,
+    e2e_deliveries_per_sec: f64,
+    ratio_events_to_raw: f64,
+    latency_offered_per_sec: u32,
+    latency_events: usize,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    latency_p999_ms: f64,
+}
+
+pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
+    let amqp = settings
+        .amqp_url
+        .as_ref()
+        .context("merit bench measures RabbitMQ: set MERIT_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)")?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+
+    eprintln!(
+        "raw broker loop: {} persistent messages, confirms + manual acks ...",
+        args.events
+    );
+    let raw = raw_loop(
+        amqp.expose(),
+        &run_id,
+        args.events,
+        settings.mailbox.prefetch,
+    )
+    .await?;
+
+    let (store, db_name, cleanup) = temp_database(&settings, &run_id).await?;
+    store.migrate().await?;
+    let topology = Topology {
+        prefix: format!("bench-{run_id}."),
+        shards: settings.mailbox.shards,
+    };
+    let transport = Arc::new(RabbitTransport::connect(amqp.expose(), topology).await?);
+    transport.declare().await?;
+    let node = Node::start(
+        crate::serve::node_options(&settings),
+        store.clone(),
+        transport.clone(),
+    )
+    .await?;
+
+    eprintln!(
+        "end-to-end: {} votes through merit on {db_name} ...",
+        args.events
+    );
+    let (e2e_secs, _) = run_votes(&node, &transport, &store, "e2e", args.events, None).await?;
+
+    let total = args.rate * args.seconds;
+    eprintln!("latency: {} events/s for {} s ...", args.rate, args.seconds);
+    let (_, latencies) =
+        run_votes(&node, &transport, &store, "lat", total, Some(args.rate)).await?;
+
+    node.shutdown(Duration::from_secs(10)).await;
+    let figures = Figures {
+        database: db_name,
+        shards: settings.mailbox.shards,
+        prefetch: settings.mailbox.prefetch,
+        raw_messages: args.events,
+        raw_msgs_per_sec: raw,
+        e2e_events: args.events,
+        e2e_events_per_sec: f64::from(args.events) / e2e_secs,
+        e2e_deliveries_per_sec: 2.0 * f64::from(args.events) / e2e_secs,
+        ratio_events_to_raw: f64::from(args.events) / e2e_secs / raw,
+        latency_offered_per_sec: args.rate,
+        latency_events: latencies.len(),
+        latency_p50_ms: percentile(&latencies, 0.50),
+        latency_p99_ms: percentile(&latencies, 0.99),
+        latency_p999_ms: percentile(&latencies, 0.999),
+    };
+    cleanup(store).await?;
+    print_table(&figures);
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&figures)? + "\n")?;
+    println!("written to {}", args.out.display());
+    Ok(())
+}
+
+fn print_table(f: &Figures) {
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| database | {} |", f.database);
+    println!("| shards × prefetch | {} × {} |", f.shards, f.prefetch);
+    println!(
+        "| raw RabbitMQ publish-confirm + consume-ack | {:.0} msg/s |",
+        f.raw_msgs_per_sec
+    );
+    println!("| merit end-to-end (publish → actors → commit → ack) | {:.0} events/s ({:.0} deliveries/s) |", f.e2e_events_per_sec, f.e2e_deliveries_per_sec);
+    println!(
+        "| ratio end-to-end events / raw messages | {:.2} |",
+        f.ratio_events_to_raw
+    );
+    println!(
+        "| publish → commit latency at {} events/s | p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} events) |",
+        f.latency_offered_per_sec, f.latency_p50_ms, f.latency_p99_ms, f.latency_p999_ms, f.latency_events
+    );
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn raw_loop(url: &str, run_id: &str, n: u32, prefetch: u16) -> Result<f64> {
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let queue = format!("merit.bench.raw.{run_id}");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    let pub_ch = conn.create_channel().await?;
+    pub_ch
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    pub_ch
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await?;
+    let con_ch = Arc::new(conn.create_channel().await?);
+    con_ch
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = con_ch
+        .basic_consume(
+            queue.as_str().into(),
+            "bench".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let body = sample_body();
+    let started = Instant::now();
+    let consuming = tokio::spawn(async move {
+        let mut got = 0u32;
+        while got < n {
+            match consumer.next().await {
+                Some(Ok(delivery)) => {
+                    delivery.ack(BasicAckOptions::default()).await?;
+                    got += 1;
+                }
+                Some(Err(e)) => return Err(anyhow::Error::from(e)),
+                None => anyhow::bail!("raw consumer ended after {got} of {n}"),
+            }
+        }
+        Ok(())
+    });
+    let mut inflight = FuturesUnordered::new();
+    for _ in 0..n {
+        let confirm = pub_ch
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into()),
+            )
+            .await?;
+        inflight.push(confirm);
+        // A window of confirms in flight, awaited asynchronously.
+        while inflight.len() >= 200 {
+            if let Some(c) = inflight.next().await {
+                c?;
+            }
+        }
+    }
+    while let Some(c) = inflight.next().await {
+        c?;
+    }
+    consuming.await??;
+    let secs = started.elapsed().as_secs_f64();
+    con_ch.close(200, "bench done".into()).await?;
+    pub_ch
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    conn.close(200, "bench done".into()).await?;
+    Ok(f64::from(n) / secs)
+}
+
+fn sample_body() -> Vec<u8> {
+    let env = Envelope::new(
+        "bench",
+        VoteCast {
+            proposal: "bench-p".parse().expect("valid id"),
+            voter: Address([7; 20]),
+            choice: VoteChoice::For,
+            reason: None,
+        },
+    );
+    env.to_json()
+}
+
+type Cleanup = Box<dyn FnOnce(Store) -> futures::future::BoxFuture<'static, Result<()>> + Send>;
+
+async fn temp_database(settings: &Settings, run_id: &str) -> Result<(Store, String, Cleanup)> {
+    let url = settings.database_url.expose();
+    if url.starts_with("postgres") {
+        let admin = Store::connect(
+            url,
+            &StoreOptions {
+                max_connections: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let name = format!("merit_bench_{run_id}");
+        admin
+            .db()
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+        let cut = url
+            .rfind('/')
+            .context("a PostgreSQL URL has a database path")?;
+        let bench_url = format!("{}/{name}", &url[..cut]);
+        let store = Store::connect(&bench_url, &StoreOptions::default()).await?;
+        let cleanup: Cleanup = Box::new(move |store| {
+            Box::pin(async move {
+                store.close().await?;
+                admin
+                    .db()
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await?;
+                admin.close().await?;
+                Ok(())
+            })
+        });
+        Ok((store, "PostgreSQL".to_string(), cleanup))
+    } else {
+        let dir = tempfile::tempdir()?;
+        let bench_url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        );
+        let store = Store::connect(&bench_url, &StoreOptions::default()).await?;
+        let cleanup: Cleanup = Box::new(move |store| {
+            Box::pin(async move {
+                store.close().await?;
+                drop(dir);
+                Ok(())
+            })
+        });
+        Ok((store, "SQLite".to_string(), cleanup))
+    }
+}
+
+fn voter(i: u32) -> Address {
+    let mut a = [0u8; 20];
+    a[16..].copy_from_slice(&(i + 1).to_be_bytes());
+    Address(a)
+}
+
+/// Publishes `n` votes (over 50 proposals, created first), optionally paced at `rate`
+/// per second, and waits until merit applied them all. Returns the seconds from the
+/// first publish to the last commit and, per vote, the publish → user-commit latency in
+/// milliseconds (sorted).
+async fn run_votes(
+    node: &Node,
+    transport: &RabbitTransport,
+    store: &Store,
+    tag: &str,
+    n: u32,
+    rate: Option<u32>,
+) -> Result<(f64, Vec<f64>)> {
+    const PROPOSALS: u32 = 50;
+    let now = Utc::now();
+    let applied_before: u64 = node
+        .status()
+        .registries
+        .iter()
+        .map(|r| r.applied + r.duplicates)
+        .sum();
+    let created: Vec<Outgoing> = (0..PROPOSALS)
+        .map(|p| {
+            Outgoing::from_envelope(&Envelope::new(
+                "bench",
+                ProposalCreated {
+                    proposal: format!("{tag}-{p}").parse().expect("valid id"),
+                    creator: voter(p),
+                    title: "bench".into(),
+                    description: String::new(),
+                    starts_at: now,
+                    ends_at: now + chrono::Duration::days(1),
+                    quorum: 1,
+                    threshold_bps: 5_000,
+                },
+            ))
+        })
+        .collect();
+    let started = Instant::now();
+    transport.publish(created).await?;
+    let mut published: HashMap<String, DateTime<Utc>> = HashMap::with_capacity(n as usize);
+    let batch = match rate {
+        Some(r) => (r / 100).max(1), // one batch every 10 ms
+        None => 500,
+    };
+    let mut i = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while i < n {
+        if rate.is_some() {
+            tick.tick().await;
+        }
+        let mut out = Vec::with_capacity(batch as usize);
+        for _ in 0..batch.min(n - i) {
+            let env = Envelope::new(
+                "bench",
+                VoteCast {
+                    proposal: format!("{tag}-{}", i % PROPOSALS)
+                        .parse()
+                        .expect("valid id"),
+                    voter: voter(i / PROPOSALS),
+                    choice: VoteChoice::For,
+                    reason: None,
+                },
+            );
+            published.insert(env.id.to_string(), env.occurred_at);
+            out.push(Outgoing::from_envelope(&env));
+            i += 1;
+        }
+        transport.publish(out).await?;
+    }
+    // Each vote is one user turn and one proposal turn; each creation too.
+    let target = applied_before + 2 * u64::from(n + PROPOSALS);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let applied: u64 = node
+            .status()
+            .registries
+            .iter()
+            .map(|r| r.applied + r.duplicates)
+            .sum();
+        if applied >= target {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out: {applied} of {target} turns"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    if rate.is_some() {
+        let ids: Vec<String> = published.keys().cloned().collect();
+        for chunk in ids.chunks(1_000) {
+            let rows = inbox::Entity::find()
+                .filter(inbox::Column::Consumer.eq("user"))
+                .filter(inbox::Column::EventId.is_in(chunk.iter().cloned()))
+                .all(store.db())
+                .await?;
+            for row in rows {
+                if let Some(at) = published.get(&row.event_id) {
+                    latencies.push(
+                        (row.processed_at - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0,
+                    );
+                }
+            }
+        }
+        latencies.sort_by(|a, b| a.total_cmp(b));
+    }
+    Ok((secs, latencies))
+}

@@ -1,0 +1,18 @@
+//! Supervisor errors.
+
+/// What stopped a supervised service or the node.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// The transport failed.
+    #[error("mailbox: {0}")]
+    Mailbox(#[from] merit_mailbox::Error),
+    /// The store failed.
+    #[error("storage: {0}")]
+    Storage(#[from] merit_storage::StorageError),
+    /// A consumer's delivery stream ended (connection lost or consumer cancelled).
+    #[error("consumer for shard {0} stopped receiving")]
+    ConsumerEnded(String),
+}
+
+/// Result alias for supervisors.
+pub type Result<T> = std::result::Result<T, SupervisorError>;

@@ -1,0 +1,25 @@
+//! merit's supervisors: the supervision tree of a node.
+//!
+//! Owns: per-kind actor registries (activation on demand, per-key order, concurrency
+//! across keys, passivation and a resident cap), the shard consumers that feed them from
+//! the mailboxes, the outbox relay, supervised restarts with backoff, restart intensity
+//! and per-dependency circuit breakers, and the queryable tree of all of it.
+//! Guarantees: a delivery is acked only after its turn committed; one that cannot be
+//! applied is dead-lettered with its reason, never dropped; a failing service never
+//! takes others down.
+//! Must not know: HTTP, the chain, or domain rules.
+
+mod error;
+mod node;
+mod registry;
+mod relay;
+mod service;
+mod shard;
+mod tree;
+
+pub use error::{Result, SupervisorError};
+pub use node::{Node, NodeOptions, NodeStatus, Registries};
+pub use registry::{Registry, RegistryStatus, Residency};
+pub use relay::RELAY_BATCH;
+pub use service::{spawn_service, Dependency, RestartPolicy};
+pub use tree::{ServiceState, ServiceStatus, Tree};

@@ -1,0 +1,281 @@
+//! A node: the registries of the three actor kinds, a supervised consumer per shard
+//! queue, the outbox relay and the passivation ticker, all under one shutdown signal.
+
+use std::{sync::Arc, time::Duration};
+
+use actix::{Arbiter, ArbiterHandle};
+use merit_actors::{NftDomain, Outcome, ProposalDomain, RetryPolicy, UserDomain};
+use merit_mailbox::{ShardId, Transport};
+use merit_messages::{ActorKind, Envelope};
+use merit_storage::Store;
+use serde::Serialize;
+use tokio::{
+    sync::{oneshot, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    error::Result,
+    registry::{Registry, RegistryStatus, Residency},
+    relay::run_relay,
+    service::{spawn_service, Dependency, RestartPolicy},
+    shard::consume_shard,
+    tree::{ServiceStatus, Tree},
+};
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// This node's id.
+    pub node_id: String,
+    /// Shard queues per actor kind (must match the topology the transport declares).
+    pub shards: u16,
+    /// Unacked deliveries per shard consumer.
+    pub prefetch: u16,
+    /// Retry policy of actor turns.
+    pub retry: RetryPolicy,
+    /// Actor residency limits.
+    pub residency: Residency,
+    /// Restart policy of supervised services.
+    pub restart: RestartPolicy,
+    /// Arbiter threads the actors run on.
+    pub arbiters: usize,
+}
+
+/// The three registries.
+pub struct Registries {
+    /// UserActors.
+    pub user: Registry<UserDomain>,
+    /// ProposalActors.
+    pub proposal: Registry<ProposalDomain>,
+    /// NftActors.
+    pub nft: Registry<NftDomain>,
+}
+
+impl Registries {
+    /// Routes to the actor `key` of `kind`.
+    pub fn route(
+        &self,
+        kind: ActorKind,
+        key: String,
+        envelope: Arc<Envelope>,
+        prior_attempts: u32,
+    ) -> oneshot::Receiver<Outcome> {
+        match kind {
+            ActorKind::User => self.user.route(key, envelope, prior_attempts),
+            ActorKind::Proposal => self.proposal.route(key, envelope, prior_attempts),
+            ActorKind::Nft => self.nft.route(key, envelope, prior_attempts),
+        }
+    }
+
+    /// Each registry's status.
+    pub fn status(&self) -> Vec<RegistryStatus> {
+        vec![
+            self.user.status(),
+            self.proposal.status(),
+            self.nft.status(),
+        ]
+    }
+
+    fn passivate_idle(&self) -> usize {
+        self.user.passivate_idle() + self.proposal.passivate_idle() + self.nft.passivate_idle()
+    }
+
+    fn inflight(&self) -> usize {
+        self.status().iter().map(|s| s.inflight).sum()
+    }
+}
+
+/// The node's state for `/ready`, the dashboard and tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Node id.
+    pub node_id: String,
+    /// False when a service exceeded its restart intensity.
+    pub healthy: bool,
+    /// Each dependency and whether it is up.
+    pub dependencies: Vec<(String, bool)>,
+    /// The supervised services.
+    pub services: Vec<ServiceStatus>,
+    /// The actor registries.
+    pub registries: Vec<RegistryStatus>,
+}
+
+/// A running node.
+pub struct Node {
+    options: NodeOptions,
+    registries: Arc<Registries>,
+    tree: Tree,
+    deps: Vec<Arc<Dependency>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    arbiters: Vec<Arbiter>,
+}
+
+impl Node {
+    /// Starts a node. Must run inside an actix `System` (the actors live on arbiters).
+    pub async fn start(
+        options: NodeOptions,
+        store: Store,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Self> {
+        let arbiters: Vec<Arbiter> = (0..options.arbiters.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
+        let handles: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
+        let registries = Arc::new(Registries {
+            user: Registry::new(
+                handles.clone(),
+                store.clone(),
+                options.retry,
+                options.residency,
+            ),
+            proposal: Registry::new(
+                handles.clone(),
+                store.clone(),
+                options.retry,
+                options.residency,
+            ),
+            nft: Registry::new(handles, store.clone(), options.retry, options.residency),
+        });
+        let database = {
+            let store = store.clone();
+            Dependency::new("database", move || {
+                let store = store.clone();
+                async move { store.ping().await.is_ok() }
+            })
+        };
+        let broker = {
+            let transport = transport.clone();
+            Dependency::new("broker", move || {
+                let transport = transport.clone();
+                async move { transport.is_connected().await }
+            })
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let tree = Tree::default();
+
+        transport.declare().await?;
+
+        let mut tasks = Vec::new();
+        for kind in ActorKind::ALL {
+            for index in 0..options.shards {
+                let shard = ShardId { kind, index };
+                let (transport, registries) = (transport.clone(), registries.clone());
+                let prefetch = options.prefetch;
+                tasks.push(spawn_service(
+                    tree.clone(),
+                    format!("consumer.{shard}"),
+                    options.restart,
+                    vec![broker.clone(), database.clone()],
+                    shutdown_rx.clone(),
+                    move |stop| {
+                        consume_shard(transport.clone(), shard, prefetch, registries.clone(), stop)
+                    },
+                ));
+            }
+        }
+        {
+            let transport = transport.clone();
+            tasks.push(spawn_service(
+                tree.clone(),
+                "unrouted-mover".to_string(),
+                options.restart,
+                vec![broker.clone()],
+                shutdown_rx.clone(),
+                move |mut stop| {
+                    let transport = transport.clone();
+                    async move {
+                        let stopped = Box::pin(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        });
+                        Ok(transport.run_unrouted_mover(stopped).await?)
+                    }
+                },
+            ));
+        }
+        {
+            let (store, transport) = (store.clone(), transport.clone());
+            tasks.push(spawn_service(
+                tree.clone(),
+                "outbox-relay".to_string(),
+                options.restart,
+                vec![broker.clone(), database.clone()],
+                shutdown_rx.clone(),
+                move |stop| run_relay(store.clone(), transport.clone(), stop),
+            ));
+        }
+        {
+            let registries = registries.clone();
+            let mut stop = shutdown_rx.clone();
+            let every = (options.residency.idle / 4)
+                .clamp(Duration::from_millis(100), Duration::from_secs(30));
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {
+                            let n = registries.passivate_idle();
+                            if n > 0 {
+                                tracing::debug!(passivated = n, "idle actors passivated");
+                            }
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        tracing::info!(node_id = %options.node_id, shards = options.shards, "node started");
+        Ok(Self {
+            options,
+            registries,
+            tree,
+            deps: vec![database, broker],
+            shutdown,
+            tasks,
+            arbiters,
+        })
+    }
+
+    /// The registries (for routing from the API and for tests).
+    pub fn registries(&self) -> &Arc<Registries> {
+        &self.registries
+    }
+
+    /// The supervision tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// A snapshot of the node.
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            node_id: self.options.node_id.clone(),
+            healthy: self.tree.healthy(),
+            dependencies: self
+                .deps
+                .iter()
+                .map(|d| (d.name().to_string(), d.is_up()))
+                .collect(),
+            services: self.tree.snapshot(),
+            registries: self.registries.status(),
+        }
+    }
+
+    /// Stops consuming, lets in-flight turns finish (up to `grace`), then stops the actors.
+    /// Deliveries not finished by then are redelivered by the broker.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.registries.inflight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for arbiter in self.arbiters {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
+        tracing::info!(node_id = %self.options.node_id, "node stopped");
+    }
+}

@@ -1,0 +1,111 @@
+//! Shard consumers: one per (actor kind, shard queue). Each turns deliveries into actor
+//! messages, in delivery order, and acks a delivery only after its actor committed it.
+//!
+//! A delivery that cannot reach an actor is dead-lettered with its reason and never
+//! dropped: undecodable (`malformed`, `unknown_type`, `unknown_version`, `invalid_field`,
+//! ...), no key for this kind (`missing_key`), or a routing header that disagrees with
+//! the payload (`key_mismatch`, which would break per-key order).
+
+use std::sync::Arc;
+
+use merit_actors::Outcome;
+use merit_mailbox::{DeadLetterReason, Delivery, ShardId, Transport};
+use merit_messages::Envelope;
+use tokio::sync::{oneshot, watch};
+
+use crate::{
+    error::{Result, SupervisorError},
+    node::Registries,
+};
+
+/// Consumes `shard` until shutdown (Ok) or until the delivery stream ends (Err, so the
+/// supervisor resubscribes).
+pub(crate) async fn consume_shard(
+    transport: Arc<dyn Transport>,
+    shard: ShardId,
+    prefetch: u16,
+    registries: Arc<Registries>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut deliveries = transport.consume(shard, prefetch).await?;
+    tracing::info!(%shard, prefetch, "consuming");
+    loop {
+        let delivery = tokio::select! {
+            d = deliveries.recv() => d,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        match delivery {
+            Some(delivery) => dispatch(delivery, &registries),
+            None => return Err(SupervisorError::ConsumerEnded(shard.to_string())),
+        }
+    }
+}
+
+fn dispatch(delivery: Delivery, registries: &Registries) {
+    let kind = delivery.shard.kind;
+    let attempts = delivery.delivery_count + 1;
+    let envelope = match Envelope::decode(&delivery.body) {
+        Ok(env) => env,
+        Err(e) => {
+            let reason = DeadLetterReason {
+                class: e.kind.as_str().to_string(),
+                detail: e.to_string(),
+                attempts,
+            };
+            tokio::spawn(dead_letter(delivery, reason));
+            return;
+        }
+    };
+    let Some(key) = envelope.keys.key_for(kind) else {
+        let reason = DeadLetterReason {
+            class: "missing_key".to_string(),
+            detail: format!("{} carries no {kind} key", envelope.event_type()),
+            attempts,
+        };
+        tokio::spawn(dead_letter(delivery, reason));
+        return;
+    };
+    if delivery.routing_key_for(kind) != Some(key.as_str()) {
+        let reason = DeadLetterReason {
+            class: "key_mismatch".to_string(),
+            detail: format!(
+                "header {} is {:?} but the payload addresses {key:?}",
+                kind.header(),
+                delivery.routing_key_for(kind)
+            ),
+            attempts,
+        };
+        tokio::spawn(dead_letter(delivery, reason));
+        return;
+    }
+    let outcome = registries.route(kind, key, Arc::new(envelope), delivery.delivery_count);
+    tokio::spawn(complete(delivery, outcome));
+}
+
+async fn complete(delivery: Delivery, outcome: oneshot::Receiver<Outcome>) {
+    let result = match outcome.await {
+        Ok(Outcome::Applied(_) | Outcome::Duplicate) => delivery.ack().await,
+        Ok(Outcome::DeadLetter { reason, attempts }) => {
+            delivery
+                .dead_letter(&DeadLetterReason {
+                    class: "handler_error".to_string(),
+                    detail: reason,
+                    attempts,
+                })
+                .await
+        }
+        // The actor went away without answering (node stopping): let the broker redeliver.
+        Err(_) => delivery.requeue().await,
+    };
+    if let Err(e) = result {
+        // The broker redelivers what it did not see acked; the inbox absorbs the repeat.
+        tracing::warn!(error = %e, "could not settle a delivery; it will be redelivered");
+    }
+}
+
+async fn dead_letter(delivery: Delivery, reason: DeadLetterReason) {
+    tracing::warn!(class = %reason.class, detail = %reason.detail, "dead-lettering an undeliverable message");
+    if let Err(e) = delivery.dead_letter(&reason).await {
+        tracing::warn!(error = %e, "could not dead-letter; it will be redelivered");
+    }
+}

@@ -1,0 +1,209 @@
+//! Crash safety of a node, checked like a Jepsen checker: 20,000 votes are published while
+//! `merit serve` is SIGKILLed three times at random moments and restarted; at the end every
+//! event must have been applied exactly once — 0 lost, 0 doubled, 0 unexpected.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{Backend, NodeProcess, TestDb, Vhost};
+use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_messages::{Address, Envelope, ProposalCreated, VoteCast, VoteChoice};
+use merit_storage::{
+    entities::{inbox, user, vote},
+    sea_orm::{EntityTrait, PaginatorTrait},
+    Store,
+};
+use rand::{Rng, SeedableRng};
+
+const USERS: u32 = 500;
+const PROPOSALS: u32 = 40;
+
+fn user_addr(i: u32) -> Address {
+    let mut a = [0u8; 20];
+    a[16..].copy_from_slice(&(i + 1).to_be_bytes());
+    Address(a)
+}
+
+fn workload() -> (Vec<Envelope>, Vec<Envelope>) {
+    let now = Utc::now();
+    let proposals = (0..PROPOSALS)
+        .map(|p| {
+            Envelope::new(
+                "crash-test",
+                ProposalCreated {
+                    proposal: format!("prop-{p}").parse().expect("id"),
+                    creator: user_addr(p),
+                    title: format!("Proposal {p}"),
+                    description: String::new(),
+                    starts_at: now,
+                    ends_at: now + chrono::Duration::days(7),
+                    quorum: 1_000,
+                    threshold_bps: 5_000,
+                },
+            )
+        })
+        .collect();
+    let mut votes = Vec::new();
+    for u in 0..USERS {
+        for p in 0..PROPOSALS {
+            let choice = if (u + p) % 3 == 0 {
+                VoteChoice::Against
+            } else {
+                VoteChoice::For
+            };
+            votes.push(Envelope::new(
+                "crash-test",
+                VoteCast {
+                    proposal: format!("prop-{p}").parse().expect("id"),
+                    voter: user_addr(u),
+                    choice,
+                    reason: None,
+                },
+            ));
+        }
+    }
+    (proposals, votes)
+}
+
+struct Counts {
+    votes_rows: u64,
+    votes_counted_by_users: i64,
+    proposals_counted_by_users: i64,
+    inbox_rows: u64,
+}
+
+async fn counts(store: &Store) -> Counts {
+    let db = store.db();
+    let users = user::Entity::find().all(db).await.expect("users");
+    Counts {
+        votes_rows: vote::Entity::find().count(db).await.expect("votes"),
+        votes_counted_by_users: users.iter().map(|u| u.votes_cast).sum(),
+        proposals_counted_by_users: users.iter().map(|u| u.proposals_created).sum(),
+        inbox_rows: inbox::Entity::find().count(db).await.expect("inbox"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_node_applies_every_event_exactly_once() {
+    common::init_crypto();
+    let seed: u64 = rand::thread_rng().gen();
+    println!("kill schedule seed: {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let (db, store) = TestDb::migrated(Backend::Postgres).await;
+    let vhost = Vhost::create();
+    let topology = Topology {
+        prefix: String::new(),
+        shards: 4,
+    };
+    let publisher = RabbitTransport::connect(&vhost.url, topology)
+        .await
+        .expect("connect publisher");
+    publisher.declare().await.expect("declare");
+
+    let (proposals, votes) = workload();
+    let expected_votes = votes.len() as u64;
+    let log = common::artefacts().join(format!("crash-{}.log", vhost.name));
+    let envs = [
+        ("MERIT_DATABASE_URL", db.url.as_str()),
+        ("MERIT_AMQP_URL", vhost.url.as_str()),
+        ("MERIT_MAILBOX_SHARDS", "4"),
+        ("MERIT_MAILBOX_PREFETCH", "200"),
+        ("MERIT_NODE_ID", "crash-node"),
+    ];
+    let mut node = NodeProcess::spawn(&envs, &log);
+
+    publisher
+        .publish(proposals.iter().map(Outgoing::from_envelope).collect())
+        .await
+        .expect("publish proposals");
+    let publishing = tokio::spawn(async move {
+        for chunk in votes.chunks(1_000) {
+            publisher
+                .publish(chunk.iter().map(Outgoing::from_envelope).collect())
+                .await
+                .expect("publish votes");
+        }
+        publisher
+    });
+
+    // Three SIGKILLs, each when progress crosses a random point between 5% and 90%.
+    let mut thresholds: Vec<u64> = (0..3)
+        .map(|_| rng.gen_range(expected_votes / 20..expected_votes * 9 / 10))
+        .collect();
+    thresholds.sort_unstable();
+    let mut kills = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    for threshold in thresholds {
+        loop {
+            let applied = counts(&store).await.votes_rows;
+            if applied >= threshold {
+                node.kill();
+                kills += 1;
+                println!("SIGKILL #{kills} at {applied} of {expected_votes} votes applied");
+                node = NodeProcess::spawn(&envs, &log);
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no progress: {applied} of {expected_votes} applied (log: {})",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let _publisher = publishing.await.expect("publisher task");
+
+    // Wait until everything is applied, then a little longer to catch late doubles.
+    loop {
+        let c = counts(&store).await;
+        if c.votes_rows >= expected_votes && c.votes_counted_by_users >= expected_votes as i64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: {} of {expected_votes} votes applied (log: {})",
+            c.votes_rows,
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = node.stop();
+    let c = counts(&store).await;
+
+    let expected_counted = expected_votes as i64;
+    let lost = expected_counted - c.votes_counted_by_users.min(expected_counted);
+    let doubled = (c.votes_counted_by_users - expected_counted).max(0);
+    println!(
+        "kills={kills} votes: expected={expected_votes} rows={} counted_by_users={} lost={lost} doubled={doubled} inbox_rows={}",
+        c.votes_rows, c.votes_counted_by_users, c.inbox_rows
+    );
+    assert_eq!(kills, 3, "the node was killed three times while consuming");
+    assert_eq!(c.votes_rows, expected_votes, "votes stored (lost if fewer)");
+    assert_eq!(
+        (lost, doubled),
+        (0, 0),
+        "users' vote counters: lost and doubled"
+    );
+    assert_eq!(
+        c.proposals_counted_by_users,
+        i64::from(PROPOSALS),
+        "proposal creations counted once"
+    );
+    // Every vote and every creation is applied once by its user actor and once by its
+    // proposal actor: exactly two inbox rows per event, no more, no fewer.
+    assert_eq!(
+        c.inbox_rows,
+        2 * (expected_votes + u64::from(PROPOSALS)),
+        "inbox rows (unexpected effects)"
+    );
+    assert!(
+        status.success(),
+        "the node stopped cleanly on SIGTERM: {status}"
+    );
+    vhost.delete();
+    db.cleanup().await;
+}
