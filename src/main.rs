@@ -104,26 +104,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => {
             let loaded = load_settings(&cli.config_dir)?;
             init_tracing(&loaded.settings);
-            actix_rt::System::with_tokio_rt(|| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("the tokio runtime starts")
-            })
-            .block_on(bench::bench(loaded.settings, args))
+            actix_system().block_on(bench::bench(loaded.settings, args))
         }
         Command::Serve => {
             let loaded = load_settings(&cli.config_dir)?;
             init_tracing(&loaded.settings);
-            // Actors run on actix arbiters; brokers, databases and everything else on a
-            // multi-threaded tokio runtime that the actix System drives.
-            actix_rt::System::with_tokio_rt(|| {
-                tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("the tokio runtime starts")
-            })
-            .block_on(serve::serve(loaded.settings))
+            actix_system().block_on(serve::serve(loaded.settings))
         }
     }
 }
@@ -146,6 +132,17 @@ fn init_tracing(settings: &Settings) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// Actors run on actix arbiters; brokers, databases and everything else on a
+/// multi-threaded tokio runtime that the actix System drives.
+fn actix_system() -> actix_rt::SystemRunner {
+    actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("the tokio runtime starts")
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -27,6 +27,13 @@ pub(crate) fn node_options(settings: &Settings) -> NodeOptions {
         arbiters: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2),
+        // SQLite serialises writers: one committer with big batches. PostgreSQL overlaps a few.
+        commit_workers: if settings.database_url.expose().starts_with("sqlite") {
+            1
+        } else {
+            4
+        },
+        commit_batch: 128,
     }
 }
 

@@ -7,24 +7,7 @@ use std::time::Duration;
 
 use common::{Backend, NodeProcess, TestDb, Vhost};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
-use merit_messages::{Address, Envelope, VoteCast, VoteChoice};
-use merit_storage::{entities::user, sea_orm::EntityTrait, Store};
-
-fn addr(i: u32) -> Address {
-    let mut a = [0u8; 20];
-    a[16..].copy_from_slice(&(i + 1).to_be_bytes());
-    Address(a)
-}
-
-async fn counted(store: &Store) -> i64 {
-    user::Entity::find()
-        .all(store.db())
-        .await
-        .expect("users")
-        .iter()
-        .map(|u| u.votes_cast)
-        .sum()
-}
+use merit_messages::{Envelope, VoteCast, VoteChoice};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_of_two_nodes_moves_its_shards_to_the_other_with_nothing_lost() {
@@ -79,7 +62,7 @@ async fn killing_one_of_two_nodes_moves_its_shards_to_the_other_with_nothing_los
                 "cluster-test",
                 VoteCast {
                     proposal: format!("p-{}", i / 300).parse().expect("id"),
-                    voter: addr(i % 300),
+                    voter: common::wallet(i % 300),
                     choice: VoteChoice::For,
                     reason: None,
                 },
@@ -95,7 +78,7 @@ async fn killing_one_of_two_nodes_moves_its_shards_to_the_other_with_nothing_los
     // Kill A once it has applied part of the work.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let n = counted(&store).await;
+        let n = common::votes_counted(&store).await;
         if n >= i64::from(VOTES) / 5 {
             println!("SIGKILL node-a at {n} of {VOTES}");
             break;
@@ -109,7 +92,7 @@ async fn killing_one_of_two_nodes_moves_its_shards_to_the_other_with_nothing_los
     }
     a.kill();
     loop {
-        let n = counted(&store).await;
+        let n = common::votes_counted(&store).await;
         if n >= i64::from(VOTES) {
             break;
         }
@@ -121,7 +104,11 @@ async fn killing_one_of_two_nodes_moves_its_shards_to_the_other_with_nothing_los
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(counted(&store).await, i64::from(VOTES), "0 lost, 0 doubled");
+    assert_eq!(
+        common::votes_counted(&store).await,
+        i64::from(VOTES),
+        "0 lost, 0 doubled"
+    );
     assert!(b.stop().success(), "node-b stops cleanly");
     vhost.delete();
     db.cleanup().await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::{Backend, NodeProcess, TestDb, Vhost};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
-use merit_messages::{Address, Envelope, ProposalCreated, VoteCast, VoteChoice};
+use merit_messages::{Envelope, ProposalCreated, VoteCast, VoteChoice};
 use merit_storage::{
     entities::{inbox, user, vote},
     sea_orm::{EntityTrait, PaginatorTrait},
@@ -20,12 +20,6 @@ use rand::{Rng, SeedableRng};
 const USERS: u32 = 500;
 const PROPOSALS: u32 = 40;
 
-fn user_addr(i: u32) -> Address {
-    let mut a = [0u8; 20];
-    a[16..].copy_from_slice(&(i + 1).to_be_bytes());
-    Address(a)
-}
-
 fn workload() -> (Vec<Envelope>, Vec<Envelope>) {
     let now = Utc::now();
     let proposals = (0..PROPOSALS)
@@ -34,7 +28,7 @@ fn workload() -> (Vec<Envelope>, Vec<Envelope>) {
                 "crash-test",
                 ProposalCreated {
                     proposal: format!("prop-{p}").parse().expect("id"),
-                    creator: user_addr(p),
+                    creator: common::wallet(p),
                     title: format!("Proposal {p}"),
                     description: String::new(),
                     starts_at: now,
@@ -57,7 +51,7 @@ fn workload() -> (Vec<Envelope>, Vec<Envelope>) {
                 "crash-test",
                 VoteCast {
                     proposal: format!("prop-{p}").parse().expect("id"),
-                    voter: user_addr(u),
+                    voter: common::wallet(u),
                     choice,
                     reason: None,
                 },

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use chrono::Utc;
-use common::{eventually, node_options, run_in_system, Backend, TestDb, Vhost};
+use common::{eventually, node_options, run_in_system, wallet, Backend, TestDb, Vhost};
 use merit_actors::{Decision, Domain, Outcome, RetryPolicy};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{
@@ -19,15 +19,9 @@ use merit_storage::{
         ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait,
         QueryFilter,
     },
-    Store, TxFuture,
+    TxFuture,
 };
 use merit_supervisors::{Node, Registry, Residency};
-
-fn addr(i: u32) -> Address {
-    let mut a = [0u8; 20];
-    a[16..].copy_from_slice(&(i + 1).to_be_bytes());
-    Address(a)
-}
 
 fn chain(block: u64) -> ChainRef {
     ChainRef {
@@ -79,7 +73,7 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
                         "order-test",
                         NftMinted {
                             token,
-                            to: addr(t),
+                            to: wallet(t),
                             achievement_id: None,
                             chain: chain(block),
                         },
@@ -89,8 +83,8 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
                         "order-test",
                         NftTransferred {
                             token,
-                            from: addr(t + step - 1),
-                            to: addr(t + step),
+                            from: wallet(t + step - 1),
+                            to: wallet(t + step),
                             chain: chain(block),
                         },
                     )
@@ -126,7 +120,7 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
             "a reordered change would have been ignored"
         );
         // The holdings flowed on to the users, in order too: each token ends with its last owner.
-        let last_owner = addr(5 + HOPS).to_string();
+        let last_owner = wallet(5 + HOPS).to_string();
         eventually(60, "holdings reach the users", || {
             let store = store.clone();
             let last_owner = last_owner.clone();
@@ -166,7 +160,7 @@ fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed
         let vhost = Vhost::create();
         let transport = rabbit(&vhost, 2).await;
         // A user whose stored snapshot is unreadable: every turn for it fails.
-        let poisoned = addr(999);
+        let poisoned = wallet(999);
         actor::Entity::insert(actor::ActiveModel {
             kind: Set("user".into()),
             key: Set(poisoned.to_string()),
@@ -181,7 +175,7 @@ fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed
             .await
             .expect("node");
 
-        let good: Vec<Envelope> = (0..50).map(|i| vote(addr(i), "p-1")).collect();
+        let good: Vec<Envelope> = (0..50).map(|i| vote(wallet(i), "p-1")).collect();
         let mut out: Vec<Outgoing> = good[..25].iter().map(Outgoing::from_envelope).collect();
         out.push(Outgoing::from_envelope(&vote(poisoned, "p-1")));
         let mut bad_json = Outgoing::from_envelope(&good[0]);
@@ -278,9 +272,9 @@ fn a_panicking_handler_restarts_only_its_actor() {
                 idle: Duration::from_secs(60),
             },
         );
-        let bad = registry.route("key-bad".into(), Arc::new(vote(addr(1), "p")), 0);
+        let bad = registry.route("key-bad".into(), Arc::new(vote(wallet(1), "p")), 0);
         let good: Vec<_> = (0..10)
-            .map(|i| registry.route(format!("key-{i}"), Arc::new(vote(addr(i), "p")), 0))
+            .map(|i| registry.route(format!("key-{i}"), Arc::new(vote(wallet(i), "p")), 0))
             .collect();
         for rx in good {
             assert!(matches!(
@@ -300,7 +294,7 @@ fn a_panicking_handler_restarts_only_its_actor() {
         assert_eq!(status.restarts, 3, "one restart per panic");
         assert_eq!(status.applied, 10);
         let again = registry
-            .route("key-0".into(), Arc::new(vote(addr(0), "q")), 0)
+            .route("key-0".into(), Arc::new(vote(wallet(0), "q")), 0)
             .await
             .expect("answer");
         assert_eq!(again, Outcome::Applied(Some(2)));
@@ -308,16 +302,6 @@ fn a_panicking_handler_restarts_only_its_actor() {
         store.close().await.expect("close");
         db.cleanup().await;
     });
-}
-
-async fn users_counted(store: &Store) -> i64 {
-    user::Entity::find()
-        .all(store.db())
-        .await
-        .expect("users")
-        .iter()
-        .map(|u| u.votes_cast)
-        .sum()
 }
 
 #[test]
@@ -335,7 +319,7 @@ fn closed_broker_connections_recover_with_nothing_lost() {
         .expect("node");
         let producer = rabbit(&vhost, 2).await;
         let votes: Vec<Envelope> = (0..4_000)
-            .map(|i| vote(addr(i % 400), &format!("p-{}", i / 400)))
+            .map(|i| vote(wallet(i % 400), &format!("p-{}", i / 400)))
             .collect();
         let mut closed = 0;
         for (i, chunk) in votes.chunks(500).enumerate() {
@@ -358,13 +342,13 @@ fn closed_broker_connections_recover_with_nothing_lost() {
             "all 4,000 votes applied after the connections were closed",
             || {
                 let s = s.clone();
-                async move { users_counted(&s).await >= 4_000 }
+                async move { common::votes_counted(&s).await >= 4_000 }
             },
         )
         .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(
-            users_counted(&store).await,
+            common::votes_counted(&store).await,
             4_000,
             "nothing lost, nothing doubled"
         );

@@ -23,6 +23,7 @@ on_both_backends! {
     a_stale_version_is_refused_and_leaves_nothing_behind => stale_version;
     concurrent_writers_finish_without_deadlock => concurrent_writers;
     outbox_rows_are_pending_until_marked_published => outbox_relay_reads;
+    group_commit_gives_each_turn_the_outcome_it_would_have_alone => group_commit;
 }
 
 fn vote(voter: u8) -> Envelope {
@@ -472,6 +473,66 @@ async fn sqlite_runs_in_wal_mode() {
         .expect("one row");
     let mode: String = row.try_get_by_index(0).expect("text");
     assert_eq!(mode.to_lowercase(), "wal");
+    store.close().await.expect("close");
+    db.cleanup().await;
+}
+
+async fn group_commit(backend: Backend) {
+    use merit_storage::{GroupCommitter, Projector};
+    let (db, store) = TestDb::migrated(backend).await;
+    // An actor at version 1 and an event already applied.
+    let done = vote(200);
+    store
+        .commit_turn(turn(&done, 0, json!({"n": 1})), no_projection)
+        .await
+        .expect("setup");
+    let committer = GroupCommitter::start(store.clone(), 1, 64);
+    let project =
+        |address: String| -> Projector { Box::new(move |txn| upsert_user(address.clone())(txn)) };
+    let mut pending = Vec::new();
+    for i in 0..20u8 {
+        let env = vote(i);
+        let key = env.keys.user.expect("user").to_string();
+        let c = committer.clone();
+        let p = project(key);
+        pending.push(tokio::spawn(async move {
+            c.commit(turn(&env, 0, json!({"i": i})), p).await
+        }));
+    }
+    let (c, p) = (
+        committer.clone(),
+        project(done.keys.user.expect("user").to_string()),
+    );
+    let dup = done.clone();
+    pending.push(tokio::spawn(async move {
+        c.commit(turn(&dup, 1, json!({"n": 2})), p).await
+    }));
+    let stale = vote(200);
+    let (c, p) = (
+        committer.clone(),
+        project(stale.keys.user.expect("user").to_string()),
+    );
+    pending.push(tokio::spawn(async move {
+        c.commit(turn(&stale, 0, json!({"n": 9})), p).await
+    }));
+    let mut applied = 0;
+    let mut duplicates = 0;
+    let mut conflicts = 0;
+    for r in futures::future::join_all(pending).await {
+        match r.expect("task") {
+            Ok(TurnOutcome::Applied { version: Some(1) }) => applied += 1,
+            Ok(TurnOutcome::Duplicate) => duplicates += 1,
+            Err(StorageError::VersionConflict {
+                expected: 0,
+                found: Some(1),
+                ..
+            }) => conflicts += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((applied, duplicates, conflicts), (20, 1, 1));
+    // 21 actors, 21 inbox rows (setup + 20), 21 outbox rows, 20 users projected.
+    assert_eq!(counts(&store).await, (21, 21, 21, 20));
     store.close().await.expect("close");
     db.cleanup().await;
 }

@@ -8,7 +8,10 @@
 use std::sync::Arc;
 
 use merit_messages::{ActorKind, Envelope};
-use merit_storage::{sea_orm::DatabaseTransaction, TxFuture};
+use merit_storage::{
+    sea_orm::{DatabaseConnection, DatabaseTransaction},
+    TxFuture,
+};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// What applying one event decided.
@@ -61,6 +64,17 @@ pub trait Domain: Sized + Unpin + 'static {
     /// inputs always give the same decision. Must not panic; if it does, the shell
     /// contains it (restarts the actor from storage and retries the message).
     fn apply(key: &str, state: &Self::State, event: &Envelope) -> Decision<Self::State>;
+
+    /// Completes a state just loaded from its snapshot with what the snapshot leaves out
+    /// because it lives in a projection (e.g. a proposal's voters, which would otherwise
+    /// make every vote rewrite all earlier votes). Runs once per activation.
+    fn hydrate<'a>(
+        _db: &'a DatabaseConnection,
+        _key: &'a str,
+        _state: &'a mut Self::State,
+    ) -> TxFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// Writes the projections of `state` in the turn's transaction.
     fn project(

@@ -28,7 +28,9 @@ use std::{
 
 use actix::prelude::*;
 use merit_messages::Envelope;
-use merit_storage::{OutboxMessage, StateWrite, StorageError, Store, Turn, TurnOutcome};
+use merit_storage::{
+    GroupCommitter, OutboxMessage, StateWrite, StorageError, Store, Turn, TurnOutcome,
+};
 use rand::Rng;
 use tokio::sync::oneshot;
 
@@ -118,6 +120,7 @@ pub struct Deliver {
 pub struct EntityActor<D: Domain> {
     key: String,
     store: Store,
+    committer: Option<GroupCommitter>,
     policy: RetryPolicy,
     stats: Arc<KindStats>,
     inflight: Arc<AtomicUsize>,
@@ -138,11 +141,18 @@ impl<D: Domain> EntityActor<D> {
         Self {
             key,
             store,
+            committer: None,
             policy,
             stats,
             inflight,
             loaded: None,
         }
+    }
+
+    /// Commits through `committer` (group commit) instead of one transaction per turn.
+    pub fn with_committer(mut self, committer: Option<GroupCommitter>) -> Self {
+        self.committer = committer;
+        self
     }
 }
 
@@ -160,14 +170,18 @@ impl<D: Domain> Handler<Deliver> for EntityActor<D> {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: Deliver, _: &mut Self::Context) -> Self::Result {
+        let deps = TurnDeps {
+            store: self.store.clone(),
+            committer: self.committer.clone(),
+            policy: self.policy,
+            stats: self.stats.clone(),
+        };
         let work = process::<D>(
-            self.store.clone(),
+            deps,
             self.key.clone(),
             self.loaded.take(),
             msg.envelope,
             msg.prior_attempts,
-            self.policy,
-            self.stats.clone(),
         );
         let reply = msg.reply;
         AtomicResponse::new(Box::pin(work.into_actor(self).map(
@@ -185,24 +199,45 @@ impl<D: Domain> Handler<Deliver> for EntityActor<D> {
 
 type Loaded<S> = Option<(i64, S)>;
 
+/// What a turn needs from its actor besides the message.
+struct TurnDeps {
+    store: Store,
+    committer: Option<GroupCommitter>,
+    policy: RetryPolicy,
+    stats: Arc<KindStats>,
+}
+
 #[tracing::instrument(
     name = "actor.turn",
     skip_all,
     fields(kind = %D::KIND, key = %key, event_id = %envelope.id, correlation_id = %envelope.correlation_id, event_type = %envelope.event_type())
 )]
 async fn process<D: Domain>(
-    store: Store,
+    deps: TurnDeps,
     key: String,
     mut loaded: Loaded<D::State>,
     envelope: Arc<Envelope>,
     prior_attempts: u32,
-    policy: RetryPolicy,
-    stats: Arc<KindStats>,
 ) -> (Loaded<D::State>, Outcome) {
+    let TurnDeps {
+        store,
+        committer,
+        policy,
+        stats,
+    } = deps;
     let mut attempts = prior_attempts;
     let mut outage_waits = 0u32;
     loop {
-        let failure = match attempt::<D>(&store, &key, &mut loaded, &envelope, &stats).await {
+        let failure = match attempt::<D>(
+            &store,
+            committer.as_ref(),
+            &key,
+            &mut loaded,
+            &envelope,
+            &stats,
+        )
+        .await
+        {
             Ok(outcome) => return (loaded, outcome),
             Err(e) => e,
         };
@@ -263,13 +298,14 @@ fn is_unavailable(err: &merit_storage::sea_orm::DbErr) -> bool {
 
 async fn attempt<D: Domain>(
     store: &Store,
+    committer: Option<&GroupCommitter>,
     key: &str,
     loaded: &mut Loaded<D::State>,
     envelope: &Arc<Envelope>,
     stats: &KindStats,
 ) -> crate::error::Result<Outcome> {
     if loaded.is_none() {
-        *loaded = Some(match store.load_actor(D::KIND, key).await? {
+        let (version, mut state) = match store.load_actor(D::KIND, key).await? {
             Some((version, json)) => {
                 let state =
                     serde_json::from_value(json).map_err(|e| ActorError::CorruptSnapshot {
@@ -280,7 +316,9 @@ async fn attempt<D: Domain>(
                 (version, state)
             }
             None => (0, D::State::default()),
-        });
+        };
+        D::hydrate(store.db(), key, &mut state).await?;
+        *loaded = Some((version, state));
         stats.activations.fetch_add(1, Ordering::Relaxed);
     }
     let (version, state) = loaded.as_ref().expect("loaded just above");
@@ -302,18 +340,20 @@ async fn attempt<D: Domain>(
             .map(OutboxMessage::from_envelope)
             .collect(),
     };
-    let projected = decision.state.clone();
-    let (proj_key, proj_env) = (key.to_string(), envelope.clone());
     let changed = decision.changed;
-    let outcome = store
-        .commit_turn(turn, move |txn| {
-            if changed {
-                D::project(txn, proj_key, projected, proj_env)
-            } else {
-                Box::pin(async { Ok(()) })
-            }
-        })
-        .await?;
+    let (projected, proj_key, proj_env) =
+        (decision.state.clone(), key.to_string(), envelope.clone());
+    let project: merit_storage::Projector = Box::new(move |txn| {
+        if changed {
+            D::project(txn, proj_key.clone(), projected.clone(), proj_env.clone())
+        } else {
+            Box::pin(async { Ok(()) })
+        }
+    });
+    let outcome = match committer {
+        Some(c) => c.commit(turn, project).await?,
+        None => store.commit_turn(turn, |txn| project(txn)).await?,
+    };
     Ok(match outcome {
         TurnOutcome::Applied {
             version: new_version,
@@ -326,6 +366,9 @@ async fn attempt<D: Domain>(
         }
         TurnOutcome::Duplicate => {
             stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            // The store may be ahead of this actor (a commit it did not see confirmed):
+            // reload before the next message rather than meet a version conflict.
+            *loaded = None;
             Outcome::Duplicate
         }
     })

@@ -31,6 +31,9 @@ pub enum StorageError {
         /// Why it could not be read.
         reason: String,
     },
+    /// A store component was shut down while a request was pending.
+    #[error("{0} is shut down")]
+    Closed(&'static str),
     /// The database refused or failed an operation.
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),

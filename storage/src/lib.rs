@@ -8,6 +8,8 @@
 //! effect; a writer holding a stale version is refused; SQLite writers never deadlock.
 //! Must not know: brokers, actors or the domain rules — it stores what it is given.
 
+mod batch;
+pub mod cache;
 pub mod entities;
 mod error;
 mod migration;
@@ -15,6 +17,8 @@ mod outbox;
 mod store;
 mod turn;
 
+pub use batch::{GroupCommitter, Projector};
+pub use cache::{CacheConfig, CacheKey, CacheStats, TieredCache};
 pub use error::{Result, StorageError};
 pub use migration::Migrator;
 pub use outbox::OutboxRow;

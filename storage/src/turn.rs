@@ -150,7 +150,11 @@ impl Store {
     }
 }
 
-async fn apply_turn<F>(txn: &DatabaseTransaction, turn: &Turn, project: F) -> Result<TurnOutcome>
+pub(crate) async fn apply_turn<F>(
+    txn: &DatabaseTransaction,
+    turn: &Turn,
+    project: F,
+) -> Result<TurnOutcome>
 where
     F: for<'c> FnOnce(&'c DatabaseTransaction) -> TxFuture<'c, ()> + Send,
 {

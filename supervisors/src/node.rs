@@ -7,7 +7,7 @@ use actix::{Arbiter, ArbiterHandle};
 use merit_actors::{NftDomain, Outcome, ProposalDomain, RetryPolicy, UserDomain};
 use merit_mailbox::{ShardId, Transport};
 use merit_messages::{ActorKind, Envelope};
-use merit_storage::Store;
+use merit_storage::{GroupCommitter, Store};
 use serde::Serialize;
 use tokio::{
     sync::{oneshot, watch},
@@ -40,6 +40,10 @@ pub struct NodeOptions {
     pub restart: RestartPolicy,
     /// Arbiter threads the actors run on.
     pub arbiters: usize,
+    /// Group-commit workers (concurrent transactions); 1 suits SQLite.
+    pub commit_workers: usize,
+    /// Most turns one group-commit transaction takes.
+    pub commit_batch: usize,
 }
 
 /// The three registries.
@@ -86,6 +90,16 @@ impl Registries {
     }
 }
 
+fn registry<D: merit_actors::Domain>(
+    arbiters: Arc<[ArbiterHandle]>,
+    store: &Store,
+    options: &NodeOptions,
+    committer: &GroupCommitter,
+) -> Registry<D> {
+    Registry::new(arbiters, store.clone(), options.retry, options.residency)
+        .with_committer(committer.clone())
+}
+
 /// The node's state for `/ready`, the dashboard and tests.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
@@ -123,20 +137,12 @@ impl Node {
             .map(|_| Arbiter::new())
             .collect();
         let handles: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
+        let committer =
+            GroupCommitter::start(store.clone(), options.commit_workers, options.commit_batch);
         let registries = Arc::new(Registries {
-            user: Registry::new(
-                handles.clone(),
-                store.clone(),
-                options.retry,
-                options.residency,
-            ),
-            proposal: Registry::new(
-                handles.clone(),
-                store.clone(),
-                options.retry,
-                options.residency,
-            ),
-            nft: Registry::new(handles, store.clone(), options.retry, options.residency),
+            user: registry(handles.clone(), &store, &options, &committer),
+            proposal: registry(handles.clone(), &store, &options, &committer),
+            nft: registry(handles, &store, &options, &committer),
         });
         let database = {
             let store = store.clone();

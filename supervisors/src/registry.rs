@@ -24,7 +24,7 @@ use std::{
 use actix::{prelude::*, ArbiterHandle};
 use merit_actors::{Deliver, Domain, EntityActor, KindStats, Outcome, RetryPolicy};
 use merit_messages::Envelope;
-use merit_storage::Store;
+use merit_storage::{GroupCommitter, Store};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -76,6 +76,7 @@ pub struct Registry<D: Domain> {
     slots: Mutex<HashMap<String, Slot<D>>>,
     arbiters: Arc<[ArbiterHandle]>,
     store: Store,
+    committer: Option<GroupCommitter>,
     policy: RetryPolicy,
     residency: Residency,
     stats: Arc<KindStats>,
@@ -98,11 +99,18 @@ impl<D: Domain> Registry<D> {
             slots: Mutex::new(HashMap::new()),
             arbiters,
             store,
+            committer: None,
             policy,
             residency,
             stats: Arc::new(KindStats::default()),
             passivations: AtomicU64::new(0),
         }
+    }
+
+    /// Commits the turns of this kind's actors through `committer` (group commit).
+    pub fn with_committer(mut self, committer: GroupCommitter) -> Self {
+        self.committer = Some(committer);
+        self
     }
 
     /// Routes `envelope` to the actor `key`, activating it if needed. The receiver yields
@@ -146,7 +154,8 @@ impl<D: Domain> Registry<D> {
             self.policy,
             self.stats.clone(),
             inflight.clone(),
-        );
+        )
+        .with_committer(self.committer.clone());
         let addr = EntityActor::start_in_arbiter(arbiter, move |_| actor);
         Slot {
             addr,

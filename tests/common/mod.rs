@@ -265,6 +265,8 @@ pub fn node_options(node_id: &str, shards: u16) -> merit_supervisors::NodeOption
             period: std::time::Duration::from_secs(60),
         },
         arbiters: 2,
+        commit_workers: 4,
+        commit_batch: 64,
     }
 }
 
@@ -282,4 +284,24 @@ where
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The `i`-th test wallet (distinct for every `i`).
+pub fn wallet(i: u32) -> merit_messages::Address {
+    let mut a = [0u8; 20];
+    a[16..].copy_from_slice(&(i + 1).to_be_bytes());
+    merit_messages::Address(a)
+}
+
+/// Votes counted by all users' actors (the sum of `users.votes_cast`): the checker's
+/// measure of lost (below the votes sent) and doubled (above) effects.
+pub async fn votes_counted(store: &Store) -> i64 {
+    use merit_storage::sea_orm::EntityTrait;
+    merit_storage::entities::user::Entity::find()
+        .all(store.db())
+        .await
+        .expect("read users")
+        .iter()
+        .map(|u| u.votes_cast)
+        .sum()
 }

@@ -1,0 +1,130 @@
+//! Group commit: turns from many actors committed together.
+//!
+//! Each actor still waits for its own turn's outcome, so per-key order and "ack after
+//! commit" are unchanged; what changes is that turns queued at the same moment share one
+//! transaction (one BEGIN, one COMMIT and one WAL flush for the lot). Batching is natural:
+//! a worker takes whatever is queued (up to `max_batch`) and never waits to fill a batch,
+//! so a lone turn is committed as soon as a worker is free.
+//!
+//! The fast path runs the turns back to back in one transaction. A duplicate (inbox
+//! conflict) writes nothing and does not disturb the others. Any failure — a version
+//! conflict, a projection error, a failed COMMIT — rolls the whole batch back and each
+//! turn is then committed on its own, so every turn gets exactly the outcome it would
+//! have had alone. That is why projectors are `Fn`: the fallback may run them again.
+
+use std::sync::Arc;
+
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::{
+    error::{Result, StorageError},
+    store::{Store, TxFuture},
+    turn::{apply_turn, Turn, TurnOutcome},
+};
+
+/// Writes a turn's projections; may be called twice (see the module docs).
+pub type Projector = Box<dyn for<'c> Fn(&'c DatabaseTransaction) -> TxFuture<'c, ()> + Send + Sync>;
+
+struct Job {
+    turn: Turn,
+    project: Projector,
+    reply: oneshot::Sender<Result<TurnOutcome>>,
+}
+
+/// Handle to the group-commit workers of one store. Cheap to clone.
+#[derive(Clone)]
+pub struct GroupCommitter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for GroupCommitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommitter").finish_non_exhaustive()
+    }
+}
+
+impl GroupCommitter {
+    /// Starts `workers` committers on the current tokio runtime, each taking up to
+    /// `max_batch` queued turns per transaction. SQLite gains nothing from more than one
+    /// worker (its writes are serialised); PostgreSQL overlaps a few.
+    pub fn start(store: Store, workers: usize, max_batch: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>(max_batch.max(1) * workers.max(1) * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..workers.max(1) {
+            let (store, rx) = (store.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut rx = rx.lock().await;
+                        let Some(first) = rx.recv().await else { return };
+                        let mut batch = vec![first];
+                        while batch.len() < max_batch {
+                            match rx.try_recv() {
+                                Ok(job) => batch.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    commit_batch(&store, batch).await;
+                }
+            });
+        }
+        Self { tx }
+    }
+
+    /// Commits `turn` with `project` in the next batch and returns its own outcome.
+    pub async fn commit(&self, turn: Turn, project: Projector) -> Result<TurnOutcome> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job {
+                turn,
+                project,
+                reply,
+            })
+            .await
+            .map_err(|_| StorageError::Closed("group commit"))?;
+        rx.await.map_err(|_| StorageError::Closed("group commit"))?
+    }
+}
+
+async fn commit_batch(store: &Store, jobs: Vec<Job>) {
+    if jobs.len() > 1 {
+        match try_together(store, &jobs).await {
+            Ok(outcomes) => {
+                if jobs.iter().any(|j| !j.turn.outbox.is_empty()) {
+                    store.outbox_signal().notify_one();
+                }
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, turns = jobs.len(), "batch failed; committing its turns one by one")
+            }
+        }
+    }
+    for job in jobs {
+        let outcome = store.commit_turn(job.turn, |txn| (job.project)(txn)).await;
+        let _ = job.reply.send(outcome);
+    }
+}
+
+async fn try_together(store: &Store, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
+    let _gate = store.lock_writes().await;
+    let txn = store.db().begin().await?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match apply_turn(&txn, &job.turn, |t| (job.project)(t)).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        }
+    }
+    txn.commit().await?;
+    Ok(outcomes)
+}
