@@ -11,6 +11,7 @@ mod domain;
 mod error;
 mod nft;
 mod proposal;
+pub mod rules;
 mod shell;
 mod user;
 

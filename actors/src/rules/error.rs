@@ -1,0 +1,36 @@
+//! Why a rule document was refused: the JSON path of the offending value and what was
+//! expected, so an operator can fix the document without reading merit's source.
+
+/// A rule document merit refuses.
+///
+/// `path` uses the document's own names: `rules[3].when.all_of[1].count.at_least`; `$` is
+/// the whole document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct RuleError {
+    /// JSON path of the offending value.
+    pub path: String,
+    /// What was wrong and what was expected.
+    pub reason: String,
+}
+
+impl RuleError {
+    pub(crate) fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Quotes untrusted text for an error, shortened so that a megabyte of garbage still
+/// yields a readable message.
+pub(crate) fn quote(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head:?}… ({} bytes)", s.len())
+    }
+}

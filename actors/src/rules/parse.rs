@@ -1,0 +1,873 @@
+//! Reading a rule document: strict JSON decoding into wire types (unknown fields refused,
+//! every serde error located by its JSON path), lowering to the typed language (a
+//! condition object names exactly one kind), then validation of everything the types do
+//! not enforce (thresholds, nesting, tiers, unique ids, repeat constraints).
+//!
+//! The flow is all-or-nothing: a document either becomes a [`RuleSet`] whose every rule
+//! [`evaluate`](super::evaluate) can run, or the first problem found, as a [`RuleError`].
+
+use std::collections::HashMap;
+
+use merit_messages::{RuleId, TierId};
+use serde::{Deserialize, Deserializer};
+
+use super::{
+    error::{quote, RuleError},
+    facts::MAX_RECENT_PER_KIND,
+    language::{ActivityKind, Condition, Repeat, Rule, RuleSet, Window},
+};
+
+/// Largest accepted rule document, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Most rules in one set.
+pub const MAX_RULES: usize = 500;
+/// Deepest nesting of conditions: the `when` condition is level 1, its children level 2.
+pub const MAX_DEPTH: usize = 8;
+/// Most condition nodes (leaves and `all_of`/`any_of` alike) in one rule.
+pub const MAX_NODES: usize = 64;
+/// Longest rule title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+impl RuleSet {
+    /// Strict parse + validation of a rule document `{"rules": [rule, ...]}`.
+    ///
+    /// `known_tiers`: the tiers the dynamic config defines; a rule naming any other tier
+    /// (as its `tier` or in a `held_while`) is refused.
+    pub fn parse(json: &[u8], known_tiers: &[TierId]) -> Result<RuleSet, RuleError> {
+        if json.len() > MAX_DOCUMENT_BYTES {
+            return Err(RuleError::new(
+                "$",
+                format!(
+                    "document is {} bytes: at most {MAX_DOCUMENT_BYTES} allowed",
+                    json.len()
+                ),
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let doc: WireDocument =
+            serde_path_to_error::deserialize(&mut de).map_err(from_serde_error)?;
+        de.end()
+            .map_err(|e| RuleError::new("$", format!("trailing data after the document: {e}")))?;
+        let rules = doc
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, rule)| rule.lower(&format!("rules[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let set = RuleSet { rules };
+        set.validate(known_tiers)?;
+        Ok(set)
+    }
+
+    /// Checks a rule set built in code as [`RuleSet::parse`] checks a document (parse calls
+    /// this). Evaluation is total on any value, but only a validated set has the meaning
+    /// the documentation gives.
+    pub fn validate(&self, known_tiers: &[TierId]) -> Result<(), RuleError> {
+        if self.rules.len() > MAX_RULES {
+            return Err(RuleError::new(
+                "rules",
+                format!(
+                    "{} rules: a set holds at most {MAX_RULES}",
+                    self.rules.len()
+                ),
+            ));
+        }
+        let tiers = Tiers(known_tiers);
+        let mut first_index: HashMap<&RuleId, usize> = HashMap::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let base = format!("rules[{i}]");
+            if let Some(first) = first_index.insert(&rule.id, i) {
+                return Err(RuleError::new(
+                    format!("{base}.id"),
+                    format!(
+                        "duplicate rule id {:?}: rules[{first}] already uses it",
+                        rule.id.as_str()
+                    ),
+                ));
+            }
+            tiers.check(&rule.tier, &format!("{base}.tier"))?;
+            check_title(&rule.title, &format!("{base}.title"))?;
+            let mut nodes = 0;
+            check_condition(&rule.when, &format!("{base}.when"), 1, &mut nodes, &tiers)?;
+            check_repeat(rule, &format!("{base}.repeat"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The tiers the config defines.
+struct Tiers<'a>(&'a [TierId]);
+
+impl Tiers<'_> {
+    fn check(&self, tier: &TierId, path: &str) -> Result<(), RuleError> {
+        if self.0.contains(tier) {
+            return Ok(());
+        }
+        const SHOWN: usize = 20;
+        let mut known: Vec<&str> = self.0.iter().take(SHOWN).map(TierId::as_str).collect();
+        if self.0.len() > SHOWN {
+            known.push("…");
+        }
+        let defined = if known.is_empty() {
+            "the config defines no tiers".to_string()
+        } else {
+            format!("the config defines {}", known.join(", "))
+        };
+        Err(RuleError::new(
+            path,
+            format!("unknown tier {:?}: {defined}", tier.as_str()),
+        ))
+    }
+}
+
+fn check_title(title: &str, path: &str) -> Result<(), RuleError> {
+    let chars = title.chars().count();
+    if title.trim().is_empty() || chars > MAX_TITLE_CHARS {
+        return Err(RuleError::new(
+            path,
+            format!(
+                "{} has {chars} characters: expected 1-{MAX_TITLE_CHARS} characters, not all blank",
+                quote(title)
+            ),
+        ));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(RuleError::new(
+            path,
+            format!("{} contains control characters", quote(title)),
+        ));
+    }
+    Ok(())
+}
+
+fn check_at_least(at_least: u32, path: String) -> Result<(), RuleError> {
+    if at_least == 0 {
+        return Err(RuleError::new(
+            path,
+            "must be at least 1 (a threshold of 0 would hold for every user)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_condition(
+    condition: &Condition,
+    path: &str,
+    depth: usize,
+    nodes: &mut usize,
+    tiers: &Tiers<'_>,
+) -> Result<(), RuleError> {
+    if depth > MAX_DEPTH {
+        return Err(RuleError::new(
+            path,
+            format!(
+                "conditions nest at most {MAX_DEPTH} levels deep; this one is at level {depth}"
+            ),
+        ));
+    }
+    *nodes += 1;
+    if *nodes > MAX_NODES {
+        return Err(RuleError::new(
+            path,
+            format!("a rule has at most {MAX_NODES} conditions; this is condition {nodes}"),
+        ));
+    }
+    match condition {
+        Condition::Count {
+            at_least, within, ..
+        } => {
+            let at = format!("{path}.count.at_least");
+            check_at_least(*at_least, at.clone())?;
+            if within.is_some() && u64::from(*at_least) > MAX_RECENT_PER_KIND as u64 {
+                return Err(RuleError::new(
+                    at,
+                    format!(
+                        "{at_least} is too many for a windowed count: merit keeps the latest \
+                         {MAX_RECENT_PER_KIND} activities of each kind, so at most \
+                         {MAX_RECENT_PER_KIND}"
+                    ),
+                ));
+            }
+        }
+        Condition::Streak { at_least } => {
+            check_at_least(*at_least, format!("{path}.streak.at_least"))?;
+        }
+        Condition::HeldWhile { tier, at_least, .. } => {
+            tiers.check(tier, &format!("{path}.held_while.tier"))?;
+            check_at_least(*at_least, format!("{path}.held_while.at_least"))?;
+        }
+        Condition::AllOf(children) | Condition::AnyOf(children) => {
+            let key = if matches!(condition, Condition::AllOf(_)) {
+                "all_of"
+            } else {
+                "any_of"
+            };
+            if children.is_empty() {
+                return Err(RuleError::new(
+                    format!("{path}.{key}"),
+                    "must list at least one condition",
+                ));
+            }
+            for (j, child) in children.iter().enumerate() {
+                check_condition(
+                    child,
+                    &format!("{path}.{key}[{j}]"),
+                    depth + 1,
+                    nodes,
+                    tiers,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+const WINDOWED_CANNOT_REPEAT: &str = "a windowed count rises and falls, so it cannot \
+    repeat: use \"once\", or count without \"within\"";
+const COMPOSITE_CANNOT_REPEAT: &str = "repeating needs one counted quantity: \"when\" must be \
+    a single count, streak or held_while, not all_of/any_of";
+
+/// `Every(n)` needs one quantity that never decreases, reached at or before `n`.
+fn check_repeat(rule: &Rule, path: &str) -> Result<(), RuleError> {
+    let Repeat::Every(n) = rule.repeat else {
+        return Ok(());
+    };
+    let every = format!("{path}.every");
+    if n == 0 {
+        return Err(RuleError::new(every, "must be at least 1"));
+    }
+    let at_least = match &rule.when {
+        Condition::Count {
+            within: None,
+            at_least,
+            ..
+        }
+        | Condition::Streak { at_least }
+        | Condition::HeldWhile { at_least, .. } => *at_least,
+        Condition::Count { .. } => return Err(RuleError::new(every, WINDOWED_CANNOT_REPEAT)),
+        Condition::AllOf(_) | Condition::AnyOf(_) => {
+            return Err(RuleError::new(every, COMPOSITE_CANNOT_REPEAT))
+        }
+    };
+    if at_least > n {
+        return Err(RuleError::new(
+            every,
+            format!(
+                "every {n} is below the condition's at_least ({at_least}): the first unlock \
+                 would be {} at once; use every >= at_least",
+                at_least / n
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Deserialises a field that may be absent but, when present, must not be `null`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// The document as written. The `rename`s give serde's messages the document's names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "RuleSet")]
+struct WireDocument {
+    rules: Vec<WireRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "Rule")]
+struct WireRule {
+    id: RuleId,
+    tier: TierId,
+    title: String,
+    #[serde(default, deserialize_with = "present")]
+    repeat: Option<Repeat>,
+    when: WireCondition,
+}
+
+impl WireRule {
+    fn lower(self, path: &str) -> Result<Rule, RuleError> {
+        Ok(Rule {
+            id: self.id,
+            tier: self.tier,
+            title: self.title,
+            repeat: self.repeat.unwrap_or_default(),
+            when: self.when.lower(&format!("{path}.when"))?,
+        })
+    }
+}
+
+/// A condition object: exactly one of its fields is set.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "Condition")]
+struct WireCondition {
+    #[serde(default, deserialize_with = "present")]
+    count: Option<WireCount>,
+    #[serde(default, deserialize_with = "present")]
+    streak: Option<WireStreak>,
+    #[serde(default, deserialize_with = "present")]
+    held_while: Option<WireHeldWhile>,
+    #[serde(default, deserialize_with = "present")]
+    all_of: Option<Vec<WireCondition>>,
+    #[serde(default, deserialize_with = "present")]
+    any_of: Option<Vec<WireCondition>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "Count")]
+struct WireCount {
+    activity: ActivityKind,
+    at_least: u32,
+    #[serde(default, deserialize_with = "present")]
+    within: Option<Window>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "Streak")]
+struct WireStreak {
+    at_least: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "HeldWhile")]
+struct WireHeldWhile {
+    tier: TierId,
+    activity: ActivityKind,
+    #[serde(default, deserialize_with = "present")]
+    at_least: Option<u32>,
+}
+
+impl WireCondition {
+    fn lower(self, path: &str) -> Result<Condition, RuleError> {
+        let lower_all = |children: Vec<WireCondition>, key: &str| {
+            children
+                .into_iter()
+                .enumerate()
+                .map(|(j, c)| c.lower(&format!("{path}.{key}[{j}]")))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        match (
+            self.count,
+            self.streak,
+            self.held_while,
+            self.all_of,
+            self.any_of,
+        ) {
+            (Some(c), None, None, None, None) => Ok(Condition::Count {
+                activity: c.activity,
+                at_least: c.at_least,
+                within: c.within,
+            }),
+            (None, Some(s), None, None, None) => Ok(Condition::Streak {
+                at_least: s.at_least,
+            }),
+            (None, None, Some(h), None, None) => Ok(Condition::HeldWhile {
+                tier: h.tier,
+                activity: h.activity,
+                at_least: h.at_least.unwrap_or(1),
+            }),
+            (None, None, None, Some(children), None) => {
+                Ok(Condition::AllOf(lower_all(children, "all_of")?))
+            }
+            (None, None, None, None, Some(children)) => {
+                Ok(Condition::AnyOf(lower_all(children, "any_of")?))
+            }
+            (count, streak, held_while, all_of, any_of) => {
+                let names: Vec<&str> = [
+                    ("count", count.is_some()),
+                    ("streak", streak.is_some()),
+                    ("held_while", held_while.is_some()),
+                    ("all_of", all_of.is_some()),
+                    ("any_of", any_of.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(name, set)| set.then_some(name))
+                .collect();
+                let found = if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(" and ")
+                };
+                Err(RuleError::new(
+                    path,
+                    format!(
+                        "a condition has exactly one of count, streak, held_while, all_of, \
+                         any_of; found {found}"
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// Turns serde's message into a path + reason: `missing field `x`` names `x` in the path,
+/// and serde_json's " at line L column C" is kept only for syntax errors.
+fn from_serde_error(e: serde_path_to_error::Error<serde_json::Error>) -> RuleError {
+    let path = match e.path().to_string() {
+        p if p == "." => "$".to_string(),
+        p => p,
+    };
+    let inner = e.into_inner();
+    let message = inner.to_string();
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        let field = if path == "$" {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        };
+        return RuleError::new(field, "required field is missing");
+    }
+    let located = message.split(" at line ").next().unwrap_or(&message);
+    if let Some(rest) = located.strip_prefix("unknown field `") {
+        // The path already ends in the unknown field's name.
+        let expected = rest.split("expected ").nth(1).unwrap_or_default();
+        return RuleError::new(path, format!("unknown field; expected {expected}"));
+    }
+    if located == "recursion limit exceeded" {
+        return RuleError::new(
+            path,
+            format!("nested too deeply: conditions nest at most {MAX_DEPTH} levels deep"),
+        );
+    }
+    let reason = match inner.classify() {
+        serde_json::error::Category::Data => located.to_string(),
+        _ => message,
+    };
+    RuleError::new(path, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn tiers() -> Vec<TierId> {
+        ["bronze", "silver", "gold"]
+            .iter()
+            .map(|t| t.parse().expect("tier"))
+            .collect()
+    }
+
+    fn rule(when: Value) -> Value {
+        json!({"id": "r", "tier": "silver", "title": "A rule", "when": when})
+    }
+
+    fn vote_count(n: u32) -> Value {
+        json!({"count": {"activity": "vote_cast", "at_least": n}})
+    }
+
+    fn parse(doc: &Value) -> Result<RuleSet, RuleError> {
+        RuleSet::parse(&serde_json::to_vec(doc).expect("json"), &tiers())
+    }
+
+    /// Parses `doc`, expecting a refusal at exactly `path` whose reason contains `reason`.
+    #[track_caller]
+    fn refused(doc: Value, path: &str, reason: &str) {
+        let err = parse(&doc).expect_err("must be refused");
+        assert_eq!(err.path, path, "{err}");
+        assert!(
+            err.reason.contains(reason),
+            "reason of {err:?} lacks {reason:?}"
+        );
+        assert_eq!(err.to_string(), format!("{path}: {}", err.reason));
+    }
+
+    #[test]
+    fn a_valid_document_parses_with_defaults() {
+        let set = parse(&json!({"rules": [
+            {"id": "voted-10", "tier": "silver", "title": "Voted on 10 proposals",
+             "repeat": "once", "when": vote_count(10)},
+            {"id": "gold", "tier": "gold", "title": "Gold voter",
+             "when": {"held_while": {"tier": "gold", "activity": "vote_cast"}}},
+            {"id": "every-5", "tier": "bronze", "title": "Five more",
+             "repeat": {"every": 5}, "when": {"streak": {"at_least": 5}}},
+        ]}))
+        .expect("valid");
+        assert_eq!(set.rules.len(), 3);
+        assert_eq!(set.rules[0].repeat, Repeat::Once);
+        assert_eq!(
+            set.rules[1].when,
+            Condition::HeldWhile {
+                tier: "gold".parse().expect("tier"),
+                activity: ActivityKind::VoteCast,
+                at_least: 1
+            }
+        );
+        assert_eq!(set.rules[2].repeat, Repeat::Every(5));
+    }
+
+    #[test]
+    fn module_doc_example_parses() {
+        let doc = include_str!("mod.rs")
+            .split("```json")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the module docs hold an example")
+            .lines()
+            .map(|l| l.trim_start().trim_start_matches("//!"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let set = RuleSet::parse(doc.as_bytes(), &tiers()).expect("the documented example");
+        assert_eq!(set.rules.len(), 4);
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        refused(
+            json!({"rules": [rule(json!({"count": {"activity": "vote_cast", "at_least": 1, "since": "x"}}))]}),
+            "rules[0].when.count.since",
+            "unknown field; expected one of `activity`, `at_least`, `within`",
+        );
+        refused(
+            json!({"rules": [], "version": 2}),
+            "version",
+            "unknown field",
+        );
+        refused(
+            json!({"rules": [rule(json!({"votes": {}}))]}),
+            "rules[0].when.votes",
+            "unknown field; expected one of `count`, `streak`",
+        );
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        refused(
+            json!({"rules": [{"id": "r", "tier": "silver", "when": vote_count(1)}]}),
+            "rules[0].title",
+            "required field is missing",
+        );
+        refused(
+            json!({"rules": [rule(json!({"count": {"activity": "vote_cast"}}))]}),
+            "rules[0].when.count.at_least",
+            "required field is missing",
+        );
+        refused(json!({}), "rules", "required field is missing");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        refused(
+            json!({"rules": [rule(json!({"count": {"activity": "vote_cast", "at_least": "10"}}))]}),
+            "rules[0].when.count.at_least",
+            "invalid type: string \"10\", expected u32",
+        );
+        refused(
+            json!({"rules": [rule(json!({"count": {"activity": "vote", "at_least": 1}}))]}),
+            "rules[0].when.count.activity",
+            "unknown variant `vote`",
+        );
+        refused(
+            json!({"rules": [rule(json!({"count": null}))]}),
+            "rules[0].when.count",
+            "invalid type: null",
+        );
+        refused(
+            json!({"rules": [rule(json!({"count": {"activity": "vote_cast", "at_least": -1}}))]}),
+            "rules[0].when.count.at_least",
+            "invalid value: integer `-1`, expected u32",
+        );
+        refused(
+            json!({"rules": {}}),
+            "rules",
+            "invalid type: map, expected a sequence",
+        );
+        let mut r = rule(vote_count(1));
+        r["repeat"] = json!("twice");
+        refused(
+            json!({"rules": [r]}),
+            "rules[0].repeat",
+            "unknown variant `twice`",
+        );
+    }
+
+    #[test]
+    fn zero_thresholds_are_refused() {
+        let nested = json!({"all_of": [vote_count(1), {"any_of": [vote_count(2), vote_count(0)]}]});
+        refused(
+            json!({"rules": [rule(vote_count(1)), rule(nested)]}),
+            // The duplicate id would be found first, so give the second rule its own id.
+            "rules[1].id",
+            "duplicate rule id \"r\": rules[0] already uses it",
+        );
+        let mut second =
+            rule(json!({"all_of": [vote_count(1), {"any_of": [vote_count(2), vote_count(0)]}]}));
+        second["id"] = json!("r2");
+        refused(
+            json!({"rules": [rule(vote_count(1)), second]}),
+            "rules[1].when.all_of[1].any_of[1].count.at_least",
+            "must be at least 1",
+        );
+        refused(
+            json!({"rules": [rule(json!({"streak": {"at_least": 0}}))]}),
+            "rules[0].when.streak.at_least",
+            "must be at least 1",
+        );
+        refused(
+            json!({"rules": [rule(json!({"held_while": {"tier": "gold", "activity": "vote_cast", "at_least": 0}}))]}),
+            "rules[0].when.held_while.at_least",
+            "must be at least 1",
+        );
+        let mut r = rule(vote_count(1));
+        r["repeat"] = json!({"every": 0});
+        refused(
+            json!({"rules": [r]}),
+            "rules[0].repeat.every",
+            "must be at least 1",
+        );
+    }
+
+    #[test]
+    fn empty_lists_and_ambiguous_conditions_are_refused() {
+        refused(
+            json!({"rules": [rule(json!({"all_of": []}))]}),
+            "rules[0].when.all_of",
+            "must list at least one condition",
+        );
+        refused(
+            json!({"rules": [rule(json!({"any_of": [{"any_of": []}]}))]}),
+            "rules[0].when.any_of[0].any_of",
+            "must list at least one condition",
+        );
+        refused(
+            json!({"rules": [rule(json!({}))]}),
+            "rules[0].when",
+            "exactly one of count, streak, held_while, all_of, any_of; found none",
+        );
+        refused(
+            json!({"rules": [rule(json!({"count": {"activity": "vote_cast", "at_least": 1}, "streak": {"at_least": 2}}))]}),
+            "rules[0].when",
+            "found count and streak",
+        );
+    }
+
+    fn nested(depth: usize) -> Value {
+        (1..depth).fold(vote_count(1), |inner, _| json!({"all_of": [inner]}))
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        assert!(parse(&json!({"rules": [rule(nested(MAX_DEPTH))]})).is_ok());
+        let path = format!("rules[0].when{}", ".all_of[0]".repeat(MAX_DEPTH));
+        refused(
+            json!({"rules": [rule(nested(MAX_DEPTH + 1))]}),
+            &path,
+            "conditions nest at most 8 levels deep; this one is at level 9",
+        );
+        // Far deeper than serde_json's own recursion limit: still a located refusal.
+        let err = parse(&json!({"rules": [rule(nested(200))]})).expect_err("too deep");
+        assert!(err.path.starts_with("rules[0].when.all_of[0]"), "{err}");
+        assert!(err.reason.contains("nest"), "{err}");
+    }
+
+    #[test]
+    fn condition_count_is_bounded() {
+        let wide: Vec<Value> = (0..MAX_NODES - 1).map(|_| vote_count(1)).collect();
+        assert!(parse(&json!({"rules": [rule(json!({"any_of": wide}))]})).is_ok());
+        let wider: Vec<Value> = (0..MAX_NODES).map(|_| vote_count(1)).collect();
+        refused(
+            json!({"rules": [rule(json!({"any_of": wider}))]}),
+            &format!("rules[0].when.any_of[{}]", MAX_NODES - 1),
+            "a rule has at most 64 conditions; this is condition 65",
+        );
+    }
+
+    #[test]
+    fn duplicate_rule_ids_are_refused() {
+        let mut other = rule(vote_count(2));
+        other["id"] = json!("other");
+        refused(
+            json!({"rules": [rule(vote_count(1)), other, rule(vote_count(3))]}),
+            "rules[2].id",
+            "duplicate rule id \"r\": rules[0] already uses it",
+        );
+    }
+
+    #[test]
+    fn unknown_tiers_are_refused() {
+        let mut r = rule(vote_count(1));
+        r["tier"] = json!("platinum");
+        refused(
+            json!({"rules": [r]}),
+            "rules[0].tier",
+            "unknown tier \"platinum\": the config defines bronze, silver, gold",
+        );
+        refused(
+            json!({"rules": [rule(json!({"any_of": [vote_count(1), {"held_while": {"tier": "diamond", "activity": "vote_cast"}}]}))]}),
+            "rules[0].when.any_of[1].held_while.tier",
+            "unknown tier \"diamond\"",
+        );
+        let err = RuleSet::parse(
+            &serde_json::to_vec(&json!({"rules": [rule(vote_count(1))]})).expect("json"),
+            &[],
+        )
+        .expect_err("no tiers");
+        assert_eq!(
+            err.reason,
+            "unknown tier \"silver\": the config defines no tiers"
+        );
+    }
+
+    #[test]
+    fn bad_durations_are_refused() {
+        let windowed = |w: &str| json!({"rules": [rule(json!({"count": {"activity": "vote_cast", "at_least": 1, "within": w}}))]});
+        refused(
+            windowed("30x"),
+            "rules[0].when.count.within",
+            "\"30x\" is not a duration",
+        );
+        refused(
+            windowed("1.5h"),
+            "rules[0].when.count.within",
+            "is not a duration",
+        );
+        refused(windowed("0d"), "rules[0].when.count.within", "out of range");
+        refused(
+            windowed("400d"),
+            "rules[0].when.count.within",
+            "out of range",
+        );
+        refused(
+            json!({"rules": [rule(json!({"count": {"activity": "vote_cast", "at_least": 1, "within": 30}}))]}),
+            "rules[0].when.count.within",
+            "invalid type: integer `30`, expected a string",
+        );
+    }
+
+    #[test]
+    fn bad_ids_and_titles_are_refused() {
+        let mut r = rule(vote_count(1));
+        r["id"] = json!("has space");
+        refused(
+            json!({"rules": [r]}),
+            "rules[0].id",
+            "is not a valid rule id",
+        );
+        let mut r = rule(vote_count(1));
+        r["id"] = json!("x".repeat(65));
+        refused(
+            json!({"rules": [r]}),
+            "rules[0].id",
+            "expected 1-64 characters",
+        );
+        let mut r = rule(vote_count(1));
+        r["tier"] = json!("");
+        refused(
+            json!({"rules": [r]}),
+            "rules[0].tier",
+            "is not a valid tier id",
+        );
+        let mut r = rule(vote_count(1));
+        r["title"] = json!("  ");
+        refused(
+            json!({"rules": [r]}),
+            "rules[0].title",
+            "expected 1-200 characters",
+        );
+        let mut r = rule(vote_count(1));
+        r["title"] = json!("é".repeat(201));
+        refused(
+            json!({"rules": [r]}),
+            "rules[0].title",
+            "has 201 characters",
+        );
+        let mut r = rule(vote_count(1));
+        r["title"] = json!("é".repeat(200));
+        assert!(
+            parse(&json!({"rules": [r]})).is_ok(),
+            "200 characters, 400 bytes"
+        );
+        let mut r = rule(vote_count(1));
+        r["title"] = json!("a\u{7}b");
+        refused(
+            json!({"rules": [r]}),
+            "rules[0].title",
+            "control characters",
+        );
+    }
+
+    #[test]
+    fn set_size_and_document_shape_are_bounded() {
+        let many: Vec<Value> = (0..=MAX_RULES)
+            .map(|i| {
+                let mut r = rule(vote_count(1));
+                r["id"] = json!(format!("r{i}"));
+                r
+            })
+            .collect();
+        refused(
+            json!({"rules": many}),
+            "rules",
+            "501 rules: a set holds at most 500",
+        );
+        let err = RuleSet::parse(b"{\"rules\": []} []", &tiers()).expect_err("trailing");
+        assert_eq!(err.path, "$");
+        assert!(err.reason.contains("trailing"), "{err}");
+        let err = RuleSet::parse(b"{\"rules\": [", &tiers()).expect_err("truncated");
+        assert!(err.reason.contains("EOF"), "{err}");
+        let huge = vec![b' '; MAX_DOCUMENT_BYTES + 1];
+        let err = RuleSet::parse(&huge, &tiers()).expect_err("huge");
+        assert_eq!(err.path, "$");
+        assert!(parse(&json!({"rules": []}))
+            .expect("empty set")
+            .rules
+            .is_empty());
+    }
+
+    #[test]
+    fn repeat_every_needs_one_monotone_quantity() {
+        let repeating = |when: Value, every: u32| {
+            let mut r = rule(when);
+            r["repeat"] = json!({"every": every});
+            json!({"rules": [r]})
+        };
+        refused(
+            repeating(json!({"all_of": [vote_count(1)]}), 5),
+            "rules[0].repeat.every",
+            "not all_of/any_of",
+        );
+        refused(
+            repeating(
+                json!({"count": {"activity": "vote_cast", "at_least": 5, "within": "7d"}}),
+                5,
+            ),
+            "rules[0].repeat.every",
+            "a windowed count rises and falls",
+        );
+        refused(
+            repeating(vote_count(10), 5),
+            "rules[0].repeat.every",
+            "every 5 is below the condition's at_least (10)",
+        );
+        assert!(parse(&repeating(vote_count(3), 5)).is_ok());
+    }
+
+    #[test]
+    fn windowed_counts_are_capped_at_the_kept_history() {
+        let windowed = |n: usize| json!({"rules": [rule(json!({"count": {"activity": "vote_cast", "at_least": n, "within": "30d"}}))]});
+        assert!(parse(&windowed(MAX_RECENT_PER_KIND)).is_ok());
+        refused(
+            windowed(MAX_RECENT_PER_KIND + 1),
+            "rules[0].when.count.at_least",
+            "too many for a windowed count",
+        );
+    }
+
+    #[test]
+    fn a_parsed_set_round_trips_through_its_canonical_json() {
+        let set = parse(&json!({"rules": [
+            rule(json!({"all_of": [
+                {"count": {"activity": "proposal_passed", "at_least": 3, "within": "14d"}},
+                {"any_of": [{"streak": {"at_least": 5}},
+                            {"held_while": {"tier": "gold", "activity": "vote_cast"}}]}]}))
+        ]}))
+        .expect("valid");
+        let json = set.to_json();
+        let text = String::from_utf8(json.clone()).expect("utf-8");
+        assert!(text.contains("\"within\":\"2w\""), "{text}");
+        assert!(text.contains("\"repeat\":\"once\""), "{text}");
+        assert_eq!(RuleSet::parse(&json, &tiers()).expect("reparse"), set);
+    }
+}
