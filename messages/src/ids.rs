@@ -386,9 +386,9 @@ impl JsonSchema for TxHash {
     }
 }
 
-/// Shortens untrusted input before quoting it in an error (an error must stay readable
-/// even when the input is a megabyte of garbage).
-pub(crate) fn short(s: &str) -> String {
+/// Quotes untrusted input for an error message, shortened to 80 characters (an error
+/// must stay readable even when the input is a megabyte of garbage).
+pub fn short(s: &str) -> String {
     const MAX: usize = 80;
     if s.chars().count() <= MAX {
         format!("{s:?}")

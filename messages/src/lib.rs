@@ -20,6 +20,7 @@ pub use events::{
     ProposalClosed, ProposalCreated, ProposalOutcome, Tally, VoteCast, VoteChoice,
     MAX_BOOSTING_NFTS,
 };
+pub use ids::short as quote_untrusted;
 pub use ids::{
     Address, EventId, ProposalId, RuleId, TierId, TokenId, TxHash, UserId, MAX_ID_LEN,
     MERIT_NAMESPACE,

@@ -23,14 +23,5 @@ impl RuleError {
     }
 }
 
-/// Quotes untrusted text for an error, shortened so that a megabyte of garbage still
-/// yields a readable message.
-pub(crate) fn quote(s: &str) -> String {
-    const MAX: usize = 80;
-    if s.chars().count() <= MAX {
-        format!("{s:?}")
-    } else {
-        let head: String = s.chars().take(MAX).collect();
-        format!("{head:?}… ({} bytes)", s.len())
-    }
-}
+/// Quotes untrusted text for an error (shared with the envelope decoder).
+pub(crate) use merit_messages::quote_untrusted as quote;
