@@ -75,57 +75,26 @@ impl Domain for NftDomain {
         }
         let mut next = state.clone();
         next.last_position = Some(position);
+        // The tier never changes here; every emitted holding change carries it.
+        let change = |label: &str, user: Address, change: HoldingChange| {
+            holding(event, label, user, token, change, &state.tier, position)
+        };
         match &event.event {
             Event::NftMinted(m) => {
                 next.owner = Some(m.to.to_string());
                 next.achievement_id = m.achievement_id.map(|a| a.to_string());
-                let tier = next.tier.clone();
-                Decision::changed(next).emit(holding(
-                    event,
-                    "acquired",
-                    m.to,
-                    token,
-                    HoldingChange::Acquired,
-                    &tier,
-                    position,
-                ))
+                Decision::changed(next).emit(change("acquired", m.to, HoldingChange::Acquired))
             }
             Event::NftTransferred(t) => {
                 next.owner = Some(t.to.to_string());
-                let tier = next.tier.clone();
                 Decision::changed(next)
-                    .emit(holding(
-                        event,
-                        "released",
-                        t.from,
-                        token,
-                        HoldingChange::Released,
-                        &tier,
-                        position,
-                    ))
-                    .emit(holding(
-                        event,
-                        "acquired",
-                        t.to,
-                        token,
-                        HoldingChange::Acquired,
-                        &tier,
-                        position,
-                    ))
+                    .emit(change("released", t.from, HoldingChange::Released))
+                    .emit(change("acquired", t.to, HoldingChange::Acquired))
             }
             Event::NftBurned(b) => {
                 next.owner = None;
                 next.burned = true;
-                let tier = next.tier.clone();
-                Decision::changed(next).emit(holding(
-                    event,
-                    "released",
-                    b.from,
-                    token,
-                    HoldingChange::Released,
-                    &tier,
-                    position,
-                ))
+                Decision::changed(next).emit(change("released", b.from, HoldingChange::Released))
             }
             _ => unreachable!("matched above"),
         }

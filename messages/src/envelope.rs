@@ -242,61 +242,13 @@ impl Envelope {
 
 /// Deserialises a JSON value into `T`, naming the failing field.
 pub(crate) fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(from_value_path_error)
+    serde_path_to_error::deserialize(value).map_err(from_path_error)
 }
 
 fn from_path_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
-    let path = e.path().to_string();
-    let inner = e.into_inner();
-    let kind = match inner.classify() {
-        serde_json::error::Category::Data => DecodeErrorKind::InvalidField,
-        _ => DecodeErrorKind::Malformed,
-    };
-    classify(kind, path, inner.to_string())
-}
-
-fn from_value_path_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
-    let path = e.path().to_string();
-    classify(
-        DecodeErrorKind::InvalidField,
-        path,
-        e.into_inner().to_string(),
-    )
-}
-
-/// Turns serde's message into a field + reason; `missing field `x`` becomes field `x`.
-fn classify(kind: DecodeErrorKind, path: String, message: String) -> DecodeError {
-    let path = if path == "." { "$".to_string() } else { path };
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        let field = if path == "$" {
-            name.to_string()
-        } else {
-            format!("{path}.{name}")
-        };
-        return DecodeError::new(
-            DecodeErrorKind::MissingField,
-            field,
-            "required field is missing",
-        );
+    let mut err = crate::error::json_error(e);
+    if err.reason.starts_with("unknown field") {
+        err.reason.push_str(" (a new field needs a new version)");
     }
-    if message.starts_with("unknown field `") {
-        // The path already ends in the unknown field's name.
-        let expected = message.split("expected").nth(1).unwrap_or_default().trim();
-        return DecodeError::new(
-            DecodeErrorKind::InvalidField,
-            path,
-            format!("unknown field (a new field needs a new version); expected {expected}"),
-        );
-    }
-    // serde_json appends " at line L column C"; keep it only for syntax errors.
-    let reason = match kind {
-        DecodeErrorKind::Malformed => message,
-        _ => message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_string(),
-    };
-    DecodeError::new(kind, path, reason)
+    err
 }

@@ -84,3 +84,44 @@ impl DecodeError {
 
 /// Result alias for decoding.
 pub type Result<T> = std::result::Result<T, DecodeError>;
+
+/// Describes a serde_json failure at its JSON path, for every strict decoder in merit
+/// (envelopes, rule documents): a missing field is named in the path (`payload.voter`), an
+/// unknown field says what was expected, and serde_json's " at line L column C" is kept
+/// only for syntax errors (it means nothing to someone who sent a document, not a file).
+pub fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
+    let path = match e.path().to_string() {
+        p if p == "." => "$".to_string(),
+        p => p,
+    };
+    let inner = e.into_inner();
+    let message = inner.to_string();
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or_default();
+        let field = if path == "$" {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        };
+        return DecodeError::new(
+            DecodeErrorKind::MissingField,
+            field,
+            "required field is missing",
+        );
+    }
+    let located = message.split(" at line ").next().unwrap_or(&message);
+    if let Some(rest) = located.strip_prefix("unknown field `") {
+        // The path already ends in the unknown field's name.
+        let reason = match rest.split("expected ").nth(1) {
+            Some(expected) => format!("unknown field; expected {expected}"),
+            None => "unknown field".to_string(),
+        };
+        return DecodeError::new(DecodeErrorKind::InvalidField, path, reason);
+    }
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            DecodeError::new(DecodeErrorKind::InvalidField, path, located)
+        }
+        _ => DecodeError::new(DecodeErrorKind::Malformed, path, message),
+    }
+}

@@ -13,7 +13,7 @@ mod ids;
 mod schema;
 
 pub use envelope::{ActorKeys, Envelope, MAX_ENVELOPE_BYTES, MAX_SOURCE_LEN};
-pub use error::{DecodeError, DecodeErrorKind, Result};
+pub use error::{json_error, DecodeError, DecodeErrorKind, Result};
 pub use events::{
     AchievementRevoked, AchievementUnlocked, ActorKind, BenefitsChanged, ChainRef, ConfigChanged,
     Event, EventType, HoldingChange, HoldingsChanged, NftBurned, NftMinted, NftTransferred,

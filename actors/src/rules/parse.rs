@@ -400,41 +400,16 @@ impl WireCondition {
     }
 }
 
-/// Turns serde's message into a path + reason: `missing field `x`` names `x` in the path,
-/// and serde_json's " at line L column C" is kept only for syntax errors.
+/// A serde failure as a rule error, located by the shared JSON error description.
 fn from_serde_error(e: serde_path_to_error::Error<serde_json::Error>) -> RuleError {
-    let path = match e.path().to_string() {
-        p if p == "." => "$".to_string(),
-        p => p,
-    };
-    let inner = e.into_inner();
-    let message = inner.to_string();
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        let name = rest.split('`').next().unwrap_or_default();
-        let field = if path == "$" {
-            name.to_string()
-        } else {
-            format!("{path}.{name}")
-        };
-        return RuleError::new(field, "required field is missing");
-    }
-    let located = message.split(" at line ").next().unwrap_or(&message);
-    if let Some(rest) = located.strip_prefix("unknown field `") {
-        // The path already ends in the unknown field's name.
-        let expected = rest.split("expected ").nth(1).unwrap_or_default();
-        return RuleError::new(path, format!("unknown field; expected {expected}"));
-    }
-    if located == "recursion limit exceeded" {
+    let err = merit_messages::json_error(e);
+    if err.reason.starts_with("recursion limit exceeded") {
         return RuleError::new(
-            path,
+            err.field,
             format!("nested too deeply: conditions nest at most {MAX_DEPTH} levels deep"),
         );
     }
-    let reason = match inner.classify() {
-        serde_json::error::Category::Data => located.to_string(),
-        _ => message,
-    };
-    RuleError::new(path, reason)
+    RuleError::new(err.field, err.reason)
 }
 
 #[cfg(test)]
