@@ -14,9 +14,10 @@ pub struct Model {
     pub step: i32,
     /// Step name.
     pub name: String,
-    /// `pending`, `running`, `done`, `failed`, `compensating`, `compensated`.
+    /// `pending`, `running`, `retrying`, `awaiting`, `done`, `failed`, `exhausted`,
+    /// `compensating`, `compensation_awaiting`, `compensated`.
     pub state: String,
-    /// Attempts so far.
+    /// Attempts of the action so far.
     pub attempts: i32,
     /// Last error, if any.
     pub last_error: Option<String>,
@@ -26,6 +27,12 @@ pub struct Model {
     pub started_at: Option<DateTimeUtc>,
     /// Last change.
     pub updated_at: DateTimeUtc,
+    /// Attempts of the compensation so far.
+    pub compensation_attempts: i32,
+    /// What a compensation awaiting finality reported last (e.g. a burn's tx hash).
+    pub compensation_output: Option<Json>,
+    /// When the step is next due (retry backoff or re-poll), for the timeline.
+    pub next_attempt_at: Option<DateTimeUtc>,
 }
 
 /// No relations are navigated through sea-orm; joins are explicit queries.

@@ -2,6 +2,7 @@
 //! file. `Migrator::up` records what ran in `seaql_migrations`, so running it twice is a no-op.
 
 mod m20261124_000001_initial;
+mod m20261125_000002_sagas;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -11,6 +12,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_initial::Migration)]
+        vec![
+            Box::new(m20261124_000001_initial::Migration),
+            Box::new(m20261125_000002_sagas::Migration),
+        ]
     }
 }

@@ -1,0 +1,205 @@
+//! Test harness for the saga engine: a database of its own per test (a SQLite temp file or
+//! a fresh PostgreSQL database), a fake external world that deduplicates effects by
+//! idempotency key, and executor options with short timings.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use merit_sagas::{ExecutorOptions, SagaDefinition, SagaExecutor, SagaRegistry};
+use merit_storage::{sea_orm::ConnectionTrait, Store, StoreOptions};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("MERIT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database of its own; [`TestDb::cleanup`] drops it.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("sagas.db").display()
+                );
+                Self {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let name = format!("merit_saga_{}", Uuid::new_v4().simple());
+                let admin = admin().await;
+                admin
+                    .db()
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                admin.close().await.expect("close admin");
+                let base = pg_admin_url();
+                let cut = base.rfind('/').expect("database URL has a path");
+                Self {
+                    url: format!("{}/{name}", &base[..cut]),
+                    pg_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// A new connection pool (a "process" of its own), migrated.
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(&self.url, &StoreOptions::default())
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    pub async fn cleanup(self) {
+        if let Some(name) = &self.pg_name {
+            let admin = admin().await;
+            admin
+                .db()
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .expect("drop test database");
+            admin.close().await.expect("close admin");
+        }
+    }
+}
+
+async fn admin() -> Store {
+    Store::connect(
+        &pg_admin_url(),
+        &StoreOptions {
+            max_connections: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("PostgreSQL must be reachable at MERIT_TEST_PG_URL")
+}
+
+/// Runs `$body(Backend)` as `mod $name { sqlite, postgres }`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident => $body:ident;)*) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    super::$body($crate::common::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    super::$body($crate::common::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+/// Short timings for tests; a fixed jitter seed.
+pub fn options(node: &str) -> ExecutorOptions {
+    ExecutorOptions {
+        node_id: node.to_string(),
+        max_concurrent: 8,
+        lease_ttl: Duration::from_secs(2),
+        poll_interval: Duration::from_millis(50),
+        max_inline_wait: Duration::from_secs(2),
+        jitter_seed: Some(7),
+    }
+}
+
+pub fn executor(store: Store, node: &str, defs: Vec<SagaDefinition>) -> SagaExecutor {
+    let mut registry = SagaRegistry::new();
+    for d in defs {
+        registry.register(d).expect("valid definition");
+    }
+    SagaExecutor::new(store, registry, options(node))
+}
+
+/// The outside world as steps see it: every call is logged, and effects are applied at
+/// most once per idempotency key (like a contract or an API honouring idempotency keys).
+#[derive(Default, Clone)]
+pub struct World {
+    inner: Arc<Mutex<WorldState>>,
+}
+
+#[derive(Default)]
+struct WorldState {
+    calls: Vec<String>,
+    effects: HashMap<String, u32>,
+}
+
+impl World {
+    fn with<T>(&self, f: impl FnOnce(&mut WorldState) -> T) -> T {
+        f(&mut self.inner.lock().expect("world lock"))
+    }
+
+    /// Logs a call (`"a"`, `"undo a"`).
+    pub fn call(&self, what: impl Into<String>) {
+        self.with(|w| w.calls.push(what.into()));
+    }
+
+    /// Applies the effect keyed `key`; `true` if it is new. Requests with a key seen before
+    /// are counted but change nothing.
+    pub fn apply(&self, key: &str) -> bool {
+        self.with(|w| {
+            let n = w.effects.entry(key.to_string()).or_default();
+            *n += 1;
+            *n == 1
+        })
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.with(|w| w.calls.clone())
+    }
+
+    pub fn count(&self, what: &str) -> usize {
+        self.with(|w| w.calls.iter().filter(|c| *c == what).count())
+    }
+
+    /// Distinct effects applied.
+    pub fn distinct_effects(&self) -> usize {
+        self.with(|w| w.effects.len())
+    }
+
+    /// Requests made with `key` (1 = applied once, never repeated).
+    pub fn requests(&self, key: &str) -> u32 {
+        self.with(|w| w.effects.get(key).copied().unwrap_or(0))
+    }
+}
+
+/// Polls `check` until it holds or `secs` pass.
+pub async fn eventually<F: FnMut() -> bool>(secs: u64, what: &str, mut check: F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
