@@ -351,7 +351,7 @@ async fn pending_step(backend: Backend) {
         "{:?}",
         view.saga.last_error
     );
-    let chain = chain.lock().expect("chain");
+    let chain = std::mem::take(&mut *chain.lock().expect("chain"));
     assert_eq!(
         chain.submissions.len(),
         2,
