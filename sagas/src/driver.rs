@@ -15,7 +15,9 @@ use std::{
 use chrono::Utc;
 use merit_storage::{
     entities::{saga, saga_step},
-    sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set},
+    sea_orm::{
+        ActiveModelTrait, ActiveValue, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
+    },
     StorageError,
 };
 use rand::Rng;
@@ -166,7 +168,19 @@ impl Driver {
         let now = Utc::now();
         let opts = &self.inner.options;
         saga_am.updated_at = Set(now);
-        saga_am.lease_until = Set(Some(lease::until(now, opts.lease_ttl)));
+        let final_state = match &saga_am.state {
+            ActiveValue::Set(s) | ActiveValue::Unchanged(s) => {
+                s.parse::<SagaState>().is_ok_and(|s| !s.is_active())
+            }
+            ActiveValue::NotSet => false,
+        };
+        if final_state {
+            // The lease goes with the final transition: nobody sees a final saga held.
+            saga_am.lease_owner = Set(None);
+            saga_am.lease_until = Set(None);
+        } else {
+            saga_am.lease_until = Set(Some(lease::until(now, opts.lease_ttl)));
+        }
         let step = step.map(|(i, mut am)| {
             am.updated_at = Set(now);
             (i, am)
