@@ -408,7 +408,11 @@ impl Driver {
                     warn!(error = %error, attempts, backoff_ms = wait.as_millis() as u64, "step failed transiently: retrying");
                     let at = lease::until(now, wait);
                     let mut step = self.step_am(i);
-                    step.state = Set(StepState::Retrying.as_str().into());
+                    if !polling {
+                        // A failed check of an awaiting step keeps it awaiting: the next
+                        // call checks again rather than counting a new attempt up front.
+                        step.state = Set(StepState::Retrying.as_str().into());
+                    }
                     step.attempts = Set(attempts as i32);
                     step.last_error = Set(Some(error.clone()));
                     step.next_attempt_at = Set(Some(at));

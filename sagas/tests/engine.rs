@@ -304,6 +304,7 @@ struct Chain {
     submissions: Vec<String>,
     confirmations: u32,
     reorged: bool,
+    rpc_failed: bool,
     polls: u32,
 }
 
@@ -322,6 +323,10 @@ async fn pending_step(backend: Backend) {
                 let mut chain = c.lock().expect("chain");
                 if let Some(tx) = previous {
                     chain.polls += 1;
+                    if chain.polls == 4 && !chain.rpc_failed {
+                        chain.rpc_failed = true; // a failed check spends an attempt, keeps the tx
+                        return StepOutcome::retry("rpc timeout");
+                    }
                     if chain.polls == 2 && !chain.reorged {
                         chain.reorged = true; // the tx vanished: act again, same key
                         chain.confirmations = 0;
@@ -338,7 +343,7 @@ async fn pending_step(backend: Backend) {
                 StepOutcome::pending(tx, Duration::from_millis(30))
             }
         })
-        .retry(RetryPolicy::once()),
+        .retry(quick_retry(3)),
     );
     let exec = executor(db.store().await, "n1", vec![def]);
     let id = SagaId::random();
@@ -362,11 +367,15 @@ async fn pending_step(backend: Backend) {
         "with the same idempotency key"
     );
     assert_eq!(chain.submissions[0], format!("{id}:0"));
-    assert_eq!(chain.polls, 5, "1 poll + reorg + 3 confirmations");
     assert_eq!(
-        view.steps[0].attempts, 1,
-        "re-polls spend no attempts (policy allows one)"
+        chain.polls, 6,
+        "1 poll + reorg + 1 failed check + 3 confirmations"
     );
+    assert_eq!(
+        view.steps[0].attempts, 2,
+        "re-polls spend no attempts; the failed check spent one"
+    );
+    assert_eq!(view.steps[0].last_error.as_deref(), Some("rpc timeout"));
     assert_eq!(view.steps[0].output, Some(json!(format!("tx:{id}:0:1"))));
     db.cleanup().await;
 }
