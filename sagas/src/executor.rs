@@ -339,8 +339,9 @@ impl SagaExecutor {
         spawned
     }
 
-    /// Resumes everything, then keeps resuming what becomes due until `shutdown` resolves.
-    /// A failed poll (database down) is logged and tried again at the next tick.
+    /// Resumes everything, then keeps resuming what becomes due until `shutdown` resolves,
+    /// then [`SagaExecutor::shutdown`]s. A failed poll (database down) is logged and tried
+    /// again at the next tick.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let n = self.resume_all().await?;
         info!(node = self.node_id(), resumed = n, "saga executor running");
@@ -355,8 +356,37 @@ impl SagaExecutor {
                 }
             }
         }
-        self.abort_all();
+        self.shutdown().await?;
         Ok(())
+    }
+
+    /// Stops every driver of this executor and gives up this node's leases, so that other
+    /// nodes take its sagas over at once instead of after the TTL. A step cut off mid-call
+    /// stays `running` and is re-run by the next driver under the same idempotency key.
+    /// Returns how many leases were released.
+    pub async fn shutdown(&self) -> Result<u64> {
+        self.abort_all();
+        let owner = self.node_id().to_string();
+        let released = self
+            .inner
+            .store
+            .write(move |txn| {
+                Box::pin(async move {
+                    let res = saga::Entity::update_many()
+                        .set(saga::ActiveModel {
+                            lease_owner: Set(None),
+                            lease_until: Set(None),
+                            ..Default::default()
+                        })
+                        .filter(saga::Column::LeaseOwner.eq(owner))
+                        .exec(txn)
+                        .await?;
+                    Ok(res.rows_affected)
+                })
+            })
+            .await?;
+        info!(node = self.node_id(), released, "saga executor stopped");
+        Ok(released)
     }
 
     /// Stops every driver of this executor at its next await point, writing nothing — what

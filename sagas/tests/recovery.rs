@@ -217,6 +217,32 @@ async fn lease_excludes(backend: Backend) {
         "re-run under the same key"
     );
     assert_eq!(view.steps[0].attempts, 2);
+
+    // 3. B shuts down gracefully mid-step: its lease goes at once, A takes over at once.
+    let handed = SagaId::random();
+    b.start("held", handed, &json!({"mode": "hang"}))
+        .await
+        .expect("start");
+    eventually(10, "B to call the step", || {
+        world.count(&format!("work {handed}")) == 1
+    })
+    .await;
+    assert_eq!(
+        b.shutdown().await.expect("shutdown"),
+        1,
+        "one lease released"
+    );
+    let view = a.get(handed).await.expect("get").expect("exists");
+    assert_eq!(
+        (view.saga.lease_owner, view.steps[0].state),
+        (None, StepState::Running)
+    );
+    let handed_over = Instant::now();
+    assert_eq!(a.resume_all().await.expect("resume"), 1);
+    let view = a.wait(handed, WAIT).await.expect("settles");
+    assert_eq!(view.saga.state, SagaState::Completed);
+    let took = handed_over.elapsed();
+    assert!(took < Duration::from_millis(550), "no TTL wait: {took:?}");
     db.cleanup().await;
 }
 
