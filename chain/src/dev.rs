@@ -1,0 +1,474 @@
+//! [`DevChain`]: an in-process chain behind the [`Chain`] port, for `merit demo` and unit
+//! tests of code above the port. Every write mines a block at once (and
+//! [`DevChain::spawn_miner`] adds empty blocks on a timer, so confirmations accrue);
+//! failures and reorgs are injected on demand. It models the contract (owners, minter
+//! role, Transfer logs), not the EVM: tests of the real adapter run against anvil.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use ethers::utils::keccak256;
+use merit_messages::{Address, TokenId, TxHash};
+use uuid::Uuid;
+
+use crate::{
+    api::{Chain, Receipt, TransferLog, ZERO_ADDRESS},
+    error::{ChainError, ErrorClass, Result},
+};
+
+/// The kind of failure to inject.
+pub type Failure = ErrorClass;
+
+#[derive(Debug, Clone)]
+struct Block {
+    number: u64,
+    hash: TxHash,
+    logs: Vec<TransferLog>,
+    txs: Vec<TxHash>,
+}
+
+#[derive(Debug)]
+struct State {
+    blocks: Vec<Block>,
+    failures: VecDeque<Failure>,
+    minter_enabled: bool,
+    salt: u64,
+}
+
+/// An in-process chain holding one achievement contract.
+#[derive(Debug)]
+pub struct DevChain {
+    chain_id: u64,
+    contract: Address,
+    state: Mutex<State>,
+}
+
+impl DevChain {
+    /// A fresh chain with only the genesis block (number 0).
+    pub fn new(chain_id: u64) -> Self {
+        let mut contract = [0u8; 20];
+        contract.copy_from_slice(&keccak256(format!("merit-dev-contract:{chain_id}"))[12..]);
+        let genesis = Block {
+            number: 0,
+            hash: TxHash(keccak256(format!("merit-dev-genesis:{chain_id}"))),
+            logs: Vec::new(),
+            txs: Vec::new(),
+        };
+        Self {
+            chain_id,
+            contract: Address(contract),
+            state: Mutex::new(State {
+                blocks: vec![genesis],
+                failures: VecDeque::new(),
+                minter_enabled: true,
+                salt: 0,
+            }),
+        }
+    }
+
+    /// Makes the next `n` calls (of any method but `chain_id`/`contract`) fail with `kind`.
+    pub fn fail_next(&self, n: usize, kind: Failure) {
+        self.lock().failures.extend(std::iter::repeat_n(kind, n));
+    }
+
+    /// Revokes (or restores) the minter's role: mints and burns are then refused.
+    pub fn set_minter_role(&self, enabled: bool) {
+        self.lock().minter_enabled = enabled;
+    }
+
+    /// Mines `n` empty blocks; returns the new head.
+    pub fn mine(&self, n: u64) -> u64 {
+        let mut s = self.lock();
+        for _ in 0..n {
+            s.push_block(Vec::new(), Vec::new());
+        }
+        s.head()
+    }
+
+    /// A holder's transfer of `token` from `from` to `to` (not through merit's minter):
+    /// refused unless `from` owns it. Mines one block.
+    pub fn transfer(&self, from: Address, to: Address, token: &TokenId) -> Result<TxHash> {
+        let mut s = self.lock();
+        s.take_failure("transfer")?;
+        if s.owner(token, None) != Some(from) {
+            return Err(ChainError::permanent(
+                "transfer",
+                format!("{from} does not own token {token}"),
+            ));
+        }
+        if to == ZERO_ADDRESS {
+            return Err(ChainError::permanent(
+                "transfer",
+                "transfer to the zero address",
+            ));
+        }
+        Ok(s.transact(from, to, token, None))
+    }
+
+    /// Drops the last `k` blocks (never the genesis) with their transactions and mines `k`
+    /// empty blocks with new hashes in their place, as a reorg that lost those blocks.
+    pub fn reorg(&self, k: u64) {
+        let mut s = self.lock();
+        let keep = s
+            .blocks
+            .len()
+            .saturating_sub(usize::try_from(k).unwrap_or(usize::MAX))
+            .max(1);
+        let dropped = s.blocks.len() - keep;
+        s.blocks.truncate(keep);
+        for _ in 0..dropped {
+            s.push_block(Vec::new(), Vec::new());
+        }
+    }
+
+    /// Mines an empty block every `every` until the returned task is aborted.
+    pub fn spawn_miner(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let chain = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match chain.upgrade() {
+                    Some(chain) => {
+                        chain.mine(1);
+                    }
+                    None => return,
+                }
+            }
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl State {
+    fn head(&self) -> u64 {
+        self.blocks.last().map_or(0, |b| b.number)
+    }
+
+    fn take_failure(&mut self, op: &'static str) -> Result<()> {
+        match self.failures.pop_front() {
+            None => Ok(()),
+            Some(ErrorClass::Transient) => {
+                Err(ChainError::transient(op, "injected transient failure"))
+            }
+            Some(ErrorClass::Permanent) => {
+                Err(ChainError::permanent(op, "injected permanent failure"))
+            }
+            Some(ErrorClass::Unavailable) => Err(ChainError::unavailable(op, "injected outage")),
+        }
+    }
+
+    fn push_block(&mut self, logs: Vec<TransferLog>, txs: Vec<TxHash>) -> TxHash {
+        self.salt += 1;
+        let parent = self.blocks.last().map_or([0; 32], |b| b.hash.0);
+        let number = self.head() + 1;
+        let mut seed = parent.to_vec();
+        seed.extend_from_slice(&number.to_be_bytes());
+        seed.extend_from_slice(&self.salt.to_be_bytes());
+        let hash = TxHash(keccak256(seed));
+        let logs = logs
+            .into_iter()
+            .map(|l| TransferLog {
+                block: number,
+                block_hash: hash,
+                ..l
+            })
+            .collect();
+        self.blocks.push(Block {
+            number,
+            hash,
+            logs,
+            txs,
+        });
+        hash
+    }
+
+    /// Mines a block with one transaction emitting one Transfer log.
+    fn transact(
+        &mut self,
+        from: Address,
+        to: Address,
+        token: &TokenId,
+        achievement: Option<Uuid>,
+    ) -> TxHash {
+        let tx = TxHash(keccak256(format!("merit-dev-tx:{}:{}", self.salt, token)));
+        let log = TransferLog {
+            block: 0,
+            block_hash: TxHash([0; 32]),
+            log_index: 0,
+            tx_hash: tx,
+            from,
+            to,
+            token_id: token.clone(),
+            achievement_id: achievement,
+        };
+        self.push_block(vec![log], vec![tx]);
+        tx
+    }
+
+    /// The owner after replaying canonical logs up to block `at` (latest when `None`).
+    fn owner(&self, token: &TokenId, at: Option<u64>) -> Option<Address> {
+        let at = at.unwrap_or(u64::MAX);
+        let mut owner = None;
+        for block in self.blocks.iter().take_while(|b| b.number <= at) {
+            for log in block.logs.iter().filter(|l| &l.token_id == token) {
+                owner = (log.to != ZERO_ADDRESS).then_some(log.to);
+            }
+        }
+        owner
+    }
+
+    fn owners(&self) -> BTreeMap<TokenId, Address> {
+        let mut owners = BTreeMap::new();
+        for log in self.blocks.iter().flat_map(|b| &b.logs) {
+            if log.to == ZERO_ADDRESS {
+                owners.remove(&log.token_id);
+            } else {
+                owners.insert(log.token_id.clone(), log.to);
+            }
+        }
+        owners
+    }
+}
+
+/// The dev minter's address (the `from` of nothing; recorded for completeness).
+const DEV_MINTER: Address = Address([0x4d; 20]);
+
+#[async_trait]
+impl Chain for DevChain {
+    fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    fn contract(&self) -> Address {
+        self.contract
+    }
+
+    async fn mint(&self, to: Address, token: &TokenId, achievement: Uuid) -> Result<TxHash> {
+        let mut s = self.lock();
+        s.take_failure("mint")?;
+        if !s.minter_enabled {
+            return Err(ChainError::permanent(
+                "mint",
+                format!("minter {DEV_MINTER} lacks MINTER_ROLE"),
+            ));
+        }
+        if to == ZERO_ADDRESS {
+            return Err(ChainError::permanent("mint", "mint to the zero address"));
+        }
+        if s.owners().contains_key(token) {
+            return Err(ChainError::permanent(
+                "mint",
+                format!("token {token} already exists"),
+            ));
+        }
+        Ok(s.transact(ZERO_ADDRESS, to, token, Some(achievement)))
+    }
+
+    async fn burn(&self, token: &TokenId) -> Result<TxHash> {
+        let mut s = self.lock();
+        s.take_failure("burn")?;
+        if !s.minter_enabled {
+            return Err(ChainError::permanent(
+                "burn",
+                format!("minter {DEV_MINTER} lacks MINTER_ROLE"),
+            ));
+        }
+        let Some(owner) = s.owner(token, None) else {
+            return Err(ChainError::permanent(
+                "burn",
+                format!("token {token} does not exist"),
+            ));
+        };
+        Ok(s.transact(owner, ZERO_ADDRESS, token, None))
+    }
+
+    async fn receipt(&self, tx: &TxHash) -> Result<Option<Receipt>> {
+        let mut s = self.lock();
+        s.take_failure("receipt")?;
+        Ok(s.blocks
+            .iter()
+            .find(|b| b.txs.contains(tx))
+            .map(|b| Receipt {
+                tx_hash: *tx,
+                block: b.number,
+                block_hash: b.hash,
+                success: true,
+            }))
+    }
+
+    async fn owner_of(&self, token: &TokenId, at: Option<u64>) -> Result<Option<Address>> {
+        let mut s = self.lock();
+        s.take_failure("owner_of")?;
+        Ok(s.owner(token, at))
+    }
+
+    async fn head_block(&self) -> Result<u64> {
+        let mut s = self.lock();
+        s.take_failure("head_block")?;
+        Ok(s.head())
+    }
+
+    async fn block_hash(&self, n: u64) -> Result<Option<TxHash>> {
+        let mut s = self.lock();
+        s.take_failure("block_hash")?;
+        Ok(usize::try_from(n)
+            .ok()
+            .and_then(|i| s.blocks.get(i))
+            .map(|b| b.hash))
+    }
+
+    async fn logs(&self, from: u64, to: u64) -> Result<Vec<TransferLog>> {
+        let mut s = self.lock();
+        s.take_failure("logs")?;
+        Ok(s.blocks
+            .iter()
+            .filter(|b| b.number >= from && b.number <= to)
+            .flat_map(|b| b.logs.iter().cloned())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::TxStatus;
+
+    fn addr(b: u8) -> Address {
+        Address([b; 20])
+    }
+
+    #[tokio::test]
+    async fn mint_transfer_burn_produce_ordered_logs_and_owners() {
+        let chain = DevChain::new(1337);
+        let token = TokenId::from(1u128);
+        let ach = Uuid::new_v4();
+        chain.mint(addr(1), &token, ach).await.expect("mint");
+        chain.transfer(addr(1), addr(2), &token).expect("transfer");
+        assert_eq!(
+            chain.owner_of(&token, None).await.expect("owner"),
+            Some(addr(2))
+        );
+        assert_eq!(
+            chain.owner_of(&token, Some(1)).await.expect("owner"),
+            Some(addr(1))
+        );
+        chain.burn(&token).await.expect("burn");
+        assert_eq!(chain.owner_of(&token, None).await.expect("owner"), None);
+        let logs = chain.logs(0, 10).await.expect("logs");
+        let kinds: Vec<(Address, Address)> = logs.iter().map(|l| (l.from, l.to)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (ZERO_ADDRESS, addr(1)),
+                (addr(1), addr(2)),
+                (addr(2), ZERO_ADDRESS)
+            ]
+        );
+        assert_eq!(logs[0].achievement_id, Some(ach));
+        assert!(logs.windows(2).all(|w| w[0].position() < w[1].position()));
+    }
+
+    #[tokio::test]
+    async fn a_second_mint_of_a_token_and_a_mint_without_the_role_are_permanent() {
+        let chain = DevChain::new(1);
+        let token = TokenId::from(5u128);
+        chain
+            .mint(addr(1), &token, Uuid::new_v4())
+            .await
+            .expect("first mint");
+        let again = chain
+            .mint(addr(2), &token, Uuid::new_v4())
+            .await
+            .expect_err("exists");
+        assert_eq!(again.class(), ErrorClass::Permanent);
+        chain.set_minter_role(false);
+        let denied = chain
+            .mint(addr(2), &TokenId::from(6u128), Uuid::new_v4())
+            .await
+            .expect_err("no role");
+        assert_eq!(denied.class(), ErrorClass::Permanent);
+        assert!(denied.to_string().contains("MINTER_ROLE"), "{denied}");
+    }
+
+    #[tokio::test]
+    async fn injected_failures_apply_to_the_next_calls_only() {
+        let chain = DevChain::new(1);
+        chain.fail_next(2, ErrorClass::Unavailable);
+        chain.fail_next(1, ErrorClass::Transient);
+        for expected in [
+            ErrorClass::Unavailable,
+            ErrorClass::Unavailable,
+            ErrorClass::Transient,
+        ] {
+            assert_eq!(
+                chain.head_block().await.expect_err("injected").class(),
+                expected
+            );
+        }
+        assert_eq!(chain.head_block().await.expect("recovered"), 0);
+    }
+
+    #[tokio::test]
+    async fn confirmations_grow_with_blocks_and_a_reorg_unmines_the_transaction() {
+        let chain = DevChain::new(1);
+        let tx = chain
+            .mint(addr(1), &TokenId::from(9u128), Uuid::new_v4())
+            .await
+            .expect("mint");
+        assert!(chain
+            .confirmations(&tx)
+            .await
+            .expect("status")
+            .is_confirmed(1));
+        assert!(!chain
+            .confirmations(&tx)
+            .await
+            .expect("status")
+            .is_confirmed(3));
+        chain.mine(2);
+        assert!(chain
+            .confirmations(&tx)
+            .await
+            .expect("status")
+            .is_confirmed(3));
+        let before = chain.block_hash(1).await.expect("hash");
+        chain.reorg(3);
+        assert_eq!(
+            chain.confirmations(&tx).await.expect("status"),
+            TxStatus::NotMined
+        );
+        assert_ne!(chain.block_hash(1).await.expect("hash"), before);
+        assert_eq!(
+            chain.head_block().await.expect("head"),
+            3,
+            "a reorg keeps the height"
+        );
+        assert_eq!(
+            chain
+                .owner_of(&TokenId::from(9u128), None)
+                .await
+                .expect("owner"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn the_miner_advances_the_head_on_a_timer() {
+        let chain = Arc::new(DevChain::new(1));
+        let miner = chain.spawn_miner(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        miner.abort();
+        assert!(chain.head_block().await.expect("head") >= 3);
+    }
+}

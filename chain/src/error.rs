@@ -1,0 +1,98 @@
+//! The chain adapter's errors, classified so that callers know what to do: retry soon
+//! ([`ErrorClass::Transient`]), give up and compensate ([`ErrorClass::Permanent`]), or
+//! wait the outage out without spending attempts ([`ErrorClass::Unavailable`]).
+//!
+//! No variant ever carries the minter key: errors from the signer are reduced to a fixed
+//! text, and RPC URLs are never included (they may hold credentials).
+
+use merit_storage::StorageError;
+
+/// How a caller should treat an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// A hiccup (timeout, nonce race, rate limit): retrying the same call may succeed.
+    Transient,
+    /// The chain refused the request (revert: missing role, token exists; insufficient
+    /// funds; a bad key): retrying will fail the same way.
+    Permanent,
+    /// The RPC endpoint cannot be reached: retry once it is back.
+    Unavailable,
+}
+
+impl ErrorClass {
+    /// Lowercase name, for logs, metrics and dead-letter reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Permanent => "permanent",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// What went wrong talking to the chain or recording what was read from it.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// A failure worth retrying.
+    #[error("{op}: transient chain error: {reason}")]
+    Transient {
+        /// The operation (`mint`, `logs`, ...).
+        op: &'static str,
+        /// What the node or transport said.
+        reason: String,
+    },
+    /// The chain refused the request; retrying will not help.
+    #[error("{op}: refused by the chain: {reason}")]
+    Permanent {
+        /// The operation.
+        op: &'static str,
+        /// Why (a decoded revert reason when there is one).
+        reason: String,
+    },
+    /// The RPC endpoint is down or unreachable.
+    #[error("{op}: chain RPC unavailable: {reason}")]
+    Unavailable {
+        /// The operation.
+        op: &'static str,
+        /// What the transport said.
+        reason: String,
+    },
+    /// The store failed while recording events or checkpoints.
+    #[error("chain listener store: {0}")]
+    Store(#[from] StorageError),
+}
+
+impl ChainError {
+    /// How to treat this error. A store error is transient: the listener retries it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Transient { .. } | Self::Store(_) => ErrorClass::Transient,
+            Self::Permanent { .. } => ErrorClass::Permanent,
+            Self::Unavailable { .. } => ErrorClass::Unavailable,
+        }
+    }
+
+    pub(crate) fn transient(op: &'static str, reason: impl Into<String>) -> Self {
+        Self::Transient {
+            op,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn permanent(op: &'static str, reason: impl Into<String>) -> Self {
+        Self::Permanent {
+            op,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn unavailable(op: &'static str, reason: impl Into<String>) -> Self {
+        Self::Unavailable {
+            op,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Result alias for the chain adapter.
+pub type Result<T> = std::result::Result<T, ChainError>;

@@ -1,0 +1,604 @@
+//! [`EthersChain`]: the [`Chain`] port over a JSON-RPC node (ethers-rs, HTTP).
+//!
+//! Writes are signed locally by the minter key and sent raw. The adapter keeps its own
+//! nonce: it reads the pending nonce once, counts up locally, and reads it again after
+//! any failed send or any outage (the node may have restarted and forgotten its pool).
+//! Sends are serialised by the nonce lock, so nonces go out in order. Gas is estimated
+//! per transaction (+20%); an estimate that reverts is the cheapest way to learn that the
+//! chain will refuse the call, so it is reported as permanent before anything is signed.
+//!
+//! Every RPC call has a timeout; transient failures are retried a bounded number of times
+//! with exponential backoff (each retry logged); an unreachable node is reported as
+//! [`ErrorClass::Unavailable`] at once, for the caller to wait out.
+//!
+//! The key lives only in the signer; `Debug` shows the minter's address, never the key or
+//! the RPC URL (which may carry credentials).
+
+use std::{
+    future::Future,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use ethers::{
+    abi::{AbiDecode, AbiEncode, RawLog},
+    contract::EthEvent,
+    providers::{Http, Middleware, Provider, ProviderError},
+    signers::{LocalWallet, Signer},
+    types::{
+        transaction::eip2718::TypedTransaction, BlockId, BlockNumber, Bytes,
+        Eip1559TransactionRequest, Filter, Log, H160, H256, U256,
+    },
+};
+use merit_config::Secret;
+use merit_messages::{Address, TokenId, TxHash};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::{
+    api::{achievement_from_bytes32, achievement_to_bytes32, Chain, Receipt, TransferLog},
+    error::{ChainError, ErrorClass, Result},
+};
+
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+mod binding {
+    ethers::contract::abigen!(MeritAchievement, "abi/MeritAchievement.json");
+}
+
+use binding::{
+    AchievementMintedFilter, BurnCall, MeritAchievementErrors, MintCall, OwnerOfCall,
+    TransferFilter, MERITACHIEVEMENT_BYTECODE,
+};
+
+/// Timeouts and retries of the RPC client.
+#[derive(Debug, Clone)]
+pub struct EthersOptions {
+    /// Longest wait for one RPC call.
+    pub rpc_timeout: Duration,
+    /// Attempts for a call failing transiently (1: no retry).
+    pub attempts: u32,
+    /// First backoff; doubled each retry.
+    pub backoff: Duration,
+    /// How long [`EthersChain::deploy`] waits for the deployment to be mined.
+    pub deploy_timeout: Duration,
+}
+
+impl Default for EthersOptions {
+    fn default() -> Self {
+        Self {
+            rpc_timeout: Duration::from_secs(10),
+            attempts: 4,
+            backoff: Duration::from_millis(200),
+            deploy_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The achievement contract on a JSON-RPC node.
+pub struct EthersChain {
+    provider: Provider<Http>,
+    wallet: LocalWallet,
+    chain_id: u64,
+    contract: H160,
+    options: EthersOptions,
+    /// The next nonce to use; `None`: read the pending nonce before the next send.
+    nonce: Mutex<Option<U256>>,
+    /// Set when a call found the node unreachable: the nonce must be read again.
+    stale_nonce: AtomicBool,
+}
+
+impl std::fmt::Debug for EthersChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EthersChain")
+            .field("chain_id", &self.chain_id)
+            .field("contract", &from_h160(self.contract))
+            .field("minter", &from_h160(self.wallet.address()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl EthersChain {
+    /// Connects to the node at `rpc_url` (http) for the contract at `contract`, signing
+    /// with `minter_key` (32-byte hex). Reads the chain id, so the node must be reachable.
+    pub async fn connect(
+        rpc_url: &str,
+        contract: Address,
+        minter_key: &Secret,
+        options: EthersOptions,
+    ) -> Result<Self> {
+        let provider = Provider::<Http>::try_from(rpc_url).map_err(|_| {
+            ChainError::permanent("connect", "the RPC URL is not a valid http(s) URL")
+        })?;
+        let mut chain = Self {
+            provider,
+            wallet: wallet(minter_key)?,
+            chain_id: 0,
+            contract: to_h160(contract),
+            options,
+            nonce: Mutex::new(None),
+            stale_nonce: AtomicBool::new(false),
+        };
+        let id = chain
+            .rpc("connect", |p| async move { p.get_chainid().await })
+            .await?;
+        chain.chain_id = id.low_u64();
+        chain.wallet = chain.wallet.clone().with_chain_id(chain.chain_id);
+        Ok(chain)
+    }
+
+    /// Deploys a new contract from the committed bytecode, signed by `key` (which becomes
+    /// its admin and first minter), waits until it is mined, and connects to it. For
+    /// tests and the demo; production deployments are an operator's job.
+    pub async fn deploy(rpc_url: &str, key: &Secret, options: EthersOptions) -> Result<Self> {
+        let mut chain = Self::connect(rpc_url, Address([0; 20]), key, options).await?;
+        let tx = chain
+            .send("deploy", None, MERITACHIEVEMENT_BYTECODE.clone())
+            .await?;
+        let deadline = tokio::time::Instant::now() + chain.options.deploy_timeout;
+        let hash = H256(tx.0);
+        loop {
+            let receipt = chain
+                .rpc("deploy", |p| async move {
+                    p.get_transaction_receipt(hash).await
+                })
+                .await?;
+            if let Some(r) = receipt {
+                if r.status != Some(1u64.into()) {
+                    return Err(ChainError::permanent(
+                        "deploy",
+                        format!("deployment {tx} reverted"),
+                    ));
+                }
+                chain.contract = r.contract_address.ok_or_else(|| {
+                    ChainError::permanent("deploy", format!("receipt of {tx} names no contract"))
+                })?;
+                tracing::info!(contract = %from_h160(chain.contract), %tx, "achievement contract deployed");
+                return Ok(chain);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ChainError::transient(
+                    "deploy",
+                    format!("deployment {tx} not mined in time"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The minter's address (derived from the key).
+    pub fn minter(&self) -> Address {
+        from_h160(self.wallet.address())
+    }
+
+    /// Grants (`true`) or revokes `MINTER_ROLE` of `account`; the key must hold the
+    /// admin role (the deployer does). For key rotation, tests and the demo.
+    pub async fn set_minter(&self, account: Address, enabled: bool) -> Result<TxHash> {
+        let role = ethers::utils::keccak256("MINTER_ROLE");
+        let data = if enabled {
+            binding::GrantRoleCall {
+                role,
+                account: to_h160(account),
+            }
+            .encode()
+        } else {
+            binding::RevokeRoleCall {
+                role,
+                account: to_h160(account),
+            }
+            .encode()
+        };
+        self.send("set_minter", Some(self.contract), data.into())
+            .await
+    }
+
+    /// Forgets the local nonce: the next send reads the pending nonce from the node. Call
+    /// it when one of this adapter's transactions was dropped (a reorg, a node that lost
+    /// its pool) so later ones do not wait behind the gap. Failed sends and outages do
+    /// this by themselves.
+    pub async fn resync_nonce(&self) {
+        *self.nonce.lock().await = None;
+    }
+
+    /// Runs one read with the timeout and bounded retries of transient failures.
+    async fn rpc<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        F: Fn(Provider<Http>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, ProviderError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = match tokio::time::timeout(
+                self.options.rpc_timeout,
+                f(self.provider.clone()),
+            )
+            .await
+            {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => classify(op, &e),
+                Err(_) => ChainError::transient(
+                    op,
+                    format!("no answer within {:?}", self.options.rpc_timeout),
+                ),
+            };
+            if result.class() == ErrorClass::Unavailable {
+                self.stale_nonce.store(true, Ordering::Relaxed);
+            }
+            if result.class() != ErrorClass::Transient || attempt >= self.options.attempts {
+                return Err(result);
+            }
+            let pause = self.options.backoff * 2u32.saturating_pow(attempt - 1);
+            tracing::warn!(op, attempt, error = %result, ?pause, "transient chain error; retrying");
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+
+    /// Signs and sends a transaction to `to` (`None`: create) with `data`, managing the
+    /// nonce. Returns once the node accepted it.
+    async fn send(&self, op: &'static str, to: Option<H160>, data: Bytes) -> Result<TxHash> {
+        let mut nonce_slot = self.nonce.lock().await;
+        if self.stale_nonce.swap(false, Ordering::Relaxed) {
+            *nonce_slot = None;
+        }
+        let mut attempt = 1;
+        loop {
+            match self.try_send(op, to, data.clone(), &mut nonce_slot).await {
+                Ok(tx) => return Ok(tx),
+                Err(e) => {
+                    // The node may or may not have taken it: read the nonce again next time.
+                    *nonce_slot = None;
+                    if e.class() != ErrorClass::Transient || attempt >= self.options.attempts {
+                        return Err(e);
+                    }
+                    let pause = self.options.backoff * 2u32.saturating_pow(attempt - 1);
+                    tracing::warn!(op, attempt, error = %e, ?pause, "send failed transiently; resyncing the nonce and retrying");
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn try_send(
+        &self,
+        op: &'static str,
+        to: Option<H160>,
+        data: Bytes,
+        nonce_slot: &mut Option<U256>,
+    ) -> Result<TxHash> {
+        let from = self.wallet.address();
+        let mut req = Eip1559TransactionRequest::new()
+            .from(from)
+            .data(data)
+            .chain_id(self.chain_id);
+        if let Some(to) = to {
+            req = req.to(to);
+        }
+        let mut tx: TypedTransaction = req.into();
+        let estimate_tx = tx.clone();
+        let gas = self
+            .rpc(op, |p| {
+                let tx = estimate_tx.clone();
+                async move { p.estimate_gas(&tx, None).await }
+            })
+            .await?;
+        tx.set_gas(gas * 6 / 5);
+        let (max_fee, tip) = self
+            .rpc(op, |p| async move { p.estimate_eip1559_fees(None).await })
+            .await?;
+        if let TypedTransaction::Eip1559(inner) = &mut tx {
+            inner.max_fee_per_gas = Some(max_fee);
+            inner.max_priority_fee_per_gas = Some(tip);
+        }
+        let nonce = match *nonce_slot {
+            Some(n) => n,
+            None => {
+                let n = self
+                    .rpc(op, |p| async move {
+                        p.get_transaction_count(from, Some(BlockId::Number(BlockNumber::Pending)))
+                            .await
+                    })
+                    .await?;
+                tracing::debug!(op, nonce = %n, "nonce read from the node");
+                n
+            }
+        };
+        tx.set_nonce(nonce);
+        let signature = self
+            .wallet
+            .sign_transaction(&tx)
+            .await
+            .map_err(|_| ChainError::permanent(op, "signing failed"))?;
+        let raw = tx.rlp_signed(&signature);
+        let hash = match tokio::time::timeout(
+            self.options.rpc_timeout,
+            self.provider.send_raw_transaction(raw),
+        )
+        .await
+        {
+            Ok(Ok(pending)) => pending.tx_hash(),
+            Ok(Err(e)) => return Err(classify(op, &e)),
+            Err(_) => {
+                return Err(ChainError::transient(
+                    op,
+                    format!("no answer within {:?}", self.options.rpc_timeout),
+                ))
+            }
+        };
+        *nonce_slot = Some(nonce + 1);
+        let tx = TxHash(hash.0);
+        tracing::info!(op, %tx, nonce = %nonce, "transaction sent");
+        Ok(tx)
+    }
+}
+
+#[async_trait]
+impl Chain for EthersChain {
+    fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    fn contract(&self) -> Address {
+        from_h160(self.contract)
+    }
+
+    async fn mint(&self, to: Address, token: &TokenId, achievement: Uuid) -> Result<TxHash> {
+        let call = MintCall {
+            to: to_h160(to),
+            token_id: to_u256(token)?,
+            achievement_id: achievement_to_bytes32(achievement),
+        };
+        self.send("mint", Some(self.contract), call.encode().into())
+            .await
+    }
+
+    async fn burn(&self, token: &TokenId) -> Result<TxHash> {
+        let call = BurnCall {
+            token_id: to_u256(token)?,
+        };
+        self.send("burn", Some(self.contract), call.encode().into())
+            .await
+    }
+
+    async fn receipt(&self, tx: &TxHash) -> Result<Option<Receipt>> {
+        let hash = H256(tx.0);
+        let receipt = self
+            .rpc("receipt", |p| async move {
+                p.get_transaction_receipt(hash).await
+            })
+            .await?;
+        Ok(receipt.and_then(|r| {
+            Some(Receipt {
+                tx_hash: *tx,
+                block: r.block_number?.as_u64(),
+                block_hash: TxHash(r.block_hash?.0),
+                success: r.status == Some(1u64.into()),
+            })
+        }))
+    }
+
+    async fn owner_of(&self, token: &TokenId, at: Option<u64>) -> Result<Option<Address>> {
+        let data: Bytes = OwnerOfCall {
+            token_id: to_u256(token)?,
+        }
+        .encode()
+        .into();
+        let tx: TypedTransaction = Eip1559TransactionRequest::new()
+            .to(self.contract)
+            .data(data)
+            .into();
+        let block = at.map(|n| BlockId::Number(BlockNumber::Number(n.into())));
+        let result = self
+            .rpc("owner_of", |p| {
+                let tx = tx.clone();
+                async move { p.call(&tx, block).await }
+            })
+            .await;
+        match result {
+            Ok(bytes) => {
+                let owner = H160::decode(&bytes).map_err(|e| {
+                    ChainError::permanent("owner_of", format!("ownerOf returned {bytes}: {e}"))
+                })?;
+                Ok(Some(from_h160(owner)))
+            }
+            Err(ChainError::Permanent { reason, .. })
+                if reason.starts_with(&format!("reverted: {NONEXISTENT}")) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn head_block(&self) -> Result<u64> {
+        let n = self
+            .rpc("head_block", |p| async move { p.get_block_number().await })
+            .await?;
+        Ok(n.as_u64())
+    }
+
+    async fn block_hash(&self, n: u64) -> Result<Option<TxHash>> {
+        let block = self
+            .rpc("block_hash", |p| async move { p.get_block(n).await })
+            .await?;
+        Ok(block.and_then(|b| b.hash).map(|h| TxHash(h.0)))
+    }
+
+    async fn logs(&self, from: u64, to: u64) -> Result<Vec<TransferLog>> {
+        let filter = Filter::new()
+            .address(self.contract)
+            .from_block(from)
+            .to_block(to)
+            .topic0(vec![
+                TransferFilter::signature(),
+                AchievementMintedFilter::signature(),
+            ]);
+        let raw = self
+            .rpc("logs", |p| {
+                let filter = filter.clone();
+                async move { p.get_logs(&filter).await }
+            })
+            .await?;
+        decode_logs(&raw)
+    }
+}
+
+/// Prefix of the reason for a revert with `ERC721NonexistentToken`.
+const NONEXISTENT: &str = "ERC721NonexistentToken";
+
+/// Decodes Transfer logs and attaches each mint's achievement (from the
+/// `AchievementMinted` log of the same transaction and token), sorted by position.
+fn decode_logs(raw: &[Log]) -> Result<Vec<TransferLog>> {
+    let bad =
+        |what: &str| ChainError::transient("logs", format!("node returned a log without {what}"));
+    let mut achievements = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for log in raw.iter().filter(|l| l.removed != Some(true)) {
+        let tx_hash = TxHash(
+            log.transaction_hash
+                .ok_or_else(|| bad("a transaction hash"))?
+                .0,
+        );
+        let parsed = RawLog::from(log.clone());
+        if let Ok(m) = <AchievementMintedFilter as EthEvent>::decode_log(&parsed) {
+            achievements.insert((tx_hash, m.token_id), m.achievement_id);
+            continue;
+        }
+        let t = <TransferFilter as EthEvent>::decode_log(&parsed)
+            .map_err(|e| ChainError::transient("logs", format!("undecodable Transfer log: {e}")))?;
+        out.push((
+            t.token_id,
+            TransferLog {
+                block: log
+                    .block_number
+                    .ok_or_else(|| bad("a block number"))?
+                    .as_u64(),
+                block_hash: TxHash(log.block_hash.ok_or_else(|| bad("a block hash"))?.0),
+                log_index: log.log_index.ok_or_else(|| bad("a log index"))?.low_u64(),
+                tx_hash,
+                from: from_h160(t.from),
+                to: from_h160(t.to),
+                token_id: from_u256(t.token_id),
+                achievement_id: None,
+            },
+        ));
+    }
+    let mut logs: Vec<TransferLog> = out
+        .into_iter()
+        .map(|(id, mut log)| {
+            if log.from == crate::api::ZERO_ADDRESS {
+                log.achievement_id = achievements
+                    .get(&(log.tx_hash, id))
+                    .copied()
+                    .and_then(achievement_from_bytes32);
+            }
+            log
+        })
+        .collect();
+    logs.sort_by_key(TransferLog::position);
+    Ok(logs)
+}
+
+/// Classifies a provider error (see [`ErrorClass`]); decodes the contract's custom errors.
+fn classify(op: &'static str, e: &ProviderError) -> ChainError {
+    match e {
+        ProviderError::HTTPError(re) if re.is_connect() => {
+            ChainError::unavailable(op, "connection refused or unreachable")
+        }
+        ProviderError::HTTPError(re) if re.is_timeout() => {
+            ChainError::transient(op, "HTTP timeout")
+        }
+        ProviderError::HTTPError(re) => ChainError::transient(
+            op,
+            format!(
+                "HTTP error: {}",
+                re.status()
+                    .map_or_else(|| "transport failure".to_string(), |s| s.to_string())
+            ),
+        ),
+        ProviderError::JsonRpcClientError(inner) => match inner.as_error_response() {
+            Some(rpc) if rpc.is_revert() => {
+                let reason = match rpc.decode_revert_data::<MeritAchievementErrors>() {
+                    Some(MeritAchievementErrors::AccessControlUnauthorizedAccount(x)) => format!(
+                        "AccessControlUnauthorizedAccount: {} lacks role 0x{}",
+                        from_h160(x.account),
+                        hex::encode(x.needed_role)
+                    ),
+                    Some(MeritAchievementErrors::ERC721NonexistentToken(x)) => {
+                        format!("{NONEXISTENT}: token {}", x.token_id)
+                    }
+                    Some(MeritAchievementErrors::ERC721InvalidSender(_)) => {
+                        "ERC721InvalidSender: the token already exists".to_string()
+                    }
+                    Some(other) => format!("{other:?}"),
+                    None => rpc.message.clone(),
+                };
+                ChainError::permanent(op, format!("reverted: {reason}"))
+            }
+            Some(rpc) => {
+                let msg = rpc.message.to_ascii_lowercase();
+                let transient = [
+                    "nonce too low",
+                    "nonce too high",
+                    "already known",
+                    "underpriced",
+                    "header not found",
+                    "limit",
+                    "timeout",
+                    "busy",
+                    "try again",
+                ];
+                if transient.iter().any(|t| msg.contains(t)) || rpc.code == -32005 {
+                    ChainError::transient(
+                        op,
+                        format!("node said {} (code {})", rpc.message, rpc.code),
+                    )
+                } else {
+                    ChainError::permanent(
+                        op,
+                        format!("node said {} (code {})", rpc.message, rpc.code),
+                    )
+                }
+            }
+            None => ChainError::transient(op, inner.to_string()),
+        },
+        other => ChainError::transient(op, other.to_string()),
+    }
+}
+
+fn wallet(key: &Secret) -> Result<LocalWallet> {
+    let text = key.expose_secret();
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    let mut bytes = [0u8; 32];
+    let decoded = hex::decode_to_slice(digits, &mut bytes);
+    let wallet = decoded
+        .ok()
+        .and_then(|()| LocalWallet::from_bytes(&bytes).ok());
+    bytes.fill(0);
+    wallet.ok_or_else(|| {
+        ChainError::permanent(
+            "connect",
+            "the minter key is not a valid secp256k1 private key",
+        )
+    })
+}
+
+fn to_h160(a: Address) -> H160 {
+    H160(a.0)
+}
+
+fn from_h160(a: H160) -> Address {
+    Address(a.0)
+}
+
+fn to_u256(t: &TokenId) -> Result<U256> {
+    U256::from_dec_str(t.as_str())
+        .map_err(|e| ChainError::permanent("encode", format!("token id {t}: {e}")))
+}
+
+fn from_u256(v: U256) -> TokenId {
+    v.to_string()
+        .parse()
+        .expect("a uint256 in decimal is always a valid token id")
+}

@@ -1,0 +1,163 @@
+//! The full sync: compares every token merit knows (the `nfts` table) with its owner on
+//! chain and repairs drift with ordinary events through the outbox, so the repair takes
+//! the same path as any chain event (relay → broker → NftActor → users' holdings).
+//!
+//! Owners are read at one block, `head - confirmations`, so a change still waiting for
+//! its confirmations is not mistaken for drift. A repair is positioned at that block with
+//! the largest log index, after every real log up to it: the NftActor applies it unless it
+//! already applied something later, and ignores the real logs at or before that block
+//! when the listener reaches them. Its id is derived from the token, the on-chain owner
+//! and the block, so running the sync again at the same block emits nothing new.
+
+use chrono::Utc;
+use merit_messages::{
+    Address, ChainRef, Envelope, Event, EventId, NftBurned, NftMinted, NftTransferred, TokenId,
+    MERIT_NAMESPACE,
+};
+use merit_storage::{
+    entities::nft,
+    sea_orm::{EntityTrait, PaginatorTrait, QueryOrder},
+    StorageError, Store,
+};
+use uuid::Uuid;
+
+use crate::{
+    api::Chain,
+    error::{ChainError, Result},
+    events::{source, NO_TX},
+    record::commit_batch,
+};
+
+/// Log index of a repair event: after every real log of its block (and storable as i64).
+pub const REPAIR_LOG_INDEX: u64 = i64::MAX as u64;
+
+/// Tokens read from the store per page.
+const PAGE: u64 = 500;
+
+/// One token whose stored owner differs from the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// The token.
+    pub token: TokenId,
+    /// Owner in merit's store (`None`: burned or never applied).
+    pub stored: Option<Address>,
+    /// Owner on chain (`None`: burned or never minted).
+    pub on_chain: Option<Address>,
+    /// The repairing event's id.
+    pub repair: EventId,
+}
+
+/// What a full sync found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The block owners were read at.
+    pub block: u64,
+    /// Tokens compared.
+    pub checked: u64,
+    /// Tokens whose stored owner differed from the chain.
+    pub drifted: u64,
+    /// Repair events newly written to the outbox (a drift whose repair was already
+    /// queued by an earlier sync at the same block is not counted again).
+    pub repaired: u64,
+    /// The drifts, in token order.
+    pub drifts: Vec<Drift>,
+}
+
+/// Compares every known token with the chain at `head - confirmations` and enqueues a
+/// repairing event for each drift (see the module docs). Logs the report.
+pub async fn full_sync(store: &Store, chain: &dyn Chain, confirmations: u64) -> Result<SyncReport> {
+    let head = chain.head_block().await?;
+    let block = head.saturating_sub(confirmations);
+    let block_hash = chain.block_hash(block).await?.ok_or_else(|| {
+        ChainError::transient("full_sync", format!("block {block} is past the head"))
+    })?;
+    let chain_id = chain.chain_id();
+    let sync_parent = EventId(Uuid::new_v5(
+        &MERIT_NAMESPACE,
+        format!("sync:{chain_id}:{}", chain.contract()).as_bytes(),
+    ));
+    let mut report = SyncReport {
+        block,
+        ..SyncReport::default()
+    };
+    let mut repairs = Vec::new();
+    let mut pages = nft::Entity::find()
+        .order_by_asc(nft::Column::TokenId)
+        .paginate(store.db(), PAGE);
+    while let Some(rows) = pages.fetch_and_next().await.map_err(StorageError::from)? {
+        for row in rows {
+            report.checked += 1;
+            let token: TokenId = row.token_id.parse().map_err(|_| StorageError::Corrupt {
+                what: "nfts.token_id".into(),
+                reason: format!("{:?} is not a token id", row.token_id),
+            })?;
+            let stored: Option<Address> = match row.owner.as_deref().filter(|_| !row.burned) {
+                Some(s) => Some(s.parse().map_err(|_| StorageError::Corrupt {
+                    what: format!("nfts.owner of token {token}"),
+                    reason: format!("{s:?} is not an address"),
+                })?),
+                None => None,
+            };
+            let on_chain = chain.owner_of(&token, Some(block)).await?;
+            if stored == on_chain {
+                continue;
+            }
+            let chain_ref = ChainRef {
+                chain_id,
+                block_number: block,
+                block_hash,
+                tx_hash: NO_TX,
+                log_index: REPAIR_LOG_INDEX,
+            };
+            let event: Event = match (stored, on_chain) {
+                (Some(from), Some(to)) => NftTransferred {
+                    token: token.clone(),
+                    from,
+                    to,
+                    chain: chain_ref,
+                }
+                .into(),
+                (Some(from), None) => NftBurned {
+                    token: token.clone(),
+                    from,
+                    chain: chain_ref,
+                }
+                .into(),
+                (None, Some(to)) => NftMinted {
+                    token: token.clone(),
+                    to,
+                    achievement_id: row.achievement_id.as_deref().and_then(|a| a.parse().ok()),
+                    tier: row.tier.as_deref().and_then(|t| t.parse().ok()),
+                    chain: chain_ref,
+                }
+                .into(),
+                (None, None) => continue,
+            };
+            let owner = on_chain.map_or_else(|| "none".to_string(), |a| a.to_string());
+            let id = EventId::derived(sync_parent, &format!("repair:{token}:{owner}:{block}"));
+            report.drifted += 1;
+            report.drifts.push(Drift {
+                token,
+                stored,
+                on_chain,
+                repair: id,
+            });
+            repairs.push(Envelope::with_id(id, source(chain_id), Utc::now(), event));
+        }
+    }
+    report.repaired = commit_batch(store, "", None, None, &repairs)
+        .await?
+        .unwrap_or_default();
+    tracing::info!(
+        chain_id,
+        block = report.block,
+        checked = report.checked,
+        drifted = report.drifted,
+        repaired = report.repaired,
+        "full sync finished"
+    );
+    for d in &report.drifts {
+        tracing::warn!(token = %d.token, stored = ?d.stored, on_chain = ?d.on_chain, repair = %d.repair, "ownership drift repaired");
+    }
+    Ok(report)
+}

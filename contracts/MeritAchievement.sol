@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+
+/// @title merit achievement NFTs
+/// @notice One token per unlocked achievement. Only holders of MINTER_ROLE (merit's minter
+/// key) mint and burn; holders transfer freely, and merit follows every Transfer log to
+/// recompute vote weights. The achievement a token was minted for is kept on chain so the
+/// link survives any off-chain loss.
+contract MeritAchievement is ERC721, AccessControl {
+    /// @notice Role allowed to mint and burn.
+    bytes32 public constant MINTER_ROLE = keccak256("MINTER_ROLE");
+
+    mapping(uint256 tokenId => bytes32 achievementId) private _achievements;
+
+    /// @notice Emitted with the ERC-721 Transfer of a mint, naming the achievement.
+    event AchievementMinted(uint256 indexed tokenId, bytes32 indexed achievementId);
+
+    /// @notice The deployer administers roles and is the first minter.
+    constructor() ERC721("Merit Achievement", "MERIT") {
+        _grantRole(DEFAULT_ADMIN_ROLE, msg.sender);
+        _grantRole(MINTER_ROLE, msg.sender);
+    }
+
+    /// @notice Mints `tokenId` to `to` for `achievementId`. Reverts if the token exists.
+    /// @dev `_mint`, not `_safeMint`: a mint must not run code chosen by the recipient.
+    function mint(address to, uint256 tokenId, bytes32 achievementId) external onlyRole(MINTER_ROLE) {
+        _achievements[tokenId] = achievementId;
+        _mint(to, tokenId);
+        emit AchievementMinted(tokenId, achievementId);
+    }
+
+    /// @notice Burns `tokenId` (a compensation, or a revoked achievement). Reverts if it does not exist.
+    function burn(uint256 tokenId) external onlyRole(MINTER_ROLE) {
+        _burn(tokenId);
+        delete _achievements[tokenId];
+    }
+
+    /// @notice The achievement `tokenId` was minted for. Reverts if the token does not exist.
+    function achievementOf(uint256 tokenId) external view returns (bytes32) {
+        _requireOwned(tokenId);
+        return _achievements[tokenId];
+    }
+
+    /// @inheritdoc ERC721
+    function supportsInterface(bytes4 interfaceId) public view override(ERC721, AccessControl) returns (bool) {
+        return super.supportsInterface(interfaceId);
+    }
+}
