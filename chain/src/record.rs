@@ -83,6 +83,14 @@ pub(crate) async fn commit_batch(
     Ok(inserted)
 }
 
+/// Writes `events` to the outbox in one transaction, with no checkpoint (the full sync's
+/// repairs). Returns the number of rows inserted.
+pub(crate) async fn enqueue(store: &Store, events: &[Envelope]) -> Result<u64> {
+    Ok(commit_batch(store, "", None, None, events)
+        .await?
+        .unwrap_or_default())
+}
+
 async fn exec<S: merit_storage::sea_orm::StatementBuilder>(
     txn: &DatabaseTransaction,
     stmt: &S,

@@ -25,7 +25,7 @@ use crate::{
     api::Chain,
     error::{ChainError, Result},
     events::{source, NO_TX},
-    record::commit_batch,
+    record::enqueue,
 };
 
 /// Log index of a repair event: after every real log of its block (and storable as i64).
@@ -145,9 +145,7 @@ pub async fn full_sync(store: &Store, chain: &dyn Chain, confirmations: u64) -> 
             repairs.push(Envelope::with_id(id, source(chain_id), Utc::now(), event));
         }
     }
-    report.repaired = commit_batch(store, "", None, None, &repairs)
-        .await?
-        .unwrap_or_default();
+    report.repaired = enqueue(store, &repairs).await?;
     tracing::info!(
         chain_id,
         block = report.block,
