@@ -3,6 +3,7 @@
 //! another client library touches this crate alone).
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use merit_messages::{Address, TokenId, TxHash};
 use uuid::Uuid;
 
@@ -15,6 +16,9 @@ pub struct TransferLog {
     pub block: u64,
     /// Hash of that block.
     pub block_hash: TxHash,
+    /// That block's timestamp: the event's `occurred_at`, so a replayed log yields the
+    /// same envelope byte for byte.
+    pub block_time: DateTime<Utc>,
     /// Index of the log within the block.
     pub log_index: u64,
     /// Transaction that emitted it.

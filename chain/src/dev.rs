@@ -11,6 +11,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use ethers::utils::keccak256;
 use merit_messages::{Address, TokenId, TxHash};
 use uuid::Uuid;
@@ -34,7 +35,8 @@ struct Block {
 #[derive(Debug)]
 struct State {
     blocks: Vec<Block>,
-    failures: VecDeque<Failure>,
+    /// Injected failures: `(only this operation, or any; the failure)`.
+    failures: VecDeque<(Option<&'static str>, Failure)>,
     minter_enabled: bool,
     salt: u64,
 }
@@ -72,7 +74,17 @@ impl DevChain {
 
     /// Makes the next `n` calls (of any method but `chain_id`/`contract`) fail with `kind`.
     pub fn fail_next(&self, n: usize, kind: Failure) {
-        self.lock().failures.extend(std::iter::repeat_n(kind, n));
+        self.lock()
+            .failures
+            .extend(std::iter::repeat_n((None, kind), n));
+    }
+
+    /// Makes the next `n` calls of method `op` (`"logs"`, `"mint"`, ...) fail with `kind`;
+    /// other methods are not affected (failures queued before these still come first).
+    pub fn fail_next_on(&self, op: &'static str, n: usize, kind: Failure) {
+        self.lock()
+            .failures
+            .extend(std::iter::repeat_n((Some(op), kind), n));
     }
 
     /// Revokes (or restores) the minter's role: mints and burns are then refused.
@@ -156,7 +168,11 @@ impl State {
     }
 
     fn take_failure(&mut self, op: &'static str) -> Result<()> {
-        match self.failures.pop_front() {
+        match self.failures.front() {
+            Some((only, _)) if only.is_none_or(|o| o == op) => {}
+            _ => return Ok(()),
+        }
+        match self.failures.pop_front().map(|(_, kind)| kind) {
             None => Ok(()),
             Some(ErrorClass::Transient) => {
                 Err(ChainError::transient(op, "injected transient failure"))
@@ -176,11 +192,13 @@ impl State {
         seed.extend_from_slice(&number.to_be_bytes());
         seed.extend_from_slice(&self.salt.to_be_bytes());
         let hash = TxHash(keccak256(seed));
+        let time = Utc::now();
         let logs = logs
             .into_iter()
             .map(|l| TransferLog {
                 block: number,
                 block_hash: hash,
+                block_time: time,
                 ..l
             })
             .collect();
@@ -205,6 +223,7 @@ impl State {
         let log = TransferLog {
             block: 0,
             block_hash: TxHash([0; 32]),
+            block_time: DateTime::UNIX_EPOCH,
             log_index: 0,
             tx_hash: tx,
             from,

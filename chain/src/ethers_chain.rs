@@ -21,6 +21,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use chrono::DateTime;
 use ethers::{
     abi::{AbiDecode, AbiEncode, RawLog},
     contract::EthEvent,
@@ -190,6 +191,40 @@ impl EthersChain {
         };
         self.send("set_minter", Some(self.contract), data.into())
             .await
+    }
+
+    /// Sets each log's block time from its block (fetched once per block, concurrently),
+    /// and checks that the block is still the one the log came from.
+    async fn stamp(&self, logs: &mut [TransferLog]) -> Result<()> {
+        let mut blocks: Vec<(u64, TxHash)> = logs.iter().map(|l| (l.block, l.block_hash)).collect();
+        blocks.dedup();
+        let headers = futures::future::try_join_all(
+            blocks
+                .iter()
+                .map(|&(n, _)| self.rpc("logs", move |p| async move { p.get_block(n).await })),
+        )
+        .await?;
+        let mut times = std::collections::HashMap::new();
+        for ((n, hash), header) in blocks.into_iter().zip(headers) {
+            let header = header.ok_or_else(|| {
+                ChainError::transient("logs", format!("block {n} vanished while reading"))
+            })?;
+            if header.hash.map(|h| TxHash(h.0)) != Some(hash) {
+                return Err(ChainError::transient(
+                    "logs",
+                    format!("block {n} changed while reading"),
+                ));
+            }
+            let secs = i64::try_from(header.timestamp.low_u64()).unwrap_or(i64::MAX);
+            times.insert(
+                n,
+                DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::UNIX_EPOCH),
+            );
+        }
+        for log in logs {
+            log.block_time = times[&log.block];
+        }
+        Ok(())
     }
 
     /// Forgets the local nonce: the next send reads the pending nonce from the node. Call
@@ -440,7 +475,9 @@ impl Chain for EthersChain {
                 async move { p.get_logs(&filter).await }
             })
             .await?;
-        decode_logs(&raw)
+        let mut logs = decode_logs(&raw)?;
+        self.stamp(&mut logs).await?;
+        Ok(logs)
     }
 }
 
@@ -475,6 +512,7 @@ fn decode_logs(raw: &[Log]) -> Result<Vec<TransferLog>> {
                     .ok_or_else(|| bad("a block number"))?
                     .as_u64(),
                 block_hash: TxHash(log.block_hash.ok_or_else(|| bad("a block hash"))?.0),
+                block_time: DateTime::UNIX_EPOCH,
                 log_index: log.log_index.ok_or_else(|| bad("a log index"))?.low_u64(),
                 tx_hash,
                 from: from_h160(t.from),

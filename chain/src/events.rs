@@ -3,7 +3,6 @@
 //! `nft.transferred`; the id is derived from `(chain id, tx hash, log index)`, so reading a
 //! block twice yields the same envelopes (and the outbox keeps one of each).
 
-use chrono::{DateTime, Utc};
 use merit_messages::{
     ChainRef, Envelope, Event, EventId, NftBurned, NftMinted, NftTransferred, TxHash,
 };
@@ -17,7 +16,7 @@ pub fn source(chain_id: u64) -> String {
 
 /// The event a Transfer log stands for, or `None` for a log from and to the zero address
 /// (which ERC-721 never emits).
-pub fn envelope_for(chain_id: u64, log: &TransferLog, seen_at: DateTime<Utc>) -> Option<Envelope> {
+pub fn envelope_for(chain_id: u64, log: &TransferLog) -> Option<Envelope> {
     let chain = ChainRef {
         chain_id,
         block_number: log.block,
@@ -50,7 +49,12 @@ pub fn envelope_for(chain_id: u64, log: &TransferLog, seen_at: DateTime<Utc>) ->
         .into(),
     };
     let id = EventId::from_chain_log(chain_id, &log.tx_hash, log.log_index);
-    Some(Envelope::with_id(id, source(chain_id), seen_at, event))
+    Some(Envelope::with_id(
+        id,
+        source(chain_id),
+        log.block_time,
+        event,
+    ))
 }
 
 /// The placeholder transaction hash of an event that no single transaction caused (a
@@ -67,6 +71,7 @@ mod tests {
         TransferLog {
             block: 7,
             block_hash: TxHash([7; 32]),
+            block_time: chrono::DateTime::UNIX_EPOCH,
             log_index: 2,
             tx_hash: TxHash([9; 32]),
             from,
@@ -80,14 +85,13 @@ mod tests {
     fn transfers_map_by_zero_address_with_deterministic_ids() {
         let a = Address([1; 20]);
         let b = Address([2; 20]);
-        let now = Utc::now();
         let cases = [
             (ZERO_ADDRESS, a, EventType::NftMinted),
             (a, b, EventType::NftTransferred),
             (b, ZERO_ADDRESS, EventType::NftBurned),
         ];
         for (from, to, expected) in cases {
-            let env = envelope_for(31337, &log(from, to), now).expect("a real transfer");
+            let env = envelope_for(31337, &log(from, to)).expect("a real transfer");
             assert_eq!(env.event_type(), expected);
             assert_eq!(env.id, EventId::from_chain_log(31337, &TxHash([9; 32]), 2));
             assert_eq!(env.keys.key_for(ActorKind::Nft).as_deref(), Some("42"));
@@ -95,7 +99,8 @@ mod tests {
                 .routing_headers()
                 .contains(&("merit-nft", "42".to_string())));
             assert_eq!(env.source, "chain:31337");
+            assert_eq!(env.occurred_at, chrono::DateTime::UNIX_EPOCH);
         }
-        assert!(envelope_for(1, &log(ZERO_ADDRESS, ZERO_ADDRESS), now).is_none());
+        assert!(envelope_for(1, &log(ZERO_ADDRESS, ZERO_ADDRESS)).is_none());
     }
 }

@@ -18,7 +18,10 @@
 use std::{
     collections::VecDeque,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -28,7 +31,7 @@ use merit_storage::Store;
 
 use crate::{
     api::Chain,
-    error::{ChainError, Result},
+    error::{ChainError, ErrorClass, Result},
     events::envelope_for,
     record::{checkpoint_id, commit_batch, load_checkpoint, Checkpoint},
 };
@@ -103,6 +106,9 @@ pub struct Listener {
     id: String,
     status: Arc<Mutex<ListenerStatus>>,
     recent: Mutex<VecDeque<Checkpoint>>,
+    /// Blocks per read now: halved when reading logs fails (a node limiting results per
+    /// query), doubled back towards `batch_blocks` after each success.
+    batch: AtomicU64,
 }
 
 impl Listener {
@@ -112,10 +118,11 @@ impl Listener {
         Self {
             store,
             chain,
-            config,
             id,
             status: Arc::default(),
             recent: Mutex::default(),
+            batch: AtomicU64::new(config.batch_blocks.max(1)),
+            config,
         }
     }
 
@@ -196,8 +203,22 @@ impl Listener {
                 ..PollOutcome::default()
             });
         }
-        let to = safe.min(from.saturating_add(self.config.batch_blocks.max(1) - 1));
-        let mut logs = self.chain.logs(from, to).await?;
+        let batch = self.batch.load(Ordering::Relaxed).max(1);
+        let to = safe.min(from.saturating_add(batch - 1));
+        let mut logs = match self.chain.logs(from, to).await {
+            Ok(logs) => {
+                let grown = batch.saturating_mul(2).min(self.config.batch_blocks.max(1));
+                self.batch.store(grown, Ordering::Relaxed);
+                logs
+            }
+            Err(e) => {
+                if e.class() == ErrorClass::Transient && batch > 1 {
+                    self.batch.store(batch / 2, Ordering::Relaxed);
+                    tracing::info!(checkpoint_id = %self.id, blocks = batch / 2, "reading fewer blocks per batch after a failed read");
+                }
+                return Err(e);
+            }
+        };
         logs.sort_by_key(|l| l.position());
         let to_hash = self.chain.block_hash(to).await?.ok_or_else(|| {
             ChainError::transient("logs", format!("block {to} vanished while reading"))
@@ -211,11 +232,10 @@ impl Listener {
                 ));
             }
         }
-        let seen_at = Utc::now();
         let chain_id = self.chain.chain_id();
         let events: Vec<Envelope> = logs
             .iter()
-            .filter_map(|l| envelope_for(chain_id, l, seen_at))
+            .filter_map(|l| envelope_for(chain_id, l))
             .collect();
         let next = Checkpoint {
             block: to,

@@ -10,6 +10,7 @@
 //! and the block, so running the sync again at the same block emits nothing new.
 
 use chrono::Utc;
+use futures::{stream, StreamExt, TryStreamExt};
 use merit_messages::{
     Address, ChainRef, Envelope, Event, EventId, NftBurned, NftMinted, NftTransferred, TokenId,
     MERIT_NAMESPACE,
@@ -33,6 +34,9 @@ pub const REPAIR_LOG_INDEX: u64 = i64::MAX as u64;
 
 /// Tokens read from the store per page.
 const PAGE: u64 = 500;
+
+/// Owner reads in flight at once.
+const OWNER_READS_IN_FLIGHT: usize = 16;
 
 /// One token whose stored owner differs from the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +89,8 @@ pub async fn full_sync(store: &Store, chain: &dyn Chain, confirmations: u64) -> 
         .order_by_asc(nft::Column::TokenId)
         .paginate(store.db(), PAGE);
     while let Some(rows) = pages.fetch_and_next().await.map_err(StorageError::from)? {
+        let mut parsed = Vec::with_capacity(rows.len());
         for row in rows {
-            report.checked += 1;
             let token: TokenId = row.token_id.parse().map_err(|_| StorageError::Corrupt {
                 what: "nfts.token_id".into(),
                 reason: format!("{:?} is not a token id", row.token_id),
@@ -98,7 +102,15 @@ pub async fn full_sync(store: &Store, chain: &dyn Chain, confirmations: u64) -> 
                 })?),
                 None => None,
             };
-            let on_chain = chain.owner_of(&token, Some(block)).await?;
+            parsed.push((row, token, stored));
+        }
+        let owners: Vec<Option<Address>> = stream::iter(parsed.iter())
+            .map(|(_, token, _)| chain.owner_of(token, Some(block)))
+            .buffered(OWNER_READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        for ((row, token, stored), on_chain) in parsed.into_iter().zip(owners) {
+            report.checked += 1;
             if stored == on_chain {
                 continue;
             }

@@ -5,6 +5,7 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
+use ethers::providers::Middleware;
 use merit_chain::{
     full_sync, load_checkpoint, Chain, ErrorClass, EthersChain, Listener, ListenerConfig,
     REPAIR_LOG_INDEX,
@@ -81,6 +82,17 @@ async fn a_mint_is_recorded_once_as_nft_minted_with_the_chain_log_id() {
     assert_eq!(m.achievement_id, Some(achievement));
     assert_eq!(m.chain.tx_hash, tx);
     assert_eq!(env.source, "chain:31337");
+    let block = anvil
+        .provider()
+        .get_block(m.chain.block_number)
+        .await
+        .expect("get block")
+        .expect("block exists");
+    assert_eq!(
+        env.occurred_at.timestamp(),
+        i64::try_from(block.timestamp.low_u64()).expect("small"),
+        "occurred_at is the block time"
+    );
 
     // Replaying from scratch (checkpoint lost) emits nothing new: ids are deterministic.
     chain_checkpoint::Entity::delete_by_id(listener.checkpoint_id().to_string())

@@ -207,3 +207,61 @@ async fn full_sync_with_no_drift_reports_zero_and_writes_nothing() {
     let err = full_sync(&store, &chain, 0).await.expect_err("outage");
     assert_eq!(err.class(), ErrorClass::Unavailable);
 }
+
+#[tokio::test]
+async fn a_failed_log_read_halves_the_batch_and_success_grows_it_back() {
+    let (store, _dir) = store().await;
+    let chain = Arc::new(DevChain::new(7));
+    chain.mine(20);
+    let listener = Listener::new(store.clone(), chain.clone(), config(0));
+    chain.fail_next_on("logs", 1, ErrorClass::Transient);
+    let err = listener.poll_once().await.expect_err("injected");
+    assert_eq!(err.class(), ErrorClass::Transient);
+    let mut sizes = Vec::new();
+    for _ in 0..3 {
+        sizes.push(listener.poll_once().await.expect("poll").blocks);
+    }
+    assert_eq!(sizes, vec![2, 4, 4]);
+}
+
+#[tokio::test]
+async fn full_sync_repairs_burns_and_unknown_owners_with_the_matching_event() {
+    use merit_storage::{entities::nft, sea_orm::ActiveValue::Set};
+    let (store, _dir) = store().await;
+    let chain = DevChain::new(7);
+    let (burned, held) = (TokenId::from(1u128), TokenId::from(2u128));
+    chain
+        .mint(user(1), &burned, Uuid::new_v4())
+        .await
+        .expect("mint");
+    chain
+        .mint(user(2), &held, Uuid::new_v4())
+        .await
+        .expect("mint");
+    chain.burn(&burned).await.expect("burn");
+    // The store missed both: it still holds token 1 and never saw token 2's owner.
+    for (token, owner) in [(&burned, Some(user(1))), (&held, None)] {
+        nft::Entity::insert(nft::ActiveModel {
+            token_id: Set(token.to_string()),
+            owner: Set(owner.map(|o| o.to_string())),
+            tier: Set(None),
+            achievement_id: Set(None),
+            burned: Set(false),
+            last_block: Set(0),
+            last_log_index: Set(0),
+            updated_at: Set(chrono::Utc::now()),
+        })
+        .exec(store.db())
+        .await
+        .expect("insert nft");
+    }
+    let report = full_sync(&store, &chain, 0).await.expect("sync");
+    assert_eq!((report.checked, report.drifted, report.repaired), (2, 2, 2));
+    let types: Vec<String> = rows(&store)
+        .await
+        .into_iter()
+        .map(|r| r.routing_key)
+        .collect();
+    assert_eq!(types, ["nft.burned", "nft.minted"]);
+    assert_eq!(report.drifts[1].on_chain, Some(user(2)));
+}
