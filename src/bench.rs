@@ -105,6 +105,7 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
     let node = Node::start(
         crate::serve::node_options(&settings),
         store.clone(),
+        crate::serve::services(&settings).await,
         transport.clone(),
     )
     .await?;

@@ -2,6 +2,7 @@
 //! logic lives here.
 
 mod bench;
+mod config_cmd;
 mod serve;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -37,7 +38,8 @@ enum Command {
     Migrate,
     /// Measure raw RabbitMQ against merit end-to-end on the configured services.
     Bench(bench::BenchArgs),
-    /// Inspect the effective configuration.
+    /// Inspect the effective configuration; manage the dynamic config (rules, tiers,
+    /// limits) stored as numbered versions.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -58,12 +60,19 @@ enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Center(config_cmd::CenterCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // A document or argument the config center refused: a usage error, nothing written.
+        Err(e) if e.is::<config_cmd::Refused>() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -91,6 +100,13 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", render_show(&loaded));
             }
             Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Center(command),
+        } => {
+            let loaded = load_settings(&cli.config_dir)?;
+            init_tracing(&loaded.settings);
+            runtime()?.block_on(config_cmd::run(&loaded.settings, command))
         }
         Command::Migrate => {
             let loaded = load_settings(&cli.config_dir)?;

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use merit_actors::RetryPolicy;
+use merit_actors::{ConfigHandle, RetryPolicy, Services};
 use merit_config::Settings;
 use merit_mailbox::{InProcessTransport, RabbitTransport, Topology, Transport};
 use merit_supervisors::{Node, NodeOptions, Residency, RestartPolicy};
@@ -34,7 +34,25 @@ pub(crate) fn node_options(settings: &Settings) -> NodeOptions {
             4
         },
         commit_batch: 128,
+        timer_interval: Duration::from_secs(1),
     }
+}
+
+/// The actors' shared services: the built-in dynamic config until the node loads the
+/// stored one, and the cache — L1 → Redis → database with `MERIT_REDIS_URL`, else
+/// L1 → database.
+pub(crate) async fn services(settings: &Settings) -> Services {
+    let config = merit_storage::CacheConfig {
+        l1_capacity: settings.cache.l1_capacity,
+        ttl: settings.cache.ttl(),
+        key_prefix: "merit:".to_string(),
+        node_id: settings.node_id.clone(),
+    };
+    let cache = match &settings.redis_url {
+        Some(url) => merit_storage::TieredCache::with_redis(config, url.expose()).await,
+        None => merit_storage::TieredCache::local(config),
+    };
+    Services::new(ConfigHandle::default(), cache)
 }
 
 /// The transport the settings select: RabbitMQ when `MERIT_AMQP_URL` is set.
@@ -53,13 +71,24 @@ pub(crate) async fn transport(settings: &Settings) -> Result<Arc<dyn Transport>>
     })
 }
 
+/// How many of the most recently active users' benefits are loaded into the cache at start.
+const WARM_USERS: u64 = 10_000;
+
 pub(crate) async fn serve(settings: Settings) -> Result<()> {
     let store = crate::connect(&settings).await?;
     crate::migrate(&store, &settings).await?;
     let transport = transport(&settings).await?;
-    let node = Node::start(node_options(&settings), store.clone(), transport)
-        .await
-        .context("start the node")?;
+    let services = services(&settings).await;
+    let node = Node::start(
+        node_options(&settings),
+        store.clone(),
+        services.clone(),
+        transport,
+    )
+    .await
+    .context("start the node")?;
+    let warmed = merit_actors::warm_benefits(&store, &services, WARM_USERS).await;
+    tracing::info!(warmed, "benefits cache warmed with the most active users");
     tracing::info!(node_id = %settings.node_id, "serving; SIGINT or SIGTERM stops");
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -69,6 +69,13 @@ async fn killing_one_of_two_nodes_moves_its_shards_to_the_other_with_nothing_los
             )
         })
         .collect();
+    let proposals: Vec<Outgoing> = (0..VOTES / 300)
+        .map(|p| Outgoing::from_envelope(&common::open_proposal(&format!("p-{p}"))))
+        .collect();
+    producer
+        .publish(proposals)
+        .await
+        .expect("publish proposals");
     for chunk in votes.chunks(1_000) {
         producer
             .publish(chunk.iter().map(Outgoing::from_envelope).collect())

@@ -11,8 +11,8 @@ use common::{Backend, NodeProcess, TestDb, Vhost};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{Envelope, ProposalCreated, VoteCast, VoteChoice};
 use merit_storage::{
-    entities::{inbox, user, vote},
-    sea_orm::{EntityTrait, PaginatorTrait},
+    entities::{achievement, inbox, user, vote},
+    sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter},
     Store,
 };
 use rand::{Rng, SeedableRng};
@@ -65,7 +65,18 @@ struct Counts {
     votes_rows: u64,
     votes_counted_by_users: i64,
     proposals_counted_by_users: i64,
-    inbox_rows: u64,
+    user_inbox_rows: u64,
+    proposal_inbox_rows: u64,
+    deadlines: u64,
+    achievements: u64,
+}
+
+async fn inbox_rows(store: &Store, consumer: &str) -> u64 {
+    inbox::Entity::find()
+        .filter(inbox::Column::Consumer.eq(consumer))
+        .count(store.db())
+        .await
+        .expect("inbox")
 }
 
 async fn counts(store: &Store) -> Counts {
@@ -75,7 +86,13 @@ async fn counts(store: &Store) -> Counts {
         votes_rows: vote::Entity::find().count(db).await.expect("votes"),
         votes_counted_by_users: users.iter().map(|u| u.votes_cast).sum(),
         proposals_counted_by_users: users.iter().map(|u| u.proposals_created).sum(),
-        inbox_rows: inbox::Entity::find().count(db).await.expect("inbox"),
+        user_inbox_rows: inbox_rows(store, "user").await,
+        proposal_inbox_rows: inbox_rows(store, "proposal").await,
+        deadlines: inbox_rows(store, merit_supervisors::DEADLINE_CONSUMER).await,
+        achievements: achievement::Entity::find()
+            .count(db)
+            .await
+            .expect("achievements"),
     }
 }
 
@@ -172,8 +189,8 @@ async fn a_sigkilled_node_applies_every_event_exactly_once() {
     let lost = expected_counted - c.votes_counted_by_users.min(expected_counted);
     let doubled = (c.votes_counted_by_users - expected_counted).max(0);
     println!(
-        "kills={kills} votes: expected={expected_votes} rows={} counted_by_users={} lost={lost} doubled={doubled} inbox_rows={}",
-        c.votes_rows, c.votes_counted_by_users, c.inbox_rows
+        "kills={kills} votes: expected={expected_votes} rows={} counted_by_users={} lost={lost} doubled={doubled} achievements={}",
+        c.votes_rows, c.votes_counted_by_users, c.achievements
     );
     assert_eq!(kills, 3, "the node was killed three times while consuming");
     assert_eq!(c.votes_rows, expected_votes, "votes stored (lost if fewer)");
@@ -187,12 +204,25 @@ async fn a_sigkilled_node_applies_every_event_exactly_once() {
         i64::from(PROPOSALS),
         "proposal creations counted once"
     );
-    // Every vote and every creation is applied once by its user actor and once by its
-    // proposal actor: exactly two inbox rows per event, no more, no fewer.
+    // The built-in rules: every creator unlocks "first-proposal"; every voter votes on all
+    // 40 proposals (seqs 1..=40), so unlocks "voter-10" and "streak-5". Once each, however
+    // often the node died.
+    let expected_achievements = u64::from(PROPOSALS) + 2 * u64::from(USERS);
     assert_eq!(
-        c.inbox_rows,
-        2 * (expected_votes + u64::from(PROPOSALS)),
-        "inbox rows (unexpected effects)"
+        c.achievements, expected_achievements,
+        "achievements unlocked once each"
+    );
+    // Each user actor applied every creation, recorded vote and its own unlocks once; each
+    // proposal actor every creation, vote and deadline once: no more, no fewer.
+    assert_eq!(
+        c.user_inbox_rows,
+        expected_votes + u64::from(PROPOSALS) + expected_achievements,
+        "user inbox rows (unexpected effects)"
+    );
+    assert_eq!(
+        c.proposal_inbox_rows,
+        expected_votes + u64::from(PROPOSALS) + c.deadlines,
+        "proposal inbox rows (unexpected effects)"
     );
     assert!(
         status.success(),

@@ -6,7 +6,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use common::run_in_system;
+use common::{run_in_system, services};
 use merit_actors::{Outcome, RetryPolicy, UserDomain};
 use merit_messages::{Address, Envelope, VoteCast, VoteChoice};
 use merit_storage::{Store, StoreOptions};
@@ -67,6 +67,7 @@ fn distinct_users_stay_under_the_resident_cap_with_bounded_memory() {
                 .collect::<Vec<_>>()
                 .into(),
             store.clone(),
+            services("passivation"),
             RetryPolicy::default(),
             Residency {
                 max_resident: CAP,

@@ -7,8 +7,8 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use chrono::Utc;
-use common::{eventually, node_options, run_in_system, wallet, Backend, TestDb, Vhost};
-use merit_actors::{Decision, Domain, Outcome, RetryPolicy};
+use common::{eventually, node_options, run_in_system, services, wallet, Backend, TestDb, Vhost};
+use merit_actors::{Decision, Domain, DynamicConfig, Outcome, RetryPolicy};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{
     ActorKind, Address, ChainRef, Envelope, NftMinted, NftTransferred, TxHash, VoteCast, VoteChoice,
@@ -59,9 +59,14 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
         let (db, store) = TestDb::migrated(Backend::Postgres).await;
         let vhost = Vhost::create();
         let transport = rabbit(&vhost, 4).await;
-        let node = Node::start(node_options("order", 4), store.clone(), transport.clone())
-            .await
-            .expect("node");
+        let node = Node::start(
+            node_options("order", 4),
+            store.clone(),
+            services("order"),
+            transport.clone(),
+        )
+        .await
+        .expect("node");
 
         let mut batch = Vec::new();
         for step in 0..=HOPS {
@@ -75,6 +80,7 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
                             token,
                             to: wallet(t),
                             achievement_id: None,
+                            tier: None,
                             chain: chain(block),
                         },
                     )
@@ -171,14 +177,22 @@ fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed
         .exec(store.db())
         .await
         .expect("plant a corrupt snapshot");
-        let node = Node::start(node_options("dlq", 2), store.clone(), transport.clone())
-            .await
-            .expect("node");
+        let node = Node::start(
+            node_options("dlq", 2),
+            store.clone(),
+            services("dlq"),
+            transport.clone(),
+        )
+        .await
+        .expect("node");
 
         let good: Vec<Envelope> = (0..50).map(|i| vote(wallet(i), "p-1")).collect();
-        let mut out: Vec<Outgoing> = good[..25].iter().map(Outgoing::from_envelope).collect();
+        let created = common::open_proposal("p-1");
+        let mut out = vec![Outgoing::from_envelope(&created)];
+        out.extend(good[..25].iter().map(Outgoing::from_envelope));
         out.push(Outgoing::from_envelope(&vote(poisoned, "p-1")));
-        let mut bad_json = Outgoing::from_envelope(&good[0]);
+        // Routed like a creation, which both the user and the proposal shards take.
+        let mut bad_json = Outgoing::from_envelope(&created);
         bad_json.body = Bytes::from_static(b"{\"id\": oops");
         bad_json.message_id = "bad-json".into();
         out.push(bad_json);
@@ -190,9 +204,10 @@ fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed
         transport.publish(out).await.expect("publish");
 
         let db_conn = store.db().clone();
+        // 50 voters (their vote.recorded) and the creator.
         eventually(60, "the good votes are applied", || {
             let db_conn = db_conn.clone();
-            async move { user::Entity::find().count(&db_conn).await.expect("count") == 50 }
+            async move { user::Entity::find().count(&db_conn).await.expect("count") == 51 }
         })
         .await;
         let t = transport.clone();
@@ -243,8 +258,9 @@ struct Panicky;
 impl Domain for Panicky {
     const KIND: ActorKind = ActorKind::User;
     type State = u64;
+    type Inputs = ();
 
-    fn apply(key: &str, state: &u64, _: &Envelope) -> Decision<u64> {
+    fn apply(_: &DynamicConfig, key: &str, state: &u64, _: &Envelope, _: &()) -> Decision<u64> {
         assert!(!key.ends_with("bad"), "injected handler panic");
         Decision::changed(state + 1)
     }
@@ -262,6 +278,7 @@ fn a_panicking_handler_restarts_only_its_actor() {
         let registry: Registry<Panicky> = Registry::new(
             vec![arbiter.handle()].into(),
             store.clone(),
+            services("panicky"),
             RetryPolicy {
                 max_attempts: 3,
                 base_backoff: Duration::from_millis(5),
@@ -313,11 +330,19 @@ fn closed_broker_connections_recover_with_nothing_lost() {
         let node = Node::start(
             node_options("recover", 2),
             store.clone(),
+            services("recover"),
             node_transport.clone(),
         )
         .await
         .expect("node");
         let producer = rabbit(&vhost, 2).await;
+        let proposals: Vec<Outgoing> = (0..10)
+            .map(|p| Outgoing::from_envelope(&common::open_proposal(&format!("p-{p}"))))
+            .collect();
+        producer
+            .publish(proposals)
+            .await
+            .expect("publish proposals");
         let votes: Vec<Envelope> = (0..4_000)
             .map(|i| vote(wallet(i % 400), &format!("p-{}", i / 400)))
             .collect();

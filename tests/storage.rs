@@ -111,7 +111,12 @@ async fn migrate_twice(backend: Backend) {
     let db = TestDb::empty(backend).await;
     let store = db.connect().await;
     let first = store.migrate().await.expect("first migrate");
-    assert_eq!(first, vec!["m20261124_000001_initial".to_string()]);
+    let all = [
+        "m20261124_000001_initial",
+        "m20261125_000002_sagas",
+        "m20261125_000003_governance",
+    ];
+    assert_eq!(first, all.map(String::from).to_vec());
     let second = store.migrate().await.expect("second migrate");
     assert!(second.is_empty(), "second run applied {second:?}");
     // Every entity's table exists and has the columns its model reads.

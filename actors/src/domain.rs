@@ -1,18 +1,23 @@
 //! The contract between an actor's pure core and its shell.
 //!
-//! A [`Domain`] is a plain function `(state, event) -> (new state, emitted events)` plus the
-//! projection writes that mirror the state into queryable tables. The shell
-//! ([`crate::EntityActor`]) loads, calls the core, commits one transaction and replies; the
-//! core never does I/O, so it is unit-tested without actors, brokers or databases.
+//! A [`Domain`] is a plain function `(config, state, event, inputs) -> (new state, emitted
+//! events)` plus the projection writes that mirror the state into queryable tables. The
+//! shell ([`crate::EntityActor`]) loads, gathers the event's outside inputs
+//! ([`Domain::prepare`]: reads only), calls the core, commits one transaction, tells the
+//! domain it committed ([`Domain::committed`]: cache write-through) and replies. The core
+//! never does I/O, so it is unit-tested without actors, brokers or databases.
 
-use std::sync::Arc;
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use merit_messages::{ActorKind, Envelope};
 use merit_storage::{
+    cache::TieredCache,
     sea_orm::{DatabaseConnection, DatabaseTransaction},
-    TxFuture,
+    Store, TxFuture,
 };
 use serde::{de::DeserializeOwned, Serialize};
+
+use crate::config::{ConfigHandle, DynamicConfig};
 
 /// What applying one event decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,17 +58,59 @@ impl<S> Decision<S> {
     }
 }
 
+/// What the actors of a node share besides storage: the active dynamic config and the
+/// benefits cache. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// The active dynamic config (tiers, limits, rules), swapped live by the config watcher.
+    pub config: ConfigHandle,
+    /// L1 → L2 → database cache of per-user benefits.
+    pub cache: TieredCache,
+}
+
+impl Services {
+    /// Services for one node: `config` active, `cache` as built from the settings.
+    pub fn new(config: ConfigHandle, cache: TieredCache) -> Self {
+        Self { config, cache }
+    }
+}
+
+/// A future that cannot fail (after-commit work: its failures are logged, not returned).
+pub type Detached<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// One kind of actor: its state, its pure transition function and its projections.
 pub trait Domain: Sized + Unpin + 'static {
     /// Which actor kind this is (also its inbox consumer name).
     const KIND: ActorKind;
     /// The state, persisted as JSON in the actor snapshot.
     type State: Clone + Default + Serialize + DeserializeOwned + Send + Sync + Unpin + 'static;
+    /// What [`Domain::prepare`] reads from outside the actor for one event.
+    type Inputs: Default + Send + Sync + 'static;
 
-    /// Applies `event` to `state` for the actor `key`. Pure and deterministic: the same
-    /// inputs always give the same decision. Must not panic; if it does, the shell
-    /// contains it (restarts the actor from storage and retries the message).
-    fn apply(key: &str, state: &Self::State, event: &Envelope) -> Decision<Self::State>;
+    /// Reads what applying `event` needs from outside this actor (another actor's
+    /// published projection, through the cache). Runs before every attempt; must only
+    /// read, or write idempotently.
+    fn prepare<'a>(
+        _store: &'a Store,
+        _services: &'a Services,
+        _key: &'a str,
+        _state: &'a Self::State,
+        _event: &'a Envelope,
+    ) -> TxFuture<'a, Self::Inputs> {
+        Box::pin(async { Ok(Self::Inputs::default()) })
+    }
+
+    /// Applies `event` to `state` for the actor `key` under the active dynamic `config`.
+    /// Pure and deterministic: the same inputs always give the same decision. Must not
+    /// panic; if it does, the shell contains it (restarts the actor from storage and
+    /// retries the message).
+    fn apply(
+        config: &DynamicConfig,
+        key: &str,
+        state: &Self::State,
+        event: &Envelope,
+        inputs: &Self::Inputs,
+    ) -> Decision<Self::State>;
 
     /// Completes a state just loaded from its snapshot with what the snapshot leaves out
     /// because it lives in a projection (e.g. a proposal's voters, which would otherwise
@@ -83,4 +130,14 @@ pub trait Domain: Sized + Unpin + 'static {
         state: Self::State,
         event: Arc<Envelope>,
     ) -> TxFuture<'_, ()>;
+
+    /// Runs after a turn that changed the state committed (write-through caching).
+    fn committed<'a>(
+        _services: &'a Services,
+        _key: &'a str,
+        _before: &'a Self::State,
+        _after: &'a Self::State,
+    ) -> Detached<'a> {
+        Box::pin(async {})
+    }
 }

@@ -7,6 +7,8 @@
 //! kind (the inbox), and its outcome is reported only after the commit.
 //! Must not know: brokers, consumers or registries — the supervisors route to it.
 
+pub mod center;
+pub mod config;
 mod domain;
 mod error;
 mod nft;
@@ -15,12 +17,16 @@ pub mod rules;
 mod shell;
 mod user;
 
-pub use domain::{Decision, Domain};
+pub use config::{ConfigHandle, DynamicConfig};
+pub use domain::{Decision, Detached, Domain, Services};
 pub use error::{ActorError, Result};
 pub use nft::{NftDomain, NftState};
-pub use proposal::{ProposalDomain, ProposalInfo, ProposalState, VoteRecord, BASE_WEIGHT};
+pub use proposal::{
+    load_held, warm_benefits, ProposalDomain, ProposalInfo, ProposalInputs, ProposalState,
+    ProposalStatus, VoteRecord, BASE_WEIGHT,
+};
 pub use shell::{Deliver, EntityActor, KindStats, Outcome, RetryPolicy};
-pub use user::{Holding, UserDomain, UserState};
+pub use user::{achievement_token, HeldNfts, Holding, UserDomain, UserState};
 
 /// The UserActor.
 pub type UserActor = EntityActor<UserDomain>;

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use chrono::Utc;
 use merit_messages::{Address, Envelope, Event, HoldingChange, HoldingsChanged, TokenId};
 use merit_storage::{
-    entities::nft,
+    entities::{achievement, nft},
     sea_orm::{sea_query::OnConflict, ActiveValue::Set, DatabaseTransaction, EntityTrait},
-    TxFuture,
+    Store, TxFuture,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    domain::{Decision, Domain},
+    config::DynamicConfig,
+    domain::{Decision, Domain, Services},
     user::to_i64,
 };
 
@@ -61,8 +62,39 @@ fn holding(
 impl Domain for NftDomain {
     const KIND: merit_messages::ActorKind = merit_messages::ActorKind::Nft;
     type State = NftState;
+    /// The tier of a minted token's achievement, when the mint event does not carry one.
+    type Inputs = Option<String>;
 
-    fn apply(_key: &str, state: &NftState, event: &Envelope) -> Decision<NftState> {
+    fn prepare<'a>(
+        store: &'a Store,
+        _: &'a Services,
+        _key: &'a str,
+        state: &'a NftState,
+        event: &'a Envelope,
+    ) -> TxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            match &event.event {
+                Event::NftMinted(m) if m.tier.is_none() && state.tier.is_none() => {
+                    let Some(id) = m.achievement_id else {
+                        return Ok(None);
+                    };
+                    let row = achievement::Entity::find_by_id(id.to_string())
+                        .one(store.db())
+                        .await?;
+                    Ok(row.map(|a| a.tier))
+                }
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn apply(
+        _: &DynamicConfig,
+        _key: &str,
+        state: &NftState,
+        event: &Envelope,
+        achievement_tier: &Option<String>,
+    ) -> Decision<NftState> {
         let (token, position) = match &event.event {
             Event::NftMinted(m) => (&m.token, m.chain.position()),
             Event::NftTransferred(t) => (&t.token, t.chain.position()),
@@ -75,9 +107,15 @@ impl Domain for NftDomain {
         }
         let mut next = state.clone();
         next.last_position = Some(position);
-        // The tier never changes here; every emitted holding change carries it.
+        if let Event::NftMinted(m) = &event.event {
+            // A token's tier is set once, by its mint: the event's, else its achievement's.
+            let tier = m.tier.as_ref().map(|t| t.to_string());
+            next.tier = next.tier.or(tier).or_else(|| achievement_tier.clone());
+        }
+        // Every emitted holding change carries the tier.
+        let tier = next.tier.clone();
         let change = |label: &str, user: Address, change: HoldingChange| {
-            holding(event, label, user, token, change, &state.tier, position)
+            holding(event, label, user, token, change, &tier, position)
         };
         match &event.event {
             Event::NftMinted(m) => {
@@ -166,6 +204,10 @@ mod tests {
         )
     }
 
+    fn apply(state: &NftState, event: &Envelope) -> Decision<NftState> {
+        NftDomain::apply(&DynamicConfig::default(), "5", state, event, &None)
+    }
+
     #[test]
     fn changes_apply_in_chain_order_and_older_ones_are_ignored() {
         let mint = Envelope::new(
@@ -174,18 +216,19 @@ mod tests {
                 token: "5".parse().expect("t"),
                 to: Address([1; 20]),
                 achievement_id: None,
+                tier: None,
                 chain: chain(10, 0),
             },
         );
-        let s = NftDomain::apply("5", &NftState::default(), &mint);
+        let s = apply(&NftState::default(), &mint);
         assert_eq!(s.emit.len(), 1);
-        let s2 = NftDomain::apply("5", &s.state, &transfer(1, 2, 12, 3));
+        let s2 = apply(&s.state, &transfer(1, 2, 12, 3));
         assert_eq!(s2.state.owner, Some(Address([2; 20]).to_string()));
         assert_eq!(s2.emit.len(), 2);
-        let stale = NftDomain::apply("5", &s2.state, &transfer(1, 3, 11, 9));
+        let stale = apply(&s2.state, &transfer(1, 3, 11, 9));
         assert!(!stale.changed, "an older transfer must not apply");
         assert!(stale.emit.is_empty());
-        let same = NftDomain::apply("5", &s2.state, &transfer(1, 2, 12, 3));
+        let same = apply(&s2.state, &transfer(1, 2, 12, 3));
         assert!(!same.changed);
     }
 }

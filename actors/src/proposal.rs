@@ -1,31 +1,98 @@
-//! ProposalActor: one per proposal. Holds the proposal, its votes and the running tally.
+//! ProposalActor: one per proposal. Holds the proposal, its lifecycle, its votes and the
+//! running tally.
 //!
-//! Vote policy: one vote per user per proposal, and **the first vote is final** — a later
-//! vote from the same wallet is refused (recorded as applied, no effect). A vote for a
-//! proposal merit has not seen created is refused the same way.
+//! # Lifecycle
+//! `pending` (created, before `starts_at`) → `active` (the open deadline) → at `ends_at`
+//! (the close deadline) `succeeded` or `defeated` → `executed` (a succeeded proposal
+//! carried out); `cancelled` by its creator any time before it closes. Deadlines are the
+//! proposal's own persisted times: the deadline timer of every node scans the proposals
+//! projection and emits `governance.proposal.deadline` with an id derived from (proposal,
+//! phase), so a deadline fires after a restart too and is applied once.
+//!
+//! Closing decides: the quorum is reached when for + against + abstain weight is at least
+//! `quorum`; the proposal succeeds when the quorum is reached and for weight is at least
+//! `threshold_bps` of for + against weight (and above zero). `governance.proposal.closed`
+//! carries the tally and outcome.
+//!
+//! # Votes
+//! - One vote per user per proposal, and **the first vote is final**: a later vote from
+//!   the same wallet is refused (recorded as applied, no effect). So is a vote for a
+//!   proposal merit has not seen created, a vote whose `occurred_at` is outside
+//!   `[starts_at, ends_at)`, and a vote after the proposal closed or was cancelled.
+//! - Weight = 1000 × multiplier, the multiplier coming from the voter's NFTs at vote time
+//!   (read through the benefits cache) and the active tiers and limits
+//!   ([`DynamicConfig::boost`]).
+//! - **One NFT boosts at most one vote per proposal**: the proposal remembers every token
+//!   that boosted one of its votes and never counts it again, whoever holds it — buying,
+//!   transferring or lending an NFT between votes cannot multiply its weight.
+//! - A counted vote emits `governance.vote.recorded` (weight, boosts, the proposal's
+//!   sequence number), which the voter's UserActor counts for achievement rules.
 
 use std::{collections::BTreeSet, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use merit_messages::{Envelope, Event, Tally, VoteChoice};
+use merit_messages::{
+    Address, Boost, DeadlinePhase, Envelope, Event, ProposalClosed, ProposalOutcome, Tally,
+    VoteChoice, VoteRecorded,
+};
 use merit_storage::{
-    entities::{proposal, vote},
+    cache::CacheKey,
+    entities::{benefit, proposal, vote},
     sea_orm::{
         sea_query::OnConflict, ActiveValue::Set, ColumnTrait, DatabaseConnection,
         DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
     },
-    TxFuture,
+    Store, TxFuture,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    domain::{Decision, Domain},
-    user::to_i64,
+    config::{DynamicConfig, UNIT_BPS},
+    domain::{Decision, Domain, Services},
+    user::{to_i64, HeldNfts},
 };
 
 /// The weight of a plain vote, in weight units (1 vote = 1000 units, so benefit
 /// multipliers in basis points stay exact integers).
 pub const BASE_WEIGHT: u64 = 1_000;
+
+/// Where a proposal is in its lifecycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalStatus {
+    /// Created; voting has not opened.
+    #[default]
+    Pending,
+    /// Voting is open.
+    Active,
+    /// Closed with the quorum and threshold met.
+    Succeeded,
+    /// Closed without them.
+    Defeated,
+    /// A succeeded proposal, carried out.
+    Executed,
+    /// Withdrawn by its creator before it closed.
+    Cancelled,
+}
+
+impl ProposalStatus {
+    /// The projection's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Succeeded => "succeeded",
+            Self::Defeated => "defeated",
+            Self::Executed => "executed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Still taking votes (subject to the time window).
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Pending | Self::Active)
+    }
+}
 
 /// What the proposal is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +113,9 @@ pub struct ProposalInfo {
     pub threshold_bps: u16,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Sequence number in creation order (from 1), for streaks.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// One counted vote.
@@ -55,37 +125,148 @@ pub struct VoteRecord {
     pub choice: VoteChoice,
     /// Weight counted.
     pub weight: u64,
+    /// Tokens that boosted it.
+    pub boosts: Vec<Boost>,
     /// The event that cast it.
     pub event_id: String,
     /// When.
     pub cast_at: DateTime<Utc>,
 }
 
-/// A proposal's state. The snapshot holds the proposal and its tally; the voters live in
-/// the `votes` table (written in the same transaction as each vote) and are loaded on
-/// activation, so a vote costs one row, not a rewrite of every earlier vote.
+/// A proposal's state. The snapshot holds the proposal, its status and its tally; the
+/// voters and the tokens that boosted votes live in the `votes` table (written in the same
+/// transaction as each vote) and are loaded on activation, so a vote costs one row, not a
+/// rewrite of every earlier vote.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProposalState {
     /// `None` until `governance.proposal.created` arrives.
     pub info: Option<ProposalInfo>,
+    /// Lifecycle status.
+    #[serde(default)]
+    pub status: ProposalStatus,
     /// Sum of the counted votes.
     pub tally: Tally,
-    /// Votes refused (already voted, unknown proposal).
+    /// Votes refused (already voted, unknown proposal, outside the voting window).
     pub refused_votes: u64,
+    /// When it closed (or was cancelled).
+    #[serde(default)]
+    pub closed_at: Option<DateTime<Utc>>,
     /// Who has voted (from the `votes` table; not in the snapshot).
     #[serde(skip)]
     pub voters: BTreeSet<String>,
+    /// Tokens that boosted a vote here (from the `votes` table; not in the snapshot).
+    #[serde(skip)]
+    pub boosted: BTreeSet<String>,
     /// The vote the last applied event counted, for the projection (not in the snapshot).
     #[serde(skip)]
     pub last_vote: Option<(String, VoteRecord)>,
 }
 
+/// What a proposal's turn reads from outside: its sequence number (on creation) and the
+/// voter's NFTs (on a vote).
+#[derive(Debug, Clone, Default)]
+pub struct ProposalInputs {
+    /// The proposal's sequence number, allocated on creation.
+    pub seq: Option<u64>,
+    /// The voter's NFTs at vote time.
+    pub held: HeldNfts,
+}
+
 /// The ProposalActor's domain.
 pub struct ProposalDomain;
+
+/// Reads a user's held NFTs: L1 → L2 → the `benefits` projection. A user with no row holds
+/// nothing (and that is cached too: most voters hold no NFT).
+pub async fn load_held(
+    store: &Store,
+    services: &Services,
+    user: &str,
+) -> merit_storage::Result<HeldNfts> {
+    let key = CacheKey::Benefits(user.to_string());
+    let (db, id) = (store.db().clone(), user.to_string());
+    let held = services
+        .cache
+        .get_or_load(&key, move || read_held(db, id))
+        .await?;
+    Ok(held.unwrap_or_default())
+}
+
+/// The database tier of the benefits cache: the `benefits` projection's held NFTs.
+async fn read_held(
+    db: DatabaseConnection,
+    user: String,
+) -> merit_storage::Result<Option<HeldNfts>> {
+    let row = benefit::Entity::find_by_id(user).one(&db).await?;
+    let tokens = row
+        .and_then(|r| serde_json::from_value(r.boosting_nfts).ok())
+        .unwrap_or_default();
+    Ok(Some(HeldNfts { tokens }))
+}
+
+/// Loads the benefits of the `limit` most recently active users into the cache (all
+/// tiers); returns how many were cached. Failures only cost a cold read later.
+pub async fn warm_benefits(store: &Store, services: &Services, limit: u64) -> usize {
+    use merit_storage::{entities::user, sea_orm::QueryOrder};
+    let users: Vec<String> = match user::Entity::find()
+        .select_only()
+        .column(user::Column::Address)
+        .order_by_desc(user::Column::LastActiveAt)
+        .limit(limit)
+        .into_tuple()
+        .all(store.db())
+        .await
+    {
+        Ok(users) => users,
+        Err(e) => {
+            tracing::warn!(error = %e, "cache warm-up skipped: cannot list active users");
+            return 0;
+        }
+    };
+    let keys = users.into_iter().map(CacheKey::Benefits).collect();
+    let db = store.db().clone();
+    let report = services
+        .cache
+        .warm(keys, move |key| {
+            let db = db.clone();
+            async move {
+                match key {
+                    CacheKey::Benefits(id) => read_held(db, id).await,
+                    CacheKey::UserProfile(_) => Ok(None),
+                }
+            }
+        })
+        .await;
+    report.cached
+}
 
 impl Domain for ProposalDomain {
     const KIND: merit_messages::ActorKind = merit_messages::ActorKind::Proposal;
     type State = ProposalState;
+    type Inputs = ProposalInputs;
+
+    fn prepare<'a>(
+        store: &'a Store,
+        services: &'a Services,
+        key: &'a str,
+        state: &'a ProposalState,
+        event: &'a Envelope,
+    ) -> TxFuture<'a, ProposalInputs> {
+        Box::pin(async move {
+            let mut inputs = ProposalInputs::default();
+            match &event.event {
+                Event::ProposalCreated(_) if state.info.is_none() => {
+                    inputs.seq = Some(store.proposal_seq(key).await?);
+                }
+                Event::VoteCast(v)
+                    if state.info.is_some() && !state.voters.contains(&v.voter.to_string()) =>
+                {
+                    inputs.held = load_held(store, services, &v.voter.to_string()).await?;
+                }
+                _ => {}
+            }
+            Ok(inputs)
+        })
+    }
 
     fn hydrate<'a>(
         db: &'a DatabaseConnection,
@@ -93,19 +274,32 @@ impl Domain for ProposalDomain {
         state: &'a mut ProposalState,
     ) -> TxFuture<'a, ()> {
         Box::pin(async move {
-            let voters: Vec<String> = vote::Entity::find()
+            let rows: Vec<(String, serde_json::Value)> = vote::Entity::find()
                 .select_only()
                 .column(vote::Column::Voter)
+                .column(vote::Column::Boosts)
                 .filter(vote::Column::ProposalId.eq(key))
                 .into_tuple()
                 .all(db)
                 .await?;
-            state.voters = voters.into_iter().collect();
+            for (voter, boosts) in rows {
+                state.voters.insert(voter);
+                let boosts: Vec<Boost> = serde_json::from_value(boosts).unwrap_or_default();
+                state
+                    .boosted
+                    .extend(boosts.into_iter().map(|b| b.token.to_string()));
+            }
             Ok(())
         })
     }
 
-    fn apply(_key: &str, state: &ProposalState, event: &Envelope) -> Decision<ProposalState> {
+    fn apply(
+        config: &DynamicConfig,
+        _key: &str,
+        state: &ProposalState,
+        event: &Envelope,
+        inputs: &ProposalInputs,
+    ) -> Decision<ProposalState> {
         let mut next = state.clone();
         next.last_vote = None;
         match &event.event {
@@ -119,16 +313,44 @@ impl Domain for ProposalDomain {
                     quorum: p.quorum,
                     threshold_bps: p.threshold_bps,
                     created_at: event.occurred_at,
+                    seq: inputs.seq.unwrap_or(0),
                 });
+                next.status = ProposalStatus::Pending;
                 Decision::changed(next)
             }
             Event::VoteCast(v) => {
                 let voter = v.voter.to_string();
-                if state.info.is_none() || state.voters.contains(&voter) {
+                let open = state.info.as_ref().is_some_and(|info| {
+                    state.status.is_open()
+                        && event.occurred_at >= info.starts_at
+                        && event.occurred_at < info.ends_at
+                });
+                let Some(info) = state.info.as_ref().filter(|_| open) else {
+                    next.refused_votes += 1;
+                    return Decision::changed(next);
+                };
+                if state.voters.contains(&voter) {
                     next.refused_votes += 1;
                     return Decision::changed(next);
                 }
-                let weight = BASE_WEIGHT;
+                let candidates = inputs
+                    .held
+                    .tokens
+                    .iter()
+                    .filter(|(token, _)| !state.boosted.contains(token))
+                    .map(|(token, tier)| (token, tier));
+                let (chosen, multiplier) = config.boost(candidates);
+                let weight = BASE_WEIGHT * u64::from(multiplier) / u64::from(UNIT_BPS);
+                let boosts: Vec<Boost> = chosen
+                    .into_iter()
+                    .filter_map(|(token, tier, bonus_bps)| {
+                        Some(Boost {
+                            token: token.parse().ok()?,
+                            tier,
+                            bonus_bps,
+                        })
+                    })
+                    .collect();
                 match v.choice {
                     VoteChoice::For => next.tally.for_weight += weight,
                     VoteChoice::Against => next.tally.against_weight += weight,
@@ -136,15 +358,95 @@ impl Domain for ProposalDomain {
                 }
                 next.tally.voters += 1;
                 next.voters.insert(voter.clone());
+                next.boosted
+                    .extend(boosts.iter().map(|b| b.token.to_string()));
+                if next.status == ProposalStatus::Pending {
+                    next.status = ProposalStatus::Active;
+                }
+                let recorded = VoteRecorded {
+                    proposal: v.proposal.clone(),
+                    proposal_seq: info.seq,
+                    voter: v.voter,
+                    choice: v.choice,
+                    weight,
+                    multiplier_bps: multiplier,
+                    boosts: boosts.clone(),
+                    config_version: config.version,
+                };
                 next.last_vote = Some((
                     voter,
                     VoteRecord {
                         choice: v.choice,
                         weight,
+                        boosts,
                         event_id: event.id.to_string(),
                         cast_at: event.occurred_at,
                     },
                 ));
+                Decision::changed(next).emit(event.caused("recorded", "proposal-actor", recorded))
+            }
+            Event::ProposalDeadline(d) => {
+                let Some(info) = &state.info else {
+                    return Decision::unchanged(next);
+                };
+                match d.phase {
+                    DeadlinePhase::Open
+                        if state.status == ProposalStatus::Pending
+                            && event.occurred_at >= info.starts_at =>
+                    {
+                        next.status = ProposalStatus::Active;
+                        Decision::changed(next)
+                    }
+                    DeadlinePhase::Close
+                        if state.status.is_open() && event.occurred_at >= info.ends_at =>
+                    {
+                        let closed_at = info.ends_at;
+                        let (outcome, quorum_reached) = decide(info, &state.tally);
+                        next.status = match outcome {
+                            ProposalOutcome::Succeeded => ProposalStatus::Succeeded,
+                            _ => ProposalStatus::Defeated,
+                        };
+                        next.closed_at = Some(closed_at);
+                        let closed = closed_event(
+                            &d.proposal,
+                            info,
+                            outcome,
+                            state.tally,
+                            quorum_reached,
+                            closed_at,
+                        );
+                        Decision::changed(next).emit(event.caused(
+                            "closed",
+                            "proposal-actor",
+                            closed,
+                        ))
+                    }
+                    // Early (a forged or clock-skewed deadline), or already applied.
+                    _ => Decision::unchanged(next),
+                }
+            }
+            Event::ProposalCancelled(c) => {
+                let Some(info) = &state.info else {
+                    return Decision::unchanged(next);
+                };
+                if !state.status.is_open() || c.by.to_string() != info.creator {
+                    return Decision::unchanged(next);
+                }
+                next.status = ProposalStatus::Cancelled;
+                next.closed_at = Some(event.occurred_at);
+                let quorum_reached = decide(info, &state.tally).1;
+                let closed = closed_event(
+                    &c.proposal,
+                    info,
+                    ProposalOutcome::Cancelled,
+                    state.tally,
+                    quorum_reached,
+                    event.occurred_at,
+                );
+                Decision::changed(next).emit(event.caused("closed", "proposal-actor", closed))
+            }
+            Event::ProposalExecuted(_) if state.status == ProposalStatus::Succeeded => {
+                next.status = ProposalStatus::Executed;
                 Decision::changed(next)
             }
             _ => Decision::unchanged(next),
@@ -171,7 +473,7 @@ impl Domain for ProposalDomain {
                 ends_at: Set(info.ends_at),
                 quorum: Set(to_i64(info.quorum)),
                 threshold_bps: Set(i32::from(info.threshold_bps)),
-                status: Set("active".to_string()),
+                status: Set(state.status.as_str().to_string()),
                 tally: Set(serde_json::to_value(state.tally).expect("tally serialises")),
                 created_at: Set(info.created_at),
                 updated_at: Set(now),
@@ -193,7 +495,7 @@ impl Domain for ProposalDomain {
                     voter: Set(voter.clone()),
                     choice: Set(choice_str(record.choice).to_string()),
                     weight: Set(to_i64(record.weight)),
-                    boosts: Set(serde_json::json!([])),
+                    boosts: Set(serde_json::to_value(&record.boosts).expect("boosts serialise")),
                     event_id: Set(record.event_id.clone()),
                     cast_at: Set(record.cast_at),
                 })
@@ -202,6 +504,39 @@ impl Domain for ProposalDomain {
             }
             Ok(())
         })
+    }
+}
+
+/// The outcome of closing with `tally`, and whether the quorum was reached.
+fn decide(info: &ProposalInfo, tally: &Tally) -> (ProposalOutcome, bool) {
+    let total = tally.for_weight + tally.against_weight + tally.abstain_weight;
+    let quorum_reached = total >= info.quorum;
+    let decisive = u128::from(tally.for_weight + tally.against_weight);
+    let passes = tally.for_weight > 0
+        && u128::from(tally.for_weight) * 10_000 >= u128::from(info.threshold_bps) * decisive;
+    let outcome = if quorum_reached && passes {
+        ProposalOutcome::Succeeded
+    } else {
+        ProposalOutcome::Defeated
+    };
+    (outcome, quorum_reached)
+}
+
+fn closed_event(
+    proposal: &merit_messages::ProposalId,
+    info: &ProposalInfo,
+    outcome: ProposalOutcome,
+    tally: Tally,
+    quorum_reached: bool,
+    closed_at: DateTime<Utc>,
+) -> ProposalClosed {
+    ProposalClosed {
+        proposal: proposal.clone(),
+        creator: info.creator.parse().unwrap_or(Address([0; 20])),
+        outcome,
+        tally,
+        quorum_reached,
+        closed_at,
     }
 }
 
@@ -215,11 +550,11 @@ fn choice_str(choice: VoteChoice) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use merit_messages::{Address, ProposalCreated, VoteCast};
+    use merit_messages::{ProposalCreated, ProposalDeadline, VoteCast};
 
     use super::*;
 
-    fn created() -> Envelope {
+    fn created(quorum: u64) -> Envelope {
         let now = Utc::now();
         Envelope::new(
             "t",
@@ -228,9 +563,9 @@ mod tests {
                 creator: Address([9; 20]),
                 title: "t".into(),
                 description: String::new(),
-                starts_at: now,
+                starts_at: now - chrono::Duration::minutes(1),
                 ends_at: now + chrono::Duration::hours(1),
-                quorum: 1,
+                quorum,
                 threshold_bps: 5000,
             },
         )
@@ -248,21 +583,38 @@ mod tests {
         )
     }
 
+    fn apply(
+        state: &ProposalState,
+        event: &Envelope,
+        held: &[(&str, &str)],
+    ) -> Decision<ProposalState> {
+        let inputs = ProposalInputs {
+            seq: Some(7),
+            held: HeldNfts {
+                tokens: held
+                    .iter()
+                    .map(|(t, tier)| (t.to_string(), tier.parse().expect("tier")))
+                    .collect(),
+            },
+        };
+        ProposalDomain::apply(&DynamicConfig::builtin(), "p", state, event, &inputs)
+    }
+
     #[test]
     fn first_vote_is_final_and_tally_is_the_sum_of_counted_weights() {
-        let mut s = ProposalDomain::apply("p", &ProposalState::default(), &created()).state;
+        let mut s = apply(&ProposalState::default(), &created(1), &[]).state;
+        assert_eq!(s.info.as_ref().map(|i| i.seq), Some(7));
         for (b, c) in [
             (1, VoteChoice::For),
             (2, VoteChoice::Against),
             (1, VoteChoice::Against),
             (3, VoteChoice::Abstain),
         ] {
-            s = ProposalDomain::apply("p", &s, &vote(b, c)).state;
+            s = apply(&s, &vote(b, c), &[]).state;
         }
         assert_eq!(s.tally.voters, 3);
         assert_eq!(s.refused_votes, 1);
         assert_eq!(s.tally.for_weight, BASE_WEIGHT);
-        assert_eq!(s.voters.len() as u64, s.tally.voters);
         assert_eq!(
             3 * BASE_WEIGHT,
             s.tally.for_weight + s.tally.against_weight + s.tally.abstain_weight,
@@ -272,8 +624,46 @@ mod tests {
 
     #[test]
     fn a_vote_before_creation_is_refused() {
-        let s =
-            ProposalDomain::apply("p", &ProposalState::default(), &vote(1, VoteChoice::For)).state;
+        let s = apply(&ProposalState::default(), &vote(1, VoteChoice::For), &[]).state;
         assert_eq!((s.tally.voters, s.refused_votes), (0, 1));
+    }
+
+    #[test]
+    fn one_nft_boosts_one_vote_per_proposal_whoever_holds_it() {
+        let s = apply(&ProposalState::default(), &created(1), &[]).state;
+        let first = apply(&s, &vote(1, VoteChoice::For), &[("42", "gold")]);
+        assert_eq!(first.state.tally.for_weight, 1_500, "gold gives +50%");
+        assert_eq!(first.emit.len(), 1);
+        // The token moved to voter 2, who votes next: no second boost.
+        let second = apply(&first.state, &vote(2, VoteChoice::For), &[("42", "gold")]);
+        assert_eq!(second.state.tally.for_weight, 2_500);
+    }
+
+    #[test]
+    fn closing_decides_by_quorum_and_threshold() {
+        let s = apply(&ProposalState::default(), &created(2_000), &[]).state;
+        let s = apply(&s, &vote(1, VoteChoice::For), &[]).state;
+        let ends_at = s.info.as_ref().map(|i| i.ends_at).expect("info");
+        let close = Envelope::with_id(
+            merit_messages::EventId::named("p:close"),
+            "timer",
+            ends_at,
+            ProposalDeadline {
+                proposal: "p".parse().expect("id"),
+                phase: DeadlinePhase::Close,
+                due_at: ends_at,
+            },
+        );
+        let closed = apply(&s, &close, &[]);
+        assert_eq!(
+            closed.state.status,
+            ProposalStatus::Defeated,
+            "1000 < quorum 2000"
+        );
+        assert_eq!(closed.emit.len(), 1);
+        let late = apply(&closed.state, &vote(2, VoteChoice::For), &[]);
+        assert_eq!(late.state.tally.voters, 1, "no votes after close");
+        let again = apply(&closed.state, &close, &[]);
+        assert!(!again.changed, "a closed proposal closes once");
     }
 }

@@ -34,7 +34,10 @@ use merit_storage::{
 use rand::Rng;
 use tokio::sync::oneshot;
 
-use crate::{domain::Domain, error::ActorError};
+use crate::{
+    domain::{Domain, Services},
+    error::ActorError,
+};
 
 /// How failed messages are retried.
 #[derive(Debug, Clone, Copy)]
@@ -120,6 +123,7 @@ pub struct Deliver {
 pub struct EntityActor<D: Domain> {
     key: String,
     store: Store,
+    services: Services,
     committer: Option<GroupCommitter>,
     policy: RetryPolicy,
     stats: Arc<KindStats>,
@@ -134,6 +138,7 @@ impl<D: Domain> EntityActor<D> {
     pub fn new(
         key: String,
         store: Store,
+        services: Services,
         policy: RetryPolicy,
         stats: Arc<KindStats>,
         inflight: Arc<AtomicUsize>,
@@ -141,6 +146,7 @@ impl<D: Domain> EntityActor<D> {
         Self {
             key,
             store,
+            services,
             committer: None,
             policy,
             stats,
@@ -172,6 +178,7 @@ impl<D: Domain> Handler<Deliver> for EntityActor<D> {
     fn handle(&mut self, msg: Deliver, _: &mut Self::Context) -> Self::Result {
         let deps = TurnDeps {
             store: self.store.clone(),
+            services: self.services.clone(),
             committer: self.committer.clone(),
             policy: self.policy,
             stats: self.stats.clone(),
@@ -202,6 +209,7 @@ type Loaded<S> = Option<(i64, S)>;
 /// What a turn needs from its actor besides the message.
 struct TurnDeps {
     store: Store,
+    services: Services,
     committer: Option<GroupCommitter>,
     policy: RetryPolicy,
     stats: Arc<KindStats>,
@@ -221,6 +229,7 @@ async fn process<D: Domain>(
 ) -> (Loaded<D::State>, Outcome) {
     let TurnDeps {
         store,
+        services,
         committer,
         policy,
         stats,
@@ -230,6 +239,7 @@ async fn process<D: Domain>(
     loop {
         let failure = match attempt::<D>(
             &store,
+            &services,
             committer.as_ref(),
             &key,
             &mut loaded,
@@ -298,6 +308,7 @@ fn is_unavailable(err: &merit_storage::sea_orm::DbErr) -> bool {
 
 async fn attempt<D: Domain>(
     store: &Store,
+    services: &Services,
     committer: Option<&GroupCommitter>,
     key: &str,
     loaded: &mut Loaded<D::State>,
@@ -322,8 +333,12 @@ async fn attempt<D: Domain>(
         stats.activations.fetch_add(1, Ordering::Relaxed);
     }
     let (version, state) = loaded.as_ref().expect("loaded just above");
-    let decision = catch_unwind(AssertUnwindSafe(|| D::apply(key, state, envelope)))
-        .map_err(|panic| ActorError::Panicked(panic_message(&panic)))?;
+    let inputs = D::prepare(store, services, key, state, envelope).await?;
+    let config = services.config.get();
+    let decision = catch_unwind(AssertUnwindSafe(|| {
+        D::apply(&config, key, state, envelope, &inputs)
+    }))
+    .map_err(|panic| ActorError::Panicked(panic_message(&panic)))?;
     let state_write = decision.changed.then(|| StateWrite {
         kind: D::KIND,
         key: key.to_string(),
@@ -360,6 +375,7 @@ async fn attempt<D: Domain>(
         } => {
             stats.applied.fetch_add(1, Ordering::Relaxed);
             if let Some(v) = new_version {
+                D::committed(services, key, state, &decision.state).await;
                 *loaded = Some((v, decision.state));
             }
             Outcome::Applied(new_version)

@@ -1,18 +1,38 @@
-//! UserActor: one per wallet. Counts the user's governance behaviour and tracks the NFTs
-//! the user holds (as accepted by each token's NftActor, in chain order).
+//! UserActor: one per wallet. Counts the user's governance behaviour, evaluates the active
+//! achievement rules on it, and tracks the NFTs the user holds (as accepted by each
+//! token's NftActor, in chain order) — which are the user's vote benefits.
+//!
+//! - `governance.proposal.created` (as creator), `governance.vote.recorded` (a vote the
+//!   ProposalActor counted, with the proposal's sequence number for streaks) and
+//!   `governance.proposal.closed` (a proposal of the user's succeeded) are activities:
+//!   each is recorded in the rule facts, then the rules are evaluated and every newly met
+//!   rule emits `achievement.unlocked`, with an id and token derived from (user, rule,
+//!   occurrence) — a redelivery never unlocks twice (the inbox), and a re-evaluation
+//!   never either (the unlock ledger).
+//! - `user.holdings.changed` updates the held NFTs, writes the benefits projection,
+//!   emits `user.benefits.changed` and, after the commit, writes the benefits through the
+//!   cache (every node's L1 drops its copy).
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use merit_messages::{Envelope, Event, HoldingChange, ProposalOutcome};
+use merit_messages::{
+    AchievementUnlocked, Address, BenefitsChanged, Envelope, Event, HoldingChange, ProposalOutcome,
+    TierId, TokenId,
+};
 use merit_storage::{
-    entities::user,
+    cache::CacheKey,
+    entities::{achievement, benefit, user},
     sea_orm::{sea_query::OnConflict, ActiveValue::Set, DatabaseTransaction, EntityTrait},
     TxFuture,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Decision, Domain};
+use crate::{
+    config::DynamicConfig,
+    domain::{Decision, Detached, Domain, Services},
+    rules::{achievement_id, evaluate, Activity, ActivityKind, RuleFacts, UnlockLedger},
+};
 
 /// A token the user holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,47 +43,101 @@ pub struct Holding {
     pub since: (u64, u64),
 }
 
+/// The NFTs a user holds, as cached and as the ProposalActor reads them at vote time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldNfts {
+    /// `(token id, tier)` pairs, in token order; tokens without a known tier are left out
+    /// (they boost nothing).
+    pub tokens: Vec<(String, TierId)>,
+}
+
 /// Everything merit knows about one user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserState {
     /// Proposals created.
     pub proposals_created: u64,
-    /// Votes cast (accepted by the user's actor; one per proposal per the producer).
+    /// Votes counted by ProposalActors.
     pub votes_cast: u64,
     /// Proposals created by this user that succeeded.
     pub proposals_passed: u64,
     /// Tokens held, by token id.
     pub holdings: BTreeMap<String, Holding>,
+    /// What the achievement rules know of the user.
+    #[serde(default)]
+    pub facts: RuleFacts,
+    /// Which rules unlocked, how many times.
+    #[serde(default)]
+    pub ledger: UnlockLedger,
     /// First event seen.
     pub first_seen_at: Option<DateTime<Utc>>,
     /// Latest event time seen.
     pub last_active_at: Option<DateTime<Utc>>,
+    /// The unlocks the last applied event produced, for the projection (not persisted).
+    #[serde(skip)]
+    pub last_unlocks: Vec<AchievementUnlocked>,
+    /// When the last applied event changed the holdings: the new multiplier (basis
+    /// points) and the config version it was computed under (not persisted).
+    #[serde(skip)]
+    pub benefits_changed: Option<(u32, u64)>,
+}
+
+impl UserState {
+    /// The held NFTs that have a tier.
+    pub fn held_nfts(&self) -> HeldNfts {
+        HeldNfts {
+            tokens: self
+                .holdings
+                .iter()
+                .filter_map(|(token, h)| {
+                    let tier = h.tier.as_ref()?.parse().ok()?;
+                    Some((token.clone(), tier))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The UserActor's domain.
 pub struct UserDomain;
 
+/// The token id an achievement mints: its UUID as a 128-bit number, so the same unlock
+/// always mints the same token (a retried mint can never create a second one).
+pub fn achievement_token(achievement: uuid::Uuid) -> TokenId {
+    TokenId::from(achievement.as_u128())
+}
+
 impl Domain for UserDomain {
     const KIND: merit_messages::ActorKind = merit_messages::ActorKind::User;
     type State = UserState;
+    type Inputs = ();
 
-    fn apply(key: &str, state: &UserState, event: &Envelope) -> Decision<UserState> {
+    fn apply(
+        config: &DynamicConfig,
+        key: &str,
+        state: &UserState,
+        event: &Envelope,
+        _: &(),
+    ) -> Decision<UserState> {
         let mut next = state.clone();
-        let me = |a: &merit_messages::Address| a.to_string() == key;
-        let changed = match &event.event {
+        next.last_unlocks.clear();
+        next.benefits_changed = None;
+        let me = |a: &Address| a.to_string() == key;
+        let mut activity = None;
+        let mut emit = Vec::new();
+        match &event.event {
             Event::ProposalCreated(p) if me(&p.creator) => {
                 next.proposals_created += 1;
-                true
+                activity = Some((ActivityKind::ProposalCreated, None));
             }
-            Event::VoteCast(v) if me(&v.voter) => {
+            Event::VoteRecorded(v) if me(&v.voter) => {
                 next.votes_cast += 1;
-                true
+                activity = Some((ActivityKind::VoteCast, Some(v.proposal_seq)));
             }
             Event::ProposalClosed(c)
                 if me(&c.creator) && c.outcome == ProposalOutcome::Succeeded =>
             {
                 next.proposals_passed += 1;
-                true
+                activity = Some((ActivityKind::ProposalPassed, None));
             }
             Event::HoldingsChanged(h) if me(&h.user) => {
                 let token = h.token.to_string();
@@ -79,35 +153,88 @@ impl Domain for UserDomain {
                         next.holdings.remove(&token);
                     }
                 }
-                true
+                let held = next.held_nfts();
+                let (boosts, multiplier) = config.boost(held.tokens.iter().map(|(t, r)| (t, r)));
+                next.benefits_changed = Some((multiplier, config.version));
+                emit.push(
+                    event.caused(
+                        "benefits",
+                        "user-actor",
+                        BenefitsChanged {
+                            user: h.user,
+                            multiplier_bps: multiplier,
+                            boosting_nfts: boosts
+                                .into_iter()
+                                .filter_map(|(token, _, _)| token.parse().ok())
+                                .collect(),
+                            config_version: config.version,
+                        },
+                    ),
+                );
             }
-            _ => false,
-        };
-        if !changed {
-            return Decision::unchanged(next);
+            _ => return Decision::unchanged(next),
+        }
+        if let Some((kind, proposal_seq)) = activity {
+            let tiers_held = next
+                .holdings
+                .values()
+                .filter_map(|h| h.tier.as_ref()?.parse().ok())
+                .collect();
+            next.facts.record(Activity {
+                kind,
+                at: event.occurred_at,
+                proposal_seq,
+                tiers_held,
+            });
+            let unlocks = evaluate(
+                &config.rules,
+                config.version,
+                &next.facts,
+                &mut next.ledger,
+                event.occurred_at,
+            );
+            if let Ok(user) = key.parse::<Address>() {
+                for unlock in unlocks {
+                    let id = achievement_id(&user, &unlock.rule, unlock.occurrence);
+                    let unlocked = AchievementUnlocked {
+                        user,
+                        achievement_id: id,
+                        rule: unlock.rule.clone(),
+                        rule_version: unlock.rule_version,
+                        tier: unlock.tier,
+                        token: achievement_token(id),
+                    };
+                    let label = format!("unlock:{}:{}", unlock.rule, unlock.occurrence);
+                    emit.push(event.caused(&label, "user-actor", unlocked.clone()));
+                    next.last_unlocks.push(unlocked);
+                }
+            }
         }
         next.first_seen_at.get_or_insert(event.occurred_at);
         next.last_active_at = Some(
             next.last_active_at
                 .map_or(event.occurred_at, |t| t.max(event.occurred_at)),
         );
-        Decision::changed(next)
+        let mut decision = Decision::changed(next);
+        decision.emit = emit;
+        decision
     }
 
     fn project(
         txn: &DatabaseTransaction,
         key: String,
         state: UserState,
-        _: Arc<Envelope>,
+        event: Arc<Envelope>,
     ) -> TxFuture<'_, ()> {
         Box::pin(async move {
             let now = Utc::now();
             let counters = serde_json::json!({
                 "proposals_passed": state.proposals_passed,
                 "nfts_held": state.holdings.len(),
+                "longest_streak": state.facts.longest_streak(),
             });
             user::Entity::insert(user::ActiveModel {
-                address: Set(key),
+                address: Set(key.clone()),
                 proposals_created: Set(to_i64(state.proposals_created)),
                 votes_cast: Set(to_i64(state.votes_cast)),
                 counters: Set(counters),
@@ -126,7 +253,67 @@ impl Domain for UserDomain {
             )
             .exec(txn)
             .await?;
+            if !state.last_unlocks.is_empty() {
+                let rows = state.last_unlocks.iter().map(|u| achievement::ActiveModel {
+                    id: Set(u.achievement_id.to_string()),
+                    user: Set(key.clone()),
+                    rule_id: Set(u.rule.to_string()),
+                    rule_version: Set(to_i64(u.rule_version)),
+                    tier: Set(u.tier.to_string()),
+                    token_id: Set(Some(u.token.to_string())),
+                    state: Set("unlocked".to_string()),
+                    saga_id: Set(None),
+                    reason: Set(None),
+                    created_at: Set(event.occurred_at),
+                    updated_at: Set(now),
+                });
+                achievement::Entity::insert_many(rows)
+                    .on_conflict(
+                        OnConflict::column(achievement::Column::Id)
+                            .do_nothing()
+                            .to_owned(),
+                    )
+                    .do_nothing()
+                    .exec(txn)
+                    .await?;
+            }
+            if let Some((multiplier, config_version)) = state.benefits_changed {
+                benefit::Entity::insert(benefit::ActiveModel {
+                    user: Set(key.clone()),
+                    multiplier_bps: Set(i64::from(multiplier)),
+                    boosting_nfts: Set(serde_json::to_value(state.held_nfts().tokens)
+                        .unwrap_or(serde_json::Value::Null)),
+                    config_version: Set(to_i64(config_version)),
+                    updated_at: Set(now),
+                })
+                .on_conflict(
+                    OnConflict::column(benefit::Column::User)
+                        .update_columns([
+                            benefit::Column::MultiplierBps,
+                            benefit::Column::ConfigVersion,
+                            benefit::Column::BoostingNfts,
+                            benefit::Column::UpdatedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec(txn)
+                .await?;
+            }
             Ok(())
+        })
+    }
+
+    fn committed<'a>(
+        services: &'a Services,
+        key: &'a str,
+        _before: &'a UserState,
+        after: &'a UserState,
+    ) -> Detached<'a> {
+        Box::pin(async move {
+            if after.benefits_changed.is_some() {
+                let cache_key = CacheKey::Benefits(key.to_string());
+                services.cache.put(&cache_key, &after.held_nfts()).await;
+            }
         })
     }
 }
@@ -134,61 +321,4 @@ impl Domain for UserDomain {
 /// Stores a count as BIGINT (counts never reach 2^63).
 pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use merit_messages::{Address, HoldingsChanged, TokenId, VoteCast, VoteChoice};
-
-    use super::*;
-
-    fn addr(b: u8) -> Address {
-        Address([b; 20])
-    }
-
-    fn vote(voter: Address, proposal: &str) -> Envelope {
-        Envelope::new(
-            "t",
-            VoteCast {
-                proposal: proposal.parse().expect("id"),
-                voter,
-                choice: VoteChoice::For,
-                reason: None,
-            },
-        )
-    }
-
-    #[test]
-    fn votes_by_the_user_count_and_others_do_not() {
-        let me = addr(1).to_string();
-        let d = UserDomain::apply(&me, &UserState::default(), &vote(addr(1), "p"));
-        assert!(d.changed);
-        assert_eq!(d.state.votes_cast, 1);
-        let d2 = UserDomain::apply(&me, &d.state, &vote(addr(2), "p"));
-        assert!(!d2.changed);
-        assert_eq!(d2.state.votes_cast, 1);
-    }
-
-    #[test]
-    fn holdings_follow_acquire_and_release() {
-        let me = addr(3).to_string();
-        let token: TokenId = "7".parse().expect("token");
-        let change = |change| {
-            Envelope::new(
-                "t",
-                HoldingsChanged {
-                    user: addr(3),
-                    token: token.clone(),
-                    change,
-                    tier: None,
-                    position: (1, 0),
-                },
-            )
-        };
-        let got =
-            UserDomain::apply(&me, &UserState::default(), &change(HoldingChange::Acquired)).state;
-        assert!(got.holdings.contains_key("7"));
-        let gone = UserDomain::apply(&me, &got, &change(HoldingChange::Released)).state;
-        assert!(gone.holdings.is_empty());
-    }
 }

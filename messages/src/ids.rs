@@ -34,6 +34,16 @@ impl EventId {
         Self(Uuid::new_v5(&MERIT_NAMESPACE, name.as_bytes()))
     }
 
+    /// A deterministic id for an event merit originates from persisted state rather than
+    /// from another event (a proposal's deadline): `uuid5(MERIT_NAMESPACE, "named:{name}")`,
+    /// so every node that originates it originates the same id.
+    pub fn named(name: &str) -> Self {
+        Self(Uuid::new_v5(
+            &MERIT_NAMESPACE,
+            format!("named:{name}").as_bytes(),
+        ))
+    }
+
     /// A deterministic id derived from a parent event and a label, for events an actor
     /// emits while handling `parent`: redelivery of `parent` emits the same ids.
     pub fn derived(parent: EventId, label: &str) -> Self {

@@ -355,6 +355,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
                     token,
                     to,
                     achievement_id: a.map(Uuid::from_u128),
+                    tier: None,
                     chain,
                 })
             }),

@@ -41,3 +41,14 @@ pub enum StorageError {
 
 /// Result alias for storage.
 pub type Result<T> = std::result::Result<T, StorageError>;
+
+impl StorageError {
+    /// Whether the database refused a write for breaking a unique constraint (a lost race
+    /// that a retry resolves).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            Self::Db(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+        )
+    }
+}

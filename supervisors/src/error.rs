@@ -9,6 +9,9 @@ pub enum SupervisorError {
     /// The store failed.
     #[error("storage: {0}")]
     Storage(#[from] merit_storage::StorageError),
+    /// The config center failed.
+    #[error("config center: {0}")]
+    Config(#[from] merit_actors::center::CenterError),
     /// A consumer's delivery stream ended (connection lost or consumer cancelled).
     #[error("consumer for shard {0} stopped receiving")]
     ConsumerEnded(String),

@@ -15,6 +15,7 @@ mod registry;
 mod relay;
 mod service;
 mod shard;
+mod timers;
 mod tree;
 
 pub use error::{Result, SupervisorError};
@@ -22,4 +23,8 @@ pub use node::{Node, NodeOptions, NodeStatus, Registries};
 pub use registry::{Registry, RegistryStatus, Residency};
 pub use relay::RELAY_BATCH;
 pub use service::{spawn_service, Dependency, RestartPolicy};
+pub use timers::{
+    deadline_envelope, fire_due_deadlines, refresh_config, run_config_watcher, run_deadline_timer,
+    DEADLINE_CONSUMER,
+};
 pub use tree::{ServiceState, ServiceStatus, Tree};

@@ -1,10 +1,13 @@
 //! A node: the registries of the three actor kinds, a supervised consumer per shard
-//! queue, the outbox relay and the passivation ticker, all under one shutdown signal.
+//! queue, the outbox relay, the deadline timer, the config watcher and the passivation
+//! ticker, all under one shutdown signal.
 
 use std::{sync::Arc, time::Duration};
 
 use actix::{Arbiter, ArbiterHandle};
-use merit_actors::{NftDomain, Outcome, ProposalDomain, RetryPolicy, UserDomain};
+use merit_actors::{
+    center::ConfigCenter, NftDomain, Outcome, ProposalDomain, RetryPolicy, Services, UserDomain,
+};
 use merit_mailbox::{ShardId, Transport};
 use merit_messages::{ActorKind, Envelope};
 use merit_storage::{GroupCommitter, Store};
@@ -20,6 +23,7 @@ use crate::{
     relay::run_relay,
     service::{spawn_service, Dependency, RestartPolicy},
     shard::consume_shard,
+    timers::{refresh_config, run_config_watcher, run_deadline_timer},
     tree::{ServiceStatus, Tree},
 };
 
@@ -44,6 +48,8 @@ pub struct NodeOptions {
     pub commit_workers: usize,
     /// Most turns one group-commit transaction takes.
     pub commit_batch: usize,
+    /// How often the deadline timer and the config watcher look at the store.
+    pub timer_interval: Duration,
 }
 
 /// The three registries.
@@ -93,11 +99,18 @@ impl Registries {
 fn registry<D: merit_actors::Domain>(
     arbiters: Arc<[ArbiterHandle]>,
     store: &Store,
+    services: &Services,
     options: &NodeOptions,
     committer: &GroupCommitter,
 ) -> Registry<D> {
-    Registry::new(arbiters, store.clone(), options.retry, options.residency)
-        .with_committer(committer.clone())
+    Registry::new(
+        arbiters,
+        store.clone(),
+        services.clone(),
+        options.retry,
+        options.residency,
+    )
+    .with_committer(committer.clone())
 }
 
 /// The node's state for `/ready`, the dashboard and tests.
@@ -113,12 +126,15 @@ pub struct NodeStatus {
     pub services: Vec<ServiceStatus>,
     /// The actor registries.
     pub registries: Vec<RegistryStatus>,
+    /// The active dynamic config version.
+    pub config_version: u64,
 }
 
 /// A running node.
 pub struct Node {
     options: NodeOptions,
     registries: Arc<Registries>,
+    services: Services,
     tree: Tree,
     deps: Vec<Arc<Dependency>>,
     shutdown: watch::Sender<bool>,
@@ -131,8 +147,13 @@ impl Node {
     pub async fn start(
         options: NodeOptions,
         store: Store,
+        services: Services,
         transport: Arc<dyn Transport>,
     ) -> Result<Self> {
+        let center = ConfigCenter::new(store.clone());
+        // The stored config before the first message, so no turn runs on the built-in one
+        // by mistake; the watcher keeps it current.
+        refresh_config(&center, &services.config).await?;
         let arbiters: Vec<Arbiter> = (0..options.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
@@ -140,9 +161,9 @@ impl Node {
         let committer =
             GroupCommitter::start(store.clone(), options.commit_workers, options.commit_batch);
         let registries = Arc::new(Registries {
-            user: registry(handles.clone(), &store, &options, &committer),
-            proposal: registry(handles.clone(), &store, &options, &committer),
-            nft: registry(handles, &store, &options, &committer),
+            user: registry(handles.clone(), &store, &services, &options, &committer),
+            proposal: registry(handles.clone(), &store, &services, &options, &committer),
+            nft: registry(handles, &store, &services, &options, &committer),
         });
         let database = {
             let store = store.clone();
@@ -212,6 +233,28 @@ impl Node {
             ));
         }
         {
+            let (store, every) = (store.clone(), options.timer_interval);
+            tasks.push(spawn_service(
+                tree.clone(),
+                "deadline-timer".to_string(),
+                options.restart,
+                vec![database.clone()],
+                shutdown_rx.clone(),
+                move |stop| run_deadline_timer(store.clone(), every, stop),
+            ));
+        }
+        {
+            let (handle, every) = (services.config.clone(), options.timer_interval);
+            tasks.push(spawn_service(
+                tree.clone(),
+                "config-watcher".to_string(),
+                options.restart,
+                vec![database.clone()],
+                shutdown_rx.clone(),
+                move |stop| run_config_watcher(center.clone(), handle.clone(), every, stop),
+            ));
+        }
+        {
             let registries = registries.clone();
             let mut stop = shutdown_rx.clone();
             let every = (options.residency.idle / 4)
@@ -234,6 +277,7 @@ impl Node {
         Ok(Self {
             options,
             registries,
+            services,
             tree,
             deps: vec![database, broker],
             shutdown,
@@ -264,6 +308,7 @@ impl Node {
                 .collect(),
             services: self.tree.snapshot(),
             registries: self.registries.status(),
+            config_version: self.services.config.version(),
         }
     }
 

@@ -22,7 +22,7 @@ use std::{
 };
 
 use actix::{prelude::*, ArbiterHandle};
-use merit_actors::{Deliver, Domain, EntityActor, KindStats, Outcome, RetryPolicy};
+use merit_actors::{Deliver, Domain, EntityActor, KindStats, Outcome, RetryPolicy, Services};
 use merit_messages::Envelope;
 use merit_storage::{GroupCommitter, Store};
 use serde::Serialize;
@@ -76,6 +76,7 @@ pub struct Registry<D: Domain> {
     slots: Mutex<HashMap<String, Slot<D>>>,
     arbiters: Arc<[ArbiterHandle]>,
     store: Store,
+    services: Services,
     committer: Option<GroupCommitter>,
     policy: RetryPolicy,
     residency: Residency,
@@ -88,6 +89,7 @@ impl<D: Domain> Registry<D> {
     pub fn new(
         arbiters: Arc<[ArbiterHandle]>,
         store: Store,
+        services: Services,
         policy: RetryPolicy,
         residency: Residency,
     ) -> Self {
@@ -99,6 +101,7 @@ impl<D: Domain> Registry<D> {
             slots: Mutex::new(HashMap::new()),
             arbiters,
             store,
+            services,
             committer: None,
             policy,
             residency,
@@ -151,6 +154,7 @@ impl<D: Domain> Registry<D> {
         let actor = EntityActor::<D>::new(
             key,
             self.store.clone(),
+            self.services.clone(),
             self.policy,
             self.stats.clone(),
             inflight.clone(),

@@ -267,6 +267,25 @@ pub fn node_options(node_id: &str, shards: u16) -> merit_supervisors::NodeOption
         arbiters: 2,
         commit_workers: 4,
         commit_batch: 64,
+        timer_interval: std::time::Duration::from_millis(200),
+    }
+}
+
+/// Actor services for tests: the built-in dynamic config and an L1-only cache.
+pub fn services(node_id: &str) -> merit_actors::Services {
+    merit_actors::Services::new(
+        merit_actors::ConfigHandle::default(),
+        merit_storage::TieredCache::local(cache_config(node_id, "")),
+    )
+}
+
+/// A cache configuration for tests: `prefix` isolates Redis keys and channels.
+pub fn cache_config(node_id: &str, prefix: &str) -> merit_storage::CacheConfig {
+    merit_storage::CacheConfig {
+        l1_capacity: 10_000,
+        ttl: std::time::Duration::from_secs(60),
+        key_prefix: prefix.to_string(),
+        node_id: node_id.to_string(),
     }
 }
 
@@ -304,4 +323,23 @@ pub async fn votes_counted(store: &Store) -> i64 {
         .iter()
         .map(|u| u.votes_cast)
         .sum()
+}
+
+/// A `governance.proposal.created` for `id`, open from a minute ago for a week, so votes
+/// published now are counted.
+pub fn open_proposal(id: &str) -> merit_messages::Envelope {
+    let now = chrono::Utc::now();
+    merit_messages::Envelope::new(
+        "test",
+        merit_messages::ProposalCreated {
+            proposal: id.parse().expect("proposal id"),
+            creator: wallet(999_999),
+            title: format!("Proposal {id}"),
+            description: String::new(),
+            starts_at: now - chrono::Duration::minutes(1),
+            ends_at: now + chrono::Duration::days(7),
+            quorum: 1,
+            threshold_bps: 5_000,
+        },
+    )
 }

@@ -70,4 +70,5 @@ pub use error::RuleError;
 pub use evaluate::{achievement_id, evaluate, would_unlock, Unlock, UnlockLedger};
 pub use facts::{Activity, RuleFacts, MAX_RECENT_PER_KIND, MAX_STREAK_RUNS, MAX_TRACKED_TIERS};
 pub use language::{ActivityKind, Condition, Repeat, Rule, RuleSet, Window, MAX_WINDOW_MINUTES};
+pub(crate) use parse::from_serde_error;
 pub use parse::{MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_NODES, MAX_RULES, MAX_TITLE_CHARS};

@@ -401,7 +401,7 @@ impl WireCondition {
 }
 
 /// A serde failure as a rule error, located by the shared JSON error description.
-fn from_serde_error(e: serde_path_to_error::Error<serde_json::Error>) -> RuleError {
+pub(crate) fn from_serde_error(e: serde_path_to_error::Error<serde_json::Error>) -> RuleError {
     let err = merit_messages::json_error(e);
     if err.reason.starts_with("recursion limit exceeded") {
         return RuleError::new(

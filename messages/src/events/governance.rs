@@ -5,7 +5,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{check_len, Validate};
-use crate::{error::Result, ids::ProposalId, Address, DecodeError};
+use crate::{
+    error::Result,
+    ids::{ProposalId, TierId, TokenId},
+    Address, DecodeError,
+};
 
 /// `governance.proposal.created` v1: a proposal was opened for voting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -143,6 +147,124 @@ pub struct ProposalClosed {
 }
 
 impl Validate for ProposalClosed {
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One NFT that boosted a vote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Boost {
+    /// The token.
+    pub token: TokenId,
+    /// Its benefit tier.
+    pub tier: TierId,
+    /// What it added to the multiplier, in basis points.
+    pub bonus_bps: u32,
+}
+
+/// Most boosts one recorded vote may list.
+pub const MAX_BOOSTS: usize = 1_000;
+
+/// `governance.vote.recorded` v1 (emitted by merit's ProposalActor): a vote was counted,
+/// with the weight it got. The voter's UserActor counts it for achievement rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoteRecorded {
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// The proposal's sequence number (creation order, from 1), for streaks.
+    pub proposal_seq: u64,
+    /// The voter.
+    pub voter: Address,
+    /// The choice.
+    pub choice: VoteChoice,
+    /// Weight counted, in weight units (1000 = one plain vote).
+    pub weight: u64,
+    /// Multiplier applied, in basis points (10000 = x1).
+    pub multiplier_bps: u32,
+    /// The NFTs that boosted it (each boosts at most one vote per proposal).
+    pub boosts: Vec<Boost>,
+    /// The dynamic config version the weight was computed under.
+    pub config_version: u64,
+}
+
+impl Validate for VoteRecorded {
+    fn validate(&self) -> Result<()> {
+        if self.boosts.len() > MAX_BOOSTS {
+            return Err(DecodeError::invalid(
+                "boosts",
+                format!(
+                    "{} entries: at most {MAX_BOOSTS} allowed",
+                    self.boosts.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which deadline of a proposal came due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadlinePhase {
+    /// `starts_at`: voting opens.
+    Open,
+    /// `ends_at`: voting closes and the outcome is decided.
+    Close,
+}
+
+/// `governance.proposal.deadline` v1 (emitted by merit's deadline timer): a persisted
+/// deadline of a proposal is due. Its id is derived from (proposal, phase), so every node
+/// that fires it fires the same event and the ProposalActor's inbox applies it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalDeadline {
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// Which deadline.
+    pub phase: DeadlinePhase,
+    /// When it was due.
+    pub due_at: DateTime<Utc>,
+}
+
+impl Validate for ProposalDeadline {
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// `governance.proposal.cancelled` v1: the creator withdraws a proposal before it closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalCancelled {
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// Who cancels (must be the creator).
+    pub by: Address,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl Validate for ProposalCancelled {
+    fn validate(&self) -> Result<()> {
+        check_len("reason", &self.reason, 0, 1_000)
+    }
+}
+
+/// `governance.proposal.executed` v1: a succeeded proposal was carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalExecuted {
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// Who executed it.
+    pub by: Address,
+}
+
+impl Validate for ProposalExecuted {
     fn validate(&self) -> Result<()> {
         Ok(())
     }

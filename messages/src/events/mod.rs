@@ -15,7 +15,8 @@ use serde_json::Value;
 pub use achievement::{AchievementRevoked, AchievementUnlocked};
 pub use config::ConfigChanged;
 pub use governance::{
-    ProposalClosed, ProposalCreated, ProposalOutcome, Tally, VoteCast, VoteChoice,
+    Boost, DeadlinePhase, ProposalCancelled, ProposalClosed, ProposalCreated, ProposalDeadline,
+    ProposalExecuted, ProposalOutcome, Tally, VoteCast, VoteChoice, VoteRecorded, MAX_BOOSTS,
 };
 pub use nft::{ChainRef, NftBurned, NftMinted, NftTransferred};
 pub use user::{BenefitsChanged, HoldingChange, HoldingsChanged, MAX_BOOSTING_NFTS};
@@ -192,7 +193,11 @@ macro_rules! event_types {
 
 event_types! {
     ProposalCreated => "governance.proposal.created", ProposalCreated, [Proposal, User];
-    VoteCast => "governance.vote.cast", VoteCast, [Proposal, User];
+    VoteCast => "governance.vote.cast", VoteCast, [Proposal];
+    VoteRecorded => "governance.vote.recorded", VoteRecorded, [User];
+    ProposalDeadline => "governance.proposal.deadline", ProposalDeadline, [Proposal];
+    ProposalCancelled => "governance.proposal.cancelled", ProposalCancelled, [Proposal];
+    ProposalExecuted => "governance.proposal.executed", ProposalExecuted, [Proposal];
     ProposalClosed => "governance.proposal.closed", ProposalClosed, [User];
     AchievementUnlocked => "achievement.unlocked", AchievementUnlocked, [User];
     AchievementRevoked => "achievement.revoked", AchievementRevoked, [User];
@@ -223,6 +228,19 @@ impl Event {
             Self::VoteCast(p) => {
                 k.proposal = Some(p.proposal.clone());
                 k.user = Some(p.voter);
+            }
+            Self::VoteRecorded(p) => {
+                k.proposal = Some(p.proposal.clone());
+                k.user = Some(p.voter);
+            }
+            Self::ProposalDeadline(p) => k.proposal = Some(p.proposal.clone()),
+            Self::ProposalCancelled(p) => {
+                k.proposal = Some(p.proposal.clone());
+                k.user = Some(p.by);
+            }
+            Self::ProposalExecuted(p) => {
+                k.proposal = Some(p.proposal.clone());
+                k.user = Some(p.by);
             }
             Self::ProposalClosed(p) => {
                 k.proposal = Some(p.proposal.clone());

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::Validate;
 use crate::{
     error::Result,
-    ids::{TokenId, TxHash},
+    ids::{TierId, TokenId, TxHash},
     Address,
 };
 
@@ -45,6 +45,10 @@ pub struct NftMinted {
     /// The achievement it was minted for, when merit minted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub achievement_id: Option<Uuid>,
+    /// The benefit tier, when the producer knows it (merit's own mints look it up from the
+    /// achievement instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierId>,
     /// Where the mint happened.
     pub chain: ChainRef,
 }

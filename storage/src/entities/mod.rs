@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod nft;
 pub mod outbox;
 pub mod proposal;
+pub mod proposal_seq;
 pub mod saga;
 pub mod saga_step;
 pub mod user;

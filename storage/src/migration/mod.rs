@@ -3,6 +3,7 @@
 
 mod m20261124_000001_initial;
 mod m20261125_000002_sagas;
+mod m20261125_000003_governance;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261125_000002_sagas::Migration),
+            Box::new(m20261125_000003_governance::Migration),
         ]
     }
 }

@@ -1,0 +1,310 @@
+//! The dynamic configuration: NFT benefit tiers, vote-weight limits and achievement rules,
+//! as one JSON document stored in numbered versions (the config center) and applied by
+//! every node without a restart.
+//!
+//! ```json
+//! { "tiers":  { "bronze": { "title": "Bronze", "bonus_bps": 1000 },
+//!               "gold":   { "title": "Gold",   "bonus_bps": 5000 } },
+//!   "limits": { "max_multiplier_bps": 30000, "max_boosting_nfts": 5 },
+//!   "rules":  [ { "id": "first-proposal", "tier": "bronze", "title": "Created a proposal",
+//!                 "when": { "count": { "activity": "proposal_created", "at_least": 1 } } } ] }
+//! ```
+//!
+//! A vote's multiplier is `10000 + Σ bonus_bps` over the voter's boosting NFTs (in basis
+//! points, so 10000 = ×1), where the boosting NFTs are the voter's tokens whose tier has a
+//! bonus and that have not boosted a vote on the same proposal before, highest bonus
+//! first, at most `max_boosting_nfts` of them, and the sum is capped at
+//! `max_multiplier_bps`. The rules follow [`crate::rules`].
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+};
+
+use merit_messages::TierId;
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{from_serde_error, RuleError, RuleSet};
+
+/// One multiplier unit: 10000 basis points = ×1.
+pub const UNIT_BPS: u32 = 10_000;
+/// Largest bonus one tier may give (+1000%).
+pub const MAX_TIER_BONUS_BPS: u32 = 100_000;
+/// Most tiers a document may define.
+pub const MAX_TIERS: usize = 64;
+
+/// What holding an NFT of one tier is worth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierBenefit {
+    /// Display name.
+    pub title: String,
+    /// Added to a vote's multiplier per boosting NFT of this tier, in basis points.
+    pub bonus_bps: u32,
+}
+
+/// Bounds on vote weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Highest multiplier a vote can reach, in basis points (at least 10000).
+    pub max_multiplier_bps: u32,
+    /// Most NFTs that boost one vote.
+    pub max_boosting_nfts: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_multiplier_bps: 3 * UNIT_BPS,
+            max_boosting_nfts: 5,
+        }
+    }
+}
+
+/// A validated dynamic configuration document, with the version it was stored as
+/// (0: the built-in default, before any version was stored).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DynamicConfig {
+    /// The stored version number.
+    pub version: u64,
+    /// Benefit tiers by id.
+    pub tiers: BTreeMap<TierId, TierBenefit>,
+    /// Vote-weight limits.
+    pub limits: Limits,
+    /// Achievement rules.
+    pub rules: RuleSet,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireConfig {
+    #[serde(default)]
+    tiers: BTreeMap<TierId, TierBenefit>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    rules: serde_json::Value,
+}
+
+/// The built-in document (`config/dynamic/default.json`): what a node runs before any
+/// version is stored, and version 1 of a fresh config center.
+pub const DEFAULT_DOCUMENT: &str = include_str!("../../config/dynamic/default.json");
+
+impl DynamicConfig {
+    /// The built-in configuration, as version 0.
+    pub fn builtin() -> Self {
+        Self::parse(DEFAULT_DOCUMENT.as_bytes(), 0)
+            .expect("the built-in dynamic config is valid (a unit test checks it)")
+    }
+
+    /// Strict parse + validation of a document. The error names the JSON path and the
+    /// reason; nothing partial is ever returned.
+    pub fn parse(json: &[u8], version: u64) -> Result<Self, RuleError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let wire: WireConfig =
+            serde_path_to_error::deserialize(&mut de).map_err(from_serde_error)?;
+        de.end()
+            .map_err(|e| RuleError::new("$", format!("trailing data after the document: {e}")))?;
+        if wire.tiers.len() > MAX_TIERS {
+            return Err(RuleError::new(
+                "tiers",
+                format!("{} tiers: at most {MAX_TIERS} allowed", wire.tiers.len()),
+            ));
+        }
+        for (id, tier) in &wire.tiers {
+            let chars = tier.title.chars().count();
+            if chars == 0 || chars > 100 {
+                return Err(RuleError::new(
+                    format!("tiers.{id}.title"),
+                    format!("{chars} characters: expected 1..=100"),
+                ));
+            }
+            if tier.bonus_bps > MAX_TIER_BONUS_BPS {
+                return Err(RuleError::new(
+                    format!("tiers.{id}.bonus_bps"),
+                    format!(
+                        "{} is out of range: at most {MAX_TIER_BONUS_BPS}",
+                        tier.bonus_bps
+                    ),
+                ));
+            }
+        }
+        let limits = wire.limits;
+        if limits.max_multiplier_bps < UNIT_BPS {
+            return Err(RuleError::new(
+                "limits.max_multiplier_bps",
+                format!(
+                    "{} is below {UNIT_BPS} (x1): a limit may not shrink a plain vote",
+                    limits.max_multiplier_bps
+                ),
+            ));
+        }
+        if limits.max_boosting_nfts > 1_000 {
+            return Err(RuleError::new(
+                "limits.max_boosting_nfts",
+                format!("{} is out of range: at most 1000", limits.max_boosting_nfts),
+            ));
+        }
+        let known: Vec<TierId> = wire.tiers.keys().cloned().collect();
+        let rules = match &wire.rules {
+            serde_json::Value::Null => RuleSet::default(),
+            rules => {
+                let doc = serde_json::to_vec(&serde_json::json!({ "rules": rules }))
+                    .map_err(|e| RuleError::new("rules", e.to_string()))?;
+                RuleSet::parse(&doc, &known)?
+            }
+        };
+        Ok(Self {
+            version,
+            tiers: wire.tiers,
+            limits,
+            rules,
+        })
+    }
+
+    /// The canonical document (what [`DynamicConfig::parse`] reads back).
+    pub fn to_document(&self) -> serde_json::Value {
+        let rules: serde_json::Value =
+            serde_json::from_slice(&self.rules.to_json()).unwrap_or(serde_json::Value::Null);
+        serde_json::json!({
+            "tiers": self.tiers,
+            "limits": self.limits,
+            "rules": rules.get("rules").cloned().unwrap_or_else(|| serde_json::json!([])),
+        })
+    }
+
+    /// The bonus of `tier` (0 for a tier the config does not define).
+    pub fn bonus_bps(&self, tier: &TierId) -> u32 {
+        self.tiers.get(tier).map_or(0, |t| t.bonus_bps)
+    }
+
+    /// Chooses the boosting NFTs among `candidates` (token, tier) — those with a bonus,
+    /// highest bonus first (ties by token id), at most `max_boosting_nfts` — and returns
+    /// them with the multiplier they give, capped at `max_multiplier_bps`.
+    pub fn boost<'a, T: Clone + Ord + 'a>(
+        &self,
+        candidates: impl IntoIterator<Item = (&'a T, &'a TierId)>,
+    ) -> (Vec<(T, TierId, u32)>, u32) {
+        let mut scored: Vec<(T, TierId, u32)> = candidates
+            .into_iter()
+            .map(|(token, tier)| (token.clone(), tier.clone(), self.bonus_bps(tier)))
+            .filter(|(_, _, bonus)| *bonus > 0)
+            .collect();
+        scored.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        scored.truncate(self.limits.max_boosting_nfts as usize);
+        let sum = scored
+            .iter()
+            .fold(UNIT_BPS, |acc, (_, _, bonus)| acc.saturating_add(*bonus));
+        (scored, sum.min(self.limits.max_multiplier_bps))
+    }
+}
+
+/// The node's active dynamic config, shared by every actor and swapped as a whole when a
+/// new version arrives: a turn reads one consistent version (`get` clones an `Arc`).
+#[derive(Clone, Debug)]
+pub struct ConfigHandle(Arc<RwLock<Arc<DynamicConfig>>>);
+
+impl ConfigHandle {
+    /// A handle holding `config`.
+    pub fn new(config: DynamicConfig) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(config))))
+    }
+
+    /// The active config.
+    pub fn get(&self) -> Arc<DynamicConfig> {
+        match self.0.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The active version.
+    pub fn version(&self) -> u64 {
+        self.get().version
+    }
+
+    /// Activates `config` if it is newer than the active one; returns whether it did.
+    /// Versions only move forward (a rollback is itself a newer version).
+    pub fn update(&self, config: DynamicConfig) -> bool {
+        let mut guard = match self.0.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if config.version <= guard.version && guard.version != 0 {
+            return false;
+        }
+        *guard = Arc::new(config);
+        true
+    }
+}
+
+impl Default for ConfigHandle {
+    fn default() -> Self {
+        Self::new(DynamicConfig::builtin())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{
+        "tiers": { "bronze": { "title": "Bronze", "bonus_bps": 1000 },
+                   "gold": { "title": "Gold", "bonus_bps": 5000 } },
+        "limits": { "max_multiplier_bps": 15000, "max_boosting_nfts": 2 },
+        "rules": [ { "id": "first", "tier": "bronze", "title": "First",
+                     "when": { "count": { "activity": "proposal_created", "at_least": 1 } } } ]
+    }"#;
+
+    #[test]
+    fn the_builtin_document_is_valid() {
+        let c = DynamicConfig::builtin();
+        assert_eq!(c.version, 0);
+        assert!(c.rules.rules.len() >= 3);
+    }
+
+    #[test]
+    fn a_document_parses_and_round_trips() {
+        let c = DynamicConfig::parse(DOC.as_bytes(), 3).expect("valid");
+        assert_eq!(c.version, 3);
+        assert_eq!(c.rules.rules.len(), 1);
+        let again = serde_json::to_vec(&c.to_document()).expect("json");
+        assert_eq!(DynamicConfig::parse(&again, 3).expect("round trip"), c);
+    }
+
+    #[test]
+    fn bad_documents_name_the_path() {
+        let unknown_tier = DOC.replace(r#""tier": "bronze""#, r#""tier": "platinum""#);
+        let e = DynamicConfig::parse(unknown_tier.as_bytes(), 1).expect_err("unknown tier");
+        assert!(e.path.starts_with("rules[0]"), "{e}");
+        let e = DynamicConfig::parse(
+            br#"{"limits":{"max_multiplier_bps":5,"max_boosting_nfts":1}}"#,
+            1,
+        )
+        .expect_err("limit");
+        assert_eq!(e.path, "limits.max_multiplier_bps");
+        let e = DynamicConfig::parse(br#"{"tierz":{}}"#, 1).expect_err("unknown field");
+        assert_eq!(e.path, "tierz", "{e}");
+        assert!(e.reason.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn boost_takes_highest_bonuses_up_to_the_limits() {
+        let c = DynamicConfig::parse(DOC.as_bytes(), 1).expect("valid");
+        let gold: TierId = "gold".parse().expect("tier");
+        let bronze: TierId = "bronze".parse().expect("tier");
+        let none: TierId = "none".parse().expect("tier");
+        let tokens = ["1".to_string(), "2".into(), "3".into(), "4".into()];
+        let held = [
+            (&tokens[0], &bronze),
+            (&tokens[1], &gold),
+            (&tokens[2], &none),
+            (&tokens[3], &gold),
+        ];
+        let (boosts, multiplier) = c.boost(held);
+        let ids: Vec<_> = boosts.iter().map(|b| b.0.as_str()).collect();
+        assert_eq!(ids, ["2", "4"], "two golds beat the bronze");
+        assert_eq!(multiplier, 15_000, "capped at max_multiplier_bps");
+    }
+}

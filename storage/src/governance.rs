@@ -1,0 +1,115 @@
+//! Storage the governance process needs beyond actor turns: proposal sequence numbers and
+//! the proposals whose deadlines are due.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    sea_query::{Expr, OnConflict, Query},
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use crate::{
+    entities::{proposal, proposal_seq},
+    error::{Result, StorageError},
+    Store,
+};
+
+/// How many times allocating a sequence number retries after losing a race.
+const SEQ_ATTEMPTS: u32 = 20;
+
+/// A proposal with a deadline due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueProposal {
+    /// The proposal id.
+    pub id: String,
+    /// Its status in the projection (`pending` or `active`).
+    pub status: String,
+    /// Voting opens.
+    pub starts_at: DateTime<Utc>,
+    /// Voting closes.
+    pub ends_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// The sequence number of `proposal`: allocated on first call (the next after the
+    /// highest), the same on every later call. Concurrent allocations race on the unique
+    /// `seq`; the loser retries with the next number.
+    pub async fn proposal_seq(&self, proposal: &str) -> Result<u64> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let id = proposal.to_string();
+            // One statement, a write first (SQLite's rule for write transactions): insert
+            // the next number unless the proposal has one; then read what it has.
+            let insert = Query::insert()
+                .into_table(proposal_seq::Entity)
+                .columns([proposal_seq::Column::ProposalId, proposal_seq::Column::Seq])
+                .select_from(
+                    Query::select()
+                        .expr(Expr::val(id.clone()))
+                        .expr(Expr::cust("COALESCE(MAX(seq), 0) + 1"))
+                        .from(proposal_seq::Entity)
+                        .to_owned(),
+                )
+                .map_err(|e| StorageError::Corrupt {
+                    what: "proposal seq statement".into(),
+                    reason: e.to_string(),
+                })?
+                .on_conflict(
+                    OnConflict::column(proposal_seq::Column::ProposalId)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .to_owned();
+            let backend = self.backend();
+            let result = self
+                .write(move |txn| {
+                    Box::pin(async move {
+                        txn.execute(backend.build(&insert)).await?;
+                        let row = proposal_seq::Entity::find_by_id(id).one(txn).await?;
+                        row.map(|r| r.seq).ok_or_else(|| StorageError::Corrupt {
+                            what: "proposal seq".into(),
+                            reason: "no row after insert".into(),
+                        })
+                    })
+                })
+                .await;
+            match result {
+                Ok(seq) => return Ok(u64::try_from(seq).unwrap_or(0)),
+                Err(e) if attempt < SEQ_ATTEMPTS && e.is_unique_violation() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Proposals whose open or close deadline is at or before `now` and not yet applied
+    /// (by the projection's status), oldest deadline first.
+    pub async fn due_proposals(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<DueProposal>> {
+        let rows = proposal::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(proposal::Column::Status.eq("pending"))
+                            .add(proposal::Column::StartsAt.lte(now)),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(proposal::Column::Status.is_in(["pending", "active"]))
+                            .add(proposal::Column::EndsAt.lte(now)),
+                    ),
+            )
+            .order_by_asc(Expr::col(proposal::Column::EndsAt))
+            .limit(limit)
+            .all(self.db())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|p| DueProposal {
+                id: p.id,
+                status: p.status,
+                starts_at: p.starts_at,
+                ends_at: p.ends_at,
+            })
+            .collect())
+    }
+}
