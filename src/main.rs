@@ -2,6 +2,7 @@
 //! logic lives here.
 
 mod bench;
+mod chain_runtime;
 mod config_cmd;
 mod serve;
 

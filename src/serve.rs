@@ -89,9 +89,13 @@ pub(crate) async fn serve(settings: Settings) -> Result<()> {
     .context("start the node")?;
     let warmed = merit_actors::warm_benefits(&store, &services, WARM_USERS).await;
     tracing::info!(warmed, "benefits cache warmed with the most active users");
+    let chain = crate::chain_runtime::ChainRuntime::start(&settings, &store)
+        .await
+        .context("start the chain listener and the saga executor")?;
     tracing::info!(node_id = %settings.node_id, "serving; SIGINT or SIGTERM stops");
     shutdown_signal().await;
     tracing::info!("shutting down");
+    chain.stop().await;
     node.shutdown(Duration::from_secs(10)).await;
     store.close().await?;
     Ok(())

@@ -104,8 +104,11 @@ pub async fn full_sync(store: &Store, chain: &dyn Chain, confirmations: u64) -> 
             };
             parsed.push((row, token, stored));
         }
-        let owners: Vec<Option<Address>> = stream::iter(parsed.iter())
-            .map(|(_, token, _)| chain.owner_of(token, Some(block)))
+        // Owned tokens and `async move`: the future borrows nothing from the closure's
+        // argument, so the whole sync stays `Send` for a spawned task.
+        let tokens: Vec<TokenId> = parsed.iter().map(|(_, token, _)| token.clone()).collect();
+        let owners: Vec<Option<Address>> = stream::iter(tokens)
+            .map(|token| async move { chain.owner_of(&token, Some(block)).await })
             .buffered(OWNER_READS_IN_FLIGHT)
             .try_collect()
             .await?;

@@ -15,11 +15,11 @@ mod schema;
 pub use envelope::{ActorKeys, Envelope, MAX_ENVELOPE_BYTES, MAX_SOURCE_LEN};
 pub use error::{json_error, DecodeError, DecodeErrorKind, Result};
 pub use events::{
-    AchievementRevoked, AchievementUnlocked, ActorKind, BenefitsChanged, Boost, ChainRef,
-    ConfigChanged, DeadlinePhase, Event, EventType, HoldingChange, HoldingsChanged, NftBurned,
-    NftMinted, NftTransferred, ProposalCancelled, ProposalClosed, ProposalCreated,
-    ProposalDeadline, ProposalExecuted, ProposalOutcome, Tally, VoteCast, VoteChoice, VoteRecorded,
-    MAX_BOOSTING_NFTS, MAX_BOOSTS,
+    AchievementFailed, AchievementMinted, AchievementRevoked, AchievementUnlocked, ActorKind,
+    BenefitsChanged, Boost, ChainRef, ConfigChanged, DeadlinePhase, Event, EventType,
+    HoldingChange, HoldingsChanged, NftBurned, NftMinted, NftTransferred, ProposalCancelled,
+    ProposalClosed, ProposalCreated, ProposalDeadline, ProposalExecuted, ProposalOutcome, Tally,
+    VoteCast, VoteChoice, VoteRecorded, MAX_BOOSTING_NFTS, MAX_BOOSTS,
 };
 pub use ids::short as quote_untrusted;
 pub use ids::{

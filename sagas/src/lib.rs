@@ -20,6 +20,7 @@ mod id;
 pub mod lease;
 mod retry;
 mod state;
+pub mod unlock;
 mod view;
 
 pub use definition::{

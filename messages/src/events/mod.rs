@@ -12,7 +12,9 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use achievement::{AchievementRevoked, AchievementUnlocked};
+pub use achievement::{
+    AchievementFailed, AchievementMinted, AchievementRevoked, AchievementUnlocked,
+};
 pub use config::ConfigChanged;
 pub use governance::{
     Boost, DeadlinePhase, ProposalCancelled, ProposalClosed, ProposalCreated, ProposalDeadline,
@@ -201,6 +203,8 @@ event_types! {
     ProposalClosed => "governance.proposal.closed", ProposalClosed, [User];
     AchievementUnlocked => "achievement.unlocked", AchievementUnlocked, [User];
     AchievementRevoked => "achievement.revoked", AchievementRevoked, [User];
+    AchievementMinted => "achievement.minted", AchievementMinted, [];
+    AchievementFailed => "achievement.failed", AchievementFailed, [];
     NftMinted => "nft.minted", NftMinted, [Nft];
     NftTransferred => "nft.transferred", NftTransferred, [Nft];
     NftBurned => "nft.burned", NftBurned, [Nft];
@@ -248,6 +252,8 @@ impl Event {
             }
             Self::AchievementUnlocked(p) => k.user = Some(p.user),
             Self::AchievementRevoked(p) => k.user = Some(p.user),
+            Self::AchievementMinted(p) => k.user = Some(p.user),
+            Self::AchievementFailed(p) => k.user = Some(p.user),
             Self::NftMinted(p) => {
                 k.nft = Some(p.token.clone());
                 k.user = Some(p.to);

@@ -1,0 +1,460 @@
+//! The AchievementUnlock saga: an `achievement.unlocked` becomes an NFT on chain.
+//!
+//! Steps (each idempotent under its saga id):
+//! 1. **reserve** — the achievement row goes `unlocked` → `reserved` (this saga's).
+//!    Compensation: the row goes `failed` with the reason and `achievement.failed` is
+//!    emitted (an operator may retry the saga).
+//! 2. **mint** — `mint(user, token, achievement)` on chain; the token id is derived from
+//!    the achievement, so a re-run can never create a second token. The step completes only
+//!    once the transaction has the configured confirmations (it stays `awaiting` until
+//!    then); if a reorg drops it before, the step mints again (same token id). An
+//!    unreachable RPC endpoint keeps it waiting without spending attempts; a revert (e.g.
+//!    the minter role revoked) fails it for good. Compensation: burn the token if it exists.
+//! 3. **register** — waits until the NftActor has the token with the user as owner (the
+//!    chain listener publishes the mint as `nft.minted`; the NftActor then updates the
+//!    user's holdings and benefits). No compensation: a burn flows the same way.
+//! 4. **confirm** — the row goes `minted` with its token and `achievement.minted` is
+//!    emitted (the notification), in one transaction.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use merit_chain::{Chain, ErrorClass, TxStatus};
+use merit_messages::{
+    AchievementFailed, AchievementMinted, Address, Envelope, EventId, RuleId, TokenId, TxHash,
+};
+use merit_storage::{
+    entities::{achievement, nft},
+    sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter, QuerySelect},
+    OutboxMessage, Store, Turn,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    definition::{SagaDefinition, StepContext, StepDef, StepOutcome},
+    id::SagaId,
+    retry::RetryPolicy,
+};
+
+/// The saga kind.
+pub const UNLOCK_KIND: &str = "achievement-unlock";
+
+/// What an AchievementUnlock saga works on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnlockData {
+    /// The achievement.
+    pub achievement_id: Uuid,
+    /// Who unlocked it.
+    pub user: Address,
+    /// By which rule.
+    pub rule: RuleId,
+    /// The token to mint.
+    pub token: TokenId,
+}
+
+/// The saga id of an achievement's unlock: one saga per achievement, ever.
+pub fn unlock_saga_id(achievement: Uuid) -> SagaId {
+    SagaId::derived(UNLOCK_KIND, &achievement.to_string())
+}
+
+/// What the unlock saga's steps use.
+#[derive(Clone)]
+pub struct UnlockDeps {
+    /// The store (achievements, nfts, outbox).
+    pub store: Store,
+    /// The chain.
+    pub chain: Arc<dyn Chain>,
+    /// Confirmations a mint needs.
+    pub confirmations: u64,
+    /// How often an awaiting step re-checks.
+    pub poll: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MintProgress {
+    tx: Option<TxHash>,
+    block: Option<u64>,
+}
+
+/// The AchievementUnlock saga definition.
+pub fn unlock_saga(deps: UnlockDeps) -> SagaDefinition {
+    let deps = Arc::new(deps);
+    let d = deps.clone();
+    let reserve = StepDef::new("reserve", move |ctx: StepContext| {
+        let d = d.clone();
+        async move { reserve(&d, ctx).await }
+    });
+    let d = deps.clone();
+    let reserve = reserve.compensate(move |ctx: StepContext| {
+        let d = d.clone();
+        async move { release(&d, ctx).await }
+    });
+    let d = deps.clone();
+    let mint = StepDef::new("mint", move |ctx: StepContext| {
+        let d = d.clone();
+        async move { mint(&d, ctx).await }
+    })
+    .retry(RetryPolicy::exponential(
+        5,
+        Duration::from_millis(500),
+        Duration::from_secs(30),
+    ));
+    let d = deps.clone();
+    let mint = mint.compensate(move |ctx: StepContext| {
+        let d = d.clone();
+        async move { burn(&d, ctx).await }
+    });
+    let d = deps.clone();
+    let register = StepDef::new("register", move |ctx: StepContext| {
+        let d = d.clone();
+        async move { register(&d, ctx).await }
+    })
+    .timeout(Duration::from_secs(30));
+    let d = deps;
+    let confirm = StepDef::new("confirm", move |ctx: StepContext| {
+        let d = d.clone();
+        async move { confirm(&d, ctx).await }
+    });
+    SagaDefinition::new(UNLOCK_KIND)
+        .step(reserve)
+        .step(mint)
+        .step(register)
+        .step(confirm)
+}
+
+fn storage_retry(e: impl std::fmt::Display) -> StepOutcome {
+    StepOutcome::retry(format!("storage: {e}"))
+}
+
+async fn set_state(
+    store: &Store,
+    id: Uuid,
+    from: &'static [&'static str],
+    to: &'static str,
+    saga: Option<String>,
+    reason: Option<String>,
+) -> merit_storage::Result<u64> {
+    let mut update = achievement::Entity::update_many()
+        .col_expr(achievement::Column::State, Expr::value(to))
+        .col_expr(achievement::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(achievement::Column::Id.eq(id.to_string()))
+        .filter(achievement::Column::State.is_in(from.iter().copied()));
+    if let Some(saga) = saga {
+        update = update.col_expr(achievement::Column::SagaId, Expr::value(saga));
+    }
+    if let Some(reason) = reason {
+        update = update.col_expr(achievement::Column::Reason, Expr::value(reason));
+    }
+    Ok(update.exec(store.db()).await?.rows_affected)
+}
+
+async fn current_state(store: &Store, id: Uuid) -> merit_storage::Result<Option<String>> {
+    Ok(achievement::Entity::find_by_id(id.to_string())
+        .select_only()
+        .column(achievement::Column::State)
+        .into_tuple::<String>()
+        .one(store.db())
+        .await?)
+}
+
+async fn reserve(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
+    let data: UnlockData = match ctx.data() {
+        Ok(data) => data,
+        Err(e) => return e.into(),
+    };
+    let saga = ctx.saga_id.to_string();
+    match set_state(
+        &d.store,
+        data.achievement_id,
+        &["unlocked", "reserved", "failed"],
+        "reserved",
+        Some(saga),
+        None,
+    )
+    .await
+    {
+        Ok(1) => StepOutcome::done_empty(),
+        Ok(_) => match current_state(&d.store, data.achievement_id).await {
+            Ok(Some(state)) if state == "minted" => StepOutcome::done_empty(),
+            Ok(Some(state)) => StepOutcome::fail(format!("achievement is {state}: not reservable")),
+            Ok(None) => StepOutcome::fail("no such achievement"),
+            Err(e) => storage_retry(e),
+        },
+        Err(e) => storage_retry(e),
+    }
+}
+
+/// Compensation of `reserve`: the achievement is marked failed and `achievement.failed`
+/// is emitted, in one transaction.
+async fn release(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
+    let data: UnlockData = match ctx.data() {
+        Ok(data) => data,
+        Err(e) => return e.into(),
+    };
+    let reason =
+        "the NFT could not be minted; the reservation was released (an operator may retry)";
+    let event = Envelope::with_id(
+        EventId::named(&format!(
+            "achievement-failed:{}:{}",
+            data.achievement_id, ctx.saga_id
+        )),
+        UNLOCK_KIND,
+        Utc::now(),
+        AchievementFailed {
+            user: data.user,
+            achievement_id: data.achievement_id,
+            rule: data.rule.clone(),
+            reason: reason.to_string(),
+        },
+    );
+    emit_with_state(
+        d,
+        &data,
+        event,
+        &["reserved", "unlocked"],
+        "failed",
+        Some(reason),
+    )
+    .await
+}
+
+/// Moves the achievement `from` → `to` and commits `event` to the outbox, atomically and
+/// once (the event id is the turn's inbox key).
+async fn emit_with_state(
+    d: &UnlockDeps,
+    data: &UnlockData,
+    event: Envelope,
+    from: &'static [&'static str],
+    to: &'static str,
+    reason: Option<&'static str>,
+) -> StepOutcome {
+    let id = data.achievement_id.to_string();
+    let token = data.token.to_string();
+    let turn = Turn {
+        consumer: UNLOCK_KIND.to_string(),
+        event_id: event.id,
+        state: None,
+        outbox: vec![OutboxMessage::from_envelope(&event)],
+    };
+    let result = d
+        .store
+        .commit_turn(turn, move |txn| {
+            Box::pin(async move {
+                let mut update = achievement::Entity::update_many()
+                    .col_expr(achievement::Column::State, Expr::value(to))
+                    .col_expr(achievement::Column::UpdatedAt, Expr::value(Utc::now()))
+                    .filter(achievement::Column::Id.eq(id))
+                    .filter(achievement::Column::State.is_in(from.iter().copied()));
+                if to == "minted" {
+                    update = update.col_expr(achievement::Column::TokenId, Expr::value(token));
+                }
+                if let Some(reason) = reason {
+                    update = update.col_expr(achievement::Column::Reason, Expr::value(reason));
+                }
+                update.exec(txn).await?;
+                Ok(())
+            })
+        })
+        .await;
+    match result {
+        Ok(_) => StepOutcome::done_empty(),
+        Err(e) => storage_retry(e),
+    }
+}
+
+fn chain_outcome(e: merit_chain::ChainError, poll: Duration) -> StepOutcome {
+    match e.class() {
+        ErrorClass::Transient => StepOutcome::retry(e.to_string()),
+        ErrorClass::Permanent => StepOutcome::fail(e.to_string()),
+        // The endpoint is away: wait without spending attempts (the saga stalls, visibly).
+        ErrorClass::Unavailable => StepOutcome::pending(
+            MintProgress {
+                tx: None,
+                block: None,
+            },
+            poll.max(Duration::from_secs(1)),
+        ),
+    }
+}
+
+async fn mint(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
+    let data: UnlockData = match ctx.data() {
+        Ok(data) => data,
+        Err(e) => return e.into(),
+    };
+    let previous: Option<MintProgress> = match ctx.previous() {
+        Ok(p) => p,
+        Err(e) => return e.into(),
+    };
+    if let Some(tx) = previous.as_ref().and_then(|p| p.tx) {
+        match d.chain.confirmations(&tx).await {
+            Ok(TxStatus::Mined { receipt, .. }) if !receipt.success => {
+                return StepOutcome::fail(format!("mint transaction {tx} reverted"));
+            }
+            Ok(status @ TxStatus::Mined { .. }) => {
+                let TxStatus::Mined { receipt, .. } = &status else {
+                    unreachable!("matched Mined")
+                };
+                let progress = MintProgress {
+                    tx: Some(tx),
+                    block: Some(receipt.block),
+                };
+                return if status.is_confirmed(d.confirmations) {
+                    StepOutcome::done(progress)
+                } else {
+                    StepOutcome::pending(progress, d.poll)
+                };
+            }
+            // Dropped (reorg) or still pending: fall through and (re)act; the token id is
+            // fixed, so a second mint of it can only revert, never create another token.
+            Ok(TxStatus::NotMined) => {}
+            Err(e) => return chain_outcome(e, d.poll),
+        }
+    }
+    // Already on chain (a crash after sending, or a pending tx that got mined)?
+    match d.chain.owner_of(&data.token, None).await {
+        Ok(Some(owner)) if owner == data.user => {
+            if let Some(tx) = previous.and_then(|p| p.tx) {
+                // Mined by our tx but not yet visible as such: check again shortly.
+                return StepOutcome::pending(
+                    MintProgress {
+                        tx: Some(tx),
+                        block: None,
+                    },
+                    d.poll,
+                );
+            }
+            return StepOutcome::done(MintProgress {
+                tx: None,
+                block: None,
+            });
+        }
+        Ok(Some(other)) => {
+            return StepOutcome::fail(format!("token {} is owned by {other}", data.token));
+        }
+        Ok(None) => {}
+        Err(e) => return chain_outcome(e, d.poll),
+    }
+    match d
+        .chain
+        .mint(data.user, &data.token, data.achievement_id)
+        .await
+    {
+        Ok(tx) => StepOutcome::pending(
+            MintProgress {
+                tx: Some(tx),
+                block: None,
+            },
+            d.poll,
+        ),
+        Err(e) => chain_outcome(e, d.poll),
+    }
+}
+
+/// Compensation of `mint`: burn the token if it exists.
+async fn burn(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
+    let data: UnlockData = match ctx.data() {
+        Ok(data) => data,
+        Err(e) => return e.into(),
+    };
+    match d.chain.owner_of(&data.token, None).await {
+        Ok(None) => StepOutcome::done_empty(),
+        Ok(Some(_)) => match d.chain.burn(&data.token).await {
+            // Re-checked on the next poll: done once the token is gone.
+            Ok(tx) => StepOutcome::pending(
+                MintProgress {
+                    tx: Some(tx),
+                    block: None,
+                },
+                d.poll,
+            ),
+            Err(e) => StepOutcome::retry(e.to_string()),
+        },
+        Err(e) => StepOutcome::retry(e.to_string()),
+    }
+}
+
+async fn register(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
+    let data: UnlockData = match ctx.data() {
+        Ok(data) => data,
+        Err(e) => return e.into(),
+    };
+    let row = nft::Entity::find_by_id(data.token.to_string())
+        .one(d.store.db())
+        .await;
+    match row {
+        Ok(Some(n)) if n.owner.as_deref() == Some(data.user.to_string().as_str()) => {
+            StepOutcome::done_empty()
+        }
+        Ok(_) => StepOutcome::pending(serde_json::json!({"waiting": "nft.minted"}), d.poll),
+        Err(e) => storage_retry(e),
+    }
+}
+
+async fn confirm(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
+    let data: UnlockData = match ctx.data() {
+        Ok(data) => data,
+        Err(e) => return e.into(),
+    };
+    let tx = ctx.output::<MintProgress>("mint").ok().and_then(|p| p.tx);
+    let event = Envelope::with_id(
+        EventId::named(&format!("achievement-minted:{}", data.achievement_id)),
+        UNLOCK_KIND,
+        Utc::now(),
+        AchievementMinted {
+            user: data.user,
+            achievement_id: data.achievement_id,
+            rule: data.rule.clone(),
+            token: data.token.clone(),
+            tx_hash: tx,
+        },
+    );
+    emit_with_state(d, &data, event, &["reserved"], "minted", None).await
+}
+
+/// Starts an unlock saga for every achievement still `unlocked` without one (oldest
+/// first, up to `limit`); returns how many were started. Idempotent: the saga id is
+/// derived from the achievement, so every node may run this.
+pub async fn start_pending_unlocks(
+    executor: &crate::SagaExecutor,
+    store: &Store,
+    limit: u64,
+) -> crate::Result<usize> {
+    let rows = achievement::Entity::find()
+        .filter(achievement::Column::State.eq("unlocked"))
+        .filter(achievement::Column::SagaId.is_null())
+        .limit(limit)
+        .all(store.db())
+        .await
+        .map_err(merit_storage::StorageError::from)?;
+    let mut started = 0;
+    for row in rows {
+        let (Ok(achievement_id), Ok(user), Ok(rule), Some(Ok(token))) = (
+            row.id.parse::<Uuid>(),
+            row.user.parse::<Address>(),
+            row.rule_id.parse::<RuleId>(),
+            row.token_id.as_deref().map(str::parse::<TokenId>),
+        ) else {
+            tracing::warn!(achievement = %row.id, "achievement row does not parse; not minting it");
+            continue;
+        };
+        let id = unlock_saga_id(achievement_id);
+        let data = UnlockData {
+            achievement_id,
+            user,
+            rule,
+            token,
+        };
+        executor.start(UNLOCK_KIND, id, &data).await?;
+        achievement::Entity::update_many()
+            .col_expr(achievement::Column::SagaId, Expr::value(id.to_string()))
+            .filter(achievement::Column::Id.eq(row.id.clone()))
+            .filter(achievement::Column::SagaId.is_null())
+            .exec(store.db())
+            .await
+            .map_err(merit_storage::StorageError::from)?;
+        started += 1;
+    }
+    Ok(started)
+}

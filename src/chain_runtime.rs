@@ -1,0 +1,178 @@
+//! The chain side of a node: the chain adapter (ethers with `MERIT_CHAIN_RPC_URL`, else the
+//! embedded dev chain), the Transfer-log listener, the periodic full sync, and the saga
+//! executor running the AchievementUnlock saga with its starter.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use merit_chain::{
+    full_sync, Chain, DevChain, EthersChain, EthersOptions, Listener, ListenerConfig,
+};
+use merit_config::Settings;
+use merit_messages::Address;
+use merit_sagas::{
+    unlock::{start_pending_unlocks, unlock_saga, UnlockDeps},
+    ExecutorOptions, SagaExecutor, SagaRegistry,
+};
+use merit_storage::Store;
+use tokio::{sync::watch, task::JoinHandle};
+
+/// How often unlocked achievements without a saga are looked for (the saga start itself
+/// is idempotent, so every node runs this).
+const STARTER_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the full sync compares every known token's owner with the chain.
+const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The running chain side.
+pub(crate) struct ChainRuntime {
+    executor: SagaExecutor,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The chain the settings select.
+pub(crate) async fn connect_chain(settings: &Settings) -> Result<Arc<dyn Chain>> {
+    let Some(rpc) = &settings.chain_rpc_url else {
+        let dev = Arc::new(DevChain::new(settings.chain.chain_id));
+        // Blocks advance on their own, so confirmations come as on a real chain.
+        dev.spawn_miner(
+            settings
+                .chain
+                .poll_interval()
+                .max(Duration::from_millis(50)),
+        );
+        tracing::info!(
+            chain_id = settings.chain.chain_id,
+            "no MERIT_CHAIN_RPC_URL: using the embedded dev chain"
+        );
+        return Ok(dev);
+    };
+    let options = EthersOptions::default();
+    let chain = match &settings.chain.contract_address {
+        Some(address) => {
+            let contract: Address = address
+                .parse()
+                .map_err(|e| anyhow::anyhow!("MERIT_CHAIN_CONTRACT_ADDRESS: {e}"))?;
+            EthersChain::connect(rpc.expose(), contract, &settings.minter_key, options)
+                .await
+                .with_context(|| format!("connect to the chain at {}", rpc.redacted()))?
+        }
+        None => {
+            let chain = EthersChain::deploy(rpc.expose(), &settings.minter_key, options)
+                .await
+                .with_context(|| format!("deploy the contract at {}", rpc.redacted()))?;
+            tracing::warn!(
+                contract = %chain.contract(),
+                "no MERIT_CHAIN_CONTRACT_ADDRESS: deployed a fresh contract; set it to keep using this one"
+            );
+            chain
+        }
+    };
+    Ok(Arc::new(chain))
+}
+
+impl ChainRuntime {
+    /// Starts the listener, the full sync, the saga executor and the unlock starter.
+    pub(crate) async fn start(settings: &Settings, store: &Store) -> Result<Self> {
+        let chain = connect_chain(settings).await?;
+        let (shutdown, stop) = watch::channel(false);
+        let confirmations = settings.chain.confirmations;
+        let poll = settings.chain.poll_interval();
+        let mut tasks = Vec::new();
+
+        let listener = Listener::new(
+            store.clone(),
+            chain.clone(),
+            ListenerConfig {
+                confirmations,
+                poll_interval: poll,
+                ..ListenerConfig::default()
+            },
+        );
+        tasks.push(tokio::spawn(listener.run(stopped(stop.clone()))));
+
+        let mut registry = SagaRegistry::new();
+        registry.register(unlock_saga(UnlockDeps {
+            store: store.clone(),
+            chain: chain.clone(),
+            confirmations: confirmations.max(1),
+            poll: poll.clamp(Duration::from_millis(50), Duration::from_secs(2)),
+        }))?;
+        let executor = SagaExecutor::new(
+            store.clone(),
+            registry,
+            ExecutorOptions {
+                node_id: settings.node_id.clone(),
+                ..ExecutorOptions::default()
+            },
+        );
+        {
+            let executor = executor.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = executor.run(stopped(stop)).await {
+                    tracing::error!(error = %e, "saga executor stopped");
+                }
+            }));
+        }
+        {
+            let (executor, store, mut stop) = (executor.clone(), store.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match start_pending_unlocks(&executor, &store, 100).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(started = n, "achievement unlock sagas started"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "starting unlock sagas failed; retrying")
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(STARTER_INTERVAL) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }));
+        }
+        {
+            let (chain, store, mut stop) = (chain.clone(), store.clone(), stop);
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(FULL_SYNC_INTERVAL) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    match full_sync(&store, chain.as_ref(), confirmations).await {
+                        Ok(report) => tracing::info!(
+                            checked = report.checked,
+                            drifted = report.drifted,
+                            repaired = report.repaired,
+                            "full sync done"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "full sync failed; next run retries"),
+                    }
+                }
+            }));
+        }
+        Ok(Self {
+            executor,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops everything and waits for it; sagas in flight are resumed by the next start
+    /// (or by another node once their lease expires).
+    pub(crate) async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Err(e) = self.executor.shutdown().await {
+            tracing::warn!(error = %e, "saga executor shutdown");
+        }
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
