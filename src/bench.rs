@@ -5,9 +5,11 @@
 //! - **raw**: a plain lapin loop — publish N persistent messages with confirms (a window
 //!   of in-flight confirms) to a quorum queue while consuming them with manual acks — the
 //!   bound the broker sets on this machine;
-//! - **end-to-end**: N votes through merit — publish → shard queue → actor → database
-//!   commit (user and proposal turn, state + inbox + outbox) → ack;
-//! - **latency**: publish → commit at a fixed offered load, p50/p99/p999.
+//! - **end-to-end**: N votes through merit — publish → proposal shard → ProposalActor
+//!   commit (vote, weight, `governance.vote.recorded` in the outbox) → relay → user shard
+//!   → UserActor commit (counters, rules) → acks;
+//! - **latency**: publish → the UserActor's commit of the vote's `vote.recorded` at a
+//!   fixed offered load, p50/p99/p999.
 //!
 //! It uses its own queue names (a unique prefix) and its own database (a temporary
 //! PostgreSQL database, or a temporary SQLite file), and removes them afterwards.
@@ -334,8 +336,9 @@ fn voter(i: u32) -> Address {
 
 /// Publishes `n` votes (over 50 proposals, created first), optionally paced at `rate`
 /// per second, and waits until merit applied them all. Returns the seconds from the
-/// first publish to the last commit and, per vote, the publish → user-commit latency in
-/// milliseconds (sorted).
+/// first publish to the last commit and, per vote, the latency from its publish to the
+/// commit of its `governance.vote.recorded` by the voter's UserActor — the whole path
+/// through both actors and the relay — in milliseconds (sorted).
 async fn run_votes(
     node: &Node,
     transport: &RabbitTransport,
@@ -395,13 +398,17 @@ async fn run_votes(
                     reason: None,
                 },
             );
-            published.insert(env.id.to_string(), env.occurred_at);
+            // The voter's UserActor commits the ProposalActor's `governance.vote.recorded`,
+            // whose id derives from the vote's: the end of the path.
+            let recorded = merit_messages::EventId::derived(env.id, "recorded");
+            published.insert(recorded.to_string(), env.occurred_at);
             out.push(Outgoing::from_envelope(&env));
             i += 1;
         }
         transport.publish(out).await?;
     }
-    // Each vote is one user turn and one proposal turn; each creation too.
+    // Each vote is a proposal turn (the vote) and a user turn (its vote.recorded); each
+    // creation too (proposal and creator). Unlocked achievements add user turns on top.
     let target = applied_before + 2 * u64::from(n + PROPOSALS);
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {

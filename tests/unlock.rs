@@ -18,7 +18,7 @@ use merit_sagas::{
     ExecutorOptions, SagaExecutor, SagaRegistry,
 };
 use merit_storage::{
-    entities::{achievement, benefit, nft, outbox, saga},
+    entities::{achievement, benefit, nft, outbox, saga, saga_step},
     sea_orm::{ColumnTrait, EntityTrait, QueryFilter},
     Store,
 };
@@ -60,9 +60,25 @@ async fn outbox_count(store: &Store, routing_key: &str) -> usize {
         .len()
 }
 
-#[test]
-fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
-    run_in_system(async {
+/// A node, the dev chain with its miner, the listener, the saga executor and the unlock
+/// starter, as `merit serve` wires them, with the chain in the test's hands.
+struct Rig {
+    db: TestDb,
+    store: Store,
+    vhost: Vhost,
+    transport: Arc<RabbitTransport>,
+    node: Node,
+    dev: Arc<DevChain>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+impl Rig {
+    async fn start(name: &str, confirmations: u64, block_every: Duration) -> Self {
         let (db, store) = TestDb::migrated(Backend::Postgres).await;
         let vhost = Vhost::create();
         let topology = Topology {
@@ -76,36 +92,32 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
         );
         transport.declare().await.expect("declare");
         let node = Node::start(
-            node_options("unlock", 2),
+            node_options(name, 2),
             store.clone(),
-            services("unlock"),
+            services(name),
             transport.clone(),
         )
         .await
         .expect("node");
-
         let dev = Arc::new(DevChain::new(31337));
-        let _miner = dev.spawn_miner(Duration::from_millis(50));
-        let (stop_tx, stop) = watch::channel(false);
-        let stopped = |mut stop: watch::Receiver<bool>| async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = vec![dev.spawn_miner(block_every)];
         let listener = Listener::new(
             store.clone(),
             dev.clone(),
             ListenerConfig {
-                confirmations: 2,
+                confirmations,
                 poll_interval: Duration::from_millis(50),
                 ..ListenerConfig::default()
             },
         );
-        let listening = tokio::spawn(listener.run(stopped(stop.clone())));
+        tasks.push(tokio::spawn(listener.run(stopped(stop_rx.clone()))));
         let mut registry = SagaRegistry::new();
         registry
             .register(unlock_saga(UnlockDeps {
                 store: store.clone(),
                 chain: dev.clone(),
-                confirmations: 2,
+                confirmations,
                 poll: Duration::from_millis(50),
             }))
             .expect("register");
@@ -113,19 +125,20 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
             store.clone(),
             registry,
             ExecutorOptions {
-                node_id: "unlock".into(),
+                node_id: name.into(),
                 poll_interval: Duration::from_millis(100),
                 ..ExecutorOptions::default()
             },
         );
-        let running = {
-            let executor = executor.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move { executor.run(stopped(stop)).await })
-        };
-        let starter = {
-            let (executor, store, mut stop) = (executor.clone(), store.clone(), stop.clone());
-            tokio::spawn(async move {
+        {
+            let (executor, stop) = (executor.clone(), stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                executor.run(stopped(stop)).await.expect("executor");
+            }));
+        }
+        {
+            let (executor, store, mut stop) = (executor, store.clone(), stop_rx);
+            tasks.push(tokio::spawn(async move {
                 loop {
                     start_pending_unlocks(&executor, &store, 100)
                         .await
@@ -135,15 +148,48 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
                         _ = stop.wait_for(|s| *s) => return,
                     }
                 }
-            })
-        };
+            }));
+        }
+        Self {
+            db,
+            store,
+            vhost,
+            transport,
+            node,
+            dev,
+            stop,
+            tasks,
+        }
+    }
+
+    async fn publish(&self, envelope: &Envelope) {
+        self.transport
+            .publish(vec![Outgoing::from_envelope(envelope)])
+            .await
+            .expect("publish");
+    }
+
+    async fn finish(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        self.node.shutdown(Duration::from_secs(5)).await;
+        self.vhost.delete();
+        self.db.cleanup().await;
+    }
+}
+
+#[test]
+fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
+    run_in_system(async {
+        let rig = Rig::start("unlock", 2, Duration::from_millis(50)).await;
+        let (store, dev) = (rig.store.clone(), rig.dev.clone());
 
         // Happy path: a first proposal unlocks "first-proposal" (bronze) → one NFT.
         let alice = wallet(1);
-        transport
-            .publish(vec![Outgoing::from_envelope(&created_by(alice, "p-alice"))])
-            .await
-            .expect("publish");
+        rig.publish(&created_by(alice, "p-alice")).await;
         let s = store.clone();
         eventually(60, "alice's achievement is minted", || {
             let s = s.clone();
@@ -202,10 +248,7 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
         // The chain refuses the next mint for good: the saga compensates.
         dev.set_minter_role(false);
         let bob = wallet(2);
-        transport
-            .publish(vec![Outgoing::from_envelope(&created_by(bob, "p-bob"))])
-            .await
-            .expect("publish");
+        rig.publish(&created_by(bob, "p-bob")).await;
         let s = store.clone();
         eventually(60, "bob's achievement is marked failed", || {
             let s = s.clone();
@@ -249,12 +292,68 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
         })
         .await;
 
-        let _ = stop_tx.send(true);
-        let _ = starter.await;
-        let _ = running.await;
-        let _ = listening.await;
-        node.shutdown(Duration::from_secs(5)).await;
-        vhost.delete();
-        db.cleanup().await;
+        rig.finish().await;
+    });
+}
+
+/// A reorg drops the mint transaction before it has its confirmations: the mint step
+/// sees it gone and mints again — the same token id, so never a second token — and the
+/// listener, reading only confirmed blocks, never published the dropped one.
+#[test]
+fn a_mint_dropped_by_a_reorg_is_redone_once() {
+    run_in_system(async {
+        let rig = Rig::start("reorg", 6, Duration::from_millis(300)).await;
+        let (store, dev) = (rig.store.clone(), rig.dev.clone());
+        let carol = wallet(3);
+        rig.publish(&created_by(carol, "p-carol")).await;
+        // Wait until the mint is sent (the step awaits its confirmations), then drop it.
+        let s = store.clone();
+        eventually(60, "the mint is awaiting confirmations", || {
+            let s = s.clone();
+            async move {
+                saga_step::Entity::find()
+                    .filter(saga_step::Column::Name.eq("mint"))
+                    .one(s.db())
+                    .await
+                    .expect("steps")
+                    .is_some_and(|step| step.state == "awaiting" && step.output.is_some())
+            }
+        })
+        .await;
+        let token: TokenId = achievement_of(&store, carol)
+            .await
+            .and_then(|a| a.token_id)
+            .expect("token id")
+            .parse()
+            .expect("token");
+        let mined = dev.owner_of(&token, None).await.expect("owner");
+        dev.reorg(3);
+        let after = dev.owner_of(&token, None).await.expect("owner");
+        assert_eq!(
+            (mined, after),
+            (Some(carol), None),
+            "the mint was in a block, and the reorg dropped that block"
+        );
+        let s = store.clone();
+        eventually(90, "carol's achievement is minted", || {
+            let s = s.clone();
+            async move {
+                achievement_of(&s, carol)
+                    .await
+                    .is_some_and(|a| a.state == "minted")
+            }
+        })
+        .await;
+        assert_eq!(
+            dev.owner_of(&token, None).await.expect("owner"),
+            Some(carol),
+            "the token exists once, owned by carol"
+        );
+        assert_eq!(
+            outbox_count(&store, "nft.minted").await,
+            1,
+            "one mint reached merit"
+        );
+        rig.finish().await;
     });
 }
