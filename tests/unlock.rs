@@ -357,3 +357,45 @@ fn a_mint_dropped_by_a_reorg_is_redone_once() {
         rig.finish().await;
     });
 }
+
+/// The RPC endpoint is away for longer than the mint step's attempt budget: the step waits
+/// without spending attempts (an exhausted budget would compensate instead), then mints
+/// once when the endpoint answers again.
+#[test]
+fn an_unreachable_chain_stalls_the_saga_and_it_resumes_with_one_mint() {
+    run_in_system(async {
+        let rig = Rig::start("outage", 2, Duration::from_millis(50)).await;
+        let (store, dev) = (rig.store.clone(), rig.dev.clone());
+        // More refused mint calls than the step's 5 attempts.
+        dev.fail_next_on("mint", 7, merit_chain::ErrorClass::Unavailable);
+        let dave = wallet(4);
+        rig.publish(&created_by(dave, "p-dave")).await;
+        let s = store.clone();
+        eventually(90, "dave's achievement is minted after the outage", || {
+            let s = s.clone();
+            async move {
+                achievement_of(&s, dave)
+                    .await
+                    .is_some_and(|a| a.state == "minted")
+            }
+        })
+        .await;
+        let token: TokenId = achievement_of(&store, dave)
+            .await
+            .and_then(|a| a.token_id)
+            .expect("token id")
+            .parse()
+            .expect("token");
+        assert_eq!(dev.owner_of(&token, None).await.expect("owner"), Some(dave));
+        assert_eq!(outbox_count(&store, "nft.minted").await, 1, "one mint");
+        assert_eq!(
+            outbox_count(&store, "achievement.failed").await,
+            0,
+            "not compensated"
+        );
+        let sagas = saga::Entity::find().all(store.db()).await.expect("sagas");
+        assert_eq!(sagas.len(), 1);
+        assert_eq!(sagas[0].state, "completed");
+        rig.finish().await;
+    });
+}

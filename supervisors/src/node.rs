@@ -128,6 +128,8 @@ pub struct NodeStatus {
     pub registries: Vec<RegistryStatus>,
     /// The active dynamic config version.
     pub config_version: u64,
+    /// Hits, misses and invalidations per cache tier, and whether Redis is in use.
+    pub cache: merit_storage::CacheStats,
 }
 
 /// A running node.
@@ -309,6 +311,7 @@ impl Node {
             services: self.tree.snapshot(),
             registries: self.registries.status(),
             config_version: self.services.config.version(),
+            cache: self.services.cache.stats(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// Each read that reaches a tier counts once in that tier: a read served by L2 counts one
 /// `l1_misses` and one `l2_hits`; a read served by the database counts `l1_misses`,
 /// `l2_misses` (or `l2_errors`) and `loads`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CacheStats {
     /// Reads answered from this node's memory.
     pub l1_hits: u64,
