@@ -131,6 +131,14 @@ pub trait Domain: Sized + Unpin + 'static {
         event: Arc<Envelope>,
     ) -> TxFuture<'_, ()>;
 
+    /// Runs when an event turns out to be applied already (a redelivery). The commit it
+    /// repeats may have happened without its [`Domain::committed`] (a crash, or a commit
+    /// whose acknowledgement was lost), so anything written through from there must be
+    /// made safe here (e.g. invalidate the cache key rather than trust it).
+    fn resync<'a>(_services: &'a Services, _key: &'a str) -> Detached<'a> {
+        Box::pin(async {})
+    }
+
     /// Runs after a turn that changed the state committed (write-through caching).
     fn committed<'a>(
         _services: &'a Services,

@@ -382,6 +382,7 @@ async fn attempt<D: Domain>(
         }
         TurnOutcome::Duplicate => {
             stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            D::resync(services, key).await;
             // The store may be ahead of this actor (a commit it did not see confirmed):
             // reload before the next message rather than meet a version conflict.
             *loaded = None;

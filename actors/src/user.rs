@@ -303,6 +303,15 @@ impl Domain for UserDomain {
         })
     }
 
+    /// A redelivered event may repeat a commit whose write-through never ran: drop the
+    /// cached benefits everywhere so the next read loads the committed row.
+    fn resync<'a>(services: &'a Services, key: &'a str) -> Detached<'a> {
+        Box::pin(async move {
+            let cache_key = CacheKey::Benefits(key.to_string());
+            services.cache.invalidate(std::slice::from_ref(&cache_key)).await;
+        })
+    }
+
     fn committed<'a>(
         services: &'a Services,
         key: &'a str,
