@@ -11,7 +11,7 @@ use common::{Backend, NodeProcess, TestDb, Vhost};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{Envelope, ProposalCreated, VoteCast, VoteChoice};
 use merit_storage::{
-    entities::{achievement, inbox, user, vote},
+    entities::{achievement, inbox, outbox, user, vote},
     sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter},
     Store,
 };
@@ -69,6 +69,7 @@ struct Counts {
     proposal_inbox_rows: u64,
     deadlines: u64,
     achievements: u64,
+    holdings_changes: u64,
 }
 
 async fn inbox_rows(store: &Store, consumer: &str) -> u64 {
@@ -93,6 +94,11 @@ async fn counts(store: &Store) -> Counts {
             .count(db)
             .await
             .expect("achievements"),
+        holdings_changes: outbox::Entity::find()
+            .filter(outbox::Column::RoutingKey.eq("user.holdings.changed"))
+            .count(db)
+            .await
+            .expect("outbox"),
     }
 }
 
@@ -212,11 +218,13 @@ async fn a_sigkilled_node_applies_every_event_exactly_once() {
         c.achievements, expected_achievements,
         "achievements unlocked once each"
     );
-    // Each user actor applied every creation, recorded vote and its own unlocks once; each
-    // proposal actor every creation, vote and deadline once: no more, no fewer.
+    // Each user actor applied every creation, recorded vote, its own unlocks and the
+    // holdings changes of the NFTs those unlocks minted (the node runs the unlock saga on
+    // its embedded dev chain) once; each proposal actor every creation, vote and deadline
+    // once: no more, no fewer.
     assert_eq!(
         c.user_inbox_rows,
-        expected_votes + u64::from(PROPOSALS) + expected_achievements,
+        expected_votes + u64::from(PROPOSALS) + expected_achievements + c.holdings_changes,
         "user inbox rows (unexpected effects)"
     );
     assert_eq!(

@@ -308,7 +308,10 @@ impl Domain for UserDomain {
     fn resync<'a>(services: &'a Services, key: &'a str) -> Detached<'a> {
         Box::pin(async move {
             let cache_key = CacheKey::Benefits(key.to_string());
-            services.cache.invalidate(std::slice::from_ref(&cache_key)).await;
+            services
+                .cache
+                .invalidate(std::slice::from_ref(&cache_key))
+                .await;
         })
     }
 

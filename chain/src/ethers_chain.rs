@@ -431,6 +431,9 @@ impl Chain for EthersChain {
             })
             .await;
         match result {
+            // No code at that block (asked about a block before the contract was
+            // deployed): no token existed then.
+            Ok(bytes) if bytes.is_empty() && at.is_some() => Ok(None),
             Ok(bytes) => {
                 let owner = H160::decode(&bytes).map_err(|e| {
                     ChainError::permanent("owner_of", format!("ownerOf returned {bytes}: {e}"))

@@ -138,7 +138,7 @@ async fn unknown_types_and_missing_key_headers_are_dead_lettered_never_dropped()
         assert_eq!(d.headers, original.headers);
         match d.reason_class.as_str() {
             "unknown_type" => assert!(d.reason.contains("governance.vote.deleted"), "{}", d.reason),
-            _ if d.routing_key == "governance.vote.cast" => {
+            _ if d.routing_key == "governance.proposal.created" => {
                 assert!(d.reason.contains("merit-proposal"), "{}", d.reason);
                 assert!(!d.reason.contains("merit-user"), "{}", d.reason);
             }

@@ -7,7 +7,9 @@
 //! 2. **mint** — `mint(user, token, achievement)` on chain; the token id is derived from
 //!    the achievement, so a re-run can never create a second token. The step completes only
 //!    once the transaction has the configured confirmations (it stays `awaiting` until
-//!    then); if a reorg drops it before, the step mints again (same token id). An
+//!    then: the token must be the user's `confirmations` blocks deep, whichever transaction
+//!    minted it); a transaction still unmined `DROP_GRACE_BLOCKS` blocks after it was sent,
+//!    or dropped by a reorg, is sent again (same token id, so never a second token). An
 //!    unreachable RPC endpoint keeps it waiting without spending attempts; a revert (e.g.
 //!    the minter role revoked) fails it for good. Compensation: burn the token if it exists.
 //! 3. **register** — waits until the NftActor has the token with the user as owner (the
@@ -71,6 +73,8 @@ pub struct UnlockDeps {
     pub poll: Duration,
 }
 
+/// What the mint step knows of its transaction: its hash and the head block when it was
+/// sent (to tell a pending transaction from a dropped one).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct MintProgress {
     tx: Option<TxHash>,
@@ -278,6 +282,9 @@ fn chain_outcome(e: merit_chain::ChainError, poll: Duration) -> StepOutcome {
     }
 }
 
+/// Blocks a sent mint may stay unmined before it counts as dropped (and is sent again).
+const DROP_GRACE_BLOCKS: u64 = 3;
+
 async fn mint(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
     let data: UnlockData = match ctx.data() {
         Ok(data) => data,
@@ -287,54 +294,48 @@ async fn mint(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
         Ok(p) => p,
         Err(e) => return e.into(),
     };
-    if let Some(tx) = previous.as_ref().and_then(|p| p.tx) {
-        match d.chain.confirmations(&tx).await {
-            Ok(TxStatus::Mined { receipt, .. }) if !receipt.success => {
-                return StepOutcome::fail(format!("mint transaction {tx} reverted"));
-            }
-            Ok(status @ TxStatus::Mined { .. }) => {
-                let TxStatus::Mined { receipt, .. } = &status else {
-                    unreachable!("matched Mined")
-                };
-                let progress = MintProgress {
-                    tx: Some(tx),
-                    block: Some(receipt.block),
-                };
-                return if status.is_confirmed(d.confirmations) {
-                    StepOutcome::done(progress)
-                } else {
-                    StepOutcome::pending(progress, d.poll)
-                };
-            }
-            // Dropped (reorg) or still pending: fall through and (re)act; the token id is
-            // fixed, so a second mint of it can only revert, never create another token.
-            Ok(TxStatus::NotMined) => {}
-            Err(e) => return chain_outcome(e, d.poll),
-        }
-    }
-    // Already on chain (a crash after sending, or a pending tx that got mined)?
-    match d.chain.owner_of(&data.token, None).await {
-        Ok(Some(owner)) if owner == data.user => {
-            if let Some(tx) = previous.and_then(|p| p.tx) {
-                // Mined by our tx but not yet visible as such: check again shortly.
-                return StepOutcome::pending(
-                    MintProgress {
-                        tx: Some(tx),
-                        block: None,
-                    },
-                    d.poll,
-                );
-            }
-            return StepOutcome::done(MintProgress {
-                tx: None,
-                block: None,
-            });
-        }
+    let previous = previous.unwrap_or(MintProgress {
+        tx: None,
+        block: None,
+    });
+    let head = match d.chain.head_block().await {
+        Ok(head) => head,
+        Err(e) => return chain_outcome(e, d.poll),
+    };
+    // Finality from the chain itself, whichever transaction minted the token (ours before
+    // a crash, or one we lost track of): owned by the user `confirmations` blocks deep.
+    let deep = head.saturating_sub(d.confirmations.saturating_sub(1));
+    match d.chain.owner_of(&data.token, Some(deep)).await {
+        Ok(Some(owner)) if owner == data.user => return StepOutcome::done(previous),
         Ok(Some(other)) => {
             return StepOutcome::fail(format!("token {} is owned by {other}", data.token));
         }
         Ok(None) => {}
         Err(e) => return chain_outcome(e, d.poll),
+    }
+    // Minted but not deep enough yet: wait.
+    match d.chain.owner_of(&data.token, None).await {
+        Ok(Some(owner)) if owner == data.user => return StepOutcome::pending(previous, d.poll),
+        Ok(Some(other)) => {
+            return StepOutcome::fail(format!("token {} is owned by {other}", data.token));
+        }
+        Ok(None) => {}
+        Err(e) => return chain_outcome(e, d.poll),
+    }
+    // Not on chain. A transaction we sent may still be pending (wait a few blocks), may
+    // have reverted (fail), or was dropped by a reorg or the pool (send again: the token id
+    // is fixed, so this can never create a second token).
+    if let (Some(tx), Some(sent_at)) = (previous.tx, previous.block) {
+        match d.chain.confirmations(&tx).await {
+            Ok(TxStatus::Mined { receipt, .. }) if !receipt.success => {
+                return StepOutcome::fail(format!("mint transaction {tx} reverted"));
+            }
+            Ok(TxStatus::NotMined) if head <= sent_at + DROP_GRACE_BLOCKS => {
+                return StepOutcome::pending(previous, d.poll);
+            }
+            Ok(_) => {}
+            Err(e) => return chain_outcome(e, d.poll),
+        }
     }
     match d
         .chain
@@ -344,10 +345,18 @@ async fn mint(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
         Ok(tx) => StepOutcome::pending(
             MintProgress {
                 tx: Some(tx),
-                block: None,
+                block: Some(head),
             },
             d.poll,
         ),
+        // Refused: unless our earlier transaction got mined in the meantime (the token
+        // exists now, at the user), this is final.
+        Err(e) if e.class() == ErrorClass::Permanent => {
+            match d.chain.owner_of(&data.token, None).await {
+                Ok(Some(owner)) if owner == data.user => StepOutcome::pending(previous, d.poll),
+                _ => StepOutcome::fail(e.to_string()),
+            }
+        }
         Err(e) => chain_outcome(e, d.poll),
     }
 }

@@ -6,9 +6,7 @@
 use std::{process::Command, time::Duration};
 
 use merit_mailbox::Delivery;
-use merit_messages::{
-    AchievementUnlocked, Address, Envelope, Event, ProposalId, VoteCast, VoteChoice,
-};
+use merit_messages::{AchievementUnlocked, Address, Envelope, Event, ProposalCreated, ProposalId};
 use tokio::sync::mpsc;
 
 /// A throwaway RabbitMQ vhost, `merit-t-<uuid>`, with full permissions for `guest`.
@@ -104,16 +102,22 @@ pub fn unlock(n: u32, seq: u64) -> Envelope {
     )
 }
 
-/// `governance.vote.cast` by user `n` on proposal `p` (handled by proposal and user).
+/// `governance.proposal.created` by user `n` for proposal `p` (handled by proposal and
+/// user: the event kind that reaches two actor kinds).
 pub fn vote(n: u32, p: u32) -> Envelope {
     let proposal: ProposalId = format!("prop-{p}").parse().expect("valid proposal id");
+    let now = chrono::Utc::now();
     Envelope::new(
         "mailbox-test",
-        VoteCast {
+        ProposalCreated {
             proposal,
-            voter: user(n),
-            choice: VoteChoice::For,
-            reason: None,
+            creator: user(n),
+            title: "t".into(),
+            description: String::new(),
+            starts_at: now,
+            ends_at: now + chrono::Duration::hours(1),
+            quorum: 1,
+            threshold_bps: 5_000,
         },
     )
 }

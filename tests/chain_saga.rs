@@ -1,0 +1,706 @@
+//! The AchievementUnlock saga end to end against a real EVM node: `merit serve` as a
+//! child process on RabbitMQ (a private vhost) and PostgreSQL (a fresh database), with
+//! `MERIT_CHAIN_RPC_URL` pointing at an anvil of the test's own on a free port and the
+//! achievement contract deployed by the test. A first proposal mints exactly one token; a
+//! mint the contract refuses (minter role revoked) is compensated; a node SIGKILLed while
+//! its mint waits for confirmations resumes it after a restart without minting again.
+
+mod common;
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use common::{eventually, wallet, Backend, NodeProcess, TestDb, Vhost};
+use merit_chain::{Chain, EthersChain, EthersOptions, TransferLog, TxStatus, ZERO_ADDRESS};
+use merit_config::Secret;
+use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_messages::{Address, Envelope, ProposalCreated, TokenId, TxHash};
+use merit_storage::{
+    entities::{achievement, benefit, nft, outbox, saga, saga_step},
+    sea_orm::{ColumnTrait, EntityTrait, QueryFilter},
+    Store,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// anvil's first dev key: the deployer (admin) and merit's default minter key.
+const DEPLOYER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+/// anvil's third dev key: a bystander used only to read the chain.
+const READER_KEY: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9e8eb35f6b6cf";
+
+// ---------------------------------------------------------------------------------------
+// anvil
+// ---------------------------------------------------------------------------------------
+
+fn anvil_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("MERIT_ANVIL") {
+        return path.into();
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    assert!(
+        path.exists(),
+        "anvil not found at {}: run `npm ci` in contracts/ (or set MERIT_ANVIL)",
+        path.display()
+    );
+    path
+}
+
+/// An anvil of one test's own on a free port, killed when dropped.
+struct Anvil {
+    child: Child,
+    port: u16,
+}
+
+impl Anvil {
+    /// `block_time`: `Some(s)` mines a block every `s` seconds (so confirmations accrue by
+    /// themselves); `None` mines only a block per transaction (automine) and whatever the
+    /// test mines with [`Anvil::mine`].
+    fn start(block_time: Option<u64>) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .expect("bind a free port")
+                .local_addr()
+                .expect("local addr")
+                .port();
+            let mut args = vec![
+                "--port".to_string(),
+                port.to_string(),
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--quiet".into(),
+            ];
+            if let Some(secs) = block_time {
+                args.extend(["--block-time".to_string(), secs.to_string()]);
+            }
+            let mut child = Command::new(anvil_binary())
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn anvil");
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken meanwhile: another one
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self { child, port };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(Instant::now() < deadline, "anvil did not start");
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One JSON-RPC call; returns `result`.
+    async fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        rpc(self.port, method, params).await
+    }
+
+    /// Mines a block every `every` until the returned guard is dropped (on an automining
+    /// anvil, where otherwise only transactions make blocks).
+    fn keep_mining(&self, every: Duration) -> AbortOnDrop {
+        let port = self.port;
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                rpc(port, "anvil_mine", serde_json::json!(["0x1"])).await;
+            }
+        }))
+    }
+
+    /// Mines `blocks` blocks now.
+    async fn mine(&self, blocks: u64) {
+        self.rpc("anvil_mine", serde_json::json!([format!("0x{blocks:x}")]))
+            .await;
+    }
+
+    /// Transactions ever sent by `account` (its nonce at the latest block).
+    async fn nonce(&self, account: Address) -> u64 {
+        let hex = self
+            .rpc(
+                "eth_getTransactionCount",
+                serde_json::json!([account.to_string(), "latest"]),
+            )
+            .await;
+        let hex = hex.as_str().expect("hex quantity");
+        u64::from_str_radix(hex.trim_start_matches("0x"), 16).expect("a quantity")
+    }
+}
+
+/// One JSON-RPC call to the anvil on `port` over a plain HTTP/1.1 connection; returns
+/// `result`.
+async fn rpc(port: u16, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        .to_string();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to anvil");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        port,
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send rpc");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read rpc answer");
+    let text = String::from_utf8(raw).expect("utf-8 answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON-RPC answer");
+    assert!(answer.get("error").is_none(), "{method} failed: {answer}");
+    answer["result"].clone()
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// the world of one test
+// ---------------------------------------------------------------------------------------
+
+/// `merit serve` killed if the test fails before stopping it.
+struct Node(Option<NodeProcess>);
+
+impl Node {
+    fn kill(&mut self) {
+        if let Some(node) = self.0.take() {
+            node.kill();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(node) = self.0.take() {
+            let status = node.stop();
+            assert!(status.success(), "merit serve exited with {status}");
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct World {
+    anvil: Anvil,
+    db: Option<TestDb>,
+    store: Store,
+    vhost: Option<Vhost>,
+    publisher: RabbitTransport,
+    /// The deployer's (and merit's) view of the contract: admin and minter.
+    admin: EthersChain,
+    /// A bystander's read-only view of the same contract, connected separately.
+    reader: EthersChain,
+    log: PathBuf,
+    envs: Vec<(String, String)>,
+    /// Mines blocks in the background, if the test asked for it.
+    miner: Option<AbortOnDrop>,
+}
+
+impl World {
+    async fn new(name: &str, block_time: Option<u64>, confirmations: u64) -> Self {
+        common::init_crypto();
+        let anvil = Anvil::start(block_time);
+        let admin = EthersChain::deploy(
+            &anvil.url(),
+            &Secret::new(DEPLOYER_KEY),
+            EthersOptions::default(),
+        )
+        .await
+        .expect("deploy the achievement contract");
+        let reader = EthersChain::connect(
+            &anvil.url(),
+            admin.contract(),
+            &Secret::new(READER_KEY),
+            EthersOptions::default(),
+        )
+        .await
+        .expect("connect a reader");
+        // `merit serve` signs with the config's minter key (no MERIT_MINTER_KEY is set):
+        // it must be the deployer's, which holds MINTER_ROLE and the admin role.
+        let settings = merit_config::Settings::load(
+            merit_config::LoadOptions::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"))
+                .var("MERIT_ENV", "test"),
+        )
+        .expect("the test settings")
+        .settings;
+        let merit = EthersChain::connect(
+            &anvil.url(),
+            admin.contract(),
+            &settings.minter_key,
+            EthersOptions::default(),
+        )
+        .await
+        .expect("connect with merit's key");
+        assert_eq!(
+            merit.minter(),
+            admin.minter(),
+            "merit's default minter key is the deployer's"
+        );
+        let (db, store) = TestDb::migrated(Backend::Postgres).await;
+        let vhost = Vhost::create();
+        let publisher = RabbitTransport::connect(
+            &vhost.url,
+            Topology {
+                prefix: String::new(),
+                shards: 2,
+            },
+        )
+        .await
+        .expect("connect the publisher");
+        publisher.declare().await.expect("declare the topology");
+        let log = common::artefacts().join(format!("chain-saga-{name}-{}.log", vhost.name));
+        let envs = vec![
+            ("MERIT_DATABASE_URL".to_string(), db.url.clone()),
+            ("MERIT_AMQP_URL".into(), vhost.url.clone()),
+            ("MERIT_CHAIN_RPC_URL".into(), anvil.url()),
+            (
+                "MERIT_CHAIN_CONTRACT_ADDRESS".into(),
+                admin.contract().to_string(),
+            ),
+            (
+                "MERIT_CHAIN_CONFIRMATIONS".into(),
+                confirmations.to_string(),
+            ),
+            ("MERIT_CHAIN_POLL_INTERVAL_MS".into(), "100".into()),
+            ("MERIT_MAILBOX_SHARDS".into(), "2".into()),
+            ("MERIT_NODE_ID".into(), format!("chain-saga-{name}")),
+        ];
+        Self {
+            anvil,
+            db: Some(db),
+            store,
+            vhost: Some(vhost),
+            publisher,
+            admin,
+            reader,
+            log,
+            envs,
+            miner: None,
+        }
+    }
+
+    fn spawn_node(&self) -> NodeProcess {
+        let envs: Vec<(&str, &str)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        NodeProcess::spawn(&envs, &self.log)
+    }
+
+    async fn publish_first_proposal(&self, creator: Address, id: &str) {
+        self.publisher
+            .publish(vec![Outgoing::from_envelope(&created_by(creator, id))])
+            .await
+            .expect("publish governance.proposal.created");
+    }
+
+    /// Waits until `user`'s "first-proposal" achievement is in `state`.
+    async fn achievement_in(&self, user: Address, state: &str, secs: u64) -> achievement::Model {
+        let what = format!(
+            "{user}'s achievement is {state} (node log: {})",
+            self.log.display()
+        );
+        eventually(secs, &what, || {
+            let store = self.store.clone();
+            async move {
+                achievement_of(&store, user)
+                    .await
+                    .is_some_and(|a| a.state == state)
+            }
+        })
+        .await;
+        achievement_of(&self.store, user)
+            .await
+            .expect("the achievement row")
+    }
+
+    /// Every Transfer log of the contract for `token`, from genesis to the head.
+    async fn transfers_of(&self, token: &TokenId) -> Vec<TransferLog> {
+        let head = self.reader.head_block().await.expect("head");
+        self.reader
+            .logs(0, head)
+            .await
+            .expect("Transfer logs")
+            .into_iter()
+            .filter(|l| &l.token_id == token)
+            .collect()
+    }
+
+    async fn outbox_count(&self, routing_key: &str) -> usize {
+        outbox::Entity::find()
+            .filter(outbox::Column::RoutingKey.eq(routing_key))
+            .all(self.store.db())
+            .await
+            .expect("outbox")
+            .len()
+    }
+
+    async fn sagas(&self) -> Vec<saga::Model> {
+        saga::Entity::find()
+            .all(self.store.db())
+            .await
+            .expect("sagas")
+    }
+
+    async fn mint_step(&self) -> Option<saga_step::Model> {
+        saga_step::Entity::find()
+            .filter(saga_step::Column::Name.eq("mint"))
+            .one(self.store.db())
+            .await
+            .expect("saga_steps")
+    }
+
+    async fn cleanup(mut self) {
+        drop(self.miner.take());
+        self.store.close().await.expect("close the store");
+        if let Some(vhost) = self.vhost.take() {
+            vhost.delete();
+        }
+        if let Some(db) = self.db.take() {
+            db.cleanup().await;
+        }
+    }
+}
+
+fn created_by(creator: Address, id: &str) -> Envelope {
+    let now = Utc::now();
+    Envelope::new(
+        "chain-saga-test",
+        ProposalCreated {
+            proposal: id.parse().expect("proposal id"),
+            creator,
+            title: "A proposal".into(),
+            description: String::new(),
+            starts_at: now,
+            ends_at: now + chrono::Duration::days(1),
+            quorum: 1,
+            threshold_bps: 5_000,
+        },
+    )
+}
+
+async fn achievement_of(store: &Store, user: Address) -> Option<achievement::Model> {
+    achievement::Entity::find()
+        .filter(achievement::Column::User.eq(user.to_string()))
+        .filter(achievement::Column::RuleId.eq("first-proposal"))
+        .one(store.db())
+        .await
+        .expect("achievements")
+}
+
+fn token_of(row: &achievement::Model) -> TokenId {
+    row.token_id
+        .as_deref()
+        .expect("the achievement has a token id")
+        .parse()
+        .expect("a token id")
+}
+
+/// Waits until `tx` is mined and checks it succeeded.
+async fn mined(chain: &EthersChain, tx: &TxHash) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let TxStatus::Mined { receipt, .. } = chain.confirmations(tx).await.expect("status") {
+            assert!(receipt.success, "{tx} reverted");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{tx} not mined in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// tests
+// ---------------------------------------------------------------------------------------
+
+/// A first proposal by `user` → "first-proposal" (bronze) unlocks → exactly one token on
+/// chain, registered, in the user's benefits, the saga completed.
+async fn unlock_mints_exactly_one_token(world: World, user: Address) {
+    let minter = world.admin.minter();
+    let sent_before = world.anvil.nonce(minter).await;
+    let mut node = Node(Some(world.spawn_node()));
+    world.publish_first_proposal(user, "p-mint").await;
+    let row = world.achievement_in(user, "minted", 60).await;
+    let token = token_of(&row);
+    assert_eq!(row.tier, "bronze");
+    assert!(row.reason.is_none(), "a minted achievement has no failure");
+
+    // The chain: the token exists, is the user's, and was minted exactly once.
+    assert_eq!(
+        world.reader.owner_of(&token, None).await.expect("ownerOf"),
+        Some(user),
+        "ownerOf(token) is the user"
+    );
+    let transfers = world.transfers_of(&token).await;
+    assert_eq!(
+        transfers.len(),
+        1,
+        "exactly one Transfer for the token: {transfers:?}"
+    );
+    assert_eq!(transfers[0].from, ZERO_ADDRESS, "it is a mint");
+    assert_eq!(transfers[0].to, user);
+    assert_eq!(
+        world.anvil.nonce(minter).await,
+        sent_before + 1,
+        "merit sent exactly one transaction"
+    );
+    assert_eq!(
+        transfers[0].achievement_id.map(|a| a.to_string()),
+        Some(row.id.clone()),
+        "the mint names the achievement"
+    );
+
+    // merit's side: the NftActor registered it with the achievement's tier, the user's
+    // benefits count it, the saga completed, and every event was written once.
+    let stored = nft::Entity::find_by_id(token.to_string())
+        .one(world.store.db())
+        .await
+        .expect("nfts")
+        .expect("the NftActor registered the token");
+    assert_eq!(stored.owner, Some(user.to_string()));
+    assert_eq!(stored.tier.as_deref(), Some("bronze"));
+    assert!(!stored.burned);
+    assert_eq!(stored.last_block as u64, transfers[0].block);
+    let what = format!("{user}'s benefits list {token}");
+    eventually(30, &what, || {
+        let (store, token) = (world.store.clone(), token.to_string());
+        async move {
+            benefit::Entity::find_by_id(user.to_string())
+                .one(store.db())
+                .await
+                .expect("benefits")
+                .is_some_and(|b| {
+                    // Held tokens with their tiers: `[[token, tier], ...]`.
+                    b.boosting_nfts.as_array().is_some_and(|a| {
+                        a.iter().any(|t| {
+                            t.get(0).and_then(|v| v.as_str()) == Some(token.as_str())
+                                && t.get(1).and_then(|v| v.as_str()) == Some("bronze")
+                        })
+                    }) && b.multiplier_bps == 11_000
+                })
+        }
+    })
+    .await;
+    let sagas = world.sagas().await;
+    assert_eq!(sagas.len(), 1, "one saga for one unlock");
+    assert_eq!(sagas[0].state, "completed");
+    assert_eq!(row.saga_id.as_deref(), Some(sagas[0].id.as_str()));
+    assert_eq!(world.outbox_count("nft.minted").await, 1);
+    assert_eq!(world.outbox_count("achievement.minted").await, 1);
+    assert_eq!(world.outbox_count("achievement.failed").await, 0);
+
+    node.stop();
+    world.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlock_mints_exactly_one_token_on_chain() {
+    // A block every second, as on a real chain: the mint waits in the mempool first.
+    let world = World::new("mint", Some(1), 2).await;
+    unlock_mints_exactly_one_token(world, wallet(101)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlock_mints_exactly_one_token_on_an_automining_chain() {
+    // Each transaction is mined as it is sent; the test adds blocks for confirmations.
+    let mut world = World::new("automine", None, 2).await;
+    world.miner = Some(world.anvil.keep_mining(Duration::from_millis(300)));
+    unlock_mints_exactly_one_token(world, wallet(111)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reverted_mint_is_compensated() {
+    let world = World::new("revert", Some(1), 2).await;
+    // merit signs with the deployer's key: take its minter role away (it stays admin).
+    let tx = world
+        .admin
+        .set_minter(world.admin.minter(), false)
+        .await
+        .expect("revoke MINTER_ROLE");
+    mined(&world.admin, &tx).await;
+    let mut node = Node(Some(world.spawn_node()));
+
+    let user = wallet(202);
+    world.publish_first_proposal(user, "p-revert").await;
+    let row = world.achievement_in(user, "failed", 60).await;
+    let token = token_of(&row);
+    assert!(
+        row.reason.as_deref().is_some_and(|r| !r.is_empty()),
+        "the failure has a reason: {row:?}"
+    );
+    assert_eq!(
+        world.reader.owner_of(&token, None).await.expect("ownerOf"),
+        None,
+        "no token on chain"
+    );
+    assert!(
+        world.transfers_of(&token).await.is_empty(),
+        "no Transfer log for the token"
+    );
+    let what = format!("the saga is compensated (log: {})", world.log.display());
+    eventually(30, &what, || async {
+        world.sagas().await.iter().any(|s| s.state == "compensated")
+    })
+    .await;
+    let sagas = world.sagas().await;
+    assert_eq!(sagas.len(), 1, "one saga for one unlock");
+    let mint = world.mint_step().await.expect("the mint step");
+    assert_eq!(mint.state, "failed", "the mint failed for good: {mint:?}");
+    assert!(mint.last_error.is_some(), "with the chain's error");
+    assert_eq!(world.outbox_count("achievement.failed").await, 1);
+    assert_eq!(world.outbox_count("achievement.minted").await, 0);
+    assert_eq!(world.outbox_count("nft.minted").await, 0);
+    assert!(
+        nft::Entity::find_by_id(token.to_string())
+            .one(world.store.db())
+            .await
+            .expect("nfts")
+            .is_none(),
+        "no NFT registered"
+    );
+
+    node.stop();
+    world.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_between_mint_and_confirmation_resumes_without_a_second_mint() {
+    // Automine only: the mint gets one block and no more until the test mines them.
+    let confirmations = 5;
+    let world = World::new("kill", None, confirmations).await;
+    let minter = world.admin.minter();
+    let sent_before = world.anvil.nonce(minter).await;
+    let mut node = Node(Some(world.spawn_node()));
+
+    let user = wallet(303);
+    world.publish_first_proposal(user, "p-kill").await;
+    let what = format!(
+        "the mint is sent and awaiting confirmations (log: {})",
+        world.log.display()
+    );
+    let w = &world;
+    eventually(60, &what, move || async move {
+        w.mint_step().await.is_some_and(|s| {
+            s.state == "awaiting"
+                && s.output
+                    .as_ref()
+                    .is_some_and(|o| o.get("tx").is_some_and(|t| t.is_string()))
+        })
+    })
+    .await;
+    node.kill();
+
+    let step = world.mint_step().await.expect("the mint step");
+    let tx: TxHash = step.output.as_ref().expect("output")["tx"]
+        .as_str()
+        .expect("tx")
+        .parse()
+        .expect("a tx hash");
+    let row = achievement_of(&world.store, user)
+        .await
+        .expect("the achievement");
+    assert_eq!(row.state, "reserved", "not minted before the kill");
+    let token = token_of(&row);
+    match world.reader.confirmations(&tx).await.expect("status") {
+        TxStatus::Mined {
+            receipt,
+            confirmations: c,
+        } => {
+            assert!(receipt.success, "the mint succeeded");
+            assert!(c < confirmations, "not yet final when killed ({c})");
+        }
+        TxStatus::NotMined => panic!("the mint {tx} is not mined (automine)"),
+    }
+    assert_eq!(
+        world.outbox_count("nft.minted").await,
+        0,
+        "the listener has not read the mint yet (below the confirmation depth)"
+    );
+
+    // The confirmations arrive while no node runs; the restarted node finishes the saga.
+    world.anvil.mine(confirmations + 1).await;
+    let mut node = Node(Some(world.spawn_node()));
+    let row = world.achievement_in(user, "minted", 60).await;
+    assert_eq!(token_of(&row), token, "the same token");
+
+    let transfers = world.transfers_of(&token).await;
+    assert_eq!(
+        transfers.len(),
+        1,
+        "exactly one Transfer for the token: {transfers:?}"
+    );
+    assert_eq!(transfers[0].from, ZERO_ADDRESS);
+    assert_eq!(transfers[0].to, user);
+    assert_eq!(transfers[0].tx_hash, tx, "the mint sent before the kill");
+    assert_eq!(
+        world.anvil.nonce(minter).await,
+        sent_before + 1,
+        "merit sent exactly one transaction (no second mint, not even a reverted one)"
+    );
+    assert_eq!(
+        world.reader.owner_of(&token, None).await.expect("ownerOf"),
+        Some(user)
+    );
+    assert_eq!(world.outbox_count("nft.minted").await, 1);
+    assert_eq!(world.outbox_count("achievement.minted").await, 1);
+    let sagas = world.sagas().await;
+    assert_eq!(sagas.len(), 1);
+    assert_eq!(sagas[0].state, "completed");
+    let step = world.mint_step().await.expect("the mint step");
+    assert_eq!(step.state, "done");
+
+    node.stop();
+    world.cleanup().await;
+}
