@@ -180,8 +180,9 @@ impl DynamicConfig {
     }
 
     /// Chooses the boosting NFTs among `candidates` (token, tier) — those with a bonus,
-    /// highest bonus first (ties by token id), at most `max_boosting_nfts` — and returns
-    /// them with the multiplier they give, capped at `max_multiplier_bps`.
+    /// highest bonus first (ties by token id), at most `max_boosting_nfts`, and none once
+    /// the multiplier reached `max_multiplier_bps` — and returns them with the multiplier
+    /// they give, capped at `max_multiplier_bps`.
     pub fn boost<'a, T: Clone + Ord + 'a>(
         &self,
         candidates: impl IntoIterator<Item = (&'a T, &'a TierId)>,
@@ -193,10 +194,19 @@ impl DynamicConfig {
             .collect();
         scored.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
         scored.truncate(self.limits.max_boosting_nfts as usize);
-        let sum = scored
-            .iter()
-            .fold(UNIT_BPS, |acc, (_, _, bonus)| acc.saturating_add(*bonus));
-        (scored, sum.min(self.limits.max_multiplier_bps))
+        // Only tokens that add weight boost: once the cap is reached the rest are left
+        // out, so they stay free to boost another vote on the same proposal.
+        let cap = self.limits.max_multiplier_bps;
+        let mut multiplier = UNIT_BPS;
+        let mut chosen = Vec::with_capacity(scored.len());
+        for token in scored {
+            if multiplier >= cap {
+                break;
+            }
+            multiplier = multiplier.saturating_add(token.2).min(cap);
+            chosen.push(token);
+        }
+        (chosen, multiplier)
     }
 }
 
@@ -304,7 +314,26 @@ mod tests {
         ];
         let (boosts, multiplier) = c.boost(held);
         let ids: Vec<_> = boosts.iter().map(|b| b.0.as_str()).collect();
-        assert_eq!(ids, ["2", "4"], "two golds beat the bronze");
+        assert_eq!(
+            ids,
+            ["2"],
+            "one gold reaches the x1.5 cap; the rest would add nothing"
+        );
         assert_eq!(multiplier, 15_000, "capped at max_multiplier_bps");
+        let roomy = DynamicConfig {
+            limits: Limits {
+                max_multiplier_bps: 30_000,
+                max_boosting_nfts: 2,
+            },
+            ..c.clone()
+        };
+        let (boosts, multiplier) = roomy.boost(held);
+        let ids: Vec<_> = boosts.iter().map(|b| b.0.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["2", "4"],
+            "two golds beat the bronze; at most two boost"
+        );
+        assert_eq!(multiplier, 20_000);
     }
 }

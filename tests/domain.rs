@@ -1,0 +1,1550 @@
+//! The domain end to end, on real RabbitMQ and PostgreSQL through an in-process node: a
+//! scripted community (proposals with deadlines, votes, NFT boosts, achievements) ends in
+//! the state computed by hand, and in the very same state when every event is delivered
+//! twice; an NFT boosts at most one vote per proposal whoever holds it; a rule added at run
+//! time reaches every node and a rollback withdraws it.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Debug,
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use common::{eventually, node_options, run_in_system, services, wallet, Backend, TestDb, Vhost};
+use merit_actors::{
+    achievement_token,
+    center::{CenterError, ConfigCenter},
+    config::DEFAULT_DOCUMENT,
+    rules::achievement_id,
+};
+use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_messages::{
+    ActorKind, ChainRef, Envelope, Event, EventId, NftBurned, NftMinted, NftTransferred,
+    ProposalCancelled, ProposalCreated, ProposalExecuted, Tally, TxHash, VoteCast, VoteChoice,
+};
+use merit_storage::{
+    entities::{achievement, actor, benefit, nft, outbox, proposal, user, vote},
+    sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter},
+    Store,
+};
+use merit_supervisors::Node;
+use serde_json::{json, Value};
+
+const SHARDS: u16 = 2;
+
+// ---------------------------------------------------------------------------------------
+// Harness: one node on its own database and vhost.
+// ---------------------------------------------------------------------------------------
+
+async fn rabbit(vhost: &Vhost) -> Arc<RabbitTransport> {
+    let t = RabbitTransport::connect(
+        &vhost.url,
+        Topology {
+            prefix: String::new(),
+            shards: SHARDS,
+        },
+    )
+    .await
+    .expect("connect to RabbitMQ");
+    t.declare().await.expect("declare the topology");
+    Arc::new(t)
+}
+
+/// A node on a fresh PostgreSQL database and a fresh vhost, and a producer connection.
+struct Community {
+    db: TestDb,
+    store: Store,
+    vhost: Vhost,
+    producer: Arc<RabbitTransport>,
+    node: Node,
+}
+
+impl Community {
+    async fn start(name: &str) -> Self {
+        let (db, store) = TestDb::migrated(Backend::Postgres).await;
+        let vhost = Vhost::create();
+        let producer = rabbit(&vhost).await;
+        let node = Node::start(
+            node_options(name, SHARDS),
+            store.clone(),
+            services(name),
+            rabbit(&vhost).await,
+        )
+        .await
+        .expect("node starts");
+        Self {
+            db,
+            store,
+            vhost,
+            producer,
+            node,
+        }
+    }
+
+    /// Publishes `envs` in order, `copies` times over (the whole list, then the whole list
+    /// again): each copy has the same event id.
+    async fn publish(&self, envs: &[Envelope], copies: usize) {
+        let batch: Vec<Outgoing> = (0..copies)
+            .flat_map(|_| envs.iter().map(Outgoing::from_envelope))
+            .collect();
+        self.producer.publish(batch).await.expect("publish");
+    }
+
+    /// Nothing left to do: no ready message in any queue, no unpublished outbox row and no
+    /// turn in flight — three times in a row, 200 ms apart.
+    async fn wait_quiescent(&self) {
+        let mut calm = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while calm < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node did not become quiescent"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let ready: u64 = self
+                .producer
+                .queue_depths()
+                .await
+                .expect("queue depths")
+                .iter()
+                .map(|(_, n)| n)
+                .sum();
+            let unsent = outbox::Entity::find()
+                .filter(outbox::Column::PublishedAt.is_null())
+                .count(self.store.db())
+                .await
+                .expect("count outbox");
+            let inflight: usize = self
+                .node
+                .status()
+                .registries
+                .iter()
+                .map(|r| r.inflight)
+                .sum();
+            calm = if ready == 0 && unsent == 0 && inflight == 0 {
+                calm + 1
+            } else {
+                0
+            };
+        }
+    }
+
+    async fn stop(self) {
+        self.node.shutdown(Duration::from_secs(5)).await;
+        drop(self.producer);
+        self.vhost.delete();
+        self.db.cleanup().await;
+    }
+}
+
+/// Polls `read` every 100 ms until it returns `expected`; after `secs` it fails with the
+/// last value read next to the expected one.
+async fn settles<T, F, Fut>(secs: u64, what: &str, mut read: F, expected: &T)
+where
+    T: PartialEq + Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let got = read().await;
+        if &got == expected {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            assert_eq!(&got, expected, "timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Events.
+// ---------------------------------------------------------------------------------------
+
+fn addr(i: u32) -> String {
+    wallet(i).to_string()
+}
+
+/// The id of the script's event `label`: the same in every run, and for every copy.
+fn id(label: &str) -> EventId {
+    EventId::named(&format!("domain-test:{label}"))
+}
+
+fn ev(label: &str, at: DateTime<Utc>, event: impl Into<Event>) -> Envelope {
+    Envelope::with_id(id(label), "domain-test", at, event)
+}
+
+fn created(
+    label: &str,
+    proposal: &str,
+    creator: u32,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    quorum: u64,
+    threshold_bps: u16,
+) -> Envelope {
+    ev(
+        label,
+        Utc::now(),
+        ProposalCreated {
+            proposal: proposal.parse().expect("proposal id"),
+            creator: wallet(creator),
+            title: format!("Proposal {proposal}"),
+            description: String::new(),
+            starts_at,
+            ends_at,
+            quorum,
+            threshold_bps,
+        },
+    )
+}
+
+/// `voter` votes `choice` on `proposal`; the event is labelled `vote:{proposal}:u{voter}`
+/// plus `suffix`.
+fn vote_at(
+    proposal: &str,
+    voter: u32,
+    choice: VoteChoice,
+    suffix: &str,
+    at: DateTime<Utc>,
+) -> Envelope {
+    ev(
+        &format!("vote:{proposal}:u{voter}{suffix}"),
+        at,
+        VoteCast {
+            proposal: proposal.parse().expect("proposal id"),
+            voter: wallet(voter),
+            choice,
+            reason: None,
+        },
+    )
+}
+
+fn vote(proposal: &str, voter: u32, choice: VoteChoice) -> Envelope {
+    vote_at(proposal, voter, choice, "", Utc::now())
+}
+
+fn chain(block: u64, log_index: u64) -> ChainRef {
+    ChainRef {
+        chain_id: 31337,
+        block_number: block,
+        block_hash: TxHash([7; 32]),
+        tx_hash: TxHash([8; 32]),
+        log_index,
+    }
+}
+
+fn mint(token: u32, to: u32, tier: Option<&str>, block: u64, log: u64) -> Envelope {
+    ev(
+        &format!("mint:{token}"),
+        Utc::now(),
+        NftMinted {
+            token: token.to_string().parse().expect("token"),
+            to: wallet(to),
+            achievement_id: None,
+            tier: tier.map(|t| t.parse().expect("tier")),
+            chain: chain(block, log),
+        },
+    )
+}
+
+fn transfer(token: u32, from: u32, to: u32, block: u64, log: u64) -> Envelope {
+    ev(
+        &format!("transfer:{token}:{block}:{log}"),
+        Utc::now(),
+        NftTransferred {
+            token: token.to_string().parse().expect("token"),
+            from: wallet(from),
+            to: wallet(to),
+            chain: chain(block, log),
+        },
+    )
+}
+
+fn burn(token: u32, from: u32, block: u64, log: u64) -> Envelope {
+    ev(
+        &format!("burn:{token}"),
+        Utc::now(),
+        NftBurned {
+            token: token.to_string().parse().expect("token"),
+            from: wallet(from),
+            chain: chain(block, log),
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading the store.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct AchievementRow {
+    user: String,
+    rule: String,
+    tier: String,
+    rule_version: i64,
+    id: String,
+    token: Option<String>,
+    state: String,
+}
+
+/// The achievement the built-in rule `rule` unlocks first for wallet `user`.
+fn unlocked(user: u32, rule: &str, tier: &str, rule_version: i64) -> AchievementRow {
+    let id = achievement_id(&wallet(user), &rule.parse().expect("rule id"), 1);
+    AchievementRow {
+        user: addr(user),
+        rule: rule.to_string(),
+        tier: tier.to_string(),
+        rule_version,
+        id: id.to_string(),
+        token: Some(achievement_token(id).to_string()),
+        state: "unlocked".to_string(),
+    }
+}
+
+/// A `votes` row: choice, weight, boosts as (token, tier, bonus), the counted event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VoteRow {
+    choice: String,
+    weight: i64,
+    boosts: Vec<(String, String, u64)>,
+    event_id: String,
+}
+
+/// A `users` row: proposals created, votes counted, proposals passed, NFTs held, longest
+/// streak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UserRow {
+    created: i64,
+    votes: i64,
+    passed: i64,
+    nfts: i64,
+    streak: i64,
+}
+
+/// A `benefits` row: multiplier, held tiered tokens as (token, tier), config version.
+type BenefitRow = (i64, Vec<(String, String)>, i64);
+
+/// An `nfts` row: owner, tier, burned, (block, log index).
+type NftRow = (Option<String>, Option<String>, bool, (i64, i64));
+
+/// Everything the script's end state is judged on.
+#[derive(Debug, PartialEq, Eq)]
+struct EndState {
+    achievements: BTreeSet<AchievementRow>,
+    /// Status and tally by proposal id.
+    proposals: BTreeMap<String, (String, Tally)>,
+    /// Votes each ProposalActor refused, by proposal id (also for proposals never created).
+    refused: BTreeMap<String, u64>,
+    votes: BTreeMap<(String, String), VoteRow>,
+    benefits: BTreeMap<String, BenefitRow>,
+    users: BTreeMap<String, UserRow>,
+    nfts: BTreeMap<String, NftRow>,
+}
+
+impl EndState {
+    /// What differs from `expected`, entry by entry ("" when nothing does).
+    fn differences(&self, expected: &EndState) -> String {
+        let mut out = String::new();
+        for a in self.achievements.difference(&expected.achievements) {
+            out += &format!("achievements: unexpected {a:?}\n");
+        }
+        for a in expected.achievements.difference(&self.achievements) {
+            out += &format!("achievements: missing {a:?}\n");
+        }
+        diff_maps("proposals", &self.proposals, &expected.proposals, &mut out);
+        diff_maps("refused", &self.refused, &expected.refused, &mut out);
+        diff_maps("votes", &self.votes, &expected.votes, &mut out);
+        diff_maps("benefits", &self.benefits, &expected.benefits, &mut out);
+        diff_maps("users", &self.users, &expected.users, &mut out);
+        diff_maps("nfts", &self.nfts, &expected.nfts, &mut out);
+        out
+    }
+}
+
+fn diff_maps<K: Ord + Debug, V: PartialEq + Debug>(
+    table: &str,
+    got: &BTreeMap<K, V>,
+    expected: &BTreeMap<K, V>,
+    out: &mut String,
+) {
+    let keys: BTreeSet<&K> = got.keys().chain(expected.keys()).collect();
+    for k in keys {
+        let (g, e) = (got.get(k), expected.get(k));
+        if g != e {
+            *out += &format!("{table}[{k:?}]: got {g:?}, expected {e:?}\n");
+        }
+    }
+}
+
+/// Waits until the store holds `expected`; after `secs`, fails listing what differs.
+async fn wait_end_state(secs: u64, store: &Store, expected: &EndState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let diff = read_end_state(store).await.differences(expected);
+        if diff.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for the script's end state; it differs:\n{diff}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn boosts_of(v: &Value) -> Vec<(String, String, u64)> {
+    v.as_array()
+        .expect("boosts is an array")
+        .iter()
+        .map(|b| {
+            (
+                b["token"].as_str().expect("token").to_string(),
+                b["tier"].as_str().expect("tier").to_string(),
+                b["bonus_bps"].as_u64().expect("bonus"),
+            )
+        })
+        .collect()
+}
+
+fn held_of(v: &Value) -> Vec<(String, String)> {
+    v.as_array()
+        .expect("boosting_nfts is an array")
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().expect("token").to_string(),
+                pair[1].as_str().expect("tier").to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn read_achievements(store: &Store) -> BTreeSet<AchievementRow> {
+    achievement::Entity::find()
+        .all(store.db())
+        .await
+        .expect("read achievements")
+        .into_iter()
+        .map(|a| AchievementRow {
+            user: a.user,
+            rule: a.rule_id,
+            tier: a.tier,
+            rule_version: a.rule_version,
+            id: a.id,
+            token: a.token_id,
+            state: a.state,
+        })
+        .collect()
+}
+
+async fn read_benefits(store: &Store) -> BTreeMap<String, BenefitRow> {
+    benefit::Entity::find()
+        .all(store.db())
+        .await
+        .expect("read benefits")
+        .into_iter()
+        .map(|b| {
+            (
+                b.user,
+                (
+                    b.multiplier_bps,
+                    held_of(&b.boosting_nfts),
+                    b.config_version,
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn read_votes(store: &Store) -> BTreeMap<(String, String), VoteRow> {
+    vote::Entity::find()
+        .all(store.db())
+        .await
+        .expect("read votes")
+        .into_iter()
+        .map(|v| {
+            (
+                (v.proposal_id, v.voter),
+                VoteRow {
+                    choice: v.choice,
+                    weight: v.weight,
+                    boosts: boosts_of(&v.boosts),
+                    event_id: v.event_id,
+                },
+            )
+        })
+        .collect()
+}
+
+async fn read_proposals(store: &Store) -> BTreeMap<String, (String, Tally)> {
+    proposal::Entity::find()
+        .all(store.db())
+        .await
+        .expect("read proposals")
+        .into_iter()
+        .map(|p| {
+            let tally = serde_json::from_value(p.tally).expect("tally");
+            (p.id, (p.status, tally))
+        })
+        .collect()
+}
+
+async fn read_refused(store: &Store) -> BTreeMap<String, u64> {
+    actor::Entity::find()
+        .filter(actor::Column::Kind.eq(ActorKind::Proposal.as_str()))
+        .all(store.db())
+        .await
+        .expect("read proposal actors")
+        .into_iter()
+        .map(|a| {
+            let refused = a.state["refused_votes"].as_u64().expect("refused_votes");
+            (a.key, refused)
+        })
+        .collect()
+}
+
+async fn read_users(store: &Store) -> BTreeMap<String, UserRow> {
+    user::Entity::find()
+        .all(store.db())
+        .await
+        .expect("read users")
+        .into_iter()
+        .map(|u| {
+            let counter = |k: &str| u.counters[k].as_i64().expect("counter");
+            let row = UserRow {
+                created: u.proposals_created,
+                votes: u.votes_cast,
+                passed: counter("proposals_passed"),
+                nfts: counter("nfts_held"),
+                streak: counter("longest_streak"),
+            };
+            (u.address, row)
+        })
+        .collect()
+}
+
+async fn read_nfts(store: &Store) -> BTreeMap<String, NftRow> {
+    nft::Entity::find()
+        .all(store.db())
+        .await
+        .expect("read nfts")
+        .into_iter()
+        .map(|n| {
+            (
+                n.token_id,
+                (n.owner, n.tier, n.burned, (n.last_block, n.last_log_index)),
+            )
+        })
+        .collect()
+}
+
+async fn read_end_state(store: &Store) -> EndState {
+    EndState {
+        achievements: read_achievements(store).await,
+        proposals: read_proposals(store).await,
+        refused: read_refused(store).await,
+        votes: read_votes(store).await,
+        benefits: read_benefits(store).await,
+        users: read_users(store).await,
+        nfts: read_nfts(store).await,
+    }
+}
+
+async fn status_of(store: &Store, proposal_id: &str) -> Option<String> {
+    proposal::Entity::find_by_id(proposal_id.to_string())
+        .one(store.db())
+        .await
+        .expect("read proposal")
+        .map(|p| p.status)
+}
+
+async fn user_version(store: &Store, user: u32) -> i64 {
+    store
+        .load_actor(ActorKind::User, &addr(user))
+        .await
+        .expect("load user")
+        .map_or(0, |(version, _)| version)
+}
+
+fn tally(for_weight: u64, against_weight: u64, abstain_weight: u64, voters: u64) -> Tally {
+    Tally {
+        for_weight,
+        against_weight,
+        abstain_weight,
+        voters,
+    }
+}
+
+fn held(tokens: &[(&str, &str)]) -> Vec<(String, String)> {
+    tokens
+        .iter()
+        .map(|(t, tier)| (t.to_string(), tier.to_string()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. The scripted community.
+// ---------------------------------------------------------------------------------------
+
+/// Seconds after the script starts when proposals p1..p5 close (the deadline timer closes
+/// them). Every vote on them is applied well before; the script checks it.
+const CLOSE_AFTER_SECS: i64 = 15;
+
+/// The proposals, created in this order (so their sequence numbers are 1..=10):
+/// (id, creator, opens after (s), closes after (s), quorum, threshold bps).
+const PROPOSALS: [(&str, u32, i64, i64, u64, u16); 10] = [
+    ("p1", 0, -3_600, CLOSE_AFTER_SECS, 3_000, 5_000),
+    ("p2", 0, -3_600, CLOSE_AFTER_SECS, 1_000, 5_000),
+    ("p3", 0, -3_600, CLOSE_AFTER_SECS, 1_000, 5_000),
+    ("p4", 1, -3_600, CLOSE_AFTER_SECS, 1_000, 5_000),
+    ("p5", 1, -3_600, CLOSE_AFTER_SECS, 100_000, 5_000),
+    ("p6", 2, -3_600, WEEK_SECS, 1_000, 5_000),
+    ("p7", 2, -3_600, WEEK_SECS, 1_000, 5_000),
+    ("p8", 3, -3_600, WEEK_SECS, 1_000, 6_000),
+    ("p9", 4, -3_600, WEEK_SECS, 1_000, 5_000),
+    // Pending when created; the deadline timer opens it 3 s into the script.
+    ("p10", 5, 3, WEEK_SECS, 1_000, 5_000),
+];
+
+const WEEK_SECS: i64 = 7 * 24 * 3_600;
+
+/// Runs the script on a fresh database and vhost, every producer event published `copies`
+/// times, and returns the end state.
+async fn run_script(name: &str, copies: usize) -> EndState {
+    use VoteChoice::{Abstain as Ab, Against as A, For as F};
+    let c = Community::start(name).await;
+    let store = &c.store;
+    let t0 = Utc::now();
+    // Every producer event, once.
+    let mut sent: Vec<Envelope> = Vec::new();
+    let secs = chrono::Duration::seconds;
+
+    // Proposals one at a time, so that their sequence numbers follow the list (streaks
+    // depend on them). A duplicate creation must not take a second number.
+    for (p, creator, opens, closes, quorum, threshold) in PROPOSALS {
+        let env = created(
+            &format!("create:{p}"),
+            p,
+            creator,
+            t0 + secs(opens),
+            t0 + secs(closes),
+            quorum,
+            threshold,
+        );
+        c.publish(std::slice::from_ref(&env), copies).await;
+        sent.push(env);
+        eventually(60, &format!("{p} is created"), move || async move {
+            status_of(store, p).await.is_some()
+        })
+        .await;
+    }
+
+    // The creators' first-proposal achievements; u0's is then minted as an NFT whose tier
+    // comes from the achievement (the mint does not carry one).
+    settles(
+        60,
+        "each creator's first-proposal achievement",
+        || async move { read_achievements(store).await.len() },
+        &6,
+    )
+    .await;
+    let u0_badge = achievement_id(&wallet(0), &"first-proposal".parse().expect("rule"), 1);
+    let u0_token = achievement_token(u0_badge);
+
+    // NFTs, in chain order per token. u7 ends with nothing (its bronze moves on, its gold is
+    // burned); u8 holds four golds, two silvers and a bronze (five boost, capped at x3); u9
+    // holds a silver and a token without a tier (which boosts nothing).
+    let nfts = vec![
+        ev(
+            "mint:badge",
+            Utc::now(),
+            NftMinted {
+                token: u0_token.clone(),
+                to: wallet(0),
+                achievement_id: Some(u0_badge),
+                tier: None,
+                chain: chain(9, 0),
+            },
+        ),
+        mint(1, 6, Some("gold"), 10, 0),
+        mint(2, 6, Some("silver"), 10, 1),
+        mint(3, 7, Some("bronze"), 11, 0),
+        mint(4, 7, Some("gold"), 11, 1),
+        mint(5, 8, Some("gold"), 12, 0),
+        mint(11, 8, Some("gold"), 12, 1),
+        mint(12, 8, Some("gold"), 12, 2),
+        mint(13, 8, Some("gold"), 12, 3),
+        mint(6, 8, Some("silver"), 12, 4),
+        mint(7, 8, Some("silver"), 12, 5),
+        mint(8, 8, Some("bronze"), 12, 6),
+        mint(14, 9, None, 13, 0),
+        transfer(2, 6, 9, 14, 0),
+        transfer(3, 7, 10, 14, 1),
+        transfer(3, 10, 11, 15, 0),
+        burn(4, 7, 16, 0),
+    ];
+    c.publish(&nfts, copies).await;
+    sent.extend(nfts);
+    let u8_held = held(&[
+        ("11", "gold"),
+        ("12", "gold"),
+        ("13", "gold"),
+        ("5", "gold"),
+        ("6", "silver"),
+        ("7", "silver"),
+        ("8", "bronze"),
+    ]);
+    let badge = u0_token.to_string();
+    let holdings: BTreeMap<String, BenefitRow> = [
+        (0, (11_000, held(&[(badge.as_str(), "bronze")]), 0)),
+        (6, (15_000, held(&[("1", "gold")]), 0)),
+        (7, (10_000, vec![], 0)),
+        (8, (30_000, u8_held.clone(), 0)),
+        (9, (12_500, held(&[("2", "silver")]), 0)),
+        (10, (10_000, vec![], 0)),
+        (11, (11_000, held(&[("3", "bronze")]), 0)),
+    ]
+    .into_iter()
+    .map(|(u, row)| (addr(u), row))
+    .collect();
+    settles(
+        60,
+        "the NFTs reach their holders' benefits",
+        || read_benefits(store),
+        &holdings,
+    )
+    .await;
+    // And every holding change was applied (an intermediate state could look final: u7
+    // holds nothing between losing its bronze and gaining its gold).
+    settles(
+        60,
+        "each holder applied all its holding changes",
+        || async move {
+            let mut versions = Vec::new();
+            for u in 6..=11 {
+                versions.push(user_version(store, u).await);
+            }
+            versions
+        },
+        &vec![3, 4, 7, 2, 2, 1],
+    )
+    .await;
+
+    // Votes. u6 (gold, x1.5) and u11 (bronze, x1.1) vote on p1..p9; u8 votes x3 (capped).
+    let votes = vec![
+        vote("p1", 6, F),
+        vote("p1", 8, F),
+        vote("p1", 11, A),
+        vote("p1", 9, Ab),
+        vote("p1", 10, A),
+        // Refused: u10 already voted on p1 (the first vote is final).
+        vote_at("p1", 10, F, ":again", Utc::now()),
+        vote("p2", 6, F),
+        vote("p2", 11, F),
+        vote("p2", 7, A),
+        vote("p3", 6, F),
+        vote("p3", 11, Ab),
+        vote("p3", 8, A),
+        vote("p3", 9, F),
+        vote("p3", 10, F),
+        vote("p4", 6, F),
+        vote("p4", 8, A),
+        vote("p4", 11, F),
+        vote("p5", 6, F),
+        vote("p5", 11, F),
+        vote("p6", 6, F),
+        vote("p6", 11, A),
+        vote("p6", 7, F),
+        // Ignored: only the creator (u2) may cancel.
+        ev(
+            "cancel:p6:u3",
+            Utc::now(),
+            ProposalCancelled {
+                proposal: "p6".parse().expect("id"),
+                by: wallet(3),
+                reason: "not mine".into(),
+            },
+        ),
+        ev(
+            "cancel:p6:u2",
+            Utc::now(),
+            ProposalCancelled {
+                proposal: "p6".parse().expect("id"),
+                by: wallet(2),
+                reason: "withdrawn".into(),
+            },
+        ),
+        // Refused: p6 is cancelled.
+        vote("p6", 9, F),
+        vote("p7", 6, F),
+        vote("p7", 11, F),
+        vote("p7", 8, F),
+        vote("p7", 9, A),
+        // Refused: stamped before p7 opened.
+        vote_at("p7", 10, F, ":early", t0 - chrono::Duration::hours(2)),
+        vote("p8", 6, A),
+        vote("p8", 11, F),
+        vote("p9", 6, F),
+        vote("p9", 11, F),
+        vote("p9", 10, Ab),
+        // Refused: p10 opens 3 s after t0.
+        vote_at("p10", 9, F, ":early", t0),
+        // Refused: no such proposal.
+        vote("ghost", 7, F),
+    ];
+    c.publish(&votes, copies).await;
+    sent.extend(votes);
+    settles(
+        60,
+        "the first round of votes is counted",
+        || async move { read_votes(store).await.len() },
+        &30,
+    )
+    .await;
+    settles(
+        60,
+        "the refused votes are refused",
+        || read_refused(store),
+        &[
+            ("ghost", 1),
+            ("p1", 1),
+            ("p10", 1),
+            ("p2", 0),
+            ("p3", 0),
+            ("p4", 0),
+            ("p5", 0),
+            ("p6", 1),
+            ("p7", 1),
+            ("p8", 0),
+            ("p9", 0),
+        ]
+        .into_iter()
+        .map(|(p, n)| (p.to_string(), n))
+        .collect(),
+    )
+    .await;
+
+    // u6's gold moves to u7: it already boosted u6's votes on p1..p9, so on those
+    // proposals it boosts nobody again.
+    let gold_to_u7 = vec![transfer(1, 6, 7, 20, 0)];
+    c.publish(&gold_to_u7, copies).await;
+    sent.extend(gold_to_u7);
+    let mut after_transfer = holdings.clone();
+    after_transfer.insert(addr(6), (10_000, vec![], 0));
+    after_transfer.insert(addr(7), (15_000, held(&[("1", "gold")]), 0));
+    settles(
+        60,
+        "the gold reaches u7",
+        || read_benefits(store),
+        &after_transfer,
+    )
+    .await;
+    let late = vec![vote("p1", 7, F), vote("p7", 7, A)];
+    c.publish(&late, copies).await;
+    sent.extend(late);
+    settles(
+        60,
+        "u7's late votes are counted",
+        || async move { read_votes(store).await.len() },
+        &32,
+    )
+    .await;
+    let elapsed = (Utc::now() - t0).num_milliseconds();
+    println!("{name}: votes on p1..p5 applied {elapsed} ms into the script");
+    assert!(
+        Utc::now() < t0 + secs(CLOSE_AFTER_SECS),
+        "the script ran past the closing deadline of p1..p5 (the machine is too slow for \
+         this test's 15 s budget); the expected tallies assume every vote came first"
+    );
+
+    // p10 opens by the deadline timer; then four votes, u7 now boosted by the gold.
+    eventually(60, "p10 opens", move || async move {
+        status_of(store, "p10").await.as_deref() == Some("active")
+    })
+    .await;
+    let p10 = vec![
+        vote("p10", 11, F),
+        vote("p10", 7, F),
+        vote("p10", 8, Ab),
+        vote("p10", 10, A),
+    ];
+    c.publish(&p10, copies).await;
+    sent.extend(p10);
+
+    // p1..p5 close by the deadline timer; then p1 is executed. Executing the defeated p4
+    // is ignored.
+    for p in ["p1", "p2", "p3", "p4", "p5"] {
+        eventually(90, &format!("{p} closes"), move || async move {
+            matches!(
+                status_of(store, p).await.as_deref(),
+                Some("succeeded" | "defeated")
+            )
+        })
+        .await;
+    }
+    let executed = vec![
+        ev(
+            "execute:p1",
+            Utc::now(),
+            ProposalExecuted {
+                proposal: "p1".parse().expect("id"),
+                by: wallet(0),
+            },
+        ),
+        ev(
+            "execute:p4",
+            Utc::now(),
+            ProposalExecuted {
+                proposal: "p4".parse().expect("id"),
+                by: wallet(1),
+            },
+        ),
+    ];
+    c.publish(&executed, copies).await;
+    sent.extend(executed);
+
+    let expected = expected_end_state(&u8_held, &badge);
+    wait_end_state(90, store, &expected).await;
+    // Nothing is still on its way that could change it (a doubled effect would show here).
+    c.wait_quiescent().await;
+    let end = read_end_state(store).await;
+    let diff = end.differences(&expected);
+    assert!(
+        diff.is_empty(),
+        "the end state changed once the node was idle:\n{diff}"
+    );
+    let dead = c.producer.dead_letters(10).await.expect("dead letters");
+    assert!(dead.is_empty(), "nothing is dead-lettered: {dead:?}");
+
+    // Every copy beyond the first was absorbed as a duplicate by each kind it addresses.
+    let status = c.node.status();
+    for kind in ActorKind::ALL {
+        let published = sent
+            .iter()
+            .filter(|e| e.event_type().handlers().contains(&kind))
+            .count();
+        let duplicates = status
+            .registries
+            .iter()
+            .find(|r| r.kind == kind.as_str())
+            .expect("registry")
+            .duplicates;
+        let least = ((copies - 1) * published) as u64;
+        assert!(
+            duplicates >= least,
+            "{kind}: {duplicates} duplicates absorbed, expected at least {least} \
+             ({published} events published {copies} times)"
+        );
+    }
+    c.stop().await;
+    end
+}
+
+/// The end state of the script, computed by hand.
+///
+/// Weights (1000 = a plain vote): u6 holds gold #1 until after the first round (x1.5 →
+/// 1500); u8 holds 4 golds + 2 silvers + a bronze: the four golds add 4 × 5000 bps and
+/// reach the x3 cap → 3000, so only they boost (a token that adds nothing is not used); u9 a silver (x1.25 → 1250); u11 a bronze (x1.1 → 1100);
+/// u7 and u10 nothing (1000) — until u7 receives gold #1, which boosts only on p10, the
+/// one proposal where it boosted nobody yet.
+fn expected_end_state(u8_held: &[(String, String)], badge: &str) -> EndState {
+    use VoteChoice::{Abstain as Ab, Against as A, For as F};
+    let gold1 = vec![("1".to_string(), "gold".to_string(), 5_000)];
+    let bronze3 = vec![("3".to_string(), "bronze".to_string(), 1_000)];
+    let silver2 = vec![("2".to_string(), "silver".to_string(), 2_500)];
+    let u8_boosts: Vec<(String, String, u64)> = [
+        ("11", "gold", 5_000),
+        ("12", "gold", 5_000),
+        ("13", "gold", 5_000),
+        ("5", "gold", 5_000),
+    ]
+    .iter()
+    .map(|(t, tier, b)| (t.to_string(), tier.to_string(), *b))
+    .collect();
+    let boosts_for = |voter: u32, proposal: &str| match voter {
+        6 => gold1.clone(),
+        7 if proposal == "p10" => gold1.clone(),
+        8 => u8_boosts.clone(),
+        9 => silver2.clone(),
+        11 => bronze3.clone(),
+        _ => vec![],
+    };
+    let choice = |c: VoteChoice| match c {
+        F => "for",
+        A => "against",
+        Ab => "abstain",
+    };
+    // (proposal, voter, choice, weight) of every counted vote.
+    let counted: [(&str, u32, VoteChoice, i64); 36] = [
+        ("p1", 6, F, 1_500),
+        ("p1", 8, F, 3_000),
+        ("p1", 11, A, 1_100),
+        ("p1", 9, Ab, 1_250),
+        ("p1", 10, A, 1_000),
+        ("p1", 7, F, 1_000),
+        ("p2", 6, F, 1_500),
+        ("p2", 11, F, 1_100),
+        ("p2", 7, A, 1_000),
+        ("p3", 6, F, 1_500),
+        ("p3", 11, Ab, 1_100),
+        ("p3", 8, A, 3_000),
+        ("p3", 9, F, 1_250),
+        ("p3", 10, F, 1_000),
+        ("p4", 6, F, 1_500),
+        ("p4", 8, A, 3_000),
+        ("p4", 11, F, 1_100),
+        ("p5", 6, F, 1_500),
+        ("p5", 11, F, 1_100),
+        ("p6", 6, F, 1_500),
+        ("p6", 11, A, 1_100),
+        ("p6", 7, F, 1_000),
+        ("p7", 6, F, 1_500),
+        ("p7", 11, F, 1_100),
+        ("p7", 8, F, 3_000),
+        ("p7", 9, A, 1_250),
+        ("p7", 7, A, 1_000),
+        ("p8", 6, A, 1_500),
+        ("p8", 11, F, 1_100),
+        ("p9", 6, F, 1_500),
+        ("p9", 11, F, 1_100),
+        ("p9", 10, Ab, 1_000),
+        ("p10", 11, F, 1_100),
+        ("p10", 7, F, 1_500),
+        ("p10", 8, Ab, 3_000),
+        ("p10", 10, A, 1_000),
+    ];
+    let votes = counted
+        .iter()
+        .map(|&(p, voter, c, weight)| {
+            (
+                (p.to_string(), addr(voter)),
+                VoteRow {
+                    choice: choice(c).to_string(),
+                    weight,
+                    boosts: boosts_for(voter, p),
+                    event_id: id(&format!("vote:{p}:u{voter}")).to_string(),
+                },
+            )
+        })
+        .collect();
+
+    let proposals = [
+        // for 1500+3000+1000, against 1100+1000, abstain 1250: 72% for, quorum 3000 met.
+        ("p1", "executed", tally(5_500, 2_100, 1_250, 6)),
+        ("p2", "succeeded", tally(2_600, 1_000, 0, 3)),
+        // 3750 for vs 3000 against: 55.6% ≥ 50%.
+        ("p3", "succeeded", tally(3_750, 3_000, 1_100, 5)),
+        // 2600 for vs 3000 against.
+        ("p4", "defeated", tally(2_600, 3_000, 0, 3)),
+        // All for, but 2600 < quorum 100000.
+        ("p5", "defeated", tally(2_600, 0, 0, 2)),
+        // The tally when it was cancelled; the vote after it refused.
+        ("p6", "cancelled", tally(2_500, 1_100, 0, 3)),
+        ("p7", "active", tally(5_600, 2_250, 0, 5)),
+        ("p8", "active", tally(1_100, 1_500, 0, 2)),
+        ("p9", "active", tally(2_600, 0, 1_000, 3)),
+        ("p10", "active", tally(2_600, 1_000, 3_000, 4)),
+    ]
+    .into_iter()
+    .map(|(p, status, t)| (p.to_string(), (status.to_string(), t)))
+    .collect();
+
+    let refused = [
+        ("ghost", 1),
+        ("p1", 1),
+        ("p10", 1),
+        ("p2", 0),
+        ("p3", 0),
+        ("p4", 0),
+        ("p5", 0),
+        ("p6", 1),
+        ("p7", 1),
+        ("p8", 0),
+        ("p9", 0),
+    ]
+    .into_iter()
+    .map(|(p, n)| (p.to_string(), n))
+    .collect();
+
+    let achievements = [
+        unlocked(0, "first-proposal", "bronze", 0),
+        // p1, p2 and p3 succeeded.
+        unlocked(0, "passed-3", "gold", 0),
+        unlocked(1, "first-proposal", "bronze", 0),
+        unlocked(2, "first-proposal", "bronze", 0),
+        unlocked(3, "first-proposal", "bronze", 0),
+        unlocked(4, "first-proposal", "bronze", 0),
+        unlocked(5, "first-proposal", "bronze", 0),
+        // Voted on seqs 1..9: a streak of 9, but 9 votes (< 10).
+        unlocked(6, "streak-5", "gold", 0),
+        // Voted on seqs 1..10.
+        unlocked(11, "streak-5", "gold", 0),
+        unlocked(11, "voter-10", "silver", 0),
+    ]
+    .into_iter()
+    .collect();
+
+    let benefits = [
+        // u0's first-proposal badge, minted without a tier: bronze, from its achievement.
+        (0, (11_000, held(&[(badge, "bronze")]), 0)),
+        (6, (10_000, vec![], 0)),
+        (7, (15_000, held(&[("1", "gold")]), 0)),
+        (8, (30_000, u8_held.to_vec(), 0)),
+        (9, (12_500, held(&[("2", "silver")]), 0)),
+        (10, (10_000, vec![], 0)),
+        (11, (11_000, held(&[("3", "bronze")]), 0)),
+    ]
+    .into_iter()
+    .map(|(u, row)| (addr(u), row))
+    .collect();
+
+    let user = |created, votes, passed, nfts, streak| UserRow {
+        created,
+        votes,
+        passed,
+        nfts,
+        streak,
+    };
+    let users = [
+        (0, user(3, 0, 3, 1, 0)),
+        (1, user(2, 0, 0, 0, 0)),
+        (2, user(2, 0, 0, 0, 0)),
+        (3, user(1, 0, 0, 0, 0)),
+        (4, user(1, 0, 0, 0, 0)),
+        (5, user(1, 0, 0, 0, 0)),
+        (6, user(0, 9, 0, 0, 9)),
+        // seqs {1, 2, 6, 7, 10}; holds gold #1.
+        (7, user(0, 5, 0, 1, 2)),
+        // seqs {1, 3, 4, 7, 10}: five votes, no streak of five.
+        (8, user(0, 5, 0, 7, 2)),
+        // seqs {1, 3, 7}; holds silver #2 and the untiered #14.
+        (9, user(0, 3, 0, 2, 1)),
+        // seqs {1, 3, 9, 10}.
+        (10, user(0, 4, 0, 0, 2)),
+        (11, user(0, 10, 0, 1, 10)),
+    ]
+    .into_iter()
+    .map(|(u, row)| (addr(u), row))
+    .collect();
+
+    let nft = |owner: Option<u32>, tier: Option<&str>, burned, block, log| {
+        (
+            owner.map(addr),
+            tier.map(str::to_string),
+            burned,
+            (block, log),
+        )
+    };
+    let nfts = [
+        (badge, nft(Some(0), Some("bronze"), false, 9, 0)),
+        ("1", nft(Some(7), Some("gold"), false, 20, 0)),
+        ("2", nft(Some(9), Some("silver"), false, 14, 0)),
+        ("3", nft(Some(11), Some("bronze"), false, 15, 0)),
+        ("4", nft(None, Some("gold"), true, 16, 0)),
+        ("5", nft(Some(8), Some("gold"), false, 12, 0)),
+        ("11", nft(Some(8), Some("gold"), false, 12, 1)),
+        ("12", nft(Some(8), Some("gold"), false, 12, 2)),
+        ("13", nft(Some(8), Some("gold"), false, 12, 3)),
+        ("6", nft(Some(8), Some("silver"), false, 12, 4)),
+        ("7", nft(Some(8), Some("silver"), false, 12, 5)),
+        ("8", nft(Some(8), Some("bronze"), false, 12, 6)),
+        ("14", nft(Some(9), None, false, 13, 0)),
+    ]
+    .into_iter()
+    .map(|(t, row)| (t.to_string(), row))
+    .collect();
+
+    EndState {
+        achievements,
+        proposals,
+        refused,
+        votes,
+        benefits,
+        users,
+        nfts,
+    }
+}
+
+/// ~12 users, 10 proposals (five closed by the deadline timer, one cancelled, one
+/// executed, one opened by the timer), 41 votes of which 5 refused, 18 NFT changes: the
+/// end state is exactly the one computed by hand — and it is the same again when every
+/// producer event is published twice.
+#[test]
+fn scripted_community_ends_in_the_expected_state_even_with_every_event_delivered_twice() {
+    run_in_system(async {
+        let once = run_script("script-once", 1).await;
+        let twice = run_script("script-twice", 2).await;
+        let diff = twice.differences(&once);
+        assert!(
+            diff.is_empty(),
+            "delivering every event twice changed the end state:\n{diff}"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. One NFT, one boost per proposal.
+// ---------------------------------------------------------------------------------------
+
+async fn vote_row(store: &Store, proposal_id: &str, voter: u32) -> Option<VoteRow> {
+    read_votes(store)
+        .await
+        .remove(&(proposal_id.to_string(), addr(voter)))
+}
+
+async fn tally_of(store: &Store, proposal_id: &str) -> Option<Tally> {
+    read_proposals(store)
+        .await
+        .remove(proposal_id)
+        .map(|(_, t)| t)
+}
+
+fn open_proposal(proposal_id: &str) -> Envelope {
+    let now = Utc::now();
+    created(
+        &format!("create:{proposal_id}"),
+        proposal_id,
+        99,
+        now - chrono::Duration::minutes(1),
+        now + chrono::Duration::days(7),
+        1,
+        5_000,
+    )
+}
+
+#[test]
+fn transfer_and_revote_gains_no_extra_weight() {
+    run_in_system(async {
+        const A: u32 = 1;
+        const B: u32 = 2;
+        let c = Community::start("revote").await;
+        let store = &c.store;
+        c.publish(&[open_proposal("P"), open_proposal("Q")], 1)
+            .await;
+        eventually(60, "P and Q are created", move || async move {
+            status_of(store, "P").await.is_some() && status_of(store, "Q").await.is_some()
+        })
+        .await;
+
+        let holds = |owner: u32| {
+            let mut rows = BTreeMap::new();
+            rows.insert(addr(owner), (15_000, held(&[("42", "gold")]), 0));
+            rows.insert(addr(A + B - owner), (10_000, vec![], 0));
+            rows
+        };
+        let gold = vec![("42".to_string(), "gold".to_string(), 5_000)];
+        let row = |choice: &str, weight, boosts: &Vec<(String, String, u64)>, label: &str| {
+            Some(VoteRow {
+                choice: choice.to_string(),
+                weight,
+                boosts: boosts.clone(),
+                event_id: id(label).to_string(),
+            })
+        };
+
+        // A holds the gold and votes on P: x1.5.
+        c.publish(&[mint(42, A, Some("gold"), 1, 0)], 1).await;
+        let only_a: BTreeMap<_, _> = [(addr(A), (15_000, held(&[("42", "gold")]), 0))]
+            .into_iter()
+            .collect();
+        settles(60, "A holds the gold", || read_benefits(store), &only_a).await;
+        c.publish(&[vote("P", A, VoteChoice::For)], 1).await;
+        settles(
+            60,
+            "A's vote on P",
+            || vote_row(store, "P", A),
+            &row("for", 1_500, &gold, "vote:P:u1"),
+        )
+        .await;
+
+        // The gold moves to B, who votes on P too: the gold already boosted a vote on P.
+        c.publish(&[transfer(42, A, B, 2, 0)], 1).await;
+        settles(60, "B holds the gold", || read_benefits(store), &holds(B)).await;
+        c.publish(&[vote("P", B, VoteChoice::For)], 1).await;
+        settles(
+            60,
+            "B's vote on P",
+            || vote_row(store, "P", B),
+            &row("for", 1_000, &vec![], "vote:P:u2"),
+        )
+        .await;
+        assert_eq!(
+            tally_of(store, "P").await,
+            Some(tally(2_500, 0, 0, 2)),
+            "P counts the gold once"
+        );
+
+        // On Q the gold has boosted nobody yet: B's vote there is x1.5.
+        c.publish(&[vote("Q", B, VoteChoice::For)], 1).await;
+        settles(
+            60,
+            "B's vote on Q",
+            || vote_row(store, "Q", B),
+            &row("for", 1_500, &gold, "vote:Q:u2"),
+        )
+        .await;
+
+        // Lent back to A: A's second vote on P is refused (the first vote is final), and
+        // A's vote on Q gets no boost (the gold boosted B's vote on Q).
+        c.publish(&[transfer(42, B, A, 3, 0)], 1).await;
+        settles(
+            60,
+            "A holds the gold again",
+            || read_benefits(store),
+            &holds(A),
+        )
+        .await;
+        c.publish(
+            &[
+                vote_at("P", A, VoteChoice::Against, ":again", Utc::now()),
+                vote("Q", A, VoteChoice::For),
+            ],
+            1,
+        )
+        .await;
+        settles(
+            60,
+            "A's second vote on P is refused",
+            || async move {
+                store
+                    .load_actor(ActorKind::Proposal, "P")
+                    .await
+                    .expect("load P")
+                    .map(|(_, s)| s["refused_votes"].as_u64())
+            },
+            &Some(Some(1)),
+        )
+        .await;
+        settles(
+            60,
+            "A's vote on Q",
+            || vote_row(store, "Q", A),
+            &row("for", 1_000, &vec![], "vote:Q:u1"),
+        )
+        .await;
+        assert_eq!(
+            vote_row(store, "P", A).await,
+            row("for", 1_500, &gold, "vote:P:u1"),
+            "A's first vote on P stands"
+        );
+        assert_eq!(tally_of(store, "P").await, Some(tally(2_500, 0, 0, 2)));
+        assert_eq!(tally_of(store, "Q").await, Some(tally(2_500, 0, 0, 2)));
+        settles(
+            60,
+            "each voter's counted votes",
+            || async move {
+                let users = read_users(store).await;
+                [A, B].map(|u| users.get(&addr(u)).map(|r| r.votes))
+            },
+            &[Some(2), Some(2)],
+        )
+        .await;
+        c.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. A rule added at run time, and rolled back.
+// ---------------------------------------------------------------------------------------
+
+/// The built-in document plus `rule`.
+fn document_with(rule: Value) -> Vec<u8> {
+    let mut doc: Value = serde_json::from_str(DEFAULT_DOCUMENT).expect("built-in document");
+    doc["rules"]
+        .as_array_mut()
+        .expect("rules is a list")
+        .push(rule);
+    serde_json::to_vec(&doc).expect("serialise")
+}
+
+fn created_rule(at_least: i64, tier: &str) -> Value {
+    json!({
+        "id": "created-2", "tier": tier, "title": "Created two proposals",
+        "when": { "count": { "activity": "proposal_created", "at_least": at_least } }
+    })
+}
+
+async fn start_node(name: &str, store: &Store, vhost: &Vhost) -> Node {
+    Node::start(
+        node_options(name, SHARDS),
+        store.clone(),
+        services(name),
+        rabbit(vhost).await,
+    )
+    .await
+    .expect("node starts")
+}
+
+/// Publishes two (or `n`) proposal creations by `creator` and waits until its user row
+/// counts `total` created proposals (its achievements are written in the same turn).
+async fn create_proposals(
+    producer: &RabbitTransport,
+    store: &Store,
+    creator: u32,
+    ids: &[&str],
+    total: i64,
+) {
+    let now = Utc::now();
+    let batch = ids
+        .iter()
+        .map(|p| {
+            Outgoing::from_envelope(&created(
+                &format!("create:{p}"),
+                p,
+                creator,
+                now - chrono::Duration::minutes(1),
+                now + chrono::Duration::days(7),
+                1,
+                5_000,
+            ))
+        })
+        .collect();
+    producer.publish(batch).await.expect("publish");
+    settles(
+        60,
+        &format!("u{creator}'s proposals are counted"),
+        || async move {
+            read_users(store)
+                .await
+                .get(&addr(creator))
+                .map(|u| u.created)
+        },
+        &Some(total),
+    )
+    .await;
+}
+
+async fn achievements_of(store: &Store, user: u32) -> BTreeSet<AchievementRow> {
+    read_achievements(store)
+        .await
+        .into_iter()
+        .filter(|a| a.user == addr(user))
+        .collect()
+}
+
+#[test]
+fn a_rule_added_at_run_time_unlocks_on_every_node_and_a_rollback_stops_it() {
+    run_in_system(async {
+        let (db, store) = TestDb::migrated(Backend::Postgres).await;
+        let vhost = Vhost::create();
+        let producer = rabbit(&vhost).await;
+        let a = start_node("rule-a", &store, &vhost).await;
+        let b = start_node("rule-b", &store, &vhost).await;
+        assert_eq!(a.status().config_version, 0, "the built-in config");
+        assert_eq!(b.status().config_version, 0, "the built-in config");
+        let center = ConfigCenter::new(store.clone());
+
+        // Version 1 adds `created-2` (silver for a second proposal).
+        let v1 = center
+            .propose(
+                &document_with(created_rule(2, "silver")),
+                "test",
+                "reward a second proposal",
+            )
+            .await
+            .expect("a valid document is stored");
+        assert_eq!(v1.version, 1);
+        let (na, nb) = (&a, &b);
+        eventually(60, "both nodes run version 1", move || async move {
+            na.status().config_version == 1 && nb.status().config_version == 1
+        })
+        .await;
+        create_proposals(&producer, &store, 1, &["a1", "a2"], 2).await;
+        let u1: BTreeSet<_> = [
+            unlocked(1, "first-proposal", "bronze", 1),
+            unlocked(1, "created-2", "silver", 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(achievements_of(&store, 1).await, u1);
+
+        // Node b alone (a stops and its connection closes, so b takes every shard over)
+        // applies the rule too.
+        a.shutdown(Duration::from_secs(5)).await;
+        create_proposals(&producer, &store, 3, &["b1", "b2"], 2).await;
+        let u3: BTreeSet<_> = [
+            unlocked(3, "first-proposal", "bronze", 1),
+            unlocked(3, "created-2", "silver", 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(achievements_of(&store, 3).await, u3);
+        let a = start_node("rule-a2", &store, &vhost).await;
+        assert_eq!(
+            a.status().config_version,
+            1,
+            "a starting node activates the stored version before its first message"
+        );
+
+        // Version 2 rolls back to the built-in document: `created-2` is gone.
+        let v2 = center
+            .rollback(0, "test", "withdraw created-2")
+            .await
+            .expect("rollback");
+        assert_eq!((v2.version, v2.rollback_of), (2, Some(0)));
+        let diff = center.diff(1, 2).await.expect("diff");
+        let removed: Vec<String> = diff
+            .rules
+            .removed
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect();
+        assert_eq!(removed, ["created-2"]);
+        let (na, nb) = (&a, &b);
+        eventually(60, "both nodes run version 2", move || async move {
+            na.status().config_version == 2 && nb.status().config_version == 2
+        })
+        .await;
+        create_proposals(&producer, &store, 2, &["c1", "c2"], 2).await;
+        let u2: BTreeSet<_> = [unlocked(2, "first-proposal", "bronze", 2)]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            achievements_of(&store, 2).await,
+            u2,
+            "no created-2 after the rollback"
+        );
+        // u1's third proposal unlocks nothing either.
+        create_proposals(&producer, &store, 1, &["a3"], 3).await;
+        assert_eq!(achievements_of(&store, 1).await, u1);
+
+        // Node a alone (b stops) follows the rollback too.
+        b.shutdown(Duration::from_secs(5)).await;
+        create_proposals(&producer, &store, 4, &["d1", "d2"], 2).await;
+        let u4: BTreeSet<_> = [unlocked(4, "first-proposal", "bronze", 2)]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            achievements_of(&store, 4).await,
+            u4,
+            "no created-2 on node a"
+        );
+
+        // Malformed documents are refused with the path of the fault, and change nothing.
+        for (rule, path) in [
+            (created_rule(0, "silver"), "rules[4].when.count.at_least"),
+            (created_rule(2, "platinum"), "rules[4].tier"),
+        ] {
+            match center.propose(&document_with(rule), "test", "typo").await {
+                Err(CenterError::Invalid(e)) => assert_eq!(e.path, path, "{e}"),
+                other => panic!("expected CenterError::Invalid at {path}, got {other:?}"),
+            }
+        }
+        assert_eq!(center.latest_version().await.expect("latest"), 2);
+        // Several watcher ticks later the node still runs version 2.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(a.status().config_version, 2);
+
+        a.shutdown(Duration::from_secs(5)).await;
+        drop(producer);
+        vhost.delete();
+        db.cleanup().await;
+    });
+}
