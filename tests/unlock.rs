@@ -51,6 +51,15 @@ async fn achievement_of(store: &Store, user: Address) -> Option<achievement::Mod
         .expect("achievements")
 }
 
+/// The token an achievement row mints.
+fn token_of(row: &achievement::Model) -> TokenId {
+    row.token_id
+        .as_deref()
+        .expect("an unlocked achievement has its token id")
+        .parse()
+        .expect("a token id")
+}
+
 async fn outbox_count(store: &Store, routing_key: &str) -> usize {
     outbox::Entity::find()
         .filter(outbox::Column::RoutingKey.eq(routing_key))
@@ -201,12 +210,7 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
         })
         .await;
         let unlocked = achievement_of(&store, alice).await.expect("achievement");
-        let token: TokenId = unlocked
-            .token_id
-            .as_deref()
-            .expect("token id")
-            .parse()
-            .expect("token");
+        let token = token_of(&unlocked);
         assert_eq!(
             dev.owner_of(&token, None).await.expect("owner"),
             Some(alice),
@@ -260,12 +264,7 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
         })
         .await;
         let failed = achievement_of(&store, bob).await.expect("achievement");
-        let token: TokenId = failed
-            .token_id
-            .as_deref()
-            .expect("token id")
-            .parse()
-            .expect("token");
+        let token = token_of(&failed);
         assert_eq!(
             dev.owner_of(&token, None).await.expect("owner"),
             None,
@@ -320,12 +319,7 @@ fn a_mint_dropped_by_a_reorg_is_redone_once() {
             }
         })
         .await;
-        let token: TokenId = achievement_of(&store, carol)
-            .await
-            .and_then(|a| a.token_id)
-            .expect("token id")
-            .parse()
-            .expect("token");
+        let token = token_of(&achievement_of(&store, carol).await.expect("achievement"));
         let mined = dev.owner_of(&token, None).await.expect("owner");
         dev.reorg(3);
         let after = dev.owner_of(&token, None).await.expect("owner");
@@ -380,12 +374,7 @@ fn an_unreachable_chain_stalls_the_saga_and_it_resumes_with_one_mint() {
             }
         })
         .await;
-        let token: TokenId = achievement_of(&store, dave)
-            .await
-            .and_then(|a| a.token_id)
-            .expect("token id")
-            .parse()
-            .expect("token");
+        let token = token_of(&achievement_of(&store, dave).await.expect("achievement"));
         assert_eq!(dev.owner_of(&token, None).await.expect("owner"), Some(dave));
         assert_eq!(outbox_count(&store, "nft.minted").await, 1, "one mint");
         assert_eq!(

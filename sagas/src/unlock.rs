@@ -131,26 +131,18 @@ fn storage_retry(e: impl std::fmt::Display) -> StepOutcome {
     StepOutcome::retry(format!("storage: {e}"))
 }
 
-async fn set_state(
-    store: &Store,
-    id: Uuid,
+/// The update moving achievement `id` from one of the states `from` to `to` (matching no
+/// row when it is elsewhere); callers add the columns their step sets.
+fn transition(
+    id: &str,
     from: &'static [&'static str],
     to: &'static str,
-    saga: Option<String>,
-    reason: Option<String>,
-) -> merit_storage::Result<u64> {
-    let mut update = achievement::Entity::update_many()
+) -> merit_storage::sea_orm::UpdateMany<achievement::Entity> {
+    achievement::Entity::update_many()
         .col_expr(achievement::Column::State, Expr::value(to))
         .col_expr(achievement::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(achievement::Column::Id.eq(id.to_string()))
-        .filter(achievement::Column::State.is_in(from.iter().copied()));
-    if let Some(saga) = saga {
-        update = update.col_expr(achievement::Column::SagaId, Expr::value(saga));
-    }
-    if let Some(reason) = reason {
-        update = update.col_expr(achievement::Column::Reason, Expr::value(reason));
-    }
-    Ok(update.exec(store.db()).await?.rows_affected)
+        .filter(achievement::Column::Id.eq(id))
+        .filter(achievement::Column::State.is_in(from.iter().copied()))
 }
 
 async fn current_state(store: &Store, id: Uuid) -> merit_storage::Result<Option<String>> {
@@ -168,16 +160,16 @@ async fn reserve(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
         Err(e) => return e.into(),
     };
     let saga = ctx.saga_id.to_string();
-    match set_state(
-        &d.store,
-        data.achievement_id,
+    let reserved = transition(
+        &data.achievement_id.to_string(),
         &["unlocked", "reserved", "failed"],
         "reserved",
-        Some(saga),
-        None,
     )
+    .col_expr(achievement::Column::SagaId, Expr::value(saga))
+    .exec(d.store.db())
     .await
-    {
+    .map(|r| r.rows_affected);
+    match reserved {
         Ok(1) => StepOutcome::done_empty(),
         Ok(_) => match current_state(&d.store, data.achievement_id).await {
             Ok(Some(state)) if state == "minted" => StepOutcome::done_empty(),
@@ -245,11 +237,7 @@ async fn emit_with_state(
         .store
         .commit_turn(turn, move |txn| {
             Box::pin(async move {
-                let mut update = achievement::Entity::update_many()
-                    .col_expr(achievement::Column::State, Expr::value(to))
-                    .col_expr(achievement::Column::UpdatedAt, Expr::value(Utc::now()))
-                    .filter(achievement::Column::Id.eq(id))
-                    .filter(achievement::Column::State.is_in(from.iter().copied()));
+                let mut update = transition(&id, from, to);
                 if to == "minted" {
                     update = update.col_expr(achievement::Column::TokenId, Expr::value(token));
                 }
