@@ -26,6 +26,9 @@ const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(600);
 /// The running chain side.
 pub(crate) struct ChainRuntime {
     executor: SagaExecutor,
+    chain: Arc<dyn Chain>,
+    confirmations: u64,
+    listener: merit_chain::StatusHandle,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -89,6 +92,7 @@ impl ChainRuntime {
                 ..ListenerConfig::default()
             },
         );
+        let listener_status = listener.status_handle();
         tasks.push(tokio::spawn(listener.run(stopped(stop.clone()))));
 
         let mut registry = SagaRegistry::new();
@@ -134,7 +138,7 @@ impl ChainRuntime {
             }));
         }
         {
-            let (chain, store, mut stop) = (chain.clone(), store.clone(), stop);
+            let (chain, store, mut stop) = (chain.clone(), store.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -155,9 +159,26 @@ impl ChainRuntime {
         }
         Ok(Self {
             executor,
+            chain,
+            confirmations,
+            listener: listener_status,
             shutdown,
             tasks,
         })
+    }
+
+    /// The saga executor (for the API: list, timeline, retry).
+    pub(crate) fn executor(&self) -> SagaExecutor {
+        self.executor.clone()
+    }
+
+    /// The chain as the API sees it (readiness, checkpoint lag, on-demand full sync).
+    pub(crate) fn access(&self) -> merit_api::ChainAccess {
+        merit_api::ChainAccess {
+            chain: self.chain.clone(),
+            confirmations: self.confirmations,
+            listener: Some(self.listener.clone()),
+        }
     }
 
     /// Stops everything and waits for it; sagas in flight are resumed by the next start

@@ -4,9 +4,12 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use merit_actors::{ConfigHandle, RetryPolicy, Services};
+use merit_api::{ApiOptions, ApiState, Credentials, Discovery, NodeInfo};
 use merit_config::Settings;
 use merit_mailbox::{InProcessTransport, RabbitTransport, Topology, Transport};
-use merit_supervisors::{Node, NodeOptions, Residency, RestartPolicy};
+use merit_storage::Store;
+use merit_supervisors::{Node, NodeOptions, Residency, RestartPolicy, ServiceState};
+use tokio::{sync::watch, task::JoinHandle};
 
 /// Node options from settings.
 pub(crate) fn node_options(settings: &Settings) -> NodeOptions {
@@ -78,12 +81,16 @@ pub(crate) async fn serve(settings: Settings) -> Result<()> {
     let store = crate::connect(&settings).await?;
     crate::migrate(&store, &settings).await?;
     let transport = transport(&settings).await?;
-    let services = services(&settings).await;
+    let hub =
+        merit_api::NotificationHub::new(settings.node_id.clone(), ApiOptions::default().ws_buffer);
+    let services = services(&settings)
+        .await
+        .with_notifier(Arc::new(hub.clone()));
     let node = Node::start(
         node_options(&settings),
         store.clone(),
         services.clone(),
-        transport,
+        transport.clone(),
     )
     .await
     .context("start the node")?;
@@ -92,9 +99,11 @@ pub(crate) async fn serve(settings: Settings) -> Result<()> {
     let chain = crate::chain_runtime::ChainRuntime::start(&settings, &store)
         .await
         .context("start the chain listener and the saga executor")?;
-    tracing::info!(node_id = %settings.node_id, "serving; SIGINT or SIGTERM stops");
+    let api = Api::start(&settings, &store, transport, &node, &chain, hub).await?;
+    tracing::info!(node_id = %settings.node_id, http = %api.address, "serving; SIGINT or SIGTERM stops");
     shutdown_signal().await;
     tracing::info!("shutting down");
+    api.stop().await;
     chain.stop().await;
     node.shutdown(Duration::from_secs(10)).await;
     store.close().await?;
@@ -113,5 +122,118 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// The HTTP side of a node: the API server, node registration and the notification
+/// fan-out.
+pub(crate) struct Api {
+    /// Where it listens.
+    pub(crate) address: std::net::SocketAddr,
+    server: actix_web::dev::ServerHandle,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Api {
+    pub(crate) async fn start(
+        settings: &Settings,
+        store: &Store,
+        transport: Arc<dyn Transport>,
+        node: &Node,
+        chain: &crate::chain_runtime::ChainRuntime,
+        hub: merit_api::NotificationHub,
+    ) -> Result<Self> {
+        let options = ApiOptions::default();
+        let listener = std::net::TcpListener::bind(settings.http_addr)
+            .with_context(|| format!("listen on {}", settings.http_addr))?;
+        let address = listener.local_addr()?;
+        let (shutdown, stop) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if let Some(url) = &settings.amqp_url {
+            tasks.push(tokio::spawn(
+                hub.clone()
+                    .run_fanout(url.expose().to_string(), stop.clone()),
+            ));
+        }
+        let discovery = match &settings.redis_url {
+            Some(url) => Discovery::redis_or_store(url.expose(), "merit:", store.clone()).await,
+            None => Discovery::Store(store.clone()),
+        };
+        let started_at = chrono::Utc::now();
+        let version = env!("CARGO_PKG_VERSION");
+        {
+            let probe = node.probe();
+            let node_id = settings.node_id.clone();
+            let advertised = address.to_string();
+            let info = move || {
+                let status = probe.status();
+                NodeInfo {
+                    node_id: node_id.clone(),
+                    address: advertised.clone(),
+                    version: version.to_string(),
+                    started_at,
+                    heartbeat_at: chrono::Utc::now(),
+                    healthy: status.healthy,
+                    shards: status
+                        .services
+                        .iter()
+                        .filter(|s| {
+                            s.name.starts_with("consumer.")
+                                && matches!(s.state, ServiceState::Running)
+                        })
+                        .count() as u32,
+                }
+            };
+            tasks.push(tokio::spawn(discovery.clone().run_heartbeat(
+                info,
+                options.node_ttl,
+                stop,
+            )));
+        }
+        let state = ApiState {
+            node_id: settings.node_id.clone(),
+            version,
+            started_at,
+            advertised: address.to_string(),
+            store: store.clone(),
+            transport,
+            probe: node.probe(),
+            sagas: Some(chain.executor()),
+            center: merit_actors::center::ConfigCenter::new(store.clone()),
+            chain: Some(chain.access()),
+            hub,
+            discovery,
+            credentials: Credentials::new(
+                settings.jwt_secret.expose_secret().as_bytes(),
+                settings.admin_token.expose_secret().as_bytes(),
+            ),
+            options,
+            broker_is_rabbitmq: settings.amqp_url.is_some(),
+            redis_configured: settings.redis_url.is_some(),
+            metrics: merit_api::install_recorder(),
+        };
+        let server = merit_api::serve(listener, state).context("start the HTTP server")?;
+        let handle = server.handle();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }));
+        Ok(Self {
+            address,
+            server: handle,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops serving (in-flight requests finish), deregisters the node, stops the fan-out.
+    pub(crate) async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }

@@ -17,7 +17,10 @@ use merit_storage::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::config::{ConfigHandle, DynamicConfig};
+use crate::{
+    config::{ConfigHandle, DynamicConfig},
+    notify::Notifier,
+};
 
 /// What applying one event decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,20 +61,33 @@ impl<S> Decision<S> {
     }
 }
 
-/// What the actors of a node share besides storage: the active dynamic config and the
-/// benefits cache. Cheap to clone.
+/// What the actors of a node share besides storage: the active dynamic config, the
+/// benefits cache and live notification delivery. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Services {
     /// The active dynamic config (tiers, limits, rules), swapped live by the config watcher.
     pub config: ConfigHandle,
     /// L1 → L2 → database cache of per-user benefits.
     pub cache: TieredCache,
+    /// Where committed user notifications go for live delivery.
+    pub notifier: Arc<dyn Notifier>,
 }
 
 impl Services {
-    /// Services for one node: `config` active, `cache` as built from the settings.
+    /// Services for one node: `config` active, `cache` as built from the settings, and
+    /// notifications kept in the log only.
     pub fn new(config: ConfigHandle, cache: TieredCache) -> Self {
-        Self { config, cache }
+        Self {
+            config,
+            cache,
+            notifier: crate::notify::log_only(),
+        }
+    }
+
+    /// The same services delivering committed notifications live through `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 }
 

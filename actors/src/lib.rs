@@ -12,6 +12,7 @@ pub mod config;
 mod domain;
 mod error;
 mod nft;
+mod notify;
 mod proposal;
 pub mod rules;
 mod shell;
@@ -21,6 +22,7 @@ pub use config::{ConfigHandle, DynamicConfig};
 pub use domain::{Decision, Detached, Domain, Services};
 pub use error::{ActorError, Result};
 pub use nft::{NftDomain, NftState};
+pub use notify::{LogOnly, Notifier, UserNotification};
 pub use proposal::{
     load_held, warm_benefits, ProposalDomain, ProposalInfo, ProposalInputs, ProposalState,
     ProposalStatus, VoteRecord, BASE_WEIGHT,

@@ -22,7 +22,7 @@ use merit_messages::{
 };
 use merit_storage::{
     cache::CacheKey,
-    entities::{achievement, benefit, user},
+    entities::{achievement, benefit, notification, user},
     sea_orm::{sea_query::OnConflict, ActiveValue::Set, DatabaseTransaction, EntityTrait},
     TxFuture,
 };
@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::DynamicConfig,
     domain::{Decision, Detached, Domain, Services},
+    notify::UserNotification,
     rules::{achievement_id, evaluate, Activity, ActivityKind, RuleFacts, UnlockLedger},
 };
 
@@ -79,9 +80,29 @@ pub struct UserState {
     /// points) and the config version it was computed under (not persisted).
     #[serde(skip)]
     pub benefits_changed: Option<(u32, u64)>,
+    /// The last `seq` of the user's notification log.
+    #[serde(default)]
+    pub notify_seq: u64,
+    /// The notifications the last applied event added to the log, for the projection and
+    /// live delivery (not persisted).
+    #[serde(skip)]
+    pub last_notifications: Vec<UserNotification>,
 }
 
 impl UserState {
+    /// Appends `event` to the user's notification log.
+    fn notify(&mut self, user: &str, event: &Envelope) {
+        self.notify_seq += 1;
+        self.last_notifications.push(UserNotification {
+            user: user.to_string(),
+            seq: self.notify_seq,
+            event_id: event.id.0,
+            kind: event.event_type().as_str().to_string(),
+            payload: serde_json::to_value(&event.event).unwrap_or(serde_json::Value::Null),
+            at: event.occurred_at,
+        });
+    }
+
     /// The held NFTs that have a tier.
     pub fn held_nfts(&self) -> HeldNfts {
         HeldNfts {
@@ -121,6 +142,7 @@ impl Domain for UserDomain {
         let mut next = state.clone();
         next.last_unlocks.clear();
         next.benefits_changed = None;
+        next.last_notifications.clear();
         let me = |a: &Address| a.to_string() == key;
         let mut activity = None;
         let mut emit = Vec::new();
@@ -131,13 +153,24 @@ impl Domain for UserDomain {
             }
             Event::VoteRecorded(v) if me(&v.voter) => {
                 next.votes_cast += 1;
+                next.notify(key, event);
                 activity = Some((ActivityKind::VoteCast, Some(v.proposal_seq)));
             }
-            Event::ProposalClosed(c)
-                if me(&c.creator) && c.outcome == ProposalOutcome::Succeeded =>
-            {
-                next.proposals_passed += 1;
-                activity = Some((ActivityKind::ProposalPassed, None));
+            Event::ProposalClosed(c) if me(&c.creator) => {
+                next.notify(key, event);
+                if c.outcome == ProposalOutcome::Succeeded {
+                    next.proposals_passed += 1;
+                    activity = Some((ActivityKind::ProposalPassed, None));
+                }
+            }
+            // The unlock saga's outcome: reported to the user, no activity of theirs.
+            Event::AchievementMinted(m) if me(&m.user) => {
+                next.notify(key, event);
+                return Decision::changed(next);
+            }
+            Event::AchievementFailed(f) if me(&f.user) => {
+                next.notify(key, event);
+                return Decision::changed(next);
             }
             Event::HoldingsChanged(h) if me(&h.user) => {
                 let token = h.token.to_string();
@@ -156,21 +189,21 @@ impl Domain for UserDomain {
                 let held = next.held_nfts();
                 let (boosts, multiplier) = config.boost(held.tokens.iter().map(|(t, r)| (t, r)));
                 next.benefits_changed = Some((multiplier, config.version));
-                emit.push(
-                    event.caused(
-                        "benefits",
-                        "user-actor",
-                        BenefitsChanged {
-                            user: h.user,
-                            multiplier_bps: multiplier,
-                            boosting_nfts: boosts
-                                .into_iter()
-                                .filter_map(|(token, _, _)| token.parse().ok())
-                                .collect(),
-                            config_version: config.version,
-                        },
-                    ),
+                let changed = event.caused(
+                    "benefits",
+                    "user-actor",
+                    BenefitsChanged {
+                        user: h.user,
+                        multiplier_bps: multiplier,
+                        boosting_nfts: boosts
+                            .into_iter()
+                            .filter_map(|(token, _, _)| token.parse().ok())
+                            .collect(),
+                        config_version: config.version,
+                    },
                 );
+                next.notify(key, &changed);
+                emit.push(changed);
             }
             _ => return Decision::unchanged(next),
         }
@@ -205,7 +238,9 @@ impl Domain for UserDomain {
                         token: achievement_token(id),
                     };
                     let label = format!("unlock:{}:{}", unlock.rule, unlock.occurrence);
-                    emit.push(event.caused(&label, "user-actor", unlocked.clone()));
+                    let emitted = event.caused(&label, "user-actor", unlocked.clone());
+                    next.notify(key, &emitted);
+                    emit.push(emitted);
                     next.last_unlocks.push(unlocked);
                 }
             }
@@ -277,6 +312,33 @@ impl Domain for UserDomain {
                     .exec(txn)
                     .await?;
             }
+            if !state.last_notifications.is_empty() {
+                let rows = state
+                    .last_notifications
+                    .iter()
+                    .map(|n| notification::ActiveModel {
+                        user: Set(key.clone()),
+                        seq: Set(to_i64(n.seq)),
+                        event_id: Set(n.event_id.to_string()),
+                        kind: Set(n.kind.clone()),
+                        payload: Set(n.payload.clone()),
+                        created_at: Set(n.at),
+                    });
+                // The version check makes `seq` this turn's alone; a conflict here can only
+                // be a replay of this very turn.
+                notification::Entity::insert_many(rows)
+                    .on_conflict(
+                        OnConflict::columns([
+                            notification::Column::User,
+                            notification::Column::Seq,
+                        ])
+                        .do_nothing()
+                        .to_owned(),
+                    )
+                    .do_nothing()
+                    .exec(txn)
+                    .await?;
+            }
             if let Some((multiplier, config_version)) = state.benefits_changed {
                 benefit::Entity::insert(benefit::ActiveModel {
                     user: Set(key.clone()),
@@ -322,6 +384,9 @@ impl Domain for UserDomain {
         after: &'a UserState,
     ) -> Detached<'a> {
         Box::pin(async move {
+            if !after.last_notifications.is_empty() {
+                services.notifier.notify(&after.last_notifications);
+            }
             if after.benefits_changed.is_some() {
                 let cache_key = CacheKey::Benefits(key.to_string());
                 services.cache.put(&cache_key, &after.held_nfts()).await;

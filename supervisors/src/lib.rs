@@ -19,7 +19,7 @@ mod timers;
 mod tree;
 
 pub use error::{Result, SupervisorError};
-pub use node::{Node, NodeOptions, NodeStatus, Registries};
+pub use node::{Node, NodeOptions, NodeProbe, NodeStatus, Registries};
 pub use registry::{Registry, RegistryStatus, Residency};
 pub use relay::RELAY_BATCH;
 pub use service::{spawn_service, Dependency, RestartPolicy};

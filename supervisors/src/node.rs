@@ -132,6 +132,43 @@ pub struct NodeStatus {
     pub cache: merit_storage::CacheStats,
 }
 
+/// Reads a running node's status; cheap to clone.
+#[derive(Clone)]
+pub struct NodeProbe {
+    node_id: String,
+    registries: Arc<Registries>,
+    services: Services,
+    tree: Tree,
+    deps: Vec<Arc<Dependency>>,
+}
+
+impl std::fmt::Debug for NodeProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeProbe")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeProbe {
+    /// A snapshot of the node.
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            node_id: self.node_id.clone(),
+            healthy: self.tree.healthy(),
+            dependencies: self
+                .deps
+                .iter()
+                .map(|d| (d.name().to_string(), d.is_up()))
+                .collect(),
+            services: self.tree.snapshot(),
+            registries: self.registries.status(),
+            config_version: self.services.config.version(),
+            cache: self.services.cache.stats(),
+        }
+    }
+}
+
 /// A running node.
 pub struct Node {
     options: NodeOptions,
@@ -300,18 +337,18 @@ impl Node {
 
     /// A snapshot of the node.
     pub fn status(&self) -> NodeStatus {
-        NodeStatus {
+        self.probe().status()
+    }
+
+    /// A cloneable handle that reads the node's status while something else owns the node
+    /// (the API, the dashboard).
+    pub fn probe(&self) -> NodeProbe {
+        NodeProbe {
             node_id: self.options.node_id.clone(),
-            healthy: self.tree.healthy(),
-            dependencies: self
-                .deps
-                .iter()
-                .map(|d| (d.name().to_string(), d.is_up()))
-                .collect(),
-            services: self.tree.snapshot(),
-            registries: self.registries.status(),
-            config_version: self.services.config.version(),
-            cache: self.services.cache.stats(),
+            registries: self.registries.clone(),
+            services: self.services.clone(),
+            tree: self.tree.clone(),
+            deps: self.deps.clone(),
         }
     }
 

@@ -203,8 +203,8 @@ event_types! {
     ProposalClosed => "governance.proposal.closed", ProposalClosed, [User];
     AchievementUnlocked => "achievement.unlocked", AchievementUnlocked, [User];
     AchievementRevoked => "achievement.revoked", AchievementRevoked, [User];
-    AchievementMinted => "achievement.minted", AchievementMinted, [];
-    AchievementFailed => "achievement.failed", AchievementFailed, [];
+    AchievementMinted => "achievement.minted", AchievementMinted, [User];
+    AchievementFailed => "achievement.failed", AchievementFailed, [User];
     NftMinted => "nft.minted", NftMinted, [Nft];
     NftTransferred => "nft.transferred", NftTransferred, [Nft];
     NftBurned => "nft.burned", NftBurned, [Nft];

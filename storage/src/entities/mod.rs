@@ -10,6 +10,8 @@ pub mod chain_checkpoint;
 pub mod config_version;
 pub mod inbox;
 pub mod nft;
+pub mod node;
+pub mod notification;
 pub mod outbox;
 pub mod proposal;
 pub mod proposal_seq;

@@ -1,0 +1,192 @@
+//! `/health` (the process answers), `/ready` (every component this node needs works; 503
+//! naming what does not) and `/metrics`.
+
+use std::time::Duration;
+
+use actix_web::{get, web, HttpResponse};
+use merit_supervisors::ServiceState;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::state::ApiState;
+
+/// How long one readiness probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `alive`.
+    pub status: String,
+    /// The node answering.
+    pub node_id: String,
+    /// merit version.
+    pub version: String,
+}
+
+/// One component's readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Component {
+    /// `database`, `rabbitmq` (or `broker` in-process), `redis`, `chain_rpc`, `consumers`,
+    /// `relay`, `chain_listener`.
+    pub name: String,
+    /// Whether it works.
+    pub ok: bool,
+    /// Why not, or what it reports.
+    pub detail: Option<String>,
+}
+
+/// Readiness of every component.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Readiness {
+    /// All components ok.
+    pub ready: bool,
+    /// The components that are not ok, by name.
+    pub failing: Vec<String>,
+    /// Every component.
+    pub components: Vec<Component>,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+#[get("/health")]
+pub(crate) async fn health(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "alive".to_string(),
+        node_id: state.node_id.clone(),
+        version: state.version.to_string(),
+    })
+}
+
+fn component(name: &str, ok: bool, detail: Option<String>) -> Component {
+    Component {
+        name: name.to_string(),
+        ok,
+        detail,
+    }
+}
+
+async fn probe<F: std::future::Future<Output = Result<(), String>>>(name: &str, f: F) -> Component {
+    match tokio::time::timeout(PROBE_TIMEOUT, f).await {
+        Ok(Ok(())) => component(name, true, None),
+        Ok(Err(e)) => component(name, false, Some(e)),
+        Err(_) => component(
+            name,
+            false,
+            Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+        ),
+    }
+}
+
+fn services_ok(status: &merit_supervisors::NodeStatus, prefix: &str) -> (bool, Option<String>) {
+    let bad: Vec<String> = status
+        .services
+        .iter()
+        .filter(|s| s.name.starts_with(prefix))
+        .filter(|s| !matches!(s.state, ServiceState::Running))
+        .map(|s| format!("{} is {:?}", s.name, s.state))
+        .collect();
+    if bad.is_empty() {
+        (true, None)
+    } else {
+        (false, Some(bad.join("; ")))
+    }
+}
+
+pub(crate) async fn readiness(state: &ApiState) -> Readiness {
+    let mut components = Vec::new();
+    components.push(
+        probe("database", async {
+            state.store.ping().await.map_err(|e| e.to_string())
+        })
+        .await,
+    );
+    let broker = if state.broker_is_rabbitmq {
+        "rabbitmq"
+    } else {
+        "broker"
+    };
+    components.push(
+        probe(broker, async {
+            if state.transport.is_connected().await {
+                Ok(())
+            } else {
+                Err("not connected".to_string())
+            }
+        })
+        .await,
+    );
+    let status = state.probe.status();
+    if state.redis_configured {
+        let up = status.cache.redis_up;
+        components.push(component(
+            "redis",
+            up,
+            (!up).then(|| "unreachable: the cache serves from L1 and the database".to_string()),
+        ));
+    }
+    if let Some(chain) = &state.chain {
+        components.push(
+            probe("chain_rpc", async {
+                chain
+                    .chain
+                    .head_block()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await,
+        );
+        if let Some(listener) = &chain.listener {
+            let s = listener.get();
+            components.push(component(
+                "chain_listener",
+                s.last_error.is_none(),
+                s.last_error
+                    .clone()
+                    .or_else(|| s.lag.map(|lag| format!("lag {lag} blocks"))),
+            ));
+        }
+    }
+    let (ok, detail) = services_ok(&status, "consumer.");
+    components.push(component("consumers", ok, detail));
+    let (ok, detail) = services_ok(&status, "outbox-relay");
+    components.push(component("relay", ok, detail));
+    let failing: Vec<String> = components
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.clone())
+        .collect();
+    Readiness {
+        ready: failing.is_empty(),
+        failing,
+        components,
+    }
+}
+
+/// Every component works (200), or not (503 naming the failing ones).
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready; `failing` names the components", body = Readiness),
+    ))]
+#[get("/ready")]
+pub(crate) async fn ready(state: web::Data<ApiState>) -> HttpResponse {
+    let report = readiness(&state).await;
+    if report.ready {
+        HttpResponse::Ok().json(report)
+    } else {
+        HttpResponse::ServiceUnavailable().json(report)
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+#[get("/metrics")]
+pub(crate) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::render(&state).await)
+}

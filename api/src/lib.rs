@@ -1,0 +1,156 @@
+//! merit's faces: the REST API, health and metrics, WebSocket notifications, the
+//! supervisor dashboard and service discovery.
+//!
+//! Owns: HTTP (actix-web) — `/api/v1` (users, proposals and votes, NFTs, sagas, the
+//! dead-letter queue, config, nodes), `/health`, `/ready`, `/metrics`, `/openapi.json`,
+//! `/ws` and `/dashboard`; authentication (user JWTs, the admin token); request size and
+//! rate limits; the notification hub and its fan-out between nodes; node registration.
+//! Guarantees: every error is JSON with a code and a message; a user reads and hears only
+//! their own data; writes go in as the same envelopes any producer publishes (one path
+//! in); secrets never appear in a response. Must not know: domain rules — it reads
+//! projections and publishes events.
+
+mod auth;
+mod dashboard;
+mod discovery;
+mod error;
+mod health;
+mod metrics;
+mod notify;
+mod openapi;
+mod pagination;
+mod ratelimit;
+mod routes;
+mod state;
+mod ws;
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{
+    error::{JsonPayloadError, PathError, QueryPayloadError},
+    middleware, web, App, HttpRequest, HttpResponse, HttpServer,
+};
+
+pub use auth::{sign, Credentials};
+pub use discovery::{Discovery, NodeInfo};
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use metrics::install_recorder;
+pub use notify::{NotificationHub, NOTIFY_EXCHANGE};
+pub use state::{ApiOptions, ApiState, ChainAccess};
+
+use crate::ratelimit::RateLimiter;
+
+fn json_error(e: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let err = match &e {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::too_large(format!("body: larger than {limit} bytes"))
+        }
+        JsonPayloadError::ContentType => {
+            ApiError::bad_request("body: expected Content-Type: application/json")
+        }
+        JsonPayloadError::Deserialize(de) => ApiError::bad_request(format!("body: {de}")),
+        other => ApiError::bad_request(format!("body: {other}")),
+    };
+    err.into()
+}
+
+fn query_error(e: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(format!("query: {e}")).into()
+}
+
+fn path_error(e: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(format!("path: {e}")).into()
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::not_found(format!(
+        "no route {} {}",
+        req.method(),
+        merit_messages::quote_untrusted(req.path())
+    ))
+    .error_response()
+}
+
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(openapi::document())
+}
+
+/// Registers every route on `cfg` (the server and tests share this).
+pub fn configure(cfg: &mut web::ServiceConfig, options: &ApiOptions) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(options.max_body_bytes)
+            .error_handler(json_error),
+    )
+    .app_data(web::PayloadConfig::default().limit(options.max_body_bytes))
+    .app_data(web::QueryConfig::default().error_handler(query_error))
+    .app_data(web::PathConfig::default().error_handler(path_error))
+    .service(health::health)
+    .service(health::ready)
+    .service(health::metrics)
+    .route("/openapi.json", web::get().to(openapi_json))
+    .service(dashboard::page)
+    .service(dashboard::events)
+    .service(ws::ws)
+    .service(
+        web::scope("/api/v1")
+            .service(routes::users::get_user)
+            .service(routes::users::user_achievements)
+            .service(routes::users::user_nfts)
+            .service(routes::users::user_notifications)
+            .service(routes::proposals::list_proposals)
+            .service(routes::proposals::create_proposal)
+            .service(routes::proposals::get_proposal)
+            .service(routes::proposals::proposal_votes)
+            .service(routes::proposals::cast_vote)
+            .service(routes::nfts::list_nfts)
+            .service(routes::nfts::get_nft)
+            .service(routes::sagas::list_sagas)
+            .service(routes::sagas::get_saga)
+            .service(routes::sagas::retry_saga)
+            .service(routes::dlq::list_dead_letters)
+            .service(routes::dlq::get_dead_letter)
+            .service(routes::dlq::replay_dead_letter)
+            .service(routes::dlq::discard_dead_letter)
+            .service(routes::config::current_config)
+            .service(routes::config::config_versions)
+            .service(routes::config::config_version)
+            .service(routes::config::config_diff)
+            .service(routes::config::change_config)
+            .service(routes::config::rollback_config)
+            .service(routes::admin::list_nodes)
+            .service(routes::admin::get_overview)
+            .service(routes::admin::chain_sync),
+    )
+    .default_service(web::to(not_found));
+}
+
+/// Serves the API on `listener` until the returned server is stopped. Must run inside an
+/// actix System. The caller keeps the handle to stop it gracefully.
+pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<actix_web::dev::Server> {
+    let workers = state.options.workers.max(1);
+    let limiter = web::Data::from(Arc::new(RateLimiter::new(
+        state.options.rate_per_sec,
+        state.options.rate_burst,
+    )));
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        let options = data.options.clone();
+        App::new()
+            .app_data(data.clone())
+            .app_data(limiter.clone())
+            .wrap(middleware::from_fn(ratelimit::limit))
+            .wrap(middleware::NormalizePath::trim())
+            .configure(|cfg| configure(cfg, &options))
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,417 @@
+//! Proposals and votes: reads from the projections, and creation / voting through the
+//! API, which publishes the same envelopes any producer does (one path in: the API never
+//! writes governance state itself; the ProposalActor decides).
+
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use merit_mailbox::Outgoing;
+use merit_messages::Envelope;
+use merit_storage::{
+    entities::{proposal, vote},
+    sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    auth::Caller,
+    error::{ApiError, ErrorBody, Result},
+    pagination::{page_of, PageQuery},
+    routes::{address, unsigned},
+    state::ApiState,
+};
+
+/// A proposal.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProposalDto {
+    /// Id.
+    pub id: String,
+    /// Lowercase 0x creator.
+    pub creator: String,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub description: String,
+    /// Voting opens.
+    pub starts_at: DateTime<Utc>,
+    /// Voting closes.
+    pub ends_at: DateTime<Utc>,
+    /// Quorum in weight units.
+    pub quorum: u64,
+    /// Pass threshold in basis points.
+    pub threshold_bps: u32,
+    /// `pending`, `active`, `succeeded`, `defeated`, `executed` or `cancelled`.
+    pub status: String,
+    /// `{for_weight, against_weight, abstain_weight, voters, ...}`.
+    #[schema(value_type = Object)]
+    pub tally: serde_json::Value,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<proposal::Model> for ProposalDto {
+    fn from(p: proposal::Model) -> Self {
+        Self {
+            id: p.id,
+            creator: p.creator,
+            title: p.title,
+            description: p.description,
+            starts_at: p.starts_at,
+            ends_at: p.ends_at,
+            quorum: unsigned(p.quorum),
+            threshold_bps: u32::try_from(p.threshold_bps).unwrap_or(0),
+            status: p.status,
+            tally: p.tally,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// A counted vote.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct VoteDto {
+    /// Lowercase 0x voter.
+    pub voter: String,
+    /// `for`, `against` or `abstain`.
+    pub choice: String,
+    /// Weight counted (1000 × multiplier).
+    pub weight: u64,
+    /// Token ids whose boost it used.
+    #[schema(value_type = Vec<Object>)]
+    pub boosts: serde_json::Value,
+    /// The event that cast it.
+    pub event_id: String,
+    /// When it was cast.
+    pub cast_at: DateTime<Utc>,
+}
+
+impl From<vote::Model> for VoteDto {
+    fn from(v: vote::Model) -> Self {
+        Self {
+            voter: v.voter,
+            choice: v.choice,
+            weight: unsigned(v.weight),
+            boosts: v.boosts,
+            event_id: v.event_id,
+            cast_at: v.cast_at,
+        }
+    }
+}
+
+page_of!(ProposalPage, ProposalDto, "proposals");
+page_of!(VotePage, VoteDto, "votes");
+
+/// Which proposals.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ProposalQuery {
+    /// Only in this status.
+    pub status: Option<String>,
+    /// Only created by this 0x address.
+    pub creator: Option<String>,
+}
+
+/// A new proposal; its creator is the token's subject.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateProposal {
+    /// Id, 1-64 of `[A-Za-z0-9_.:-]`, unique.
+    pub proposal: String,
+    /// Title, 1-200 characters.
+    pub title: String,
+    /// Body, at most 8,000 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Voting opens (RFC 3339).
+    pub starts_at: DateTime<Utc>,
+    /// Voting closes; after `starts_at`.
+    pub ends_at: DateTime<Utc>,
+    /// Minimum total weight for a valid result.
+    pub quorum: u64,
+    /// Share of for / (for + against) needed to pass, basis points 1-10000 (default 5000).
+    #[serde(default)]
+    pub threshold_bps: Option<u16>,
+}
+
+/// A vote; the voter is the token's subject.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CastVote {
+    /// `for`, `against` or `abstain`.
+    pub choice: String,
+    /// Optional reason, at most 1,000 characters.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What was published.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Accepted {
+    /// The event id (the `Idempotency-Key` when one was sent).
+    pub event_id: String,
+    /// The event type published.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Correlation id of everything the event causes.
+    pub correlation_id: String,
+}
+
+/// Proposals, newest first.
+#[utoipa::path(get, path = "/api/v1/proposals", tag = "proposals",
+    params(ProposalQuery, PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of proposals", body = ProposalPage),
+        (status = 400, description = "Bad filter or page", body = ErrorBody),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+    ))]
+#[get("/proposals")]
+pub(crate) async fn list_proposals(
+    state: web::Data<ApiState>,
+    _caller: Caller,
+    filter: web::Query<ProposalQuery>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse> {
+    let window = page.window()?;
+    let mut query = proposal::Entity::find();
+    if let Some(status) = &filter.status {
+        query = query.filter(proposal::Column::Status.eq(status.as_str()));
+    }
+    if let Some(creator) = &filter.creator {
+        query = query.filter(proposal::Column::Creator.eq(address(creator)?.to_string()));
+    }
+    let total = query.clone().count(state.store.db()).await?;
+    let items = query
+        .order_by_desc(proposal::Column::CreatedAt)
+        .order_by_asc(proposal::Column::Id)
+        .offset(window.offset())
+        .limit(window.page_size)
+        .all(state.store.db())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(HttpResponse::Ok().json(ProposalPage::new(items, window, total)))
+}
+
+async fn find(state: &ApiState, id: &str) -> Result<proposal::Model> {
+    proposal::Entity::find_by_id(id.to_string())
+        .one(state.store.db())
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "proposal {}: no such proposal",
+                merit_messages::quote_untrusted(id)
+            ))
+        })
+}
+
+/// One proposal with its tally.
+#[utoipa::path(get, path = "/api/v1/proposals/{id}", tag = "proposals",
+    params(("id" = String, Path, description = "Proposal id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The proposal", body = ProposalDto),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 404, description = "No such proposal", body = ErrorBody),
+    ))]
+#[get("/proposals/{id}")]
+pub(crate) async fn get_proposal(
+    state: web::Data<ApiState>,
+    _caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(ProposalDto::from(find(&state, &path).await?)))
+}
+
+/// A proposal's counted votes, in the order cast.
+#[utoipa::path(get, path = "/api/v1/proposals/{id}/votes", tag = "proposals",
+    params(("id" = String, Path, description = "Proposal id"), PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of votes", body = VotePage),
+        (status = 400, description = "Bad page", body = ErrorBody),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 404, description = "No such proposal", body = ErrorBody),
+    ))]
+#[get("/proposals/{id}/votes")]
+pub(crate) async fn proposal_votes(
+    state: web::Data<ApiState>,
+    _caller: Caller,
+    path: web::Path<String>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse> {
+    let window = page.window()?;
+    let p = find(&state, &path).await?;
+    let query = vote::Entity::find().filter(vote::Column::ProposalId.eq(p.id));
+    let total = query.clone().count(state.store.db()).await?;
+    let items = query
+        .order_by_asc(vote::Column::CastAt)
+        .order_by_asc(vote::Column::Voter)
+        .offset(window.offset())
+        .limit(window.page_size)
+        .all(state.store.db())
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(HttpResponse::Ok().json(VotePage::new(items, window, total)))
+}
+
+/// The event id: the `Idempotency-Key` header (a UUID) so a retried request publishes
+/// the same event (absorbed by the actors' inboxes), else a new one.
+fn event_id(req: &HttpRequest) -> Result<uuid::Uuid> {
+    match req.headers().get("idempotency-key") {
+        None => Ok(uuid::Uuid::new_v4()),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ApiError::bad_request("Idempotency-Key: expected a UUID")),
+    }
+}
+
+/// Builds the envelope through the one strict decoder every producer's message passes,
+/// and publishes it with confirms.
+async fn publish(
+    state: &ApiState,
+    id: uuid::Uuid,
+    event_type: &str,
+    payload: serde_json::Value,
+) -> Result<HttpResponse> {
+    let wire = serde_json::json!({
+        "id": id,
+        "type": event_type,
+        "version": 1,
+        "source": "api",
+        "occurred_at": Utc::now(),
+        "payload": payload,
+    });
+    let envelope = Envelope::decode(wire.to_string().as_bytes()).map_err(|e| {
+        ApiError::bad_request(e.to_string().replace("payload.", "").replace("$.", ""))
+    })?;
+    state
+        .transport
+        .publish(vec![Outgoing::from_envelope(&envelope)])
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the broker did not confirm: {e}")))?;
+    metrics::counter!("merit_api_published_total", "type" => event_type.to_string()).increment(1);
+    Ok(HttpResponse::Accepted().json(Accepted {
+        event_id: envelope.id.to_string(),
+        event_type: event_type.to_string(),
+        correlation_id: envelope.correlation_id.to_string(),
+    }))
+}
+
+/// Creates a proposal (published as `governance.proposal.created`; the creator is the
+/// caller).
+#[utoipa::path(post, path = "/api/v1/proposals", tag = "proposals",
+    request_body = CreateProposal,
+    params(("Idempotency-Key" = Option<String>, Header, description = "UUID; a retry with the same key publishes the same event")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Published; the ProposalActor applies it", body = Accepted),
+        (status = 400, description = "An invalid field", body = ErrorBody),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 403, description = "Not a user token", body = ErrorBody),
+        (status = 409, description = "The proposal exists", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The broker is unavailable", body = ErrorBody),
+    ))]
+#[post("/proposals")]
+pub(crate) async fn create_proposal(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<CreateProposal>,
+) -> Result<HttpResponse> {
+    let creator = caller.user()?;
+    let id = event_id(&req)?;
+    let body = body.into_inner();
+    if proposal::Entity::find_by_id(body.proposal.clone())
+        .one(state.store.db())
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "proposal {}: exists already",
+            merit_messages::quote_untrusted(&body.proposal)
+        )));
+    }
+    let mut payload = serde_json::json!({
+        "proposal": body.proposal,
+        "creator": creator,
+        "title": body.title,
+        "description": body.description.unwrap_or_default(),
+        "starts_at": body.starts_at,
+        "ends_at": body.ends_at,
+        "quorum": body.quorum,
+    });
+    if let Some(t) = body.threshold_bps {
+        payload["threshold_bps"] = t.into();
+    }
+    publish(&state, id, "governance.proposal.created", payload).await
+}
+
+/// Casts the caller's vote (published as `governance.vote.cast`). The first vote is
+/// final: a second one is refused here when already counted, and by the ProposalActor in
+/// any case.
+#[utoipa::path(post, path = "/api/v1/proposals/{id}/votes", tag = "proposals",
+    request_body = CastVote,
+    params(("id" = String, Path, description = "Proposal id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "UUID; a retry with the same key publishes the same event")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Published; the ProposalActor counts it if the vote is open", body = Accepted),
+        (status = 400, description = "An invalid field", body = ErrorBody),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 403, description = "Not a user token", body = ErrorBody),
+        (status = 404, description = "No such proposal", body = ErrorBody),
+        (status = 409, description = "Closed, or the caller's vote is already counted", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The broker is unavailable", body = ErrorBody),
+    ))]
+#[post("/proposals/{id}/votes")]
+pub(crate) async fn cast_vote(
+    state: web::Data<ApiState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<CastVote>,
+) -> Result<HttpResponse> {
+    let voter = caller.user()?;
+    let id = event_id(&req)?;
+    let p = find(&state, &path).await?;
+    if matches!(
+        p.status.as_str(),
+        "succeeded" | "defeated" | "executed" | "cancelled" | "closed"
+    ) {
+        return Err(ApiError::conflict(format!(
+            "proposal {}: voting is over ({})",
+            p.id, p.status
+        )));
+    }
+    if vote::Entity::find_by_id((p.id.clone(), voter.to_string()))
+        .one(state.store.db())
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "proposal {}: {voter} has voted; the first vote is final",
+            p.id
+        )));
+    }
+    let body = body.into_inner();
+    let mut payload = serde_json::json!({
+        "proposal": p.id,
+        "voter": voter,
+        "choice": body.choice,
+    });
+    if let Some(reason) = body.reason {
+        payload["reason"] = reason.into();
+    }
+    publish(&state, id, "governance.vote.cast", payload).await
+}

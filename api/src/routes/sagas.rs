@@ -1,0 +1,161 @@
+//! Sagas for operators: filter by state and kind, one saga's timeline, retry.
+
+use actix_web::{get, post, web, HttpResponse};
+use merit_sagas::{SagaError, SagaFilter, SagaId, SagaState};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    auth::Admin,
+    error::{ApiError, ErrorBody, Result},
+    pagination::PageQuery,
+    state::ApiState,
+};
+
+/// A page of sagas, most recently changed first.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct SagaListPage {
+    /// Sagas (id, kind, state, current_step, last_error, timestamps, lease).
+    #[schema(value_type = Vec<Object>)]
+    pub items: serde_json::Value,
+    /// This page, from 1.
+    pub page: u64,
+    /// Page size used.
+    pub page_size: u64,
+    /// How many match in all.
+    pub total: u64,
+}
+
+/// Which sagas.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SagaQuery {
+    /// `running`, `compensating`, `completed`, `compensated`, `failed` or `stuck`.
+    pub state: Option<String>,
+    /// Saga kind, e.g. `achievement_unlock`.
+    pub kind: Option<String>,
+}
+
+fn executor(state: &ApiState) -> Result<&merit_sagas::SagaExecutor> {
+    state
+        .sagas
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("this node runs no saga executor"))
+}
+
+fn saga_id(raw: &str) -> Result<SagaId> {
+    raw.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "id: {} is not a saga id (a UUID)",
+            merit_messages::quote_untrusted(raw)
+        ))
+    })
+}
+
+fn saga_error(e: SagaError) -> ApiError {
+    match e {
+        SagaError::NotFound { id } => ApiError::not_found(format!("saga {id}: no such saga")),
+        e @ SagaError::InvalidState { .. } => ApiError::conflict(e.to_string()),
+        e @ SagaError::UnknownKind { .. } => ApiError::conflict(e.to_string()),
+        e => ApiError::unavailable(format!("the saga log did not answer: {e}")),
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
+}
+
+/// Sagas, most recently changed first.
+#[utoipa::path(get, path = "/api/v1/sagas", tag = "sagas",
+    params(SagaQuery, PageQuery),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "A page of sagas", body = SagaListPage),
+        (status = 400, description = "Bad state or page", body = ErrorBody),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 403, description = "Not the admin token", body = ErrorBody),
+    ))]
+#[get("/sagas")]
+pub(crate) async fn list_sagas(
+    state: web::Data<ApiState>,
+    _admin: Admin,
+    query: web::Query<SagaQuery>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse> {
+    let window = page.window()?;
+    let filter = SagaFilter {
+        state: query
+            .state
+            .as_deref()
+            .map(|s| {
+                s.parse::<SagaState>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "state: {} is not a saga state (running, compensating, completed, compensated, failed, stuck)",
+                        merit_messages::quote_untrusted(s)
+                    ))
+                })
+            })
+            .transpose()?,
+        kind: query.kind.clone(),
+    };
+    let listed = executor(&state)?
+        .list(&filter, window.page - 1, window.page_size)
+        .await
+        .map_err(saga_error)?;
+    Ok(HttpResponse::Ok().json(SagaListPage {
+        items: json(&listed.items),
+        page: window.page,
+        page_size: window.page_size,
+        total: listed.total,
+    }))
+}
+
+/// One saga with its steps: the timeline.
+#[utoipa::path(get, path = "/api/v1/sagas/{id}", tag = "sagas",
+    params(("id" = String, Path, description = "Saga id (UUID)")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The saga and its steps", body = Object),
+        (status = 400, description = "Not a saga id", body = ErrorBody),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 403, description = "Not the admin token", body = ErrorBody),
+        (status = 404, description = "No such saga", body = ErrorBody),
+    ))]
+#[get("/sagas/{id}")]
+pub(crate) async fn get_saga(
+    state: web::Data<ApiState>,
+    _admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let id = saga_id(&path)?;
+    let saga = executor(&state)?
+        .get(id)
+        .await
+        .map_err(saga_error)?
+        .ok_or_else(|| ApiError::not_found(format!("saga {id}: no such saga")))?;
+    Ok(HttpResponse::Ok().json(saga))
+}
+
+/// Retries a `failed` or `stuck` saga (e.g. an achievement whose mint failed for good).
+#[utoipa::path(post, path = "/api/v1/sagas/{id}/retry", tag = "sagas",
+    params(("id" = String, Path, description = "Saga id (UUID)")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Resumed; the saga as it is now", body = Object),
+        (status = 400, description = "Not a saga id", body = ErrorBody),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 403, description = "Not the admin token", body = ErrorBody),
+        (status = 404, description = "No such saga", body = ErrorBody),
+        (status = 409, description = "Not failed or stuck", body = ErrorBody),
+    ))]
+#[post("/sagas/{id}/retry")]
+pub(crate) async fn retry_saga(
+    state: web::Data<ApiState>,
+    _admin: Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let id = saga_id(&path)?;
+    let saga = executor(&state)?.retry(id).await.map_err(saga_error)?;
+    tracing::info!(saga_id = %id, "saga retried by an operator");
+    Ok(HttpResponse::Ok().json(saga))
+}

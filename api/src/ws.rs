@@ -1,0 +1,201 @@
+//! `/ws`: a user's notifications as they happen.
+//!
+//! After authentication (a user token as `Authorization: Bearer` or, for browsers, the
+//! `token` query parameter) the server sends `{"type":"hello","user","last_seq"}`, then
+//! one `{"type":"notification","seq","event_id","kind","payload","at"}` per entry of the
+//! user's log, in `seq` order, each exactly once per connection. A client that reconnects
+//! with `?after=<last seq it saw>` first receives everything after it from the log, then
+//! live ones: nothing is lost across a reconnect. Without `after` it starts from now.
+//!
+//! The session sends a ping every heartbeat and drops a client silent for three; a client
+//! whose buffer fills (it does not read) is dropped with close code 1008 — the node never
+//! waits for a slow client.
+
+use std::time::Instant;
+
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason, Message, Session};
+use futures::StreamExt;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::{
+    auth::Caller,
+    error::{ApiError, Result},
+    routes::users::{last_seq, read_log, NotificationDto},
+    state::ApiState,
+};
+
+/// Log entries read per catch-up query.
+const CATCH_UP_BATCH: u64 = 500;
+/// Largest frame accepted from a client (clients only send control frames).
+const MAX_FRAME: usize = 4 * 1024;
+
+/// Where to resume.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WsQuery {
+    /// Resume after this `seq` of the user's log (default: from now).
+    pub after: Option<u64>,
+    /// The user token, for clients that cannot send an Authorization header (read by
+    /// the authentication, declared here for the OpenAPI document).
+    #[allow(dead_code)]
+    pub token: Option<String>,
+}
+
+/// Upgrades to a WebSocket carrying the caller's notifications.
+#[utoipa::path(get, path = "/ws", tag = "notifications",
+    params(WsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 101, description = "Switching protocols: notifications follow"),
+        (status = 400, description = "Not a WebSocket request", body = crate::error::ErrorBody),
+        (status = 401, description = "No or an invalid credential", body = crate::error::ErrorBody),
+        (status = 403, description = "Not a user token", body = crate::error::ErrorBody),
+    ))]
+#[get("/ws")]
+pub(crate) async fn ws(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    body: web::Payload,
+    query: web::Query<WsQuery>,
+) -> Result<HttpResponse> {
+    let user = Caller::from_request_with(&req, true)?.user()?;
+    let user = user.to_string();
+    let (response, session, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::bad_request(format!("not a WebSocket upgrade: {e}")))?;
+    let start = match query.after {
+        Some(after) => after,
+        None => last_seq(&state, &user).await?,
+    };
+    let subscription = state.hub.subscribe(&user);
+    let state = state.into_inner();
+    actix_web::rt::spawn(async move {
+        let stream = stream.max_frame_size(MAX_FRAME);
+        let result = run(&state, &user, start, session, stream, subscription).await;
+        if let Err(why) = result {
+            tracing::debug!(user = %user, why, "WebSocket session ended");
+        }
+    });
+    Ok(response)
+}
+
+/// Why a session ended.
+type End = Result<(), &'static str>;
+
+struct Sender {
+    session: Session,
+    last_sent: u64,
+}
+
+impl Sender {
+    async fn send(&mut self, n: NotificationDto) -> End {
+        if n.seq <= self.last_sent {
+            return Ok(());
+        }
+        let frame = serde_json::json!({
+            "type": "notification",
+            "seq": n.seq,
+            "event_id": n.event_id,
+            "kind": n.kind,
+            "payload": n.payload,
+            "at": n.at,
+        });
+        self.session
+            .text(frame.to_string())
+            .await
+            .map_err(|_| "client gone")?;
+        self.last_sent = n.seq;
+        metrics::counter!("merit_ws_notifications_sent_total").increment(1);
+        Ok(())
+    }
+
+    /// Sends everything in the log after what was sent.
+    async fn catch_up(&mut self, state: &ApiState, user: &str) -> End {
+        loop {
+            let rows = read_log(state, user, self.last_sent, CATCH_UP_BATCH)
+                .await
+                .map_err(|_| "log unreadable")?;
+            let full = rows.len() as u64 == CATCH_UP_BATCH;
+            for row in rows {
+                self.send(row.into()).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn run(
+    state: &ApiState,
+    user: &str,
+    start: u64,
+    session: Session,
+    mut stream: actix_ws::MessageStream,
+    mut subscription: crate::notify::Subscription,
+) -> End {
+    let mut out = Sender {
+        session,
+        last_sent: start,
+    };
+    let hello = serde_json::json!({"type": "hello", "user": user, "last_seq": start});
+    out.session
+        .text(hello.to_string())
+        .await
+        .map_err(|_| "client gone")?;
+    let heartbeat = state.options.ws_heartbeat;
+    let mut ping = tokio::time::interval(heartbeat);
+    let mut catch_up = tokio::time::interval(state.options.ws_catch_up);
+    let mut last_heard = Instant::now();
+    // The first tick of `catch_up` fires at once: the backlog after `start`.
+    let result: End = loop {
+        tokio::select! {
+            live = subscription.rx.recv() => match live {
+                Some(n) if n.seq == out.last_sent + 1 => {
+                    let dto = NotificationDto {
+                        seq: n.seq,
+                        event_id: n.event_id.to_string(),
+                        kind: n.kind.clone(),
+                        payload: n.payload.clone(),
+                        at: n.at,
+                    };
+                    if let Err(e) = out.send(dto).await { break Err(e) }
+                }
+                Some(n) if n.seq <= out.last_sent => {}
+                // A gap: something arrived out of order or was missed; the log has it.
+                Some(_) => if let Err(e) = out.catch_up(state, user).await { break Err(e) },
+                None => {
+                    let _ = out.session.close(Some(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some("too slow: notification buffer full; reconnect with ?after=<last seq>".to_string()),
+                    })).await;
+                    return Err("dropped: too slow");
+                }
+            },
+            _ = subscription.resync.changed() => {
+                if let Err(e) = out.catch_up(state, user).await { break Err(e) }
+            }
+            _ = catch_up.tick() => {
+                if let Err(e) = out.catch_up(state, user).await { break Err(e) }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > heartbeat * 3 {
+                    break Err("client silent");
+                }
+                if out.session.ping(b"").await.is_err() { break Err("client gone") }
+            }
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Ping(bytes))) => {
+                    last_heard = Instant::now();
+                    if out.session.pong(&bytes).await.is_err() { break Err("client gone") }
+                }
+                Some(Ok(Message::Close(_))) | None => break Ok(()),
+                Some(Ok(_)) => last_heard = Instant::now(),
+                Some(Err(_)) => break Err("protocol error"),
+            },
+        }
+    };
+    let _ = out.session.close(None).await;
+    result
+}
