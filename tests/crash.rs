@@ -70,6 +70,7 @@ struct Counts {
     deadlines: u64,
     achievements: u64,
     holdings_changes: u64,
+    achievement_outcomes: u64,
 }
 
 async fn inbox_rows(store: &Store, consumer: &str) -> u64 {
@@ -96,6 +97,11 @@ async fn counts(store: &Store) -> Counts {
             .expect("achievements"),
         holdings_changes: outbox::Entity::find()
             .filter(outbox::Column::RoutingKey.eq("user.holdings.changed"))
+            .count(db)
+            .await
+            .expect("outbox"),
+        achievement_outcomes: outbox::Entity::find()
+            .filter(outbox::Column::RoutingKey.is_in(["achievement.minted", "achievement.failed"]))
             .count(db)
             .await
             .expect("outbox"),
@@ -218,13 +224,17 @@ async fn a_sigkilled_node_applies_every_event_exactly_once() {
         c.achievements, expected_achievements,
         "achievements unlocked once each"
     );
-    // Each user actor applied every creation, recorded vote, its own unlocks and the
+    // Each user actor applied every creation, recorded vote, its own unlocks, the
     // holdings changes of the NFTs those unlocks minted (the node runs the unlock saga on
-    // its embedded dev chain) once; each proposal actor every creation, vote and deadline
+    // its embedded dev chain) and the sagas' outcomes (minted / failed) once; each proposal actor every creation, vote and deadline
     // once: no more, no fewer.
     assert_eq!(
         c.user_inbox_rows,
-        expected_votes + u64::from(PROPOSALS) + expected_achievements + c.holdings_changes,
+        expected_votes
+            + u64::from(PROPOSALS)
+            + expected_achievements
+            + c.holdings_changes
+            + c.achievement_outcomes,
         "user inbox rows (unexpected effects)"
     );
     assert_eq!(

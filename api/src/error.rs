@@ -19,8 +19,9 @@ pub struct ErrorBody {
 /// A machine-readable code and a human-readable message.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `payload_too_large`, `rate_limited`, `unavailable`, `internal`.
+    /// Stable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `method_not_allowed`, `conflict`, `payload_too_large`, `rate_limited`, `unavailable`,
+    /// `internal`.
     pub code: String,
     /// What was wrong, naming the field and the expectation.
     pub message: String,
@@ -65,6 +66,15 @@ impl ApiError {
     /// 404: no such thing.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 405: the path exists but does not answer this method (the caller adds `Allow`).
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        )
     }
 
     /// 409: the request conflicts with the current state.

@@ -24,11 +24,16 @@ mod routes;
 mod state;
 mod ws;
 
-use std::{net::TcpListener, sync::Arc};
+use std::{
+    net::TcpListener,
+    sync::{Arc, OnceLock},
+};
 
 use actix_web::{
+    dev::ResourceDef,
     error::{JsonPayloadError, PathError, QueryPayloadError},
-    middleware, web, App, HttpRequest, HttpResponse, HttpServer,
+    http::header::{HeaderValue, ALLOW},
+    middleware, web, App, HttpRequest, HttpResponse, HttpServer, ResponseError,
 };
 
 pub use auth::{sign, Credentials};
@@ -63,14 +68,41 @@ fn path_error(e: PathError, _: &HttpRequest) -> actix_web::Error {
     ApiError::bad_request(format!("path: {e}")).into()
 }
 
-async fn not_found(req: HttpRequest) -> HttpResponse {
-    use actix_web::ResponseError;
-    ApiError::not_found(format!(
-        "no route {} {}",
-        req.method(),
-        merit_messages::quote_untrusted(req.path())
-    ))
-    .error_response()
+/// Pages served outside the OpenAPI document, all GET.
+const UNDOCUMENTED_PAGES: [&str; 3] = ["/openapi.json", "/dashboard", "/dashboard/events"];
+
+/// The methods `path` answers (`GET, POST`), when it is a known path.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    static ROUTES: OnceLock<Vec<(ResourceDef, String)>> = OnceLock::new();
+    ROUTES
+        .get_or_init(|| {
+            openapi::methods_by_path()
+                .into_iter()
+                .chain(UNDOCUMENTED_PAGES.map(|p| (p.to_string(), vec!["GET"])))
+                .map(|(pattern, methods)| (ResourceDef::new(pattern), methods.join(", ")))
+                .collect()
+        })
+        .iter()
+        .find(|(def, _)| def.is_match(path))
+        .map(|(_, allow)| allow.as_str())
+}
+
+/// What no route matched: 405 with `Allow` on a known path asked with another method,
+/// else 404.
+async fn no_route(req: HttpRequest) -> HttpResponse {
+    let path = merit_messages::quote_untrusted(req.path());
+    if let Some(allow) = allowed_methods(req.path()) {
+        let mut response = ApiError::method_not_allowed(format!(
+            "{} {path}: this path answers {allow}",
+            req.method()
+        ))
+        .error_response();
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+        return response;
+    }
+    ApiError::not_found(format!("no route {} {path}", req.method())).error_response()
 }
 
 async fn openapi_json() -> HttpResponse {
@@ -126,7 +158,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, options: &ApiOptions) {
             .service(routes::admin::get_overview)
             .service(routes::admin::chain_sync),
     )
-    .default_service(web::to(not_found));
+    .default_service(web::to(no_route));
 }
 
 /// Serves the API on `listener` until the returned server is stopped. Must run inside an

@@ -2,7 +2,13 @@
 //! the DTO types, so it cannot drift from the code.
 
 use utoipa::{
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        header::Header,
+        path::{Operation, PathItem},
+        schema::{ObjectBuilder, Ref, Type},
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        ContentBuilder, ResponseBuilder,
+    },
     Modify, OpenApi,
 };
 
@@ -31,7 +37,7 @@ use crate::{health, routes, ws};
         routes::admin::list_nodes, routes::admin::get_overview, routes::admin::chain_sync,
         ws::ws,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &RateLimited),
     tags(
         (name = "users", description = "A user's own data"),
         (name = "proposals", description = "Governance: proposals and votes"),
@@ -72,6 +78,70 @@ impl Modify for Security {
             ),
         );
     }
+}
+
+/// Documents the rate limiter's 429 on every operation it guards (all but the probes):
+/// the middleware answers it before any handler runs.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let response = ResponseBuilder::new()
+            .description("Over this client's request budget; retry after `Retry-After` seconds")
+            .header(
+                "Retry-After",
+                Header::new(ObjectBuilder::new().schema_type(Type::Integer)),
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in &mut openapi.paths.paths {
+            if crate::ratelimit::EXEMPT.contains(&path.as_str()) {
+                continue;
+            }
+            for (_, operation) in operations(item) {
+                operation
+                    .responses
+                    .responses
+                    .entry("429".to_string())
+                    .or_insert_with(|| response.clone().into());
+            }
+        }
+    }
+}
+
+/// A path item's operations with their methods.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("GET", &mut item.get),
+        ("PUT", &mut item.put),
+        ("POST", &mut item.post),
+        ("DELETE", &mut item.delete),
+        ("OPTIONS", &mut item.options),
+        ("HEAD", &mut item.head),
+        ("PATCH", &mut item.patch),
+        ("TRACE", &mut item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.as_mut().map(|o| (method, o)))
+}
+
+/// Every documented path (its `{name}` segments read the same in actix's patterns) with
+/// the methods it answers, for the `Allow` of a 405.
+pub(crate) fn methods_by_path() -> Vec<(String, Vec<&'static str>)> {
+    ApiDoc::openapi()
+        .paths
+        .paths
+        .into_iter()
+        .map(|(path, mut item)| {
+            let methods = operations(&mut item).map(|(method, _)| method).collect();
+            (path, methods)
+        })
+        .collect()
 }
 
 /// The document as JSON.

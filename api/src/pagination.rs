@@ -8,6 +8,8 @@ use crate::error::{ApiError, Result};
 
 /// Default page size.
 pub(crate) const DEFAULT_PAGE_SIZE: u64 = 50;
+/// Largest page number.
+pub(crate) const MAX_PAGE: u64 = 1_000_000;
 /// Largest page size.
 pub(crate) const MAX_PAGE_SIZE: u64 = 500;
 
@@ -15,8 +17,8 @@ pub(crate) const MAX_PAGE_SIZE: u64 = 500;
 #[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
-    /// Page number, from 1 (default 1).
-    #[param(minimum = 1)]
+    /// Page number, 1-1000000 (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     pub page: Option<u64>,
     /// Items per page, 1-500 (default 50).
     #[param(minimum = 1, maximum = 500)]
@@ -40,9 +42,9 @@ impl PageQuery {
     pub(crate) fn window(&self) -> Result<Window> {
         let page = self.page.unwrap_or(1);
         let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-        if page == 0 || page > 1_000_000 {
+        if page == 0 || page > MAX_PAGE {
             return Err(ApiError::bad_request(format!(
-                "page: {page} is out of range (1-1000000)"
+                "page: {page} is out of range (1-{MAX_PAGE})"
             )));
         }
         if !(1..=MAX_PAGE_SIZE).contains(&page_size) {

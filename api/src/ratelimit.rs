@@ -14,6 +14,9 @@ use actix_web::{
 
 use crate::{error::ApiError, state::ApiState};
 
+/// Paths never limited: the probes an orchestrator polls.
+pub(crate) const EXEMPT: [&str; 3] = ["/health", "/ready", "/metrics"];
+
 /// Buckets kept before idle ones are swept.
 const MAX_BUCKETS: usize = 100_000;
 
@@ -64,9 +67,7 @@ pub(crate) async fn limit(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let path = req.path();
-    let exempt = matches!(path, "/health" | "/ready" | "/metrics");
-    if !exempt {
+    if !EXEMPT.contains(&req.path()) {
         if let (Some(state), Some(limiter)) = (
             req.app_data::<web::Data<ApiState>>(),
             req.app_data::<web::Data<RateLimiter>>(),

@@ -52,6 +52,7 @@ pub(crate) struct WsQuery {
         (status = 400, description = "Not a WebSocket request", body = crate::error::ErrorBody),
         (status = 401, description = "No or an invalid credential", body = crate::error::ErrorBody),
         (status = 403, description = "Not a user token", body = crate::error::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::error::ErrorBody),
     ))]
 #[get("/ws")]
 pub(crate) async fn ws(

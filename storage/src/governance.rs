@@ -48,6 +48,9 @@ impl Store {
                         .expr(Expr::val(id.clone()))
                         .expr(Expr::cust("COALESCE(MAX(seq), 0) + 1"))
                         .from(proposal_seq::Entity)
+                        // SQLite reads `SELECT … FROM t ON CONFLICT` as a join constraint
+                        // unless a WHERE clause ends the SELECT.
+                        .and_where(Expr::cust("TRUE"))
                         .to_owned(),
                 )
                 .map_err(|e| StorageError::Corrupt {

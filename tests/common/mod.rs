@@ -173,6 +173,8 @@ pub fn init_crypto() {
 pub struct NodeProcess {
     child: std::process::Child,
     pub log: std::path::PathBuf,
+    /// Where this start's output begins in `log` (the log is appended across restarts).
+    log_start: u64,
 }
 
 impl NodeProcess {
@@ -184,6 +186,7 @@ impl NodeProcess {
             .append(true)
             .open(log)
             .expect("open node log");
+        let log_start = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_merit"));
         cmd.arg("serve");
         for (k, _) in std::env::vars() {
@@ -204,6 +207,34 @@ impl NodeProcess {
         Self {
             child,
             log: log.to_path_buf(),
+            log_start,
+        }
+    }
+
+    /// The node's HTTP base URL (`http://127.0.0.1:PORT`), read from its "serving" log
+    /// line once it is up (test nodes listen on port 0).
+    pub fn http_url(&self, secs: u64) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let raw = std::fs::read(&self.log).unwrap_or_default();
+            let text = strip_ansi(&String::from_utf8_lossy(
+                raw.get(usize::try_from(self.log_start).unwrap_or(0)..)
+                    .unwrap_or_default(),
+            ));
+            if let Some(line) = text.lines().find(|l| l.contains("serving;")) {
+                if let Some(addr) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("http="))
+                {
+                    return format!("http://{addr}");
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node did not start serving within {secs}s; log: {}",
+                self.log.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
 
@@ -342,4 +373,88 @@ pub fn open_proposal(id: &str) -> merit_messages::Envelope {
             threshold_bps: 5_000,
         },
     )
+}
+
+/// Removes terminal colour codes from a log.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A TCP proxy in front of a service, which a test can take down and bring back: while
+/// down it drops every connection and refuses new ones (as a stopped broker would), so a
+/// node sees the service go away without disturbing the real one other tests share.
+pub struct Proxy {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    /// Starts a proxy on a free local port forwarding to `target` (`127.0.0.1:5672`).
+    pub async fn start(target: &'static str) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (up2, gen2) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let (up, generation) = (up2.clone(), gen2.clone());
+                let born = generation.load(Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                    let cut = async {
+                        while up.load(Ordering::SeqCst) && generation.load(Ordering::SeqCst) == born
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = copy => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            up,
+            generation,
+        }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Accepts connections again.
+    pub fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

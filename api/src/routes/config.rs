@@ -3,7 +3,7 @@
 //! refused document is a 400 naming its JSON path, and nothing is written.
 
 use actix_web::{get, post, web, HttpResponse};
-use merit_actors::center::CenterError;
+use merit_actors::center::{CenterError, MAX_AUTHOR_CHARS, MAX_REASON_CHARS};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -60,9 +60,11 @@ pub(crate) struct ChangeConfig {
     /// The whole new document `{tiers, limits, rules}`.
     #[schema(value_type = Object)]
     pub document: serde_json::Value,
-    /// Who makes it (1-100 characters).
+    /// Who makes it (1-100 characters, not blank).
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub author: String,
-    /// Why (at most 500 characters).
+    /// Why (1-500 characters, not blank).
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub reason: String,
     /// Only report what the rules would unlock for stored users; write nothing.
     #[serde(default)]
@@ -74,10 +76,13 @@ pub(crate) struct ChangeConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Rollback {
     /// The version to restore (0: the built-in document).
+    #[serde(deserialize_with = "crate::routes::whole_u64")]
     pub version: u64,
-    /// Who makes it.
+    /// Who makes it (1-100 characters, not blank).
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub author: String,
-    /// Why.
+    /// Why (1-500 characters, not blank).
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub reason: String,
 }
 
@@ -103,6 +108,18 @@ fn center_error(e: CenterError) -> ApiError {
     }
 }
 
+/// `field` holds 1-`max` characters and is not blank (the center's rule for author and
+/// reason).
+fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+    let n = value.chars().count();
+    if value.trim().is_empty() || n > max {
+        return Err(ApiError::bad_request(format!(
+            "{field}: {n} characters: expected 1..={max}, not blank"
+        )));
+    }
+    Ok(())
+}
+
 /// The active config.
 #[utoipa::path(get, path = "/api/v1/config", tag = "config",
     security(("admin" = [])),
@@ -110,6 +127,7 @@ fn center_error(e: CenterError) -> ApiError {
         (status = 200, description = "The latest version and its document", body = ConfigDto),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/config")]
 pub(crate) async fn current_config(
@@ -132,6 +150,7 @@ pub(crate) async fn current_config(
         (status = 400, description = "Bad page", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/config/versions")]
 pub(crate) async fn config_versions(
@@ -159,6 +178,7 @@ pub(crate) async fn config_versions(
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such version", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/config/versions/{version}")]
 pub(crate) async fn config_version(
@@ -196,6 +216,7 @@ pub(crate) async fn config_version(
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such version", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/config/diff")]
 pub(crate) async fn config_diff(
@@ -217,13 +238,14 @@ pub(crate) async fn config_diff(
     request_body = ChangeConfig,
     security(("admin" = [])),
     responses(
-        (status = 201, description = "Stored as the next version", body = VersionDto),
         (status = 200, description = "Dry run: per rule, the users it would newly unlock", body = Object),
+        (status = 201, description = "Stored as the next version", body = VersionDto),
         (status = 400, description = "A refused document (its JSON path and why) or bad author/reason", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 409, description = "Lost the race for a version number repeatedly", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[post("/config")]
 pub(crate) async fn change_config(
@@ -233,6 +255,10 @@ pub(crate) async fn change_config(
 ) -> Result<HttpResponse> {
     let document = serde_json::to_vec(&body.document).unwrap_or_default();
     if body.dry_run {
+        // The center checks these when it stores; a dry run stores nothing, and the
+        // request must mean the same either way.
+        check_text("author", &body.author, MAX_AUTHOR_CHARS)?;
+        check_text("reason", &body.reason, MAX_REASON_CHARS)?;
         let report = state
             .center
             .dry_run(&document, chrono::Utc::now())
@@ -260,6 +286,8 @@ pub(crate) async fn change_config(
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such version", body = ErrorBody),
         (status = 409, description = "Lost the race for a version number repeatedly", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[post("/config/rollback")]
 pub(crate) async fn rollback_config(

@@ -108,7 +108,7 @@ pub(crate) async fn dlq_total(state: &ApiState) -> Option<u64> {
 
 /// One dead letter with its body.
 #[utoipa::path(get, path = "/api/v1/dlq/{id}", tag = "dlq",
-    params(("id" = String, Path, description = "Dead letter id")),
+    params(("id" = String, Path, format = Uuid, description = "Dead letter id (a UUID)")),
     security(("admin" = [])),
     responses(
         (status = 200, description = "The dead letter", body = DeadLetterDto),
@@ -145,7 +145,7 @@ fn not_found(id: &str) -> ApiError {
 /// Republishes a dead letter with its original routing key, headers and ids, and removes
 /// it (the inboxes make a replay of an applied event harmless).
 #[utoipa::path(post, path = "/api/v1/dlq/{id}/replay", tag = "dlq",
-    params(("id" = String, Path, description = "Dead letter id")),
+    params(("id" = String, Path, format = Uuid, description = "Dead letter id (a UUID)")),
     security(("admin" = [])),
     responses(
         (status = 200, description = "Replayed", body = DeadLetterAction),
@@ -179,7 +179,7 @@ pub(crate) async fn replay_dead_letter(
 
 /// Removes a dead letter for good.
 #[utoipa::path(delete, path = "/api/v1/dlq/{id}", tag = "dlq",
-    params(("id" = String, Path, description = "Dead letter id")),
+    params(("id" = String, Path, format = Uuid, description = "Dead letter id (a UUID)")),
     security(("admin" = [])),
     responses(
         (status = 200, description = "Discarded", body = DeadLetterAction),

@@ -9,8 +9,45 @@ pub(crate) mod sagas;
 pub(crate) mod users;
 
 use merit_messages::{Address, TokenId};
+use serde::{de::Error as _, Deserialize, Deserializer};
 
 use crate::error::{ApiError, Result};
+
+/// Largest integer a float spells exactly (2^53).
+const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0;
+
+/// A JSON integer, also spelled as a whole float (`5.0` is the integer 5 to JSON and
+/// JSON Schema); a fraction, a negative or a float past 2^53 (no longer exact) is refused.
+fn whole(n: &serde_json::Number) -> Option<u64> {
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=EXACT_FLOAT_LIMIT).contains(f))
+            .map(|f| f as u64)
+    })
+}
+
+/// Deserialises a `u64` body field with [`whole`].
+pub(crate) fn whole_u64<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    whole(&n).ok_or_else(|| {
+        D::Error::custom(format!("{n} is not a whole number from 0 to {}", u64::MAX))
+    })
+}
+
+/// Deserialises an optional `u16` body field with [`whole`].
+pub(crate) fn whole_opt_u16<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u16>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    whole(&n)
+        .and_then(|v| u16::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            D::Error::custom(format!("{n} is not a whole number from 0 to {}", u16::MAX))
+        })
+}
 
 /// Parses a wallet address path segment.
 pub(crate) fn address(raw: &str) -> Result<Address> {

@@ -57,6 +57,7 @@ page_of!(NftPage, NftDto, "NFTs");
 #[into_params(parameter_in = Query)]
 pub(crate) struct NftQuery {
     /// Only those held by this 0x address.
+    #[param(pattern = "^0[xX][0-9a-fA-F]{40}$")]
     pub owner: Option<String>,
     /// Include burned tokens (default false).
     pub burned: Option<bool>,
@@ -70,6 +71,7 @@ pub(crate) struct NftQuery {
         (status = 200, description = "A page of NFTs", body = NftPage),
         (status = 400, description = "Bad owner or page", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/nfts")]
 pub(crate) async fn list_nfts(
@@ -101,13 +103,14 @@ pub(crate) async fn list_nfts(
 
 /// One NFT.
 #[utoipa::path(get, path = "/api/v1/nfts/{token}", tag = "nfts",
-    params(("token" = String, Path, description = "Token id, uint256 decimal")),
+    params(("token" = String, Path, pattern = "^0*[0-9]{1,77}$", description = "Token id, uint256 decimal (up to 2^256 - 1; the pattern shows the ids of at most 77 digits)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The NFT", body = NftDto),
         (status = 400, description = "Not a token id", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 404, description = "No such token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/nfts/{token}")]
 pub(crate) async fn get_nft(

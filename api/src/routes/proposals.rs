@@ -17,7 +17,7 @@ use crate::{
     auth::Caller,
     error::{ApiError, ErrorBody, Result},
     pagination::{page_of, PageQuery},
-    routes::{address, unsigned},
+    routes::{address, unsigned, whole_opt_u16, whole_u64},
     state::ApiState,
 };
 
@@ -111,6 +111,7 @@ pub(crate) struct ProposalQuery {
     /// Only in this status.
     pub status: Option<String>,
     /// Only created by this 0x address.
+    #[param(pattern = "^0[xX][0-9a-fA-F]{40}$")]
     pub creator: Option<String>,
 }
 
@@ -119,20 +120,25 @@ pub(crate) struct ProposalQuery {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateProposal {
     /// Id, 1-64 of `[A-Za-z0-9_.:-]`, unique.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub proposal: String,
     /// Title, 1-200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     /// Body, at most 8,000 characters.
     #[serde(default)]
+    #[schema(max_length = 8000)]
     pub description: Option<String>,
     /// Voting opens (RFC 3339).
     pub starts_at: DateTime<Utc>,
     /// Voting closes; after `starts_at`.
     pub ends_at: DateTime<Utc>,
     /// Minimum total weight for a valid result.
+    #[serde(deserialize_with = "whole_u64")]
     pub quorum: u64,
     /// Share of for / (for + against) needed to pass, basis points 1-10000 (default 5000).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_opt_u16")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub threshold_bps: Option<u16>,
 }
 
@@ -141,9 +147,11 @@ pub(crate) struct CreateProposal {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CastVote {
     /// `for`, `against` or `abstain`.
+    #[schema(pattern = "^(for|against|abstain)$")]
     pub choice: String,
     /// Optional reason, at most 1,000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub reason: Option<String>,
 }
 
@@ -167,6 +175,7 @@ pub(crate) struct Accepted {
         (status = 200, description = "A page of proposals", body = ProposalPage),
         (status = 400, description = "Bad filter or page", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/proposals")]
 pub(crate) async fn list_proposals(
@@ -211,12 +220,13 @@ async fn find(state: &ApiState, id: &str) -> Result<proposal::Model> {
 
 /// One proposal with its tally.
 #[utoipa::path(get, path = "/api/v1/proposals/{id}", tag = "proposals",
-    params(("id" = String, Path, description = "Proposal id")),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "Proposal id")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The proposal", body = ProposalDto),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 404, description = "No such proposal", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/proposals/{id}")]
 pub(crate) async fn get_proposal(
@@ -229,13 +239,14 @@ pub(crate) async fn get_proposal(
 
 /// A proposal's counted votes, in the order cast.
 #[utoipa::path(get, path = "/api/v1/proposals/{id}/votes", tag = "proposals",
-    params(("id" = String, Path, description = "Proposal id"), PageQuery),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "Proposal id"), PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of votes", body = VotePage),
         (status = 400, description = "Bad page", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 404, description = "No such proposal", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/proposals/{id}/votes")]
 pub(crate) async fn proposal_votes(
@@ -310,7 +321,7 @@ async fn publish(
 /// caller).
 #[utoipa::path(post, path = "/api/v1/proposals", tag = "proposals",
     request_body = CreateProposal,
-    params(("Idempotency-Key" = Option<String>, Header, description = "UUID; a retry with the same key publishes the same event")),
+    params(("Idempotency-Key" = Option<String>, Header, format = Uuid, description = "UUID; a retry with the same key publishes the same event")),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Published; the ProposalActor applies it", body = Accepted),
@@ -319,7 +330,7 @@ async fn publish(
         (status = 403, description = "Not a user token", body = ErrorBody),
         (status = 409, description = "The proposal exists", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The broker is unavailable", body = ErrorBody),
+        (status = 503, description = "The database or the broker is unavailable", body = ErrorBody),
     ))]
 #[post("/proposals")]
 pub(crate) async fn create_proposal(
@@ -361,8 +372,8 @@ pub(crate) async fn create_proposal(
 /// any case.
 #[utoipa::path(post, path = "/api/v1/proposals/{id}/votes", tag = "proposals",
     request_body = CastVote,
-    params(("id" = String, Path, description = "Proposal id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "UUID; a retry with the same key publishes the same event")),
+    params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "Proposal id"),
+        ("Idempotency-Key" = Option<String>, Header, format = Uuid, description = "UUID; a retry with the same key publishes the same event")),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Published; the ProposalActor counts it if the vote is open", body = Accepted),
@@ -372,7 +383,7 @@ pub(crate) async fn create_proposal(
         (status = 404, description = "No such proposal", body = ErrorBody),
         (status = 409, description = "Closed, or the caller's vote is already counted", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The broker is unavailable", body = ErrorBody),
+        (status = 503, description = "The database or the broker is unavailable", body = ErrorBody),
     ))]
 #[post("/proposals/{id}/votes")]
 pub(crate) async fn cast_vote(

@@ -31,6 +31,7 @@ pub(crate) struct SagaListPage {
 #[into_params(parameter_in = Query)]
 pub(crate) struct SagaQuery {
     /// `running`, `compensating`, `completed`, `compensated`, `failed` or `stuck`.
+    #[param(pattern = "^(running|compensating|completed|compensated|failed|stuck)$")]
     pub state: Option<String>,
     /// Saga kind, e.g. `achievement_unlock`.
     pub kind: Option<String>,
@@ -74,6 +75,7 @@ fn json(value: &impl serde::Serialize) -> serde_json::Value {
         (status = 400, description = "Bad state or page", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
+        (status = 503, description = "This node runs no saga executor, or the saga log is unavailable", body = ErrorBody),
     ))]
 #[get("/sagas")]
 pub(crate) async fn list_sagas(
@@ -112,7 +114,7 @@ pub(crate) async fn list_sagas(
 
 /// One saga with its steps: the timeline.
 #[utoipa::path(get, path = "/api/v1/sagas/{id}", tag = "sagas",
-    params(("id" = String, Path, description = "Saga id (UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "Saga id (UUID)")),
     security(("admin" = [])),
     responses(
         (status = 200, description = "The saga and its steps", body = Object),
@@ -120,6 +122,7 @@ pub(crate) async fn list_sagas(
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such saga", body = ErrorBody),
+        (status = 503, description = "This node runs no saga executor, or the saga log is unavailable", body = ErrorBody),
     ))]
 #[get("/sagas/{id}")]
 pub(crate) async fn get_saga(
@@ -138,7 +141,7 @@ pub(crate) async fn get_saga(
 
 /// Retries a `failed` or `stuck` saga (e.g. an achievement whose mint failed for good).
 #[utoipa::path(post, path = "/api/v1/sagas/{id}/retry", tag = "sagas",
-    params(("id" = String, Path, description = "Saga id (UUID)")),
+    params(("id" = String, Path, format = Uuid, description = "Saga id (UUID)")),
     security(("admin" = [])),
     responses(
         (status = 200, description = "Resumed; the saga as it is now", body = Object),
@@ -147,6 +150,7 @@ pub(crate) async fn get_saga(
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such saga", body = ErrorBody),
         (status = 409, description = "Not failed or stuck", body = ErrorBody),
+        (status = 503, description = "This node runs no saga executor, or the saga log is unavailable", body = ErrorBody),
     ))]
 #[post("/sagas/{id}/retry")]
 pub(crate) async fn retry_saga(

@@ -196,7 +196,7 @@ pub(crate) async fn read_log(
 
 /// A user's counters and benefits.
 #[utoipa::path(get, path = "/api/v1/users/{address}", tag = "users",
-    params(("address" = String, Path, description = "0x wallet address")),
+    params(("address" = String, Path, pattern = "^0[xX][0-9a-fA-F]{40}$", description = "0x wallet address")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = UserDto),
@@ -204,6 +204,7 @@ pub(crate) async fn read_log(
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Another user's data", body = ErrorBody),
         (status = 404, description = "merit has seen no event of this user", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/users/{address}")]
 pub(crate) async fn get_user(
@@ -239,13 +240,14 @@ pub(crate) async fn get_user(
 
 /// A user's achievements, newest first.
 #[utoipa::path(get, path = "/api/v1/users/{address}/achievements", tag = "users",
-    params(("address" = String, Path, description = "0x wallet address"), PageQuery, AchievementQuery),
+    params(("address" = String, Path, pattern = "^0[xX][0-9a-fA-F]{40}$", description = "0x wallet address"), PageQuery, AchievementQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of achievements", body = AchievementPage),
         (status = 400, description = "Bad address or page", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Another user's data", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/users/{address}/achievements")]
 pub(crate) async fn user_achievements(
@@ -279,13 +281,14 @@ pub(crate) async fn user_achievements(
 
 /// The NFTs a user holds.
 #[utoipa::path(get, path = "/api/v1/users/{address}/nfts", tag = "users",
-    params(("address" = String, Path, description = "0x wallet address"), PageQuery),
+    params(("address" = String, Path, pattern = "^0[xX][0-9a-fA-F]{40}$", description = "0x wallet address"), PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of held NFTs", body = UserNftPage),
         (status = 400, description = "Bad address or page", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Another user's data", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/users/{address}/nfts")]
 pub(crate) async fn user_nfts(
@@ -315,13 +318,14 @@ pub(crate) async fn user_nfts(
 
 /// A user's notification log after `after` (what a reconnecting client missed).
 #[utoipa::path(get, path = "/api/v1/users/{address}/notifications", tag = "users",
-    params(("address" = String, Path, description = "0x wallet address"), LogQuery),
+    params(("address" = String, Path, pattern = "^0[xX][0-9a-fA-F]{40}$", description = "0x wallet address"), LogQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Log entries in order", body = NotificationLog),
         (status = 400, description = "Bad address or limit", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Another user's data", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/users/{address}/notifications")]
 pub(crate) async fn user_notifications(
