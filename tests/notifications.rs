@@ -1,0 +1,279 @@
+//! WebSocket notifications across nodes: a client connected to one node hears of events
+//! applied on another (the fan-out), hears only its own user's, and a client that
+//! reconnects with the last `seq` it saw catches up on exactly what it missed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, NodeProcess, TestDb, Vhost};
+use futures::{SinkExt, StreamExt};
+use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_messages::{Address, Envelope, VoteCast, VoteChoice};
+use serde_json::Value;
+use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(base: &str, token: &str, after: Option<u64>) -> Socket {
+    let ws = base.replacen("http://", "ws://", 1);
+    let mut url = format!("{ws}/ws?token={token}");
+    if let Some(after) = after {
+        url.push_str(&format!("&after={after}"));
+    }
+    let (mut socket, _) = connect_async(url).await.expect("WebSocket connects");
+    let hello = next_frame(&mut socket, 10).await.expect("hello");
+    assert_eq!(hello["type"], "hello", "{hello}");
+    socket
+}
+
+/// The next text frame as JSON, or `None` after `secs` without one.
+async fn next_frame(socket: &mut Socket, secs: u64) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, socket.next()).await {
+            Err(_) => return None,
+            Ok(None) => return None,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                return Some(serde_json::from_str(&text).expect("JSON frame"))
+            }
+            Ok(Some(Ok(Message::Ping(p)))) => {
+                let _ = socket.send(Message::Pong(p)).await;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => panic!("WebSocket error: {e}"),
+        }
+    }
+}
+
+/// Notifications until one of `kind` arrives (all of them, in order).
+async fn until_kind(socket: &mut Socket, kind: &str, secs: u64) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let frame = next_frame(socket, secs)
+            .await
+            .unwrap_or_else(|| panic!("no {kind} notification within {secs}s; got {seen:?}"));
+        let done = frame["kind"] == kind;
+        seen.push(frame);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn seqs(frames: &[Value]) -> Vec<u64> {
+    frames.iter().filter_map(|f| f["seq"].as_u64()).collect()
+}
+
+/// Every address mentioned in a notification's payload.
+fn mentions(frame: &Value, who: &Address) -> bool {
+    frame["payload"].to_string().contains(&who.to_string())
+}
+
+async fn last_seq(base: &str, admin: &str, user: &Address) -> u64 {
+    let body: Value = reqwest::Client::new()
+        .get(format!("{base}/api/v1/users/{user}/notifications?limit=1"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("json");
+    body["last_seq"].as_u64().unwrap_or(0)
+}
+
+async fn ready(base: &str) {
+    let http = reqwest::Client::new();
+    common::eventually(60, "node ready", || {
+        let http = http.clone();
+        async move {
+            http.get(format!("{base}/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconnecting() {
+    common::init_crypto();
+    let db = TestDb::empty(Backend::Postgres).await;
+    let vhost = Vhost::create();
+    let admin = format!("admin-{}", uuid::Uuid::new_v4().simple());
+    let jwt = format!("jwt-{}-0123456789abcdef0123", uuid::Uuid::new_v4().simple());
+    let log = common::artefacts().join("notifications.log");
+    let _ = std::fs::remove_file(&log);
+    let env = |id: &'static str| {
+        vec![
+            ("MERIT_DATABASE_URL", db.url.clone()),
+            ("MERIT_AMQP_URL", vhost.url.clone()),
+            ("MERIT_NODE_ID", id.to_string()),
+            ("MERIT_ADMIN_TOKEN", admin.clone()),
+            ("MERIT_JWT_SECRET", jwt.clone()),
+        ]
+    };
+    let spawn = |id: &'static str| {
+        let e = env(id);
+        let refs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        NodeProcess::spawn(&refs, &log)
+    };
+    // Node A starts first, so it owns every shard (single active consumer); B stands by
+    // and serves the clients.
+    let node_a = spawn("node-a");
+    let a = node_a.http_url(60);
+    ready(&a).await;
+    let node_b = spawn("node-b");
+    let b = node_b.http_url(60);
+    ready(&b).await;
+
+    let alice = common::wallet(11);
+    let bob = common::wallet(12);
+    let alice_token = merit_api::sign(jwt.as_bytes(), &alice.to_string(), 3600);
+    let bob_token = merit_api::sign(jwt.as_bytes(), &bob.to_string(), 3600);
+    let mut alice_ws = connect(&b, &alice_token, None).await;
+    let mut bob_ws = connect(&b, &bob_token, None).await;
+    // An admin token does not subscribe: notifications are a user's own.
+    let refused = connect_async(format!("{}/ws?token={admin}", b.replacen("http", "ws", 1))).await;
+    assert!(
+        refused.is_err(),
+        "the admin token opens no notification stream"
+    );
+
+    let producer = RabbitTransport::connect(
+        &vhost.url,
+        Topology {
+            prefix: String::new(),
+            shards: 2,
+        },
+    )
+    .await
+    .expect("producer");
+    let publish = |env: Envelope| {
+        let producer = &producer;
+        async move {
+            producer
+                .publish(vec![Outgoing::from_envelope(&env)])
+                .await
+                .expect("publish")
+        }
+    };
+
+    // Alice's first proposal, published over AMQP, is applied on node A; her client on
+    // node B hears the achievement it unlocks.
+    let mut created = common::open_proposal("ws-p1");
+    if let merit_messages::Event::ProposalCreated(p) = &mut created.event {
+        p.creator = alice;
+    }
+    let created = Envelope::new("ws-test", created.event);
+    publish(created).await;
+    let heard = until_kind(&mut alice_ws, "achievement.unlocked", 60).await;
+    let unlocked = heard.last().expect("unlocked");
+    assert_eq!(unlocked["payload"]["user"], alice.to_string());
+    assert_eq!(unlocked["payload"]["rule"], "first-proposal");
+    let status: Value = reqwest::Client::new()
+        .get(format!("{b}/api/v1/admin/overview"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("overview")
+        .json()
+        .await
+        .expect("json");
+    let user_turns_on_b: u64 = status["status"]["registries"]
+        .as_array()
+        .expect("registries")
+        .iter()
+        .filter_map(|r| r["applied"].as_u64())
+        .sum();
+    assert_eq!(
+        user_turns_on_b, 0,
+        "node B applied nothing: the actor ran on A"
+    );
+
+    // Bob votes; he hears his vote recorded with its weight, and nothing of Alice's.
+    publish(Envelope::new(
+        "ws-test",
+        VoteCast {
+            proposal: "ws-p1".parse().expect("id"),
+            voter: bob,
+            choice: VoteChoice::For,
+            reason: None,
+        },
+    ))
+    .await;
+    let bobs = until_kind(&mut bob_ws, "governance.vote.recorded", 60).await;
+    assert_eq!(bobs.last().expect("vote")["payload"]["weight"], 1000);
+    for frame in &bobs {
+        assert!(
+            !mentions(frame, &alice) || mentions(frame, &bob),
+            "Bob hears only his own: {frame}"
+        );
+        assert!(mentions(frame, &bob), "{frame}");
+    }
+
+    // Alice disconnects; while she is away her own vote is recorded; she reconnects to
+    // node A with the last seq she saw and receives exactly what she missed, in order.
+    let seen_up_to = *seqs(&heard).last().expect("a seq");
+    alice_ws.close(None).await.expect("close");
+    drop(alice_ws);
+    publish(Envelope::new(
+        "ws-test",
+        VoteCast {
+            proposal: "ws-p1".parse().expect("id"),
+            voter: alice,
+            choice: VoteChoice::Against,
+            reason: None,
+        },
+    ))
+    .await;
+    common::eventually(60, "alice's vote in her log", || {
+        let (b, admin) = (b.clone(), admin.clone());
+        async move {
+            let body: Value = reqwest::Client::new()
+                .get(format!(
+                    "{b}/api/v1/users/{alice}/notifications?after={seen_up_to}"
+                ))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("log")
+                .json()
+                .await
+                .expect("json");
+            body["items"]
+                .as_array()
+                .is_some_and(|i| i.iter().any(|n| n["kind"] == "governance.vote.recorded"))
+        }
+    })
+    .await;
+    let target = last_seq(&a, &admin, &alice).await;
+    assert!(target > seen_up_to);
+    let mut again = connect(&a, &alice_token, Some(seen_up_to)).await;
+    let mut missed = Vec::new();
+    while seqs(&missed).last().copied().unwrap_or(seen_up_to) < target {
+        let frame = next_frame(&mut again, 30)
+            .await
+            .unwrap_or_else(|| panic!("caught up to {:?} of {target}", seqs(&missed)));
+        missed.push(frame);
+    }
+    assert_eq!(
+        seqs(&missed),
+        ((seen_up_to + 1)..=target).collect::<Vec<_>>(),
+        "every missed notification once, in order"
+    );
+    assert!(missed
+        .iter()
+        .any(|f| f["kind"] == "governance.vote.recorded"));
+    assert!(missed
+        .iter()
+        .all(|f| !mentions(f, &bob) || mentions(f, &alice)));
+
+    node_b.stop();
+    node_a.stop();
+    vhost.delete();
+    db.cleanup().await;
+}
