@@ -96,7 +96,7 @@ pub(crate) async fn overview(state: &ApiState) -> Overview {
         version: state.version.to_string(),
         config_version: status.config_version,
         nodes,
-        status: serde_json::to_value(&status).unwrap_or_default(),
+        status: status_json(&status),
         queues,
         sagas,
         dlq_total: crate::routes::dlq::dlq_total(state).await.unwrap_or(0),
@@ -215,4 +215,27 @@ pub(crate) fn listener_json(s: &merit_chain::ListenerStatus) -> serde_json::Valu
         "reorgs": s.reorgs,
         "last_error": s.last_error,
     })
+}
+
+/// The node status for people: each service's state as one word (with its detail) and
+/// its last change as a time.
+fn status_json(status: &merit_supervisors::NodeStatus) -> serde_json::Value {
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    if let Some(services) = value["services"].as_array_mut() {
+        for service in services {
+            let state = &service["state"];
+            let word = state["state"].as_str().unwrap_or("unknown").to_string();
+            let text = match state["detail"].as_str() {
+                Some(detail) => format!("{word}: {detail}"),
+                None => word,
+            };
+            service["state"] = text.into();
+            if let Some(secs) = service["since"].as_i64() {
+                service["since"] = chrono::DateTime::from_timestamp(secs, 0)
+                    .map(|t| t.to_rfc3339())
+                    .into();
+            }
+        }
+    }
+    value
 }

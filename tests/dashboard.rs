@@ -1,0 +1,146 @@
+//! The supervisor dashboard in a real headless Chromium (Debian's `chromium`, driven by
+//! playwright-core from `tests/browser`) against a running node: the page logs in with
+//! the admin token, shows the node, replays a dead letter by clicking, and writes a
+//! screenshot to `target/dashboard.png`. A wrong token is refused first.
+
+mod common;
+
+use std::{path::Path, process::Command, time::Duration};
+
+use common::{Backend, NodeProcess, TestDb, Vhost};
+use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_node_and_replays_a_dead_letter_by_clicking() {
+    common::init_crypto();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .exists(),
+        "playwright-core is installed: run `npm ci` in tests/browser (bash .ci/run does)"
+    );
+    let db = TestDb::empty(Backend::Sqlite).await;
+    let vhost = Vhost::create();
+    let admin = format!("admin-{}", uuid::Uuid::new_v4().simple());
+    let log = common::artefacts().join("dashboard.log");
+    let _ = std::fs::remove_file(&log);
+    let node = NodeProcess::spawn(
+        &[
+            ("MERIT_DATABASE_URL", db.url.as_str()),
+            ("MERIT_AMQP_URL", vhost.url.as_str()),
+            ("MERIT_NODE_ID", "dashboard-node"),
+            ("MERIT_ADMIN_TOKEN", admin.as_str()),
+        ],
+        &log,
+    );
+    let base = node.http_url(60);
+    let http = reqwest::Client::new();
+
+    // A dead letter to replay: an envelope that is not JSON.
+    let producer = RabbitTransport::connect(
+        &vhost.url,
+        Topology {
+            prefix: String::new(),
+            shards: 2,
+        },
+    )
+    .await
+    .expect("producer");
+    let mut bad = Outgoing::new("governance.vote.cast", "dash-1", &b"{oops"[..]);
+    bad.headers
+        .insert("merit-proposal".to_string(), "p".to_string());
+    producer.publish(vec![bad]).await.expect("publish");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let body: Value = match http
+            .get(format!("{base}/api/v1/dlq"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+        {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => Value::Null,
+        };
+        if let Some(found) = body["items"][0]["id"].as_str() {
+            break found.to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead letter is listed within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let screenshot = root.join("target/dashboard.png");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking({
+            let (base, admin, id, screenshot) =
+                (base.clone(), admin.clone(), id.clone(), screenshot.clone());
+            move || {
+                Command::new("node")
+                    .current_dir(root)
+                    .args([
+                        "tests/browser/dashboard.mjs",
+                        "--url",
+                        &base,
+                        "--token",
+                        &admin,
+                    ])
+                    .arg("--screenshot")
+                    .arg(&screenshot)
+                    .args([
+                        "--expect-node",
+                        "dashboard-node",
+                        "--replay-id",
+                        &id,
+                        "--check-refused",
+                    ])
+                    .output()
+                    .expect("node runs (Node.js is installed by .ci/run)")
+            }
+        }),
+    )
+    .await
+    .expect("the browser run finished within 120 s")
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dashboard run failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("one JSON line ({e}): {stdout}"));
+    assert_eq!(report["replayed"], true, "{report}");
+    assert!(
+        report["nodes"].to_string().contains("dashboard-node"),
+        "{report}"
+    );
+    assert!(
+        std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 10_000),
+        "a screenshot was written to {}",
+        screenshot.display()
+    );
+    // The replay really happened: the dead letter with that id is gone from the queue.
+    let body: Value = http
+        .get(format!("{base}/api/v1/dlq/{id}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&admin),
+        "the admin token is not in the node's log"
+    );
+    node.stop();
+    vhost.delete();
+    db.cleanup().await;
+}
