@@ -45,6 +45,16 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print a user token (an HS256 JWT signed with MERIT_JWT_SECRET) for a wallet, for
+    /// the API and the WebSocket.
+    Token {
+        /// The wallet address (the token's subject).
+        #[arg(long)]
+        user: String,
+        /// Seconds until it expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: i64,
+    },
     /// Print or write the JSON Schema of every event envelope.
     Schema {
         /// Write one `<type>.v1.json` file per event into this folder instead of printing.
@@ -88,6 +98,22 @@ fn run(cli: Cli) -> Result<()> {
 
     match cli.command {
         Command::Schema { out } => write_schemas(out),
+        Command::Token { user, ttl_secs } => {
+            let loaded = load_settings(&cli.config_dir)?;
+            let wallet: merit_messages::Address = user
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--user: {user:?} is not a wallet address: {e}"))?;
+            anyhow::ensure!(ttl_secs > 0, "--ttl-secs must be positive");
+            println!(
+                "{}",
+                merit_api::sign(
+                    loaded.settings.jwt_secret.expose_secret().as_bytes(),
+                    &wallet.to_string(),
+                    ttl_secs
+                )
+            );
+            Ok(())
+        }
         Command::Config {
             command: ConfigCommand::Show { json },
         } => {

@@ -115,6 +115,7 @@ async fn migrate_twice(backend: Backend) {
         "m20261124_000001_initial",
         "m20261125_000002_sagas",
         "m20261125_000003_governance",
+        "m20261130_000004_api",
     ];
     assert_eq!(first, all.map(String::from).to_vec());
     let second = store.migrate().await.expect("second migrate");
@@ -142,6 +143,11 @@ async fn migrate_twice(backend: Backend) {
         .await
         .expect("votes");
     entities::nft::Entity::find().all(conn).await.expect("nfts");
+    entities::notification::Entity::find()
+        .all(conn)
+        .await
+        .expect("notifications");
+    entities::node::Entity::find().all(conn).await.expect("nodes");
     entities::benefit::Entity::find()
         .all(conn)
         .await

@@ -38,9 +38,16 @@ pub(crate) async fn run_relay(
             continue;
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+        for row in &rows {
+            *by_type.entry(row.routing_key.clone()).or_default() += 1;
+        }
         transport
             .publish(rows.into_iter().map(outgoing).collect())
             .await?;
+        for (event_type, n) in by_type {
+            metrics::counter!("merit_events_out_total", "type" => event_type).increment(n);
+        }
         store.mark_published(&ids).await?;
         tracing::debug!(published = ids.len(), "outbox relayed");
     }

@@ -45,7 +45,15 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
     let kind = delivery.shard.kind;
     let attempts = delivery.delivery_count + 1;
     let envelope = match Envelope::decode(&delivery.body) {
-        Ok(env) => env,
+        Ok(env) => {
+            metrics::counter!(
+                "merit_events_in_total",
+                "kind" => kind.as_str(),
+                "type" => env.event_type().as_str()
+            )
+            .increment(1);
+            env
+        }
         Err(e) => {
             let reason = DeadLetterReason {
                 class: e.kind.as_str().to_string(),
@@ -79,13 +87,23 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
         return;
     }
     let outcome = registries.route(kind, key, Arc::new(envelope), delivery.delivery_count);
-    tokio::spawn(complete(delivery, outcome));
+    tokio::spawn(complete(delivery, outcome, std::time::Instant::now()));
 }
 
-async fn complete(delivery: Delivery, outcome: oneshot::Receiver<Outcome>) {
-    let result = match outcome.await {
+/// Settles a delivery once its actor answered, recording how long the turn took from
+/// dispatch to outcome (queueing behind the key's earlier messages included).
+async fn complete(
+    delivery: Delivery,
+    outcome: oneshot::Receiver<Outcome>,
+    dispatched: std::time::Instant,
+) {
+    let outcome = outcome.await;
+    metrics::histogram!("merit_handler_seconds", "kind" => delivery.shard.kind.as_str())
+        .record(dispatched.elapsed().as_secs_f64());
+    let result = match outcome {
         Ok(Outcome::Applied(_) | Outcome::Duplicate) => delivery.ack().await,
         Ok(Outcome::DeadLetter { reason, attempts }) => {
+            metrics::counter!("merit_dead_letters_total", "class" => "handler_error").increment(1);
             delivery
                 .dead_letter(&DeadLetterReason {
                     class: "handler_error".to_string(),
@@ -104,6 +122,7 @@ async fn complete(delivery: Delivery, outcome: oneshot::Receiver<Outcome>) {
 }
 
 async fn dead_letter(delivery: Delivery, reason: DeadLetterReason) {
+    metrics::counter!("merit_dead_letters_total", "class" => reason.class.clone()).increment(1);
     tracing::warn!(class = %reason.class, detail = %reason.detail, "dead-lettering an undeliverable message");
     if let Err(e) = delivery.dead_letter(&reason).await {
         tracing::warn!(error = %e, "could not dead-letter; it will be redelivered");
