@@ -76,8 +76,16 @@ pub(crate) async fn connect_chain(settings: &Settings) -> Result<Arc<dyn Chain>>
 
 impl ChainRuntime {
     /// Starts the listener, the full sync, the saga executor and the unlock starter.
-    pub(crate) async fn start(settings: &Settings, store: &Store) -> Result<Self> {
-        let chain = connect_chain(settings).await?;
+    /// `chain` replaces the chain the settings select (the demo passes its dev chain).
+    pub(crate) async fn start(
+        settings: &Settings,
+        store: &Store,
+        chain: Option<Arc<dyn Chain>>,
+    ) -> Result<Self> {
+        let chain = match chain {
+            Some(chain) => chain,
+            None => connect_chain(settings).await?,
+        };
         let (shutdown, stop) = watch::channel(false);
         let confirmations = settings.chain.confirmations;
         let poll = settings.chain.poll_interval();

@@ -4,6 +4,7 @@
 mod bench;
 mod chain_runtime;
 mod config_cmd;
+mod demo;
 mod serve;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -35,6 +36,9 @@ enum Command {
     /// Run a node: migrate, then consume the shard queues, apply events in the actors and
     /// relay the outbox, until SIGINT or SIGTERM.
     Serve,
+    /// Run a node on embedded defaults and drive a simulated community through it:
+    /// proposals, votes, achievements minted as NFTs, compensated failures, trades.
+    Demo(demo::DemoArgs),
     /// Apply pending database migrations (a no-op when up to date).
     Migrate,
     /// Measure raw RabbitMQ against merit end-to-end on the configured services.
@@ -148,6 +152,13 @@ fn run(cli: Cli) -> Result<()> {
             let loaded = load_settings(&cli.config_dir)?;
             init_tracing(&loaded.settings);
             actix_system().block_on(bench::bench(loaded.settings, args))
+        }
+        Command::Demo(args) => {
+            let loaded = load_settings(&cli.config_dir)?;
+            let dir = tempfile::tempdir().context("a folder for the demo database")?;
+            let settings = demo::settings(loaded.settings, dir.path());
+            init_tracing(&settings);
+            actix_system().block_on(demo::demo(settings, args))
         }
         Command::Serve => {
             let loaded = load_settings(&cli.config_dir)?;

@@ -77,40 +77,99 @@ pub(crate) async fn transport(settings: &Settings) -> Result<Arc<dyn Transport>>
 /// How many of the most recently active users' benefits are loaded into the cache at start.
 const WARM_USERS: u64 = 10_000;
 
-pub(crate) async fn serve(settings: Settings) -> Result<()> {
-    let store = crate::connect(&settings).await?;
-    crate::migrate(&store, &settings).await?;
-    let transport = transport(&settings).await?;
-    let hub =
-        merit_api::NotificationHub::new(settings.node_id.clone(), ApiOptions::default().ws_buffer);
-    let services = services(&settings)
-        .await
-        .with_notifier(Arc::new(hub.clone()));
-    let node = Node::start(
-        node_options(&settings),
-        store.clone(),
-        services.clone(),
-        transport.clone(),
-    )
-    .await
-    .context("start the node")?;
-    let warmed = merit_actors::warm_benefits(&store, &services, WARM_USERS).await;
-    tracing::info!(warmed, "benefits cache warmed with the most active users");
-    let chain = crate::chain_runtime::ChainRuntime::start(&settings, &store)
-        .await
-        .context("start the chain listener and the saga executor")?;
-    let api = Api::start(&settings, &store, transport, &node, &chain, hub).await?;
-    tracing::info!(node_id = %settings.node_id, http = %api.address, "serving; SIGINT or SIGTERM stops");
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    api.stop().await;
-    chain.stop().await;
-    node.shutdown(Duration::from_secs(10)).await;
-    store.close().await?;
-    Ok(())
+/// A node with everything `merit serve` runs: actors, consumers, relay, timers, the chain
+/// side (listener, full sync, sagas) and HTTP.
+pub(crate) struct Running {
+    /// The database.
+    pub(crate) store: Store,
+    /// The mailbox transport.
+    pub(crate) transport: Arc<dyn Transport>,
+    /// Live notification delivery.
+    pub(crate) hub: merit_api::NotificationHub,
+    /// The HTTP side.
+    pub(crate) api: Api,
+    node: Node,
+    chain: crate::chain_runtime::ChainRuntime,
 }
 
-async fn shutdown_signal() {
+impl Running {
+    /// Migrates and starts everything; `chain` replaces the chain the settings select (the
+    /// demo keeps a handle on its dev chain).
+    pub(crate) async fn start(
+        settings: &Settings,
+        chain: Option<Arc<dyn merit_chain::Chain>>,
+    ) -> Result<Self> {
+        let store = crate::connect(settings).await?;
+        crate::migrate(&store, settings).await?;
+        let transport = transport(settings).await?;
+        let hub = merit_api::NotificationHub::new(
+            settings.node_id.clone(),
+            ApiOptions::default().ws_buffer,
+        );
+        let services = services(settings)
+            .await
+            .with_notifier(Arc::new(hub.clone()));
+        let node = Node::start(
+            node_options(settings),
+            store.clone(),
+            services.clone(),
+            transport.clone(),
+        )
+        .await
+        .context("start the node")?;
+        let warmed = merit_actors::warm_benefits(&store, &services, WARM_USERS).await;
+        tracing::info!(warmed, "benefits cache warmed with the most active users");
+        let chain = crate::chain_runtime::ChainRuntime::start(settings, &store, chain)
+            .await
+            .context("start the chain listener and the saga executor")?;
+        let api = Api::start(
+            settings,
+            &store,
+            transport.clone(),
+            &node,
+            &chain,
+            hub.clone(),
+        )
+        .await?;
+        tracing::info!(node_id = %settings.node_id, http = %api.address, "serving; SIGINT or SIGTERM stops");
+        Ok(Self {
+            store,
+            transport,
+            hub,
+            api,
+            node,
+            chain,
+        })
+    }
+
+    /// The node's status.
+    pub(crate) fn status(&self) -> merit_supervisors::NodeStatus {
+        self.node.status()
+    }
+
+    /// The saga executor.
+    pub(crate) fn sagas(&self) -> merit_sagas::SagaExecutor {
+        self.chain.executor()
+    }
+
+    /// Stops HTTP, the chain side and the node, in that order, then closes the database.
+    pub(crate) async fn stop(self) -> Result<()> {
+        tracing::info!("shutting down");
+        self.api.stop().await;
+        self.chain.stop().await;
+        self.node.shutdown(Duration::from_secs(10)).await;
+        self.store.close().await?;
+        Ok(())
+    }
+}
+
+pub(crate) async fn serve(settings: Settings) -> Result<()> {
+    let running = Running::start(&settings, None).await?;
+    shutdown_signal().await;
+    running.stop().await
+}
+
+pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

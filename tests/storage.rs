@@ -147,7 +147,10 @@ async fn migrate_twice(backend: Backend) {
         .all(conn)
         .await
         .expect("notifications");
-    entities::node::Entity::find().all(conn).await.expect("nodes");
+    entities::node::Entity::find()
+        .all(conn)
+        .await
+        .expect("nodes");
     entities::benefit::Entity::find()
         .all(conn)
         .await

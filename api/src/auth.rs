@@ -258,7 +258,10 @@ mod tests {
     fn a_signed_token_verifies_to_its_subject() {
         let token = sign(SECRET, WALLET, 60);
         let now = chrono::Utc::now().timestamp();
-        assert_eq!(verify(SECRET, &token, now).unwrap().to_string(), WALLET);
+        assert_eq!(
+            verify(SECRET, &token, now).expect("valid").to_string(),
+            WALLET
+        );
     }
 
     #[test]
@@ -279,7 +282,7 @@ mod tests {
             URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
             URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"{WALLET}","exp":{}}}"#, now + 60))
         );
-        let err = verify(SECRET, &none, now).unwrap_err();
+        let err = verify(SECRET, &none, now).expect_err("alg none");
         assert!(err.message.contains("HS256"), "{err}");
         assert!(verify(SECRET, "a.b", now).is_err());
         assert!(verify(SECRET, "", now).is_err());
@@ -288,7 +291,8 @@ mod tests {
     #[test]
     fn a_subject_that_is_not_a_wallet_is_refused() {
         let token = sign(SECRET, "alice", 60);
-        let err = verify(SECRET, &token, chrono::Utc::now().timestamp()).unwrap_err();
+        let err = verify(SECRET, &token, chrono::Utc::now().timestamp())
+            .expect_err("subject not a wallet");
         assert!(err.message.contains("wallet"), "{err}");
     }
 

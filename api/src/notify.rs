@@ -48,12 +48,15 @@ pub struct NotificationHub {
     inner: Arc<Inner>,
 }
 
+/// Live sessions by user: (session id, its sender).
+type Subscribers = HashMap<String, Vec<(u64, mpsc::Sender<Arc<UserNotification>>)>>;
+
 #[derive(Debug)]
 struct Inner {
     node_id: String,
     buffer: usize,
     next_id: AtomicU64,
-    subscribers: Mutex<HashMap<String, Vec<(u64, mpsc::Sender<Arc<UserNotification>>)>>>,
+    subscribers: Mutex<Subscribers>,
     fanout: OnceLock<mpsc::Sender<Vec<UserNotification>>>,
     /// Bumped whenever live delivery may have missed something (a fan-out reconnect):
     /// every session re-reads its log.
@@ -109,10 +112,7 @@ impl NotificationHub {
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, mpsc::Sender<Arc<UserNotification>>)>>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {
         self.inner
             .subscribers
             .lock()
@@ -265,8 +265,8 @@ impl NotificationHub {
                         items,
                     })
                     .unwrap_or_default();
-                    // Fire and forget: the log is the durable copy.
-                    let _ = publisher
+                    // Fire and forget (the confirm is dropped): the log is the durable copy.
+                    drop(publisher
                         .basic_publish(
                             NOTIFY_EXCHANGE.into(),
                             "".into(),
@@ -274,7 +274,7 @@ impl NotificationHub {
                             &body,
                             BasicProperties::default(),
                         )
-                        .await?;
+                        .await?);
                 }
                 delivery = consumer.next() => {
                     let delivery = match delivery {
@@ -304,6 +304,11 @@ impl Notifier for NotificationHub {
     }
 }
 
+/// Resolves once `shutdown` says stop (or its sender is gone); holds no guard across awaits.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,9 +330,9 @@ mod tests {
         let mut a = hub.subscribe("a");
         let mut b = hub.subscribe("b");
         hub.notify(&[note("a", 1), note("b", 1), note("a", 2)]);
-        assert_eq!(a.rx.recv().await.unwrap().seq, 1);
-        assert_eq!(a.rx.recv().await.unwrap().seq, 2);
-        assert_eq!(b.rx.recv().await.unwrap().user, "b");
+        assert_eq!(a.rx.recv().await.expect("a notification").seq, 1);
+        assert_eq!(a.rx.recv().await.expect("a notification").seq, 2);
+        assert_eq!(b.rx.recv().await.expect("a notification").user, "b");
         assert!(b.rx.try_recv().is_err());
     }
 
@@ -339,19 +344,14 @@ mod tests {
         for seq in 1..=3 {
             hub.notify(&[note("a", seq)]);
             // The fast one keeps up.
-            assert_eq!(fast.rx.recv().await.unwrap().seq, seq);
+            assert_eq!(fast.rx.recv().await.expect("a notification").seq, seq);
         }
         assert_eq!(hub.dropped_slow(), 1);
-        assert_eq!(slow.rx.recv().await.unwrap().seq, 1);
-        assert_eq!(slow.rx.recv().await.unwrap().seq, 2);
+        assert_eq!(slow.rx.recv().await.expect("a notification").seq, 1);
+        assert_eq!(slow.rx.recv().await.expect("a notification").seq, 2);
         assert!(slow.rx.recv().await.is_none(), "dropped: the channel ends");
         assert_eq!(hub.sessions(), 1);
         drop(fast);
         assert_eq!(hub.sessions(), 0);
     }
-}
-
-/// Resolves once `shutdown` says stop (or its sender is gone); holds no guard across awaits.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
 }

@@ -1,6 +1,9 @@
 //! Pagination: every list takes `page` (from 1) and `page_size` (1-500, default 50) and
 //! answers `{items, page, page_size, total}`.
 
+use merit_storage::sea_orm::{
+    DatabaseConnection, EntityTrait, FromQueryResult, PaginatorTrait, QuerySelect, Select,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -54,6 +57,29 @@ impl PageQuery {
         }
         Ok(Window { page, page_size })
     }
+}
+
+/// One window of `query` (already filtered and ordered) as DTOs, with the total count.
+pub(crate) async fn fetch<E, T>(
+    db: &DatabaseConnection,
+    query: Select<E>,
+    window: Window,
+) -> Result<(Vec<T>, u64)>
+where
+    E: EntityTrait,
+    E::Model: FromQueryResult + Send + Sync,
+    T: From<E::Model>,
+{
+    let total = query.clone().count(db).await?;
+    let items = query
+        .offset(window.offset())
+        .limit(window.page_size)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(T::from)
+        .collect();
+    Ok((items, total))
 }
 
 /// Declares a page type `$name` of `$item` (OpenAPI needs a concrete schema per list).

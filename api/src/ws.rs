@@ -66,7 +66,7 @@ pub(crate) async fn ws(
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::bad_request(format!("not a WebSocket upgrade: {e}")))?;
     let start = match query.after {
-        Some(after) => after,
+        Some(after) => crate::routes::int64("after", after)?,
         None => last_seq(&state, &user).await?,
     };
     let subscription = state.hub.subscribe(&user);

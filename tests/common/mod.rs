@@ -253,6 +253,16 @@ impl NodeProcess {
     }
 }
 
+/// A test that fails part-way must not leave its node running.
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The folder for test artefacts (logs), under `target/`.
 pub fn artefacts() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artefacts");

@@ -16,22 +16,26 @@ use crate::error::{ApiError, Result};
 /// Largest integer a float spells exactly (2^53).
 const EXACT_FLOAT_LIMIT: f64 = 9_007_199_254_740_992.0;
 
-/// A JSON integer, also spelled as a whole float (`5.0` is the integer 5 to JSON and
-/// JSON Schema); a fraction, a negative or a float past 2^53 (no longer exact) is refused.
+/// Largest integer the API takes: its document says `int64`, and the store keeps BIGINT.
+pub(crate) const MAX_INT: u64 = i64::MAX as u64;
+
+/// A JSON integer from 0 to [`MAX_INT`], also spelled as a whole float (`5.0` is the
+/// integer 5 to JSON and JSON Schema); a fraction, a negative or a float past 2^53 (no
+/// longer exact) is refused.
 fn whole(n: &serde_json::Number) -> Option<u64> {
-    n.as_u64().or_else(|| {
+    let v = n.as_u64().or_else(|| {
         n.as_f64()
             .filter(|f| f.fract() == 0.0 && (0.0..=EXACT_FLOAT_LIMIT).contains(f))
             .map(|f| f as u64)
-    })
+    });
+    v.filter(|v| *v <= MAX_INT)
 }
 
-/// Deserialises a `u64` body field with [`whole`].
+/// Deserialises a `u64` body field with [`whole`] (0 to [`MAX_INT`]).
 pub(crate) fn whole_u64<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
     let n = serde_json::Number::deserialize(d)?;
-    whole(&n).ok_or_else(|| {
-        D::Error::custom(format!("{n} is not a whole number from 0 to {}", u64::MAX))
-    })
+    whole(&n)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number from 0 to {MAX_INT}")))
 }
 
 /// Deserialises an optional `u16` body field with [`whole`].
@@ -67,6 +71,16 @@ pub(crate) fn token(raw: &str) -> Result<TokenId> {
             merit_messages::quote_untrusted(raw)
         ))
     })
+}
+
+/// Checks a `u64` query value against [`MAX_INT`].
+pub(crate) fn int64(field: &str, v: u64) -> Result<u64> {
+    if v > MAX_INT {
+        return Err(ApiError::bad_request(format!(
+            "{field}: {v} is out of range (0-{MAX_INT})"
+        )));
+    }
+    Ok(v)
 }
 
 /// A count or id stored as BIGINT, as the API's unsigned number.

@@ -4,7 +4,7 @@ use actix_web::{get, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use merit_storage::{
     entities::nft,
-    sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect},
+    sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{
     auth::Caller,
     error::{ApiError, ErrorBody, Result},
-    pagination::{page_of, PageQuery},
+    pagination::{fetch, page_of, PageQuery},
     routes::{address, token, unsigned},
     state::ApiState,
 };
@@ -56,8 +56,9 @@ page_of!(NftPage, NftDto, "NFTs");
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct NftQuery {
-    /// Only those held by this 0x address.
-    #[param(pattern = "^0[xX][0-9a-fA-F]{40}$")]
+    /// Only those held by this 0x address (40 hex digits in one case, or mixed case with a
+    /// valid EIP-55 checksum).
+    #[param(pattern = "^0[xX]([0-9a-f]{40}|[0-9A-F]{40})$")]
     pub owner: Option<String>,
     /// Include burned tokens (default false).
     pub burned: Option<bool>,
@@ -88,16 +89,12 @@ pub(crate) async fn list_nfts(
     if !filter.burned.unwrap_or(false) {
         query = query.filter(nft::Column::Burned.eq(false));
     }
-    let total = query.clone().count(state.store.db()).await?;
-    let items = query
-        .order_by_asc(nft::Column::TokenId)
-        .offset(window.offset())
-        .limit(window.page_size)
-        .all(state.store.db())
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
+    let (items, total) = fetch(
+        state.store.db(),
+        query.order_by_asc(nft::Column::TokenId),
+        window,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(NftPage::new(items, window, total)))
 }
 

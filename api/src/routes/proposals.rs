@@ -8,7 +8,7 @@ use merit_mailbox::Outgoing;
 use merit_messages::Envelope;
 use merit_storage::{
     entities::{proposal, vote},
-    sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect},
+    sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{
     auth::Caller,
     error::{ApiError, ErrorBody, Result},
-    pagination::{page_of, PageQuery},
+    pagination::{fetch, page_of, PageQuery},
     routes::{address, unsigned, whole_opt_u16, whole_u64},
     state::ApiState,
 };
@@ -110,8 +110,9 @@ page_of!(VotePage, VoteDto, "votes");
 pub(crate) struct ProposalQuery {
     /// Only in this status.
     pub status: Option<String>,
-    /// Only created by this 0x address.
-    #[param(pattern = "^0[xX][0-9a-fA-F]{40}$")]
+    /// Only created by this 0x address (40 hex digits in one case, or mixed case with a
+    /// valid EIP-55 checksum).
+    #[param(pattern = "^0[xX]([0-9a-f]{40}|[0-9A-F]{40})$")]
     pub creator: Option<String>,
 }
 
@@ -192,17 +193,14 @@ pub(crate) async fn list_proposals(
     if let Some(creator) = &filter.creator {
         query = query.filter(proposal::Column::Creator.eq(address(creator)?.to_string()));
     }
-    let total = query.clone().count(state.store.db()).await?;
-    let items = query
-        .order_by_desc(proposal::Column::CreatedAt)
-        .order_by_asc(proposal::Column::Id)
-        .offset(window.offset())
-        .limit(window.page_size)
-        .all(state.store.db())
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
+    let (items, total) = fetch(
+        state.store.db(),
+        query
+            .order_by_desc(proposal::Column::CreatedAt)
+            .order_by_asc(proposal::Column::Id),
+        window,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(ProposalPage::new(items, window, total)))
 }
 
@@ -258,17 +256,14 @@ pub(crate) async fn proposal_votes(
     let window = page.window()?;
     let p = find(&state, &path).await?;
     let query = vote::Entity::find().filter(vote::Column::ProposalId.eq(p.id));
-    let total = query.clone().count(state.store.db()).await?;
-    let items = query
-        .order_by_asc(vote::Column::CastAt)
-        .order_by_asc(vote::Column::Voter)
-        .offset(window.offset())
-        .limit(window.page_size)
-        .all(state.store.db())
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
+    let (items, total) = fetch(
+        state.store.db(),
+        query
+            .order_by_asc(vote::Column::CastAt)
+            .order_by_asc(vote::Column::Voter),
+        window,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(VotePage::new(items, window, total)))
 }
 
@@ -321,7 +316,7 @@ async fn publish(
 /// caller).
 #[utoipa::path(post, path = "/api/v1/proposals", tag = "proposals",
     request_body = CreateProposal,
-    params(("Idempotency-Key" = Option<String>, Header, format = Uuid, description = "UUID; a retry with the same key publishes the same event")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, format = Uuid, description = "UUID; a retry with the same key publishes the same event")),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Published; the ProposalActor applies it", body = Accepted),
@@ -373,7 +368,7 @@ pub(crate) async fn create_proposal(
 #[utoipa::path(post, path = "/api/v1/proposals/{id}/votes", tag = "proposals",
     request_body = CastVote,
     params(("id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,64}$", description = "Proposal id"),
-        ("Idempotency-Key" = Option<String>, Header, format = Uuid, description = "UUID; a retry with the same key publishes the same event")),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, format = Uuid, description = "UUID; a retry with the same key publishes the same event")),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Published; the ProposalActor counts it if the vote is open", body = Accepted),

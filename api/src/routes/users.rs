@@ -5,7 +5,7 @@ use actix_web::{get, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use merit_storage::{
     entities::{achievement, benefit, nft, notification, user},
-    sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect},
+    sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,8 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{
     auth::Caller,
     error::{ErrorBody, Result},
-    pagination::{page_of, PageQuery},
-    routes::{address, nfts::NftDto, unsigned},
+    pagination::{fetch, page_of, PageQuery},
+    routes::{address, int64, nfts::NftDto, unsigned},
     state::ApiState,
 };
 
@@ -196,7 +196,7 @@ pub(crate) async fn read_log(
 
 /// A user's counters and benefits.
 #[utoipa::path(get, path = "/api/v1/users/{address}", tag = "users",
-    params(("address" = String, Path, pattern = "^0[xX][0-9a-fA-F]{40}$", description = "0x wallet address")),
+    params(("address" = String, Path, pattern = "^0[xX]([0-9a-f]{40}|[0-9A-F]{40})$", description = "0x wallet address: 40 hex digits in one case, or mixed case with a valid EIP-55 checksum (which a pattern cannot show)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = UserDto),
@@ -240,7 +240,7 @@ pub(crate) async fn get_user(
 
 /// A user's achievements, newest first.
 #[utoipa::path(get, path = "/api/v1/users/{address}/achievements", tag = "users",
-    params(("address" = String, Path, pattern = "^0[xX][0-9a-fA-F]{40}$", description = "0x wallet address"), PageQuery, AchievementQuery),
+    params(("address" = String, Path, pattern = "^0[xX]([0-9a-f]{40}|[0-9A-F]{40})$", description = "0x wallet address: 40 hex digits in one case, or mixed case with a valid EIP-55 checksum (which a pattern cannot show)"), PageQuery, AchievementQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of achievements", body = AchievementPage),
@@ -265,23 +265,20 @@ pub(crate) async fn user_achievements(
     if let Some(s) = &filter.state {
         query = query.filter(achievement::Column::State.eq(s.as_str()));
     }
-    let total = query.clone().count(state.store.db()).await?;
-    let items = query
-        .order_by_desc(achievement::Column::CreatedAt)
-        .order_by_asc(achievement::Column::Id)
-        .offset(window.offset())
-        .limit(window.page_size)
-        .all(state.store.db())
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
+    let (items, total) = fetch(
+        state.store.db(),
+        query
+            .order_by_desc(achievement::Column::CreatedAt)
+            .order_by_asc(achievement::Column::Id),
+        window,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(AchievementPage::new(items, window, total)))
 }
 
 /// The NFTs a user holds.
 #[utoipa::path(get, path = "/api/v1/users/{address}/nfts", tag = "users",
-    params(("address" = String, Path, pattern = "^0[xX][0-9a-fA-F]{40}$", description = "0x wallet address"), PageQuery),
+    params(("address" = String, Path, pattern = "^0[xX]([0-9a-f]{40}|[0-9A-F]{40})$", description = "0x wallet address: 40 hex digits in one case, or mixed case with a valid EIP-55 checksum (which a pattern cannot show)"), PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of held NFTs", body = UserNftPage),
@@ -303,22 +300,18 @@ pub(crate) async fn user_nfts(
     let query = nft::Entity::find()
         .filter(nft::Column::Owner.eq(user.to_string()))
         .filter(nft::Column::Burned.eq(false));
-    let total = query.clone().count(state.store.db()).await?;
-    let items = query
-        .order_by_asc(nft::Column::TokenId)
-        .offset(window.offset())
-        .limit(window.page_size)
-        .all(state.store.db())
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
+    let (items, total) = fetch(
+        state.store.db(),
+        query.order_by_asc(nft::Column::TokenId),
+        window,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(UserNftPage::new(items, window, total)))
 }
 
 /// A user's notification log after `after` (what a reconnecting client missed).
 #[utoipa::path(get, path = "/api/v1/users/{address}/notifications", tag = "users",
-    params(("address" = String, Path, pattern = "^0[xX][0-9a-fA-F]{40}$", description = "0x wallet address"), LogQuery),
+    params(("address" = String, Path, pattern = "^0[xX]([0-9a-f]{40}|[0-9A-F]{40})$", description = "0x wallet address: 40 hex digits in one case, or mixed case with a valid EIP-55 checksum (which a pattern cannot show)"), LogQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Log entries in order", body = NotificationLog),
@@ -342,7 +335,7 @@ pub(crate) async fn user_notifications(
             "limit: {limit} is out of range (1-500)"
         )));
     }
-    let after = query.after.unwrap_or(0);
+    let after = int64("after", query.after.unwrap_or(0))?;
     let key = user.to_string();
     let items: Vec<NotificationDto> = read_log(&state, &key, after, limit)
         .await?
