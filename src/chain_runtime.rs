@@ -33,10 +33,17 @@ pub(crate) struct ChainRuntime {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// An embedded dev chain of this node's own (its own contract, hence its own listener
+/// checkpoint: several nodes or successive runs sharing a database never share it).
+pub(crate) fn dev_chain(settings: &Settings) -> DevChain {
+    let instance = format!(":{}:{}", settings.node_id, uuid::Uuid::new_v4().simple());
+    DevChain::instance(settings.chain.chain_id, &instance)
+}
+
 /// The chain the settings select.
 pub(crate) async fn connect_chain(settings: &Settings) -> Result<Arc<dyn Chain>> {
     let Some(rpc) = &settings.chain_rpc_url else {
-        let dev = Arc::new(DevChain::new(settings.chain.chain_id));
+        let dev = Arc::new(dev_chain(settings));
         // Blocks advance on their own, so confirmations come as on a real chain.
         dev.spawn_miner(
             settings
@@ -154,12 +161,17 @@ impl ChainRuntime {
                         _ = stop.wait_for(|s| *s) => return,
                     }
                     match full_sync(&store, chain.as_ref(), confirmations).await {
-                        Ok(report) => tracing::info!(
-                            checked = report.checked,
-                            drifted = report.drifted,
-                            repaired = report.repaired,
-                            "full sync done"
-                        ),
+                        Ok(report) => {
+                            metrics::counter!("merit_chain_full_syncs_total").increment(1);
+                            metrics::counter!("merit_chain_full_sync_drift_total")
+                                .increment(report.drifted);
+                            tracing::info!(
+                                checked = report.checked,
+                                drifted = report.drifted,
+                                repaired = report.repaired,
+                                "full sync done"
+                            );
+                        }
                         Err(e) => tracing::warn!(error = %e, "full sync failed; next run retries"),
                     }
                 }

@@ -94,7 +94,7 @@ type Sent = Arc<Mutex<HashMap<(String, String), Instant>>>;
 pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
     let started = Instant::now();
     let dev = settings.chain_rpc_url.is_none().then(|| {
-        let dev = Arc::new(DevChain::new(settings.chain.chain_id));
+        let dev = Arc::new(crate::chain_runtime::dev_chain(&settings));
         dev.spawn_miner(settings.chain.poll_interval());
         dev
     });

@@ -6,6 +6,7 @@ mod chain_runtime;
 mod config_cmd;
 mod demo;
 mod serve;
+mod simulate;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -43,6 +44,10 @@ enum Command {
     Migrate,
     /// Measure raw RabbitMQ against merit end-to-end on the configured services.
     Bench(bench::BenchArgs),
+    /// Publish load to RabbitMQ as a producer would: proposals, then votes from random
+    /// users at a steady or bursty rate, optionally with duplicates and malformed messages;
+    /// shows the achieved rate and prints a summary.
+    Simulate(simulate::SimulateArgs),
     /// Inspect the effective configuration; manage the dynamic config (rules, tiers,
     /// limits) stored as numbered versions.
     Config {
@@ -152,6 +157,11 @@ fn run(cli: Cli) -> Result<()> {
             let loaded = load_settings(&cli.config_dir)?;
             init_tracing(&loaded.settings);
             actix_system().block_on(bench::bench(loaded.settings, args))
+        }
+        Command::Simulate(args) => {
+            let loaded = load_settings(&cli.config_dir)?;
+            init_tracing(&loaded.settings);
+            runtime()?.block_on(simulate::simulate(loaded.settings, args))
         }
         Command::Demo(args) => {
             let loaded = load_settings(&cli.config_dir)?;

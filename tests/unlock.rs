@@ -388,3 +388,73 @@ fn an_unreachable_chain_stalls_the_saga_and_it_resumes_with_one_mint() {
         rig.finish().await;
     });
 }
+
+/// The user passes the freshly minted token on before merit has seen it confirmed (their
+/// right: it is theirs once mined). The saga still completes — the token exists, minted
+/// for this achievement — and nothing is burned: merit never destroys what now belongs to
+/// someone else.
+#[test]
+fn a_token_traded_before_its_mint_is_confirmed_completes_the_unlock_without_a_burn() {
+    run_in_system(async {
+        let rig = Rig::start("traded", 6, Duration::from_millis(300)).await;
+        let (store, dev) = (rig.store.clone(), rig.dev.clone());
+        let dave = wallet(4);
+        let erin = wallet(5);
+        rig.publish(&created_by(dave, "p-dave")).await;
+        let s = store.clone();
+        eventually(60, "the mint is awaiting confirmations", || {
+            let s = s.clone();
+            async move {
+                saga_step::Entity::find()
+                    .filter(saga_step::Column::Name.eq("mint"))
+                    .one(s.db())
+                    .await
+                    .expect("steps")
+                    .is_some_and(|step| step.state == "awaiting" && step.output.is_some())
+            }
+        })
+        .await;
+        let token = token_of(&achievement_of(&store, dave).await.expect("achievement"));
+        eventually(30, "the mint is mined", || {
+            let (dev, token) = (dev.clone(), token.clone());
+            async move { dev.owner_of(&token, None).await.ok().flatten() == Some(dave) }
+        })
+        .await;
+        dev.transfer(dave, erin, &token)
+            .expect("dave passes the token on");
+        let s = store.clone();
+        eventually(90, "dave's achievement is minted", || {
+            let s = s.clone();
+            async move {
+                achievement_of(&s, dave)
+                    .await
+                    .is_some_and(|a| a.state == "minted")
+            }
+        })
+        .await;
+        assert_eq!(
+            dev.owner_of(&token, None).await.expect("owner"),
+            Some(erin),
+            "the token lives on, at erin"
+        );
+        assert_eq!(outbox_count(&store, "achievement.failed").await, 0);
+        let s = store.clone();
+        eventually(30, "the NftActor has erin as the holder", || {
+            let (s, token) = (s.clone(), token.to_string());
+            async move {
+                nft::Entity::find_by_id(token)
+                    .one(s.db())
+                    .await
+                    .expect("nfts")
+                    .is_some_and(|n| n.owner == Some(erin.to_string()) && !n.burned)
+            }
+        })
+        .await;
+        assert_eq!(
+            outbox_count(&store, "nft.burned").await,
+            0,
+            "nothing burned"
+        );
+        rig.finish().await;
+    });
+}

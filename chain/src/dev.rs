@@ -39,6 +39,8 @@ struct State {
     failures: VecDeque<(Option<&'static str>, Failure)>,
     minter_enabled: bool,
     salt: u64,
+    /// Distinguishes this chain's hashes from another instance's with the same chain id.
+    instance: String,
 }
 
 /// An in-process chain holding one achievement contract.
@@ -50,13 +52,22 @@ pub struct DevChain {
 }
 
 impl DevChain {
-    /// A fresh chain with only the genesis block (number 0).
+    /// A fresh chain with only the genesis block (number 0). The same `chain_id` always
+    /// gives the same contract address and hashes (tests rely on it).
     pub fn new(chain_id: u64) -> Self {
+        Self::instance(chain_id, "")
+    }
+
+    /// A fresh chain whose contract address and hashes are its own: nodes (or runs) that
+    /// each embed a dev chain get distinct contracts, so each has its own listener
+    /// checkpoint and its own event ids instead of fighting over one chain's.
+    pub fn instance(chain_id: u64, instance: &str) -> Self {
         let mut contract = [0u8; 20];
-        contract.copy_from_slice(&keccak256(format!("merit-dev-contract:{chain_id}"))[12..]);
+        contract
+            .copy_from_slice(&keccak256(format!("merit-dev-contract:{chain_id}{instance}"))[12..]);
         let genesis = Block {
             number: 0,
-            hash: TxHash(keccak256(format!("merit-dev-genesis:{chain_id}"))),
+            hash: TxHash(keccak256(format!("merit-dev-genesis:{chain_id}{instance}"))),
             logs: Vec::new(),
             txs: Vec::new(),
         };
@@ -68,6 +79,7 @@ impl DevChain {
                 failures: VecDeque::new(),
                 minter_enabled: true,
                 salt: 0,
+                instance: instance.to_string(),
             }),
         }
     }
@@ -219,7 +231,10 @@ impl State {
         token: &TokenId,
         achievement: Option<Uuid>,
     ) -> TxHash {
-        let tx = TxHash(keccak256(format!("merit-dev-tx:{}:{}", self.salt, token)));
+        let tx = TxHash(keccak256(format!(
+            "merit-dev-tx:{}{}:{}",
+            self.instance, self.salt, token
+        )));
         let log = TransferLog {
             block: 0,
             block_hash: TxHash([0; 32]),

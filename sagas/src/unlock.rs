@@ -291,22 +291,19 @@ async fn mint(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
         Err(e) => return chain_outcome(e, d.poll),
     };
     // Finality from the chain itself, whichever transaction minted the token (ours before
-    // a crash, or one we lost track of): owned by the user `confirmations` blocks deep.
+    // a crash, or one we lost track of): the token exists `confirmations` blocks deep.
+    // Its id is this achievement's and only merit's minter mints, so existing means minted
+    // for this unlock — to the user; who holds it now does not matter: the user may have
+    // traded it the moment it was mined, and that transfer is theirs to make.
     let deep = head.saturating_sub(d.confirmations.saturating_sub(1));
     match d.chain.owner_of(&data.token, Some(deep)).await {
-        Ok(Some(owner)) if owner == data.user => return StepOutcome::done(previous),
-        Ok(Some(other)) => {
-            return StepOutcome::fail(format!("token {} is owned by {other}", data.token));
-        }
+        Ok(Some(_)) => return StepOutcome::done(previous),
         Ok(None) => {}
         Err(e) => return chain_outcome(e, d.poll),
     }
     // Minted but not deep enough yet: wait.
     match d.chain.owner_of(&data.token, None).await {
-        Ok(Some(owner)) if owner == data.user => return StepOutcome::pending(previous, d.poll),
-        Ok(Some(other)) => {
-            return StepOutcome::fail(format!("token {} is owned by {other}", data.token));
-        }
+        Ok(Some(_)) => return StepOutcome::pending(previous, d.poll),
         Ok(None) => {}
         Err(e) => return chain_outcome(e, d.poll),
     }
@@ -341,7 +338,7 @@ async fn mint(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
         // exists now, at the user), this is final.
         Err(e) if e.class() == ErrorClass::Permanent => {
             match d.chain.owner_of(&data.token, None).await {
-                Ok(Some(owner)) if owner == data.user => StepOutcome::pending(previous, d.poll),
+                Ok(Some(_)) => StepOutcome::pending(previous, d.poll),
                 _ => StepOutcome::fail(e.to_string()),
             }
         }
@@ -349,7 +346,9 @@ async fn mint(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
     }
 }
 
-/// Compensation of `mint`: burn the token if it exists.
+/// Compensation of `mint`: burn the token if it exists and is still the user's. A token
+/// the user already passed on belongs to someone else now: merit never destroys a third
+/// party's asset; the compensation completes without burning and says so.
 async fn burn(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
     let data: UnlockData = match ctx.data() {
         Ok(data) => data,
@@ -357,6 +356,12 @@ async fn burn(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
     };
     match d.chain.owner_of(&data.token, None).await {
         Ok(None) => StepOutcome::done_empty(),
+        Ok(Some(holder)) if holder != data.user => {
+            tracing::warn!(token = %data.token, %holder, "compensation leaves a token the user passed on");
+            StepOutcome::done(serde_json::json!({
+                "not_burned": format!("token {} is held by {holder}, not the user", data.token)
+            }))
+        }
         Ok(Some(_)) => match d.chain.burn(&data.token).await {
             // Re-checked on the next poll: done once the token is gone.
             Ok(tx) => StepOutcome::pending(
@@ -380,11 +385,11 @@ async fn register(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
     let row = nft::Entity::find_by_id(data.token.to_string())
         .one(d.store.db())
         .await;
+    // Registered once the NftActor applied the mint; a later transfer (the user's to
+    // make) may already have moved it on.
     match row {
-        Ok(Some(n)) if n.owner.as_deref() == Some(data.user.to_string().as_str()) => {
-            StepOutcome::done_empty()
-        }
-        Ok(_) => StepOutcome::pending(serde_json::json!({"waiting": "nft.minted"}), d.poll),
+        Ok(Some(_)) => StepOutcome::done_empty(),
+        Ok(None) => StepOutcome::pending(serde_json::json!({"waiting": "nft.minted"}), d.poll),
         Err(e) => storage_retry(e),
     }
 }
