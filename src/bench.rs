@@ -9,7 +9,11 @@
 //!   commit (vote, weight, `governance.vote.recorded` in the outbox) → relay → user shard
 //!   → UserActor commit (counters, rules) → acks;
 //! - **latency**: publish → the UserActor's commit of the vote's `vote.recorded` at a
-//!   fixed offered load, p50/p99/p999.
+//!   fixed offered load, p50/p99/p999, and publish → the notification reaching the
+//!   voter's session hub (what a WebSocket client is sent next);
+//! - **activation**: a fresh node activating every user actor from storage (snapshot
+//!   read + hydrate + one inbox commit each), per second, and the resident memory each
+//!   actor adds.
 //!
 //! It uses its own queue names (a unique prefix) and its own database (a temporary
 //! PostgreSQL database, or a temporary SQLite file), and removes them afterwards.
@@ -75,6 +79,12 @@ struct Figures {
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     latency_p999_ms: f64,
+    notify_p50_ms: f64,
+    notify_p99_ms: f64,
+    notify_p999_ms: f64,
+    activated: usize,
+    activations_per_sec: f64,
+    rss_per_actor_bytes: f64,
 }
 
 pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
@@ -104,10 +114,13 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
     };
     let transport = Arc::new(RabbitTransport::connect(amqp.expose(), topology).await?);
     transport.declare().await?;
+    let hub = merit_api::NotificationHub::new("bench", 4096);
     let node = Node::start(
         crate::serve::node_options(&settings),
         store.clone(),
-        crate::serve::services(&settings).await,
+        crate::serve::services(&settings)
+            .await
+            .with_notifier(Arc::new(hub.clone())),
         transport.clone(),
     )
     .await?;
@@ -116,14 +129,23 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
         "end-to-end: {} votes through merit on {db_name} ...",
         args.events
     );
-    let (e2e_secs, _) = run_votes(&node, &transport, &store, "e2e", args.events, None).await?;
+    let (e2e_secs, _, _) =
+        run_votes(&node, &transport, &store, "e2e", args.events, None).await?;
 
     let total = args.rate * args.seconds;
     eprintln!("latency: {} events/s for {} s ...", args.rate, args.seconds);
-    let (_, latencies) =
+    let listening = listen(&hub, total / PROPOSALS + 1);
+    let (_, latencies, published) =
         run_votes(&node, &transport, &store, "lat", total, Some(args.rate)).await?;
-
+    // The last notifications follow the last commit by a hop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let notified = listening.finish(&published).await;
     node.shutdown(Duration::from_secs(10)).await;
+
+    eprintln!("activation: every user actor of a fresh node from storage ...");
+    let (activated, activations_per_sec, rss_per_actor_bytes) =
+        activation(&settings, &store, transport.clone()).await?;
+
     let figures = Figures {
         database: db_name,
         shards: settings.mailbox.shards,
@@ -139,6 +161,12 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
         latency_p999_ms: percentile(&latencies, 0.999),
+        notify_p50_ms: percentile(&notified, 0.50),
+        notify_p99_ms: percentile(&notified, 0.99),
+        notify_p999_ms: percentile(&notified, 0.999),
+        activated,
+        activations_per_sec,
+        rss_per_actor_bytes,
     };
     cleanup(store).await?;
     print_table(&figures);
@@ -168,6 +196,138 @@ fn print_table(f: &Figures) {
         "| publish → commit latency at {} events/s | p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} events) |",
         f.latency_offered_per_sec, f.latency_p50_ms, f.latency_p99_ms, f.latency_p999_ms, f.latency_events
     );
+    println!(
+        "| publish → notification at {} events/s | p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms |",
+        f.latency_offered_per_sec, f.notify_p50_ms, f.notify_p99_ms, f.notify_p999_ms
+    );
+    println!(
+        "| actor activation from storage (+ one inbox commit) | {:.0} actors/s ({} actors) |",
+        f.activations_per_sec, f.activated
+    );
+    println!(
+        "| resident memory per actor | {:.1} KiB |",
+        f.rss_per_actor_bytes / 1024.0
+    );
+}
+
+/// Votes per proposal in a run (voters = votes / this).
+const PROPOSALS: u32 = 50;
+
+/// Collects, per voter, when their `governance.vote.recorded` notification reaches the
+/// hub, as milliseconds after the vote's publish (its `occurred_at`).
+struct Listening {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<(String, DateTime<Utc>)>>>,
+}
+
+fn listen(hub: &merit_api::NotificationHub, voters: u32) -> Listening {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tasks = (0..voters)
+        .map(|i| {
+            let mut sub = hub.subscribe(&voter(i).to_string());
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                loop {
+                    tokio::select! {
+                        n = sub.rx.recv() => match n {
+                            Some(n) if n.kind == "governance.vote.recorded" => {
+                                out.push((n.event_id.to_string(), Utc::now()));
+                            }
+                            Some(_) => {}
+                            None => break,
+                        },
+                        _ = stopped.changed() => break,
+                    }
+                }
+                out
+            })
+        })
+        .collect();
+    Listening { stop, tasks }
+}
+
+impl Listening {
+    /// Latencies from each vote's publish (`published`: recorded id → publish time).
+    async fn finish(self, published: &HashMap<String, DateTime<Utc>>) -> Vec<f64> {
+        let mut all = Vec::new();
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Ok(part) = task.await {
+                all.extend(part.into_iter().filter_map(|(id, at)| {
+                    let sent = published.get(&id)?;
+                    Some((at - *sent).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+                }));
+            }
+        }
+        all.sort_by(|a, b| a.total_cmp(b));
+        all
+    }
+}
+
+/// A fresh node on the same store activates every stored user actor (one event each that
+/// changes nothing: a snapshot read, hydrate, and an inbox commit); returns how many, the
+/// rate, and the resident memory added per actor.
+async fn activation(
+    settings: &Settings,
+    store: &Store,
+    transport: Arc<RabbitTransport>,
+) -> Result<(usize, f64, f64)> {
+    use merit_storage::{entities::user, sea_orm::QuerySelect};
+    let users: Vec<String> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Address)
+        .into_tuple()
+        .all(store.db())
+        .await?;
+    let node = Node::start(
+        crate::serve::node_options(settings),
+        store.clone(),
+        crate::serve::services(settings).await,
+        transport,
+    )
+    .await?;
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    for key in &users {
+        let address: Address = key.parse().context("a stored user address")?;
+        // An event the UserActor ignores (a vote recorded for someone else would be
+        // refused as a key mismatch upstream; this one is addressed but changes nothing).
+        let env = Arc::new(Envelope::new(
+            "bench",
+            merit_messages::BenefitsChanged {
+                user: address,
+                multiplier_bps: 10_000,
+                boosting_nfts: Vec::new(),
+                config_version: 0,
+            },
+        ));
+        pending.push(node.registries().user.route(key.clone(), env, 0));
+        // Bounded concurrency, as a shard's prefetch would.
+        if pending.len() >= 200 {
+            let _ = pending.next().await;
+        }
+    }
+    while pending.next().await.is_some() {}
+    let secs = started.elapsed().as_secs_f64();
+    let resident: usize = node.status().registries.iter().map(|r| r.resident).sum();
+    let rss = rss_bytes().saturating_sub(rss_before) as f64 / resident.max(1) as f64;
+    node.shutdown(Duration::from_secs(10)).await;
+    Ok((users.len(), users.len() as f64 / secs, rss))
+}
+
+/// This process's resident set size (Linux), bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -346,8 +506,7 @@ async fn run_votes(
     tag: &str,
     n: u32,
     rate: Option<u32>,
-) -> Result<(f64, Vec<f64>)> {
-    const PROPOSALS: u32 = 50;
+) -> Result<(f64, Vec<f64>, HashMap<String, DateTime<Utc>>)> {
     let now = Utc::now();
     let applied_before: u64 = node
         .status()
@@ -447,5 +606,5 @@ async fn run_votes(
         }
         latencies.sort_by(|a, b| a.total_cmp(b));
     }
-    Ok((secs, latencies))
+    Ok((secs, latencies, published))
 }
