@@ -129,8 +129,7 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
         "end-to-end: {} votes through merit on {db_name} ...",
         args.events
     );
-    let (e2e_secs, _, _) =
-        run_votes(&node, &transport, &store, "e2e", args.events, None).await?;
+    let (e2e_secs, _, _) = run_votes(&node, &transport, &store, "e2e", args.events, None).await?;
 
     let total = args.rate * args.seconds;
     eprintln!("latency: {} events/s for {} s ...", args.rate, args.seconds);
@@ -217,8 +216,11 @@ const PROPOSALS: u32 = 50;
 /// hub, as milliseconds after the vote's publish (its `occurred_at`).
 struct Listening {
     stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<Vec<(String, DateTime<Utc>)>>>,
+    tasks: Vec<tokio::task::JoinHandle<Arrivals>>,
 }
+
+/// When each `vote.recorded` notification (by event id) reached the hub.
+type Arrivals = Vec<(String, DateTime<Utc>)>;
 
 fn listen(hub: &merit_api::NotificationHub, voters: u32) -> Listening {
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -28,7 +28,9 @@ const MAX_CHAIN_ID: i128 = 4_503_599_627_370_476;
 const DATABASE_SCHEMES: &[&str] = &["sqlite:", "postgres://", "postgresql://"];
 const AMQP_SCHEMES: &[&str] = &["amqp://", "amqps://"];
 const REDIS_SCHEMES: &[&str] = &["redis://", "rediss://"];
-const CHAIN_RPC_SCHEMES: &[&str] = &["http://", "https://", "ws://", "wss://"];
+/// HTTP JSON-RPC only: the chain adapter polls (logs past the confirmation depth), so a
+/// subscription transport would add nothing but a second code path.
+const CHAIN_RPC_SCHEMES: &[&str] = &["http://", "https://"];
 
 /// Builds and checks the settings of `env` from `layers`.
 pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {

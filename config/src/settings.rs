@@ -89,8 +89,8 @@ pub struct Settings {
     /// The Redis L2 cache (`MERIT_REDIS_URL`); `None` keeps the cache
     /// in-process only.
     pub redis_url: Option<SecretUrl>,
-    /// The chain's JSON-RPC endpoint (`MERIT_CHAIN_RPC_URL`): `http(s)://` or
-    /// `ws(s)://`; `None` selects the embedded development chain.
+    /// The chain's JSON-RPC endpoint (`MERIT_CHAIN_RPC_URL`), `http(s)://`; `None` selects
+    /// the embedded development chain.
     pub chain_rpc_url: Option<SecretUrl>,
     /// Bearer token of the admin API and dashboard (`MERIT_ADMIN_TOKEN`).
     pub admin_token: Secret,

@@ -48,6 +48,8 @@ impl DeadLetterReason {
     pub const MISSING_KEY: &'static str = "missing_key";
     /// The key header disagrees with the keys in the envelope.
     pub const KEY_MISMATCH: &'static str = "key_mismatch";
+    /// The envelope's `type` is not the routing key it was published with.
+    pub const TYPE_MISMATCH: &'static str = "type_mismatch";
     /// Routable in principle, yet it reached no shard (topology missing).
     pub const UNROUTED: &'static str = "unrouted";
 

@@ -182,6 +182,15 @@ impl Envelope {
                 ),
             ));
         }
+        // An envelope is a JSON object: serde would also read a struct from a positional
+        // array, which no producer may rely on (the schema says object).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(DecodeError::new(
+                DecodeErrorKind::Malformed,
+                "$",
+                "expected a JSON object (the envelope)",
+            ));
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let wire: Wire<Value> =
             serde_path_to_error::deserialize(&mut de).map_err(from_path_error)?;
@@ -204,6 +213,13 @@ impl Envelope {
                     "{}: expected 1..={MAX_SOURCE_LEN} characters",
                     short(&wire.source)
                 ),
+            ));
+        }
+        if !wire.payload.is_object() {
+            return Err(DecodeError::new(
+                DecodeErrorKind::Malformed,
+                "payload",
+                "expected a JSON object",
             ));
         }
         let event = Event::decode(event_type, wire.version, wire.payload).map_err(|e| {

@@ -475,3 +475,27 @@ proptest! {
         prop_assert_eq!(a.causation_id, Some(env.id));
     }
 }
+
+#[test]
+fn an_envelope_or_payload_that_is_not_an_object_is_malformed() {
+    // serde would read a struct from a positional array; the wire format is an object.
+    let v = vote_json();
+    let positional: Vec<Value> = ["id", "type", "version", "source", "occurred_at"]
+        .iter()
+        .map(|k| v[*k].clone())
+        .chain([Value::Null, Value::Null, Value::Null])
+        .chain([serde_json::json!(["p-1", v["payload"]["voter"], "for"])])
+        .collect();
+    let bytes = serde_json::to_vec(&positional).expect("json");
+    let e = Envelope::decode(&bytes).expect_err("an array is not an envelope");
+    assert_eq!(e.kind, DecodeErrorKind::Malformed, "{e}");
+    for body in ["null", "[1,2,3]", "  \"text\""] {
+        let e = Envelope::decode(body.as_bytes()).expect_err("not an object");
+        assert_eq!(e.kind, DecodeErrorKind::Malformed, "{body}: {e}");
+    }
+    let mut array_payload = vote_json();
+    array_payload["payload"] = serde_json::json!(["p-1", v["payload"]["voter"], "for"]);
+    let e = err_of(&array_payload);
+    assert_eq!(e.kind, DecodeErrorKind::Malformed, "{e}");
+    assert!(e.to_string().contains("payload"), "{e}");
+}

@@ -64,6 +64,21 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
             return;
         }
     };
+    // The routing key chose the shard (and so the actor kinds that see it): a body of
+    // another type would reach actors that were never meant to apply it.
+    if delivery.routing_key != envelope.event_type().as_str() {
+        let reason = DeadLetterReason {
+            class: "type_mismatch".to_string(),
+            detail: format!(
+                "type: the envelope is {} but it was published with routing key {}",
+                envelope.event_type(),
+                merit_messages::quote_untrusted(&delivery.routing_key)
+            ),
+            attempts,
+        };
+        tokio::spawn(dead_letter(delivery, reason));
+        return;
+    }
     let Some(key) = envelope.keys.key_for(kind) else {
         let reason = DeadLetterReason {
             class: "missing_key".to_string(),
@@ -73,6 +88,15 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
         tokio::spawn(dead_letter(delivery, reason));
         return;
     };
+    if delivery.routing_key_for(kind).is_none() {
+        let reason = DeadLetterReason {
+            class: "missing_key".to_string(),
+            detail: format!("header {} is missing or empty", kind.header()),
+            attempts,
+        };
+        tokio::spawn(dead_letter(delivery, reason));
+        return;
+    }
     if delivery.routing_key_for(kind) != Some(key.as_str()) {
         let reason = DeadLetterReason {
             class: "key_mismatch".to_string(),

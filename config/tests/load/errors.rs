@@ -109,11 +109,7 @@ fn bad_url_scheme_is_named_for_every_url() {
             "memcached://cache",
             "redis:// or rediss://",
         ),
-        (
-            "MERIT_CHAIN_RPC_URL",
-            "ftp://rpc",
-            "http://, https://, ws:// or wss://",
-        ),
+        ("MERIT_CHAIN_RPC_URL", "ftp://rpc", "http:// or https://"),
     ];
     for (var, value, schemes) in cases {
         let error = load_err(dir.path(), &[(var, value)]);

@@ -115,7 +115,7 @@ fn documented_variables_set_keys_that_contain_underscores() {
             ("MERIT_DATABASE_URL", "postgresql://merit@db/merit"),
             ("MERIT_AMQP_URL", "amqps://merit@mq/merit"),
             ("MERIT_REDIS_URL", "rediss://cache:6380/1"),
-            ("MERIT_CHAIN_RPC_URL", "wss://rpc.example.org"),
+            ("MERIT_CHAIN_RPC_URL", "https://rpc.example.org"),
             ("MERIT_MAILBOX_SHARDS", "256"),
             ("MERIT_MAILBOX_PREFETCH", "10"),
             ("MERIT_MAILBOX_MAX_ATTEMPTS", "9"),
@@ -153,7 +153,7 @@ fn documented_variables_set_keys_that_contain_underscores() {
     );
     assert_eq!(
         s.chain_rpc_url.as_ref().map(|u| u.expose()),
-        Some("wss://rpc.example.org")
+        Some("https://rpc.example.org")
     );
     assert_eq!(s.mailbox.shards, 256);
     assert_eq!(s.mailbox.prefetch, 10);

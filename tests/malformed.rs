@@ -1,0 +1,608 @@
+//! Poison traffic at volume: 10,000 malformed messages of every dead-letter class a
+//! producer can cause, interleaved with 20 proposals and 2,000 good votes, published to a
+//! real node (`merit serve` on RabbitMQ and PostgreSQL, its own vhost and database).
+//! Every malformed message must land in the dead-letter queue exactly once, with the class
+//! merit documents and a reason naming the field at fault; the good votes must all be
+//! counted, none of them dead-lettered, and the node must stay ready.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use common::{Backend, NodeProcess, TestDb, Vhost};
+use merit_mailbox::{DeadLetter, Outgoing, RabbitTransport, Topology, Transport};
+use merit_messages::{Address, Envelope, VoteCast, VoteChoice};
+use merit_storage::sea_orm::{EntityTrait, PaginatorTrait};
+use rand::{seq::SliceRandom, Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const PROPOSALS: u32 = 20;
+const VOTES: u32 = 2_000;
+const MALFORMED: usize = 10_000;
+/// Oversized messages are 70 KB each: fewer of them keeps the DLQ small.
+const OVERSIZED: usize = 250;
+const BATCH: usize = 500;
+/// The bound on every wait for the node.
+const WAIT_SECS: u64 = 120;
+const VOTE_CAST: &str = "governance.vote.cast";
+const UNKNOWN_TYPE: &str = "governance.vote.exploded";
+
+/// One way a producer can get a message wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Flaw {
+    /// Not JSON at all.
+    BadJson,
+    /// A valid envelope cut off half-way.
+    TruncatedJson,
+    /// `payload.choice` is a number.
+    WrongPayloadType,
+    /// `version` is a string.
+    WrongEnvelopeType,
+    /// `payload.voter` is mixed-case with a wrong EIP-55 checksum.
+    BadChecksum,
+    /// The routing key is no event type (the unrouted mover classifies it).
+    UnknownRoutingKey,
+    /// The routing key is known but the envelope's `type` is not.
+    UnknownBodyType,
+    /// `version` 2 of a type that only has 1.
+    UnknownVersion,
+    /// `payload.voter` is left out.
+    MissingPayloadKey,
+    /// `occurred_at` is left out.
+    MissingEnvelopeKey,
+    /// Over 64 KiB.
+    Oversized,
+    /// The `merit-proposal` header names another proposal than the payload.
+    HeaderMismatch,
+    /// The envelope's `keys` name another proposal than the payload.
+    KeysMismatch,
+    /// No `merit-proposal` header (the unrouted mover classifies it).
+    MissingKeyHeader,
+    /// A valid `governance.proposal.cancelled` published as `governance.vote.cast`.
+    TypeMismatch,
+    /// The envelope's fields as a positional JSON array.
+    ArrayEnvelope,
+}
+
+impl Flaw {
+    const ALL: [Flaw; 16] = [
+        Flaw::BadJson,
+        Flaw::TruncatedJson,
+        Flaw::WrongPayloadType,
+        Flaw::WrongEnvelopeType,
+        Flaw::BadChecksum,
+        Flaw::UnknownRoutingKey,
+        Flaw::UnknownBodyType,
+        Flaw::UnknownVersion,
+        Flaw::MissingPayloadKey,
+        Flaw::MissingEnvelopeKey,
+        Flaw::Oversized,
+        Flaw::HeaderMismatch,
+        Flaw::KeysMismatch,
+        Flaw::MissingKeyHeader,
+        Flaw::TypeMismatch,
+        Flaw::ArrayEnvelope,
+    ];
+
+    /// The dead-letter class merit documents for it.
+    fn class(self) -> &'static str {
+        match self {
+            Flaw::BadJson | Flaw::TruncatedJson | Flaw::ArrayEnvelope => "malformed",
+            Flaw::TypeMismatch => "type_mismatch",
+            Flaw::WrongPayloadType | Flaw::WrongEnvelopeType | Flaw::BadChecksum => "invalid_field",
+            Flaw::UnknownRoutingKey | Flaw::UnknownBodyType => "unknown_type",
+            Flaw::UnknownVersion => "unknown_version",
+            Flaw::MissingPayloadKey | Flaw::MissingEnvelopeKey => "missing_field",
+            Flaw::Oversized => "oversized",
+            Flaw::HeaderMismatch | Flaw::KeysMismatch => "key_mismatch",
+            Flaw::MissingKeyHeader => "missing_key",
+        }
+    }
+
+    /// What the reason must mention: the field at fault (or the header, routing key or
+    /// limit where there is no field).
+    fn needle(self) -> &'static str {
+        match self {
+            Flaw::BadJson | Flaw::TruncatedJson => "malformed: ",
+            Flaw::WrongPayloadType => "payload.choice",
+            Flaw::WrongEnvelopeType | Flaw::UnknownVersion => "version",
+            Flaw::BadChecksum => "payload.voter",
+            Flaw::UnknownRoutingKey => UNKNOWN_TYPE,
+            Flaw::UnknownBodyType => "type: \"governance.vote.exploded\"",
+            Flaw::MissingPayloadKey => "payload.voter",
+            Flaw::MissingEnvelopeKey => "occurred_at",
+            Flaw::Oversized => "65536",
+            Flaw::HeaderMismatch | Flaw::MissingKeyHeader => "merit-proposal",
+            Flaw::KeysMismatch => "keys",
+            Flaw::TypeMismatch => "routing key",
+            Flaw::ArrayEnvelope => "JSON object",
+        }
+    }
+
+    /// Whether it reaches a proposal shard (and is classified by its consumer) rather
+    /// than the unrouted mover.
+    fn reaches_a_shard(self) -> bool {
+        !matches!(self, Flaw::UnknownRoutingKey | Flaw::MissingKeyHeader)
+    }
+
+    fn count(self) -> usize {
+        if self == Flaw::Oversized {
+            OVERSIZED
+        } else {
+            (MALFORMED - OVERSIZED) / (Flaw::ALL.len() - 1)
+        }
+    }
+}
+
+fn proposal(p: u32) -> String {
+    format!("p-{}", p % PROPOSALS)
+}
+
+/// Good vote `k`: every (voter, proposal) pair once, 100 voters per proposal.
+fn good_vote(k: u32) -> Envelope {
+    Envelope::new(
+        "malformed-test",
+        VoteCast {
+            proposal: proposal(k).parse().expect("proposal id"),
+            voter: common::wallet(k / PROPOSALS),
+            choice: VoteChoice::For,
+            reason: None,
+        },
+    )
+}
+
+/// A mixed-case address whose EIP-55 checksum is wrong.
+fn bad_checksum(i: u32) -> String {
+    let mut bytes = [0xab_u8; 20];
+    bytes[16..].copy_from_slice(&i.to_be_bytes());
+    let good = Address(bytes).to_checksum();
+    let flip = good[2..]
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_alphabetic())
+        .map(|(at, _)| at + 2)
+        .expect("0xab bytes give hex letters");
+    let mut bad: Vec<char> = good.chars().collect();
+    bad[flip] = if bad[flip].is_ascii_uppercase() {
+        bad[flip].to_ascii_lowercase()
+    } else {
+        bad[flip].to_ascii_uppercase()
+    };
+    let bad: String = bad.into_iter().collect();
+    assert!(
+        bad[2..].chars().any(|c| c.is_ascii_uppercase())
+            && bad[2..].chars().any(|c| c.is_ascii_lowercase()),
+        "{bad} is mixed-case"
+    );
+    assert!(bad.parse::<Address>().is_err(), "{bad} is refused");
+    bad
+}
+
+/// Malformed message `i` with `flaw`. Its key header names one of the good proposals
+/// (so it shares shards and keys with good traffic) unless the flaw is the header.
+fn malformed(i: u32, flaw: Flaw) -> Outgoing {
+    let p = proposal(i);
+    let env = Envelope::new(
+        "malformed-test",
+        VoteCast {
+            proposal: p.parse().expect("proposal id"),
+            voter: common::wallet(100_000 + i),
+            choice: VoteChoice::Against,
+            reason: None,
+        },
+    );
+    let json = env.to_json();
+    let mut v: Value = serde_json::from_slice(&json).expect("an envelope is JSON");
+    let mut routing_key = VOTE_CAST;
+    let mut header = Some(p.clone());
+    let body: Vec<u8> = match flaw {
+        Flaw::BadJson => format!("{{\"id\": oops-{i}").into_bytes(),
+        Flaw::TruncatedJson => json[..json.len() / 2].to_vec(),
+        Flaw::WrongPayloadType => {
+            v["payload"]["choice"] = json!(42);
+            serde_json::to_vec(&v).expect("json")
+        }
+        Flaw::WrongEnvelopeType => {
+            v["version"] = json!("1");
+            serde_json::to_vec(&v).expect("json")
+        }
+        Flaw::BadChecksum => {
+            v["payload"]["voter"] = json!(bad_checksum(i));
+            serde_json::to_vec(&v).expect("json")
+        }
+        Flaw::UnknownRoutingKey => {
+            routing_key = UNKNOWN_TYPE;
+            json
+        }
+        Flaw::UnknownBodyType => {
+            v["type"] = json!(UNKNOWN_TYPE);
+            serde_json::to_vec(&v).expect("json")
+        }
+        Flaw::UnknownVersion => {
+            v["version"] = json!(2);
+            serde_json::to_vec(&v).expect("json")
+        }
+        Flaw::MissingPayloadKey => {
+            v["payload"]
+                .as_object_mut()
+                .expect("payload")
+                .remove("voter");
+            serde_json::to_vec(&v).expect("json")
+        }
+        Flaw::MissingEnvelopeKey => {
+            v.as_object_mut().expect("envelope").remove("occurred_at");
+            serde_json::to_vec(&v).expect("json")
+        }
+        Flaw::Oversized => {
+            v["payload"]["reason"] = json!("x".repeat(70_000));
+            serde_json::to_vec(&v).expect("json")
+        }
+        Flaw::HeaderMismatch => {
+            header = Some(proposal(i + 1));
+            json
+        }
+        Flaw::KeysMismatch => {
+            v["keys"]["proposal"] = json!(proposal(i + 1));
+            serde_json::to_vec(&v).expect("json")
+        }
+        Flaw::MissingKeyHeader => {
+            header = None;
+            json
+        }
+        Flaw::TypeMismatch => {
+            let voter: Address = v["payload"]["voter"]
+                .as_str()
+                .expect("voter")
+                .parse()
+                .expect("address");
+            Envelope::new(
+                "malformed-test",
+                merit_messages::ProposalCancelled {
+                    proposal: p.parse().expect("proposal id"),
+                    by: voter,
+                    reason: String::new(),
+                },
+            )
+            .to_json()
+        }
+        Flaw::ArrayEnvelope => {
+            let fields = ["id", "type", "version", "source", "occurred_at"]
+                .iter()
+                .map(|k| v[*k].clone())
+                .chain([Value::Null, Value::Null, Value::Null, v["payload"].clone()])
+                .collect::<Vec<_>>();
+            serde_json::to_vec(&fields).expect("json")
+        }
+    };
+    if flaw == Flaw::Oversized {
+        assert!(body.len() > merit_messages::MAX_ENVELOPE_BYTES);
+    }
+    let mut out = Outgoing::new(routing_key, format!("malformed-{i:05}-{flaw:?}"), body);
+    out.correlation_id = Some(env.correlation_id.to_string());
+    if let Some(h) = header {
+        out = out.with_header("merit-proposal", h);
+    }
+    // A user header on every message: vote.cast is not the user kind's, so it must not
+    // matter where the proposal header is missing.
+    out.with_header("merit-user", env.keys.user.expect("voter").to_string())
+}
+
+/// A client of the node's HTTP API.
+struct Api {
+    base: String,
+    admin: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The DLQ's depth as the API reports it.
+    async fn dlq_total(&self) -> u64 {
+        let (status, page) = self.get("/api/v1/dlq?page=1&page_size=1").await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page["total"].as_u64().expect("total")
+    }
+
+    /// Polls `/ready` until it answers 200, for at most `secs`.
+    async fn ready(&self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (status, body) = self.get("/ready").await;
+            if status == StatusCode::OK {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/ready not 200 within {secs}s: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_malformed_messages_are_dead_lettered_with_their_reasons_and_good_traffic_is_unaffected(
+) {
+    common::init_crypto();
+    let started = Instant::now();
+    let seed: u64 = rand::thread_rng().gen();
+    println!("interleaving seed: {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let db = TestDb::empty(Backend::Postgres).await;
+    let vhost = Vhost::create();
+    let producer = RabbitTransport::connect(
+        &vhost.url,
+        Topology {
+            prefix: String::new(),
+            shards: 2,
+        },
+    )
+    .await
+    .expect("connect producer");
+    producer.declare().await.expect("declare");
+
+    let admin = format!("admin-{}", uuid::Uuid::new_v4().simple());
+    let jwt = format!(
+        "jwt-secret-{}-0123456789abcdef",
+        uuid::Uuid::new_v4().simple()
+    );
+    let log = common::artefacts().join(format!("malformed-{}.log", vhost.name));
+    let node = NodeProcess::spawn(
+        &[
+            ("MERIT_DATABASE_URL", db.url.as_str()),
+            ("MERIT_AMQP_URL", vhost.url.as_str()),
+            ("MERIT_MAILBOX_SHARDS", "2"),
+            ("MERIT_MAILBOX_PREFETCH", "200"),
+            ("MERIT_NODE_ID", "malformed-node"),
+            ("MERIT_ADMIN_TOKEN", admin.as_str()),
+            ("MERIT_JWT_SECRET", jwt.as_str()),
+        ],
+        &log,
+    );
+    println!("node log: {}", log.display());
+    let api = Api {
+        base: node.http_url(60),
+        admin,
+        http: reqwest::Client::new(),
+    };
+    api.ready(60).await;
+    let store = db.connect().await;
+
+    // The traffic: 10,000 malformed messages and 2,000 good votes, shuffled together,
+    // after the 20 proposals the votes are for.
+    let mut flaws: Vec<Flaw> = Flaw::ALL
+        .iter()
+        .flat_map(|&f| std::iter::repeat_n(f, f.count()))
+        .collect();
+    assert_eq!(flaws.len(), MALFORMED);
+    flaws.shuffle(&mut rng);
+    let mut sent: HashMap<String, (Flaw, Outgoing)> = HashMap::new();
+    let mut traffic: Vec<Outgoing> = Vec::with_capacity(MALFORMED + VOTES as usize);
+    for (i, &flaw) in flaws.iter().enumerate() {
+        let out = malformed(u32::try_from(i).expect("index"), flaw);
+        traffic.push(out.clone());
+        sent.insert(out.message_id.clone(), (flaw, out));
+    }
+    let good: Vec<Outgoing> = (0..VOTES)
+        .map(|k| Outgoing::from_envelope(&good_vote(k)))
+        .collect();
+    traffic.extend(good.iter().cloned());
+    traffic.shuffle(&mut rng);
+    let proposals: Vec<Outgoing> = (0..PROPOSALS)
+        .map(|p| Outgoing::from_envelope(&common::open_proposal(&proposal(p))))
+        .collect();
+    let good_ids: Vec<String> = proposals
+        .iter()
+        .chain(good.iter())
+        .map(|o| o.message_id.clone())
+        .collect();
+
+    producer
+        .publish(proposals)
+        .await
+        .expect("publish proposals");
+    let publishing = Instant::now();
+    for batch in traffic.chunks(BATCH) {
+        producer.publish(batch.to_vec()).await.expect("publish");
+    }
+    println!(
+        "published {} messages in {:.1}s",
+        traffic.len() + PROPOSALS as usize,
+        publishing.elapsed().as_secs_f64()
+    );
+
+    // Good traffic: every vote counted.
+    let s = store.clone();
+    common::eventually(WAIT_SECS, "all 2,000 good votes counted", || {
+        let s = s.clone();
+        async move { common::votes_counted(&s).await >= i64::from(VOTES) }
+    })
+    .await;
+    println!(
+        "votes counted after {:.1}s",
+        publishing.elapsed().as_secs_f64()
+    );
+    // Malformed traffic: the DLQ fills to exactly 10,000.
+    let deadline = Instant::now() + Duration::from_secs(WAIT_SECS);
+    let mut total = 0;
+    while Instant::now() < deadline {
+        total = api.dlq_total().await;
+        if total >= MALFORMED as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "DLQ at {total} after {:.1}s",
+        publishing.elapsed().as_secs_f64()
+    );
+    assert!(
+        total >= MALFORMED as u64,
+        "only {total} of {MALFORMED} dead-lettered within {WAIT_SECS}s; log: {}",
+        log.display()
+    );
+    // Nothing more arrives (no duplicates, no good message) once the shards drain. The
+    // depth is read through the transport: the API's `total` is read right after its own
+    // peek returned what it took, and can lag by those messages.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let depths = producer.queue_depths().await.expect("queue depths");
+    let depth = |name: &str| {
+        depths
+            .iter()
+            .find(|(q, _)| q == name)
+            .map(|(_, n)| *n)
+            .unwrap_or_else(|| panic!("no queue {name} in {depths:?}"))
+    };
+    assert_eq!(
+        depth("merit.dlq"),
+        MALFORMED as u64,
+        "the DLQ holds exactly the malformed messages: {depths:?}"
+    );
+    assert_eq!(depth("merit.unrouted"), 0, "the mover drained: {depths:?}");
+    for q in ["merit.proposal.0", "merit.proposal.1"] {
+        assert_eq!(depth(q), 0, "the shards drained: {depths:?}");
+    }
+    assert_eq!(
+        common::votes_counted(&store).await,
+        i64::from(VOTES),
+        "votes counted once each"
+    );
+    let vote_rows = merit_storage::entities::vote::Entity::find()
+        .count(store.db())
+        .await
+        .expect("count votes");
+    assert_eq!(vote_rows, u64::from(VOTES), "one votes row per good vote");
+
+    // Every dead letter, read directly: each malformed message exactly once, with its
+    // class, its reason, its routing key and body unchanged, taken from the queue it
+    // reached (a proposal shard, or merit.unrouted for what no shard could take).
+    let reading = Instant::now();
+    let dead: Vec<DeadLetter> = producer
+        .dead_letters(MALFORMED + 100)
+        .await
+        .expect("read the DLQ");
+    println!(
+        "read {} dead letters in {:.1}s",
+        dead.len(),
+        reading.elapsed().as_secs_f64()
+    );
+    assert_eq!(dead.len(), MALFORMED, "dead letters read");
+    let good_ids: HashSet<String> = good_ids.into_iter().collect();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut per_class: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_flaw: BTreeMap<Flaw, usize> = BTreeMap::new();
+    let mut samples: BTreeMap<Flaw, String> = BTreeMap::new();
+    let mut class_of: HashMap<&str, &str> = HashMap::new();
+    for d in &dead {
+        let id = d.message_id.as_deref().expect("original message id kept");
+        *seen.entry(id).or_default() += 1;
+        assert!(
+            !good_ids.contains(id),
+            "a good message was dead-lettered: {} {}",
+            d.reason_class,
+            d.reason
+        );
+        let (flaw, out) = sent
+            .get(id)
+            .unwrap_or_else(|| panic!("an unexpected dead letter: {id} {}", d.reason));
+        assert_eq!(d.reason_class, flaw.class(), "{flaw:?}: {}", d.reason);
+        assert!(
+            d.reason.contains(flaw.needle()),
+            "{flaw:?}: the reason {:?} names {:?}",
+            d.reason,
+            flaw.needle()
+        );
+        assert_eq!(d.routing_key, out.routing_key, "{flaw:?}");
+        assert_eq!(d.body, out.body, "{flaw:?}: body unchanged");
+        if flaw.reaches_a_shard() {
+            assert!(d.attempts >= 1, "{flaw:?}: delivered at least once");
+            assert!(
+                d.source_queue.starts_with("merit.proposal."),
+                "{flaw:?} classified by a proposal shard, not {}",
+                d.source_queue
+            );
+        } else {
+            assert_eq!(d.source_queue, "merit.unrouted", "{flaw:?}");
+            assert_eq!(d.attempts, 0, "{flaw:?}: never reached a handler");
+        }
+        *per_class.entry(d.reason_class.as_str()).or_default() += 1;
+        *per_flaw.entry(*flaw).or_default() += 1;
+        samples.entry(*flaw).or_insert_with(|| d.reason.clone());
+        class_of.insert(d.id.as_str(), d.reason_class.as_str());
+    }
+    let doubled: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(doubled.is_empty(), "dead-lettered twice: {doubled:?}");
+    assert_eq!(seen.len(), MALFORMED, "every malformed message once");
+    for (flaw, reason) in &samples {
+        println!("  {flaw:?} -> {}: {reason}", flaw.class());
+    }
+    println!("dead letters per class: {per_class:?}");
+    let mut expected: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in Flaw::ALL {
+        *expected.entry(f.class()).or_default() += f.count();
+        assert_eq!(per_flaw.get(&f).copied(), Some(f.count()), "{f:?}");
+    }
+    assert_eq!(per_class, expected, "per class: what was sent of it");
+
+    // The operators' API shows the same dead letters: a page of 500, each with its class,
+    // reason and routing key. (Only one page: every page re-reads the queue from its head
+    // with basic.get, so page N costs N × 500 reads.)
+    let (status, body) = api
+        .get(&format!("/api/v1/dlq?page=1&page_size={BATCH}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let items = body["items"].as_array().expect("items");
+    assert_eq!(items.len(), BATCH, "a full page");
+    let mut api_classes: BTreeMap<&str, usize> = BTreeMap::new();
+    for item in items {
+        let id = item["id"].as_str().expect("id");
+        let class = item["reason_class"].as_str().expect("reason_class");
+        let reason = item["reason"].as_str().expect("reason");
+        let routing_key = item["routing_key"].as_str().expect("routing_key");
+        assert_eq!(class_of.get(id), Some(&class), "{item}");
+        assert!(!reason.is_empty(), "{item}");
+        assert!(
+            routing_key == VOTE_CAST || routing_key == UNKNOWN_TYPE,
+            "{item}"
+        );
+        *api_classes.entry(class).or_default() += 1;
+    }
+    println!("API page 1 per class: {api_classes:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api.dlq_total().await != MALFORMED as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the API's total settles at {MALFORMED}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The node is still ready after all that.
+    api.ready(30).await;
+    let status = node.stop();
+    assert!(status.success(), "clean exit: {status}");
+    drop(producer);
+    store.close().await.expect("close store");
+    vhost.delete();
+    db.cleanup().await;
+    println!("test took {:.1}s", started.elapsed().as_secs_f64());
+}
