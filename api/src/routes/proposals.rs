@@ -390,6 +390,13 @@ pub(crate) async fn cast_vote(
 ) -> Result<HttpResponse> {
     let voter = caller.user()?;
     let id = event_id(&req)?;
+    // What is wrong with the request itself is said before what conflicts with the state.
+    if !matches!(body.choice.as_str(), "for" | "against" | "abstain") {
+        return Err(ApiError::bad_request(format!(
+            "choice: {} is not one of for, against, abstain",
+            merit_messages::quote_untrusted(&body.choice)
+        )));
+    }
     let p = find(&state, &path).await?;
     if matches!(
         p.status.as_str(),
