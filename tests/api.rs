@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, NodeProcess, Proxy, TestDb, Vhost};
-use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_mailbox::{Outgoing, RabbitTransport, Transport};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -108,15 +108,7 @@ fn secrets() -> (String, String) {
 }
 
 async fn publisher(vhost: &Vhost) -> RabbitTransport {
-    RabbitTransport::connect(
-        &vhost.url,
-        Topology {
-            prefix: String::new(),
-            shards: 2,
-        },
-    )
-    .await
-    .expect("connect producer")
+    vhost.producer(2).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ mod common;
 use std::{path::Path, process::Command, time::Duration};
 
 use common::{Backend, NodeProcess, TestDb, Vhost};
-use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_mailbox::{Outgoing, Transport};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,15 +38,7 @@ async fn the_dashboard_shows_the_node_and_replays_a_dead_letter_by_clicking() {
     let http = reqwest::Client::new();
 
     // A dead letter to replay: an envelope that is not JSON.
-    let producer = RabbitTransport::connect(
-        &vhost.url,
-        Topology {
-            prefix: String::new(),
-            shards: 2,
-        },
-    )
-    .await
-    .expect("producer");
+    let producer = vhost.producer(2).await;
     let mut bad = Outgoing::new("governance.vote.cast", "dash-1", &b"{oops"[..]);
     bad.headers
         .insert("merit-proposal".to_string(), "p".to_string());

@@ -118,17 +118,7 @@ async fn under_load(
     let refs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let node = NodeProcess::spawn(&refs, &log);
     let base = node.http_url(60);
-    let http = reqwest::Client::new();
-    common::eventually(60, "the node is ready", || {
-        let (http, base) = (http.clone(), base.clone());
-        async move {
-            http.get(format!("{base}/ready"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await;
+    common::wait_ready(&base, 60).await;
     let out = common::artefacts().join(format!("fault-{name}-simulate.json"));
     let _ = std::fs::remove_file(&out);
     let mut load = simulate(&vhost.url, 20, 250, &out);

@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::{Backend, NodeProcess, TestDb, Vhost};
-use merit_mailbox::{DeadLetter, Outgoing, RabbitTransport, Topology, Transport};
+use merit_mailbox::{DeadLetter, Outgoing, Transport};
 use merit_messages::{Address, Envelope, VoteCast, VoteChoice};
 use merit_storage::sea_orm::{EntityTrait, PaginatorTrait};
 use rand::{seq::SliceRandom, Rng, SeedableRng};
@@ -349,15 +349,7 @@ async fn ten_thousand_malformed_messages_are_dead_lettered_with_their_reasons_an
 
     let db = TestDb::empty(Backend::Postgres).await;
     let vhost = Vhost::create();
-    let producer = RabbitTransport::connect(
-        &vhost.url,
-        Topology {
-            prefix: String::new(),
-            shards: 2,
-        },
-    )
-    .await
-    .expect("connect producer");
+    let producer = vhost.producer(2).await;
     producer.declare().await.expect("declare");
 
     let admin = format!("admin-{}", uuid::Uuid::new_v4().simple());

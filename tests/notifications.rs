@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Backend, NodeProcess, TestDb, Vhost};
 use futures::{SinkExt, StreamExt};
-use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_mailbox::{Outgoing, Transport};
 use merit_messages::{Address, Envelope, VoteCast, VoteChoice};
 use serde_json::Value;
 use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream};
@@ -84,20 +84,6 @@ async fn last_seq(base: &str, admin: &str, user: &Address) -> u64 {
     body["last_seq"].as_u64().unwrap_or(0)
 }
 
-async fn ready(base: &str) {
-    let http = reqwest::Client::new();
-    common::eventually(60, "node ready", || {
-        let http = http.clone();
-        async move {
-            http.get(format!("{base}/ready"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconnecting() {
     common::init_crypto();
@@ -125,10 +111,10 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
     // and serves the clients.
     let node_a = spawn("node-a");
     let a = node_a.http_url(60);
-    ready(&a).await;
+    common::wait_ready(&a, 60).await;
     let node_b = spawn("node-b");
     let b = node_b.http_url(60);
-    ready(&b).await;
+    common::wait_ready(&b, 60).await;
 
     let alice = common::wallet(11);
     let bob = common::wallet(12);
@@ -143,15 +129,7 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
         "the admin token opens no notification stream"
     );
 
-    let producer = RabbitTransport::connect(
-        &vhost.url,
-        Topology {
-            prefix: String::new(),
-            shards: 2,
-        },
-    )
-    .await
-    .expect("producer");
+    let producer = vhost.producer(2).await;
     let publish = |env: Envelope| {
         let producer = &producer;
         async move {

@@ -60,6 +60,23 @@ fn token_of(row: &achievement::Model) -> TokenId {
         .expect("a token id")
 }
 
+/// Waits until the mint step has sent its transaction and awaits its confirmations.
+async fn mint_sent(store: &Store) {
+    let s = store.clone();
+    eventually(60, "the mint is awaiting confirmations", || {
+        let s = s.clone();
+        async move {
+            saga_step::Entity::find()
+                .filter(saga_step::Column::Name.eq("mint"))
+                .one(s.db())
+                .await
+                .expect("steps")
+                .is_some_and(|step| step.state == "awaiting" && step.output.is_some())
+        }
+    })
+    .await;
+}
+
 async fn outbox_count(store: &Store, routing_key: &str) -> usize {
     outbox::Entity::find()
         .filter(outbox::Column::RoutingKey.eq(routing_key))
@@ -306,19 +323,7 @@ fn a_mint_dropped_by_a_reorg_is_redone_once() {
         let carol = wallet(3);
         rig.publish(&created_by(carol, "p-carol")).await;
         // Wait until the mint is sent (the step awaits its confirmations), then drop it.
-        let s = store.clone();
-        eventually(60, "the mint is awaiting confirmations", || {
-            let s = s.clone();
-            async move {
-                saga_step::Entity::find()
-                    .filter(saga_step::Column::Name.eq("mint"))
-                    .one(s.db())
-                    .await
-                    .expect("steps")
-                    .is_some_and(|step| step.state == "awaiting" && step.output.is_some())
-            }
-        })
-        .await;
+        mint_sent(&store).await;
         let token = token_of(&achievement_of(&store, carol).await.expect("achievement"));
         let mined = dev.owner_of(&token, None).await.expect("owner");
         dev.reorg(3);
@@ -401,19 +406,7 @@ fn a_token_traded_before_its_mint_is_confirmed_completes_the_unlock_without_a_bu
         let dave = wallet(4);
         let erin = wallet(5);
         rig.publish(&created_by(dave, "p-dave")).await;
-        let s = store.clone();
-        eventually(60, "the mint is awaiting confirmations", || {
-            let s = s.clone();
-            async move {
-                saga_step::Entity::find()
-                    .filter(saga_step::Column::Name.eq("mint"))
-                    .one(s.db())
-                    .await
-                    .expect("steps")
-                    .is_some_and(|step| step.state == "awaiting" && step.output.is_some())
-            }
-        })
-        .await;
+        mint_sent(&store).await;
         let token = token_of(&achievement_of(&store, dave).await.expect("achievement"));
         eventually(30, "the mint is mined", || {
             let (dev, token) = (dev.clone(), token.clone());

@@ -162,6 +162,34 @@ impl Vhost {
     pub fn delete(self) {
         rabbitmqctl(&["delete_vhost", &self.name]);
     }
+
+    /// A producer on this vhost (the topology of a node with `shards` shards per kind).
+    pub async fn producer(&self, shards: u16) -> merit_mailbox::RabbitTransport {
+        merit_mailbox::RabbitTransport::connect(
+            &self.url,
+            merit_mailbox::Topology {
+                prefix: String::new(),
+                shards,
+            },
+        )
+        .await
+        .expect("connect the producer")
+    }
+}
+
+/// Waits until the node at `base` answers `/ready` with 200.
+pub async fn wait_ready(base: &str, secs: u64) {
+    let http = reqwest::Client::new();
+    eventually(secs, "the node is ready", || {
+        let (http, base) = (http.clone(), base.to_string());
+        async move {
+            http.get(format!("{base}/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
 }
 
 /// Installs the process-wide rustls provider (sqlx and lapin each compile one in).
