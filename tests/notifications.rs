@@ -66,6 +66,19 @@ fn seqs(frames: &[Value]) -> Vec<u64> {
     frames.iter().filter_map(|f| f["seq"].as_u64()).collect()
 }
 
+/// `voter`'s vote on the test's proposal.
+fn vote(voter: Address, choice: VoteChoice) -> Envelope {
+    Envelope::new(
+        "ws-test",
+        VoteCast {
+            proposal: "ws-p1".parse().expect("id"),
+            voter,
+            choice,
+            reason: None,
+        },
+    )
+}
+
 /// Every address mentioned in a notification's payload.
 fn mentions(frame: &Value, who: &Address) -> bool {
     frame["payload"].to_string().contains(&who.to_string())
@@ -173,16 +186,7 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
     );
 
     // Bob votes; he hears his vote recorded with its weight, and nothing of Alice's.
-    publish(Envelope::new(
-        "ws-test",
-        VoteCast {
-            proposal: "ws-p1".parse().expect("id"),
-            voter: bob,
-            choice: VoteChoice::For,
-            reason: None,
-        },
-    ))
-    .await;
+    publish(vote(bob, VoteChoice::For)).await;
     let bobs = until_kind(&mut bob_ws, "governance.vote.recorded", 60).await;
     assert_eq!(bobs.last().expect("vote")["payload"]["weight"], 1000);
     for frame in &bobs {
@@ -198,16 +202,7 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
     let seen_up_to = *seqs(&heard).last().expect("a seq");
     alice_ws.close(None).await.expect("close");
     drop(alice_ws);
-    publish(Envelope::new(
-        "ws-test",
-        VoteCast {
-            proposal: "ws-p1".parse().expect("id"),
-            voter: alice,
-            choice: VoteChoice::Against,
-            reason: None,
-        },
-    ))
-    .await;
+    publish(vote(alice, VoteChoice::Against)).await;
     common::eventually(60, "alice's vote in her log", || {
         let (b, admin) = (b.clone(), admin.clone());
         async move {

@@ -60,6 +60,20 @@ fn token_of(row: &achievement::Model) -> TokenId {
         .expect("a token id")
 }
 
+/// Waits until `user`'s first-proposal achievement is minted.
+async fn wait_minted(store: &Store, user: Address, secs: u64) {
+    let s = store.clone();
+    eventually(secs, "the achievement is minted", || {
+        let s = s.clone();
+        async move {
+            achievement_of(&s, user)
+                .await
+                .is_some_and(|a| a.state == "minted")
+        }
+    })
+    .await;
+}
+
 /// Waits until the mint step has sent its transaction and awaits its confirmations.
 async fn mint_sent(store: &Store) {
     let s = store.clone();
@@ -216,16 +230,7 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
         // Happy path: a first proposal unlocks "first-proposal" (bronze) → one NFT.
         let alice = wallet(1);
         rig.publish(&created_by(alice, "p-alice")).await;
-        let s = store.clone();
-        eventually(60, "alice's achievement is minted", || {
-            let s = s.clone();
-            async move {
-                achievement_of(&s, alice)
-                    .await
-                    .is_some_and(|a| a.state == "minted")
-            }
-        })
-        .await;
+        wait_minted(&store, alice, 60).await;
         let unlocked = achievement_of(&store, alice).await.expect("achievement");
         let token = token_of(&unlocked);
         assert_eq!(
@@ -333,16 +338,7 @@ fn a_mint_dropped_by_a_reorg_is_redone_once() {
             (Some(carol), None),
             "the mint was in a block, and the reorg dropped that block"
         );
-        let s = store.clone();
-        eventually(90, "carol's achievement is minted", || {
-            let s = s.clone();
-            async move {
-                achievement_of(&s, carol)
-                    .await
-                    .is_some_and(|a| a.state == "minted")
-            }
-        })
-        .await;
+        wait_minted(&store, carol, 90).await;
         assert_eq!(
             dev.owner_of(&token, None).await.expect("owner"),
             Some(carol),
@@ -415,16 +411,7 @@ fn a_token_traded_before_its_mint_is_confirmed_completes_the_unlock_without_a_bu
         .await;
         dev.transfer(dave, erin, &token)
             .expect("dave passes the token on");
-        let s = store.clone();
-        eventually(90, "dave's achievement is minted", || {
-            let s = s.clone();
-            async move {
-                achievement_of(&s, dave)
-                    .await
-                    .is_some_and(|a| a.state == "minted")
-            }
-        })
-        .await;
+        wait_minted(&store, dave, 90).await;
         assert_eq!(
             dev.owner_of(&token, None).await.expect("owner"),
             Some(erin),

@@ -66,11 +66,9 @@ pub(crate) async fn overview(state: &ApiState) -> Overview {
         .live(state.options.node_ttl)
         .await
         .unwrap_or_default();
-    let queues = state
-        .transport
-        .queue_depths()
-        .await
-        .unwrap_or_default()
+    let depths = state.transport.queue_depths().await.unwrap_or_default();
+    let dlq_total = crate::routes::dlq::dlq_depth(&depths).unwrap_or(0);
+    let queues = depths
         .into_iter()
         .map(|(name, ready)| QueueDepth { name, ready })
         .collect();
@@ -99,7 +97,7 @@ pub(crate) async fn overview(state: &ApiState) -> Overview {
         status: status_json(&status),
         queues,
         sagas,
-        dlq_total: crate::routes::dlq::dlq_total(state).await.unwrap_or(0),
+        dlq_total,
         ws_sessions: state.hub.sessions(),
         chain: state
             .chain

@@ -99,11 +99,15 @@ pub(crate) async fn list_dead_letters(
 
 /// How many dead letters wait (the DLQ's depth).
 pub(crate) async fn dlq_total(state: &ApiState) -> Option<u64> {
-    let depths = state.transport.queue_depths().await.ok()?;
+    dlq_depth(&state.transport.queue_depths().await.ok()?)
+}
+
+/// The DLQ's depth among queue depths already read.
+pub(crate) fn dlq_depth(depths: &[(String, u64)]) -> Option<u64> {
     depths
-        .into_iter()
+        .iter()
         .find(|(name, _)| name.ends_with("merit.dlq"))
-        .map(|(_, n)| n)
+        .map(|(_, n)| *n)
 }
 
 /// One dead letter with its body.
@@ -142,6 +146,35 @@ fn not_found(id: &str) -> ApiError {
     ))
 }
 
+/// What an operator does with a dead letter.
+#[derive(Debug, Clone, Copy)]
+enum Settle {
+    Replay,
+    Discard,
+}
+
+/// Replays or discards dead letter `id`: 404 when there is none, the action otherwise.
+async fn settle(state: &ApiState, id: String, how: Settle) -> Result<HttpResponse> {
+    let done = match how {
+        Settle::Replay => state.transport.replay_dead_letter(&id).await,
+        Settle::Discard => state.transport.discard_dead_letter(&id).await,
+    }
+    .map_err(unavailable)?;
+    if !done {
+        return Err(not_found(&id));
+    }
+    let action = match how {
+        Settle::Replay => "replayed",
+        Settle::Discard => "discarded",
+    };
+    metrics::counter!("merit_dead_letters_settled_total", "action" => action).increment(1);
+    tracing::info!(dead_letter = %id, action, "dead letter settled by an operator");
+    Ok(HttpResponse::Ok().json(DeadLetterAction {
+        id,
+        action: action.to_string(),
+    }))
+}
+
 /// Republishes a dead letter with its original routing key, headers and ids, and removes
 /// it (the inboxes make a replay of an applied event harmless).
 #[utoipa::path(post, path = "/api/v1/dlq/{id}/replay", tag = "dlq",
@@ -160,21 +193,7 @@ pub(crate) async fn replay_dead_letter(
     _admin: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let id = path.into_inner();
-    if !state
-        .transport
-        .replay_dead_letter(&id)
-        .await
-        .map_err(unavailable)?
-    {
-        return Err(not_found(&id));
-    }
-    metrics::counter!("merit_dead_letters_replayed_total").increment(1);
-    tracing::info!(dead_letter = %id, "dead letter replayed by an operator");
-    Ok(HttpResponse::Ok().json(DeadLetterAction {
-        id,
-        action: "replayed".to_string(),
-    }))
+    settle(&state, path.into_inner(), Settle::Replay).await
 }
 
 /// Removes a dead letter for good.
@@ -194,18 +213,5 @@ pub(crate) async fn discard_dead_letter(
     _admin: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let id = path.into_inner();
-    if !state
-        .transport
-        .discard_dead_letter(&id)
-        .await
-        .map_err(unavailable)?
-    {
-        return Err(not_found(&id));
-    }
-    tracing::info!(dead_letter = %id, "dead letter discarded by an operator");
-    Ok(HttpResponse::Ok().json(DeadLetterAction {
-        id,
-        action: "discarded".to_string(),
-    }))
+    settle(&state, path.into_inner(), Settle::Discard).await
 }
