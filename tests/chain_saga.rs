@@ -8,16 +8,16 @@
 mod common;
 
 use std::{
-    net::TcpListener,
     path::PathBuf,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use chrono::Utc;
-use common::{eventually, wallet, Backend, NodeProcess, TestDb, Vhost};
+use common::{
+    anvil::{AbortOnDrop, Anvil},
+    eventually, wallet, Backend, NodeProcess, TestDb, Vhost,
+};
 use merit_chain::{Chain, EthersChain, EthersOptions, TransferLog, TxStatus, ZERO_ADDRESS};
-use merit_config::Secret;
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{Address, Envelope, ProposalCreated, TokenId, TxHash};
 use merit_storage::{
@@ -25,183 +25,6 @@ use merit_storage::{
     sea_orm::{ColumnTrait, EntityTrait, QueryFilter},
     Store,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// anvil's first dev key: the deployer (admin) and merit's default minter key.
-const DEPLOYER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-/// anvil's third dev key: a bystander used only to read the chain.
-const READER_KEY: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9e8eb35f6b6cf";
-
-// ---------------------------------------------------------------------------------------
-// anvil
-// ---------------------------------------------------------------------------------------
-
-fn anvil_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("MERIT_ANVIL") {
-        return path.into();
-    }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    assert!(
-        path.exists(),
-        "anvil not found at {}: run `npm ci` in contracts/ (or set MERIT_ANVIL)",
-        path.display()
-    );
-    path
-}
-
-/// An anvil of one test's own on a free port, killed when dropped.
-struct Anvil {
-    child: Child,
-    port: u16,
-}
-
-impl Anvil {
-    /// `block_time`: `Some(s)` mines a block every `s` seconds (so confirmations accrue by
-    /// themselves); `None` mines only a block per transaction (automine) and whatever the
-    /// test mines with [`Anvil::mine`].
-    fn start(block_time: Option<u64>) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .expect("bind a free port")
-                .local_addr()
-                .expect("local addr")
-                .port();
-            let mut args = vec![
-                "--port".to_string(),
-                port.to_string(),
-                "--host".into(),
-                "127.0.0.1".into(),
-                "--quiet".into(),
-            ];
-            if let Some(secs) = block_time {
-                args.extend(["--block-time".to_string(), secs.to_string()]);
-            }
-            let mut child = Command::new(anvil_binary())
-                .args(&args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn anvil");
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile: another one
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Self { child, port };
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            assert!(Instant::now() < deadline, "anvil did not start");
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// One JSON-RPC call; returns `result`.
-    async fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        rpc(self.port, method, params).await
-    }
-
-    /// Mines a block every `every` until the returned guard is dropped (on an automining
-    /// anvil, where otherwise only transactions make blocks).
-    fn keep_mining(&self, every: Duration) -> AbortOnDrop {
-        let port = self.port;
-        AbortOnDrop(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                rpc(port, "anvil_mine", serde_json::json!(["0x1"])).await;
-            }
-        }))
-    }
-
-    /// Mines `blocks` blocks now.
-    async fn mine(&self, blocks: u64) {
-        self.rpc("anvil_mine", serde_json::json!([format!("0x{blocks:x}")]))
-            .await;
-    }
-
-    /// Transactions ever sent by `account` (its nonce at the latest block).
-    async fn nonce(&self, account: Address) -> u64 {
-        let hex = self
-            .rpc(
-                "eth_getTransactionCount",
-                serde_json::json!([account.to_string(), "latest"]),
-            )
-            .await;
-        let hex = hex.as_str().expect("hex quantity");
-        u64::from_str_radix(hex.trim_start_matches("0x"), 16).expect("a quantity")
-    }
-}
-
-/// One JSON-RPC call to the anvil on `port` over a plain HTTP/1.1 connection; returns
-/// `result`.
-async fn rpc(port: u16, method: &str, params: serde_json::Value) -> serde_json::Value {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-        .to_string();
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect to anvil");
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        port,
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send rpc");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read rpc answer");
-    let text = String::from_utf8(raw).expect("utf-8 answer");
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON-RPC answer");
-    assert!(answer.get("error").is_none(), "{method} failed: {answer}");
-    answer["result"].clone()
-}
-
-/// Aborts the task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    loop {
-        let (size, after) = rest.split_once("\r\n").expect("chunk size line");
-        let size = usize::from_str_radix(size.trim(), 16).expect("chunk size");
-        if size == 0 {
-            return out;
-        }
-        out.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // the world of one test
@@ -251,21 +74,7 @@ impl World {
     async fn new(name: &str, block_time: Option<u64>, confirmations: u64) -> Self {
         common::init_crypto();
         let anvil = Anvil::start(block_time);
-        let admin = EthersChain::deploy(
-            &anvil.url(),
-            &Secret::new(DEPLOYER_KEY),
-            EthersOptions::default(),
-        )
-        .await
-        .expect("deploy the achievement contract");
-        let reader = EthersChain::connect(
-            &anvil.url(),
-            admin.contract(),
-            &Secret::new(READER_KEY),
-            EthersOptions::default(),
-        )
-        .await
-        .expect("connect a reader");
+        let (admin, reader) = anvil.deploy().await;
         // `merit serve` signs with the config's minter key (no MERIT_MINTER_KEY is set):
         // it must be the deployer's, which holds MINTER_ROLE and the admin role.
         let settings = merit_config::Settings::load(

@@ -6,6 +6,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod anvil;
+
 use merit_storage::{sea_orm::ConnectionTrait, Store, StoreOptions};
 use uuid::Uuid;
 

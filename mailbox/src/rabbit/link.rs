@@ -255,9 +255,24 @@ impl Drop for Supervisor {
     }
 }
 
+/// A link that lives less than this before it is lost counts as a flap: the next
+/// reconnect backs off as if the previous one had failed.
+const STABLE_LINK: Duration = Duration::from_secs(10);
+
 async fn supervise(shared: Arc<Shared>, mut link: Arc<Link>) {
+    // Consecutive short-lived links: a broker that accepts the connection and then closes
+    // it (say, it refuses a declaration) must not be reconnected to in a hot loop.
+    let mut flaps = 0u32;
     loop {
+        let up_since = tokio::time::Instant::now();
         wait_until_lost(&link).await;
+        let pause = if up_since.elapsed() < STABLE_LINK {
+            flaps = flaps.saturating_add(1);
+            Some(backoff(&shared.options, flaps - 1))
+        } else {
+            flaps = 0;
+            None
+        };
         let lost = link.generation;
         shared.state.send_replace(LinkState::Down);
         warn!(
@@ -268,6 +283,14 @@ async fn supervise(shared: Arc<Shared>, mut link: Arc<Link>) {
         // alone) before the next generation goes live, so that "older generation" always
         // means "closed channel" for the deliveries that remember it.
         close_old(&link).await;
+        if let Some(pause) = pause {
+            warn!(
+                flaps,
+                delay_ms = pause.as_millis() as u64,
+                "the link was lost soon after it came up; backing off"
+            );
+            tokio::time::sleep(pause).await;
+        }
         link = reconnect(&shared, lost + 1).await;
         shared.state.send_replace(LinkState::Up(link.clone()));
         info!(generation = link.generation, "reconnected to RabbitMQ");
