@@ -34,6 +34,10 @@ use std::{
 };
 
 use chrono::{DateTime, SubsecRound, Utc};
+use merit_config::{
+    rules::{would_unlock, RuleError, RuleFacts, UnlockLedger, MAX_DOCUMENT_BYTES},
+    DynamicConfig,
+};
 use merit_messages::{ActorKind, ConfigChanged, Envelope, EventId, RuleId, TierId};
 use merit_storage::{
     entities::{actor, config_version},
@@ -46,11 +50,6 @@ use merit_storage::{
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::{
-    config::DynamicConfig,
-    rules::{would_unlock, RuleError, RuleFacts, UnlockLedger, MAX_DOCUMENT_BYTES},
-};
 
 /// The `source` of the `config.changed` envelopes the center emits, and its inbox consumer.
 pub const SOURCE: &str = "config-center";

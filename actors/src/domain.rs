@@ -9,6 +9,7 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+use merit_config::{ConfigHandle, DynamicConfig};
 use merit_messages::{ActorKind, Envelope};
 use merit_storage::{
     cache::TieredCache,
@@ -17,10 +18,7 @@ use merit_storage::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{
-    config::{ConfigHandle, DynamicConfig},
-    notify::Notifier,
-};
+use crate::notify::Notifier;
 
 /// What applying one event decided.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,17 +8,14 @@
 //! Must not know: brokers, consumers or registries — the supervisors route to it.
 
 pub mod center;
-pub mod config;
 mod domain;
 mod error;
 mod nft;
 mod notify;
 mod proposal;
-pub mod rules;
 mod shell;
 mod user;
 
-pub use config::{ConfigHandle, DynamicConfig};
 pub use domain::{Decision, Detached, Domain, Services};
 pub use error::{ActorError, Result};
 pub use nft::{NftDomain, NftState};
@@ -29,6 +26,10 @@ pub use proposal::{
 };
 pub use shell::{Deliver, EntityActor, KindStats, Outcome, RetryPolicy};
 pub use user::{achievement_token, HeldNfts, Holding, UserDomain, UserState};
+
+// The dynamic config and the rule language are pure and live in `merit-config`; they stay
+// reachable under their former paths (`merit_actors::config`, `merit_actors::rules`).
+pub use merit_config::{dynamic as config, rules, ConfigHandle, DynamicConfig};
 
 /// The UserActor.
 pub type UserActor = EntityActor<UserDomain>;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use merit_config::DynamicConfig;
 use merit_messages::{Address, Envelope, Event, HoldingChange, HoldingsChanged, TokenId};
 use merit_storage::{
     entities::{achievement, nft},
@@ -14,7 +15,6 @@ use merit_storage::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::DynamicConfig,
     domain::{Decision, Domain, Services},
     user::to_i64,
 };

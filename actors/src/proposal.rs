@@ -31,6 +31,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use chrono::{DateTime, Utc};
+use merit_config::dynamic::{DynamicConfig, UNIT_BPS};
 use merit_messages::{
     Address, Boost, DeadlinePhase, Envelope, Event, ProposalClosed, ProposalOutcome, Tally,
     VoteChoice, VoteRecorded,
@@ -47,7 +48,6 @@ use merit_storage::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::{DynamicConfig, UNIT_BPS},
     domain::{Decision, Domain, Services},
     user::{to_i64, HeldNfts},
 };

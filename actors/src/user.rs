@@ -16,6 +16,10 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
+use merit_config::{
+    rules::{achievement_id, evaluate, Activity, ActivityKind, RuleFacts, UnlockLedger},
+    DynamicConfig,
+};
 use merit_messages::{
     AchievementUnlocked, Address, BenefitsChanged, Envelope, Event, HoldingChange, ProposalOutcome,
     TierId, TokenId,
@@ -29,10 +33,8 @@ use merit_storage::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::DynamicConfig,
     domain::{Decision, Detached, Domain, Services},
     notify::UserNotification,
-    rules::{achievement_id, evaluate, Activity, ActivityKind, RuleFacts, UnlockLedger},
 };
 
 /// A token the user holds.

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use merit_actors::DynamicConfig;
+use merit_config::DynamicConfig;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(config) = DynamicConfig::parse(data, 1) {

@@ -1,6 +1,7 @@
 //! The dynamic configuration: NFT benefit tiers, vote-weight limits and achievement rules,
-//! as one JSON document stored in numbered versions (the config center) and applied by
-//! every node without a restart.
+//! as one JSON document stored in numbered versions (by the config center in
+//! `merit-actors`) and applied by every node without a restart. This module is the
+//! document alone: parsing, validation and the vote-weight arithmetic, with no storage.
 //!
 //! ```json
 //! { "tiers":  { "bronze": { "title": "Bronze", "bonus_bps": 1000 },
@@ -89,7 +90,7 @@ struct WireConfig {
 
 /// The built-in document (`config/dynamic/default.json`): what a node runs before any
 /// version is stored, and version 1 of a fresh config center.
-pub const DEFAULT_DOCUMENT: &str = include_str!("../../config/dynamic/default.json");
+pub const DEFAULT_DOCUMENT: &str = include_str!("../dynamic/default.json");
 
 impl DynamicConfig {
     /// The built-in configuration, as version 0.

@@ -15,7 +15,10 @@ pub struct RuleError {
 }
 
 impl RuleError {
-    pub(crate) fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// A refusal of the value at `path` (`$` for the whole document), saying what was
+    /// expected. Public so that a layer checking a document before parsing it (the config
+    /// center's size check) reports in the same shape.
+    pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             reason: reason.into(),
