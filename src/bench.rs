@@ -8,9 +8,12 @@
 //! - **end-to-end**: N votes through merit — publish → proposal shard → ProposalActor
 //!   commit (vote, weight, `governance.vote.recorded` in the outbox) → relay → user shard
 //!   → UserActor commit (counters, rules) → acks;
-//! - **latency**: publish → the UserActor's commit of the vote's `vote.recorded` at a
-//!   fixed offered load, p50/p99/p999, and publish → the notification reaching the
-//!   voter's session hub (what a WebSocket client is sent next);
+//! - **latency**: at a fixed offered load, p50/p99/p999 from a vote's publish to the
+//!   UserActor's commit of its `vote.recorded`, to the notification reaching the node's
+//!   hub, and to it reaching the voter's WebSocket client: the node serves its real HTTP
+//!   API (as `merit serve` does, on a loopback port, with a JWT secret made for the run,
+//!   without joining other nodes) and one client per voter listens on `/ws` (see
+//!   [`listen`]); notifications that never arrive are counted;
 //! - **activation**: a fresh node activating every user actor from storage (snapshot
 //!   read + hydrate + one inbox commit each), per second, and the resident memory each
 //!   actor adds.
@@ -18,8 +21,10 @@
 //! It uses its own queue names (a unique prefix) and its own database (a temporary
 //! PostgreSQL database, or a temporary SQLite file), and removes them afterwards.
 
+mod listen;
+
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -35,6 +40,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
     BasicProperties, Connection, ConnectionProperties,
 };
+use merit_api::{ApiOptions, Credentials};
 use merit_config::Settings;
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{Address, Envelope, ProposalCreated, VoteCast, VoteChoice};
@@ -79,9 +85,10 @@ struct Figures {
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     latency_p999_ms: f64,
-    notify_p50_ms: f64,
-    notify_p99_ms: f64,
-    notify_p999_ms: f64,
+    /// Publish → the node's hub.
+    hub: listen::Heard,
+    /// Publish → a WebSocket client on `/ws`.
+    websocket: listen::Heard,
     activated: usize,
     activations_per_sec: f64,
     rss_per_actor_bytes: f64,
@@ -114,7 +121,7 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
     };
     let transport = Arc::new(RabbitTransport::connect(amqp.expose(), topology).await?);
     transport.declare().await?;
-    let hub = merit_api::NotificationHub::new("bench", 4096);
+    let hub = merit_api::NotificationHub::new("bench", ApiOptions::default().ws_buffer);
     let node = Node::start(
         crate::serve::node_options(&settings),
         store.clone(),
@@ -132,13 +139,27 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
     let (e2e_secs, _, _) = run_votes(&node, &transport, &store, "e2e", args.events, None).await?;
 
     let total = args.rate * args.seconds;
+    let voters: Vec<Address> = (0..total.div_ceil(PROPOSALS)).map(voter).collect();
+    let (api, credentials) = serve_api(&settings, &store, transport.clone(), &node, &hub).await?;
+    eprintln!(
+        "latency: {} WebSocket clients on ws://{}/ws ...",
+        voters.len(),
+        api.address
+    );
+    let tokens = voters
+        .iter()
+        .map(|v| (*v, credentials.sign_user(v, TOKEN_TTL_SECS)))
+        .collect();
+    let websocket = listen::websocket(api.address, tokens).await?;
+    let at_hub = listen::hub(&hub, &voters);
     eprintln!("latency: {} events/s for {} s ...", args.rate, args.seconds);
-    let listening = listen(&hub, total / PROPOSALS + 1);
     let (_, latencies, published) =
         run_votes(&node, &transport, &store, "lat", total, Some(args.rate)).await?;
-    // The last notifications follow the last commit by a hop.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let notified = listening.finish(&published).await;
+    let deadline = Instant::now() + listen::PATIENCE;
+    let votes_of = |v: u32| votes_of(v, total) as usize;
+    let at_hub = at_hub.finish(&published, votes_of, deadline).await;
+    let websocket = websocket.finish(&published, votes_of, deadline).await;
+    api.stop().await;
     node.shutdown(Duration::from_secs(10)).await;
 
     eprintln!("activation: every user actor of a fresh node from storage ...");
@@ -160,9 +181,8 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
         latency_p999_ms: percentile(&latencies, 0.999),
-        notify_p50_ms: percentile(&notified, 0.50),
-        notify_p99_ms: percentile(&notified, 0.99),
-        notify_p999_ms: percentile(&notified, 0.999),
+        hub: at_hub,
+        websocket,
         activated,
         activations_per_sec,
         rss_per_actor_bytes,
@@ -192,12 +212,20 @@ fn print_table(f: &Figures) {
         f.ratio_events_to_raw
     );
     println!(
-        "| publish → commit latency at {} events/s | p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} events) |",
+        "| publish → commit at {} events/s | p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} events) |",
         f.latency_offered_per_sec, f.latency_p50_ms, f.latency_p99_ms, f.latency_p999_ms, f.latency_events
     );
-    println!(
-        "| publish → notification at {} events/s | p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms |",
-        f.latency_offered_per_sec, f.notify_p50_ms, f.notify_p99_ms, f.notify_p999_ms
+    print_heard(
+        "publish → hub",
+        f.latency_offered_per_sec,
+        &f.hub,
+        "subscribers",
+    );
+    print_heard(
+        "publish → WebSocket client",
+        f.latency_offered_per_sec,
+        &f.websocket,
+        "clients",
     );
     println!(
         "| actor activation from storage (+ one inbox commit) | {:.0} actors/s ({} actors) |",
@@ -209,62 +237,65 @@ fn print_table(f: &Figures) {
     );
 }
 
+/// A row of notification latency, with what was due against what arrived.
+fn print_heard(path: &str, rate: u32, h: &listen::Heard, listeners: &str) {
+    let ended = if h.ended.is_empty() {
+        String::new()
+    } else {
+        let why: Vec<String> = h.ended.iter().map(|(w, n)| format!("{n}× {w}")).collect();
+        format!("; ended early: {}", why.join(", "))
+    };
+    println!(
+        "| {path} at {rate} events/s | p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} of {} notifications, {} missing, {} duplicate; {} {listeners}, {} short{ended}) |",
+        h.p50_ms,
+        h.p99_ms,
+        h.p999_ms,
+        h.received,
+        h.expected,
+        h.expected - h.received,
+        h.duplicates,
+        h.listeners,
+        h.short,
+    );
+}
+
 /// Votes per proposal in a run (voters = votes / this).
 const PROPOSALS: u32 = 50;
+/// Validity of the latency run's user tokens: the whole run.
+const TOKEN_TTL_SECS: i64 = 24 * 3600;
 
-/// Collects, per voter, when their `governance.vote.recorded` notification reaches the
-/// hub, as milliseconds after the vote's publish (its `occurred_at`).
-struct Listening {
-    stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<Arrivals>>,
-}
-
-/// When each `vote.recorded` notification (by event id) reached the hub.
-type Arrivals = Vec<(String, DateTime<Utc>)>;
-
-fn listen(hub: &merit_api::NotificationHub, voters: u32) -> Listening {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let tasks = (0..voters)
-        .map(|i| {
-            let mut sub = hub.subscribe(&voter(i).to_string());
-            let mut stopped = stopped.clone();
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                loop {
-                    tokio::select! {
-                        n = sub.rx.recv() => match n {
-                            Some(n) if n.kind == "governance.vote.recorded" => {
-                                out.push((n.event_id.to_string(), Utc::now()));
-                            }
-                            Some(_) => {}
-                            None => break,
-                        },
-                        _ = stopped.changed() => break,
-                    }
-                }
-                out
-            })
-        })
-        .collect();
-    Listening { stop, tasks }
-}
-
-impl Listening {
-    /// Latencies from each vote's publish (`published`: recorded id → publish time).
-    async fn finish(self, published: &HashMap<String, DateTime<Utc>>) -> Vec<f64> {
-        let mut all = Vec::new();
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            if let Ok(part) = task.await {
-                all.extend(part.into_iter().filter_map(|(id, at)| {
-                    let sent = published.get(&id)?;
-                    Some((at - *sent).num_microseconds().unwrap_or(0) as f64 / 1000.0)
-                }));
-            }
-        }
-        all.sort_by(|a, b| a.total_cmp(b));
-        all
-    }
+/// Serves the node's HTTP API as `merit serve` does, on a free loopback port, trusting a
+/// JWT secret made for this run (returned, to sign the clients' tokens) and alone: its
+/// notifications do not fan out to other nodes on the broker, and it registers in the
+/// bench's database only. It runs no chain side.
+async fn serve_api(
+    settings: &Settings,
+    store: &Store,
+    transport: Arc<RabbitTransport>,
+    node: &Node,
+    hub: &merit_api::NotificationHub,
+) -> Result<(crate::serve::Api, Credentials)> {
+    let jwt_secret: [u8; 32] = rand::random();
+    let admin_token: [u8; 32] = rand::random();
+    let credentials = Credentials::new(&jwt_secret, &admin_token);
+    let exposure = crate::serve::Exposure {
+        listener: std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .context("listen on a free loopback port")?,
+        credentials: credentials.clone(),
+        clustered: false,
+    };
+    let api = crate::serve::Api::start(
+        settings,
+        exposure,
+        store,
+        transport,
+        node,
+        None,
+        hub.clone(),
+    )
+    .await
+    .context("serve the HTTP API")?;
+    Ok((api, credentials))
 }
 
 /// A fresh node on the same store activates every stored user actor (one event each that
@@ -496,11 +527,18 @@ fn voter(i: u32) -> Address {
     Address(a)
 }
 
+/// How many of a run's `n` votes voter `v` casts: vote `i` is `voter(i / PROPOSALS)`'s
+/// (see [`run_votes`]).
+fn votes_of(v: u32, n: u32) -> u32 {
+    n.saturating_sub(v * PROPOSALS).min(PROPOSALS)
+}
+
 /// Publishes `n` votes (over 50 proposals, created first), optionally paced at `rate`
 /// per second, and waits until merit applied them all. Returns the seconds from the
-/// first publish to the last commit and, per vote, the latency from its publish to the
+/// first publish to the last commit, per vote the latency from its publish to the
 /// commit of its `governance.vote.recorded` by the voter's UserActor — the whole path
-/// through both actors and the relay — in milliseconds (sorted).
+/// through both actors and the relay — in milliseconds (sorted), and the publish time of
+/// each vote by the id of its `vote.recorded`.
 async fn run_votes(
     node: &Node,
     transport: &RabbitTransport,
@@ -533,7 +571,7 @@ async fn run_votes(
             ))
         })
         .collect();
-    let started = Instant::now();
+    let started_at = Utc::now();
     transport.publish(created).await?;
     let mut published: HashMap<String, DateTime<Utc>> = HashMap::with_capacity(n as usize);
     let batch = match rate {
@@ -569,7 +607,9 @@ async fn run_votes(
         transport.publish(out).await?;
     }
     // Each vote is a proposal turn (the vote) and a user turn (its vote.recorded); each
-    // creation too (proposal and creator). Unlocked achievements add user turns on top.
+    // creation too (proposal and creator). Unlocked achievements add user turns on top,
+    // so the count is reached a little before the last vote is in: it only says when to
+    // start reading the inbox.
     let target = applied_before + 2 * u64::from(n + PROPOSALS);
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -588,25 +628,48 @@ async fn run_votes(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let secs = started.elapsed().as_secs_f64();
-    let mut latencies = Vec::new();
-    if rate.is_some() {
-        let ids: Vec<String> = published.keys().cloned().collect();
-        for chunk in ids.chunks(1_000) {
+    // Done when the inbox holds every vote's user-side commit: then a run's tail does not
+    // spill into the next run and no late vote is left out of the figures.
+    let mut pending: Vec<String> = published.keys().cloned().collect();
+    let mut latencies = Vec::with_capacity(published.len());
+    let mut last = started_at;
+    loop {
+        let mut missing = Vec::new();
+        for chunk in pending.chunks(1_000) {
             let rows = inbox::Entity::find()
                 .filter(inbox::Column::Consumer.eq("user"))
                 .filter(inbox::Column::EventId.is_in(chunk.iter().cloned()))
                 .all(store.db())
                 .await?;
-            for row in rows {
+            let found: HashSet<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+            missing.extend(
+                chunk
+                    .iter()
+                    .filter(|id| !found.contains(id.as_str()))
+                    .cloned(),
+            );
+            for row in &rows {
                 if let Some(at) = published.get(&row.event_id) {
                     latencies.push(
                         (row.processed_at - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0,
                     );
+                    last = last.max(row.processed_at);
                 }
             }
         }
-        latencies.sort_by(|a, b| a.total_cmp(b));
+        pending = missing;
+        if pending.is_empty() {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out: {} of {n} votes committed by the UserActors",
+            published.len() - pending.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    // To the last commit's turn, not to when it was seen: the inbox reads take no part.
+    let secs = (last - started_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
     Ok((secs, latencies, published))
 }

@@ -124,10 +124,11 @@ impl Running {
             .context("start the chain listener and the saga executor")?;
         let api = Api::start(
             settings,
+            Exposure::from_settings(settings)?,
             &store,
             transport.clone(),
             &node,
-            &chain,
+            Some(&chain),
             hub.clone(),
         )
         .await?;
@@ -184,6 +185,36 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// Where a node's HTTP side listens, whom it trusts and whether it joins the other
+/// nodes. `merit serve` takes all of it from the settings; `merit bench` serves the same
+/// API alone, on a loopback port, with a secret of its own.
+pub(crate) struct Exposure {
+    /// Bound by the caller, so it may ask for port 0.
+    pub(crate) listener: std::net::TcpListener,
+    /// What user tokens and the admin token are checked against.
+    pub(crate) credentials: Credentials,
+    /// Whether notifications travel to and from the other nodes (`merit.notify`, with
+    /// RabbitMQ) and the node registers where they look (Redis, when configured). If not,
+    /// its notifications reach only its own sessions and it registers in its own database.
+    pub(crate) clustered: bool,
+}
+
+impl Exposure {
+    /// `MERIT_HTTP_ADDR`, `MERIT_JWT_SECRET`, `MERIT_ADMIN_TOKEN`, clustered.
+    pub(crate) fn from_settings(settings: &Settings) -> Result<Self> {
+        let listener = std::net::TcpListener::bind(settings.http_addr)
+            .with_context(|| format!("listen on {}", settings.http_addr))?;
+        Ok(Self {
+            listener,
+            credentials: Credentials::new(
+                settings.jwt_secret.expose_secret().as_bytes(),
+                settings.admin_token.expose_secret().as_bytes(),
+            ),
+            clustered: true,
+        })
+    }
+}
+
 /// The HTTP side of a node: the API server, node registration and the notification
 /// fan-out.
 pub(crate) struct Api {
@@ -195,29 +226,37 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// Serves the API of `node` as `exposure` says; `chain` is the node's chain side, when
+    /// it runs one (sagas, chain status and the on-demand sync answer only then).
     pub(crate) async fn start(
         settings: &Settings,
+        exposure: Exposure,
         store: &Store,
         transport: Arc<dyn Transport>,
         node: &Node,
-        chain: &crate::chain_runtime::ChainRuntime,
+        chain: Option<&crate::chain_runtime::ChainRuntime>,
         hub: merit_api::NotificationHub,
     ) -> Result<Self> {
         let options = ApiOptions::default();
-        let listener = std::net::TcpListener::bind(settings.http_addr)
-            .with_context(|| format!("listen on {}", settings.http_addr))?;
+        let Exposure {
+            listener,
+            credentials,
+            clustered,
+        } = exposure;
         let address = listener.local_addr()?;
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = Vec::new();
-        if let Some(url) = &settings.amqp_url {
+        if let (true, Some(url)) = (clustered, &settings.amqp_url) {
             tasks.push(tokio::spawn(
                 hub.clone()
                     .run_fanout(url.expose().to_string(), stop.clone()),
             ));
         }
-        let discovery = match &settings.redis_url {
-            Some(url) => Discovery::redis_or_store(url.expose(), "merit:", store.clone()).await,
-            None => Discovery::Store(store.clone()),
+        let discovery = match (clustered, &settings.redis_url) {
+            (true, Some(url)) => {
+                Discovery::redis_or_store(url.expose(), "merit:", store.clone()).await
+            }
+            _ => Discovery::Store(store.clone()),
         };
         let started_at = chrono::Utc::now();
         let version = env!("CARGO_PKG_VERSION");
@@ -258,15 +297,12 @@ impl Api {
             store: store.clone(),
             transport,
             probe: node.probe(),
-            sagas: Some(chain.executor()),
+            sagas: chain.map(|c| c.executor()),
             center: merit_actors::center::ConfigCenter::new(store.clone()),
-            chain: Some(chain.access()),
+            chain: chain.map(|c| c.access()),
             hub,
             discovery,
-            credentials: Credentials::new(
-                settings.jwt_secret.expose_secret().as_bytes(),
-                settings.admin_token.expose_secret().as_bytes(),
-            ),
+            credentials,
             options,
             broker_is_rabbitmq: settings.amqp_url.is_some(),
             redis_configured: settings.redis_url.is_some(),
