@@ -265,7 +265,12 @@ impl Domain for Panicky {
         Decision::changed(state + 1)
     }
 
-    fn project(_: &DatabaseTransaction, _: String, _: u64, _: Arc<Envelope>) -> TxFuture<'_, ()> {
+    fn project(
+        _: &DatabaseTransaction,
+        _: String,
+        _: Arc<u64>,
+        _: Arc<Envelope>,
+    ) -> TxFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
 }

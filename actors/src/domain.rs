@@ -137,11 +137,12 @@ pub trait Domain: Sized + Unpin + 'static {
         Box::pin(async { Ok(()) })
     }
 
-    /// Writes the projections of `state` in the turn's transaction.
+    /// Writes the projections of `state` in the turn's transaction. `state` is shared, not
+    /// copied: a proposal's state holds every voter, and a turn must not cost O(voters).
     fn project(
         txn: &DatabaseTransaction,
         key: String,
-        state: Self::State,
+        state: Arc<Self::State>,
         event: Arc<Envelope>,
     ) -> TxFuture<'_, ()>;
 

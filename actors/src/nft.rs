@@ -141,16 +141,16 @@ impl Domain for NftDomain {
     fn project(
         txn: &DatabaseTransaction,
         key: String,
-        state: NftState,
+        state: Arc<NftState>,
         _: Arc<Envelope>,
     ) -> TxFuture<'_, ()> {
         Box::pin(async move {
             let (block, log) = state.last_position.unwrap_or_default();
             nft::Entity::insert(nft::ActiveModel {
                 token_id: Set(key),
-                owner: Set(state.owner),
-                tier: Set(state.tier),
-                achievement_id: Set(state.achievement_id),
+                owner: Set(state.owner.clone()),
+                tier: Set(state.tier.clone()),
+                achievement_id: Set(state.achievement_id.clone()),
                 burned: Set(state.burned),
                 last_block: Set(to_i64(block)),
                 last_log_index: Set(to_i64(log)),

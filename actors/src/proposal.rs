@@ -456,7 +456,7 @@ impl Domain for ProposalDomain {
     fn project(
         txn: &DatabaseTransaction,
         key: String,
-        state: ProposalState,
+        state: Arc<ProposalState>,
         _event: Arc<Envelope>,
     ) -> TxFuture<'_, ()> {
         Box::pin(async move {

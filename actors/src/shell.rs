@@ -356,8 +356,8 @@ async fn attempt<D: Domain>(
             .collect(),
     };
     let changed = decision.changed;
-    let (projected, proj_key, proj_env) =
-        (decision.state.clone(), key.to_string(), envelope.clone());
+    let next = Arc::new(decision.state);
+    let (projected, proj_key, proj_env) = (next.clone(), key.to_string(), envelope.clone());
     let project: merit_storage::Projector = Box::new(move |txn| {
         if changed {
             D::project(txn, proj_key.clone(), projected.clone(), proj_env.clone())
@@ -369,14 +369,16 @@ async fn attempt<D: Domain>(
         Some(c) => c.commit(turn, project).await?,
         None => store.commit_turn(turn, |txn| project(txn)).await?,
     };
+    // The projector is gone with the commit: the state is this turn's alone again.
+    let next = Arc::try_unwrap(next).unwrap_or_else(|shared| (*shared).clone());
     Ok(match outcome {
         TurnOutcome::Applied {
             version: new_version,
         } => {
             stats.applied.fetch_add(1, Ordering::Relaxed);
             if let Some(v) = new_version {
-                D::committed(services, key, state, &decision.state).await;
-                *loaded = Some((v, decision.state));
+                D::committed(services, key, state, &next).await;
+                *loaded = Some((v, next));
             }
             Outcome::Applied(new_version)
         }

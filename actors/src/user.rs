@@ -260,7 +260,7 @@ impl Domain for UserDomain {
     fn project(
         txn: &DatabaseTransaction,
         key: String,
-        state: UserState,
+        state: Arc<UserState>,
         event: Arc<Envelope>,
     ) -> TxFuture<'_, ()> {
         Box::pin(async move {

@@ -180,6 +180,8 @@ pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<actix_we
             .configure(|cfg| configure(cfg, &options))
     })
     .workers(workers)
+    // Notifications are small frames written as they happen: Nagle would hold them back.
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(5)
     .listen(listener)?

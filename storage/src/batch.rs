@@ -14,13 +14,14 @@
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::{
     error::{Result, StorageError},
     store::{Store, TxFuture},
-    turn::{apply_turn, Turn, TurnOutcome},
+    turn::{compare_and_set, insert_inbox, insert_outbox, StateWrite, Turn, TurnOutcome},
 };
 
 /// Writes a turn's projections; may be called twice (see the module docs).
@@ -93,11 +94,15 @@ async fn commit_batch(store: &Store, jobs: Vec<Job>) {
     if jobs.len() > 1 {
         match try_together(store, &jobs).await {
             Ok(outcomes) => {
-                if jobs.iter().any(|j| !j.turn.outbox.is_empty()) {
+                if jobs
+                    .iter()
+                    .zip(&outcomes)
+                    .any(|(j, o)| *o != TurnOutcome::Duplicate && !j.turn.outbox.is_empty())
+                {
                     store.outbox_signal().notify_one();
                 }
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
+                    answer(job.project, job.reply, Ok(outcome));
                 }
                 return;
             }
@@ -106,25 +111,78 @@ async fn commit_batch(store: &Store, jobs: Vec<Job>) {
             }
         }
     }
-    for job in jobs {
-        let outcome = store.commit_turn(job.turn, |txn| (job.project)(txn)).await;
-        let _ = job.reply.send(outcome);
+    for Job {
+        turn,
+        project,
+        reply,
+    } in jobs
+    {
+        let outcome = store.commit_turn(turn, |txn| project(txn)).await;
+        answer(project, reply, outcome);
     }
+}
+
+/// Sends a turn's outcome after dropping its projector: what the projector shares with
+/// the actor (the turn's state) is then the actor's alone again, not copied.
+fn answer(
+    project: Projector,
+    reply: oneshot::Sender<Result<TurnOutcome>>,
+    outcome: Result<TurnOutcome>,
+) {
+    drop(project);
+    let _ = reply.send(outcome);
 }
 
 async fn try_together(store: &Store, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
     let _gate = store.lock_writes().await;
     let txn = store.db().begin().await?;
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        match apply_turn(&txn, &job.turn, |t| (job.project)(t)).await {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) => {
-                txn.rollback().await?;
-                return Err(e);
-            }
+    match apply_together(&txn, jobs).await {
+        Ok(outcomes) => {
+            txn.commit().await?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            txn.rollback().await?;
+            Err(e)
         }
     }
-    txn.commit().await?;
-    Ok(outcomes)
+}
+
+/// The batch's turns in one transaction, in the order of [`crate::turn`]'s steps, each
+/// step set-based across the turns: the inbox rows, then the snapshots of the turns that
+/// were new, their projections one by one, and their outbox rows.
+async fn apply_together(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
+    let now = Utc::now();
+    let fresh = insert_inbox(
+        txn,
+        jobs.iter()
+            .map(|j| (j.turn.consumer.as_str(), j.turn.event_id)),
+        now,
+    )
+    .await?;
+    let new: Vec<bool> = jobs
+        .iter()
+        .map(|j| fresh.contains(&(j.turn.consumer.clone(), j.turn.event_id.to_string())))
+        .collect();
+    let applied = || {
+        jobs.iter()
+            .zip(&new)
+            .filter(|(_, new)| **new)
+            .map(|(job, _)| job)
+    };
+    compare_and_set(txn, applied().filter_map(|j| j.turn.state.as_ref()), now).await?;
+    for job in applied() {
+        (job.project)(txn).await?;
+    }
+    insert_outbox(txn, applied().flat_map(|j| &j.turn.outbox), now).await?;
+    Ok(jobs
+        .iter()
+        .zip(new)
+        .map(|(job, new)| match new {
+            true => TurnOutcome::Applied {
+                version: job.turn.state.as_ref().map(StateWrite::next_version),
+            },
+            false => TurnOutcome::Duplicate,
+        })
+        .collect())
 }

@@ -13,12 +13,20 @@
 //!    lock that serialises concurrent writers of one actor.
 //! 3. the caller's projection writes (users, votes, ...), in the same transaction.
 //! 4. the outbox rows (ignoring an event id already there: re-emitting is a no-op).
+//!
+//! Steps 1, 2 and 4 are set-based: the group committer ([`crate::GroupCommitter`]) runs
+//! them once for a whole batch of turns (one inbox insert, at most two snapshot
+//! statements, one outbox insert), and a lone turn goes through the same statements with
+//! a batch of one. Only the projections are per turn.
 
-use chrono::Utc;
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
 use merit_messages::{ActorKind, Envelope, EventId};
 use sea_orm::{
-    sea_query::{Expr, OnConflict, Query},
-    DatabaseTransaction, EntityName, EntityTrait, TransactionTrait,
+    sea_query::{OnConflict, Query},
+    ConnectionTrait, DatabaseTransaction, DbBackend, EntityName, EntityTrait, Statement,
+    StatementBuilder, TransactionTrait, Value as SeaValue,
 };
 use serde_json::Value;
 
@@ -159,120 +167,210 @@ where
     F: for<'c> FnOnce(&'c DatabaseTransaction) -> TxFuture<'c, ()> + Send,
 {
     let now = Utc::now();
-    let inserted = exec(
-        txn,
-        Query::insert()
-            .into_table(inbox::Entity.table_ref())
-            .columns([
-                inbox::Column::Consumer,
-                inbox::Column::EventId,
-                inbox::Column::ProcessedAt,
-            ])
-            .values_panic([
-                turn.consumer.clone().into(),
-                turn.event_id.to_string().into(),
-                now.into(),
-            ])
-            .on_conflict(
-                OnConflict::columns([inbox::Column::Consumer, inbox::Column::EventId])
-                    .do_nothing()
-                    .to_owned(),
-            ),
-    )
-    .await?;
-    if inserted == 0 {
+    if insert_inbox(txn, [(turn.consumer.as_str(), turn.event_id)], now)
+        .await?
+        .is_empty()
+    {
         return Ok(TurnOutcome::Duplicate);
     }
-
-    let version = match &turn.state {
-        Some(write) => Some(compare_and_set(txn, write).await?),
-        None => None,
-    };
-
+    compare_and_set(txn, turn.state.iter(), now).await?;
     project(txn).await?;
+    insert_outbox(txn, &turn.outbox, now).await?;
+    Ok(TurnOutcome::Applied {
+        version: turn.state.as_ref().map(StateWrite::next_version),
+    })
+}
 
-    if !turn.outbox.is_empty() {
+impl StateWrite {
+    /// The version this write stores.
+    pub(crate) fn next_version(&self) -> i64 {
+        self.expected_version + 1
+    }
+}
+
+/// Inserts the turns' inbox rows in one statement, ignoring conflicts; returns the
+/// `(consumer, event id)` pairs that were new. A turn whose pair is missing was applied
+/// before: it must write nothing else.
+pub(crate) async fn insert_inbox<'t>(
+    txn: &DatabaseTransaction,
+    turns: impl IntoIterator<Item = (&'t str, EventId)>,
+    now: DateTime<Utc>,
+) -> Result<HashSet<(String, String)>> {
+    let turns: Vec<(&str, EventId)> = turns.into_iter().collect();
+    if turns.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut insert = Query::insert();
+    insert.into_table(inbox::Entity.table_ref()).columns([
+        inbox::Column::Consumer,
+        inbox::Column::EventId,
+        inbox::Column::ProcessedAt,
+    ]);
+    for (consumer, event_id) in turns {
+        insert.values_panic([consumer.into(), event_id.to_string().into(), now.into()]);
+    }
+    insert
+        .on_conflict(
+            OnConflict::columns([inbox::Column::Consumer, inbox::Column::EventId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .returning(Query::returning().columns([inbox::Column::Consumer, inbox::Column::EventId]));
+    Ok(pairs(txn, &insert, "consumer", "event_id")
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// Stores every write under its version check, in at most two statements (one insert
+/// for actors never stored, one `UPDATE … FROM (VALUES …)` for the rest). A write whose
+/// expected version is not the stored one fails the lot with
+/// [`StorageError::VersionConflict`] for the first such write.
+pub(crate) async fn compare_and_set<'w>(
+    txn: &DatabaseTransaction,
+    writes: impl IntoIterator<Item = &'w StateWrite>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let writes: Vec<&StateWrite> = writes.into_iter().collect();
+    let (new, known): (Vec<&StateWrite>, Vec<&StateWrite>) =
+        writes.iter().partition(|w| w.expected_version == 0);
+    let mut stored: HashSet<(String, String)> = HashSet::new();
+    if !new.is_empty() {
         let mut insert = Query::insert();
-        insert.into_table(outbox::Entity.table_ref()).columns([
-            outbox::Column::EventId,
-            outbox::Column::RoutingKey,
-            outbox::Column::Payload,
-            outbox::Column::Headers,
-            outbox::Column::CreatedAt,
+        insert.into_table(actor::Entity.table_ref()).columns([
+            actor::Column::Kind,
+            actor::Column::Key,
+            actor::Column::Version,
+            actor::Column::State,
+            actor::Column::UpdatedAt,
         ]);
-        for m in &turn.outbox {
+        for w in &new {
             insert.values_panic([
-                m.event_id.to_string().into(),
-                m.routing_key.clone().into(),
-                m.payload.clone().into(),
-                m.headers.clone().into(),
+                w.kind.as_str().into(),
+                w.key.clone().into(),
+                w.next_version().into(),
+                w.state.clone().into(),
                 now.into(),
             ]);
         }
-        insert.on_conflict(
-            OnConflict::column(outbox::Column::EventId)
-                .do_nothing()
-                .to_owned(),
+        insert
+            .on_conflict(
+                OnConflict::columns([actor::Column::Kind, actor::Column::Key])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning(Query::returning().columns([actor::Column::Kind, actor::Column::Key]));
+        stored.extend(pairs(txn, &insert, "kind", "key").await?);
+    }
+    if !known.is_empty() {
+        // VALUES columns are named column1..column6 on both PostgreSQL and SQLite.
+        let backend = txn.get_database_backend();
+        let mut values = Vec::with_capacity(known.len() * 6);
+        let mut rows = Vec::with_capacity(known.len());
+        for w in &known {
+            let n = values.len();
+            let p = |i: usize| match backend {
+                DbBackend::Postgres => format!("${}", n + i),
+                _ => "?".to_string(),
+            };
+            rows.push(format!(
+                "({}, {}, {}, {}, {}, {})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6)
+            ));
+            values.extend([
+                SeaValue::from(w.kind.as_str()),
+                w.key.clone().into(),
+                w.expected_version.into(),
+                w.next_version().into(),
+                w.state.clone().into(),
+                now.into(),
+            ]);
+        }
+        let sql = format!(
+            "UPDATE {t} SET version = v.column4, state = v.column5, updated_at = v.column6 \
+             FROM (VALUES {rows}) AS v \
+             WHERE {t}.kind = v.column1 AND {t}.key = v.column2 AND {t}.version = v.column3 \
+             RETURNING {t}.kind AS kind, {t}.key AS key",
+            t = actor::Entity.table_name(),
+            rows = rows.join(", ")
         );
-        exec(txn, &insert).await?;
+        let found = txn
+            .query_all(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        for row in found {
+            stored.insert((row.try_get("", "kind")?, row.try_get("", "key")?));
+        }
     }
-    Ok(TurnOutcome::Applied { version })
-}
-
-async fn compare_and_set(txn: &DatabaseTransaction, write: &StateWrite) -> Result<i64> {
-    let next = write.expected_version + 1;
-    let kind = write.kind.as_str();
-    let changed = if write.expected_version == 0 {
-        exec(
-            txn,
-            Query::insert()
-                .into_table(actor::Entity.table_ref())
-                .columns([
-                    actor::Column::Kind,
-                    actor::Column::Key,
-                    actor::Column::Version,
-                    actor::Column::State,
-                    actor::Column::UpdatedAt,
-                ])
-                .values_panic([
-                    kind.into(),
-                    write.key.clone().into(),
-                    next.into(),
-                    write.state.clone().into(),
-                    Utc::now().into(),
-                ])
-                .on_conflict(
-                    OnConflict::columns([actor::Column::Kind, actor::Column::Key])
-                        .do_nothing()
-                        .to_owned(),
-                ),
-        )
-        .await?
-    } else {
-        exec(
-            txn,
-            Query::update()
-                .table(actor::Entity.table_ref())
-                .value(actor::Column::Version, next)
-                .value(actor::Column::State, write.state.clone())
-                .value(actor::Column::UpdatedAt, Utc::now())
-                .and_where(Expr::col(actor::Column::Kind).eq(kind))
-                .and_where(Expr::col(actor::Column::Key).eq(write.key.as_str()))
-                .and_where(Expr::col(actor::Column::Version).eq(write.expected_version)),
-        )
-        .await?
+    let Some(stale) = writes
+        .iter()
+        .find(|w| !stored.contains(&(w.kind.as_str().to_string(), w.key.clone())))
+    else {
+        return Ok(());
     };
-    if changed == 1 {
-        return Ok(next);
-    }
-    let found = actor::Entity::find_by_id((kind.to_string(), write.key.clone()))
+    let found = actor::Entity::find_by_id((stale.kind.as_str().to_string(), stale.key.clone()))
         .one(txn)
         .await?
         .map(|r| r.version);
     Err(StorageError::VersionConflict {
-        kind: write.kind,
-        key: write.key.clone(),
-        expected: write.expected_version,
+        kind: stale.kind,
+        key: stale.key.clone(),
+        expected: stale.expected_version,
         found,
     })
+}
+
+/// Inserts outbox rows in one statement (an event id already there is a no-op).
+pub(crate) async fn insert_outbox<'m>(
+    txn: &DatabaseTransaction,
+    messages: impl IntoIterator<Item = &'m OutboxMessage>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut insert = Query::insert();
+    insert.into_table(outbox::Entity.table_ref()).columns([
+        outbox::Column::EventId,
+        outbox::Column::RoutingKey,
+        outbox::Column::Payload,
+        outbox::Column::Headers,
+        outbox::Column::CreatedAt,
+    ]);
+    let mut any = false;
+    for m in messages {
+        any = true;
+        insert.values_panic([
+            m.event_id.to_string().into(),
+            m.routing_key.clone().into(),
+            m.payload.clone().into(),
+            m.headers.clone().into(),
+            now.into(),
+        ]);
+    }
+    if !any {
+        return Ok(());
+    }
+    insert.on_conflict(
+        OnConflict::column(outbox::Column::EventId)
+            .do_nothing()
+            .to_owned(),
+    );
+    exec(txn, &insert).await?;
+    Ok(())
+}
+
+/// Runs a statement with a two-column `RETURNING` and collects the pairs.
+async fn pairs(
+    txn: &DatabaseTransaction,
+    stmt: &impl StatementBuilder,
+    first: &str,
+    second: &str,
+) -> Result<Vec<(String, String)>> {
+    let backend = txn.get_database_backend();
+    let rows = txn.query_all(backend.build(stmt)).await?;
+    rows.into_iter()
+        .map(|row| Ok((row.try_get("", first)?, row.try_get("", second)?)))
+        .collect()
 }
