@@ -136,7 +136,9 @@ pub struct Vhost {
 }
 
 fn rabbitmqctl(args: &[&str]) {
-    let out = std::process::Command::new("rabbitmqctl")
+    // Bounded: a broker that stops answering its CLI must fail the test, not hang it.
+    let out = std::process::Command::new("timeout")
+        .args(["120", "rabbitmqctl"])
         .args(args)
         .output()
         .expect("rabbitmqctl runs (RabbitMQ must be installed; run .ci/run)");
