@@ -380,10 +380,11 @@ impl Run {
         eprintln!("{name}: simulate exited {status}; sent {}", summary["sent"]);
         let store = self.db.connect().await;
         // Settle: every count clean (votes through both hops, every unlock minted and
-        // notified), or nothing moving for 20 s.
+        // notified), or nothing moving for 60 s (a saga whose step failed during the fault
+        // waits out its retry backoff).
         let mut last = None;
         let mut still = 0;
-        for _ in 0..480 {
+        for _ in 0..600 {
             let v = check(&store, &summary, self.reader.as_ref()).await;
             let clean = v.clean();
             still = if Some(&v) == last.as_ref() {
@@ -392,7 +393,7 @@ impl Run {
                 0
             };
             last = Some(v);
-            if clean || still >= 40 {
+            if clean || still >= 120 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

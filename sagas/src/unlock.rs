@@ -79,6 +79,11 @@ pub struct UnlockDeps {
 struct MintProgress {
     tx: Option<TxHash>,
     block: Option<u64>,
+    /// The head when the chain first refused the mint while the token was not yet at the
+    /// latest block: a transaction of ours may be pending (sent before a crash that lost
+    /// its record), so the refusal is final only if it lasts.
+    #[serde(default)]
+    refused_at: Option<u64>,
 }
 
 /// The AchievementUnlock saga definition.
@@ -264,6 +269,7 @@ fn chain_outcome(e: merit_chain::ChainError, poll: Duration) -> StepOutcome {
             MintProgress {
                 tx: None,
                 block: None,
+                refused_at: None,
             },
             poll.max(Duration::from_secs(1)),
         ),
@@ -285,6 +291,7 @@ async fn mint(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
     let previous = previous.unwrap_or(MintProgress {
         tx: None,
         block: None,
+        refused_at: None,
     });
     let head = match d.chain.head_block().await {
         Ok(head) => head,
@@ -331,15 +338,31 @@ async fn mint(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
             MintProgress {
                 tx: Some(tx),
                 block: Some(head),
+                refused_at: None,
             },
             d.poll,
         ),
-        // Refused: unless our earlier transaction got mined in the meantime (the token
-        // exists now, at the user), this is final.
+        // Refused. Our earlier transaction may have been mined meanwhile (the token
+        // exists now), or may still be pending — one sent before a crash that lost its
+        // record makes the chain refuse this one ("the token already exists" against the
+        // pending state) while the latest block has no token yet. The refusal is final
+        // only once it has lasted a few blocks with no token.
         Err(e) if e.class() == ErrorClass::Permanent => {
             match d.chain.owner_of(&data.token, None).await {
                 Ok(Some(_)) => StepOutcome::pending(previous, d.poll),
-                _ => StepOutcome::fail(e.to_string()),
+                Ok(None) => match previous.refused_at {
+                    Some(first) if head > first + DROP_GRACE_BLOCKS => {
+                        StepOutcome::fail(e.to_string())
+                    }
+                    first => StepOutcome::pending(
+                        MintProgress {
+                            refused_at: first.or(Some(head)),
+                            ..previous
+                        },
+                        d.poll,
+                    ),
+                },
+                Err(e) => chain_outcome(e, d.poll),
             }
         }
         Err(e) => chain_outcome(e, d.poll),
@@ -368,6 +391,7 @@ async fn burn(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
                 MintProgress {
                     tx: Some(tx),
                     block: None,
+                    refused_at: None,
                 },
                 d.poll,
             ),
