@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use merit_chain::{Chain, DevChain, Failure};
+use merit_chain::{Chain, DevChain};
 use merit_config::{SecretUrl, Settings};
 use merit_mailbox::Outgoing;
 use merit_messages::{Address, Envelope, ProposalCreated, VoteCast, VoteChoice};
@@ -136,7 +136,7 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
         }));
     }
     if let Some(dev) = &dev {
-        dev.fail_next_on("mint", args.failures as usize, Failure::Permanent);
+        dev.refuse_mints(args.failures as usize);
     }
 
     // Proposals, then votes in proposal order (so streaks form), at the offered rate.

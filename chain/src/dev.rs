@@ -5,7 +5,7 @@
 //! role, Transfer logs), not the EVM: tests of the real adapter run against anvil.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -38,6 +38,10 @@ struct State {
     /// Injected failures: `(only this operation, or any; the failure)`.
     failures: VecDeque<(Option<&'static str>, Failure)>,
     minter_enabled: bool,
+    /// How many more tokens, not yet seen, to refuse (each on every attempt from then on).
+    refuse_new_tokens: usize,
+    /// Tokens the contract refuses to mint, whoever asks and however often.
+    refused: HashSet<TokenId>,
     salt: u64,
     /// Distinguishes this chain's hashes from another instance's with the same chain id.
     instance: String,
@@ -78,6 +82,8 @@ impl DevChain {
                 blocks: vec![genesis],
                 failures: VecDeque::new(),
                 minter_enabled: true,
+                refuse_new_tokens: 0,
+                refused: HashSet::new(),
                 salt: 0,
                 instance: instance.to_string(),
             }),
@@ -97,6 +103,13 @@ impl DevChain {
         self.lock()
             .failures
             .extend(std::iter::repeat_n((Some(op), kind), n));
+    }
+
+    /// Makes the contract refuse the next `n` distinct tokens presented to `mint`, on that
+    /// attempt and every later one: a lasting refusal (a recipient the contract blocks),
+    /// unlike [`DevChain::fail_next_on`], which a retry gets past.
+    pub fn refuse_mints(&self, n: usize) {
+        self.lock().refuse_new_tokens += n;
     }
 
     /// Revokes (or restores) the minter's role: mints and burns are then refused.
@@ -300,6 +313,16 @@ impl Chain for DevChain {
         if to == ZERO_ADDRESS {
             return Err(ChainError::permanent("mint", "mint to the zero address"));
         }
+        if !s.refused.contains(token) && s.refuse_new_tokens > 0 && !s.owners().contains_key(token) {
+            s.refuse_new_tokens -= 1;
+            s.refused.insert(token.clone());
+        }
+        if s.refused.contains(token) {
+            return Err(ChainError::permanent(
+                "mint",
+                format!("the contract refuses to mint token {token}"),
+            ));
+        }
         if s.owners().contains_key(token) {
             return Err(ChainError::permanent(
                 "mint",
@@ -433,6 +456,25 @@ mod tests {
             .expect_err("no role");
         assert_eq!(denied.class(), ErrorClass::Permanent);
         assert!(denied.to_string().contains("MINTER_ROLE"), "{denied}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_stays_refused_and_other_tokens_mint() {
+        let chain = DevChain::new(1);
+        chain.refuse_mints(1);
+        let refused = TokenId::from(7u128);
+        for _ in 0..3 {
+            let err = chain
+                .mint(addr(1), &refused, Uuid::new_v4())
+                .await
+                .expect_err("refused on every attempt");
+            assert_eq!(err.class(), ErrorClass::Permanent);
+        }
+        chain
+            .mint(addr(1), &TokenId::from(8u128), Uuid::new_v4())
+            .await
+            .expect("another token mints");
+        assert_eq!(chain.owner_of(&refused, None).await.expect("owner"), None);
     }
 
     #[tokio::test]
