@@ -313,7 +313,8 @@ impl Chain for DevChain {
         if to == ZERO_ADDRESS {
             return Err(ChainError::permanent("mint", "mint to the zero address"));
         }
-        if !s.refused.contains(token) && s.refuse_new_tokens > 0 && !s.owners().contains_key(token) {
+        if !s.refused.contains(token) && s.refuse_new_tokens > 0 && !s.owners().contains_key(token)
+        {
             s.refuse_new_tokens -= 1;
             s.refused.insert(token.clone());
         }

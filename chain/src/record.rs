@@ -6,7 +6,8 @@
 use chrono::Utc;
 use merit_messages::{Envelope, TxHash};
 use merit_storage::{
-    entities::{chain_checkpoint, outbox},
+    entities::chain_checkpoint,
+    insert_outbox,
     sea_orm::{
         sea_query::{Expr, OnConflict, Query},
         ConnectionTrait, DatabaseTransaction, EntityName, EntityTrait,
@@ -73,7 +74,7 @@ pub(crate) async fn commit_batch(
                         return Ok(None);
                     }
                 }
-                Ok(Some(insert_outbox(txn, &rows).await?))
+                Ok(Some(insert_outbox(txn, &rows, Utc::now()).await?))
             })
         })
         .await?;
@@ -152,37 +153,4 @@ async fn move_checkpoint(
         }
     };
     Ok(changed == 1)
-}
-
-async fn insert_outbox(
-    txn: &DatabaseTransaction,
-    rows: &[OutboxMessage],
-) -> merit_storage::Result<u64> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let now = Utc::now();
-    let mut insert = Query::insert();
-    insert.into_table(outbox::Entity.table_ref()).columns([
-        outbox::Column::EventId,
-        outbox::Column::RoutingKey,
-        outbox::Column::Payload,
-        outbox::Column::Headers,
-        outbox::Column::CreatedAt,
-    ]);
-    for m in rows {
-        insert.values_panic([
-            m.event_id.to_string().into(),
-            m.routing_key.clone().into(),
-            m.payload.clone().into(),
-            m.headers.clone().into(),
-            now.into(),
-        ]);
-    }
-    insert.on_conflict(
-        OnConflict::column(outbox::Column::EventId)
-            .do_nothing()
-            .to_owned(),
-    );
-    exec(txn, &insert).await
 }

@@ -26,4 +26,4 @@ pub use migration::Migrator;
 pub use outbox::OutboxRow;
 pub use sea_orm;
 pub use store::{Store, StoreOptions, TxFuture};
-pub use turn::{no_projection, OutboxMessage, StateWrite, Turn, TurnOutcome};
+pub use turn::{insert_outbox, no_projection, OutboxMessage, StateWrite, Turn, TurnOutcome};

@@ -324,12 +324,13 @@ pub(crate) async fn compare_and_set<'w>(
     })
 }
 
-/// Inserts outbox rows in one statement (an event id already there is a no-op).
-pub(crate) async fn insert_outbox<'m>(
+/// Inserts outbox rows in one statement (an event id already there is a no-op); returns
+/// how many were new. The relay picks them up after the transaction commits.
+pub async fn insert_outbox<'m>(
     txn: &DatabaseTransaction,
     messages: impl IntoIterator<Item = &'m OutboxMessage>,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<u64> {
     let mut insert = Query::insert();
     insert.into_table(outbox::Entity.table_ref()).columns([
         outbox::Column::EventId,
@@ -350,15 +351,14 @@ pub(crate) async fn insert_outbox<'m>(
         ]);
     }
     if !any {
-        return Ok(());
+        return Ok(0);
     }
     insert.on_conflict(
         OnConflict::column(outbox::Column::EventId)
             .do_nothing()
             .to_owned(),
     );
-    exec(txn, &insert).await?;
-    Ok(())
+    exec(txn, &insert).await
 }
 
 /// Runs a statement with a two-column `RETURNING` and collects the pairs.
