@@ -93,6 +93,12 @@ pub(crate) struct SimulateArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write one line per intact message (proposal, vote, duplicate) once its batch's
+    /// confirm is in: `OUTCOME TYPE EVENT_ID PROPOSAL USER`, tab-separated, where OUTCOME
+    /// is `confirmed` or `failed` (nacked or never confirmed: it may or may not have been
+    /// stored). A checker matches merit's effects to event ids with it.
+    #[arg(long)]
+    ledger: Option<PathBuf>,
 }
 
 /// How the offered load is spread over time.
@@ -581,7 +587,47 @@ impl std::fmt::Display for Stop {
 }
 
 /// A batch on its way: what it holds, how long publish → confirm took, the outcome.
-type Flight<'a> = BoxFuture<'a, (Counts, Duration, merit_mailbox::Result<()>)>;
+type Flight<'a> = BoxFuture<'a, (Counts, Entries, Duration, merit_mailbox::Result<()>)>;
+
+/// A batch's intact messages, as the ledger names them: type, event id, proposal, user.
+type Entries = Vec<[String; 4]>;
+
+/// The `--ledger` file: what became of each intact message.
+struct Ledger(std::io::BufWriter<std::fs::File>);
+
+impl Ledger {
+    fn create(path: &std::path::Path) -> Result<Self> {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("create the ledger {}", path.display()))?;
+        Ok(Self(std::io::BufWriter::new(file)))
+    }
+
+    /// The intact messages of `batch` (malformed ones are not votes merit could count).
+    fn entries(batch: &[Outgoing], kinds: &[bool]) -> Entries {
+        batch
+            .iter()
+            .zip(kinds)
+            .filter(|(_, intact)| **intact)
+            .map(|(out, _)| {
+                let header = |k: &str| out.headers.get(k).cloned().unwrap_or_default();
+                [
+                    out.routing_key.clone(),
+                    out.message_id.clone(),
+                    header("merit-proposal"),
+                    header("merit-user"),
+                ]
+            })
+            .collect()
+    }
+
+    fn record(&mut self, confirmed: bool, entries: &Entries) -> Result<()> {
+        let outcome = if confirmed { "confirmed" } else { "failed" };
+        for [kind, id, proposal, user] in entries {
+            writeln!(self.0, "{outcome}\t{kind}\t{id}\t{proposal}\t{user}")?;
+        }
+        Ok(self.0.flush()?)
+    }
+}
 
 /// What the run observed so far.
 #[derive(Default)]
@@ -719,6 +765,7 @@ pub(crate) async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
+    let mut ledger = args.ledger.as_deref().map(Ledger::create).transpose()?;
     let mut creations = generator.creations().into_iter();
     let mut flights: FuturesUnordered<Flight<'_>> = FuturesUnordered::new();
     let mut tally = Tally::default();
@@ -747,8 +794,16 @@ pub(crate) async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(
                     break;
                 }
             }
-            Some((counts, took, result)) = flights.next(), if !flights.is_empty() => {
+            Some((counts, entries, took, result)) = flights.next(), if !flights.is_empty() => {
                 tally.in_flight -= counts.total();
+                if let Some(ledger) = &mut ledger {
+                    if let Err(e) = ledger.record(result.is_ok(), &entries) {
+                        if fatal.is_none() {
+                            stop = Some(Stop::Failed(format!("{e:#}")));
+                            fatal = Some(e);
+                        }
+                    }
+                }
                 match result {
                     Ok(()) => {
                         tally.confirmed.add(&counts);
@@ -774,11 +829,14 @@ pub(crate) async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(
                 let room = plan.window.saturating_sub(tally.in_flight);
                 let left = plan.events.map_or(u64::MAX, |n| n - issued_total);
                 let mut batch = Vec::new();
+                // Which of `batch` are intact (not malformed), for the ledger.
+                let mut intact = Vec::new();
                 let mut counts = Counts::default();
                 match paced_since {
                     None => {
                         for out in creations.by_ref().take(room.min(left) as usize) {
                             batch.push(out);
+                            intact.push(true);
                             counts.proposals += 1;
                         }
                         if batch.is_empty() && flights.is_empty() && left > 0 {
@@ -805,6 +863,7 @@ pub(crate) async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(
                                         Kind::Duplicate => counts.duplicates += 1,
                                         Kind::Malformed(b) => counts.malformed[b as usize] += 1,
                                     }
+                                    intact.push(!matches!(kind, Kind::Malformed(_)));
                                     batch.push(out);
                                 }
                                 None => {
@@ -830,12 +889,17 @@ pub(crate) async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(
                 }
                 if !batch.is_empty() {
                     tally.in_flight += counts.total();
+                    let entries = if ledger.is_some() {
+                        Ledger::entries(&batch, &intact)
+                    } else {
+                        Vec::new()
+                    };
                     let transport = &transport;
                     flights.push(
                         async move {
                             let started = Instant::now();
                             let result = transport.publish(batch).await;
-                            (counts, started.elapsed(), result)
+                            (counts, entries, started.elapsed(), result)
                         }
                         .boxed(),
                     );
@@ -1058,6 +1122,7 @@ mod tests {
             seed: Some(1),
             confirm_window: 10,
             json: None,
+            ledger: None,
         };
         let plan = Plan::new(&args).expect("valid arguments");
         let mut g = Generator::new(&plan, "test").expect("valid ids");
@@ -1072,6 +1137,25 @@ mod tests {
         let vote = g.vote().expect("pairs left");
         let env = Envelope::decode(&vote.body).expect("a vote decodes");
         assert_eq!(vote.message_id, env.id.to_string());
+
+        // The ledger names the intact messages only, by type, id, proposal and user.
+        let batch = vec![vote.clone(), g.broken(Broken::BadJson)];
+        let entries = Ledger::entries(&batch, &[true, false]);
+        let merit_messages::Event::VoteCast(VoteCast {
+            proposal, voter, ..
+        }) = &env.event
+        else {
+            panic!("a vote is a VoteCast: {:?}", env.event);
+        };
+        assert_eq!(
+            entries,
+            vec![[
+                "governance.vote.cast".to_string(),
+                env.id.to_string(),
+                proposal.to_string(),
+                voter.to_string().to_ascii_lowercase(),
+            ]]
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! them re-sent under the same id) while something it depends on fails — the node itself
 //! (SIGKILLed three times), RabbitMQ, PostgreSQL, Redis, the chain's RPC node (anvil), or
 //! one of two nodes. After each fault a checker waits for the work to settle and counts
-//! what was lost, doubled or unexpected: votes, achievements, NFTs (in merit's tables and,
-//! on anvil, on chain) and notifications. All zero.
+//! what was lost, doubled or unexpected: votes (event id by event id, against the ledger
+//! `merit simulate --ledger` writes of what the broker confirmed), achievements, NFTs (in
+//! merit's tables and, on anvil, on chain) and notifications. All zero.
 //!
 //! These faults hit services the whole machine shares (RabbitMQ, PostgreSQL, Redis) or
 //! take seconds of wall time, so the tests are `#[ignore]`d in the parallel run and
@@ -81,12 +82,56 @@ fn saturating(a: i64) -> u64 {
     u64::try_from(a.max(0)).unwrap_or(0)
 }
 
-/// Counts effects against what was sent. `chain`: a view of the real chain, to check
-/// every token on it too.
-async fn check(store: &Store, summary: &Value, chain: Option<&EthersChain>) -> Verdict {
-    let confirmed = summary["sent"]["votes"].as_u64().expect("votes sent");
-    let unconfirmed = summary["unconfirmed"].as_u64().unwrap_or(0)
-        + summary["confirm_failures"].as_u64().unwrap_or(0);
+/// A message `merit simulate` published, from its `--ledger`.
+#[derive(Debug)]
+struct Sent {
+    /// The broker confirmed it (at least once: a duplicate re-sends the same id).
+    confirmed: bool,
+    proposal: String,
+    user: String,
+}
+
+/// `merit simulate`'s ledger, by event type and then event id.
+#[derive(Debug, Default)]
+struct Ledger {
+    votes: HashMap<String, Sent>,
+    proposals: HashMap<String, Sent>,
+}
+
+impl Ledger {
+    fn read(path: &PathBuf) -> Self {
+        let text = std::fs::read_to_string(path).expect("the simulate ledger");
+        let mut ledger = Self::default();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let [outcome, kind, id, proposal, user] = fields[..] else {
+                panic!("a ledger line has five fields: {line:?}");
+            };
+            let of_kind = match kind {
+                "governance.vote.cast" => &mut ledger.votes,
+                "governance.proposal.created" => &mut ledger.proposals,
+                other => panic!("the ledger names only intact messages: {other}"),
+            };
+            let sent = of_kind.entry(id.to_string()).or_insert(Sent {
+                confirmed: false,
+                proposal: proposal.to_string(),
+                user: user.to_ascii_lowercase(),
+            });
+            sent.confirmed |= outcome == "confirmed";
+        }
+        ledger
+    }
+
+    fn confirmed(of_kind: &HashMap<String, Sent>) -> u64 {
+        of_kind.values().filter(|s| s.confirmed).count() as u64
+    }
+}
+
+/// Counts effects against what was sent, event id by event id. `chain`: a view of the
+/// real chain, to check every token on it too.
+async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> Verdict {
+    let confirmed = Ledger::confirmed(&ledger.votes);
+    let unconfirmed = ledger.votes.len() as u64 - confirmed;
     let db = store.db();
     let votes = vote::Entity::find().all(db).await.expect("votes");
     let users = user::Entity::find().all(db).await.expect("users");
@@ -112,23 +157,53 @@ async fn check(store: &Store, summary: &Value, chain: Option<&EthersChain>) -> V
         ..Verdict::default()
     };
 
-    // Votes: each confirmed vote is a row (a vote without a confirm may be one too), and
-    // each row is counted once by its voter's actor and once in its proposal's tally.
+    // Votes, by event id: each confirmed vote is a row, for its proposal and voter (a vote
+    // without a confirm may be one too); no row is for an id never sent, no id or
+    // (proposal, voter) has two rows; and each row is counted once by its voter's actor
+    // and once in its proposal's tally.
     let counted = i64::try_from(votes.len()).expect("count");
     let mut cast_by: HashMap<&str, i64> = HashMap::new();
+    let mut rows_of: HashMap<&str, u64> = HashMap::new();
+    let mut pairs: BTreeSet<(&str, &str)> = BTreeSet::new();
     for row in &votes {
         *cast_by.entry(row.voter.as_str()).or_default() += 1;
+        *rows_of.entry(row.event_id.as_str()).or_default() += 1;
+        if !pairs.insert((row.proposal_id.as_str(), row.voter.as_str())) {
+            v.votes.doubled += 1;
+        }
+        match ledger.votes.get(&row.event_id) {
+            Some(sent)
+                if sent.proposal == row.proposal_id
+                    && sent.user.eq_ignore_ascii_case(&row.voter) => {}
+            _ => v.votes.unexpected += 1,
+        }
     }
+    v.votes.lost = ledger
+        .votes
+        .iter()
+        .filter(|(id, sent)| sent.confirmed && !rows_of.contains_key(id.as_str()))
+        .count() as u64;
+    v.votes.doubled += rows_of.values().map(|n| n - 1).sum::<u64>();
     let at_users: i64 = users.iter().map(|u| u.votes_cast).sum();
     let in_tallies: i64 = proposals
         .iter()
         .map(|p| p.tally["voters"].as_i64().unwrap_or(0))
         .sum();
-    v.votes.lost = confirmed.saturating_sub(v.counted)
-        + saturating(counted - at_users)
-        + saturating(counted - in_tallies);
-    v.votes.doubled = saturating(at_users - counted) + saturating(in_tallies - counted);
-    v.votes.unexpected = v.counted.saturating_sub(confirmed + unconfirmed);
+    v.votes.lost += saturating(counted - at_users) + saturating(counted - in_tallies);
+    v.votes.doubled += saturating(at_users - counted) + saturating(in_tallies - counted);
+    // Every confirmed proposal exists, as created by its creator (votes on a lost one
+    // would be dead-lettered, which the vote counts would show too).
+    let created: HashMap<&str, &str> = proposals
+        .iter()
+        .map(|p| (p.id.as_str(), p.creator.as_str()))
+        .collect();
+    for sent in ledger.proposals.values().filter(|s| s.confirmed) {
+        match created.get(sent.proposal.as_str()) {
+            Some(creator) if creator.eq_ignore_ascii_case(&sent.user) => {}
+            Some(_) => v.votes.unexpected += 1,
+            None => v.votes.lost += 1,
+        }
+    }
 
     // Achievements: the count rules are recomputed from the rows — "voter-10" for every
     // voter with at least 10 counted votes, "first-proposal" for every creator — and no
@@ -246,8 +321,9 @@ async fn check(store: &Store, summary: &Value, chain: Option<&EthersChain>) -> V
     v
 }
 
-/// Runs `merit simulate` against `amqp`, writing its JSON summary to `out`.
-fn simulate(amqp: &str, out: &PathBuf) -> Child {
+/// Runs `merit simulate` against `amqp`, writing its JSON summary to `out` and its
+/// ledger (what became of each message) to `ledger`.
+fn simulate(amqp: &str, out: &PathBuf, ledger: &PathBuf) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_merit"));
     for (k, _) in std::env::vars() {
         if k.starts_with("MERIT_") {
@@ -261,6 +337,8 @@ fn simulate(amqp: &str, out: &PathBuf) -> Child {
         .args(["--duplicate-fraction", "0.02", "--seed", "11"])
         .arg("--json")
         .arg(out)
+        .arg("--ledger")
+        .arg(ledger)
         .env("MERIT_ENV", "test")
         .env(
             "MERIT_CONFIG_DIR",
@@ -297,6 +375,8 @@ struct Run {
     reader: Option<EthersChain>,
     load: Option<Child>,
     out: PathBuf,
+    /// `merit simulate`'s ledger: what became of each message, by event id.
+    ledger: PathBuf,
 }
 
 impl Run {
@@ -342,6 +422,7 @@ impl Run {
             reader,
             load: None,
             out: common::artefacts().join(format!("fault-{name}-simulate.json")),
+            ledger: common::artefacts().join(format!("fault-{name}-ledger.tsv")),
         };
         for i in 0..setup.nodes.max(1) {
             let node = run.spawn(i);
@@ -349,7 +430,7 @@ impl Run {
             run.nodes.push(node);
         }
         let _ = std::fs::remove_file(&run.out);
-        run.load = Some(simulate(&run.vhost.url, &run.out));
+        run.load = Some(simulate(&run.vhost.url, &run.out, &run.ledger));
         run
     }
 
@@ -378,6 +459,7 @@ impl Run {
                 .expect("summary JSON");
         let name = self.name;
         eprintln!("{name}: simulate exited {status}; sent {}", summary["sent"]);
+        let ledger = Ledger::read(&self.ledger);
         let store = self.db.connect().await;
         // Settle: every count clean (votes through both hops, every unlock minted and
         // notified), or nothing moving for 60 s (a saga whose step failed during the fault
@@ -385,7 +467,7 @@ impl Run {
         let mut last = None;
         let mut still = 0;
         for _ in 0..600 {
-            let v = check(&store, &summary, self.reader.as_ref()).await;
+            let v = check(&store, &ledger, self.reader.as_ref()).await;
             let clean = v.clean();
             still = if Some(&v) == last.as_ref() {
                 still + 1
@@ -398,7 +480,7 @@ impl Run {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let verdict = check(&store, &summary, self.reader.as_ref()).await;
+        let verdict = check(&store, &ledger, self.reader.as_ref()).await;
         eprintln!("{name}: {verdict:#?}");
         store.close().await.expect("close");
         for node in self.nodes.drain(..) {

@@ -353,6 +353,38 @@ fn a_mint_dropped_by_a_reorg_is_redone_once() {
     });
 }
 
+/// The chain the mint went to is gone: a node's in-process chain restarts empty with it
+/// (or an RPC node far behind answers), its head below the block the mint was sent at.
+/// The transaction cannot be pending there, so the step sends it again at once rather
+/// than waiting for the head to climb back past that block.
+#[test]
+fn a_chain_restarted_below_the_mint_gets_the_mint_again_at_once() {
+    run_in_system(async {
+        let rig = Rig::start("reset", 6, Duration::from_millis(300)).await;
+        let (store, dev) = (rig.store.clone(), rig.dev.clone());
+        let sent_at = dev.mine(200);
+        let erin = wallet(5);
+        rig.publish(&created_by(erin, "p-erin")).await;
+        mint_sent(&store).await;
+        let token = token_of(&achievement_of(&store, erin).await.expect("achievement"));
+        assert_eq!(dev.owner_of(&token, None).await.expect("owner"), Some(erin));
+        dev.reset();
+        assert_eq!(dev.owner_of(&token, None).await.expect("owner"), None);
+        let (d, t) = (dev.clone(), token.clone());
+        eventually(90, "the token is minted again on the fresh chain", || {
+            let (d, t) = (d.clone(), t.clone());
+            async move { d.owner_of(&t, None).await.ok().flatten() == Some(erin) }
+        })
+        .await;
+        let head = dev.head_block().await.expect("head");
+        assert!(
+            head < sent_at,
+            "minted again at block {head}, not before the head climbed back to {sent_at}"
+        );
+        rig.finish().await;
+    });
+}
+
 /// The RPC endpoint is away for longer than the mint step's attempt budget: the step waits
 /// without spending attempts (an exhausted budget would compensate instead), then mints
 /// once when the endpoint answers again.

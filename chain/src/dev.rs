@@ -117,6 +117,12 @@ impl DevChain {
         self.lock().minter_enabled = enabled;
     }
 
+    /// Forgets every block but genesis, as the in-process chain of a restarted node starts
+    /// (it lives in memory); injected failures and refused tokens stay.
+    pub fn reset(&self) {
+        self.lock().blocks.truncate(1);
+    }
+
     /// Mines `n` empty blocks; returns the new head.
     pub fn mine(&self, n: u64) -> u64 {
         let mut s = self.lock();

@@ -316,13 +316,16 @@ async fn mint(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
     }
     // Not on chain. A transaction we sent may still be pending (wait a few blocks), may
     // have reverted (fail), or was dropped by a reorg or the pool (send again: the token id
-    // is fixed, so this can never create a second token).
+    // is fixed, so this can never create a second token). A head below the block it was
+    // sent at means this chain is not the one that took it (restarted empty, or an RPC
+    // node far behind): it cannot be pending here, so it is sent again at once rather than
+    // after the head has climbed back.
     if let (Some(tx), Some(sent_at)) = (previous.tx, previous.block) {
         match d.chain.confirmations(&tx).await {
             Ok(TxStatus::Mined { receipt, .. }) if !receipt.success => {
                 return StepOutcome::fail(format!("mint transaction {tx} reverted"));
             }
-            Ok(TxStatus::NotMined) if head <= sent_at + DROP_GRACE_BLOCKS => {
+            Ok(TxStatus::NotMined) if (sent_at..=sent_at + DROP_GRACE_BLOCKS).contains(&head) => {
                 return StepOutcome::pending(previous, d.poll);
             }
             Ok(_) => {}
