@@ -5,9 +5,9 @@ use std::{sync::Arc, time::Duration};
 use anyhow::{Context, Result};
 use merit_actors::{ConfigHandle, RetryPolicy, Services};
 use merit_api::{ApiOptions, ApiState, Credentials, Discovery, NodeInfo};
-use merit_config::Settings;
+use merit_config::{RetentionSettings, Settings};
 use merit_mailbox::{InProcessTransport, RabbitTransport, Topology, Transport};
-use merit_storage::Store;
+use merit_storage::{Retention, Store};
 use merit_supervisors::{Node, NodeOptions, Residency, RestartPolicy, ServiceState};
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -38,6 +38,13 @@ pub(crate) fn node_options(settings: &Settings) -> NodeOptions {
         },
         commit_batch: 128,
         timer_interval: Duration::from_secs(1),
+        retention: Retention {
+            inbox: RetentionSettings::keep(settings.retention.inbox_days),
+            outbox: RetentionSettings::keep(settings.retention.outbox_days),
+            notifications: RetentionSettings::keep(settings.retention.notifications_days),
+            chunk: 5_000,
+        },
+        sweep_interval: settings.retention.sweep_interval(),
     }
 }
 

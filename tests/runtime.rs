@@ -392,3 +392,54 @@ fn closed_broker_connections_recover_with_nothing_lost() {
         db.cleanup().await;
     });
 }
+
+/// Every node runs the retention sweeper: an inbox row applied before the retention goes,
+/// a fresh one stays, and the service shows in the node's status.
+#[test]
+fn a_node_sweeps_bookkeeping_rows_past_their_retention() {
+    use merit_storage::entities::inbox;
+    run_in_system(async {
+        let (db, store) = TestDb::migrated(Backend::Postgres).await;
+        let vhost = Vhost::create();
+        let transport = rabbit(&vhost, 1).await;
+        let row = |id: &str, days_ago: i64| inbox::ActiveModel {
+            consumer: Set("user".into()),
+            event_id: Set(id.into()),
+            processed_at: Set(Utc::now() - chrono::Duration::days(days_ago)),
+        };
+        inbox::Entity::insert_many([row("expired", 2), row("fresh", 0)])
+            .exec(store.db())
+            .await
+            .expect("inbox rows");
+        let mut options = node_options("sweep", 1);
+        options.retention.inbox = Some(Duration::from_secs(86_400));
+        options.sweep_interval = Duration::from_millis(200);
+        let node = Node::start(options, store.clone(), services("sweep"), transport)
+            .await
+            .expect("node");
+        let ids = |store: merit_storage::Store| async move {
+            inbox::Entity::find()
+                .all(store.db())
+                .await
+                .expect("inbox")
+                .into_iter()
+                .map(|r| r.event_id)
+                .collect::<Vec<_>>()
+        };
+        let s = store.clone();
+        eventually(30, "the expired inbox row is swept", || {
+            let s = s.clone();
+            async move { ids(s).await == ["fresh"] }
+        })
+        .await;
+        assert!(node
+            .status()
+            .services
+            .iter()
+            .any(|s| s.name == "retention-sweeper"));
+        node.shutdown(Duration::from_secs(5)).await;
+        vhost.delete();
+        store.close().await.expect("close");
+        db.cleanup().await;
+    });
+}

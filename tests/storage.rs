@@ -11,7 +11,7 @@ use merit_storage::{
     entities::{self, user},
     no_projection,
     sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait},
-    OutboxMessage, StateWrite, StorageError, Store, Turn, TurnOutcome, TxFuture,
+    OutboxMessage, Retention, StateWrite, StorageError, Store, Swept, Turn, TurnOutcome, TxFuture,
 };
 use serde_json::json;
 
@@ -24,6 +24,7 @@ on_both_backends! {
     concurrent_writers_finish_without_deadlock => concurrent_writers;
     outbox_rows_are_pending_until_marked_published => outbox_relay_reads;
     group_commit_gives_each_turn_the_outcome_it_would_have_alone => group_commit;
+    the_retention_sweep_deletes_only_expired_rows_chunk_by_chunk => retention_sweep;
 }
 
 fn vote(voter: u8) -> Envelope {
@@ -116,6 +117,7 @@ async fn migrate_twice(backend: Backend) {
         "m20261125_000002_sagas",
         "m20261125_000003_governance",
         "m20261130_000004_api",
+        "m20261130_000005_retention",
     ];
     assert_eq!(first, all.map(String::from).to_vec());
     let second = store.migrate().await.expect("second migrate");
@@ -547,6 +549,129 @@ async fn group_commit(backend: Backend) {
     assert_eq!((applied, duplicates, conflicts), (20, 1, 1));
     // 21 actors, 21 inbox rows (setup + 20), 21 outbox rows, 20 users projected.
     assert_eq!(counts(&store).await, (21, 21, 21, 20));
+    store.close().await.expect("close");
+    db.cleanup().await;
+}
+
+async fn retention_sweep(backend: Backend) {
+    use chrono::{Duration as Days, Utc};
+    use entities::{inbox, notification, outbox};
+    use merit_storage::sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+
+    let (db, store) = TestDb::migrated(backend).await;
+    let conn = store.db();
+    let now = Utc::now();
+    let old = now - Days::days(40);
+    let recent = now - Days::days(1);
+    // Inbox: 5 applied 40 days ago, 3 yesterday.
+    inbox::Entity::insert_many((0..8).map(|i| inbox::ActiveModel {
+        consumer: Set("user".into()),
+        event_id: Set(format!("e-{i}")),
+        processed_at: Set(if i < 5 { old } else { recent }),
+    }))
+    .exec(conn)
+    .await
+    .expect("inbox rows");
+    // Outbox: 4 published 40 days ago, 2 created then but never published, 2 published
+    // yesterday.
+    outbox::Entity::insert_many((0..8).map(|i| outbox::ActiveModel {
+        event_id: Set(format!("o-{i}")),
+        routing_key: Set("governance.vote.recorded".into()),
+        payload: Set("{}".into()),
+        headers: Set(json!({})),
+        created_at: Set(if i < 6 { old } else { recent }),
+        published_at: Set(match i {
+            0..=3 => Some(old),
+            4 | 5 => None,
+            _ => Some(recent),
+        }),
+        ..Default::default()
+    }))
+    .exec(conn)
+    .await
+    .expect("outbox rows");
+    // One user's log: seqs 1-3 from 40 days ago, 4-5 from yesterday.
+    notification::Entity::insert_many((1..=5).map(|seq| notification::ActiveModel {
+        user: Set("0x00000000000000000000000000000000000000aa".into()),
+        seq: Set(seq),
+        event_id: Set(format!("n-{seq}")),
+        kind: Set("governance.vote.recorded".into()),
+        payload: Set(json!({})),
+        created_at: Set(if seq <= 3 { old } else { recent }),
+    }))
+    .exec(conn)
+    .await
+    .expect("notifications");
+
+    let days = |n: u64| Some(std::time::Duration::from_secs(n * 86_400));
+    let retention = Retention {
+        inbox: days(30),
+        outbox: days(7),
+        notifications: days(30),
+        chunk: 2,
+    };
+    let swept = store.sweep(&retention, now).await.expect("sweep");
+    assert_eq!(
+        swept,
+        Swept {
+            inbox: 5,
+            outbox: 4,
+            notifications: 3
+        }
+    );
+    let inbox_left: Vec<String> = inbox::Entity::find()
+        .order_by_asc(inbox::Column::EventId)
+        .all(conn)
+        .await
+        .expect("inbox")
+        .into_iter()
+        .map(|r| r.event_id)
+        .collect();
+    assert_eq!(inbox_left, ["e-5", "e-6", "e-7"]);
+    let outbox_left: Vec<String> = outbox::Entity::find()
+        .order_by_asc(outbox::Column::Id)
+        .all(conn)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .map(|r| r.event_id)
+        .collect();
+    assert_eq!(
+        outbox_left,
+        ["o-4", "o-5", "o-6", "o-7"],
+        "unpublished rows stay however old"
+    );
+    assert_eq!(store.outbox_backlog().await.expect("backlog"), 2);
+    let seqs: Vec<i64> = notification::Entity::find()
+        .filter(notification::Column::Seq.gt(0))
+        .order_by_asc(notification::Column::Seq)
+        .all(conn)
+        .await
+        .expect("notifications")
+        .into_iter()
+        .map(|n| n.seq)
+        .collect();
+    assert_eq!(seqs, [4, 5]);
+
+    // Nothing more is due; and a retention of "for ever" sweeps nothing even at a late
+    // `now`.
+    assert_eq!(
+        store.sweep(&retention, now).await.expect("again"),
+        Swept::default()
+    );
+    let forever = Retention {
+        inbox: None,
+        outbox: None,
+        notifications: None,
+        chunk: 2,
+    };
+    assert_eq!(
+        store
+            .sweep(&forever, now + Days::days(3_650))
+            .await
+            .expect("forever"),
+        Swept::default()
+    );
     store.close().await.expect("close");
     db.cleanup().await;
 }

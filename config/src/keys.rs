@@ -245,6 +245,30 @@ pub(crate) const CACHE_TTL_SECS: Key = Key::plain(
     Integer,
     Value("300"),
 );
+pub(crate) const RETENTION_INBOX_DAYS: Key = Key::plain(
+    "retention.inbox_days",
+    "MERIT_RETENTION_INBOX_DAYS",
+    Integer,
+    Value("30"),
+);
+pub(crate) const RETENTION_OUTBOX_DAYS: Key = Key::plain(
+    "retention.outbox_days",
+    "MERIT_RETENTION_OUTBOX_DAYS",
+    Integer,
+    Value("7"),
+);
+pub(crate) const RETENTION_NOTIFICATIONS_DAYS: Key = Key::plain(
+    "retention.notifications_days",
+    "MERIT_RETENTION_NOTIFICATIONS_DAYS",
+    Integer,
+    Value("90"),
+);
+pub(crate) const RETENTION_SWEEP_SECS: Key = Key::plain(
+    "retention.sweep_secs",
+    "MERIT_RETENTION_SWEEP_SECS",
+    Integer,
+    Value("600"),
+);
 pub(crate) const CHAIN_CHAIN_ID: Key = Key::plain(
     "chain.chain_id",
     "MERIT_CHAIN_CHAIN_ID",
@@ -293,6 +317,10 @@ pub(crate) const ALL: &[&Key] = &[
     &ACTORS_MAX_RESIDENT,
     &CACHE_L1_CAPACITY,
     &CACHE_TTL_SECS,
+    &RETENTION_INBOX_DAYS,
+    &RETENTION_OUTBOX_DAYS,
+    &RETENTION_NOTIFICATIONS_DAYS,
+    &RETENTION_SWEEP_SECS,
     &CHAIN_CHAIN_ID,
     &CHAIN_CONFIRMATIONS,
     &CHAIN_CONTRACT_ADDRESS,

@@ -14,7 +14,7 @@ use crate::{
     secret::{redact_url, Secret, SecretUrl},
     settings::{
         ActorSettings, CacheSettings, ChainSettings, Environment, LogFormat, LogSettings,
-        MailboxSettings, Settings,
+        MailboxSettings, RetentionSettings, Settings,
     },
     source::{Layers, Raw, RawValue, Source},
 };
@@ -24,6 +24,8 @@ const SECP256K1_ORDER: &str = "fffffffffffffffffffffffffffffffebaaedce6af48a03bb
 
 /// Largest chain id that wallets and signers handle safely (EIP-2294).
 const MAX_CHAIN_ID: i128 = 4_503_599_627_370_476;
+/// Longest retention, days (a hundred years: "for ever" is 0).
+const MAX_RETENTION_DAYS: i128 = 36_500;
 
 const DATABASE_SCHEMES: &[&str] = &["sqlite:", "postgres://", "postgresql://"];
 const AMQP_SCHEMES: &[&str] = &["amqp://", "amqps://"];
@@ -63,6 +65,13 @@ pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
         cache: CacheSettings {
             l1_capacity: field(&keys::CACHE_L1_CAPACITY).integer(0, 100_000_000)?,
             ttl_secs: field(&keys::CACHE_TTL_SECS).integer(1, 604_800)?,
+        },
+        retention: RetentionSettings {
+            inbox_days: field(&keys::RETENTION_INBOX_DAYS).integer(0, MAX_RETENTION_DAYS)?,
+            outbox_days: field(&keys::RETENTION_OUTBOX_DAYS).integer(0, MAX_RETENTION_DAYS)?,
+            notifications_days: field(&keys::RETENTION_NOTIFICATIONS_DAYS)
+                .integer(0, MAX_RETENTION_DAYS)?,
+            sweep_secs: field(&keys::RETENTION_SWEEP_SECS).integer(1, 86_400)?,
         },
         chain: ChainSettings {
             chain_id: field(&keys::CHAIN_CHAIN_ID).integer(1, MAX_CHAIN_ID)?,

@@ -106,6 +106,8 @@ pub struct Settings {
     pub actors: ActorSettings,
     /// The L1 cache.
     pub cache: CacheSettings,
+    /// How long bookkeeping rows are kept.
+    pub retention: RetentionSettings,
     /// The chain adapter.
     pub chain: ChainSettings,
     /// Logging.
@@ -175,6 +177,34 @@ impl CacheSettings {
     /// [`Self::ttl_secs`] as a duration.
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(self.ttl_secs)
+    }
+}
+
+/// `[retention]`: how long the bookkeeping tables keep a row before the sweep deletes it,
+/// in days; 0 keeps it for ever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetentionSettings {
+    /// Inbox rows (event ids applied): a redelivery older than this is no longer
+    /// recognised as a duplicate (`MERIT_RETENTION_INBOX_DAYS`).
+    pub inbox_days: u64,
+    /// Outbox rows the broker confirmed; unconfirmed ones are never swept
+    /// (`MERIT_RETENTION_OUTBOX_DAYS`).
+    pub outbox_days: u64,
+    /// Users' notification logs (`MERIT_RETENTION_NOTIFICATIONS_DAYS`).
+    pub notifications_days: u64,
+    /// Seconds between sweeps (`MERIT_RETENTION_SWEEP_SECS`).
+    pub sweep_secs: u64,
+}
+
+impl RetentionSettings {
+    /// A retention in days as a duration; `None` for 0 (kept for ever).
+    pub fn keep(days: u64) -> Option<Duration> {
+        (days > 0).then(|| Duration::from_secs(days.saturating_mul(86_400)))
+    }
+
+    /// [`Self::sweep_secs`] as a duration.
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.sweep_secs)
     }
 }
 

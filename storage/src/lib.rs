@@ -15,6 +15,7 @@ mod error;
 mod governance;
 mod migration;
 mod outbox;
+mod retention;
 mod store;
 mod turn;
 
@@ -24,6 +25,7 @@ pub use error::{Result, StorageError};
 pub use governance::DueProposal;
 pub use migration::Migrator;
 pub use outbox::OutboxRow;
+pub use retention::{Retention, Swept};
 pub use sea_orm;
 pub use store::{Store, StoreOptions, TxFuture};
 pub use turn::{insert_outbox, no_projection, OutboxMessage, StateWrite, Turn, TurnOutcome};

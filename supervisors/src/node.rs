@@ -10,7 +10,7 @@ use merit_actors::{
 };
 use merit_mailbox::{ShardId, Transport};
 use merit_messages::{ActorKind, Envelope};
-use merit_storage::{GroupCommitter, Store};
+use merit_storage::{GroupCommitter, Retention, Store};
 use serde::Serialize;
 use tokio::{
     sync::{oneshot, watch},
@@ -23,7 +23,7 @@ use crate::{
     relay::run_relay,
     service::{spawn_service, Dependency, RestartPolicy},
     shard::consume_shard,
-    timers::{refresh_config, run_config_watcher, run_deadline_timer},
+    timers::{refresh_config, run_config_watcher, run_deadline_timer, run_retention_sweeper},
     tree::{ServiceStatus, Tree},
 };
 
@@ -50,6 +50,10 @@ pub struct NodeOptions {
     pub commit_batch: usize,
     /// How often the deadline timer and the config watcher look at the store.
     pub timer_interval: Duration,
+    /// How long the inbox, the outbox and the notification logs keep rows.
+    pub retention: Retention,
+    /// How often the retention sweeper runs.
+    pub sweep_interval: Duration,
 }
 
 /// The three registries.
@@ -280,6 +284,18 @@ impl Node {
                 vec![database.clone()],
                 shutdown_rx.clone(),
                 move |stop| run_deadline_timer(store.clone(), every, stop),
+            ));
+        }
+        {
+            let (store, retention, every) =
+                (store.clone(), options.retention, options.sweep_interval);
+            tasks.push(spawn_service(
+                tree.clone(),
+                "retention-sweeper".to_string(),
+                options.restart,
+                vec![database.clone()],
+                shutdown_rx.clone(),
+                move |stop| run_retention_sweeper(store.clone(), retention, every, stop),
             ));
         }
         {

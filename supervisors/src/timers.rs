@@ -1,4 +1,4 @@
-//! Two periodic services every node runs:
+//! Three periodic services every node runs:
 //!
 //! - the **deadline timer**: proposals' open and close times are persisted with the
 //!   proposal; every `interval` the timer asks the store which are due and emits
@@ -10,13 +10,16 @@
 //!   and activates a newer one on this node (all actors see it from their next turn).
 //!   `config.changed` on the bus tells other consumers; polling the store is what makes a
 //!   node that missed the broadcast (down, disconnected, started later) converge anyway.
+//! - the **retention sweeper**: every `interval` deletes inbox rows, published outbox rows
+//!   and notifications older than their retention ([`Store::sweep`]). Every node runs it;
+//!   a row is deleted once whichever node gets to it.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use merit_actors::{center::ConfigCenter, ConfigHandle};
 use merit_messages::{DeadlinePhase, Envelope, EventId, ProposalDeadline};
-use merit_storage::{no_projection, OutboxMessage, Store, Turn, TurnOutcome};
+use merit_storage::{no_projection, OutboxMessage, Retention, Store, Turn, TurnOutcome};
 use tokio::sync::watch;
 
 use crate::error::Result;
@@ -115,6 +118,32 @@ pub async fn refresh_config(center: &ConfigCenter, handle: &ConfigHandle) -> Res
         return Ok(Some(version));
     }
     Ok(None)
+}
+
+/// The retention sweeper service: [`Store::sweep`] every `interval` until `stop`. The
+/// first sweep comes one interval after the start, so a node does not sweep while it
+/// recovers.
+pub(crate) async fn run_retention_sweeper(
+    store: Store,
+    retention: Retention,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        let swept = store.sweep(&retention, Utc::now()).await?;
+        if swept.total() > 0 {
+            tracing::info!(
+                inbox = swept.inbox,
+                outbox = swept.outbox,
+                notifications = swept.notifications,
+                "retention sweep deleted expired rows"
+            );
+        }
+    }
 }
 
 /// The config watcher service: [`refresh_config`] every `interval` until `stop`.

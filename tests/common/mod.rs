@@ -341,6 +341,13 @@ pub fn node_options(node_id: &str, shards: u16) -> merit_supervisors::NodeOption
         commit_workers: 4,
         commit_batch: 64,
         timer_interval: std::time::Duration::from_millis(200),
+        retention: merit_storage::Retention {
+            inbox: None,
+            outbox: None,
+            notifications: None,
+            chunk: 1_000,
+        },
+        sweep_interval: std::time::Duration::from_secs(60),
     }
 }
 

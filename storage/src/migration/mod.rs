@@ -5,6 +5,7 @@ mod m20261124_000001_initial;
 mod m20261125_000002_sagas;
 mod m20261125_000003_governance;
 mod m20261130_000004_api;
+mod m20261130_000005_retention;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_sagas::Migration),
             Box::new(m20261125_000003_governance::Migration),
             Box::new(m20261130_000004_api::Migration),
+            Box::new(m20261130_000005_retention::Migration),
         ]
     }
 }
