@@ -52,6 +52,49 @@ use merit_storage::{
 use merit_supervisors::Node;
 use serde::Serialize;
 
+/// How a run's votes fall on actors. Every voter votes once on each of the 50 proposals
+/// (the last voter on fewer); the shapes differ in the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Shape {
+    /// Consecutive votes come from different voters on different proposals: each actor
+    /// takes a small share of the rate, as when a community votes.
+    Spread,
+    /// Each voter casts its 50 votes back to back: one UserActor takes the whole rate at
+    /// a time. An actor's turns are sequential (each waits for its commit), so this
+    /// measures a hot actor.
+    PerVoter,
+}
+
+impl Shape {
+    /// Vote `i` of `n`: (voter, proposal) indexes. No pair repeats.
+    fn vote(self, i: u32, n: u32) -> (u32, u32) {
+        match self {
+            Self::PerVoter => (i / PROPOSALS, i % PROPOSALS),
+            Self::Spread => {
+                let voters = n.div_ceil(PROPOSALS);
+                let (v, round) = (i % voters, i / voters);
+                (v, (round + v) % PROPOSALS)
+            }
+        }
+    }
+
+    /// How many of `n` votes voter `v` casts.
+    fn votes_of(self, v: u32, n: u32) -> u32 {
+        match self {
+            Self::PerVoter => n.saturating_sub(v * PROPOSALS).min(PROPOSALS),
+            Self::Spread => {
+                let voters = n.div_ceil(PROPOSALS);
+                if v >= voters {
+                    0
+                } else {
+                    (n - v).div_ceil(voters).min(PROPOSALS)
+                }
+            }
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BenchArgs {
@@ -64,6 +107,11 @@ pub(crate) struct BenchArgs {
     /// Duration of the latency run, seconds.
     #[arg(long, default_value_t = 10)]
     pub(crate) seconds: u32,
+    /// How the votes fall on actors: `spread` (consecutive votes from different voters
+    /// on different proposals) or `per-voter` (each voter's 50 votes back to back, so
+    /// one UserActor takes the whole offered rate at a time).
+    #[arg(long, value_enum, default_value_t = Shape::Spread)]
+    pub(crate) shape: Shape,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench.json")]
     pub(crate) out: std::path::PathBuf,
@@ -81,6 +129,7 @@ struct Figures {
     e2e_deliveries_per_sec: f64,
     ratio_events_to_raw: f64,
     latency_offered_per_sec: u32,
+    shape: Shape,
     latency_events: usize,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
@@ -136,7 +185,16 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
         "end-to-end: {} votes through merit on {db_name} ...",
         args.events
     );
-    let (e2e_secs, _, _) = run_votes(&node, &transport, &store, "e2e", args.events, None).await?;
+    let (e2e_secs, _, _) = run_votes(
+        &node,
+        &transport,
+        &store,
+        "e2e",
+        args.events,
+        None,
+        args.shape,
+    )
+    .await?;
 
     let total = args.rate * args.seconds;
     let voters: Vec<Address> = (0..total.div_ceil(PROPOSALS)).map(voter).collect();
@@ -153,10 +211,18 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
     let websocket = listen::websocket(api.address, tokens).await?;
     let at_hub = listen::hub(&hub, &voters);
     eprintln!("latency: {} events/s for {} s ...", args.rate, args.seconds);
-    let (_, latencies, published) =
-        run_votes(&node, &transport, &store, "lat", total, Some(args.rate)).await?;
+    let (_, latencies, published) = run_votes(
+        &node,
+        &transport,
+        &store,
+        "lat",
+        total,
+        Some(args.rate),
+        args.shape,
+    )
+    .await?;
     let deadline = Instant::now() + listen::PATIENCE;
-    let votes_of = |v: u32| votes_of(v, total) as usize;
+    let votes_of = |v: u32| args.shape.votes_of(v, total) as usize;
     let at_hub = at_hub.finish(&published, votes_of, deadline).await;
     let websocket = websocket.finish(&published, votes_of, deadline).await;
     api.stop().await;
@@ -177,6 +243,7 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
         e2e_deliveries_per_sec: 2.0 * f64::from(args.events) / e2e_secs,
         ratio_events_to_raw: f64::from(args.events) / e2e_secs / raw,
         latency_offered_per_sec: args.rate,
+        shape: args.shape,
         latency_events: latencies.len(),
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
@@ -202,6 +269,11 @@ fn print_table(f: &Figures) {
     println!("|---|---|");
     println!("| database | {} |", f.database);
     println!("| shards × prefetch | {} × {} |", f.shards, f.prefetch);
+    let shape = match f.shape {
+        Shape::Spread => "spread (consecutive votes on different actors)",
+        Shape::PerVoter => "per-voter (each voter's 50 votes back to back)",
+    };
+    println!("| load shape | {shape} |");
     println!(
         "| raw RabbitMQ publish-confirm + consume-ack | {:.0} msg/s |",
         f.raw_msgs_per_sec
@@ -527,12 +599,6 @@ fn voter(i: u32) -> Address {
     Address(a)
 }
 
-/// How many of a run's `n` votes voter `v` casts: vote `i` is `voter(i / PROPOSALS)`'s
-/// (see [`run_votes`]).
-fn votes_of(v: u32, n: u32) -> u32 {
-    n.saturating_sub(v * PROPOSALS).min(PROPOSALS)
-}
-
 /// Publishes `n` votes (over 50 proposals, created first), optionally paced at `rate`
 /// per second, and waits until merit applied them all. Returns the seconds from the
 /// first publish to the last commit, per vote the latency from its publish to the
@@ -546,6 +612,7 @@ async fn run_votes(
     tag: &str,
     n: u32,
     rate: Option<u32>,
+    shape: Shape,
 ) -> Result<(f64, Vec<f64>, HashMap<String, DateTime<Utc>>)> {
     let now = Utc::now();
     let applied_before: u64 = node
@@ -586,13 +653,12 @@ async fn run_votes(
         }
         let mut out = Vec::with_capacity(batch as usize);
         for _ in 0..batch.min(n - i) {
+            let (v, p) = shape.vote(i, n);
             let env = Envelope::new(
                 "bench",
                 VoteCast {
-                    proposal: format!("{tag}-{}", i % PROPOSALS)
-                        .parse()
-                        .expect("valid id"),
-                    voter: voter(i / PROPOSALS),
+                    proposal: format!("{tag}-{p}").parse().expect("valid id"),
+                    voter: voter(v),
                     choice: VoteChoice::For,
                     reason: None,
                 },
@@ -672,4 +738,32 @@ async fn run_votes(
     // To the last commit's turn, not to when it was seen: the inbox reads take no part.
     let secs = (last - started_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
     Ok((secs, latencies, published))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shape_gives_distinct_pairs_and_counts_each_voters_votes() {
+        for shape in [Shape::Spread, Shape::PerVoter] {
+            for n in [1, 49, 50, 51, 3_000, 10_001] {
+                let votes: Vec<(u32, u32)> = (0..n).map(|i| shape.vote(i, n)).collect();
+                let pairs: HashSet<_> = votes.iter().copied().collect();
+                assert_eq!(pairs.len(), n as usize, "{shape:?} {n}: a pair repeats");
+                assert!(votes.iter().all(|(_, p)| *p < PROPOSALS));
+                let voters = n.div_ceil(PROPOSALS);
+                for v in 0..voters + 1 {
+                    let cast = votes.iter().filter(|(w, _)| *w == v).count() as u32;
+                    assert_eq!(cast, shape.votes_of(v, n), "{shape:?} {n} voter {v}");
+                }
+            }
+        }
+        // Spread: consecutive votes never share a voter or a proposal.
+        let n = 3_000;
+        assert!((1..n).all(|i| {
+            let (a, b) = (Shape::Spread.vote(i - 1, n), Shape::Spread.vote(i, n));
+            a.0 != b.0 && a.1 != b.1
+        }));
+    }
 }
