@@ -55,7 +55,7 @@ pub(crate) async fn services(settings: &Settings) -> Services {
     let config = merit_storage::CacheConfig {
         l1_capacity: settings.cache.l1_capacity,
         ttl: settings.cache.ttl(),
-        key_prefix: "merit:".to_string(),
+        key_prefix: settings.cache.redis_prefix.clone(),
         node_id: settings.node_id.clone(),
     };
     let cache = match &settings.redis_url {
@@ -261,7 +261,8 @@ impl Api {
         }
         let discovery = match (clustered, &settings.redis_url) {
             (true, Some(url)) => {
-                Discovery::redis_or_store(url.expose(), "merit:", store.clone()).await
+                Discovery::redis_or_store(url.expose(), &settings.cache.redis_prefix, store.clone())
+                    .await
             }
             _ => Discovery::Store(store.clone()),
         };

@@ -245,6 +245,12 @@ pub(crate) const CACHE_TTL_SECS: Key = Key::plain(
     Integer,
     Value("300"),
 );
+pub(crate) const CACHE_REDIS_PREFIX: Key = Key::plain(
+    "cache.redis_prefix",
+    "MERIT_CACHE_REDIS_PREFIX",
+    Text,
+    Value("merit:"),
+);
 pub(crate) const RETENTION_INBOX_DAYS: Key = Key::plain(
     "retention.inbox_days",
     "MERIT_RETENTION_INBOX_DAYS",
@@ -317,6 +323,7 @@ pub(crate) const ALL: &[&Key] = &[
     &ACTORS_MAX_RESIDENT,
     &CACHE_L1_CAPACITY,
     &CACHE_TTL_SECS,
+    &CACHE_REDIS_PREFIX,
     &RETENTION_INBOX_DAYS,
     &RETENTION_OUTBOX_DAYS,
     &RETENTION_NOTIFICATIONS_DAYS,

@@ -65,6 +65,7 @@ pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
         cache: CacheSettings {
             l1_capacity: field(&keys::CACHE_L1_CAPACITY).integer(0, 100_000_000)?,
             ttl_secs: field(&keys::CACHE_TTL_SECS).integer(1, 604_800)?,
+            redis_prefix: redis_prefix(&field(&keys::CACHE_REDIS_PREFIX))?,
         },
         retention: RetentionSettings {
             inbox_days: field(&keys::RETENTION_INBOX_DAYS).integer(0, MAX_RETENTION_DAYS)?,
@@ -196,6 +197,19 @@ fn node_id(field: &Field<'_>) -> Result<String> {
         return Err(field.invalid(
             "is not a valid node id",
             format!("1 to {NODE_ID_MAX_LEN} characters from A-Z a-z 0-9 . _ -"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Redis key and channel names start with it: 1 to 64 of `A-Z a-z 0-9 : . _ -`.
+fn redis_prefix(field: &Field<'_>) -> Result<String> {
+    let value = field.required_text()?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ":._-".contains(c);
+    if value.is_empty() || value.len() > 64 || !value.chars().all(allowed) {
+        return Err(field.invalid(
+            "is not a valid Redis key prefix",
+            "1 to 64 characters from A-Z a-z 0-9 : . _ -",
         ));
     }
     Ok(value.to_owned())

@@ -171,6 +171,9 @@ pub struct CacheSettings {
     pub l1_capacity: u64,
     /// Time to live of cached entries (`MERIT_CACHE_TTL_SECS`).
     pub ttl_secs: u64,
+    /// Start of every Redis key and channel merit uses (cache and discovery), so that
+    /// deployments sharing a Redis keep apart (`MERIT_CACHE_REDIS_PREFIX`).
+    pub redis_prefix: String,
 }
 
 impl CacheSettings {

@@ -135,6 +135,13 @@ pub(crate) async fn run_retention_sweeper(
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
         let swept = store.sweep(&retention, Utc::now()).await?;
+        for (table, n) in [
+            ("inbox", swept.inbox),
+            ("outbox", swept.outbox),
+            ("notifications", swept.notifications),
+        ] {
+            metrics::counter!("merit_retention_deleted_total", "table" => table).increment(n);
+        }
         if swept.total() > 0 {
             tracing::info!(
                 inbox = swept.inbox,

@@ -66,6 +66,13 @@ fn out_of_range_number_is_named_for_each_source() {
         "MERIT_CACHE_TTL_SECS (from environment): \"-1\" is out of range; \
          expected a whole number from 1 to 604800"
     );
+    let spaced = load_err(empty.path(), &[("MERIT_CACHE_REDIS_PREFIX", "merit prod")]);
+    assert!(
+        spaced
+            .to_string()
+            .contains("is not a valid Redis key prefix"),
+        "{spaced}"
+    );
     let forever_and_more = load_err(empty.path(), &[("MERIT_RETENTION_INBOX_DAYS", "40000")]);
     assert_eq!(
         forever_and_more.to_string(),

@@ -30,6 +30,7 @@ fn defaults_apply_without_file_or_variables() {
     assert_eq!(settings.actors.max_resident, 100_000);
     assert_eq!(settings.cache.l1_capacity, 100_000);
     assert_eq!(settings.cache.ttl_secs, 300);
+    assert_eq!(settings.cache.redis_prefix, "merit:");
     assert_eq!(settings.retention.inbox_days, 30);
     assert_eq!(settings.retention.outbox_days, 7);
     assert_eq!(settings.retention.notifications_days, 90);
@@ -128,6 +129,7 @@ fn documented_variables_set_keys_that_contain_underscores() {
             ("MERIT_ACTORS_MAX_RESIDENT", "500"),
             ("MERIT_CACHE_L1_CAPACITY", "0"),
             ("MERIT_CACHE_TTL_SECS", "5"),
+            ("MERIT_CACHE_REDIS_PREFIX", "merit-eu:prod."),
             ("MERIT_RETENTION_INBOX_DAYS", "0"),
             ("MERIT_RETENTION_OUTBOX_DAYS", "1"),
             ("MERIT_RETENTION_NOTIFICATIONS_DAYS", "36500"),
@@ -171,6 +173,7 @@ fn documented_variables_set_keys_that_contain_underscores() {
     assert_eq!(s.actors.max_resident, 500);
     assert_eq!(s.cache.l1_capacity, 0);
     assert_eq!(s.cache.ttl_secs, 5);
+    assert_eq!(s.cache.redis_prefix, "merit-eu:prod.");
     assert_eq!(s.retention.inbox_days, 0);
     assert_eq!(s.retention.outbox_days, 1);
     assert_eq!(s.retention.notifications_days, 36_500);
