@@ -672,6 +672,12 @@ async fn retention_sweep(backend: Backend) {
             .expect("forever"),
         Swept::default()
     );
+    // A retention longer than timestamps reach keeps everything (and does not overflow).
+    let beyond = Retention {
+        inbox: Some(std::time::Duration::MAX),
+        ..retention
+    };
+    assert_eq!(store.sweep(&beyond, now).await.expect("beyond").inbox, 0);
     store.close().await.expect("close");
     db.cleanup().await;
 }

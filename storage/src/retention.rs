@@ -28,6 +28,9 @@ use crate::{
     store::{exec, Store},
 };
 
+/// The pause between two full chunks of one sweep.
+const CHUNK_PAUSE: Duration = Duration::from_millis(20);
+
 /// How long each kind of bookkeeping row is kept; `None` keeps it for ever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -63,8 +66,10 @@ impl Store {
     /// Deletes every row older than its retention at `now`, chunk by chunk, until no
     /// chunk is full. Safe to run on several nodes at once: a row is deleted once.
     pub async fn sweep(&self, retention: &Retention, now: DateTime<Utc>) -> Result<Swept> {
+        // A retention reaching back past what a timestamp can hold keeps everything.
         let before = |keep: Option<Duration>| {
-            keep.map(|d| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+            let keep = chrono::Duration::from_std(keep?).ok()?;
+            now.checked_sub_signed(keep)
         };
         let chunk = retention.chunk.max(1);
         let mut swept = Swept::default();
@@ -99,7 +104,9 @@ impl Store {
     }
 
     /// `DELETE FROM table WHERE (key) IN (old LIMIT chunk)`, repeated until a chunk is not
-    /// full; returns the rows deleted.
+    /// full, with a short pause between chunks so that a large backlog (the first sweep
+    /// of a long-running deployment) leaves the write path room; returns the rows
+    /// deleted.
     async fn delete_chunks<E: EntityName, C: Iden + Copy + Send + Sync + 'static>(
         &self,
         table: E,
@@ -122,6 +129,7 @@ impl Store {
             if n < chunk {
                 return Ok(total);
             }
+            tokio::time::sleep(CHUNK_PAUSE).await;
         }
     }
 }
