@@ -153,16 +153,19 @@ async fn try_together(store: &Store, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
 /// were new, their projections one by one, and their outbox rows.
 async fn apply_together(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
     let now = Utc::now();
-    let fresh = insert_inbox(
+    let mut fresh = insert_inbox(
         txn,
         jobs.iter()
             .map(|j| (j.turn.consumer.as_str(), j.turn.event_id)),
         now,
     )
     .await?;
+    // Each inbox row the insert made counts for one turn only: should two turns of a batch
+    // carry the same event for the same consumer, the second is a duplicate, as it would
+    // be committed alone.
     let new: Vec<bool> = jobs
         .iter()
-        .map(|j| fresh.contains(&(j.turn.consumer.clone(), j.turn.event_id.to_string())))
+        .map(|j| fresh.remove(&(j.turn.consumer.clone(), j.turn.event_id.to_string())))
         .collect();
     let applied = || {
         jobs.iter()
@@ -185,4 +188,41 @@ async fn apply_together(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<T
             false => TurnOutcome::Duplicate,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use merit_messages::EventId;
+
+    use super::*;
+    use crate::{no_projection, store::StoreOptions};
+
+    fn job(event_id: EventId) -> Job {
+        Job {
+            turn: Turn {
+                consumer: "user".into(),
+                event_id,
+                state: None,
+                outbox: Vec::new(),
+            },
+            project: Box::new(|txn| no_projection(txn)),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_event_twice_in_a_batch_is_applied_once() {
+        let store = Store::connect("sqlite::memory:", &StoreOptions::default())
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let (event, other) = (EventId::new_random(), EventId::new_random());
+        let txn = store.db().begin().await.expect("begin");
+        let outcomes = apply_together(&txn, &[job(event), job(other), job(event)])
+            .await
+            .expect("batch");
+        txn.commit().await.expect("commit");
+        let applied = TurnOutcome::Applied { version: None };
+        assert_eq!(outcomes, [applied, applied, TurnOutcome::Duplicate]);
+    }
 }
