@@ -24,7 +24,7 @@ pub use proposal::{
     load_held, warm_benefits, ProposalDomain, ProposalInfo, ProposalInputs, ProposalState,
     ProposalStatus, VoteRecord, BASE_WEIGHT,
 };
-pub use shell::{Deliver, EntityActor, KindStats, Outcome, RetryPolicy};
+pub use shell::{inbox_consumer, Deliver, EntityActor, KindStats, Outcome, RetryPolicy};
 pub use user::{achievement_token, HeldNfts, Holding, UserDomain, UserState};
 
 // The dynamic config and the rule language are pure and live in `merit-config`; they stay

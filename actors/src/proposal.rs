@@ -33,8 +33,8 @@ use std::{collections::BTreeSet, sync::Arc};
 use chrono::{DateTime, Utc};
 use merit_config::dynamic::{DynamicConfig, UNIT_BPS};
 use merit_messages::{
-    Address, Boost, DeadlinePhase, Envelope, Event, ProposalClosed, ProposalOutcome, Tally,
-    VoteChoice, VoteRecorded,
+    Address, Boost, DeadlinePhase, Envelope, Event, ProposalAccepted, ProposalClosed,
+    ProposalOutcome, Tally, VoteChoice, VoteRecorded,
 };
 use merit_storage::{
     cache::CacheKey,
@@ -170,6 +170,9 @@ pub struct ProposalInputs {
     pub seq: Option<u64>,
     /// The voter's NFTs at vote time.
     pub held: HeldNfts,
+    /// The node's clock when a creation is applied (the limits on a proposal's schedule
+    /// are checked against merit's time, not the producer's `occurred_at`).
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// The ProposalActor's domain.
@@ -254,8 +257,19 @@ impl Domain for ProposalDomain {
         Box::pin(async move {
             let mut inputs = ProposalInputs::default();
             match &event.event {
-                Event::ProposalCreated(_) if state.info.is_none() => {
-                    inputs.seq = Some(store.proposal_seq(key).await?);
+                Event::ProposalCreated(p) if state.info.is_none() => {
+                    let now = Utc::now();
+                    inputs.now = Some(now);
+                    // A refused creation takes no sequence number.
+                    if services
+                        .config
+                        .get()
+                        .limits
+                        .check_proposal(p.starts_at, p.ends_at, p.quorum, now)
+                        .is_ok()
+                    {
+                        inputs.seq = Some(store.proposal_seq(key).await?);
+                    }
                 }
                 Event::VoteCast(v)
                     if state.info.is_some() && !state.voters.contains(&v.voter.to_string()) =>
@@ -304,6 +318,22 @@ impl Domain for ProposalDomain {
         next.last_vote = None;
         match &event.event {
             Event::ProposalCreated(p) if state.info.is_none() => {
+                let now = inputs.now.unwrap_or(event.occurred_at);
+                if let Err((field, why)) =
+                    config
+                        .limits
+                        .check_proposal(p.starts_at, p.ends_at, p.quorum, now)
+                {
+                    // Refused: the proposal does not exist, and nothing is emitted, so no
+                    // achievement can come of it (the inbox row keeps it applied once).
+                    tracing::info!(proposal = %p.proposal, field, reason = %why,
+                        "proposal creation refused by the configured limits");
+                    return Decision::unchanged(next);
+                }
+                let Some(seq) = inputs.seq else {
+                    // Limits changed between prepare and apply: refuse, as above.
+                    return Decision::unchanged(next);
+                };
                 next.info = Some(ProposalInfo {
                     creator: p.creator.to_string(),
                     title: p.title.clone(),
@@ -313,10 +343,15 @@ impl Domain for ProposalDomain {
                     quorum: p.quorum,
                     threshold_bps: p.threshold_bps,
                     created_at: event.occurred_at,
-                    seq: inputs.seq.unwrap_or(0),
+                    seq,
                 });
                 next.status = ProposalStatus::Pending;
-                Decision::changed(next)
+                let accepted = ProposalAccepted {
+                    proposal: p.proposal.clone(),
+                    creator: p.creator,
+                    proposal_seq: seq,
+                };
+                Decision::changed(next).emit(event.caused("accepted", "proposal-actor", accepted))
             }
             Event::VoteCast(v) => {
                 let voter = v.voter.to_string();
@@ -372,6 +407,7 @@ impl Domain for ProposalDomain {
                     multiplier_bps: multiplier,
                     boosts: boosts.clone(),
                     config_version: config.version,
+                    own_proposal: info.creator == voter,
                 };
                 next.last_vote = Some((
                     voter,
@@ -445,7 +481,13 @@ impl Domain for ProposalDomain {
                 );
                 Decision::changed(next).emit(event.caused("closed", "proposal-actor", closed))
             }
-            Event::ProposalExecuted(_) if state.status == ProposalStatus::Succeeded => {
+            Event::ProposalExecuted(e)
+                if state.status == ProposalStatus::Succeeded
+                    && state
+                        .info
+                        .as_ref()
+                        .is_some_and(|info| info.creator == e.by.to_string()) =>
+            {
                 next.status = ProposalStatus::Executed;
                 Decision::changed(next)
             }
@@ -477,6 +519,7 @@ impl Domain for ProposalDomain {
                 tally: Set(serde_json::to_value(state.tally).expect("tally serialises")),
                 created_at: Set(info.created_at),
                 updated_at: Set(now),
+                deadlines_fired: merit_storage::sea_orm::ActiveValue::NotSet,
             })
             .on_conflict(
                 OnConflict::column(proposal::Column::Id)
@@ -596,6 +639,7 @@ mod tests {
                     .map(|(t, tier)| (t.to_string(), tier.parse().expect("tier")))
                     .collect(),
             },
+            now: Some(Utc::now()),
         };
         ProposalDomain::apply(&DynamicConfig::builtin(), "p", state, event, &inputs)
     }

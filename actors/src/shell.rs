@@ -288,6 +288,18 @@ async fn process<D: Domain>(
     }
 }
 
+/// The inbox consumer under which actor `kind` records an event of `origin`: merit's own
+/// events under the kind's name (`proposal`), producers' under `{kind}@producer`. Two
+/// namespaces, so an id a producer chose (any id, including one merit derives from public
+/// data, like a proposal's deadline) can never make an actor take one of merit's own events
+/// for a duplicate, nor the reverse.
+pub fn inbox_consumer(kind: merit_messages::ActorKind, origin: merit_messages::Origin) -> String {
+    match origin {
+        merit_messages::Origin::Merit => kind.as_str().to_string(),
+        merit_messages::Origin::Producer => format!("{}@producer", kind.as_str()),
+    }
+}
+
 /// Whether a database error means "the database is unreachable" (wait it out) rather
 /// than "this statement failed" (spend an attempt).
 fn is_unavailable(err: &merit_storage::sea_orm::DbErr) -> bool {
@@ -346,7 +358,7 @@ async fn attempt<D: Domain>(
         state: serde_json::to_value(&decision.state).expect("actor state serialises to JSON"),
     });
     let turn = Turn {
-        consumer: D::KIND.as_str().to_string(),
+        consumer: inbox_consumer(D::KIND, envelope.event_type().origin()),
         event_id: envelope.id,
         state: state_write,
         outbox: decision

@@ -149,13 +149,20 @@ impl Domain for UserDomain {
         let mut activity = None;
         let mut emit = Vec::new();
         match &event.event {
-            Event::ProposalCreated(p) if me(&p.creator) => {
+            // Counted once the ProposalActor accepted the creation (never the producer's
+            // `proposal.created` itself): a refused or duplicate creation unlocks nothing.
+            Event::ProposalAccepted(p) if me(&p.creator) => {
                 next.proposals_created += 1;
                 activity = Some((ActivityKind::ProposalCreated, None));
             }
             Event::VoteRecorded(v) if me(&v.voter) => {
-                next.votes_cast += 1;
                 next.notify(key, event);
+                if v.own_proposal {
+                    // Counted in the tally, never toward achievements: voting on your own
+                    // proposals must not farm them.
+                    return Decision::changed(next);
+                }
+                next.votes_cast += 1;
                 activity = Some((ActivityKind::VoteCast, Some(v.proposal_seq)));
             }
             Event::ProposalClosed(c) if me(&c.creator) => {

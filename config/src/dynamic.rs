@@ -44,7 +44,7 @@ pub struct TierBenefit {
     pub bonus_bps: u32,
 }
 
-/// Bounds on vote weight.
+/// Bounds on vote weight and on what a proposal may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -52,6 +52,33 @@ pub struct Limits {
     pub max_multiplier_bps: u32,
     /// Most NFTs that boost one vote.
     pub max_boosting_nfts: u32,
+    /// Smallest quorum a proposal may ask for, in weight units (1000 = one plain vote; at
+    /// least 1, so no proposal passes with nobody voting).
+    #[serde(default = "default_min_quorum")]
+    pub min_quorum: u64,
+    /// Shortest voting window (`ends_at - starts_at`), in seconds.
+    #[serde(default = "default_min_voting_secs")]
+    pub min_voting_secs: u64,
+    /// How far in the past `starts_at` may be when the creation is applied, in seconds
+    /// (clock skew and queueing). A window already over is refused whatever this is.
+    #[serde(default = "default_max_start_skew_secs")]
+    pub max_start_skew_secs: u64,
+    /// Most proposals one user may create through the API in 24 hours.
+    #[serde(default = "default_max_proposals_per_day")]
+    pub max_proposals_per_day: u32,
+}
+
+fn default_min_quorum() -> u64 {
+    1
+}
+fn default_min_voting_secs() -> u64 {
+    10
+}
+fn default_max_start_skew_secs() -> u64 {
+    86_400
+}
+fn default_max_proposals_per_day() -> u32 {
+    20
 }
 
 impl Default for Limits {
@@ -59,7 +86,55 @@ impl Default for Limits {
         Self {
             max_multiplier_bps: 3 * UNIT_BPS,
             max_boosting_nfts: 5,
+            min_quorum: default_min_quorum(),
+            min_voting_secs: default_min_voting_secs(),
+            max_start_skew_secs: default_max_start_skew_secs(),
+            max_proposals_per_day: default_max_proposals_per_day(),
         }
+    }
+}
+
+impl Limits {
+    /// Whether a proposal with this schedule and quorum may be created at `now`; `Err`
+    /// names the field and what the limit is. The ProposalActor refuses a creation that
+    /// fails this, and the API answers 400 before publishing one.
+    pub fn check_proposal(
+        &self,
+        starts_at: chrono::DateTime<chrono::Utc>,
+        ends_at: chrono::DateTime<chrono::Utc>,
+        quorum: u64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), (&'static str, String)> {
+        if quorum < self.min_quorum {
+            return Err((
+                "quorum",
+                format!("{quorum} is below the minimum quorum {}", self.min_quorum),
+            ));
+        }
+        let window = (ends_at - starts_at).num_seconds();
+        if window < i64::try_from(self.min_voting_secs).unwrap_or(i64::MAX) {
+            return Err((
+                "ends_at",
+                format!(
+                    "a voting window of {window} s is shorter than the minimum {} s",
+                    self.min_voting_secs
+                ),
+            ));
+        }
+        if ends_at <= now {
+            return Err(("ends_at", "is in the past: the vote would be over".into()));
+        }
+        let skew = chrono::Duration::try_seconds(
+            i64::try_from(self.max_start_skew_secs).unwrap_or(i64::MAX),
+        );
+        let earliest = skew.and_then(|skew| now.checked_sub_signed(skew));
+        if earliest.is_some_and(|earliest| starts_at < earliest) {
+            return Err((
+                "starts_at",
+                format!("is more than {} s in the past", self.max_start_skew_secs),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -146,6 +221,35 @@ impl DynamicConfig {
                 "limits.max_boosting_nfts",
                 format!("{} is out of range: at most 1000", limits.max_boosting_nfts),
             ));
+        }
+        const YEAR_SECS: u64 = 366 * 86_400;
+        for (path, value, min, max) in [
+            ("limits.min_quorum", limits.min_quorum, 1, u64::MAX),
+            (
+                "limits.min_voting_secs",
+                limits.min_voting_secs,
+                1,
+                YEAR_SECS,
+            ),
+            (
+                "limits.max_start_skew_secs",
+                limits.max_start_skew_secs,
+                0,
+                YEAR_SECS,
+            ),
+            (
+                "limits.max_proposals_per_day",
+                u64::from(limits.max_proposals_per_day),
+                1,
+                1_000_000,
+            ),
+        ] {
+            if value < min || value > max {
+                return Err(RuleError::new(
+                    path,
+                    format!("{value} is out of range: expected {min}..={max}"),
+                ));
+            }
         }
         let known: Vec<TierId> = wire.tiers.keys().cloned().collect();
         let rules = match &wire.rules {
@@ -325,6 +429,7 @@ mod tests {
             limits: Limits {
                 max_multiplier_bps: 30_000,
                 max_boosting_nfts: 2,
+                ..Limits::default()
             },
             ..c.clone()
         };

@@ -8,6 +8,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use merit_messages::Origin;
 
 use crate::outgoing::Outgoing;
 
@@ -25,6 +26,15 @@ pub(crate) const ORIGINAL_MESSAGE_ID: &str = "x-merit-original-message-id";
 pub(crate) const SOURCE_QUEUE: &str = "x-merit-source-queue";
 /// Header: when it was dead-lettered (RFC 3339, UTC).
 pub(crate) const DEAD_LETTERED_AT: &str = "x-merit-dead-lettered-at";
+/// Header: the door it came in through (`producer` or `merit`); a replay goes back
+/// through the same one. Absent means `producer`.
+pub(crate) const ORIGIN: &str = "x-merit-origin";
+/// Header: the original body's size in bytes when the stored body was cut short.
+pub(crate) const TRUNCATED_FROM: &str = "x-merit-truncated-from";
+
+/// Most bytes of a body a dead letter keeps: an envelope can be no larger, so only a
+/// message refused as `oversized` is ever cut (and it could never be replayed anyway).
+pub const MAX_DEAD_LETTER_BODY: usize = merit_messages::MAX_ENVELOPE_BYTES;
 
 /// Why a message is being dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +62,9 @@ impl DeadLetterReason {
     pub const TYPE_MISMATCH: &'static str = "type_mismatch";
     /// Routable in principle, yet it reached no shard (topology missing).
     pub const UNROUTED: &'static str = "unrouted";
+    /// A type only merit may publish (`governance.vote.recorded`, `nft.minted`, …) that
+    /// arrived through the producers' exchange.
+    pub const FORBIDDEN_TYPE: &'static str = "forbidden_type";
 
     /// A reason of `class`.
     pub fn new(class: impl Into<String>, detail: impl Into<String>, attempts: u32) -> Self {
@@ -76,8 +89,13 @@ pub struct DeadLetter {
     pub reason: String,
     /// [`DeadLetterReason::attempts`].
     pub attempts: u32,
-    /// The original body, unchanged.
+    /// The original body, unchanged unless it was longer than [`MAX_DEAD_LETTER_BODY`]
+    /// (then its first bytes, and `truncated_from` says how long it was).
     pub body: Bytes,
+    /// The original body's length when `body` was cut short.
+    pub truncated_from: Option<usize>,
+    /// The door it came in through; a replay goes back through it.
+    pub origin: Origin,
     /// When it was dead-lettered, RFC 3339 UTC.
     pub dead_lettered_at: String,
     /// The queue it was taken from (a shard queue, or `merit.unrouted`).
@@ -99,18 +117,29 @@ pub(crate) struct Draft {
     pub(crate) message_id: Option<String>,
     pub(crate) correlation_id: Option<String>,
     pub(crate) source_queue: String,
+    pub(crate) origin: Origin,
 }
 
 impl DeadLetter {
     /// A new dead letter with a fresh id, stamped now.
     pub(crate) fn from_draft(draft: Draft, reason: &DeadLetterReason) -> Self {
+        let (body, truncated_from) = if draft.body.len() > MAX_DEAD_LETTER_BODY {
+            (
+                draft.body.slice(..MAX_DEAD_LETTER_BODY),
+                Some(draft.body.len()),
+            )
+        } else {
+            (draft.body, None)
+        };
         Self {
+            truncated_from,
+            origin: draft.origin,
             id: uuid::Uuid::new_v4().to_string(),
             routing_key: draft.routing_key,
             reason_class: reason.class.clone(),
             reason: reason.detail.clone(),
             attempts: reason.attempts,
-            body: draft.body,
+            body,
             dead_lettered_at: rfc3339(SystemTime::now()),
             source_queue: draft.source_queue,
             message_id: draft.message_id,
@@ -130,6 +159,10 @@ impl DeadLetter {
         h.insert(DEAD_LETTERED_AT.into(), self.dead_lettered_at.clone());
         if let Some(id) = &self.message_id {
             h.insert(ORIGINAL_MESSAGE_ID.into(), id.clone());
+        }
+        h.insert(ORIGIN.into(), self.origin.as_str().into());
+        if let Some(n) = self.truncated_from {
+            h.insert(TRUNCATED_FROM.into(), n.to_string());
         }
         h
     }
@@ -153,6 +186,12 @@ impl DeadLetter {
                 .and_then(|a| a.parse().ok())
                 .unwrap_or(0),
             body,
+            truncated_from: headers.get(TRUNCATED_FROM).and_then(|n| n.parse().ok()),
+            // Only merit writes to the dead-letter exchange, so the header is its own.
+            origin: match headers.get(ORIGIN).map(String::as_str) {
+                Some("merit") => Origin::Merit,
+                _ => Origin::Producer,
+            },
             dead_lettered_at: get(DEAD_LETTERED_AT),
             source_queue: get(SOURCE_QUEUE),
             message_id: headers.get(ORIGINAL_MESSAGE_ID).cloned(),
@@ -169,6 +208,7 @@ impl DeadLetter {
             message_id: self.message_id.clone().unwrap_or_else(|| self.id.clone()),
             correlation_id: self.correlation_id.clone(),
             headers: self.headers.clone(),
+            origin: self.origin,
         }
     }
 }
@@ -246,6 +286,7 @@ mod tests {
             message_id: Some("m-1".into()),
             correlation_id: Some("c-1".into()),
             source_queue: "merit.nft.0".into(),
+            origin: Origin::Merit,
         };
         let dl = DeadLetter::from_draft(draft, &DeadLetterReason::new("handler_error", "boom", 3));
         assert!(!dl.headers.contains_key("x-delivery-count"));
@@ -261,5 +302,31 @@ mod tests {
         assert_eq!(out.message_id, "m-1");
         assert_eq!(out.headers.get("merit-nft").map(String::as_str), Some("7"));
         assert_eq!(out.headers.len(), 1);
+        assert_eq!(
+            out.origin,
+            Origin::Merit,
+            "replayed through the door it came by"
+        );
+    }
+
+    #[test]
+    fn a_producer_cannot_choose_its_replay_door_and_huge_bodies_are_cut() {
+        let draft = Draft {
+            routing_key: "user.holdings.changed".into(),
+            body: Bytes::from(vec![b'x'; MAX_DEAD_LETTER_BODY + 10]),
+            // A producer's own attempt at merit's headers is dropped with the rest.
+            headers: [(ORIGIN.to_string(), "merit".to_string())].into(),
+            message_id: None,
+            correlation_id: None,
+            source_queue: "merit.unrouted".into(),
+            origin: Origin::Producer,
+        };
+        let dl = DeadLetter::from_draft(draft, &DeadLetterReason::new("forbidden_type", "no", 0));
+        assert_eq!(dl.body.len(), MAX_DEAD_LETTER_BODY);
+        assert_eq!(dl.truncated_from, Some(MAX_DEAD_LETTER_BODY + 10));
+        let back = DeadLetter::from_wire(dl.id.clone(), dl.body.clone(), None, &dl.wire_headers());
+        assert_eq!(back.origin, Origin::Producer);
+        assert_eq!(back.truncated_from, Some(MAX_DEAD_LETTER_BODY + 10));
+        assert_eq!(back.to_outgoing().origin, Origin::Producer);
     }
 }

@@ -9,7 +9,7 @@
 use std::{collections::BTreeMap, fmt};
 
 use bytes::Bytes;
-use merit_messages::ActorKind;
+use merit_messages::{ActorKind, Origin};
 
 use crate::{
     deadletter::{DeadLetterReason, Draft},
@@ -37,6 +37,9 @@ pub struct Delivery {
     /// How many times it was delivered before (0 the first time); RabbitMQ's
     /// `x-delivery-count`.
     pub delivery_count: u32,
+    /// The door it came in through (the exchange it was published to): a type only merit
+    /// may publish is applied only when this is [`Origin::Merit`].
+    pub origin: Origin,
     pub(crate) settler: Settler,
 }
 
@@ -74,6 +77,7 @@ impl Delivery {
             message_id,
             correlation_id,
             settler,
+            origin,
             ..
         } = self;
         let draft = |source_queue: String| Draft {
@@ -83,6 +87,7 @@ impl Delivery {
             message_id,
             correlation_id,
             source_queue,
+            origin,
         };
         match settler {
             Settler::Rabbit(s) => {
@@ -114,6 +119,7 @@ impl fmt::Debug for Delivery {
             .field("message_id", &self.message_id)
             .field("redelivered", &self.redelivered)
             .field("delivery_count", &self.delivery_count)
+            .field("origin", &self.origin)
             .field("headers", &self.headers)
             .field("body_len", &self.body.len())
             .finish_non_exhaustive()

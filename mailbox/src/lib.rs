@@ -27,12 +27,12 @@ mod routing;
 mod topology;
 mod transport;
 
-pub use deadletter::{DeadLetter, DeadLetterReason};
+pub use deadletter::{DeadLetter, DeadLetterReason, MAX_DEAD_LETTER_BODY};
 pub use delivery::Delivery;
 pub use error::{Error, Result};
 pub use inproc::InProcessTransport;
 pub use outgoing::Outgoing;
 pub use rabbit::{RabbitOptions, RabbitTransport};
-pub use routing::{key_header, shard_for, ShardId};
+pub use routing::{forbidden, key_header, shard_for, ShardId};
 pub use topology::Topology;
 pub use transport::Transport;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use merit_messages::{ActorKind, Envelope};
+use merit_messages::{ActorKind, Envelope, Origin};
 
 use crate::routing::key_header;
 
@@ -21,6 +21,9 @@ pub struct Outgoing {
     pub correlation_id: Option<String>,
     /// String headers; the key headers (`merit-user`, …) choose the shard.
     pub headers: BTreeMap<String, String>,
+    /// The door it goes through: [`Origin::Producer`] publishes to `merit.events`,
+    /// [`Origin::Merit`] to merit's internal exchange.
+    pub origin: Origin,
 }
 
 impl Outgoing {
@@ -36,12 +39,15 @@ impl Outgoing {
             message_id: message_id.into(),
             correlation_id: None,
             headers: BTreeMap::new(),
+            origin: Origin::Producer,
         }
     }
 
     /// The message for `env`: routing key = its type, message id = its id, and one key
     /// header per key the envelope carries (`merit-user` = lowercase 0x address,
-    /// `merit-proposal` = proposal id, `merit-nft` = token id).
+    /// `merit-proposal` = proposal id, `merit-nft` = token id). It goes through the door
+    /// of its type ([`merit_messages::EventType::origin`]): merit publishes its own types
+    /// on its internal exchange, producer types on `merit.events`.
     pub fn from_envelope(env: &Envelope) -> Self {
         let headers = ActorKind::ALL
             .into_iter()
@@ -57,7 +63,14 @@ impl Outgoing {
             message_id: env.id.to_string(),
             correlation_id: Some(env.correlation_id.to_string()),
             headers,
+            origin: env.event_type().origin(),
         }
+    }
+
+    /// The same message through `origin`'s door.
+    pub fn through(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// Adds or replaces a header.

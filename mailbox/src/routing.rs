@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, fmt};
 
-use merit_messages::{ActorKind, EventType};
+use merit_messages::{ActorKind, EventType, Origin};
 
 use crate::deadletter::DeadLetterReason;
 
@@ -66,6 +66,8 @@ pub fn shard_for(key: &str, shards: u16) -> u16 {
 pub(crate) enum Route {
     /// The routing key is no known event type.
     UnknownType,
+    /// A type only merit may publish, arriving through the producers' door.
+    Forbidden(EventType),
     /// A known type that no actor kind handles (broadcasts such as `config.changed`):
     /// it is for whoever bound a queue to it, and nobody's mailbox.
     NoHandlers,
@@ -79,11 +81,16 @@ pub(crate) enum Route {
     },
 }
 
-/// Routes a message the way the RabbitMQ topology does.
-pub(crate) fn route(routing_key: &str, headers: &BTreeMap<String, String>) -> Route {
+/// Routes a message that came in through `door` the way the RabbitMQ topology does: the
+/// producers' exchange routes only [`Origin::Producer`] types, merit's internal exchange
+/// every type.
+pub(crate) fn route(routing_key: &str, headers: &BTreeMap<String, String>, door: Origin) -> Route {
     let Ok(event_type) = routing_key.parse::<EventType>() else {
         return Route::UnknownType;
     };
+    if door == Origin::Producer && event_type.origin() == Origin::Merit {
+        return Route::Forbidden(event_type);
+    }
     let kinds = event_type.handlers();
     if kinds.is_empty() {
         return Route::NoHandlers;
@@ -104,8 +111,10 @@ pub(crate) fn route(routing_key: &str, headers: &BTreeMap<String, String>) -> Ro
 pub(crate) fn classify(
     routing_key: &str,
     headers: &BTreeMap<String, String>,
+    door: Origin,
 ) -> Option<DeadLetterReason> {
-    match route(routing_key, headers) {
+    match route(routing_key, headers, door) {
+        Route::Forbidden(event_type) => Some(forbidden(event_type)),
         Route::UnknownType => Some(DeadLetterReason::new(
             DeadLetterReason::UNKNOWN_TYPE,
             format!(
@@ -144,6 +153,25 @@ pub(crate) fn classify(
             0,
         )),
     }
+}
+
+/// The reason for an event of a type only merit may publish that arrived through the
+/// producers' exchange.
+pub fn forbidden(event_type: EventType) -> DeadLetterReason {
+    DeadLetterReason::new(
+        DeadLetterReason::FORBIDDEN_TYPE,
+        format!(
+            "{event_type} is published by merit alone (on its internal exchange); producers may \
+             publish {}",
+            EventType::ALL
+                .iter()
+                .filter(|t| t.origin() == Origin::Producer)
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        0,
+    )
 }
 
 #[cfg(test)]
@@ -185,28 +213,62 @@ mod tests {
     #[test]
     fn unknown_type_and_missing_keys_are_classified() {
         let none = headers(&[]);
-        let r = classify("no.such.type", &none).expect("dead-lettered");
+        let r = classify("no.such.type", &none, Origin::Merit).expect("dead-lettered");
         assert_eq!(r.class, "unknown_type");
         assert!(r.detail.contains("no.such.type"), "{}", r.detail);
 
-        let r = classify("governance.vote.cast", &headers(&[("merit-user", "0xab")]))
-            .expect("dead-lettered");
+        let r = classify(
+            "governance.vote.cast",
+            &headers(&[("merit-user", "0xab")]),
+            Origin::Producer,
+        )
+        .expect("dead-lettered");
         assert_eq!(r.class, "missing_key");
         assert!(r.detail.contains("merit-proposal"), "{}", r.detail);
         assert!(!r.detail.contains("merit-user"), "{}", r.detail);
 
-        assert!(classify("config.changed", &none).is_none());
+        assert!(classify("config.changed", &none, Origin::Merit).is_none());
         let full = headers(&[("merit-nft", "7")]);
         assert_eq!(
-            route("nft.transferred", &full),
+            route("nft.transferred", &full, Origin::Merit),
             Route::Actors {
                 targets: vec![(ActorKind::Nft, "7".into())],
                 missing: vec![]
             }
         );
         assert_eq!(
-            classify("nft.transferred", &full).expect("unrouted").class,
+            classify("nft.transferred", &full, Origin::Merit)
+                .expect("unrouted")
+                .class,
             "unrouted"
+        );
+    }
+
+    #[test]
+    fn merit_types_through_the_producers_door_are_forbidden() {
+        let user = headers(&[("merit-user", "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed")]);
+        let r = classify("user.holdings.changed", &user, Origin::Producer).expect("refused");
+        assert_eq!(r.class, "forbidden_type");
+        assert!(r.detail.contains("governance.vote.cast"), "{}", r.detail);
+        // Through merit's own door the same message is routable.
+        assert!(matches!(
+            route("user.holdings.changed", &user, Origin::Merit),
+            Route::Actors { .. }
+        ));
+        // Producer types pass through either door; a broadcast type is still forbidden
+        // to producers (nobody may fake a config change).
+        let proposal = headers(&[("merit-proposal", "p-1")]);
+        for door in [Origin::Producer, Origin::Merit] {
+            assert!(matches!(
+                route("governance.vote.cast", &proposal, door),
+                Route::Actors { .. }
+            ));
+        }
+        assert_eq!(
+            classify("config.changed", &headers(&[]), Origin::Producer)
+                .expect("refused")
+                .class,
+            "forbidden_type"
         );
     }
 

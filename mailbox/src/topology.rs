@@ -2,8 +2,9 @@
 //! tests use a unique one) and the number of shards per actor kind.
 //!
 //! ```text
-//!                       ┌─ per event type handled by K ─┐
-//! producers ─▶ merit.events (topic) ──────────────────────▶ merit.K.gate (headers: merit-K present)
+//!                       ┌─ per producer type handled by K ─┐
+//! producers ─▶ merit.events (topic) ─────────────────────────▶ merit.K.gate (headers: merit-K present)
+//! merit ─────▶ merit.internal (topic) ── per type handled by K ─┘
 //!                   │ AE                                        │ match          │ AE (header absent)
 //!                   ▼                                           ▼                ▼
 //!             merit.unrouted (fanout) ◀──── AE ───── merit.K (x-consistent-hash on merit-K)
@@ -15,6 +16,12 @@
 //! merit.dlx (fanout) ─▶ queue merit.dlq (quorum)
 //! ```
 //!
+//! Two doors: producers may write only to `merit.events`, from which only the types they
+//! may publish ([`merit_messages::Origin::Producer`]) are bound; merit's own events travel
+//! on `merit.internal`, which only merit's broker user may write. A merit type published to
+//! `merit.events` matches no binding, reaches `merit.unrouted` and is dead-lettered as
+//! `forbidden_type`.
+//!
 //! Why the gate: RabbitMQ 3.10's consistent-hash exchange does not refuse a message that
 //! lacks its hash header. It hashes the absent value like any other, so every such message
 //! lands in one fixed shard (checked in `tests/broker_facts.rs`). The headers exchange in
@@ -22,7 +29,7 @@
 //! binding argument with no value), and its alternate exchange sends the rest to
 //! `merit.unrouted`, so a shard queue only ever holds messages with a key.
 
-use merit_messages::{ActorKind, EVENTS_EXCHANGE};
+use merit_messages::{ActorKind, Origin, EVENTS_EXCHANGE, INTERNAL_EXCHANGE};
 
 use crate::routing::ShardId;
 
@@ -53,6 +60,20 @@ impl Topology {
     /// The topic exchange producers publish to: `{prefix}merit.events`.
     pub fn events_exchange(&self) -> String {
         format!("{}{EVENTS_EXCHANGE}", self.prefix)
+    }
+
+    /// merit's own topic exchange: `{prefix}merit.internal`. Every type is routed from it;
+    /// only merit's broker user may write to it.
+    pub fn internal_exchange(&self) -> String {
+        format!("{}{INTERNAL_EXCHANGE}", self.prefix)
+    }
+
+    /// The exchange a message through `origin`'s door is published to.
+    pub fn exchange_for(&self, origin: Origin) -> String {
+        match origin {
+            Origin::Producer => self.events_exchange(),
+            Origin::Merit => self.internal_exchange(),
+        }
     }
 
     /// The headers exchange that passes only messages carrying kind's key header:

@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration};
 use merit_mailbox::{
     shard_for, DeadLetterReason, InProcessTransport, Outgoing, ShardId, Topology, Transport,
 };
-use merit_messages::ActorKind;
+use merit_messages::{ActorKind, Origin};
 
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(100);
@@ -136,18 +136,35 @@ async fn unroutable_and_failed_messages_become_dead_letters_that_replay() {
     headerless.headers.clear();
     let mut half_vote = Outgoing::from_envelope(&common::vote(3, 9));
     half_vote.headers.remove("merit-proposal");
+    // merit's own type through the producers' door: refused, whatever its headers.
+    let forged = Outgoing::from_envelope(&common::unlock(4, 0)).through(Origin::Producer);
     t.publish(vec![
         Outgoing::new("no.such.event", "u-1", "{}"),
         headerless.clone(),
         half_vote,
-        Outgoing::new("config.changed", "c-1", "{}"),
+        Outgoing::new("config.changed", "c-1", "{}").through(Origin::Merit),
+        forged,
+        Outgoing::from_envelope(&common::unlock(3, 1)),
     ])
     .await
     .expect("published");
 
     let dls = t.dead_letters(10).await.expect("peeked");
     let classes: Vec<&str> = dls.iter().map(|d| d.reason_class.as_str()).collect();
-    assert_eq!(classes, vec!["unknown_type", "missing_key", "missing_key"]);
+    assert_eq!(
+        classes,
+        vec![
+            "unknown_type",
+            "missing_key",
+            "missing_key",
+            "forbidden_type"
+        ]
+    );
+    assert!(
+        dls[3].reason.contains("published by merit alone"),
+        "{}",
+        dls[3].reason
+    );
     assert!(dls[1].reason.contains("merit-user"), "{}", dls[1].reason);
     assert!(
         dls[2].reason.contains("merit-proposal"),
@@ -155,8 +172,12 @@ async fn unroutable_and_failed_messages_become_dead_letters_that_replay() {
         dls[2].reason
     );
     assert!(dls.iter().all(|d| d.source_queue == "merit.unrouted"));
-    assert_eq!(depth(&t, "merit.dlq").await, 3);
-    // The half vote still reached its user.
+    assert_eq!(depth(&t, "merit.dlq").await, 4);
+    // The well-formed unlock reached its user (the forged one did not reach user 4).
+    assert_eq!(
+        depth(&t, &format!("merit.{}", user_shard(4, 2))).await,
+        u64::from(user_shard(4, 2) == user_shard(3, 2))
+    );
     let shard = user_shard(3, 2);
     assert_eq!(depth(&t, &format!("merit.{shard}")).await, 1);
 
@@ -204,10 +225,17 @@ async fn unroutable_and_failed_messages_become_dead_letters_that_replay() {
         .await
         .expect("again"));
     assert!(!t.replay_dead_letter("no-such-id").await.expect("missing"));
-    // Left: the unknown type, the half vote's missing proposal route, and that route
-    // again from the replay (replaying republishes the message as it was).
+    // Left: the unknown type, the half vote's missing proposal route and the forgery;
+    // replaying the forgery refuses it again (it goes back through the producers' door).
     let left = t.dead_letters(10).await.expect("peeked");
     let classes: Vec<&str> = left.iter().map(|d| d.reason_class.as_str()).collect();
-    assert_eq!(classes, vec!["unknown_type", "missing_key", "missing_key"]);
-    assert_eq!(left[2].message_id, original_id);
+    assert_eq!(
+        classes,
+        vec!["unknown_type", "missing_key", "forbidden_type"]
+    );
+    assert!(t.replay_dead_letter(&left[2].id).await.expect("replayed"));
+    let again = t.dead_letters(10).await.expect("peeked");
+    assert_eq!(again.len(), 3);
+    assert_eq!(again[2].reason_class, "forbidden_type");
+    assert_eq!(again[2].message_id, left[2].message_id);
 }

@@ -13,7 +13,7 @@ use lapin::{
 use merit_mailbox::{
     DeadLetter, DeadLetterReason, Outgoing, RabbitTransport, ShardId, Topology, Transport,
 };
-use merit_messages::ActorKind;
+use merit_messages::{ActorKind, Origin};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -109,7 +109,12 @@ async fn unknown_types_and_missing_key_headers_are_dead_lettered_never_dropped()
         batch.push(Outgoing::from_envelope(&common::vote(10 + i, 2)));
     }
     for i in 0..3 {
-        batch.push(Outgoing::new("config.changed", format!("cfg-{i}"), "{}"));
+        batch
+            .push(Outgoing::new("config.changed", format!("cfg-{i}"), "{}").through(Origin::Merit));
+    }
+    // 2 of merit's own types through the producers' door, with every header they need.
+    for i in 0..2 {
+        batch.push(Outgoing::from_envelope(&common::unlock(20 + i, 0)).through(Origin::Producer));
     }
     let ids_of = |prefix: &str| -> Vec<String> {
         batch
@@ -121,10 +126,11 @@ async fn unknown_types_and_missing_key_headers_are_dead_lettered_never_dropped()
     assert_eq!(ids_of("unknown-").len(), 7);
     t.publish(batch.clone()).await.expect("confirmed");
 
-    let dls = dead_letters_eventually(&t, 7 + 5 + 4).await;
+    let dls = dead_letters_eventually(&t, 7 + 5 + 4 + 2).await;
     let by_class = |class: &str| dls.iter().filter(|d| d.reason_class == class).count();
     assert_eq!(by_class("unknown_type"), 7);
     assert_eq!(by_class("missing_key"), 5 + 4);
+    assert_eq!(by_class("forbidden_type"), 2);
     for d in &dls {
         assert_eq!(d.source_queue, "merit.unrouted");
         assert_eq!(d.attempts, 0);
@@ -138,6 +144,7 @@ async fn unknown_types_and_missing_key_headers_are_dead_lettered_never_dropped()
         assert_eq!(d.headers, original.headers);
         match d.reason_class.as_str() {
             "unknown_type" => assert!(d.reason.contains("governance.vote.deleted"), "{}", d.reason),
+            "forbidden_type" => assert!(d.reason.contains("merit alone"), "{}", d.reason),
             _ if d.routing_key == "governance.proposal.created" => {
                 assert!(d.reason.contains("merit-proposal"), "{}", d.reason);
                 assert!(!d.reason.contains("merit-user"), "{}", d.reason);
@@ -147,10 +154,11 @@ async fn unknown_types_and_missing_key_headers_are_dead_lettered_never_dropped()
     }
 
     // Count in == count out: every routed copy is in a shard, every other in the DLQ.
-    let d = depths_when(&t, |d| d["merit.unrouted"] == 0 && d["merit.dlq"] == 16).await;
+    let d = depths_when(&t, |d| d["merit.unrouted"] == 0 && d["merit.dlq"] == 18).await;
     assert_eq!(d["merit.unrouted"], 0);
-    assert_eq!(d["merit.dlq"], 16);
-    assert_eq!(sum(&d, "merit.user."), 4 + 2);
+    assert_eq!(d["merit.dlq"], 18);
+    // Proposal creations reach only the proposal kind; the forged unlocks reached no one.
+    assert_eq!(sum(&d, "merit.user."), 0);
     assert_eq!(sum(&d, "merit.proposal."), 2);
     assert_eq!(sum(&d, "merit.nft."), 0);
 

@@ -126,10 +126,18 @@ impl Envelope {
 
     /// An event emitted while handling `self`: same correlation, caused by `self`, with a
     /// deterministic id so that handling a redelivery of `self` emits the same ids.
+    ///
+    /// The id depends on who may publish `self`'s type ([`EventType::origin`]): a
+    /// producer's event and one of merit's own that share an id (a producer may choose any
+    /// id, including one merit derived) never derive the same ids.
     pub fn caused(&self, label: &str, source: impl Into<String>, event: impl Into<Event>) -> Self {
         let event = event.into();
+        let id = match self.event_type().origin() {
+            crate::Origin::Producer => EventId::derived(self.id, label),
+            crate::Origin::Merit => EventId::derived(self.id, &format!("merit:{label}")),
+        };
         Self {
-            id: EventId::derived(self.id, label),
+            id,
             version: 1,
             source: source.into(),
             occurred_at: Utc::now(),
@@ -215,6 +223,7 @@ impl Envelope {
                 ),
             ));
         }
+        crate::events::check_no_controls("source", &wire.source, false)?;
         if !wire.payload.is_object() {
             return Err(DecodeError::new(
                 DecodeErrorKind::Malformed,

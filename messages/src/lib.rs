@@ -15,11 +15,12 @@ mod schema;
 pub use envelope::{ActorKeys, Envelope, MAX_ENVELOPE_BYTES, MAX_SOURCE_LEN};
 pub use error::{json_error, DecodeError, DecodeErrorKind, Result};
 pub use events::{
-    AchievementFailed, AchievementMinted, AchievementRevoked, AchievementUnlocked, ActorKind,
-    BenefitsChanged, Boost, ChainRef, ConfigChanged, DeadlinePhase, Event, EventType,
-    HoldingChange, HoldingsChanged, NftBurned, NftMinted, NftTransferred, ProposalCancelled,
-    ProposalClosed, ProposalCreated, ProposalDeadline, ProposalExecuted, ProposalOutcome, Tally,
-    VoteCast, VoteChoice, VoteRecorded, MAX_BOOSTING_NFTS, MAX_BOOSTS,
+    check_no_controls, AchievementFailed, AchievementMinted, AchievementRevoked,
+    AchievementUnlocked, ActorKind, BenefitsChanged, Boost, ChainRef, ConfigChanged, DeadlinePhase,
+    Event, EventType, HoldingChange, HoldingsChanged, NftBurned, NftMinted, NftTransferred, Origin,
+    ProposalAccepted, ProposalCancelled, ProposalClosed, ProposalCreated, ProposalDeadline,
+    ProposalExecuted, ProposalOutcome, Tally, VoteCast, VoteChoice, VoteRecorded,
+    MAX_BOOSTING_NFTS, MAX_BOOSTS,
 };
 pub use ids::short as quote_untrusted;
 pub use ids::{
@@ -28,5 +29,10 @@ pub use ids::{
 };
 pub use schema::all_schemas;
 
-/// The topic exchange every producer publishes envelopes to.
+/// The topic exchange producers publish envelopes to (only [`Origin::Producer`] types are
+/// routed from it).
 pub const EVENTS_EXCHANGE: &str = "merit.events";
+
+/// The topic exchange merit publishes its own events to ([`Origin::Merit`] types, and the
+/// producer types merit relays). Only merit's broker user may write to it.
+pub const INTERNAL_EXCHANGE: &str = "merit.internal";

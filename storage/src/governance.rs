@@ -23,10 +23,28 @@ pub struct DueProposal {
     pub id: String,
     /// Its status in the projection (`pending` or `active`).
     pub status: String,
+    /// The deadlines the timer already emitted: 0 none, 1 open, 2 close.
+    pub fired: i16,
     /// Voting opens.
     pub starts_at: DateTime<Utc>,
     /// Voting closes.
     pub ends_at: DateTime<Utc>,
+}
+
+/// Records in `txn` that the timer emitted `proposal`'s deadline up to `level` (1 open,
+/// 2 close); never lowers it.
+pub async fn mark_deadline_fired<C: ConnectionTrait>(
+    db: &C,
+    proposal: &str,
+    level: i16,
+) -> Result<()> {
+    proposal::Entity::update_many()
+        .col_expr(proposal::Column::DeadlinesFired, Expr::value(level))
+        .filter(proposal::Column::Id.eq(proposal))
+        .filter(proposal::Column::DeadlinesFired.lt(level))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 impl Store {
@@ -93,12 +111,14 @@ impl Store {
                     .add(
                         Condition::all()
                             .add(proposal::Column::Status.eq("pending"))
-                            .add(proposal::Column::StartsAt.lte(now)),
+                            .add(proposal::Column::StartsAt.lte(now))
+                            .add(proposal::Column::DeadlinesFired.lt(1)),
                     )
                     .add(
                         Condition::all()
                             .add(proposal::Column::Status.is_in(["pending", "active"]))
-                            .add(proposal::Column::EndsAt.lte(now)),
+                            .add(proposal::Column::EndsAt.lte(now))
+                            .add(proposal::Column::DeadlinesFired.lt(2)),
                     ),
             )
             .order_by_asc(Expr::col(proposal::Column::EndsAt))
@@ -110,6 +130,7 @@ impl Store {
             .map(|p| DueProposal {
                 id: p.id,
                 status: p.status,
+                fired: p.deadlines_fired,
                 starts_at: p.starts_at,
                 ends_at: p.ends_at,
             })

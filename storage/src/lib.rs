@@ -22,7 +22,7 @@ mod turn;
 pub use batch::{GroupCommitter, Projector};
 pub use cache::{CacheConfig, CacheKey, CacheStats, TieredCache};
 pub use error::{Result, StorageError};
-pub use governance::DueProposal;
+pub use governance::{mark_deadline_fired, DueProposal};
 pub use migration::Migrator;
 pub use outbox::OutboxRow;
 pub use retention::{Retention, Swept};

@@ -69,5 +69,7 @@ fn outgoing(row: OutboxRow) -> Outgoing {
         message_id: row.event_id,
         correlation_id: None,
         headers,
+        // Everything in the outbox is merit's: it goes through merit's own door.
+        origin: merit_messages::Origin::Merit,
     }
 }

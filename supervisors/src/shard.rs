@@ -79,6 +79,16 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
         tokio::spawn(dead_letter(delivery, reason));
         return;
     }
+    // The broker already keeps merit's types off the producers' exchange; this holds the
+    // same line for any transport or topology that does not.
+    if delivery.origin == merit_messages::Origin::Producer
+        && envelope.event_type().origin() == merit_messages::Origin::Merit
+    {
+        let mut reason = merit_mailbox::forbidden(envelope.event_type());
+        reason.attempts = attempts;
+        tokio::spawn(dead_letter(delivery, reason));
+        return;
+    }
     let Some(key) = envelope.keys.key_for(kind) else {
         let reason = DeadLetterReason {
             class: "missing_key".to_string(),

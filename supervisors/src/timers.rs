@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::Utc;
 use merit_actors::{center::ConfigCenter, ConfigHandle};
 use merit_messages::{DeadlinePhase, Envelope, EventId, ProposalDeadline};
-use merit_storage::{no_projection, OutboxMessage, Retention, Store, Turn, TurnOutcome};
+use merit_storage::{mark_deadline_fired, OutboxMessage, Retention, Store, Turn, TurnOutcome};
 use tokio::sync::watch;
 
 use crate::error::Result;
@@ -63,13 +63,13 @@ pub async fn fire_due_deadlines(store: &Store) -> Result<usize> {
     let mut fired = 0;
     for p in due {
         let mut phases = Vec::new();
-        if p.status == "pending" && p.starts_at <= now {
-            phases.push((DeadlinePhase::Open, p.starts_at));
+        if p.status == "pending" && p.starts_at <= now && p.fired < 1 {
+            phases.push((DeadlinePhase::Open, p.starts_at, 1));
         }
-        if p.ends_at <= now {
-            phases.push((DeadlinePhase::Close, p.ends_at));
+        if p.ends_at <= now && p.fired < 2 {
+            phases.push((DeadlinePhase::Close, p.ends_at, 2));
         }
-        for (phase, due_at) in phases {
+        for (phase, due_at, level) in phases {
             let Some(envelope) = deadline_envelope(&p.id, phase, due_at) else {
                 tracing::warn!(proposal = %p.id, "proposal id in the store does not parse; skipping its deadline");
                 continue;
@@ -80,13 +80,33 @@ pub async fn fire_due_deadlines(store: &Store) -> Result<usize> {
                 state: None,
                 outbox: vec![OutboxMessage::from_envelope(&envelope)],
             };
-            if let TurnOutcome::Applied { .. } = store.commit_turn(turn, no_projection).await? {
-                fired += 1;
-                tracing::info!(proposal = %p.id, ?phase, "deadline due: emitted");
+            // The proposal remembers the emitted deadline in the same transaction, so the
+            // next scan passes over it even if its actor never applies it.
+            match store
+                .commit_turn(turn, mark_fired(p.id.clone(), level))
+                .await?
+            {
+                TurnOutcome::Applied { .. } => {
+                    fired += 1;
+                    tracing::info!(proposal = %p.id, ?phase, "deadline due: emitted");
+                }
+                // Emitted before (by this node or another): make sure it is marked.
+                TurnOutcome::Duplicate => mark_deadline_fired(store.db(), &p.id, level).await?,
             }
         }
     }
     Ok(fired)
+}
+
+/// The projection of a timer turn: the proposal's `deadlines_fired` raised to `level`.
+fn mark_fired(
+    id: String,
+    level: i16,
+) -> impl for<'c> FnOnce(
+    &'c merit_storage::sea_orm::DatabaseTransaction,
+) -> merit_storage::TxFuture<'c, ()>
+       + Send {
+    move |txn| Box::pin(async move { mark_deadline_fired(txn, &id, level).await })
 }
 
 /// The deadline timer service: [`fire_due_deadlines`] every `interval` until `stop`.

@@ -167,6 +167,33 @@ impl Vhost {
         rabbitmqctl(&["delete_vhost", &self.name]);
     }
 
+    /// A broker user with the permissions the README gives a producer on this vhost
+    /// (write on `merit.events` only, nothing to configure or read); returns its AMQP URL.
+    /// Remove it with [`Vhost::delete_user`].
+    pub fn producer_user(&self) -> (String, String) {
+        let user = format!("producer-{}", Uuid::new_v4().simple());
+        rabbitmqctl(&["add_user", &user, "producer-password"]);
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &self.name,
+            &user,
+            "^$",
+            "^merit\\.events$",
+            "^$",
+        ]);
+        let url = format!(
+            "amqp://{user}:producer-password@127.0.0.1:5672/{}",
+            self.name
+        );
+        (user, url)
+    }
+
+    /// Removes a user made by [`Vhost::producer_user`].
+    pub fn delete_user(&self, user: &str) {
+        rabbitmqctl(&["delete_user", user]);
+    }
+
     /// A producer on this vhost (the topology of a node with `shards` shards per kind).
     pub async fn producer(&self, shards: u16) -> merit_mailbox::RabbitTransport {
         merit_mailbox::RabbitTransport::connect(

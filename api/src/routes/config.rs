@@ -96,7 +96,7 @@ pub(crate) struct DiffQuery {
     pub to: u64,
 }
 
-fn center_error(e: CenterError) -> ApiError {
+pub(crate) fn center_error(e: CenterError) -> ApiError {
     match e {
         CenterError::Invalid(e) => ApiError::bad_request(e.to_string()),
         CenterError::NotFound(v) => {

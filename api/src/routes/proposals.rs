@@ -8,7 +8,7 @@ use merit_mailbox::Outgoing;
 use merit_messages::Envelope;
 use merit_storage::{
     entities::{proposal, vote},
-    sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder},
+    sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -267,17 +267,29 @@ pub(crate) async fn proposal_votes(
     Ok(HttpResponse::Ok().json(VotePage::new(items, window, total)))
 }
 
-/// The event id: the `Idempotency-Key` header (a UUID) so a retried request publishes
-/// the same event (absorbed by the actors' inboxes), else a new one.
-fn event_id(req: &HttpRequest) -> Result<uuid::Uuid> {
+/// The event id. With an `Idempotency-Key` header (a UUID) it is
+/// `uuid5(MERIT_NAMESPACE, "api:{subject}:{key}")`, so a retried request publishes the same
+/// event (absorbed by the actors' inboxes) while no caller can choose the id itself: one
+/// user's key can never claim an id another user's request, or merit, will use. Without
+/// the header, a new random id.
+fn event_id(req: &HttpRequest, subject: &str) -> Result<uuid::Uuid> {
     match req.headers().get("idempotency-key") {
         None => Ok(uuid::Uuid::new_v4()),
         Some(v) => v
             .to_str()
             .ok()
-            .and_then(|s| s.parse().ok())
+            .and_then(|s| s.parse::<uuid::Uuid>().ok())
+            .map(|key| api_event_id(subject, key))
             .ok_or_else(|| ApiError::bad_request("Idempotency-Key: expected a UUID")),
     }
+}
+
+/// The id of the event a request by `subject` with idempotency key `key` publishes.
+pub(crate) fn api_event_id(subject: &str, key: uuid::Uuid) -> uuid::Uuid {
+    uuid::Uuid::new_v5(
+        &merit_messages::MERIT_NAMESPACE,
+        format!("api:{subject}:{key}").as_bytes(),
+    )
 }
 
 /// Builds the envelope through the one strict decoder every producer's message passes,
@@ -335,8 +347,30 @@ pub(crate) async fn create_proposal(
     body: web::Json<CreateProposal>,
 ) -> Result<HttpResponse> {
     let creator = caller.user()?;
-    let id = event_id(&req)?;
+    let id = event_id(&req, &creator.to_string())?;
     let body = body.into_inner();
+    let limits = state
+        .center
+        .current()
+        .await
+        .map_err(crate::routes::config::center_error)?
+        .limits;
+    let now = Utc::now();
+    if let Err((field, why)) = limits.check_proposal(body.starts_at, body.ends_at, body.quorum, now)
+    {
+        return Err(ApiError::bad_request(format!("{field}: {why}")));
+    }
+    let recent = proposal::Entity::find()
+        .filter(proposal::Column::Creator.eq(creator.to_string()))
+        .filter(proposal::Column::CreatedAt.gt(now - chrono::Duration::days(1)))
+        .count(state.store.db())
+        .await?;
+    if recent >= u64::from(limits.max_proposals_per_day) {
+        return Err(ApiError::rate_limited(format!(
+            "{creator} created {recent} proposals in the last 24 hours: at most {} allowed",
+            limits.max_proposals_per_day
+        )));
+    }
     if proposal::Entity::find_by_id(body.proposal.clone())
         .one(state.store.db())
         .await?
@@ -389,7 +423,7 @@ pub(crate) async fn cast_vote(
     body: web::Json<CastVote>,
 ) -> Result<HttpResponse> {
     let voter = caller.user()?;
-    let id = event_id(&req)?;
+    let id = event_id(&req, &voter.to_string())?;
     // What is wrong with the request itself is said before what conflicts with the state.
     if !matches!(body.choice.as_str(), "for" | "against" | "abstain") {
         return Err(ApiError::bad_request(format!(

@@ -77,7 +77,7 @@ impl Inner {
 
     /// Routes one message: into its shards, or to the dead letters with a reason.
     fn route_one(&self, state: &mut State, msg: Outgoing, touched: &mut BTreeSet<ShardId>) {
-        let reason = classify(&msg.routing_key, &msg.headers);
+        let reason = classify(&msg.routing_key, &msg.headers, msg.origin);
         let queued = Msg {
             routing_key: msg.routing_key.clone(),
             body: msg.body.clone(),
@@ -86,13 +86,14 @@ impl Inner {
             correlation_id: msg.correlation_id.clone(),
             redelivered: false,
             delivery_count: 0,
+            origin: msg.origin,
         };
-        match route(&msg.routing_key, &msg.headers) {
+        match route(&msg.routing_key, &msg.headers, msg.origin) {
             Route::NoHandlers => {
                 debug!(routing_key = %msg.routing_key, "no mailbox handles this broadcast event");
                 return;
             }
-            Route::UnknownType => {}
+            Route::UnknownType | Route::Forbidden(_) => {}
             Route::Actors { targets, .. } => {
                 for (kind, key) in targets {
                     let shard = ShardId::new(kind, shard_for(&key, self.topology.shards));
@@ -109,6 +110,7 @@ impl Inner {
                 message_id: Some(msg.message_id),
                 correlation_id: msg.correlation_id,
                 source_queue: self.topology.unrouted(),
+                origin: msg.origin,
             };
             store_dead_letter(state, draft, &reason);
         }
@@ -133,6 +135,7 @@ impl Inner {
                 correlation_id: msg.correlation_id,
                 redelivered: msg.redelivered,
                 delivery_count: msg.delivery_count,
+                origin: msg.origin,
                 settler: delivery::Settler::InProcess(Settler {
                     inner: self.clone(),
                     shard: shard_id,

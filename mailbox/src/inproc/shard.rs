@@ -24,6 +24,7 @@ pub(crate) struct Msg {
     pub(crate) correlation_id: Option<String>,
     pub(crate) redelivered: bool,
     pub(crate) delivery_count: u32,
+    pub(crate) origin: merit_messages::Origin,
 }
 
 impl Msg {
@@ -147,6 +148,7 @@ mod tests {
             correlation_id: None,
             redelivered: false,
             delivery_count: 0,
+            origin: merit_messages::Origin::Merit,
         }
     }
 

@@ -31,6 +31,7 @@ use crate::{
     deadletter::{DeadLetterReason, Draft},
     error::{Error, Result},
 };
+use merit_messages::Origin;
 
 /// A channel that carries one subscription; shared by its deliveries.
 pub(crate) struct ConsumerChannel {
@@ -48,6 +49,9 @@ pub(crate) struct Incoming {
     pub(crate) correlation_id: Option<String>,
     pub(crate) redelivered: bool,
     pub(crate) delivery_count: u32,
+    /// The door it came in through: the exchange it was published to (the broker keeps
+    /// that through exchange-to-exchange bindings and alternate exchanges).
+    pub(crate) origin: Origin,
     pub(crate) settler: Settler,
 }
 
@@ -61,6 +65,7 @@ impl Incoming {
             message_id: self.message_id,
             correlation_id: self.correlation_id,
             source_queue: self.settler.queue().to_string(),
+            origin: self.origin,
         };
         self.settler.dead_letter(draft, reason).await
     }
@@ -258,7 +263,13 @@ fn incoming(
     queue: &Arc<str>,
 ) -> Incoming {
     let headers = fields::headers(&d.properties);
+    let origin = if d.exchange.as_str() == shared.topology.internal_exchange() {
+        Origin::Merit
+    } else {
+        Origin::Producer
+    };
     Incoming {
+        origin,
         delivery_count: fields::delivery_count(&headers),
         message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
         correlation_id: d

@@ -4,11 +4,14 @@
 //! so no message can be routed into a half-built path.
 
 use lapin::{
-    options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    options::{
+        ExchangeBindOptions, ExchangeDeclareOptions, ExchangeUnbindOptions, QueueBindOptions,
+        QueueDeclareOptions,
+    },
     types::{AMQPValue, FieldTable},
     Channel, Connection, ExchangeKind,
 };
-use merit_messages::{ActorKind, EventType};
+use merit_messages::{ActorKind, EventType, Origin};
 
 use crate::{
     error::{Error, Result},
@@ -46,11 +49,20 @@ pub(crate) async fn declare(connection: &Connection, topology: &Topology) -> Res
         FieldTable::default(),
     )
     .await?;
-    quorum_queue(&ch, &dlq, false).await?;
+    let ch = dead_letter_queue(connection, ch, &dlq).await?;
     bind_queue(&ch, &dlq, &dlx, "").await?;
 
     let events = topology.events_exchange();
     exchange(&ch, &events, ExchangeKind::Topic, false, alternate.clone()).await?;
+    let internal = topology.internal_exchange();
+    exchange(
+        &ch,
+        &internal,
+        ExchangeKind::Topic,
+        false,
+        alternate.clone(),
+    )
+    .await?;
 
     for kind in ActorKind::ALL {
         let header = key_header(kind);
@@ -76,14 +88,16 @@ pub(crate) async fn declare(connection: &Connection, topology: &Topology) -> Res
             .iter()
             .filter(|t| t.handlers().contains(&kind))
         {
-            bind_exchange(
-                &ch,
-                &gate,
-                &events,
-                event_type.as_str(),
-                FieldTable::default(),
-            )
-            .await?;
+            // merit's door routes every type; the producers' door only theirs.
+            let key = event_type.as_str();
+            bind_exchange(&ch, &gate, &internal, key, FieldTable::default()).await?;
+            if event_type.origin() == Origin::Producer {
+                bind_exchange(&ch, &gate, &events, key, FieldTable::default()).await?;
+            } else {
+                // A binding from an earlier release (before the two doors) would let
+                // producers in: remove it (a no-op when there is none).
+                unbind_exchange(&ch, &gate, &events, key).await?;
+            }
         }
     }
 
@@ -120,6 +134,53 @@ async fn exchange(
     ch.exchange_declare(name.into(), kind, options, args)
         .await
         .map_err(|e| Error::amqp(format!("declare exchange {name}"), e))
+}
+
+/// Most dead letters `merit.dlq` keeps; past it the oldest are dropped (`drop-head`), so
+/// a producer flooding merit with garbage cannot exhaust the broker's memory or disk.
+pub(crate) const DEAD_LETTER_MAX_LENGTH: i64 = 100_000;
+
+/// Declares the dead-letter queue with its length bound. A queue declared by an earlier
+/// release without the bound cannot be redeclared with it (the broker refuses changed
+/// arguments and closes the channel): it is then kept as it is, with a warning naming the
+/// policy that bounds it, on a fresh channel.
+async fn dead_letter_queue(connection: &Connection, ch: Channel, dlq: &str) -> Result<Channel> {
+    let mut args = table([
+        ("x-queue-type", text("quorum")),
+        ("x-overflow", text("drop-head")),
+    ]);
+    args.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(DEAD_LETTER_MAX_LENGTH),
+    );
+    match ch
+        .queue_declare(dlq.into(), QueueDeclareOptions::durable(), args)
+        .await
+    {
+        Ok(_) => Ok(ch),
+        Err(e) if e.to_string().contains("PRECONDITION_FAILED") => {
+            tracing::warn!(queue = dlq, error = %e,
+                "the dead-letter queue exists without a length bound; bound it with \
+                 `rabbitmqctl set_policy merit-dlq '^merit\\.dlq$' \
+                 '{{\"max-length\":100000,\"overflow\":\"drop-head\"}}' --apply-to queues`");
+            let ch = connection
+                .create_channel()
+                .await
+                .map_err(|e| Error::amqp("open a channel to declare the topology", e))?;
+            ch.queue_declare(
+                dlq.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| Error::amqp(format!("declare queue {dlq}"), e))?;
+            Ok(ch)
+        }
+        Err(e) => Err(Error::amqp(format!("declare queue {dlq}"), e)),
+    }
 }
 
 /// A durable quorum queue; `single_active` makes one consumer active at a time.
@@ -164,6 +225,23 @@ async fn bind_exchange(
     .map_err(|e| {
         Error::amqp(
             format!("bind exchange {destination} to {source} with {key:?}"),
+            e,
+        )
+    })
+}
+
+async fn unbind_exchange(ch: &Channel, destination: &str, source: &str, key: &str) -> Result<()> {
+    ch.exchange_unbind(
+        destination.into(),
+        source.into(),
+        key.into(),
+        ExchangeUnbindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|e| {
+        Error::amqp(
+            format!("unbind exchange {destination} from {source} with {key:?}"),
             e,
         )
     })

@@ -37,6 +37,7 @@ pub(crate) async fn publish_dead_letter(
         message_id: dl.id.clone(),
         correlation_id: dl.correlation_id.clone(),
         headers: dl.wire_headers(),
+        origin: merit_messages::Origin::Merit,
     };
     let prepared = Prepared::new(&shared.topology.dead_letter_exchange(), &msg)?;
     publish_confirmed(shared, vec![prepared]).await?;
@@ -122,7 +123,10 @@ async fn scan(
         }
         let dl = to_dead_letter(&delivery);
         if let Take::Replay = action {
-            let replay = Prepared::new(&shared.topology.events_exchange(), &dl.to_outgoing())?;
+            // Back through the door it came in by: a producer's message that was refused
+            // as merit's own type is refused again, never laundered onto merit's exchange.
+            let replay =
+                Prepared::new(&shared.topology.exchange_for(dl.origin), &dl.to_outgoing())?;
             publish_confirmed(shared, vec![replay]).await?;
         }
         delivery

@@ -150,10 +150,10 @@ impl Transport for RabbitTransport {
 
     #[tracing::instrument(skip_all, fields(messages = batch.len()))]
     async fn publish(&self, batch: Vec<Outgoing>) -> Result<()> {
-        let exchange = self.shared.topology.events_exchange();
+        let topology = &self.shared.topology;
         let prepared = batch
             .iter()
-            .map(|m| Prepared::new(&exchange, m))
+            .map(|m| Prepared::new(&topology.exchange_for(m.origin), m))
             .collect::<Result<Vec<_>>>()?;
         publisher::publish_confirmed(&self.shared, prepared).await
     }
@@ -177,6 +177,7 @@ impl Transport for RabbitTransport {
             correlation_id: i.correlation_id,
             redelivered: i.redelivered,
             delivery_count: i.delivery_count,
+            origin: i.origin,
             settler: delivery::Settler::Rabbit(i.settler),
         })
         .await

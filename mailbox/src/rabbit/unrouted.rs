@@ -47,7 +47,7 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: impl Future<Output = ()>)
 }
 
 async fn move_one(msg: Incoming) {
-    let Some(reason) = routing::classify(&msg.routing_key, &msg.headers) else {
+    let Some(reason) = routing::classify(&msg.routing_key, &msg.headers, msg.origin) else {
         info!(routing_key = %msg.routing_key, "no queue is bound to this broadcast event; dropping it");
         if let Err(e) = msg.settler.ack().await {
             warn!(error = %e, "acking a dropped broadcast failed; it will be seen again");

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{check_len, Validate};
+use super::{check_len, check_line, Validate};
 use crate::{
     error::Result,
     ids::{ProposalId, TierId, TokenId},
@@ -41,7 +41,7 @@ fn default_threshold_bps() -> u16 {
 
 impl Validate for ProposalCreated {
     fn validate(&self) -> Result<()> {
-        check_len("title", &self.title, 1, 200)?;
+        check_line("title", &self.title, 1, 200)?;
         check_len("description", &self.description, 0, 8_000)?;
         if self.ends_at <= self.starts_at {
             return Err(DecodeError::invalid(
@@ -62,6 +62,27 @@ impl Validate for ProposalCreated {
                 ),
             ));
         }
+        Ok(())
+    }
+}
+
+/// `governance.proposal.accepted` v1 (emitted by merit's ProposalActor): a creation was
+/// accepted and the proposal exists. The creator's UserActor counts this, never the
+/// producer's `governance.proposal.created`, so a creation the ProposalActor refused (a
+/// duplicate id, a window or quorum below the configured minimum) unlocks nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalAccepted {
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// Its creator.
+    pub creator: Address,
+    /// The proposal's sequence number (creation order, from 1).
+    pub proposal_seq: u64,
+}
+
+impl Validate for ProposalAccepted {
+    fn validate(&self) -> Result<()> {
         Ok(())
     }
 }
@@ -188,6 +209,14 @@ pub struct VoteRecorded {
     pub boosts: Vec<Boost>,
     /// The dynamic config version the weight was computed under.
     pub config_version: u64,
+    /// The voter created the proposal: the vote counts in the tally but not toward the
+    /// voter's achievements. Absent means `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub own_proposal: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Validate for VoteRecorded {

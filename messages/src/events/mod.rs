@@ -17,8 +17,9 @@ pub use achievement::{
 };
 pub use config::ConfigChanged;
 pub use governance::{
-    Boost, DeadlinePhase, ProposalCancelled, ProposalClosed, ProposalCreated, ProposalDeadline,
-    ProposalExecuted, ProposalOutcome, Tally, VoteCast, VoteChoice, VoteRecorded, MAX_BOOSTS,
+    Boost, DeadlinePhase, ProposalAccepted, ProposalCancelled, ProposalClosed, ProposalCreated,
+    ProposalDeadline, ProposalExecuted, ProposalOutcome, Tally, VoteCast, VoteChoice, VoteRecorded,
+    MAX_BOOSTS,
 };
 pub use nft::{ChainRef, NftBurned, NftMinted, NftTransferred};
 pub use user::{BenefitsChanged, HoldingChange, HoldingsChanged, MAX_BOOSTING_NFTS};
@@ -34,7 +35,20 @@ pub(crate) trait Validate {
     fn validate(&self) -> Result<()>;
 }
 
+/// Checks a free-text field: `min..=max` characters, and no control characters other
+/// than tab, line feed and carriage return (a NUL, for one, is refused by PostgreSQL's
+/// text type, and no control character belongs in text people read).
 pub(crate) fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
+    check_text(field, value, min, max, true)
+}
+
+/// Checks a one-line text field (a title, a name): as [`check_len`], and no line breaks
+/// or tabs either.
+pub(crate) fn check_line(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
+    check_text(field, value, min, max, false)
+}
+
+fn check_text(field: &str, value: &str, min: usize, max: usize, multiline: bool) -> Result<()> {
     let n = value.chars().count();
     if n < min || n > max {
         return Err(DecodeError::invalid(
@@ -42,7 +56,51 @@ pub(crate) fn check_len(field: &str, value: &str, min: usize, max: usize) -> Res
             format!("{n} characters: expected {min}..={max}"),
         ));
     }
-    Ok(())
+    check_no_controls(field, value, multiline)
+}
+
+/// Refuses control characters (Unicode category Cc) in `value`; with `multiline`, tab,
+/// line feed and carriage return are allowed. The error names the first one and where it
+/// is (`control character U+0000 at character 2`).
+pub fn check_no_controls(field: &str, value: &str, multiline: bool) -> Result<()> {
+    let bad = value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !(multiline && matches!(c, '\t' | '\n' | '\r')));
+    match bad {
+        None => Ok(()),
+        Some((at, c)) => Err(DecodeError::invalid(
+            field,
+            format!(
+                "control character U+{:04X} at character {}: not allowed in {} text",
+                u32::from(c),
+                at + 1,
+                if multiline { "free" } else { "one-line" }
+            ),
+        )),
+    }
+}
+
+/// Who may publish an event type to merit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Producers outside merit (and merit's own API, on their behalf): published to the
+    /// producers' exchange `merit.events`.
+    Producer,
+    /// merit alone (its actors, timer, chain listener, sagas): published to the internal
+    /// exchange `merit.internal`, which only merit's broker user may write. The same type
+    /// arriving through the producers' exchange is dead-lettered as `forbidden_type`.
+    Merit,
+}
+
+impl Origin {
+    /// `producer` or `merit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Producer => "producer",
+            Self::Merit => "merit",
+        }
+    }
 }
 
 /// The kinds of actor that hold state; every event is handled by zero or more of them.
@@ -194,7 +252,8 @@ macro_rules! event_types {
 }
 
 event_types! {
-    ProposalCreated => "governance.proposal.created", ProposalCreated, [Proposal, User];
+    ProposalCreated => "governance.proposal.created", ProposalCreated, [Proposal];
+    ProposalAccepted => "governance.proposal.accepted", ProposalAccepted, [User];
     VoteCast => "governance.vote.cast", VoteCast, [Proposal];
     VoteRecorded => "governance.vote.recorded", VoteRecorded, [User];
     ProposalDeadline => "governance.proposal.deadline", ProposalDeadline, [Proposal];
@@ -211,6 +270,20 @@ event_types! {
     HoldingsChanged => "user.holdings.changed", HoldingsChanged, [User];
     BenefitsChanged => "user.benefits.changed", BenefitsChanged, [];
     ConfigChanged => "config.changed", ConfigChanged, [];
+}
+
+impl EventType {
+    /// Who may publish this type: producers may send proposal creations, cancellations,
+    /// executions and votes; every other type is merit's own.
+    pub fn origin(self) -> Origin {
+        match self {
+            Self::ProposalCreated
+            | Self::VoteCast
+            | Self::ProposalCancelled
+            | Self::ProposalExecuted => Origin::Producer,
+            _ => Origin::Merit,
+        }
+    }
 }
 
 impl fmt::Display for EventType {
@@ -232,6 +305,10 @@ impl Event {
             Self::VoteCast(p) => {
                 k.proposal = Some(p.proposal.clone());
                 k.user = Some(p.voter);
+            }
+            Self::ProposalAccepted(p) => {
+                k.proposal = Some(p.proposal.clone());
+                k.user = Some(p.creator);
             }
             Self::VoteRecorded(p) => {
                 k.proposal = Some(p.proposal.clone());

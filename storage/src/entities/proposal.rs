@@ -31,6 +31,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Last change.
     pub updated_at: DateTimeUtc,
+    /// The deadlines the timer emitted: 0 none, 1 open, 2 close (set by the timer only).
+    pub deadlines_fired: i16,
 }
 
 /// No relations are navigated through sea-orm; joins are explicit queries.
