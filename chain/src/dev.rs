@@ -444,6 +444,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_burn_for_a_holder_who_passed_the_token_on_leaves_it_alone() {
+        let chain = DevChain::new(1);
+        let token = TokenId::from(21u128);
+        chain
+            .mint(addr(1), &token, Uuid::new_v4())
+            .await
+            .expect("mint");
+        // merit's check saw addr(1); the holder moved it on before the burn.
+        chain.transfer(addr(1), addr(2), &token).expect("transfer");
+        let _ = chain.burn(&token).await;
+        assert_eq!(
+            chain.owner_of(&token, None).await.expect("owner"),
+            Some(addr(2)),
+            "the new holder's token was burned"
+        );
+    }
+
+    #[tokio::test]
     async fn a_second_mint_of_a_token_and_a_mint_without_the_role_are_permanent() {
         let chain = DevChain::new(1);
         let token = TokenId::from(5u128);

@@ -419,3 +419,35 @@ async fn an_unreachable_node_is_unavailable_and_the_adapter_recovers_after_a_res
         Some(account(1))
     );
 }
+
+/// The attack on a compensation: merit reads the owner (the user, A), then A's transfer to
+/// B is mined, then merit burns. The burn must leave B's token alone.
+#[tokio::test]
+async fn a_burn_after_the_token_changed_hands_leaves_the_new_holder_s_token_alone() {
+    let anvil = Anvil::start();
+    let chain = deploy(&anvil).await;
+    let tx = chain
+        .mint(account(1), &token(11), Uuid::new_v4())
+        .await
+        .expect("mint");
+    mined(&chain, &tx).await;
+    // The compensation's owner check passes: A still holds it.
+    assert_eq!(
+        chain.owner_of(&token(11), None).await.expect("owner"),
+        Some(account(1))
+    );
+    // A passes it to B (mined) before merit's burn.
+    anvil
+        .transfer_from(chain.contract(), account(1), account(2), 11)
+        .await;
+    let burn = chain.burn(&token(11)).await;
+    if let Ok(tx) = burn {
+        let _ = chain.confirmations(&tx).await;
+        anvil.mine(1).await;
+    }
+    assert_eq!(
+        chain.owner_of(&token(11), None).await.expect("owner"),
+        Some(account(2)),
+        "B's token was burned by a compensation meant for A"
+    );
+}
