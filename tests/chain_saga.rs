@@ -86,7 +86,10 @@ impl World {
         let merit = EthersChain::connect(
             &anvil.url(),
             admin.contract(),
-            &settings.minter_key,
+            settings
+                .minter
+                .key()
+                .expect("the test settings' minter is the development key"),
             EthersOptions::default(),
         )
         .await

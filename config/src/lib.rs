@@ -49,7 +49,7 @@ pub use load::{LoadOptions, Loaded};
 pub use secret::{Secret, SecretUrl};
 pub use settings::{
     ActorSettings, CacheSettings, ChainSettings, Environment, LogFormat, LogSettings,
-    MailboxSettings, RetentionSettings, Settings,
+    MailboxSettings, MinterSource, RetentionSettings, Settings,
 };
 pub use show::{render_show, to_redacted_json};
 pub use source::{Source, Warning};
