@@ -688,6 +688,30 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_changed_revert_is_its_own_error_naming_the_holder() {
+        let revert = binding::MeritOwnerChanged {
+            token_id: U256::from(42),
+            expected_owner: H160([0x0a; 20]),
+            owner: H160([0x0b; 20]),
+        }
+        .encode();
+        let data = serde_json::Value::String(format!("0x{}", hex::encode(revert)));
+        let err = classify("burn", &rpc_error(3, "execution reverted", Some(data)));
+        assert_eq!(
+            err.owner_changed(),
+            Some(Some(Address([0x0b; 20]))),
+            "{err}"
+        );
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        let text = err.to_string();
+        assert!(text.contains("token 42"), "{text}");
+        assert!(text.contains(&Address([0x0a; 20]).to_string()), "{text}");
+        // Other reverts are not mistaken for it.
+        let other = classify("burn", &rpc_error(3, "execution reverted", None));
+        assert_eq!(other.owner_changed(), None);
+    }
+
+    #[test]
     fn nonce_races_and_rate_limits_are_transient_other_refusals_permanent() {
         for message in [
             "nonce too low",

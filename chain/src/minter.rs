@@ -278,3 +278,79 @@ pub(crate) fn wallet(key: &Secret) -> Result<LocalWallet> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use ethers::types::{Eip1559TransactionRequest, U256};
+
+    use super::*;
+
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+    fn tx(nonce: u64) -> TypedTransaction {
+        Eip1559TransactionRequest::new()
+            .to(H160([0xcc; 20]))
+            .data(vec![1, 2, 3])
+            .nonce(nonce)
+            .gas(100_000u64)
+            .max_fee_per_gas(U256::from(10))
+            .max_priority_fee_per_gas(U256::from(1))
+            .chain_id(31337u64)
+            .into()
+    }
+
+    async fn signed(tx: &TypedTransaction) -> (Bytes, H160) {
+        let wallet = wallet(&Secret::new(KEY))
+            .expect("key")
+            .with_chain_id(31337u64);
+        let sig = wallet.sign_transaction(tx).await.expect("sign");
+        (tx.rlp_signed(&sig), wallet.address())
+    }
+
+    #[tokio::test]
+    async fn a_signer_answer_is_accepted_only_for_the_transaction_asked_signed_by_the_minter() {
+        let asked = tx(7);
+        let (raw, address) = signed(&asked).await;
+        check_signed("mint", &asked, &raw, address).expect("the right answer");
+
+        let (other, _) = signed(&tx(8)).await;
+        let err = check_signed("mint", &asked, &other, address).expect_err("another tx");
+        assert!(
+            err.to_string().contains("other than the one asked for"),
+            "{err}"
+        );
+
+        let err = check_signed("mint", &asked, &raw, H160([0x11; 20])).expect_err("not ours");
+        assert!(err.to_string().contains("not the minter's"), "{err}");
+
+        let err = check_signed("mint", &asked, &Bytes::from(vec![0xde, 0xad]), address)
+            .expect_err("garbage");
+        assert!(err.to_string().contains("undecodable"), "{err}");
+    }
+
+    #[test]
+    fn the_raw_transaction_is_read_from_anvil_and_geth_answers() {
+        let hex = "0x02f8";
+        assert_eq!(
+            raw_of(&serde_json::json!(hex)),
+            Some(Bytes::from(vec![0x02, 0xf8]))
+        );
+        assert_eq!(
+            raw_of(&serde_json::json!({ "raw": hex, "tx": {} })),
+            Some(Bytes::from(vec![0x02, 0xf8]))
+        );
+        assert_eq!(raw_of(&serde_json::json!(42)), None);
+        assert_eq!(raw_of(&serde_json::json!({ "tx": {} })), None);
+    }
+
+    #[test]
+    fn debug_shows_the_kind_and_address_never_the_key() {
+        let minter = Minter::from_key(&Secret::new(KEY)).expect("key");
+        let text = format!("{minter:?}");
+        assert!(
+            text.contains("0x70997970c51812dc3a010c7d01b50e0d17dc79c8"),
+            "{text}"
+        );
+        assert!(!text.contains(&KEY[2..]), "{text}");
+    }
+}
