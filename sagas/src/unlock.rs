@@ -534,6 +534,9 @@ mod tests {
         inner: Arc<DevChain>,
         from: Address,
         to: Address,
+        /// The burn was already in the pool when the transfer was mined first: accepted,
+        /// then mined and reverted on chain (the contract's check), so nothing burned.
+        pending_when_transferred: bool,
     }
 
     #[async_trait]
@@ -556,6 +559,9 @@ mod tests {
             self.inner
                 .transfer(self.from, self.to, token)
                 .expect("the holder's transfer");
+            if self.pending_when_transferred {
+                return Ok(TxHash([0xbb; 32]));
+            }
             self.inner.burn(token, expected).await
         }
         async fn receipt(&self, tx: &TxHash) -> merit_chain::Result<Option<Receipt>> {
@@ -591,6 +597,7 @@ mod tests {
             inner: inner.clone(),
             from: addr(1),
             to: addr(2),
+            pending_when_transferred: false,
         };
         let outcome = burn_if_still_held(&chain, &token, addr(1), Duration::from_millis(1)).await;
         assert_eq!(
@@ -603,6 +610,37 @@ mod tests {
         };
         let reason = output["not_burned"].as_str().expect("a reason is recorded");
         assert!(reason.contains(&addr(2).to_string()), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_burn_reverted_by_a_transfer_mined_first_completes_without_burning_on_the_next_poll()
+    {
+        let inner = Arc::new(DevChain::new(1));
+        let token = TokenId::from(33u128);
+        inner
+            .mint(addr(1), &token, Uuid::new_v4())
+            .await
+            .expect("mint");
+        let chain = RacingHolder {
+            inner: inner.clone(),
+            from: addr(1),
+            to: addr(2),
+            pending_when_transferred: true,
+        };
+        let first = burn_if_still_held(&chain, &token, addr(1), Duration::from_millis(1)).await;
+        assert!(matches!(first, StepOutcome::Pending { .. }), "{first:?}");
+        // The next poll finds the new holder: done, not burned, and it says why.
+        let next = burn_if_still_held(&chain, &token, addr(1), Duration::from_millis(1)).await;
+        let StepOutcome::Done(output) = next else {
+            panic!("expected the compensation to complete, got {next:?}")
+        };
+        assert!(output["not_burned"]
+            .as_str()
+            .is_some_and(|r| r.contains(&addr(2).to_string())));
+        assert_eq!(
+            inner.owner_of(&token, None).await.expect("owner"),
+            Some(addr(2))
+        );
     }
 
     #[tokio::test]
