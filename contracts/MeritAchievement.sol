@@ -6,8 +6,8 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
 /// @title merit achievement NFTs
 /// @notice One token per unlocked achievement. Only holders of MINTER_ROLE (merit's minter
-/// key) mint and burn; holders transfer freely, and merit follows every Transfer log to
-/// recompute vote weights. The achievement a token was minted for is kept on chain so the
+/// key) mint and burn, and a burn only takes a token from the holder merit expects;
+/// holders transfer freely, and merit follows every Transfer log to recompute vote weights. The achievement a token was minted for is kept on chain so the
 /// link survives any off-chain loss.
 contract MeritAchievement is ERC721, AccessControl {
     /// @notice Role allowed to mint and burn.
@@ -32,8 +32,19 @@ contract MeritAchievement is ERC721, AccessControl {
         emit AchievementMinted(tokenId, achievementId);
     }
 
-    /// @notice Burns `tokenId` (a compensation, or a revoked achievement). Reverts if it does not exist.
-    function burn(uint256 tokenId) external onlyRole(MINTER_ROLE) {
+    /// @notice `tokenId` is not held by the owner a burn expected: it changed hands after
+    /// merit last looked, so it belongs to someone else now and is not burned.
+    error MeritOwnerChanged(uint256 tokenId, address expectedOwner, address owner);
+
+    /// @notice Burns `tokenId` (a compensation, or a revoked achievement) only if
+    /// `expectedOwner` still holds it; reverts with `MeritOwnerChanged` otherwise, and with
+    /// `ERC721NonexistentToken` if it does not exist.
+    /// @dev There is no burn without an expected owner: merit checks the owner off chain
+    /// first, and a transfer mined between that check and the burn must not make the burn
+    /// destroy a third party's token. The check and the burn are one transaction.
+    function burnFrom(uint256 tokenId, address expectedOwner) external onlyRole(MINTER_ROLE) {
+        address owner = ownerOf(tokenId);
+        if (owner != expectedOwner) revert MeritOwnerChanged(tokenId, expectedOwner, owner);
         _burn(tokenId);
         delete _achievements[tokenId];
     }

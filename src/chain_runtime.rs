@@ -6,9 +6,9 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use merit_chain::{
-    full_sync, Chain, DevChain, EthersChain, EthersOptions, Listener, ListenerConfig,
+    full_sync, Chain, DevChain, EthersChain, EthersOptions, Listener, ListenerConfig, Minter,
 };
-use merit_config::Settings;
+use merit_config::{MinterSource, Settings};
 use merit_messages::Address;
 use merit_sagas::{
     unlock::{start_pending_unlocks, unlock_saga, UnlockDeps},
@@ -58,17 +58,19 @@ pub(crate) async fn connect_chain(settings: &Settings) -> Result<Arc<dyn Chain>>
         return Ok(dev);
     };
     let options = EthersOptions::default();
+    let minter = minter(settings).await?;
+    tracing::info!(kind = minter.kind(), address = %minter.address(), "minter ready");
     let chain = match &settings.chain.contract_address {
         Some(address) => {
             let contract: Address = address
                 .parse()
                 .map_err(|e| anyhow::anyhow!("MERIT_CHAIN_CONTRACT_ADDRESS: {e}"))?;
-            EthersChain::connect(rpc.expose(), contract, &settings.minter_key, options)
+            EthersChain::connect_with(rpc.expose(), contract, minter, options)
                 .await
                 .with_context(|| format!("connect to the chain at {}", rpc.redacted()))?
         }
         None => {
-            let chain = EthersChain::deploy(rpc.expose(), &settings.minter_key, options)
+            let chain = EthersChain::deploy_with(rpc.expose(), minter, options)
                 .await
                 .with_context(|| format!("deploy the contract at {}", rpc.redacted()))?;
             tracing::warn!(
@@ -79,6 +81,34 @@ pub(crate) async fn connect_chain(settings: &Settings) -> Result<Arc<dyn Chain>>
         }
     };
     Ok(Arc::new(chain))
+}
+
+/// The minter the settings select: a plaintext key, a decrypted keystore or an external
+/// signer checked to hold the address. Fails the start with a message that names the
+/// setting and never the key, the password or the signer URL.
+pub(crate) async fn minter(settings: &Settings) -> Result<Minter> {
+    match &settings.minter {
+        MinterSource::Key(key) => {
+            if settings.env.is_production() {
+                tracing::warn!(
+                    "production runs with a plaintext minter key (MERIT_MINTER_ALLOW_PLAINTEXT_KEY=true); \
+                     an encrypted keystore or an external signer keeps it safer"
+                );
+            }
+            Minter::from_key(key).context("MERIT_MINTER_KEY")
+        }
+        MinterSource::Keystore { path, password } => Minter::from_keystore(path, password)
+            .await
+            .context("MERIT_MINTER_KEYSTORE"),
+        MinterSource::Signer { url, address } => {
+            let address: Address = address
+                .parse()
+                .map_err(|e| anyhow::anyhow!("MERIT_MINTER_ADDRESS: {e}"))?;
+            Minter::external(url.expose(), address)
+                .await
+                .with_context(|| format!("MERIT_MINTER_SIGNER_URL ({})", url.redacted()))
+        }
+    }
 }
 
 impl ChainRuntime {

@@ -86,7 +86,10 @@ impl World {
         let merit = EthersChain::connect(
             &anvil.url(),
             admin.contract(),
-            &settings.minter_key,
+            settings
+                .minter
+                .key()
+                .expect("the test settings' minter is the development key"),
             EthersOptions::default(),
         )
         .await
@@ -367,6 +370,57 @@ async fn an_unlock_mints_exactly_one_token_on_an_automining_chain() {
     let mut world = World::new("automine", None, 2).await;
     world.miner = Some(world.anvil.keep_mining(Duration::from_millis(300)));
     unlock_mints_exactly_one_token(world, wallet(111)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keystore_minter_mints_through_merit_serve() {
+    // The deployer's key (anvil's first) in an encrypted keystore, its password in a file:
+    // merit decrypts it at start and signs the mint with it.
+    let dir = tempfile::tempdir().expect("tmp");
+    let password = dir.path().join("keystore-password");
+    std::fs::write(&password, "merit-test-keystore-password\n").expect("write");
+    let mut world = World::new("keystore", None, 2).await;
+    world.miner = Some(world.anvil.keep_mining(Duration::from_millis(300)));
+    world.envs.push((
+        "MERIT_MINTER_KEYSTORE".into(),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/anvil-0-keystore.json"
+        )
+        .into(),
+    ));
+    world.envs.push((
+        "MERIT_MINTER_KEYSTORE_PASSWORD_FILE".into(),
+        password.display().to_string(),
+    ));
+    let log = world.log.clone();
+    unlock_mints_exactly_one_token(world, wallet(121)).await;
+    assert_minter_kind(&log, "keystore");
+}
+
+/// The node's log says which minter it started with (so a fallback to the development
+/// key, the same account, would not pass unnoticed).
+fn assert_minter_kind(log: &std::path::Path, kind: &str) {
+    let text = std::fs::read_to_string(log).expect("the node log");
+    let line = text
+        .lines()
+        .find(|l| l.contains("minter ready"))
+        .unwrap_or_else(|| panic!("no 'minter ready' line in {}", log.display()));
+    assert!(line.contains(&format!("\"{kind}\"")), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_signer_signs_merits_mints() {
+    // anvil signs for the deployer (eth_signTransaction): the key never enters merit.
+    let mut world = World::new("signer", None, 2).await;
+    world.miner = Some(world.anvil.keep_mining(Duration::from_millis(300)));
+    let signer = world.anvil.url();
+    let address = world.admin.minter().to_string();
+    world.envs.push(("MERIT_MINTER_SIGNER_URL".into(), signer));
+    world.envs.push(("MERIT_MINTER_ADDRESS".into(), address));
+    let log = world.log.clone();
+    unlock_mints_exactly_one_token(world, wallet(131)).await;
+    assert_minter_kind(&log, "external signer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,8 +96,15 @@ pub trait Chain: Send + Sync + std::fmt::Debug {
     /// the minter lacks `MINTER_ROLE`.
     async fn mint(&self, to: Address, token: &TokenId, achievement: Uuid) -> Result<TxHash>;
 
-    /// Burns `token`. Refused (permanent) if it does not exist or the role is missing.
-    async fn burn(&self, token: &TokenId) -> Result<TxHash>;
+    /// Burns `token` if `expected_owner` still holds it: the check and the burn are one
+    /// transaction (the contract's `burnFrom`), so a transfer mined after the caller last
+    /// read the owner can never make this burn someone else's token. Refused with
+    /// [`crate::ChainError::OwnerChanged`] (permanent; see
+    /// [`crate::ChainError::owner_changed`]) when another address holds it; refused
+    /// (permanent) if it does not exist or the role is missing. A transfer still pending
+    /// when this is sent and mined first makes the burn transaction revert on chain
+    /// (its receipt shows failure) and the token stays with its new holder.
+    async fn burn(&self, token: &TokenId, expected_owner: Address) -> Result<TxHash>;
 
     /// The receipt of `tx`, if it is mined in the canonical chain.
     async fn receipt(&self, tx: &TxHash) -> Result<Option<Receipt>>;

@@ -339,7 +339,7 @@ impl Chain for DevChain {
         Ok(s.transact(ZERO_ADDRESS, to, token, Some(achievement)))
     }
 
-    async fn burn(&self, token: &TokenId) -> Result<TxHash> {
+    async fn burn(&self, token: &TokenId, expected_owner: Address) -> Result<TxHash> {
         let mut s = self.lock();
         s.take_failure("burn")?;
         if !s.minter_enabled {
@@ -354,6 +354,15 @@ impl Chain for DevChain {
                 format!("token {token} does not exist"),
             ));
         };
+        // As the contract's `burnFrom`: only from the holder the caller expects.
+        if owner != expected_owner {
+            return Err(ChainError::OwnerChanged {
+                op: "burn",
+                token: token.clone(),
+                expected: expected_owner,
+                holder: Some(owner),
+            });
+        }
         Ok(s.transact(owner, ZERO_ADDRESS, token, None))
     }
 
@@ -427,7 +436,7 @@ mod tests {
             chain.owner_of(&token, Some(1)).await.expect("owner"),
             Some(addr(1))
         );
-        chain.burn(&token).await.expect("burn");
+        chain.burn(&token, addr(2)).await.expect("burn");
         assert_eq!(chain.owner_of(&token, None).await.expect("owner"), None);
         let logs = chain.logs(0, 10).await.expect("logs");
         let kinds: Vec<(Address, Address)> = logs.iter().map(|l| (l.from, l.to)).collect();
@@ -441,6 +450,35 @@ mod tests {
         );
         assert_eq!(logs[0].achievement_id, Some(ach));
         assert!(logs.windows(2).all(|w| w[0].position() < w[1].position()));
+    }
+
+    #[tokio::test]
+    async fn a_burn_for_a_holder_who_passed_the_token_on_leaves_it_alone() {
+        let chain = DevChain::new(1);
+        let token = TokenId::from(21u128);
+        chain
+            .mint(addr(1), &token, Uuid::new_v4())
+            .await
+            .expect("mint");
+        // merit's check saw addr(1); the holder moved it on before the burn.
+        chain.transfer(addr(1), addr(2), &token).expect("transfer");
+        let err = chain
+            .burn(&token, addr(1))
+            .await
+            .expect_err("the burn is refused: addr(1) no longer holds it");
+        assert_eq!(err.owner_changed(), Some(Some(addr(2))), "{err}");
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert_eq!(
+            chain.owner_of(&token, None).await.expect("owner"),
+            Some(addr(2)),
+            "the new holder's token was burned"
+        );
+        // The holder it expects is burned from.
+        chain
+            .burn(&token, addr(2))
+            .await
+            .expect("burn from the holder");
+        assert_eq!(chain.owner_of(&token, None).await.expect("owner"), None);
     }
 
     #[tokio::test]

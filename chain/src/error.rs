@@ -5,6 +5,7 @@
 //! No variant ever carries the minter key: errors from the signer are reduced to a fixed
 //! text, and RPC URLs are never included (they may hold credentials).
 
+use merit_messages::{Address, TokenId};
 use merit_storage::StorageError;
 
 /// How a caller should treat an error.
@@ -57,6 +58,21 @@ pub enum ChainError {
         /// What the transport said.
         reason: String,
     },
+    /// A burn was refused because the token is no longer held by the owner it was meant
+    /// to be taken from: it changed hands after the caller last looked, and belongs to
+    /// someone else now. Permanent (the chain will refuse it again), and distinguishable so
+    /// that a compensation can complete without burning.
+    #[error("{op}: refused by the chain: token {token} is held by {}, not {expected}", holder.map_or_else(|| "nobody".to_string(), |h| h.to_string()))]
+    OwnerChanged {
+        /// The operation (`burn`).
+        op: &'static str,
+        /// The token.
+        token: TokenId,
+        /// The owner the burn expected.
+        expected: Address,
+        /// Who holds it instead (`None`: nobody, it no longer exists).
+        holder: Option<Address>,
+    },
     /// The store failed while recording events or checkpoints.
     #[error("chain listener store: {0}")]
     Store(#[from] StorageError),
@@ -67,8 +83,17 @@ impl ChainError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Transient { .. } | Self::Store(_) => ErrorClass::Transient,
-            Self::Permanent { .. } => ErrorClass::Permanent,
+            Self::Permanent { .. } | Self::OwnerChanged { .. } => ErrorClass::Permanent,
             Self::Unavailable { .. } => ErrorClass::Unavailable,
+        }
+    }
+
+    /// Who holds the token instead, if this is a burn refused because the token changed
+    /// hands ([`ChainError::OwnerChanged`]); `None` for every other error.
+    pub fn owner_changed(&self) -> Option<Option<Address>> {
+        match self {
+            Self::OwnerChanged { holder, .. } => Some(*holder),
+            _ => None,
         }
     }
 

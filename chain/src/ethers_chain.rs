@@ -1,6 +1,7 @@
 //! [`EthersChain`]: the [`Chain`] port over a JSON-RPC node (ethers-rs, HTTP).
 //!
-//! Writes are signed locally by the minter key and sent raw. The adapter keeps its own
+//! Writes are signed by the [`Minter`] (a key in this process, or an external signer)
+//! and sent raw. The adapter keeps its own
 //! nonce: it reads the pending nonce once, counts up locally, and reads it again after
 //! any failed send or any outage (the node may have restarted and forgotten its pool).
 //! Sends are serialised by the nonce lock, so nonces go out in order. Gas is estimated
@@ -11,7 +12,7 @@
 //! with exponential backoff (each retry logged); an unreachable node is reported as
 //! [`ErrorClass::Unavailable`] at once, for the caller to wait out.
 //!
-//! The key lives only in the signer; `Debug` shows the minter's address, never the key or
+//! The key lives only in the [`Minter`]; `Debug` shows the minter's address, never the key or
 //! the RPC URL (which may carry credentials).
 
 use std::{
@@ -26,7 +27,6 @@ use ethers::{
     abi::{AbiDecode, AbiEncode, RawLog},
     contract::EthEvent,
     providers::{Http, Middleware, Provider, ProviderError},
-    signers::{LocalWallet, Signer},
     types::{
         transaction::eip2718::TypedTransaction, BlockId, BlockNumber, Bytes,
         Eip1559TransactionRequest, Filter, Log, H160, H256, U256,
@@ -40,6 +40,7 @@ use uuid::Uuid;
 use crate::{
     api::{achievement_from_bytes32, achievement_to_bytes32, Chain, Receipt, TransferLog},
     error::{ChainError, ErrorClass, Result},
+    minter::Minter,
 };
 
 #[allow(missing_docs, unreachable_pub, clippy::all)]
@@ -48,7 +49,7 @@ mod binding {
 }
 
 use binding::{
-    AchievementMintedFilter, BurnCall, MeritAchievementErrors, MintCall, OwnerOfCall,
+    AchievementMintedFilter, BurnFromCall, MeritAchievementErrors, MintCall, OwnerOfCall,
     TransferFilter, MERITACHIEVEMENT_BYTECODE,
 };
 
@@ -79,7 +80,7 @@ impl Default for EthersOptions {
 /// The achievement contract on a JSON-RPC node.
 pub struct EthersChain {
     provider: Provider<Http>,
-    wallet: LocalWallet,
+    minter: Minter,
     chain_id: u64,
     contract: H160,
     options: EthersOptions,
@@ -94,7 +95,7 @@ impl std::fmt::Debug for EthersChain {
         f.debug_struct("EthersChain")
             .field("chain_id", &self.chain_id)
             .field("contract", &from_h160(self.contract))
-            .field("minter", &from_h160(self.wallet.address()))
+            .field("minter", &self.minter)
             .finish_non_exhaustive()
     }
 }
@@ -108,12 +109,23 @@ impl EthersChain {
         minter_key: &Secret,
         options: EthersOptions,
     ) -> Result<Self> {
+        Self::connect_with(rpc_url, contract, Minter::from_key(minter_key)?, options).await
+    }
+
+    /// As [`EthersChain::connect`], with transactions signed by `minter` (a plaintext
+    /// key, a decrypted keystore or an external signer).
+    pub async fn connect_with(
+        rpc_url: &str,
+        contract: Address,
+        minter: Minter,
+        options: EthersOptions,
+    ) -> Result<Self> {
         let provider = Provider::<Http>::try_from(rpc_url).map_err(|_| {
             ChainError::permanent("connect", "the RPC URL is not a valid http(s) URL")
         })?;
         let mut chain = Self {
             provider,
-            wallet: wallet(minter_key)?,
+            minter,
             chain_id: 0,
             contract: to_h160(contract),
             options,
@@ -124,7 +136,7 @@ impl EthersChain {
             .rpc("connect", |p| async move { p.get_chainid().await })
             .await?;
         chain.chain_id = id.low_u64();
-        chain.wallet = chain.wallet.clone().with_chain_id(chain.chain_id);
+        chain.minter = chain.minter.clone().with_chain_id(chain.chain_id);
         Ok(chain)
     }
 
@@ -132,7 +144,16 @@ impl EthersChain {
     /// its admin and first minter), waits until it is mined, and connects to it. For
     /// tests and the demo; production deployments are an operator's job.
     pub async fn deploy(rpc_url: &str, key: &Secret, options: EthersOptions) -> Result<Self> {
-        let mut chain = Self::connect(rpc_url, Address([0; 20]), key, options).await?;
+        Self::deploy_with(rpc_url, Minter::from_key(key)?, options).await
+    }
+
+    /// As [`EthersChain::deploy`], signed by `minter`.
+    pub async fn deploy_with(
+        rpc_url: &str,
+        minter: Minter,
+        options: EthersOptions,
+    ) -> Result<Self> {
+        let mut chain = Self::connect_with(rpc_url, Address([0; 20]), minter, options).await?;
         let tx = chain
             .send("deploy", None, MERITACHIEVEMENT_BYTECODE.clone())
             .await?;
@@ -167,9 +188,9 @@ impl EthersChain {
         }
     }
 
-    /// The minter's address (derived from the key).
+    /// The minter's address.
     pub fn minter(&self) -> Address {
-        from_h160(self.wallet.address())
+        self.minter.address()
     }
 
     /// Grants (`true`) or revokes `MINTER_ROLE` of `account`; the key must hold the
@@ -302,7 +323,7 @@ impl EthersChain {
         data: Bytes,
         nonce_slot: &mut Option<U256>,
     ) -> Result<TxHash> {
-        let from = self.wallet.address();
+        let from = to_h160(self.minter.address());
         let mut req = Eip1559TransactionRequest::new()
             .from(from)
             .data(data)
@@ -340,12 +361,7 @@ impl EthersChain {
             }
         };
         tx.set_nonce(nonce);
-        let signature = self
-            .wallet
-            .sign_transaction(&tx)
-            .await
-            .map_err(|_| ChainError::permanent(op, "signing failed"))?;
-        let raw = tx.rlp_signed(&signature);
+        let raw = self.minter.sign(op, &tx).await?;
         let hash = match tokio::time::timeout(
             self.options.rpc_timeout,
             self.provider.send_raw_transaction(raw),
@@ -388,9 +404,12 @@ impl Chain for EthersChain {
             .await
     }
 
-    async fn burn(&self, token: &TokenId) -> Result<TxHash> {
-        let call = BurnCall {
+    async fn burn(&self, token: &TokenId, expected_owner: Address) -> Result<TxHash> {
+        // `burnFrom` checks the owner in the same transaction; a refusal already at the
+        // gas estimate comes back as `OwnerChanged` (decoded in `classify`).
+        let call = BurnFromCall {
             token_id: to_u256(token)?,
+            expected_owner: to_h160(expected_owner),
         };
         self.send("burn", Some(self.contract), call.encode().into())
             .await
@@ -560,7 +579,16 @@ fn classify(op: &'static str, e: &ProviderError) -> ChainError {
         ),
         ProviderError::JsonRpcClientError(inner) => match inner.as_error_response() {
             Some(rpc) if rpc.is_revert() => {
-                let reason = match rpc.decode_revert_data::<MeritAchievementErrors>() {
+                let decoded = rpc.decode_revert_data::<MeritAchievementErrors>();
+                if let Some(MeritAchievementErrors::MeritOwnerChanged(x)) = &decoded {
+                    return ChainError::OwnerChanged {
+                        op,
+                        token: from_u256(x.token_id),
+                        expected: from_h160(x.expected_owner),
+                        holder: Some(from_h160(x.owner)),
+                    };
+                }
+                let reason = match decoded {
                     Some(MeritAchievementErrors::AccessControlUnauthorizedAccount(x)) => format!(
                         "AccessControlUnauthorizedAccount: {} lacks role 0x{}",
                         from_h160(x.account),
@@ -608,23 +636,6 @@ fn classify(op: &'static str, e: &ProviderError) -> ChainError {
         },
         other => ChainError::transient(op, other.to_string()),
     }
-}
-
-fn wallet(key: &Secret) -> Result<LocalWallet> {
-    let text = key.expose_secret();
-    let digits = text.strip_prefix("0x").unwrap_or(text);
-    let mut bytes = [0u8; 32];
-    let decoded = hex::decode_to_slice(digits, &mut bytes);
-    let wallet = decoded
-        .ok()
-        .and_then(|()| LocalWallet::from_bytes(&bytes).ok());
-    bytes.fill(0);
-    wallet.ok_or_else(|| {
-        ChainError::permanent(
-            "connect",
-            "the minter key is not a valid secp256k1 private key",
-        )
-    })
 }
 
 fn to_h160(a: Address) -> H160 {
@@ -677,6 +688,30 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_changed_revert_is_its_own_error_naming_the_holder() {
+        let revert = binding::MeritOwnerChanged {
+            token_id: U256::from(42),
+            expected_owner: H160([0x0a; 20]),
+            owner: H160([0x0b; 20]),
+        }
+        .encode();
+        let data = serde_json::Value::String(format!("0x{}", hex::encode(revert)));
+        let err = classify("burn", &rpc_error(3, "execution reverted", Some(data)));
+        assert_eq!(
+            err.owner_changed(),
+            Some(Some(Address([0x0b; 20]))),
+            "{err}"
+        );
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        let text = err.to_string();
+        assert!(text.contains("token 42"), "{text}");
+        assert!(text.contains(&Address([0x0a; 20]).to_string()), "{text}");
+        // Other reverts are not mistaken for it.
+        let other = classify("burn", &rpc_error(3, "execution reverted", None));
+        assert_eq!(other.owner_changed(), None);
+    }
+
+    #[test]
     fn nonce_races_and_rate_limits_are_transient_other_refusals_permanent() {
         for message in [
             "nonce too low",
@@ -697,7 +732,7 @@ mod tests {
     #[test]
     fn a_bad_key_is_refused_without_echoing_it() {
         let secret = "0xnot-a-key-but-secret-material";
-        let err = wallet(&Secret::new(secret)).expect_err("invalid key");
+        let err = Minter::from_key(&Secret::new(secret)).expect_err("invalid key");
         assert_eq!(err.class(), ErrorClass::Permanent);
         assert!(!format!("{err} {err:?}").contains("secret-material"));
     }

@@ -93,7 +93,7 @@ async fn batches_are_bounded_and_logs_stay_in_chain_order() {
             .transfer(user(i), user(i + 1), &token)
             .expect("transfer");
     }
-    chain.burn(&token).await.expect("burn");
+    chain.burn(&token, user(8)).await.expect("burn");
     let listener = Listener::new(store.clone(), chain.clone(), config(0));
     let first = listener.poll_once().await.expect("poll");
     assert_eq!(first.blocks, 4, "at most batch_blocks per transaction");
@@ -238,7 +238,7 @@ async fn full_sync_repairs_burns_and_unknown_owners_with_the_matching_event() {
         .mint(user(2), &held, Uuid::new_v4())
         .await
         .expect("mint");
-    chain.burn(&burned).await.expect("burn");
+    chain.burn(&burned, user(1)).await.expect("burn");
     // The store missed both: it still holds token 1 and never saw token 2's owner.
     for (token, owner) in [(&burned, Some(user(1))), (&held, None)] {
         nft::Entity::insert(nft::ActiveModel {

@@ -145,6 +145,52 @@ pub enum ConfigError {
         default: &'static str,
     },
 
+    /// Two sources of the minter key are set; exactly one may be.
+    #[error(
+        "{first} and {second} are both set; the minter key comes from exactly one source: \
+         an encrypted keystore (MERIT_MINTER_KEYSTORE), an external signer \
+         (MERIT_MINTER_SIGNER_URL) or a plaintext key (MERIT_MINTER_KEY)"
+    )]
+    ConflictingMinterSources {
+        /// The first source, as the operator wrote it.
+        first: &'static str,
+        /// The second source.
+        second: &'static str,
+    },
+
+    /// Half of a minter key source is set.
+    #[error("{set} is set but {missing} is not; set both (or neither)")]
+    IncompleteMinterSource {
+        /// What is set, as the operator wrote it.
+        set: &'static str,
+        /// The variable that must go with it.
+        missing: &'static str,
+    },
+
+    /// Production has no source for the minter key.
+    #[error(
+        "the minter key is required in production; set MERIT_MINTER_KEYSTORE with \
+         MERIT_MINTER_KEYSTORE_PASSWORD_FILE (an encrypted keystore), or \
+         MERIT_MINTER_SIGNER_URL with MERIT_MINTER_ADDRESS (an external signer), or \
+         MERIT_MINTER_KEY or MERIT_MINTER_KEY_FILE with MERIT_MINTER_ALLOW_PLAINTEXT_KEY=true"
+    )]
+    MissingMinter,
+
+    /// Production was given a plaintext minter key without the explicit override.
+    #[error(
+        "{name} ({}): production refuses a plaintext minter key; hold it in an encrypted \
+         keystore (MERIT_MINTER_KEYSTORE + MERIT_MINTER_KEYSTORE_PASSWORD_FILE) or an \
+         external signer (MERIT_MINTER_SIGNER_URL + MERIT_MINTER_ADDRESS), or accept the \
+         risk with MERIT_MINTER_ALLOW_PLAINTEXT_KEY=true",
+        .origin.as_origin()
+    )]
+    PlaintextMinterKeyInProduction {
+        /// The key as the operator wrote it.
+        name: &'static str,
+        /// Where the value came from.
+        origin: Source,
+    },
+
     /// A `MERIT_*` variable is not valid Unicode.
     #[error("{var} is not valid Unicode")]
     NotUnicode {

@@ -197,6 +197,35 @@ pub(crate) const MINTER_KEY: Key = Key::secret(
     "MERIT_MINTER_KEY_FILE",
     DEV_MINTER_KEY,
 );
+/// The minter key in an encrypted JSON keystore (Web3 Secret Storage v3): its path.
+pub(crate) const MINTER_KEYSTORE: Key =
+    Key::plain("minter_keystore", "MERIT_MINTER_KEYSTORE", Text, Absent);
+/// The keystore's password, from `MERIT_MINTER_KEYSTORE_PASSWORD_FILE` (or the variable).
+pub(crate) const MINTER_KEYSTORE_PASSWORD: Key = Key {
+    fallback: Absent,
+    ..Key::secret(
+        "minter_keystore_password",
+        "MERIT_MINTER_KEYSTORE_PASSWORD",
+        "MERIT_MINTER_KEYSTORE_PASSWORD_FILE",
+        "",
+    )
+};
+/// An external JSON-RPC signer (`eth_signTransaction`) holding the minter key.
+pub(crate) const MINTER_SIGNER_URL: Key = Key::url(
+    "minter_signer_url",
+    "MERIT_MINTER_SIGNER_URL",
+    "MERIT_MINTER_SIGNER_URL_FILE",
+);
+/// The minter's address, which the external signer signs for.
+pub(crate) const MINTER_ADDRESS: Key =
+    Key::plain("minter_address", "MERIT_MINTER_ADDRESS", Text, Absent);
+/// Production accepts a plaintext minter key only with this set to `true`.
+pub(crate) const MINTER_ALLOW_PLAINTEXT_KEY: Key = Key::plain(
+    "minter_allow_plaintext_key",
+    "MERIT_MINTER_ALLOW_PLAINTEXT_KEY",
+    Text,
+    Value("false"),
+);
 pub(crate) const MAILBOX_SHARDS: Key = Key::plain(
     "mailbox.shards",
     "MERIT_MAILBOX_SHARDS",
@@ -315,6 +344,11 @@ pub(crate) const ALL: &[&Key] = &[
     &ADMIN_TOKEN,
     &JWT_SECRET,
     &MINTER_KEY,
+    &MINTER_KEYSTORE,
+    &MINTER_KEYSTORE_PASSWORD,
+    &MINTER_SIGNER_URL,
+    &MINTER_ADDRESS,
+    &MINTER_ALLOW_PLAINTEXT_KEY,
     &MAILBOX_SHARDS,
     &MAILBOX_PREFETCH,
     &MAILBOX_MAX_ATTEMPTS,
@@ -392,6 +426,8 @@ mod tests {
         for key in ALL
             .iter()
             .filter(|key| key.sensitivity == Sensitivity::Secret)
+            // Optional: only with a keystore, and it has no default anywhere.
+            .filter(|key| key.path != MINTER_KEYSTORE_PASSWORD.path)
         {
             assert!(
                 key.file_var.is_some(),

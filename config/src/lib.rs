@@ -19,7 +19,10 @@
 //! with an error naming the key, its source, the value (unless secret) and what
 //! was expected. Secrets and URL passwords never appear in `Debug`, `Display`,
 //! serialization, provenance, warnings or errors. Production refuses missing
-//! secrets, the public development secrets and the development database.
+//! secrets, the public development secrets and the development database. The minter
+//! key comes from exactly one of a plaintext key, an encrypted keystore or an external
+//! signer ([`MinterSource`]); production refuses a plaintext one unless
+//! `MERIT_MINTER_ALLOW_PLAINTEXT_KEY=true` (and then warns).
 //! [`Settings::load`] reads only the variables it is given, so tests run in
 //! parallel; only [`Settings::from_process_env`] reads the process environment.
 //! A dynamic config document is accepted whole or refused with a [`rules::RuleError`]
@@ -49,7 +52,7 @@ pub use load::{LoadOptions, Loaded};
 pub use secret::{Secret, SecretUrl};
 pub use settings::{
     ActorSettings, CacheSettings, ChainSettings, Environment, LogFormat, LogSettings,
-    MailboxSettings, RetentionSettings, Settings,
+    MailboxSettings, MinterSource, RetentionSettings, Settings,
 };
 pub use show::{render_show, to_redacted_json};
 pub use source::{Source, Warning};

@@ -127,6 +127,9 @@ impl Settings {
         let config_file = file::apply(&path, &mut layers, &mut warnings)?.then_some(path);
         layers.apply_env(&env_vars, &mut warnings)?;
         let settings = resolve::settings(env, &layers)?;
+        if env.is_production() && settings.minter.key().is_some() {
+            warnings.push(Warning::PlaintextMinterKeyInProduction);
+        }
 
         let mut provenance = BTreeMap::from([("env", env_source)]);
         for &key in keys::ALL {

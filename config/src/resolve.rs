@@ -14,7 +14,7 @@ use crate::{
     secret::{redact_url, Secret, SecretUrl},
     settings::{
         ActorSettings, CacheSettings, ChainSettings, Environment, LogFormat, LogSettings,
-        MailboxSettings, RetentionSettings, Settings,
+        MailboxSettings, MinterSource, RetentionSettings, Settings,
     },
     source::{Layers, Raw, RawValue, Source},
 };
@@ -51,7 +51,15 @@ pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
         chain_rpc_url: optional_url(&field(&keys::CHAIN_RPC_URL), CHAIN_RPC_SCHEMES)?,
         admin_token: admin_token(&field(&keys::ADMIN_TOKEN))?,
         jwt_secret: jwt_secret(&field(&keys::JWT_SECRET))?,
-        minter_key: minter_key(&field(&keys::MINTER_KEY))?,
+        minter: minter(
+            &field(&keys::MINTER_KEY),
+            &field(&keys::MINTER_KEYSTORE),
+            &field(&keys::MINTER_KEYSTORE_PASSWORD),
+            &field(&keys::MINTER_SIGNER_URL),
+            &field(&keys::MINTER_ADDRESS),
+            &field(&keys::MINTER_ALLOW_PLAINTEXT_KEY),
+        )?,
+        minter_allow_plaintext_key: boolean(&field(&keys::MINTER_ALLOW_PLAINTEXT_KEY))?,
         mailbox: MailboxSettings {
             shards: field(&keys::MAILBOX_SHARDS).integer(1, 256)?,
             prefetch: field(&keys::MAILBOX_PREFETCH).integer(1, u16::MAX.into())?,
@@ -299,6 +307,105 @@ fn minter_key(field: &Field<'_>) -> Result<Secret> {
     Ok(Secret::new(value))
 }
 
+/// `true` or `false` (any case).
+fn boolean(field: &Field<'_>) -> Result<bool> {
+    let value = field.required_text()?;
+    if value.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err(field.invalid("is not a boolean", "true or false"))
+    }
+}
+
+/// Whether the operator set this key (a built-in default does not count).
+fn configured(field: &Field<'_>) -> Result<bool> {
+    Ok(!matches!(field.source(), Source::Default) && field.optional_text()?.is_some())
+}
+
+/// Exactly one source of the minter key: a keystore (path + password), an external
+/// signer (URL + address) or a plaintext key — the built-in development key when none
+/// is set, outside production. Production refuses a plaintext key unless `allow` is
+/// `true`.
+fn minter(
+    key: &Field<'_>,
+    keystore: &Field<'_>,
+    password: &Field<'_>,
+    signer: &Field<'_>,
+    address: &Field<'_>,
+    allow: &Field<'_>,
+) -> Result<MinterSource> {
+    let chosen: Vec<&Field<'_>> = [key, keystore, signer]
+        .into_iter()
+        .map(|f| configured(f).map(|set| set.then_some(f)))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    if let [first, second, ..] = chosen.as_slice() {
+        return Err(ConfigError::ConflictingMinterSources {
+            first: first.name(),
+            second: second.name(),
+        });
+    }
+    // The companions of a source are meaningless (and a likely mistake) without it.
+    for (companion, of) in [(password, keystore), (address, signer)] {
+        if configured(companion)? && !configured(of)? {
+            return Err(ConfigError::IncompleteMinterSource {
+                set: companion.name(),
+                missing: of.key.var,
+            });
+        }
+    }
+    if configured(keystore)? {
+        let path = keystore.required_text()?;
+        let password = password
+            .optional_text()?
+            .ok_or(ConfigError::IncompleteMinterSource {
+                set: keystore.name(),
+                missing: "MERIT_MINTER_KEYSTORE_PASSWORD_FILE",
+            })?;
+        return Ok(MinterSource::Keystore {
+            path: path.into(),
+            password: Secret::new(password),
+        });
+    }
+    if configured(signer)? {
+        let url = url(signer, signer.required_text()?, CHAIN_RPC_SCHEMES)?;
+        let value = address
+            .optional_text()?
+            .ok_or(ConfigError::IncompleteMinterSource {
+                set: signer.name(),
+                missing: "MERIT_MINTER_ADDRESS",
+            })?;
+        if !is_address(value) {
+            return Err(address.invalid("is not an address", "0x followed by 40 hex digits"));
+        }
+        return Ok(MinterSource::Signer {
+            url,
+            address: value.to_owned(),
+        });
+    }
+    if key.env.is_production() && key.raw.is_none() {
+        return Err(ConfigError::MissingMinter);
+    }
+    let secret = minter_key(key)?;
+    if key.env.is_production() && !boolean(allow)? {
+        return Err(ConfigError::PlaintextMinterKeyInProduction {
+            name: key.name(),
+            origin: key.source(),
+        });
+    }
+    Ok(MinterSource::Key(secret))
+}
+
+fn is_address(value: &str) -> bool {
+    value.len() == 42
+        && value.starts_with("0x")
+        && value[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// A hex key without its `0x` prefix, in lower case.
 fn normalize_hex_key(value: &str) -> String {
     let digits = value
@@ -312,10 +419,7 @@ fn contract_address(field: &Field<'_>) -> Result<Option<String>> {
     let Some(value) = field.optional_text()? else {
         return Ok(None);
     };
-    let is_address = value.len() == 42
-        && value.starts_with("0x")
-        && value[2..].bytes().all(|b| b.is_ascii_hexdigit());
-    if !is_address {
+    if !is_address(value) {
         return Err(field.invalid("is not a contract address", "0x followed by 40 hex digits"));
     }
     Ok(Some(value.to_owned()))

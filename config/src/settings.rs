@@ -5,9 +5,9 @@
 //! redacted by [`Secret`] and [`SecretUrl`], so `{:?}` of [`Settings`] can be
 //! logged. They serialize redacted too, which is what `config show` uses.
 
-use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use serde::Serialize;
+use serde::{ser::SerializeMap, Serialize, Serializer};
 
 use crate::{
     error::{ConfigError, Result},
@@ -97,9 +97,15 @@ pub struct Settings {
     /// Key signing user sessions (`MERIT_JWT_SECRET`); at least 32 bytes in
     /// production.
     pub jwt_secret: Secret,
-    /// The minter account's private key (`MERIT_MINTER_KEY`): 32 bytes as 64
-    /// hex digits, with or without `0x`, as given.
-    pub minter_key: Secret,
+    /// Where the minter's signing key is held: exactly one of a plaintext key, an
+    /// encrypted keystore or an external signer. Serialized (for `config show`) as the
+    /// flat keys `minter_key`, `minter_keystore`, `minter_keystore_password`,
+    /// `minter_signer_url`, `minter_address`, secrets redacted.
+    #[serde(flatten)]
+    pub minter: MinterSource,
+    /// Whether production accepts a plaintext minter key
+    /// (`MERIT_MINTER_ALLOW_PLAINTEXT_KEY`; default `false`).
+    pub minter_allow_plaintext_key: bool,
     /// Actor mailboxes and redelivery.
     pub mailbox: MailboxSettings,
     /// Actor residency.
@@ -124,6 +130,84 @@ impl Settings {
             .expect("the built-in test defaults are valid (tested)");
         settings.database_url = SecretUrl::new("sqlite::memory:");
         settings
+    }
+}
+
+/// Where the minter's private key is held. `Debug` and serialization never show the key,
+/// the keystore password or a signer URL's credentials.
+#[derive(Debug, Clone)]
+pub enum MinterSource {
+    /// The private key in plaintext (`MERIT_MINTER_KEY` / `_FILE`): 32 bytes as 64 hex
+    /// digits, with or without `0x`, as given. Production refuses it unless
+    /// `MERIT_MINTER_ALLOW_PLAINTEXT_KEY=true`.
+    Key(Secret),
+    /// An encrypted JSON keystore (Web3 Secret Storage v3, as geth writes it), decrypted
+    /// when the chain client starts.
+    Keystore {
+        /// The keystore file (`MERIT_MINTER_KEYSTORE`).
+        path: PathBuf,
+        /// Its password (`MERIT_MINTER_KEYSTORE_PASSWORD_FILE`, or the variable).
+        password: Secret,
+    },
+    /// A JSON-RPC endpoint that signs with `eth_signTransaction`; the key never enters
+    /// merit.
+    Signer {
+        /// The signer (`MERIT_MINTER_SIGNER_URL`), `http(s)://`.
+        url: SecretUrl,
+        /// The minter's address (`MERIT_MINTER_ADDRESS`), `0x` + 40 hex digits as given.
+        address: String,
+    },
+}
+
+impl MinterSource {
+    /// `key`, `keystore` or `signer`: for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Key(_) => "key",
+            Self::Keystore { .. } => "keystore",
+            Self::Signer { .. } => "signer",
+        }
+    }
+
+    /// The plaintext key, if that is the source.
+    pub fn key(&self) -> Option<&Secret> {
+        match self {
+            Self::Key(key) => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// As the flat keys of `config show`: the source's own keys set, the others null.
+impl Serialize for MinterSource {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let none: Option<&str> = None;
+        let mut map = serializer.serialize_map(Some(5))?;
+        match self {
+            Self::Key(key) => map.serialize_entry("minter_key", key)?,
+            _ => map.serialize_entry("minter_key", &none)?,
+        }
+        match self {
+            Self::Keystore { path, password } => {
+                map.serialize_entry("minter_keystore", &path.display().to_string())?;
+                map.serialize_entry("minter_keystore_password", password)?;
+            }
+            _ => {
+                map.serialize_entry("minter_keystore", &none)?;
+                map.serialize_entry("minter_keystore_password", &none)?;
+            }
+        }
+        match self {
+            Self::Signer { url, address } => {
+                map.serialize_entry("minter_signer_url", url)?;
+                map.serialize_entry("minter_address", address)?;
+            }
+            _ => {
+                map.serialize_entry("minter_signer_url", &none)?;
+                map.serialize_entry("minter_address", &none)?;
+            }
+        }
+        map.end()
     }
 }
 

@@ -77,6 +77,9 @@ pub enum Warning {
         /// A known key with a similar name.
         suggestion: Option<&'static str>,
     },
+    /// Production runs with a plaintext minter key, allowed by
+    /// `MERIT_MINTER_ALLOW_PLAINTEXT_KEY=true`.
+    PlaintextMinterKeyInProduction,
 }
 
 impl fmt::Display for Warning {
@@ -97,6 +100,14 @@ impl fmt::Display for Warning {
                     path.display()
                 )?;
                 suggestion
+            }
+            Self::PlaintextMinterKeyInProduction => {
+                return f.write_str(
+                    "production runs with a plaintext minter key \
+                     (MERIT_MINTER_ALLOW_PLAINTEXT_KEY=true); an encrypted keystore \
+                     (MERIT_MINTER_KEYSTORE) or an external signer (MERIT_MINTER_SIGNER_URL) \
+                     keeps it safer",
+                );
             }
         };
         match suggestion {

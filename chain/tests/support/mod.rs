@@ -198,6 +198,24 @@ impl Anvil {
         assert_eq!(receipt.status, Some(1u64.into()), "transferFrom reverted");
         TxHash(receipt.transaction_hash.0)
     }
+
+    /// Sends `data` to `to` as `from` (anvil signs for its dev accounts) with a fixed gas
+    /// limit, so nothing is estimated and a reverting call is still mined; returns its
+    /// hash once mined, whatever its status.
+    pub async fn send_unchecked(&self, from: Address, to: Address, data: Vec<u8>) -> TxHash {
+        let tx = TransactionRequest::new()
+            .from(H160(from.0))
+            .to(H160(to.0))
+            .gas(200_000u64)
+            .data(data);
+        let provider = self.provider();
+        let pending = provider
+            .send_transaction(tx, None)
+            .await
+            .expect("transaction accepted");
+        let receipt = pending.await.expect("mined").expect("receipt");
+        TxHash(receipt.transaction_hash.0)
+    }
 }
 
 impl Drop for Anvil {

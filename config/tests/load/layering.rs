@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use merit_config::{Environment, LogFormat, Settings, Source, Warning};
 
-use crate::{config_dir, load, production_vars, write_file};
+use crate::{config_dir, load, production_vars_with, write_file, SECRET};
 
 #[test]
 fn defaults_apply_without_file_or_variables() {
@@ -314,7 +314,17 @@ fn shipped_config_files_load_without_warnings() {
     assert!(test.warnings.is_empty(), "{:?}", test.warnings);
     assert_eq!(test.settings.database_url.expose(), "sqlite::memory:");
 
-    let production = load(dir.as_ref(), &production_vars());
+    // With the minter key in a keystore: a plaintext key would (rightly) warn.
+    let production = load(
+        dir.as_ref(),
+        &production_vars_with(
+            "MERIT_MINTER_KEY",
+            &[
+                ("MERIT_MINTER_KEYSTORE", "/run/secrets/minter.json"),
+                ("MERIT_MINTER_KEYSTORE_PASSWORD", SECRET),
+            ],
+        ),
+    );
     assert!(production.config_file.is_some());
     assert!(production.warnings.is_empty(), "{:?}", production.warnings);
     assert_eq!(production.settings.log.format, LogFormat::Json);

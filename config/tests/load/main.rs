@@ -6,6 +6,7 @@
 
 mod errors;
 mod layering;
+mod minter;
 mod secrets;
 mod show;
 
@@ -64,6 +65,7 @@ pub(crate) fn production_vars() -> Vec<(&'static str, &'static str)> {
             "prod-jwt-secret-S3CRET-VALUE-xyz-0123456789",
         ),
         ("MERIT_MINTER_KEY", PRODUCTION_MINTER_KEY),
+        ("MERIT_MINTER_ALLOW_PLAINTEXT_KEY", "true"),
     ]
 }
 

@@ -162,7 +162,12 @@ fn secret_files_are_read_and_trimmed() {
         format!("{SECRET}-jwt")
     );
     assert_eq!(
-        loaded.settings.minter_key.expose_secret(),
+        loaded
+            .settings
+            .minter
+            .key()
+            .expect("a plaintext key")
+            .expose_secret(),
         crate::PRODUCTION_MINTER_KEY
     );
     assert_eq!(
@@ -180,7 +185,12 @@ fn development_uses_the_built_in_secrets() {
     let dir = config_dir(&[]);
     let loaded = load(dir.path(), &[]);
     assert_eq!(
-        loaded.settings.minter_key.expose_secret(),
+        loaded
+            .settings
+            .minter
+            .key()
+            .expect("a plaintext key")
+            .expose_secret(),
         "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
     );
     assert!(!loaded.settings.admin_token.expose_secret().is_empty());
@@ -205,7 +215,6 @@ fn production_refuses_each_missing_secret() {
     for (var, file_var) in [
         ("MERIT_ADMIN_TOKEN", "MERIT_ADMIN_TOKEN_FILE"),
         ("MERIT_JWT_SECRET", "MERIT_JWT_SECRET_FILE"),
-        ("MERIT_MINTER_KEY", "MERIT_MINTER_KEY_FILE"),
     ] {
         let error = load_err(dir.path(), &production_vars_with(var, &[]));
         assert_eq!(

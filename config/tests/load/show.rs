@@ -50,7 +50,7 @@ fn show_lists_every_key_with_value_and_source() {
     assert_eq!(line("env"), "env = \"development\" (default)");
     assert_eq!(
         text.lines().filter(|line| !line.starts_with('#')).count(),
-        29
+        34
     );
 }
 
@@ -82,7 +82,7 @@ fn redacted_json_has_every_key_with_value_and_source() {
     );
     assert_eq!(settings["amqp_url"]["value"], serde_json::Value::Null);
     assert_eq!(settings["log.format"]["value"], "text");
-    assert_eq!(settings.as_object().map(|o| o.len()), Some(29));
+    assert_eq!(settings.as_object().map(|o| o.len()), Some(34));
     assert_eq!(
         json["warnings"][0],
         "MERIT_TYPO is not a merit setting and was ignored"
