@@ -479,3 +479,55 @@ async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_e
     }
     node.finish().await;
 }
+
+/// A deadline its actor never applies (refused, dead-lettered, or pre-claimed as before
+/// the inbox namespaces) must not keep its proposal in the timer's scan: once emitted it
+/// is marked, so 500 stuck proposals cannot starve every other proposal's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emitted_deadline_leaves_the_timer_s_scan_whether_or_not_it_is_applied() {
+    use merit_storage::sea_orm::{ActiveValue::Set, EntityTrait};
+    let (db, store) = TestDb::migrated(Backend::Sqlite).await;
+    let now = Utc::now();
+    let row = |id: &str, ends_secs_ago: i64| proposal::ActiveModel {
+        id: Set(id.to_string()),
+        creator: Set(common::wallet(1).to_string()),
+        title: Set(id.to_string()),
+        description: Set(String::new()),
+        starts_at: Set(now - chrono::Duration::hours(1)),
+        ends_at: Set(now - chrono::Duration::seconds(ends_secs_ago)),
+        quorum: Set(1),
+        threshold_bps: Set(5_000),
+        status: Set("active".into()),
+        tally: Set(json!({})),
+        created_at: Set(now - chrono::Duration::hours(1)),
+        updated_at: Set(now),
+        deadlines_fired: merit_storage::sea_orm::ActiveValue::NotSet,
+    };
+    proposal::Entity::insert_many([row("stuck-1", 60), row("stuck-2", 50)])
+        .exec(store.db())
+        .await
+        .expect("proposals");
+    // No actor runs here: the projection stays `active`, as with a deadline its actor
+    // never applied.
+    assert_eq!(merit_supervisors::fire_due_deadlines(&store).await.expect("tick"), 2);
+    assert_eq!(merit_supervisors::fire_due_deadlines(&store).await.expect("tick"), 0);
+    assert!(
+        store.due_proposals(Utc::now(), 500).await.expect("due").is_empty(),
+        "emitted deadlines are no longer due"
+    );
+    // A later proposal's deadline is still found and fired.
+    proposal::Entity::insert(row("fresh-1", 1))
+        .exec(store.db())
+        .await
+        .expect("proposal");
+    let due = store.due_proposals(Utc::now(), 1).await.expect("due");
+    assert_eq!(due.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["fresh-1"]);
+    assert_eq!(merit_supervisors::fire_due_deadlines(&store).await.expect("tick"), 1);
+    // Each emitted once, in the outbox.
+    let outbox = merit_storage::entities::outbox::Entity::find()
+        .all(store.db())
+        .await
+        .expect("outbox");
+    assert_eq!(outbox.len(), 3);
+    db.cleanup().await;
+}

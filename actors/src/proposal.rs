@@ -274,6 +274,7 @@ impl Domain for ProposalDomain {
                 Event::VoteCast(v)
                     if state.info.is_some() && !state.voters.contains(&v.voter.to_string()) =>
                 {
+                    inputs.now = Some(Utc::now());
                     inputs.held = load_held(store, services, &v.voter.to_string()).await?;
                 }
                 _ => {}
@@ -355,10 +356,23 @@ impl Domain for ProposalDomain {
             }
             Event::VoteCast(v) => {
                 let voter = v.voter.to_string();
+                // The producer's `occurred_at` must be in the window, and so must merit's own
+                // clock when the vote is applied (up to the configured grace after the end,
+                // for votes queued before it): a backdated `occurred_at` buys nothing.
+                let now = inputs.now.unwrap_or(event.occurred_at);
+                let grace = chrono::Duration::try_seconds(
+                    i64::try_from(config.limits.vote_grace_secs).unwrap_or(0),
+                )
+                .unwrap_or_default();
                 let open = state.info.as_ref().is_some_and(|info| {
                     state.status.is_open()
                         && event.occurred_at >= info.starts_at
                         && event.occurred_at < info.ends_at
+                        && now >= info.starts_at
+                        && info
+                            .ends_at
+                            .checked_add_signed(grace)
+                            .is_none_or(|last| now < last)
                 });
                 let Some(info) = state.info.as_ref().filter(|_| open) else {
                     next.refused_votes += 1;

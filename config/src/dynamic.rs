@@ -66,6 +66,15 @@ pub struct Limits {
     /// Most proposals one user may create through the API in 24 hours.
     #[serde(default = "default_max_proposals_per_day")]
     pub max_proposals_per_day: u32,
+    /// How long after `ends_at` (by merit's clock) a vote stamped inside the window is
+    /// still counted, in seconds: votes queued before the end are counted, a producer's
+    /// backdated `occurred_at` buys at most this.
+    #[serde(default = "default_vote_grace_secs")]
+    pub vote_grace_secs: u64,
+}
+
+fn default_vote_grace_secs() -> u64 {
+    300
 }
 
 fn default_min_quorum() -> u64 {
@@ -90,6 +99,7 @@ impl Default for Limits {
             min_voting_secs: default_min_voting_secs(),
             max_start_skew_secs: default_max_start_skew_secs(),
             max_proposals_per_day: default_max_proposals_per_day(),
+            vote_grace_secs: default_vote_grace_secs(),
         }
     }
 }
@@ -237,6 +247,7 @@ impl DynamicConfig {
                 0,
                 YEAR_SECS,
             ),
+            ("limits.vote_grace_secs", limits.vote_grace_secs, 0, 86_400),
             (
                 "limits.max_proposals_per_day",
                 u64::from(limits.max_proposals_per_day),

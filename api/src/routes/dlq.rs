@@ -23,7 +23,8 @@ pub(crate) struct DeadLetterDto {
     /// The routing key it was published with.
     pub routing_key: String,
     /// `malformed`, `invalid_field`, `missing_field`, `unknown_type`, `unknown_version`,
-    /// `oversized`, `key_mismatch`, `missing_key`, `handler_error`, `unrouted`.
+    /// `oversized`, `key_mismatch`, `missing_key`, `type_mismatch`, `forbidden_type`,
+    /// `handler_error`, `unrouted`.
     pub reason_class: String,
     /// What was wrong.
     pub reason: String,
@@ -31,12 +32,26 @@ pub(crate) struct DeadLetterDto {
     pub attempts: u32,
     /// When it was dead-lettered.
     pub dead_lettered_at: String,
-    /// The original body (lossy UTF-8).
+    /// The door it came in through (`producer`: `merit.events`; `merit`: merit's own
+    /// exchange); a replay goes back through it.
+    pub origin: String,
+    /// The original body (lossy UTF-8): in a listing its first 2 KiB, in full from
+    /// `GET /api/v1/dlq/{id}` (as stored: a body over 64 KiB is kept cut at 64 KiB).
     pub body: String,
+    /// The original body's size in bytes.
+    pub body_bytes: usize,
+    /// Whether `body` is shorter than the original.
+    pub body_truncated: bool,
 }
 
-impl From<DeadLetter> for DeadLetterDto {
-    fn from(d: DeadLetter) -> Self {
+/// Most body bytes a listing shows per dead letter.
+const LISTED_BODY_BYTES: usize = 2_048;
+
+impl DeadLetterDto {
+    /// The dead letter with at most `max_body` bytes of its body.
+    fn new(d: DeadLetter, max_body: usize) -> Self {
+        let body_bytes = d.truncated_from.unwrap_or(d.body.len());
+        let shown = &d.body[..d.body.len().min(max_body)];
         Self {
             id: d.id,
             routing_key: d.routing_key,
@@ -44,7 +59,10 @@ impl From<DeadLetter> for DeadLetterDto {
             reason: d.reason,
             attempts: d.attempts,
             dead_lettered_at: d.dead_lettered_at,
-            body: String::from_utf8_lossy(&d.body).into_owned(),
+            origin: d.origin.as_str().to_string(),
+            body: String::from_utf8_lossy(shown).into_owned(),
+            body_bytes,
+            body_truncated: shown.len() < body_bytes,
         }
     }
 }
@@ -92,7 +110,7 @@ pub(crate) async fn list_dead_letters(
     let items = all
         .into_iter()
         .skip(usize::try_from(window.offset()).unwrap_or(usize::MAX))
-        .map(Into::into)
+        .map(|d| DeadLetterDto::new(d, LISTED_BODY_BYTES))
         .collect();
     Ok(HttpResponse::Ok().json(DeadLetterPage::new(items, window, total)))
 }
@@ -136,7 +154,7 @@ pub(crate) async fn get_dead_letter(
         .into_iter()
         .find(|d| d.id == id)
         .ok_or_else(|| not_found(&id))?;
-    Ok(HttpResponse::Ok().json(DeadLetterDto::from(found)))
+    Ok(HttpResponse::Ok().json(DeadLetterDto::new(found, usize::MAX)))
 }
 
 fn not_found(id: &str) -> ApiError {

@@ -337,6 +337,7 @@ async fn publish(
         (status = 403, description = "Not a user token", body = ErrorBody),
         (status = 409, description = "The proposal exists", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 429, description = "The caller created max_proposals_per_day proposals in the last 24 hours", body = ErrorBody),
         (status = 503, description = "The database or the broker is unavailable", body = ErrorBody),
     ))]
 #[post("/proposals")]
