@@ -187,13 +187,13 @@ pub(crate) const HTTP_USER_RATE_PER_SEC: Key = Key::plain(
     "http.user_rate_per_sec",
     "MERIT_HTTP_USER_RATE_PER_SEC",
     Integer,
-    Value("100"),
+    Value("200"),
 );
 pub(crate) const HTTP_USER_RATE_BURST: Key = Key::plain(
     "http.user_rate_burst",
     "MERIT_HTTP_USER_RATE_BURST",
     Integer,
-    Value("200"),
+    Value("400"),
 );
 pub(crate) const HTTP_WS_SEND_TIMEOUT_MS: Key = Key::plain(
     "http.ws_send_timeout_ms",
