@@ -614,5 +614,39 @@ async fn a_wallet_signs_in_with_ethereum_once_per_nonce() {
         .as_str()
         .unwrap_or_default()
         .contains("message"));
+
+    // Sign-in has its own budget per client (2/s, bursts of 20), far below the API's.
+    let mut limited = None;
+    for _ in 0..40 {
+        let r = node
+            .http
+            .post(format!("{}/api/v1/auth/nonce", node.base))
+            .send()
+            .await
+            .expect("send");
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r.json::<Value>().await.expect("json"));
+            break;
+        }
+    }
+    let limited = limited.expect("40 nonce requests in a row were never limited");
+    assert!(
+        limited["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sign-in"),
+        "{limited}"
+    );
+    let (status, body) = answer(
+        node.http
+            .get(format!("{}/api/v1/proposals", node.base))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the rest of the API is not limited by it: {body}"
+    );
     node.stop().await;
 }
