@@ -172,7 +172,8 @@ async fn a_client_that_never_reads_is_dropped_and_the_node_stays_healthy() {
     .await;
     let wallet = common::wallet(31);
     let user = wallet.to_string();
-    // A log of 4,000 notifications of 4 KiB each: 16 MiB, more than socket buffers hold.
+    // A log of 8,000 notifications of 8 KiB each: 64 MiB, more than socket buffers hold
+    // (loopback receive buffers may grow to 32 MiB here).
     let store = node.db.as_ref().expect("db").connect().await;
     use merit_storage::sea_orm::ConnectionTrait;
     store
@@ -180,8 +181,8 @@ async fn a_client_that_never_reads_is_dropped_and_the_node_stays_healthy() {
         .execute_unprepared(&format!(
             "INSERT INTO notifications (\"user\", seq, event_id, kind, payload, created_at) \
              SELECT '{user}', g, 'filler-' || g, 'test.filler', \
-             ('{{\"pad\":\"' || repeat('x', 4096) || '\"}}')::jsonb, now() \
-             FROM generate_series(1, 4000) g"
+             ('{{\"pad\":\"' || repeat('x', 8192) || '\"}}')::jsonb, now() \
+             FROM generate_series(1, 8000) g"
         ))
         .await
         .expect("fill the log");
@@ -301,6 +302,18 @@ async fn status_with(node: &Node, xff: &str, token: &str) -> StatusCode {
         .status()
 }
 
+/// Of 5 requests in a row with `X-Forwarded-For: xff`, how many passed: a fresh bucket
+/// passes all 5, an empty one at most the token refilled meanwhile (1/s).
+async fn passed_of_five(node: &Node, xff: &str, token: &str) -> usize {
+    let mut passed = 0;
+    for _ in 0..5 {
+        if status_with(node, xff, token).await == StatusCode::OK {
+            passed += 1;
+        }
+    }
+    passed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sent_it() {
     let limits = [
@@ -312,9 +325,8 @@ async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sen
     let admin = direct.admin.clone();
     let passed = until_limited(&direct, None, &admin).await;
     assert!(passed <= 5, "{passed} passed a burst of 5");
-    assert_eq!(
-        status_with(&direct, "198.51.100.9", &admin).await,
-        StatusCode::TOO_MANY_REQUESTS,
+    assert!(
+        passed_of_five(&direct, "198.51.100.9", &admin).await <= 1,
         "a spoofed X-Forwarded-For from an untrusted peer got a fresh bucket"
     );
     direct.stop().await;
@@ -334,17 +346,15 @@ async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sen
         "another client behind the trusted proxy has its own bucket"
     );
     // A client prepending a forged address is still keyed by what the proxy appended.
-    assert_eq!(
-        status_with(&proxied, "192.0.2.77, 203.0.113.1", &admin).await,
-        StatusCode::TOO_MANY_REQUESTS,
+    assert!(
+        passed_of_five(&proxied, "192.0.2.77, 203.0.113.1", &admin).await <= 1,
         "a forged left-most X-Forwarded-For entry was believed"
     );
     // IPv6 clients of one /64 share a bucket.
     let passed = until_limited(&proxied, Some("2001:db8:1:2::1"), &admin).await;
     assert!(passed <= 5);
-    assert_eq!(
-        status_with(&proxied, "2001:db8:1:2:ffff::9", &admin).await,
-        StatusCode::TOO_MANY_REQUESTS,
+    assert!(
+        passed_of_five(&proxied, "2001:db8:1:2:ffff::9", &admin).await <= 1,
         "another address of the same /64 got a fresh bucket"
     );
     assert_eq!(
