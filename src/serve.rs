@@ -251,6 +251,7 @@ pub(crate) fn api_options(settings: &Settings, address: std::net::SocketAddr) ->
         user_rate_per_sec: http.user_rate_per_sec,
         user_rate_burst: http.user_rate_burst,
         trusted_proxies: http.trusted_proxies.clone(),
+        forwarded_header: http.forwarded_header.clone(),
         ws_send_timeout: http.ws_send_timeout(),
         ws_max_sessions_per_user: http.ws_max_sessions_per_user,
         siwe,

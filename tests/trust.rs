@@ -350,6 +350,28 @@ async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sen
         passed_of_five(&proxied, "192.0.2.77, 203.0.113.1", &admin).await <= 1,
         "a forged left-most X-Forwarded-For entry was believed"
     );
+    // A Forwarded header the proxy passed through untouched (it writes X-Forwarded-For)
+    // is the client's word too.
+    let mut spoofed = 0;
+    for _ in 0..5 {
+        let status = proxied
+            .http
+            .get(format!("{}/api/v1/nodes", proxied.base))
+            .bearer_auth(&admin)
+            .header("X-Forwarded-For", "203.0.113.1")
+            .header("Forwarded", "for=192.0.2.99")
+            .send()
+            .await
+            .expect("send")
+            .status();
+        if status == StatusCode::OK {
+            spoofed += 1;
+        }
+    }
+    assert!(
+        spoofed <= 1,
+        "a client-written Forwarded header was believed"
+    );
     // IPv6 clients of one /64 share a bucket.
     let passed = until_limited(&proxied, Some("2001:db8:1:2::1"), &admin).await;
     assert!(passed <= 5);

@@ -4,11 +4,13 @@
 //! `/metrics`) are never limited, so an orchestrator is not locked out by a noisy client.
 //!
 //! **Who the client is.** The TCP peer, unless the peer is a configured trusted proxy
-//! (`trusted_proxies`: addresses and CIDR blocks): then the `Forwarded` (RFC 7239) or
-//! else `X-Forwarded-For` chain is walked from the right, skipping trusted proxies, and
-//! the first address that is not one is the client — the left part of the chain is
-//! whatever the client sent and is never believed. From an untrusted peer both headers
-//! are ignored, so a client cannot mint itself a fresh bucket by sending one.
+//! (`trusted_proxies`: addresses and CIDR blocks): then the chain of the one header those
+//! proxies write (`forwarded_header`: `X-Forwarded-For` by default, or RFC 7239
+//! `Forwarded`) is walked from the right, skipping trusted proxies, and the first address
+//! that is not one is the client — the left part of the chain is whatever the client sent
+//! and is never believed. The other header is never read: a proxy passes through a header
+//! it does not manage, so the client could have written it whole. From an untrusted peer
+//! neither is read, so a client cannot mint itself a fresh bucket by sending one.
 //!
 //! **IPv6.** A single host commonly holds a whole /64 and can rotate through it, so IPv6
 //! clients are keyed by their /64 (IPv4-mapped IPv6 addresses count as IPv4).
@@ -132,19 +134,26 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The reverse proxies whose forwarding headers are believed.
+/// The reverse proxies whose forwarding header is believed, and which header that is.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct TrustedProxies(Vec<Cidr>);
+pub(crate) struct TrustedProxies {
+    proxies: Vec<Cidr>,
+    /// `Forwarded` rather than `X-Forwarded-For`.
+    rfc7239: bool,
+}
 
 impl TrustedProxies {
-    /// From the setting's entries; ones that do not parse (the config checked them) are
-    /// skipped.
-    pub(crate) fn new(entries: &[String]) -> Self {
-        Self(entries.iter().filter_map(|e| Cidr::parse(e)).collect())
+    /// From the setting's entries (ones that do not parse, which the config refuses, are
+    /// skipped) and the header they write (`forwarded` or else `x-forwarded-for`).
+    pub(crate) fn new(entries: &[String], header: &str) -> Self {
+        Self {
+            proxies: entries.iter().filter_map(|e| Cidr::parse(e)).collect(),
+            rfc7239: header.eq_ignore_ascii_case("forwarded"),
+        }
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|c| c.contains(ip))
+        self.proxies.iter().any(|c| c.contains(ip))
     }
 
     /// The client behind `peer`: `peer` itself unless it is a trusted proxy, else the
@@ -154,12 +163,14 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let forwarded = joined(headers, "forwarded");
-        let chain = match forwarded {
-            Some(value) => forwarded_for(&value),
-            None => joined(headers, "x-forwarded-for")
+        let chain = if self.rfc7239 {
+            joined(headers, "forwarded")
+                .map(|v| forwarded_for(&v))
+                .unwrap_or_default()
+        } else {
+            joined(headers, "x-forwarded-for")
                 .map(|v| v.split(',').map(|hop| parse_hop(hop.trim())).collect())
-                .unwrap_or_default(),
+                .unwrap_or_default()
         };
         let mut client = peer;
         for hop in chain.iter().rev() {
@@ -243,7 +254,7 @@ impl Limits {
             per_client: RateLimiter::new(options.rate_per_sec, options.rate_burst),
             per_user: RateLimiter::new(options.user_rate_per_sec, options.user_rate_burst),
             auth: RateLimiter::new(options.auth_rate_per_sec, options.auth_rate_burst),
-            proxies: TrustedProxies::new(&options.trusted_proxies),
+            proxies: TrustedProxies::new(&options.trusted_proxies, &options.forwarded_header),
         }
     }
 }
@@ -334,7 +345,10 @@ mod tests {
     }
 
     fn proxies(list: &[&str]) -> TrustedProxies {
-        TrustedProxies::new(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        TrustedProxies::new(
+            &list.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            "x-forwarded-for",
+        )
     }
 
     #[test]
@@ -394,8 +408,31 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_takes_precedence_and_is_parsed_per_rfc_7239() {
-        let p = proxies(&["10.0.0.0/8"]);
+    fn only_the_configured_header_is_read() {
+        // The proxy appends X-Forwarded-For; a Forwarded the client wrote passes through.
+        let xff = proxies(&["10.0.0.0/8"]);
+        let h = headers(&[
+            ("forwarded", "for=192.0.2.1"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(xff.client(ip("10.0.0.2"), &h), ip("198.51.100.7"));
+        let rfc = TrustedProxies::new(&["10.0.0.0/8".to_string()], "forwarded");
+        let h = headers(&[
+            ("forwarded", "for=198.51.100.8"),
+            ("x-forwarded-for", "192.0.2.1"),
+        ]);
+        assert_eq!(rfc.client(ip("10.0.0.2"), &h), ip("198.51.100.8"));
+        let h = headers(&[("x-forwarded-for", "192.0.2.1")]);
+        assert_eq!(
+            rfc.client(ip("10.0.0.2"), &h),
+            ip("10.0.0.2"),
+            "no Forwarded: the proxy"
+        );
+    }
+
+    #[test]
+    fn forwarded_is_parsed_per_rfc_7239() {
+        let p = TrustedProxies::new(&["10.0.0.0/8".to_string()], "forwarded");
         let h = headers(&[
             (
                 "forwarded",

@@ -48,6 +48,8 @@ pub struct ApiOptions {
     /// Reverse proxies (IP addresses and CIDR blocks) whose `Forwarded` /
     /// `X-Forwarded-For` names the client; from anyone else those headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write: `x-forwarded-for` or `forwarded`.
+    pub forwarded_header: String,
     /// How long one WebSocket send may wait on the client before the session is closed.
     pub ws_send_timeout: Duration,
     /// WebSocket sessions one user may hold on this node.
@@ -104,6 +106,7 @@ impl Default for ApiOptions {
             auth_rate_per_sec: 2,
             auth_rate_burst: 20,
             trusted_proxies: Vec::new(),
+            forwarded_header: "x-forwarded-for".to_string(),
             ws_send_timeout: Duration::from_secs(5),
             ws_max_sessions_per_user: 8,
             siwe: SiweOptions::for_domain("127.0.0.1:8080", 31337),

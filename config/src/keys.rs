@@ -171,6 +171,12 @@ pub(crate) const HTTP_TRUSTED_PROXIES: Key = Key::plain(
     Text,
     Absent,
 );
+pub(crate) const HTTP_FORWARDED_HEADER: Key = Key::plain(
+    "http.forwarded_header",
+    "MERIT_HTTP_FORWARDED_HEADER",
+    Text,
+    Value("x-forwarded-for"),
+);
 pub(crate) const HTTP_RATE_PER_SEC: Key = Key::plain(
     "http.rate_per_sec",
     "MERIT_HTTP_RATE_PER_SEC",
@@ -363,6 +369,7 @@ pub(crate) const ALL: &[&Key] = &[
     &HTTP_ADDR,
     &METRICS_ADDR,
     &HTTP_TRUSTED_PROXIES,
+    &HTTP_FORWARDED_HEADER,
     &HTTP_RATE_PER_SEC,
     &HTTP_RATE_BURST,
     &HTTP_USER_RATE_PER_SEC,

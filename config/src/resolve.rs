@@ -48,6 +48,7 @@ pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
         metrics_addr: metrics_addr(&field(&keys::METRICS_ADDR))?,
         http: HttpSettings {
             trusted_proxies: trusted_proxies(&field(&keys::HTTP_TRUSTED_PROXIES))?,
+            forwarded_header: forwarded_header(&field(&keys::HTTP_FORWARDED_HEADER))?,
             rate_per_sec: field(&keys::HTTP_RATE_PER_SEC).integer(1, 1_000_000)?,
             rate_burst: field(&keys::HTTP_RATE_BURST).integer(1, 1_000_000)?,
             user_rate_per_sec: field(&keys::HTTP_USER_RATE_PER_SEC).integer(1, 1_000_000)?,
@@ -277,6 +278,18 @@ fn trusted_proxies(field: &Field<'_>) -> Result<Vec<String>> {
         ));
     }
     Ok(items)
+}
+
+/// Which forwarding header the trusted proxies write: `x-forwarded-for` or `forwarded`.
+fn forwarded_header(field: &Field<'_>) -> Result<String> {
+    let value = field.required_text()?.to_ascii_lowercase();
+    if value != "x-forwarded-for" && value != "forwarded" {
+        return Err(field.invalid(
+            "is not a forwarding header",
+            "x-forwarded-for or forwarded (RFC 7239)",
+        ));
+    }
+    Ok(value)
 }
 
 /// An RFC 3986 authority (`merit.example`, `localhost:8080`): no scheme, path or spaces.

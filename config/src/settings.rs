@@ -139,6 +139,11 @@ pub struct HttpSettings {
     /// and CIDR blocks (`MERIT_HTTP_TRUSTED_PROXIES`, comma-separated; empty: none, the
     /// TCP peer is the client).
     pub trusted_proxies: Vec<String>,
+    /// The one header those proxies write and the client is read from
+    /// (`MERIT_HTTP_FORWARDED_HEADER`): `x-forwarded-for` (default) or `forwarded`. The
+    /// other is ignored: a proxy passes through a header it does not manage, so a client
+    /// could write that one itself.
+    pub forwarded_header: String,
     /// Requests per second one client address (an IPv6 client: its /64) may make on
     /// average (`MERIT_HTTP_RATE_PER_SEC`).
     pub rate_per_sec: u32,

@@ -88,6 +88,16 @@ fn out_of_range_number_is_named_for_each_source() {
         &[("MERIT_HTTP_TRUSTED_PROXIES", "10.0.0.0/33")],
     );
     assert!(too_wide.to_string().contains("CIDR"), "{too_wide}");
+    let other_header = load_err(
+        empty.path(),
+        &[("MERIT_HTTP_FORWARDED_HEADER", "x-real-ip")],
+    );
+    assert!(
+        other_header
+            .to_string()
+            .contains("is not a forwarding header"),
+        "{other_header}"
+    );
     let bad_metrics = load_err(empty.path(), &[("MERIT_METRICS_ADDR", "localhost")]);
     assert!(
         bad_metrics.to_string().contains("is not a socket address"),

@@ -60,7 +60,7 @@ fn show_lists_every_key_with_value_and_source() {
     assert_eq!(line("metrics_addr"), "metrics_addr = <none> (default)");
     assert_eq!(
         text.lines().filter(|line| !line.starts_with('#')).count(),
-        40
+        41
     );
 }
 
@@ -94,10 +94,14 @@ fn redacted_json_has_every_key_with_value_and_source() {
     assert_eq!(settings["log.format"]["value"], "text");
     assert_eq!(settings["http.ws_send_timeout_ms"]["value"], 5000);
     assert_eq!(
+        settings["http.forwarded_header"]["value"],
+        "x-forwarded-for"
+    );
+    assert_eq!(
         settings["http.siwe_domain"]["value"],
         serde_json::Value::Null
     );
-    assert_eq!(settings.as_object().map(|o| o.len()), Some(40));
+    assert_eq!(settings.as_object().map(|o| o.len()), Some(41));
     assert_eq!(
         json["warnings"][0],
         "MERIT_TYPO is not a merit setting and was ignored"
