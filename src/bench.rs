@@ -353,6 +353,7 @@ async fn serve_api(
     let exposure = crate::serve::Exposure {
         listener: std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
             .context("listen on a free loopback port")?,
+        metrics_listener: None,
         credentials: credentials.clone(),
         clustered: false,
     };

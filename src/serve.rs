@@ -198,6 +198,8 @@ pub(crate) async fn shutdown_signal() {
 pub(crate) struct Exposure {
     /// Bound by the caller, so it may ask for port 0.
     pub(crate) listener: std::net::TcpListener,
+    /// `MERIT_METRICS_ADDR`: `/metrics` there instead of on `listener`.
+    pub(crate) metrics_listener: Option<std::net::TcpListener>,
     /// What user tokens and the admin token are checked against.
     pub(crate) credentials: Credentials,
     /// Whether notifications travel to and from the other nodes (`merit.notify`, with
@@ -211,14 +213,49 @@ impl Exposure {
     pub(crate) fn from_settings(settings: &Settings) -> Result<Self> {
         let listener = std::net::TcpListener::bind(settings.http_addr)
             .with_context(|| format!("listen on {}", settings.http_addr))?;
+        let metrics_listener = match settings.metrics_addr {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("listen on {addr} (MERIT_METRICS_ADDR)"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics_listener,
             credentials: Credentials::new(
                 settings.jwt_secret.expose_secret().as_bytes(),
                 settings.admin_token.expose_secret().as_bytes(),
             ),
             clustered: true,
         })
+    }
+}
+
+/// The HTTP side's limits and trust from the settings; the Sign-In with Ethereum domain
+/// defaults to the address the node listens on.
+pub(crate) fn api_options(settings: &Settings, address: std::net::SocketAddr) -> ApiOptions {
+    let http = &settings.http;
+    let domain = http
+        .siwe_domain
+        .clone()
+        .unwrap_or_else(|| address.to_string());
+    let mut siwe = merit_api::SiweOptions::for_domain(&domain, settings.chain.chain_id);
+    if !http.siwe_origins.is_empty() {
+        siwe.origins = http.siwe_origins.clone();
+    }
+    siwe.token_ttl = Duration::from_secs(http.login_ttl_secs);
+    ApiOptions {
+        rate_per_sec: http.rate_per_sec,
+        rate_burst: http.rate_burst,
+        user_rate_per_sec: http.user_rate_per_sec,
+        user_rate_burst: http.user_rate_burst,
+        trusted_proxies: http.trusted_proxies.clone(),
+        forwarded_header: http.forwarded_header.clone(),
+        ws_send_timeout: http.ws_send_timeout(),
+        ws_max_sessions_per_user: http.ws_max_sessions_per_user,
+        siwe,
+        ..ApiOptions::default()
     }
 }
 
@@ -244,13 +281,14 @@ impl Api {
         chain: Option<&crate::chain_runtime::ChainRuntime>,
         hub: merit_api::NotificationHub,
     ) -> Result<Self> {
-        let options = ApiOptions::default();
         let Exposure {
             listener,
+            metrics_listener,
             credentials,
             clustered,
         } = exposure;
         let address = listener.local_addr()?;
+        let options = api_options(settings, address);
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = Vec::new();
         if let (true, Some(url)) = (clustered, &settings.amqp_url) {
@@ -315,8 +353,17 @@ impl Api {
             broker_is_rabbitmq: settings.amqp_url.is_some(),
             redis_configured: settings.redis_url.is_some(),
             metrics: merit_api::install_recorder(),
+            guards: Default::default(),
         };
-        let server = merit_api::serve(listener, state).context("start the HTTP server")?;
+        let metrics_address = match &metrics_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let server = merit_api::serve_with_metrics(listener, metrics_listener, state)
+            .context("start the HTTP server")?;
+        if let Some(metrics) = metrics_address {
+            tracing::info!(%metrics, "/metrics is served on the metrics listener only");
+        }
         let handle = server.handle();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = server.await {

@@ -723,9 +723,15 @@ async fn bursts_are_limited_and_no_secret_appears_in_responses_or_the_log() {
         let (status, body) = api.get(path, token).await;
         seen.push_str(&format!("{path} {status} {body}\n"));
     }
+    let (status, ticket) = api
+        .post("/api/v1/admin/stream-ticket", Some(&admin), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ticket}");
+    seen.push_str(&format!("stream-ticket {status} {ticket}\n"));
+    let ticket = ticket["ticket"].as_str().expect("ticket");
     let feed = api
         .http
-        .get(format!("{}/dashboard/events?token={admin}", api.base))
+        .get(format!("{}/dashboard/events?ticket={ticket}", api.base))
         .send()
         .await
         .expect("feed");

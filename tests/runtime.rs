@@ -191,7 +191,7 @@ fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed
         let mut out = vec![Outgoing::from_envelope(&created)];
         out.extend(good[..25].iter().map(Outgoing::from_envelope));
         out.push(Outgoing::from_envelope(&vote(poisoned, "p-1")));
-        // Routed like a creation, which both the user and the proposal shards take.
+        // Routed like a creation, which the proposal shards take.
         let mut bad_json = Outgoing::from_envelope(&created);
         bad_json.body = Bytes::from_static(b"{\"id\": oops");
         bad_json.message_id = "bad-json".into();
@@ -211,18 +211,18 @@ fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed
         })
         .await;
         let t = transport.clone();
-        // Bad JSON is refused by both the user and the proposal shard it reached; the
-        // unknown type by the unrouted mover; the poisoned turn after its attempts.
-        eventually(60, "four dead letters", || {
+        // Bad JSON is refused by the proposal shard it reached; the unknown type by the
+        // unrouted mover; the poisoned turn after its attempts.
+        eventually(60, "three dead letters", || {
             let t = t.clone();
-            async move { t.dead_letters(100).await.expect("dlq").len() >= 4 }
+            async move { t.dead_letters(100).await.expect("dlq").len() >= 3 }
         })
         .await;
         let dead = transport.dead_letters(100).await.expect("dlq");
         let classes: Vec<&str> = dead.iter().map(|d| d.reason_class.as_str()).collect();
         assert_eq!(
             classes.iter().filter(|c| **c == "malformed").count(),
-            2,
+            1,
             "{classes:?}"
         );
         assert!(classes.contains(&"unknown_type"), "{classes:?}");

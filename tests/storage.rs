@@ -118,6 +118,8 @@ async fn migrate_twice(backend: Backend) {
         "m20261125_000003_governance",
         "m20261130_000004_api",
         "m20261130_000005_retention",
+        "m20261204_000006_siwe_nonces",
+        "m20261204_000007_deadlines_fired",
     ];
     assert_eq!(first, all.map(String::from).to_vec());
     let second = store.migrate().await.expect("second migrate");
@@ -145,6 +147,10 @@ async fn migrate_twice(backend: Backend) {
         .await
         .expect("votes");
     entities::nft::Entity::find().all(conn).await.expect("nfts");
+    entities::siwe_nonce::Entity::find()
+        .all(conn)
+        .await
+        .expect("siwe_nonces");
     entities::notification::Entity::find()
         .all(conn)
         .await

@@ -509,10 +509,24 @@ async fn an_emitted_deadline_leaves_the_timer_s_scan_whether_or_not_it_is_applie
         .expect("proposals");
     // No actor runs here: the projection stays `active`, as with a deadline its actor
     // never applied.
-    assert_eq!(merit_supervisors::fire_due_deadlines(&store).await.expect("tick"), 2);
-    assert_eq!(merit_supervisors::fire_due_deadlines(&store).await.expect("tick"), 0);
+    assert_eq!(
+        merit_supervisors::fire_due_deadlines(&store)
+            .await
+            .expect("tick"),
+        2
+    );
+    assert_eq!(
+        merit_supervisors::fire_due_deadlines(&store)
+            .await
+            .expect("tick"),
+        0
+    );
     assert!(
-        store.due_proposals(Utc::now(), 500).await.expect("due").is_empty(),
+        store
+            .due_proposals(Utc::now(), 500)
+            .await
+            .expect("due")
+            .is_empty(),
         "emitted deadlines are no longer due"
     );
     // A later proposal's deadline is still found and fired.
@@ -521,8 +535,16 @@ async fn an_emitted_deadline_leaves_the_timer_s_scan_whether_or_not_it_is_applie
         .await
         .expect("proposal");
     let due = store.due_proposals(Utc::now(), 1).await.expect("due");
-    assert_eq!(due.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["fresh-1"]);
-    assert_eq!(merit_supervisors::fire_due_deadlines(&store).await.expect("tick"), 1);
+    assert_eq!(
+        due.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["fresh-1"]
+    );
+    assert_eq!(
+        merit_supervisors::fire_due_deadlines(&store)
+            .await
+            .expect("tick"),
+        1
+    );
     // Each emitted once, in the outbox.
     let outbox = merit_storage::entities::outbox::Entity::find()
         .all(store.db())

@@ -680,6 +680,62 @@ mod tests {
         );
     }
 
+    fn apply_at(
+        state: &ProposalState,
+        event: &Envelope,
+        now: DateTime<Utc>,
+    ) -> Decision<ProposalState> {
+        let inputs = ProposalInputs {
+            now: Some(now),
+            ..ProposalInputs::default()
+        };
+        ProposalDomain::apply(&DynamicConfig::builtin(), "p", state, event, &inputs)
+    }
+
+    #[test]
+    fn a_backdated_vote_counts_only_within_the_grace_by_merit_s_clock() {
+        let s = apply(&ProposalState::default(), &created(1), &[]).state;
+        let ends_at = s.info.as_ref().map(|i| i.ends_at).expect("info");
+        let grace = chrono::Duration::seconds(
+            i64::try_from(DynamicConfig::builtin().limits.vote_grace_secs).expect("grace"),
+        );
+        // Stamped inside the window by the producer; applied past ends_at + grace.
+        let late = apply_at(&s, &vote(1, VoteChoice::For), ends_at + grace);
+        assert_eq!((late.state.tally.voters, late.state.refused_votes), (0, 1));
+        assert!(late.emit.is_empty());
+        // Applied within the grace (queued before the end): counted.
+        let queued = apply_at(&s, &vote(1, VoteChoice::For), ends_at + grace / 2);
+        assert_eq!(queued.state.tally.voters, 1);
+        // Applied before the window opened, whatever it claims: refused.
+        let starts_at = s.info.as_ref().map(|i| i.starts_at).expect("info");
+        let early = apply_at(
+            &s,
+            &vote(2, VoteChoice::For),
+            starts_at - chrono::Duration::seconds(1),
+        );
+        assert_eq!(early.state.refused_votes, 1);
+    }
+
+    #[test]
+    fn own_votes_are_marked_and_a_refused_creation_emits_nothing() {
+        let s = apply(&ProposalState::default(), &created(1), &[]);
+        assert_eq!(s.emit.len(), 1, "governance.proposal.accepted");
+        assert_eq!(
+            s.emit[0].event_type().as_str(),
+            "governance.proposal.accepted"
+        );
+        let own = apply(&s.state, &vote(9, VoteChoice::For), &[]);
+        match &own.emit[0].event {
+            Event::VoteRecorded(r) => assert!(r.own_proposal),
+            other => panic!("{other:?}"),
+        }
+        let zero = apply(&ProposalState::default(), &created(0), &[]);
+        assert!(
+            zero.state.info.is_none() && zero.emit.is_empty(),
+            "quorum 0 refused"
+        );
+    }
+
     #[test]
     fn a_vote_before_creation_is_refused() {
         let s = apply(&ProposalState::default(), &vote(1, VoteChoice::For), &[]).state;

@@ -93,7 +93,7 @@ pub fn sign(secret: &[u8], sub: &str, ttl_secs: i64) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = Claims {
         sub: sub.to_string(),
-        exp: now + ttl_secs,
+        exp: now.saturating_add(ttl_secs),
         nbf: None,
         iat: Some(now),
     };
@@ -138,10 +138,15 @@ fn verify(secret: &[u8], token: &str, now: i64) -> Result<Address> {
         .ok()
         .and_then(|raw| serde_json::from_slice(&raw).ok())
         .ok_or_else(|| invalid("claims are not base64url JSON with sub and exp"))?;
-    if claims.exp + LEEWAY_SECS < now {
+    // Saturating: an `exp` near i64::MAX must not overflow (a panic in debug, a wrap to
+    // "expired long ago" in release); an `nbf` near i64::MIN likewise.
+    if claims.exp.saturating_add(LEEWAY_SECS) < now {
         return Err(invalid("expired"));
     }
-    if claims.nbf.is_some_and(|nbf| nbf - LEEWAY_SECS > now) {
+    if claims
+        .nbf
+        .is_some_and(|nbf| nbf.saturating_sub(LEEWAY_SECS) > now)
+    {
         return Err(invalid("not valid yet"));
     }
     claims
@@ -286,6 +291,63 @@ mod tests {
         assert!(err.message.contains("HS256"), "{err}");
         assert!(verify(SECRET, "a.b", now).is_err());
         assert!(verify(SECRET, "", now).is_err());
+    }
+
+    /// A token signed with the right secret and arbitrary claims JSON.
+    fn forge(claims: &str) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
+        let mut m = mac(SECRET);
+        m.update(input.as_bytes());
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+        )
+    }
+
+    #[test]
+    fn an_exp_or_nbf_at_the_edges_of_the_integers_neither_overflows_nor_passes_wrongly() {
+        let now = chrono::Utc::now().timestamp();
+        // exp at i64::MAX: far future, valid (the leeway must not overflow).
+        let token = forge(&format!(r#"{{"sub":"{WALLET}","exp":{}}}"#, i64::MAX));
+        assert_eq!(
+            verify(SECRET, &token, now).expect("valid").to_string(),
+            WALLET
+        );
+        let token = forge(&format!(r#"{{"sub":"{WALLET}","exp":{}}}"#, i64::MAX - 1));
+        assert!(verify(SECRET, &token, now).is_ok());
+        // exp at i64::MIN: long expired.
+        let token = forge(&format!(r#"{{"sub":"{WALLET}","exp":{}}}"#, i64::MIN));
+        assert!(verify(SECRET, &token, now)
+            .expect_err("expired")
+            .message
+            .contains("expired"));
+        // exp past i64 (u64::MAX) is not an i64: refused as malformed claims, no panic.
+        let token = forge(&format!(r#"{{"sub":"{WALLET}","exp":{}}}"#, u64::MAX));
+        assert!(verify(SECRET, &token, now)
+            .expect_err("not i64")
+            .message
+            .contains("claims"));
+        // nbf at i64::MIN: valid from the beginning of time.
+        let token = forge(&format!(
+            r#"{{"sub":"{WALLET}","exp":{},"nbf":{}}}"#,
+            now + 60,
+            i64::MIN
+        ));
+        assert!(verify(SECRET, &token, now).is_ok());
+        // nbf at i64::MAX: not valid yet.
+        let token = forge(&format!(
+            r#"{{"sub":"{WALLET}","exp":{},"nbf":{}}}"#,
+            i64::MAX,
+            i64::MAX
+        ));
+        assert!(verify(SECRET, &token, now)
+            .expect_err("nbf")
+            .message
+            .contains("not valid yet"));
+        // sign with a huge ttl saturates instead of overflowing.
+        let token = sign(SECRET, WALLET, i64::MAX);
+        assert!(verify(SECRET, &token, now).is_ok());
     }
 
     #[test]

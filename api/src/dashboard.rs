@@ -1,18 +1,22 @@
 //! The supervisor dashboard: one embedded page (no build step, no external assets) at
 //! `/dashboard`, and its live feed at `/dashboard/events` (Server-Sent Events, one
 //! overview every two seconds). The page holds no data; everything it shows comes from
-//! the admin API with the operator's token, which the page keeps in session storage.
+//! the admin API with the operator's token, which the page keeps in session storage and
+//! sends only as a bearer header. The feed, which a browser's `EventSource` opens without
+//! headers, takes a short-lived single-use ticket (`POST /api/v1/admin/stream-ticket`)
+//! instead: the admin token never appears in a URL.
 
 use std::time::Duration;
 
-use actix_web::{get, web, HttpRequest, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use futures::stream;
+use serde::Deserialize;
 
 use crate::{
-    auth::Caller,
     error::{ApiError, Result},
     routes::admin::overview,
     state::ApiState,
+    tickets::Refused,
 };
 
 const PAGE: &str = include_str!("../assets/dashboard.html");
@@ -34,13 +38,35 @@ pub(crate) async fn page() -> HttpResponse {
         .body(PAGE)
 }
 
-/// The live feed: `event: overview` with the overview JSON every two seconds.
+/// The feed's query.
+#[derive(Deserialize)]
+pub(crate) struct EventsQuery {
+    ticket: Option<String>,
+}
+
+/// The live feed: `event: overview` with the overview JSON every two seconds. Opened with
+/// `?ticket=` from `POST /api/v1/admin/stream-ticket` (valid 30 s, once, on this node).
 #[get("/dashboard/events")]
-pub(crate) async fn events(state: web::Data<ApiState>, req: HttpRequest) -> Result<HttpResponse> {
-    match Caller::from_request_with(&req, true)? {
-        Caller::Admin => {}
-        Caller::User(_) => return Err(ApiError::forbidden("operators only: use the admin token")),
-    }
+pub(crate) async fn events(
+    state: web::Data<ApiState>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse> {
+    let ticket = query.into_inner().ticket.ok_or_else(|| {
+        ApiError::unauthorized(
+            "missing ticket: POST /api/v1/admin/stream-ticket with the admin bearer token, \
+             then open /dashboard/events?ticket=<ticket> (the admin token is not accepted in \
+             a URL)",
+        )
+    })?;
+    state.guards.tickets.redeem(&ticket).map_err(|why| {
+        ApiError::unauthorized(match why {
+            Refused::Expired => "ticket expired: ask for a new one (tickets live 30 s)",
+            Refused::Unknown => {
+                "ticket unknown or already used: tickets are single-use and valid only on the \
+                 node that issued them"
+            }
+        })
+    })?;
     let state = state.into_inner();
     let feed = stream::unfold((state, true), |(state, first)| async move {
         if !first {

@@ -1,5 +1,10 @@
 //! `/health` (the process answers), `/ready` (every component this node needs works; 503
 //! naming what does not) and `/metrics`.
+//!
+//! `/ready` and `/metrics` are open to anyone and never rate-limited (an orchestrator and
+//! a scraper poll them), so both answer from a snapshot refreshed at most once a second,
+//! with one refresh in flight however many callers wait: a flood costs the database,
+//! the broker and the chain RPC one probe a second, not one per request.
 
 use std::time::Duration;
 
@@ -25,7 +30,7 @@ pub(crate) struct Health {
 }
 
 /// One component's readiness.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct Component {
     /// `database`, `rabbitmq` (or `broker` in-process), `redis`, `chain_rpc`, `consumers`,
     /// `relay`, `chain_listener`.
@@ -37,7 +42,7 @@ pub(crate) struct Component {
 }
 
 /// Readiness of every component.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct Readiness {
     /// All components ok.
     pub ready: bool,
@@ -95,6 +100,7 @@ fn services_ok(status: &merit_supervisors::NodeStatus, prefix: &str) -> (bool, O
 }
 
 pub(crate) async fn readiness(state: &ApiState) -> Readiness {
+    ::metrics::counter!("merit_ready_probes_total").increment(1);
     let mut components = Vec::new();
     components.push(
         probe("database", async {
@@ -173,20 +179,28 @@ pub(crate) async fn readiness(state: &ApiState) -> Readiness {
     ))]
 #[get("/ready")]
 pub(crate) async fn ready(state: web::Data<ApiState>) -> HttpResponse {
-    let report = readiness(&state).await;
+    let report = state.guards.ready.get(|| readiness(&state)).await;
     if report.ready {
-        HttpResponse::Ok().json(report)
+        HttpResponse::Ok().json(&*report)
     } else {
-        HttpResponse::ServiceUnavailable().json(report)
+        HttpResponse::ServiceUnavailable().json(&*report)
     }
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics (a snapshot at most a second old). Served on the public listener
+/// unless a separate metrics listener is configured (`MERIT_METRICS_ADDR`).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 #[get("/metrics")]
 pub(crate) async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render(&state).await)
+        .body(
+            state
+                .guards
+                .metrics
+                .get(|| crate::metrics::render(&state))
+                .await
+                .to_string(),
+        )
 }

@@ -11,6 +11,7 @@
 //! projections and publishes events.
 
 mod auth;
+mod cached;
 mod dashboard;
 mod discovery;
 mod error;
@@ -21,13 +22,12 @@ mod openapi;
 mod pagination;
 mod ratelimit;
 mod routes;
+mod siwe;
 mod state;
+mod tickets;
 mod ws;
 
-use std::{
-    net::TcpListener,
-    sync::{Arc, OnceLock},
-};
+use std::{net::TcpListener, sync::OnceLock};
 
 use actix_web::{
     dev::ResourceDef,
@@ -41,9 +41,15 @@ pub use discovery::{Discovery, NodeInfo};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::install_recorder;
 pub use notify::{NotificationHub, NOTIFY_EXCHANGE};
-pub use state::{ApiOptions, ApiState, ChainAccess};
+pub use state::{ApiOptions, ApiState, ChainAccess, Guards, SiweOptions};
 
-use crate::ratelimit::RateLimiter;
+use actix_web::{
+    body::{EitherBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+};
+
+use crate::ratelimit::Limits;
 
 fn json_error(e: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let err = match &e {
@@ -156,7 +162,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, options: &ApiOptions) {
             .service(routes::config::rollback_config)
             .service(routes::admin::list_nodes)
             .service(routes::admin::get_overview)
-            .service(routes::admin::chain_sync),
+            .service(routes::admin::stream_ticket)
+            .service(routes::admin::chain_sync)
+            .service(routes::auth::nonce)
+            .service(routes::auth::login),
     )
     .default_service(web::to(no_route));
 }
@@ -164,17 +173,53 @@ pub fn configure(cfg: &mut web::ServiceConfig, options: &ApiOptions) {
 /// Serves the API on `listener` until the returned server is stopped. Must run inside an
 /// actix System. The caller keeps the handle to stop it gracefully.
 pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<actix_web::dev::Server> {
+    serve_with_metrics(listener, None, state)
+}
+
+/// The address of the separate metrics listener, when there is one.
+#[derive(Debug, Clone, Copy)]
+struct MetricsListener(std::net::SocketAddr);
+
+/// With a metrics listener, `/metrics` is served there only and everything else on the
+/// public listener only.
+async fn split_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if let Some(metrics) = req.app_data::<web::Data<MetricsListener>>() {
+        let on_metrics_listener = req.app_config().local_addr() == metrics.0;
+        if on_metrics_listener != (req.path() == "/metrics") {
+            let path = merit_messages::quote_untrusted(req.path());
+            let response =
+                ApiError::not_found(format!("no route {} {path} on this listener", req.method()))
+                    .error_response();
+            return Ok(req.into_response(response).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// Like [`serve`], with `/metrics` on `metrics_listener` (an internal address) instead of
+/// the public listener when one is given.
+pub fn serve_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    state: ApiState,
+) -> std::io::Result<actix_web::dev::Server> {
     let workers = state.options.workers.max(1);
-    let limiter = web::Data::from(Arc::new(RateLimiter::new(
-        state.options.rate_per_sec,
-        state.options.rate_burst,
-    )));
+    let limits = web::Data::new(Limits::new(&state.options));
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(web::Data::new(MetricsListener(l.local_addr()?))),
+        None => None,
+    };
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let options = data.options.clone();
-        App::new()
-            .app_data(data.clone())
-            .app_data(limiter.clone())
+        let mut app = App::new().app_data(data.clone()).app_data(limits.clone());
+        if let Some(metrics) = &metrics_addr {
+            app = app.app_data(metrics.clone());
+        }
+        app.wrap(middleware::from_fn(split_metrics))
             .wrap(middleware::from_fn(ratelimit::limit))
             .wrap(middleware::NormalizePath::trim())
             .configure(|cfg| configure(cfg, &options))
@@ -184,7 +229,10 @@ pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<actix_we
     .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(5)
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .listen(listener)?;
+    let server = match metrics_listener {
+        Some(l) => server.listen(l)?,
+        None => server,
+    };
+    Ok(server.run())
 }

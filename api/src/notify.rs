@@ -121,19 +121,30 @@ impl NotificationHub {
 
     /// Subscribes a session to `user`'s live notifications.
     pub fn subscribe(&self, user: &str) -> Subscription {
+        self.try_subscribe(user, usize::MAX)
+            .expect("no cap: a subscription is always taken")
+    }
+
+    /// Subscribes a session to `user`'s live notifications unless the user already has
+    /// `max` sessions on this node (checked and taken under one lock).
+    pub fn try_subscribe(&self, user: &str, max: usize) -> Option<Subscription> {
         let (tx, rx) = mpsc::channel(self.inner.buffer);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock()
-            .entry(user.to_string())
-            .or_default()
-            .push((id, tx));
-        Subscription {
+        {
+            let mut subs = self.lock();
+            let list = subs.entry(user.to_string()).or_default();
+            if list.len() >= max {
+                return None;
+            }
+            list.push((id, tx));
+        }
+        Some(Subscription {
             hub: self.clone(),
             user: user.to_string(),
             id,
             rx,
             resync: self.inner.resync.subscribe(),
-        }
+        })
     }
 
     /// Sessions connected to this node now.
@@ -353,5 +364,19 @@ mod tests {
         assert_eq!(hub.sessions(), 1);
         drop(fast);
         assert_eq!(hub.sessions(), 0);
+    }
+
+    #[test]
+    fn sessions_over_the_per_user_cap_are_refused_until_one_ends() {
+        let hub = NotificationHub::new("n", 4);
+        let first = hub.try_subscribe("0xa", 2).expect("first");
+        let _second = hub.try_subscribe("0xa", 2).expect("second");
+        assert!(
+            hub.try_subscribe("0xa", 2).is_none(),
+            "third over a cap of 2"
+        );
+        assert!(hub.try_subscribe("0xb", 2).is_some(), "another user");
+        drop(first);
+        assert!(hub.try_subscribe("0xa", 2).is_some(), "a freed place");
     }
 }

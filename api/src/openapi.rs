@@ -18,7 +18,7 @@ use crate::{health, routes, ws};
 #[openapi(
     info(
         title = "merit",
-        description = "merit's REST API: users, achievements, proposals, votes, NFTs, sagas, the dead-letter queue, dynamic config, nodes; health, readiness and metrics; WebSocket notifications at /ws. User endpoints take a bearer JWT (HS256, subject = wallet address); operator endpoints take the admin token. Errors are {\"error\":{\"code\",\"message\"}}; lists are {items,page,page_size,total}."
+        description = "merit's REST API: users, achievements, proposals, votes, NFTs, sagas, the dead-letter queue, dynamic config, nodes; health, readiness and metrics; WebSocket notifications at /ws. User endpoints take a bearer JWT (HS256, subject = wallet address), which a wallet gets by signing in with Ethereum (POST /api/v1/auth/nonce, then POST /api/v1/auth/login); operator endpoints take the admin token. Errors are {\"error\":{\"code\",\"message\"}}; lists are {items,page,page_size,total}."
     ),
     paths(
         health::health, health::ready, health::metrics,
@@ -35,6 +35,8 @@ use crate::{health, routes, ws};
         routes::config::config_version, routes::config::config_diff,
         routes::config::change_config, routes::config::rollback_config,
         routes::admin::list_nodes, routes::admin::get_overview, routes::admin::chain_sync,
+        routes::admin::stream_ticket,
+        routes::auth::nonce, routes::auth::login,
         ws::ws,
     ),
     modifiers(&Security, &RateLimited),
@@ -47,6 +49,7 @@ use crate::{health, routes, ws};
         (name = "config", description = "Dynamic config: tiers, limits, rules (operators)"),
         (name = "operations", description = "Health, readiness, metrics, nodes"),
         (name = "notifications", description = "WebSocket notifications"),
+        (name = "auth", description = "Sign-In with Ethereum (EIP-4361): a wallet signs a message and gets a user token"),
     )
 )]
 pub(crate) struct ApiDoc;

@@ -12,7 +12,10 @@ use merit_storage::Store;
 use merit_supervisors::NodeProbe;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::{auth::Credentials, discovery::Discovery, notify::NotificationHub};
+use crate::{
+    auth::Credentials, cached::Snapshot, discovery::Discovery, notify::NotificationHub,
+    tickets::StreamTickets,
+};
 
 /// Limits and timings of the HTTP side.
 #[derive(Debug, Clone)]
@@ -34,6 +37,57 @@ pub struct ApiOptions {
     pub node_ttl: Duration,
     /// HTTP worker threads.
     pub workers: usize,
+    /// Requests per second one authenticated user (JWT subject) may make, from any address.
+    pub user_rate_per_sec: u32,
+    /// Requests one user may make in a burst.
+    pub user_rate_burst: u32,
+    /// Sign-in requests (`/api/v1/auth/*`) per second one client address may make.
+    pub auth_rate_per_sec: u32,
+    /// Sign-in requests one client address may make in a burst.
+    pub auth_rate_burst: u32,
+    /// Reverse proxies (IP addresses and CIDR blocks) whose `Forwarded` /
+    /// `X-Forwarded-For` names the client; from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write: `x-forwarded-for` or `forwarded`.
+    pub forwarded_header: String,
+    /// How long one WebSocket send may wait on the client before the session is closed.
+    pub ws_send_timeout: Duration,
+    /// WebSocket sessions one user may hold on this node.
+    pub ws_max_sessions_per_user: usize,
+    /// Sign-In with Ethereum.
+    pub siwe: SiweOptions,
+}
+
+/// What a Sign-In with Ethereum message must match, and what a sign-in returns.
+#[derive(Debug, Clone)]
+pub struct SiweOptions {
+    /// The domain messages must name (an RFC 3986 authority, `merit.example`).
+    pub domain: String,
+    /// Origins (`scheme://authority`) a message's URI may have.
+    pub origins: Vec<String>,
+    /// merit's chain id.
+    pub chain_id: u64,
+    /// How long an issued nonce is accepted.
+    pub nonce_ttl: Duration,
+    /// Lifetime of the user token a sign-in returns (capped at the message's expiry).
+    pub token_ttl: Duration,
+    /// Clock skew tolerated on `Issued At` and `Not Before`.
+    pub skew: Duration,
+}
+
+impl SiweOptions {
+    /// For `domain`, with `http://` and `https://` + domain as the allowed origins.
+    pub fn for_domain(domain: &str, chain_id: u64) -> Self {
+        let domain = domain.to_ascii_lowercase();
+        Self {
+            origins: vec![format!("http://{domain}"), format!("https://{domain}")],
+            domain,
+            chain_id,
+            nonce_ttl: Duration::from_secs(300),
+            token_ttl: Duration::from_secs(3600),
+            skew: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for ApiOptions {
@@ -47,6 +101,15 @@ impl Default for ApiOptions {
             ws_catch_up: Duration::from_secs(15),
             node_ttl: Duration::from_secs(15),
             workers: 2,
+            user_rate_per_sec: 200,
+            user_rate_burst: 400,
+            auth_rate_per_sec: 2,
+            auth_rate_burst: 20,
+            trusted_proxies: Vec::new(),
+            forwarded_header: "x-forwarded-for".to_string(),
+            ws_send_timeout: Duration::from_secs(5),
+            ws_max_sessions_per_user: 8,
+            siwe: SiweOptions::for_domain("127.0.0.1:8080", 31337),
         }
     }
 }
@@ -99,4 +162,32 @@ pub struct ApiState {
     pub redis_configured: bool,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
+    /// What the node keeps for the HTTP side at run time: the `/ready` and `/metrics`
+    /// snapshots and the dashboard's stream tickets. `Guards::default()`.
+    pub guards: Arc<Guards>,
+}
+
+/// Run-time state of the HTTP side's guards. Debug shows no ticket.
+#[derive(Debug)]
+pub struct Guards {
+    pub(crate) ready: Snapshot<crate::health::Readiness>,
+    pub(crate) metrics: Snapshot<String>,
+    pub(crate) tickets: StreamTickets,
+}
+
+impl Guards {
+    /// Snapshots reused for `every` (one second in a node).
+    pub fn new(every: Duration) -> Self {
+        Self {
+            ready: Snapshot::new(every),
+            metrics: Snapshot::new(every),
+            tickets: StreamTickets::default(),
+        }
+    }
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(1))
+    }
 }

@@ -9,9 +9,17 @@
 //!
 //! The session sends a ping every heartbeat and drops a client silent for three; a client
 //! whose buffer fills (it does not read) is dropped with close code 1008 — the node never
-//! waits for a slow client.
+//! waits for a slow client. Every send has a deadline (`ws_send_timeout`): a client that
+//! stops reading parks a send once the socket and the session's channel are full, and a
+//! send past its deadline ends the session (close 1008 when the frame can still go out),
+//! so the heartbeat and the slow-client drop keep working and the session's task and
+//! subscription are freed. A user holds at most `ws_max_sessions_per_user` sessions on a
+//! node; one more is refused with 429 before the upgrade.
 
-use std::time::Instant;
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, Session};
@@ -52,6 +60,7 @@ pub(crate) struct WsQuery {
         (status = 400, description = "Not a WebSocket request", body = crate::error::ErrorBody),
         (status = 401, description = "No or an invalid credential", body = crate::error::ErrorBody),
         (status = 403, description = "Not a user token", body = crate::error::ErrorBody),
+        (status = 429, description = "The user already has the most sessions allowed on this node", body = crate::error::ErrorBody),
         (status = 503, description = "The database is unavailable", body = crate::error::ErrorBody),
     ))]
 #[get("/ws")]
@@ -63,13 +72,20 @@ pub(crate) async fn ws(
 ) -> Result<HttpResponse> {
     let user = Caller::from_request_with(&req, true)?.user()?;
     let user = user.to_string();
+    let max = state.options.ws_max_sessions_per_user;
+    let subscription = state.hub.try_subscribe(&user, max).ok_or_else(|| {
+        metrics::counter!("merit_ws_refused_total", "reason" => "session_cap").increment(1);
+        ApiError::rate_limited(format!(
+            "user {user} already has {max} WebSocket sessions on this node (the most allowed); \
+             close one first"
+        ))
+    })?;
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::bad_request(format!("not a WebSocket upgrade: {e}")))?;
     let start = match query.after {
         Some(after) => crate::routes::int64("after", after)?,
         None => last_seq(&state, &user).await?,
     };
-    let subscription = state.hub.subscribe(&user);
     let state = state.into_inner();
     actix_web::rt::spawn(async move {
         let stream = stream.max_frame_size(MAX_FRAME);
@@ -84,9 +100,25 @@ pub(crate) async fn ws(
 /// Why a session ended.
 type End = Result<(), &'static str>;
 
+/// A send that did not complete within the deadline: the client does not read.
+const SEND_TIMED_OUT: &str = "dropped: a send timed out (the client does not read)";
+
+/// `send` within `limit`: a closed session is "client gone", a late one [`SEND_TIMED_OUT`].
+async fn timed<F>(limit: Duration, send: F) -> End
+where
+    F: Future<Output = Result<(), actix_ws::Closed>>,
+{
+    match tokio::time::timeout(limit, send).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("client gone"),
+        Err(_) => Err(SEND_TIMED_OUT),
+    }
+}
+
 struct Sender {
     session: Session,
     last_sent: u64,
+    timeout: Duration,
 }
 
 impl Sender {
@@ -102,10 +134,7 @@ impl Sender {
             "payload": n.payload,
             "at": n.at,
         });
-        self.session
-            .text(frame.to_string())
-            .await
-            .map_err(|_| "client gone")?;
+        timed(self.timeout, self.session.text(frame.to_string())).await?;
         self.last_sent = n.seq;
         metrics::counter!("merit_ws_notifications_sent_total").increment(1);
         Ok(())
@@ -136,15 +165,14 @@ async fn run(
     mut stream: actix_ws::MessageStream,
     mut subscription: crate::notify::Subscription,
 ) -> End {
+    let timeout = state.options.ws_send_timeout;
     let mut out = Sender {
         session,
         last_sent: start,
+        timeout,
     };
     let hello = serde_json::json!({"type": "hello", "user": user, "last_seq": start});
-    out.session
-        .text(hello.to_string())
-        .await
-        .map_err(|_| "client gone")?;
+    timed(timeout, out.session.text(hello.to_string())).await?;
     let heartbeat = state.options.ws_heartbeat;
     let mut ping = tokio::time::interval(heartbeat);
     let mut catch_up = tokio::time::interval(state.options.ws_catch_up);
@@ -166,13 +194,7 @@ async fn run(
                 Some(n) if n.seq <= out.last_sent => {}
                 // A gap: something arrived out of order or was missed; the log has it.
                 Some(_) => if let Err(e) = out.catch_up(state, user).await { break Err(e) },
-                None => {
-                    let _ = out.session.close(Some(CloseReason {
-                        code: CloseCode::Policy,
-                        description: Some("too slow: notification buffer full; reconnect with ?after=<last seq>".to_string()),
-                    })).await;
-                    return Err("dropped: too slow");
-                }
+                None => break Err("dropped: too slow"),
             },
             _ = subscription.resync.changed() => {
                 if let Err(e) = out.catch_up(state, user).await { break Err(e) }
@@ -184,12 +206,12 @@ async fn run(
                 if last_heard.elapsed() > heartbeat * 3 {
                     break Err("client silent");
                 }
-                if out.session.ping(b"").await.is_err() { break Err("client gone") }
+                if let Err(e) = timed(timeout, out.session.ping(b"")).await { break Err(e) }
             }
             msg = stream.next() => match msg {
                 Some(Ok(Message::Ping(bytes))) => {
                     last_heard = Instant::now();
-                    if out.session.pong(&bytes).await.is_err() { break Err("client gone") }
+                    if let Err(e) = timed(timeout, out.session.pong(&bytes)).await { break Err(e) }
                 }
                 Some(Ok(Message::Close(_))) | None => break Ok(()),
                 Some(Ok(_)) => last_heard = Instant::now(),
@@ -197,6 +219,28 @@ async fn run(
             },
         }
     };
-    let _ = out.session.close(None).await;
+    let reason = match result {
+        Err(why @ ("dropped: too slow" | SEND_TIMED_OUT)) => {
+            let label = if why == SEND_TIMED_OUT {
+                "send_timeout"
+            } else {
+                "buffer_full"
+            };
+            metrics::counter!("merit_ws_dropped_total", "reason" => label).increment(1);
+            Some(CloseReason {
+                code: CloseCode::Policy,
+                description: Some(
+                    "too slow: the client does not read; reconnect with ?after=<last seq>"
+                        .to_string(),
+                ),
+            })
+        }
+        _ => None,
+    };
+    // A client that does not read may never take the close frame either: bounded too.
+    let _ = tokio::time::timeout(CLOSE_WAIT.min(timeout), out.session.close(reason)).await;
     result
 }
+
+/// Longest wait for a close frame to be queued.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);

@@ -164,6 +164,65 @@ pub(crate) const HTTP_ADDR: Key = Key::plain(
     Text,
     Value("127.0.0.1:8080"),
 );
+pub(crate) const METRICS_ADDR: Key = Key::plain("metrics_addr", "MERIT_METRICS_ADDR", Text, Absent);
+pub(crate) const HTTP_TRUSTED_PROXIES: Key = Key::plain(
+    "http.trusted_proxies",
+    "MERIT_HTTP_TRUSTED_PROXIES",
+    Text,
+    Absent,
+);
+pub(crate) const HTTP_FORWARDED_HEADER: Key = Key::plain(
+    "http.forwarded_header",
+    "MERIT_HTTP_FORWARDED_HEADER",
+    Text,
+    Value("x-forwarded-for"),
+);
+pub(crate) const HTTP_RATE_PER_SEC: Key = Key::plain(
+    "http.rate_per_sec",
+    "MERIT_HTTP_RATE_PER_SEC",
+    Integer,
+    Value("200"),
+);
+pub(crate) const HTTP_RATE_BURST: Key = Key::plain(
+    "http.rate_burst",
+    "MERIT_HTTP_RATE_BURST",
+    Integer,
+    Value("400"),
+);
+pub(crate) const HTTP_USER_RATE_PER_SEC: Key = Key::plain(
+    "http.user_rate_per_sec",
+    "MERIT_HTTP_USER_RATE_PER_SEC",
+    Integer,
+    Value("200"),
+);
+pub(crate) const HTTP_USER_RATE_BURST: Key = Key::plain(
+    "http.user_rate_burst",
+    "MERIT_HTTP_USER_RATE_BURST",
+    Integer,
+    Value("400"),
+);
+pub(crate) const HTTP_WS_SEND_TIMEOUT_MS: Key = Key::plain(
+    "http.ws_send_timeout_ms",
+    "MERIT_HTTP_WS_SEND_TIMEOUT_MS",
+    Integer,
+    Value("5000"),
+);
+pub(crate) const HTTP_WS_MAX_SESSIONS_PER_USER: Key = Key::plain(
+    "http.ws_max_sessions_per_user",
+    "MERIT_HTTP_WS_MAX_SESSIONS_PER_USER",
+    Integer,
+    Value("8"),
+);
+pub(crate) const HTTP_SIWE_DOMAIN: Key =
+    Key::plain("http.siwe_domain", "MERIT_HTTP_SIWE_DOMAIN", Text, Absent);
+pub(crate) const HTTP_SIWE_ORIGINS: Key =
+    Key::plain("http.siwe_origins", "MERIT_HTTP_SIWE_ORIGINS", Text, Absent);
+pub(crate) const HTTP_LOGIN_TTL_SECS: Key = Key::plain(
+    "http.login_ttl_secs",
+    "MERIT_HTTP_LOGIN_TTL_SECS",
+    Integer,
+    Value("3600"),
+);
 pub(crate) const DATABASE_URL: Key = Key {
     fallback: Value(DEV_DATABASE_URL),
     ..Key::url(
@@ -337,6 +396,18 @@ pub(crate) const LOG_FILTER: Key =
 pub(crate) const ALL: &[&Key] = &[
     &NODE_ID,
     &HTTP_ADDR,
+    &METRICS_ADDR,
+    &HTTP_TRUSTED_PROXIES,
+    &HTTP_FORWARDED_HEADER,
+    &HTTP_RATE_PER_SEC,
+    &HTTP_RATE_BURST,
+    &HTTP_USER_RATE_PER_SEC,
+    &HTTP_USER_RATE_BURST,
+    &HTTP_WS_SEND_TIMEOUT_MS,
+    &HTTP_WS_MAX_SESSIONS_PER_USER,
+    &HTTP_SIWE_DOMAIN,
+    &HTTP_SIWE_ORIGINS,
+    &HTTP_LOGIN_TTL_SECS,
     &DATABASE_URL,
     &AMQP_URL,
     &REDIS_URL,

@@ -13,8 +13,8 @@ use crate::{
     keys::{self, is_node_id_char, Key, Sensitivity, DEV_DATABASE_URL, NODE_ID_MAX_LEN},
     secret::{redact_url, Secret, SecretUrl},
     settings::{
-        ActorSettings, CacheSettings, ChainSettings, Environment, LogFormat, LogSettings,
-        MailboxSettings, MinterSource, RetentionSettings, Settings,
+        ActorSettings, CacheSettings, ChainSettings, Environment, HttpSettings, LogFormat,
+        LogSettings, MailboxSettings, MinterSource, RetentionSettings, Settings,
     },
     source::{Layers, Raw, RawValue, Source},
 };
@@ -45,6 +45,21 @@ pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
         env,
         node_id: node_id(&field(&keys::NODE_ID))?,
         http_addr: http_addr(&field(&keys::HTTP_ADDR))?,
+        metrics_addr: metrics_addr(&field(&keys::METRICS_ADDR))?,
+        http: HttpSettings {
+            trusted_proxies: trusted_proxies(&field(&keys::HTTP_TRUSTED_PROXIES))?,
+            forwarded_header: forwarded_header(&field(&keys::HTTP_FORWARDED_HEADER))?,
+            rate_per_sec: field(&keys::HTTP_RATE_PER_SEC).integer(1, 1_000_000)?,
+            rate_burst: field(&keys::HTTP_RATE_BURST).integer(1, 1_000_000)?,
+            user_rate_per_sec: field(&keys::HTTP_USER_RATE_PER_SEC).integer(1, 1_000_000)?,
+            user_rate_burst: field(&keys::HTTP_USER_RATE_BURST).integer(1, 1_000_000)?,
+            ws_send_timeout_ms: field(&keys::HTTP_WS_SEND_TIMEOUT_MS).integer(100, 60_000)?,
+            ws_max_sessions_per_user: field(&keys::HTTP_WS_MAX_SESSIONS_PER_USER)
+                .integer(1, 10_000)?,
+            siwe_domain: siwe_domain(&field(&keys::HTTP_SIWE_DOMAIN))?,
+            siwe_origins: siwe_origins(&field(&keys::HTTP_SIWE_ORIGINS))?,
+            login_ttl_secs: field(&keys::HTTP_LOGIN_TTL_SECS).integer(60, 86_400)?,
+        },
         database_url: database_url(&field(&keys::DATABASE_URL))?,
         amqp_url: optional_url(&field(&keys::AMQP_URL), AMQP_SCHEMES)?,
         redis_url: optional_url(&field(&keys::REDIS_URL), REDIS_SCHEMES)?,
@@ -228,6 +243,109 @@ fn http_addr(field: &Field<'_>) -> Result<SocketAddr> {
         .required_text()?
         .parse()
         .map_err(|_| field.invalid("is not a socket address", "host:port like 127.0.0.1:8080"))
+}
+
+fn metrics_addr(field: &Field<'_>) -> Result<Option<SocketAddr>> {
+    let Some(value) = field.optional_text()? else {
+        return Ok(None);
+    };
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| field.invalid("is not a socket address", "host:port like 127.0.0.1:9090"))
+}
+
+/// Whether `text` is an IP address or a CIDR block (`10.0.0.0/8`, `fd00::/8`).
+pub(crate) fn is_ip_or_cidr(text: &str) -> bool {
+    let (ip, prefix) = match text.split_once('/') {
+        Some((ip, prefix)) => (ip, Some(prefix)),
+        None => (text, None),
+    };
+    let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
+}
+
+/// A comma-separated list of IP addresses and CIDR blocks; empty when unset.
+fn trusted_proxies(field: &Field<'_>) -> Result<Vec<String>> {
+    let Some(value) = field.optional_text()? else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if items.iter().any(|item| !is_ip_or_cidr(item)) {
+        return Err(field.invalid(
+            "is not a list of IP addresses and CIDR blocks",
+            "comma-separated addresses or blocks like 10.0.0.0/8, 127.0.0.1, fd00::/8",
+        ));
+    }
+    Ok(items)
+}
+
+/// Which forwarding header the trusted proxies write: `x-forwarded-for` or `forwarded`.
+fn forwarded_header(field: &Field<'_>) -> Result<String> {
+    let value = field.required_text()?.to_ascii_lowercase();
+    if value != "x-forwarded-for" && value != "forwarded" {
+        return Err(field.invalid(
+            "is not a forwarding header",
+            "x-forwarded-for or forwarded (RFC 7239)",
+        ));
+    }
+    Ok(value)
+}
+
+/// An RFC 3986 authority (`merit.example`, `localhost:8080`): no scheme, path or spaces.
+fn siwe_domain(field: &Field<'_>) -> Result<Option<String>> {
+    let Some(value) = field.optional_text()? else {
+        return Ok(None);
+    };
+    let ok = value.len() <= 253
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    if !ok {
+        return Err(field.invalid(
+            "is not a domain",
+            "a host with an optional port, like merit.example or localhost:8080",
+        ));
+    }
+    Ok(Some(value.to_ascii_lowercase()))
+}
+
+/// A comma-separated list of `scheme://authority` origins.
+fn siwe_origins(field: &Field<'_>) -> Result<Vec<String>> {
+    let Some(value) = field.optional_text()? else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| item.trim_end_matches('/').to_ascii_lowercase())
+        .collect();
+    let origin = |item: &String| {
+        item.split_once("://").is_some_and(|(scheme, authority)| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+                && !authority.is_empty()
+                && !authority.contains(['/', '?', '#', ' '])
+        })
+    };
+    if !items.iter().all(origin) {
+        return Err(field.invalid(
+            "is not a list of origins",
+            "comma-separated scheme://host[:port] like https://merit.example",
+        ));
+    }
+    Ok(items)
 }
 
 /// Checks that `value` is a URL with one of `schemes` and something after it.

@@ -81,6 +81,11 @@ pub struct Settings {
     pub node_id: String,
     /// Where the HTTP API listens (`MERIT_HTTP_ADDR`).
     pub http_addr: SocketAddr,
+    /// A separate listener for `/metrics` (`MERIT_METRICS_ADDR`); when set, the public
+    /// listener no longer serves `/metrics`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Limits and trust of the HTTP side.
+    pub http: HttpSettings,
     /// The SQL database (`MERIT_DATABASE_URL`): `sqlite:` or `postgres://`.
     pub database_url: SecretUrl,
     /// The RabbitMQ broker (`MERIT_AMQP_URL`); `None` selects the embedded
@@ -208,6 +213,50 @@ impl Serialize for MinterSource {
             }
         }
         map.end()
+    }
+}
+
+/// `[http]`: who the HTTP side trusts and how much it serves one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpSettings {
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` is believed: IP addresses
+    /// and CIDR blocks (`MERIT_HTTP_TRUSTED_PROXIES`, comma-separated; empty: none, the
+    /// TCP peer is the client).
+    pub trusted_proxies: Vec<String>,
+    /// The one header those proxies write and the client is read from
+    /// (`MERIT_HTTP_FORWARDED_HEADER`): `x-forwarded-for` (default) or `forwarded`. The
+    /// other is ignored: a proxy passes through a header it does not manage, so a client
+    /// could write that one itself.
+    pub forwarded_header: String,
+    /// Requests per second one client address (an IPv6 client: its /64) may make on
+    /// average (`MERIT_HTTP_RATE_PER_SEC`).
+    pub rate_per_sec: u32,
+    /// Requests one client address may make in a burst (`MERIT_HTTP_RATE_BURST`).
+    pub rate_burst: u32,
+    /// Requests per second one authenticated user (JWT subject) may make on average,
+    /// from any address (`MERIT_HTTP_USER_RATE_PER_SEC`).
+    pub user_rate_per_sec: u32,
+    /// Requests one user may make in a burst (`MERIT_HTTP_USER_RATE_BURST`).
+    pub user_rate_burst: u32,
+    /// How long one WebSocket send may wait on a client before the session is closed
+    /// (`MERIT_HTTP_WS_SEND_TIMEOUT_MS`).
+    pub ws_send_timeout_ms: u64,
+    /// WebSocket sessions one user may hold on one node (`MERIT_HTTP_WS_MAX_SESSIONS_PER_USER`).
+    pub ws_max_sessions_per_user: usize,
+    /// The domain Sign-In with Ethereum messages must name (`MERIT_HTTP_SIWE_DOMAIN`);
+    /// `None`: the HTTP listener's address (`127.0.0.1:8080`).
+    pub siwe_domain: Option<String>,
+    /// Origins a SIWE message's URI may have (`MERIT_HTTP_SIWE_ORIGINS`, comma-separated);
+    /// empty: `http://` and `https://` + the domain.
+    pub siwe_origins: Vec<String>,
+    /// Lifetime of the user token a sign-in returns (`MERIT_HTTP_LOGIN_TTL_SECS`).
+    pub login_ttl_secs: u64,
+}
+
+impl HttpSettings {
+    /// [`Self::ws_send_timeout_ms`] as a duration.
+    pub fn ws_send_timeout(&self) -> Duration {
+        Duration::from_millis(self.ws_send_timeout_ms)
     }
 }
 

@@ -90,6 +90,14 @@ try {
   const consoleLeaks = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
   page.on('console', (m) => { if (m.text().includes(args.token)) consoleLeaks.push(m.type()); });
+  // No request may carry the admin token in its URL (the live feed takes a ticket).
+  const urlLeaks = [];
+  const feeds = [];
+  page.on('request', (r) => {
+    const url = r.url();
+    if (url.includes(args.token) || url.includes(encodeURIComponent(args.token))) urlLeaks.push(url.split('?')[0]);
+    if (url.includes('/dashboard/events')) feeds.push(/[?&]ticket=/.test(url));
+  });
   // discard asks for confirmation; nothing here should trigger dialogs, but never hang on one
   page.on('dialog', (d) => d.dismiss().catch(() => {}));
 
@@ -137,6 +145,9 @@ try {
   await page.waitForTimeout(300);
   await page.evaluate(() => window.scrollTo(0, 0)); // the sticky header belongs at the top of the picture
 
+  await step('wait for the live feed', () => page.locator('#live.on').waitFor({ state: 'attached', timeout: STEP_MS }));
+  if (!feeds.length || !feeds.every(Boolean)) throw new Error('the live feed was not opened with a ticket');
+  if (urlLeaks.length) throw new Error(`the admin token appears in a request URL (${urlLeaks[0]})`);
   await assertTokenNotInPage('after login');
   if (consoleLeaks.length) throw new Error('the admin token was written to the console');
   if (pageErrors.length) throw new Error(`uncaught page error: ${pageErrors[0]}`);

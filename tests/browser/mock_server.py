@@ -5,7 +5,8 @@ without building the real server.  Python 3 standard library only.
 It also documents the JSON contract the dashboard expects:
 
   GET    /dashboard                      the page (api/assets/dashboard.html)
-  GET    /dashboard/events?token=T       SSE: `event: overview` + `data: <Overview>` every 2 s
+  POST   /api/v1/admin/stream-ticket     {"ticket","expires_at"}: opens the SSE stream once, for 30 s
+  GET    /dashboard/events?ticket=K      SSE: `event: overview` + `data: <Overview>` every 2 s
   GET    /api/v1/admin/overview          <Overview>
   GET    /api/v1/sagas?page=&page_size=  {"items":[Saga],"page","page_size","total"}
   GET    /api/v1/sagas/{id}              Saga + "steps":[Step]
@@ -17,8 +18,9 @@ It also documents the JSON contract the dashboard expects:
   GET    /api/v1/config/diff?from=A&to=B {"from":A,"to":B,"changes":[{"path","op","from","to"}]}
   POST   /api/v1/config/rollback         body {"version":N,"author","reason"} -> new ConfigVersion (201)
 
-Every /api/v1 call and the SSE stream need the admin token (Authorization:
-Bearer T, or ?token=T for the SSE stream only); otherwise 401 with
+Every /api/v1 call needs the admin token (Authorization: Bearer T); the SSE
+stream needs a ticket from /api/v1/admin/stream-ticket (never the token in the
+URL); otherwise 401 with
 {"error":{"code":"unauthorized","message":"..."}}.  Errors are always
 {"error":{"code":"...","message":"..."}}.
 
@@ -58,6 +60,7 @@ def uid(name):
 class State:
     def __init__(self):
         self.lock = threading.Lock()
+        self.tickets = {}
         self.rng = random.Random(7)
         now = time.time()
         self.nodes = [
@@ -215,13 +218,8 @@ def make_handler(state, token, sse_enabled, stop):
             self.end_headers()
             self.wfile.write(body)
 
-        def authed(self, qs, allow_query=False):
-            h = self.headers.get("Authorization", "")
-            if h == "Bearer " + token:
-                return True
-            if allow_query and qs.get("token", [None])[0] == token:
-                return True
-            return False
+        def authed(self, qs):
+            return self.headers.get("Authorization", "") == "Bearer " + token
 
         def body_json(self):
             n = int(self.headers.get("Content-Length") or 0)
@@ -258,8 +256,11 @@ def make_handler(state, token, sse_enabled, stop):
                     self.wfile.write(body)
                     return
                 if method == "GET" and u.path == "/dashboard/events":
-                    if not self.authed(qs, allow_query=True):
-                        raise ApiErr(401, "unauthorized", "missing or invalid admin token")
+                    ticket = qs.get("ticket", [None])[0]
+                    with state.lock:
+                        until = state.tickets.pop(ticket, 0) if ticket else 0
+                    if until < time.time():
+                        raise ApiErr(401, "unauthorized", "ticket unknown, used or expired")
                     if not sse_enabled:
                         raise ApiErr(503, "unavailable", "live updates are switched off (--no-sse)")
                     return self.sse()
@@ -279,6 +280,11 @@ def make_handler(state, token, sse_enabled, stop):
         def api(self, method, p, qs):
             if method == "GET" and p == ["admin", "overview"]:
                 return 200, state.overview()
+            if method == "POST" and p == ["admin", "stream-ticket"]:
+                ticket = uuid.uuid4().hex
+                with state.lock:
+                    state.tickets[ticket] = time.time() + 30
+                return 200, {"ticket": ticket, "expires_at": iso(time.time() + 30)}
             if p[:1] == ["sagas"]:
                 with state.lock:
                     if method == "GET" and len(p) == 1:

@@ -237,3 +237,40 @@ fn status_json(status: &merit_supervisors::NodeStatus) -> serde_json::Value {
     }
     value
 }
+
+/// A ticket for the dashboard's live feed.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StreamTicket {
+    /// Opens `/dashboard/events?ticket=` once, on this node.
+    pub ticket: String,
+    /// When it stops being accepted (30 s after issue).
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Debug for StreamTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTicket")
+            .field("ticket", &"***redacted***")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A short-lived (30 s), single-use ticket that opens the dashboard's live feed
+/// (`/dashboard/events?ticket=`) on this node, so the admin token never goes in a URL.
+#[utoipa::path(post, path = "/api/v1/admin/stream-ticket", tag = "operations",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The ticket", body = StreamTicket),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 403, description = "Not the admin token", body = ErrorBody),
+    ))]
+#[post("/admin/stream-ticket")]
+pub(crate) async fn stream_ticket(state: web::Data<ApiState>, _admin: Admin) -> HttpResponse {
+    let (ticket, ttl) = state.guards.tickets.issue();
+    let expires_at = chrono::Utc::now()
+        + chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::seconds(30));
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(StreamTicket { ticket, expires_at })
+}

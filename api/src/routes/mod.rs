@@ -1,6 +1,7 @@
 //! The REST handlers under `/api/v1`, one file per resource.
 
 pub(crate) mod admin;
+pub(crate) mod auth;
 pub(crate) mod config;
 pub(crate) mod dlq;
 pub(crate) mod nfts;

@@ -73,6 +73,46 @@ fn out_of_range_number_is_named_for_each_source() {
             .contains("is not a valid Redis key prefix"),
         "{spaced}"
     );
+    let not_a_block = load_err(
+        empty.path(),
+        &[("MERIT_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")],
+    );
+    assert!(
+        not_a_block
+            .to_string()
+            .contains("is not a list of IP addresses and CIDR blocks"),
+        "{not_a_block}"
+    );
+    let too_wide = load_err(
+        empty.path(),
+        &[("MERIT_HTTP_TRUSTED_PROXIES", "10.0.0.0/33")],
+    );
+    assert!(too_wide.to_string().contains("CIDR"), "{too_wide}");
+    let other_header = load_err(
+        empty.path(),
+        &[("MERIT_HTTP_FORWARDED_HEADER", "x-real-ip")],
+    );
+    assert!(
+        other_header
+            .to_string()
+            .contains("is not a forwarding header"),
+        "{other_header}"
+    );
+    let bad_metrics = load_err(empty.path(), &[("MERIT_METRICS_ADDR", "localhost")]);
+    assert!(
+        bad_metrics.to_string().contains("is not a socket address"),
+        "{bad_metrics}"
+    );
+    let origin_with_path = load_err(
+        empty.path(),
+        &[("MERIT_HTTP_SIWE_ORIGINS", "https://merit.example/login")],
+    );
+    assert!(
+        origin_with_path
+            .to_string()
+            .contains("is not a list of origins"),
+        "{origin_with_path}"
+    );
     let forever_and_more = load_err(empty.path(), &[("MERIT_RETENTION_INBOX_DAYS", "40000")]);
     assert_eq!(
         forever_and_more.to_string(),

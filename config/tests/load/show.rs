@@ -13,6 +13,7 @@ fn show_lists_every_key_with_value_and_source() {
         &[
             ("MERIT_MAILBOX_SHARDS", "16"),
             ("MERIT_DATABASE_URL", "postgres://u:pw@db/merit"),
+            ("MERIT_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
         ],
     );
     let file = dir.path().join("development.toml");
@@ -49,8 +50,17 @@ fn show_lists_every_key_with_value_and_source() {
     assert_eq!(line("amqp_url"), "amqp_url = <none> (default)");
     assert_eq!(line("env"), "env = \"development\" (default)");
     assert_eq!(
+        line("http.trusted_proxies"),
+        "http.trusted_proxies = [\"10.0.0.0/8\",\"::1\"] (env MERIT_HTTP_TRUSTED_PROXIES)"
+    );
+    assert_eq!(
+        line("http.ws_max_sessions_per_user"),
+        "http.ws_max_sessions_per_user = 8 (default)"
+    );
+    assert_eq!(line("metrics_addr"), "metrics_addr = <none> (default)");
+    assert_eq!(
         text.lines().filter(|line| !line.starts_with('#')).count(),
-        34
+        46
     );
 }
 
@@ -82,7 +92,16 @@ fn redacted_json_has_every_key_with_value_and_source() {
     );
     assert_eq!(settings["amqp_url"]["value"], serde_json::Value::Null);
     assert_eq!(settings["log.format"]["value"], "text");
-    assert_eq!(settings.as_object().map(|o| o.len()), Some(34));
+    assert_eq!(settings["http.ws_send_timeout_ms"]["value"], 5000);
+    assert_eq!(
+        settings["http.forwarded_header"]["value"],
+        "x-forwarded-for"
+    );
+    assert_eq!(
+        settings["http.siwe_domain"]["value"],
+        serde_json::Value::Null
+    );
+    assert_eq!(settings.as_object().map(|o| o.len()), Some(46));
     assert_eq!(
         json["warnings"][0],
         "MERIT_TYPO is not a merit setting and was ignored"

@@ -17,5 +17,6 @@ pub mod proposal;
 pub mod proposal_seq;
 pub mod saga;
 pub mod saga_step;
+pub mod siwe_nonce;
 pub mod user;
 pub mod vote;

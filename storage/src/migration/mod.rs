@@ -6,6 +6,7 @@ mod m20261125_000002_sagas;
 mod m20261125_000003_governance;
 mod m20261130_000004_api;
 mod m20261130_000005_retention;
+mod m20261204_000006_siwe_nonces;
 mod m20261204_000007_deadlines_fired;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_governance::Migration),
             Box::new(m20261130_000004_api::Migration),
             Box::new(m20261130_000005_retention::Migration),
+            Box::new(m20261204_000006_siwe_nonces::Migration),
             Box::new(m20261204_000007_deadlines_fired::Migration),
         ]
     }
