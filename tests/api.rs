@@ -99,14 +99,6 @@ fn assert_error(answer: &(StatusCode, Value), status: StatusCode, needle: &str) 
     );
 }
 
-fn secrets() -> (String, String) {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    (
-        format!("admin-{id}"),
-        format!("jwt-secret-{id}-0123456789abcdef"),
-    )
-}
-
 async fn publisher(vhost: &Vhost) -> RabbitTransport {
     vhost.producer(2).await
 }
@@ -116,7 +108,7 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
     common::init_crypto();
     let db = TestDb::empty(Backend::Postgres).await;
     let vhost = Vhost::create();
-    let (admin, jwt) = secrets();
+    let (admin, jwt) = common::secrets();
     let log = common::artefacts().join("api-rest.log");
     let _ = std::fs::remove_file(&log);
     let node = NodeProcess::spawn(
@@ -626,7 +618,7 @@ async fn ready_turns_503_naming_rabbitmq_while_the_broker_is_unreachable() {
     let vhost = Vhost::create();
     let proxy = Proxy::start("127.0.0.1:5672").await;
     let url = vhost.url.replace(":5672/", &format!(":{}/", proxy.port));
-    let (admin, jwt) = secrets();
+    let (admin, jwt) = common::secrets();
     let log = common::artefacts().join("api-ready.log");
     let _ = std::fs::remove_file(&log);
     let node = NodeProcess::spawn(
@@ -673,7 +665,7 @@ async fn ready_turns_503_naming_rabbitmq_while_the_broker_is_unreachable() {
 async fn bursts_are_limited_and_no_secret_appears_in_responses_or_the_log() {
     common::init_crypto();
     let db = TestDb::empty(Backend::Postgres).await;
-    let (admin, jwt) = secrets();
+    let (admin, jwt) = common::secrets();
     let minter = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
     // trust auth ignores the password, so it can be a secret to look for.
     let password = format!("pw{}", uuid::Uuid::new_v4().simple());

@@ -22,7 +22,7 @@ async fn the_dashboard_shows_the_node_and_replays_a_dead_letter_by_clicking() {
     );
     let db = TestDb::empty(Backend::Sqlite).await;
     let vhost = Vhost::create();
-    let admin = format!("admin-{}", uuid::Uuid::new_v4().simple());
+    let (admin, _) = common::secrets();
     let log = common::artefacts().join("dashboard.log");
     let _ = std::fs::remove_file(&log);
     let node = NodeProcess::spawn(

@@ -352,11 +352,7 @@ async fn ten_thousand_malformed_messages_are_dead_lettered_with_their_reasons_an
     let producer = vhost.producer(2).await;
     producer.declare().await.expect("declare");
 
-    let admin = format!("admin-{}", uuid::Uuid::new_v4().simple());
-    let jwt = format!(
-        "jwt-secret-{}-0123456789abcdef",
-        uuid::Uuid::new_v4().simple()
-    );
+    let (admin, jwt) = common::secrets();
     let log = common::artefacts().join(format!("malformed-{}.log", vhost.name));
     let node = NodeProcess::spawn(
         &[

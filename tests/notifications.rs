@@ -102,8 +102,7 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
     common::init_crypto();
     let db = TestDb::empty(Backend::Postgres).await;
     let vhost = Vhost::create();
-    let admin = format!("admin-{}", uuid::Uuid::new_v4().simple());
-    let jwt = format!("jwt-{}-0123456789abcdef0123", uuid::Uuid::new_v4().simple());
+    let (admin, jwt) = common::secrets();
     let log = common::artefacts().join("notifications.log");
     let _ = std::fs::remove_file(&log);
     let env = |id: &'static str| {

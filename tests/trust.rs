@@ -43,11 +43,7 @@ impl Node {
         let vhost = Vhost::create();
         let producer = vhost.producer(2).await;
         producer.declare().await.expect("declare");
-        let admin = format!("admin-{}", uuid::Uuid::new_v4().simple());
-        let jwt = format!(
-            "jwt-secret-{}-0123456789abcdef",
-            uuid::Uuid::new_v4().simple()
-        );
+        let (admin, jwt) = common::secrets();
         let log = common::artefacts().join(format!("trust-{name}-{}.log", vhost.name));
         let process = NodeProcess::spawn(
             &[

@@ -26,8 +26,7 @@ impl Node {
     async fn start(name: &str, extra: &[(&str, &str)]) -> Self {
         common::init_crypto();
         let db = TestDb::empty(Backend::Postgres).await;
-        let admin = format!("admin-{}", uuid::Uuid::new_v4().simple());
-        let jwt = format!("jwt-{}", uuid::Uuid::new_v4().simple());
+        let (admin, jwt) = common::secrets();
         let log = common::artefacts().join(format!("trust-{name}.log"));
         let _ = std::fs::remove_file(&log);
         let mut envs = vec![

@@ -155,3 +155,93 @@ async fn a_batch_of_5000_is_confirmed_and_every_message_arrives() {
     }
     assert_eq!(seen, ids);
 }
+
+/// Upgrading over a topology an earlier release declared: its dead-letter queue without a
+/// length bound is kept (the broker refuses changed arguments; the node warns and goes
+/// on), and its bindings that let merit's own types in through the producers' exchange are
+/// removed, so a producer's `user.holdings.changed` reaches no shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declaring_over_an_earlier_release_keeps_its_dlq_and_closes_the_producers_door() {
+    use lapin::{
+        options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueDeclareOptions},
+        types::{AMQPValue, FieldTable},
+        Connection, ConnectionProperties, ExchangeKind,
+    };
+    let vhost = common::Vhost::create();
+    let conn = Connection::connect(&vhost.url(), ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let mut quorum = FieldTable::default();
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare("merit.dlq".into(), QueueDeclareOptions::durable(), quorum)
+        .await
+        .expect("an unbounded DLQ, as before");
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    ch.exchange_declare("merit.events".into(), ExchangeKind::Topic, durable, {
+        let mut a = FieldTable::default();
+        a.insert(
+            "alternate-exchange".into(),
+            AMQPValue::LongString("merit.unrouted".into()),
+        );
+        a
+    })
+    .await
+    .expect("events");
+    ch.exchange_declare(
+        "merit.user.gate".into(),
+        ExchangeKind::Headers,
+        ExchangeDeclareOptions {
+            durable: true,
+            internal: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        {
+            let mut a = FieldTable::default();
+            a.insert(
+                "alternate-exchange".into(),
+                AMQPValue::LongString("merit.unrouted".into()),
+            );
+            a
+        },
+    )
+    .await
+    .expect("gate");
+    ch.exchange_bind(
+        "merit.user.gate".into(),
+        "merit.events".into(),
+        "user.holdings.changed".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("the old binding");
+
+    let t = transport(&vhost, 1).await;
+    t.declare()
+        .await
+        .expect("declare over the earlier topology");
+    t.declare().await.expect("and again");
+    let mut forged = Outgoing::new("user.holdings.changed", "forged-1", "{}")
+        .with_header("merit-user", "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed");
+    forged.origin = merit_messages::Origin::Producer;
+    t.publish(vec![forged]).await.expect("confirmed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let depths: HashMap<String, u64> = t
+        .queue_depths()
+        .await
+        .expect("depths")
+        .into_iter()
+        .collect();
+    assert_eq!(depths["merit.user.0"], 0, "{depths:?}");
+    assert_eq!(depths["merit.unrouted"], 1, "{depths:?}");
+    assert!(depths.contains_key("merit.dlq"));
+    drop(conn);
+    drop(vhost);
+}

@@ -208,6 +208,15 @@ impl Vhost {
     }
 }
 
+/// A fresh admin token and JWT secret for one test node: `(admin, jwt_secret)`.
+pub fn secrets() -> (String, String) {
+    let id = Uuid::new_v4().simple().to_string();
+    (
+        format!("admin-{id}"),
+        format!("jwt-secret-{id}-0123456789abcdef"),
+    )
+}
+
 /// Waits until the node at `base` answers `/ready` with 200.
 pub async fn wait_ready(base: &str, secs: u64) {
     let http = reqwest::Client::new();

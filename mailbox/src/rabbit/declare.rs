@@ -158,7 +158,7 @@ async fn dead_letter_queue(connection: &Connection, ch: Channel, dlq: &str) -> R
         .await
     {
         Ok(_) => Ok(ch),
-        Err(e) if e.to_string().contains("PRECONDITION_FAILED") => {
+        Err(e) if is_precondition_failed(&e) => {
             tracing::warn!(queue = dlq, error = %e,
                 "the dead-letter queue exists without a length bound; bound it with \
                  `rabbitmqctl set_policy merit-dlq '^merit\\.dlq$' \
@@ -181,6 +181,13 @@ async fn dead_letter_queue(connection: &Connection, ch: Channel, dlq: &str) -> R
         }
         Err(e) => Err(Error::amqp(format!("declare queue {dlq}"), e)),
     }
+}
+
+/// Whether the broker refused a declare because the object exists with other arguments
+/// (406 PRECONDITION_FAILED).
+fn is_precondition_failed(e: &lapin::Error) -> bool {
+    let text = e.to_string();
+    text.contains("PRECONDITION_FAILED") || text.contains("PRECONDITION-FAILED")
 }
 
 /// A durable quorum queue; `single_active` makes one consumer active at a time.
