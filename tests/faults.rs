@@ -161,12 +161,29 @@ async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> V
     // without a confirm may be one too); no row is for an id never sent, no id or
     // (proposal, voter) has two rows; and each row is counted once by its voter's actor
     // and once in its proposal's tally.
+    // A vote on one's own proposal is in the tally but not in the voter's counters or
+    // achievements.
+    let creator_of: HashMap<&str, &str> = proposals
+        .iter()
+        .map(|p| (p.id.as_str(), p.creator.as_str()))
+        .collect();
+    let own = |row: &&vote::Model| {
+        creator_of
+            .get(row.proposal_id.as_str())
+            .is_some_and(|c| c.eq_ignore_ascii_case(&row.voter))
+    };
     let counted = i64::try_from(votes.len()).expect("count");
+    let counted_for_users = i64::try_from(votes.iter().filter(|r| !own(r)).count()).expect("count");
     let mut cast_by: HashMap<&str, i64> = HashMap::new();
+    // Own votes included: each counted vote is notified to its voter.
+    let mut recorded_for: HashMap<&str, i64> = HashMap::new();
     let mut rows_of: HashMap<&str, u64> = HashMap::new();
     let mut pairs: BTreeSet<(&str, &str)> = BTreeSet::new();
     for row in &votes {
-        *cast_by.entry(row.voter.as_str()).or_default() += 1;
+        *recorded_for.entry(row.voter.as_str()).or_default() += 1;
+        if !own(&row) {
+            *cast_by.entry(row.voter.as_str()).or_default() += 1;
+        }
         *rows_of.entry(row.event_id.as_str()).or_default() += 1;
         if !pairs.insert((row.proposal_id.as_str(), row.voter.as_str())) {
             v.votes.doubled += 1;
@@ -189,8 +206,8 @@ async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> V
         .iter()
         .map(|p| p.tally["voters"].as_i64().unwrap_or(0))
         .sum();
-    v.votes.lost += saturating(counted - at_users) + saturating(counted - in_tallies);
-    v.votes.doubled += saturating(at_users - counted) + saturating(in_tallies - counted);
+    v.votes.lost += saturating(counted_for_users - at_users) + saturating(counted - in_tallies);
+    v.votes.doubled += saturating(at_users - counted_for_users) + saturating(in_tallies - counted);
     // Every confirmed proposal exists, as created by its creator (votes on a lost one
     // would be dead-lettered, which the vote counts would show too).
     let created: HashMap<&str, &str> = proposals
@@ -293,7 +310,7 @@ async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> V
         }
     }
     let mut people: BTreeSet<&str> = logs.keys().copied().collect();
-    people.extend(cast_by.keys().copied());
+    people.extend(recorded_for.keys().copied());
     people.extend(unlocked_by.keys().copied());
     for who in people {
         let log = logs.get(who).map(Vec::as_slice).unwrap_or_default();
@@ -309,7 +326,7 @@ async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> V
         for (have, want) in [
             (
                 of("governance.vote.recorded"),
-                cast_by.get(who).copied().unwrap_or(0),
+                recorded_for.get(who).copied().unwrap_or(0),
             ),
             (of("achievement.unlocked"), unlocks),
             (of("achievement.minted"), mints),
