@@ -162,7 +162,7 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
     )
     .await?;
 
-    let (store, db_name, cleanup) = temp_database(&settings, &run_id).await?;
+    let (store, db_name, db_url, cleanup) = temp_database(&settings, &run_id).await?;
     store.migrate().await?;
     let topology = Topology {
         prefix: format!("bench-{run_id}."),
@@ -230,7 +230,7 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
 
     eprintln!("activation: every user actor of a fresh node from storage ...");
     let (activated, activations_per_sec, rss_per_actor_bytes) =
-        activation(&settings, &store, transport.clone()).await?;
+        activation(&settings, &db_url, transport.clone()).await?;
 
     let figures = Figures {
         database: db_name,
@@ -376,10 +376,14 @@ async fn serve_api(
 /// rate, and the resident memory added per actor.
 async fn activation(
     settings: &Settings,
-    store: &Store,
+    db_url: &str,
     transport: Arc<RabbitTransport>,
 ) -> Result<(usize, f64, f64)> {
     use merit_storage::{entities::user, sea_orm::QuerySelect};
+    // A pool of its own: connections the previous node's actors opened belong to that
+    // node's arbiter runtimes, which stopped with it (reusing one failed with "a Tokio
+    // context … is being shutdown").
+    let store = Store::connect(db_url, &StoreOptions::default()).await?;
     let users: Vec<String> = user::Entity::find()
         .select_only()
         .column(user::Column::Address)
@@ -420,6 +424,7 @@ async fn activation(
     let resident: usize = node.status().registries.iter().map(|r| r.resident).sum();
     let rss = rss_bytes().saturating_sub(rss_before) as f64 / resident.max(1) as f64;
     node.shutdown(Duration::from_secs(10)).await;
+    store.close().await?;
     Ok((users.len(), users.len() as f64 / secs, rss))
 }
 
@@ -543,7 +548,12 @@ fn sample_body() -> Vec<u8> {
 
 type Cleanup = Box<dyn FnOnce(Store) -> futures::future::BoxFuture<'static, Result<()>> + Send>;
 
-async fn temp_database(settings: &Settings, run_id: &str) -> Result<(Store, String, Cleanup)> {
+/// A database of the run's own: its store, its name for the report, its URL (for the
+/// fresh store each later node needs) and what removes it.
+async fn temp_database(
+    settings: &Settings,
+    run_id: &str,
+) -> Result<(Store, String, String, Cleanup)> {
     let url = settings.database_url.expose();
     if url.starts_with("postgres") {
         let admin = Store::connect(
@@ -575,7 +585,7 @@ async fn temp_database(settings: &Settings, run_id: &str) -> Result<(Store, Stri
                 Ok(())
             })
         });
-        Ok((store, "PostgreSQL".to_string(), cleanup))
+        Ok((store, "PostgreSQL".to_string(), bench_url, cleanup))
     } else {
         let dir = tempfile::tempdir()?;
         let bench_url = format!(
@@ -590,7 +600,7 @@ async fn temp_database(settings: &Settings, run_id: &str) -> Result<(Store, Stri
                 Ok(())
             })
         });
-        Ok((store, "SQLite".to_string(), cleanup))
+        Ok((store, "SQLite".to_string(), bench_url, cleanup))
     }
 }
 
