@@ -473,6 +473,40 @@ async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_e
         let message = answer["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(needle), "{message}");
     }
+
+    // 5. Creations through the API are limited per user and day (20 by default): the
+    //    limit's worth is accepted, the next one is 429 naming it.
+    let limit = 20;
+    let farmer = merit_api::sign(node.jwt.as_bytes(), &common::wallet(10).to_string(), 600);
+    let create = |i: u32| {
+        let now = Utc::now();
+        node.http
+            .post(format!("{}/api/v1/proposals", node.base))
+            .bearer_auth(&farmer)
+            .json(
+                &json!({"proposal": format!("daily-{i}"), "title": "t", "starts_at": now,
+                          "ends_at": now + chrono::Duration::days(1), "quorum": 1000}),
+            )
+            .send()
+    };
+    for i in 0..limit {
+        let resp = create(i).await.expect("request");
+        assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED, "creation {i}");
+    }
+    common::eventually(WAIT, "the day's creations exist", || async {
+        let mut all = true;
+        for i in 0..limit {
+            all &= node.status(&format!("daily-{i}")).await.is_some();
+        }
+        all
+    })
+    .await;
+    let resp = create(limit).await.expect("request");
+    let status = resp.status();
+    let answer: Value = resp.json().await.expect("json");
+    assert_eq!(status, reqwest::StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("at most 20"), "{message}");
     node.finish().await;
 }
 
