@@ -268,17 +268,24 @@ pub(crate) fn is_ip_or_cidr(text: &str) -> bool {
     prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
 }
 
+/// The non-empty, trimmed items of a comma-separated setting; empty when unset.
+fn comma_list(field: &Field<'_>) -> Result<Vec<String>> {
+    Ok(field
+        .optional_text()?
+        .map(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// A comma-separated list of IP addresses and CIDR blocks; empty when unset.
 fn trusted_proxies(field: &Field<'_>) -> Result<Vec<String>> {
-    let Some(value) = field.optional_text()? else {
-        return Ok(Vec::new());
-    };
-    let items: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let items = comma_list(field)?;
     if items.iter().any(|item| !is_ip_or_cidr(item)) {
         return Err(field.invalid(
             "is not a list of IP addresses and CIDR blocks",
@@ -320,13 +327,8 @@ fn siwe_domain(field: &Field<'_>) -> Result<Option<String>> {
 
 /// A comma-separated list of `scheme://authority` origins.
 fn siwe_origins(field: &Field<'_>) -> Result<Vec<String>> {
-    let Some(value) = field.optional_text()? else {
-        return Ok(Vec::new());
-    };
-    let items: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
+    let items: Vec<String> = comma_list(field)?
+        .iter()
         .map(|item| item.trim_end_matches('/').to_ascii_lowercase())
         .collect();
     let origin = |item: &String| {
