@@ -37,6 +37,7 @@ pub(crate) fn node_options(settings: &Settings) -> NodeOptions {
             4
         },
         commit_batch: 128,
+        turn_batch: settings.actors.turn_batch,
         timer_interval: Duration::from_secs(1),
         retention: Retention {
             inbox: RetentionSettings::keep(settings.retention.inbox_days),

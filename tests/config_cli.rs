@@ -96,6 +96,7 @@ async fn store_voter(db: &TestDb, n: u32, votes: u64) {
             Turn {
                 consumer: "user".to_string(),
                 event_id: EventId::new_random(),
+                batched: Vec::new(),
                 state: Some(StateWrite {
                     kind: ActorKind::User,
                     key: format!("0x{n:040x}"),

@@ -45,6 +45,7 @@ fn turn(env: &Envelope, expected: i64, state: serde_json::Value) -> Turn {
     Turn {
         consumer: "user".into(),
         event_id: env.id,
+        batched: Vec::new(),
         state: Some(StateWrite {
             kind: ActorKind::User,
             key: env.keys.user.expect("vote has a user").to_string(),
@@ -286,6 +287,7 @@ async fn duplicate_event(backend: Backend) {
     let stateless = Turn {
         consumer: "user".into(),
         event_id: other.id,
+        batched: Vec::new(),
         state: None,
         outbox: vec![],
     };

@@ -653,6 +653,7 @@ impl ConfigCenter {
             let turn = Turn {
                 consumer: SOURCE.to_string(),
                 event_id: envelope.id,
+                batched: Vec::new(),
                 state: None,
                 outbox: vec![OutboxMessage::from_envelope(&envelope)],
             };

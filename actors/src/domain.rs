@@ -1,11 +1,18 @@
 //! The contract between an actor's pure core and its shell.
 //!
-//! A [`Domain`] is a plain function `(config, state, event, inputs) -> (new state, emitted
-//! events)` plus the projection writes that mirror the state into queryable tables. The
-//! shell ([`crate::EntityActor`]) loads, gathers the event's outside inputs
-//! ([`Domain::prepare`]: reads only), calls the core, commits one transaction, tells the
-//! domain it committed ([`Domain::committed`]: cache write-through) and replies. The core
-//! never does I/O, so it is unit-tested without actors, brokers or databases.
+//! A [`Domain`] is a plain function `(config, state, event, inputs) -> (state changed in
+//! place, emitted events, effects for the projections)` plus the projection writes that
+//! mirror the state into queryable tables. The shell ([`crate::EntityActor`]) loads,
+//! gathers each event's outside inputs ([`Domain::prepare`]: reads only), calls the core
+//! once per event of a turn (several queued messages of one actor make one turn), commits
+//! one transaction, tells the domain it committed ([`Domain::committed`]: cache
+//! write-through, live notifications) and replies. The core never does I/O, so it is
+//! unit-tested without actors, brokers or databases.
+//!
+//! The core changes the state in place: a proposal's state holds every voter, and a vote
+//! must not cost a copy of them. What a turn leaves for its projections (the votes
+//! counted, the notifications added) goes into the turn's [`Domain::Effects`], never into
+//! the state.
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
@@ -20,36 +27,31 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::notify::Notifier;
 
-/// What applying one event decided.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision<S> {
-    /// The new state; ignored unless `changed`.
-    pub state: S,
+/// What applying one event decided (the state itself was changed in place).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[must_use]
+pub struct Decision {
     /// Whether the state changed (an unchanged state is not rewritten, but the event is
-    /// still recorded in the inbox so it is never applied twice).
+    /// still recorded in the inbox so it is never applied twice). An event that leaves the
+    /// state unchanged must not have touched it.
     pub changed: bool,
     /// Events to emit, committed to the outbox with the turn. Their ids must be derived
     /// from the applied event (`Envelope::caused`) so a redelivery emits the same ids.
     pub emit: Vec<Envelope>,
 }
 
-impl<S> Decision<S> {
-    /// The state changed to `state`.
-    pub fn changed(state: S) -> Self {
+impl Decision {
+    /// The state changed.
+    pub fn changed() -> Self {
         Self {
-            state,
             changed: true,
             emit: Vec::new(),
         }
     }
 
     /// Nothing changes (the event is irrelevant, stale or refused).
-    pub fn unchanged(state: S) -> Self {
-        Self {
-            state,
-            changed: false,
-            emit: Vec::new(),
-        }
+    pub fn unchanged() -> Self {
+        Self::default()
     }
 
     /// Adds an emitted event.
@@ -100,6 +102,9 @@ pub trait Domain: Sized + Unpin + 'static {
     type State: Clone + Default + Serialize + DeserializeOwned + Send + Sync + Unpin + 'static;
     /// What [`Domain::prepare`] reads from outside the actor for one event.
     type Inputs: Default + Send + Sync + 'static;
+    /// What one turn's events leave for [`Domain::project`] and [`Domain::committed`]
+    /// (the votes counted, the notifications added), accumulated over the turn's events.
+    type Effects: Default + Send + Sync + 'static;
 
     /// Reads what applying `event` needs from outside this actor (another actor's
     /// published projection, through the cache). Runs before every attempt; must only
@@ -114,17 +119,19 @@ pub trait Domain: Sized + Unpin + 'static {
         Box::pin(async { Ok(Self::Inputs::default()) })
     }
 
-    /// Applies `event` to `state` for the actor `key` under the active dynamic `config`.
-    /// Pure and deterministic: the same inputs always give the same decision. Must not
-    /// panic; if it does, the shell contains it (restarts the actor from storage and
-    /// retries the message).
+    /// Applies `event` to `state` in place for the actor `key` under the active dynamic
+    /// `config`, adding what the projections and [`Domain::committed`] need to `effects`
+    /// (shared by every event of the turn, in order). Pure and deterministic: the same
+    /// inputs always give the same decision. Must not panic; if it does, the shell
+    /// contains it (drops the state, restarts the actor from storage and retries).
     fn apply(
         config: &DynamicConfig,
         key: &str,
-        state: &Self::State,
+        state: &mut Self::State,
         event: &Envelope,
         inputs: &Self::Inputs,
-    ) -> Decision<Self::State>;
+        effects: &mut Self::Effects,
+    ) -> Decision;
 
     /// Completes a state just loaded from its snapshot with what the snapshot leaves out
     /// because it lives in a projection (e.g. a proposal's voters, which would otherwise
@@ -137,13 +144,15 @@ pub trait Domain: Sized + Unpin + 'static {
         Box::pin(async { Ok(()) })
     }
 
-    /// Writes the projections of `state` in the turn's transaction. `state` is shared, not
-    /// copied: a proposal's state holds every voter, and a turn must not cost O(voters).
+    /// Writes the projections of `state` and the turn's `effects` in the turn's
+    /// transaction. Both are shared, not copied: a proposal's state holds every voter, and
+    /// a turn must not cost O(voters). May run twice for one turn (a group commit that
+    /// fell back to committing its turns one by one).
     fn project(
         txn: &DatabaseTransaction,
         key: String,
         state: Arc<Self::State>,
-        event: Arc<Envelope>,
+        effects: Arc<Self::Effects>,
     ) -> TxFuture<'_, ()>;
 
     /// Runs when an event turns out to be applied already (a redelivery). The commit it
@@ -154,13 +163,47 @@ pub trait Domain: Sized + Unpin + 'static {
         Box::pin(async {})
     }
 
-    /// Runs after a turn that changed the state committed (write-through caching).
+    /// Runs after a turn that changed the state committed (write-through caching, live
+    /// notifications), with the state after the turn and the turn's effects.
     fn committed<'a>(
         _services: &'a Services,
         _key: &'a str,
-        _before: &'a Self::State,
-        _after: &'a Self::State,
+        _state: &'a Self::State,
+        _effects: &'a Self::Effects,
     ) -> Detached<'a> {
         Box::pin(async {})
+    }
+}
+
+/// The state after one event, applied to a copy (for the cores' unit tests).
+#[cfg(test)]
+pub(crate) struct Applied<S> {
+    pub(crate) state: S,
+    pub(crate) changed: bool,
+    pub(crate) emit: Vec<Envelope>,
+}
+
+/// Applies `event` to a copy of `state` (for the cores' unit tests).
+#[cfg(test)]
+pub(crate) fn apply_to_copy<D: Domain>(
+    config: &DynamicConfig,
+    key: &str,
+    state: &D::State,
+    event: &Envelope,
+    inputs: &D::Inputs,
+) -> Applied<D::State> {
+    let mut state = state.clone();
+    let decision = D::apply(
+        config,
+        key,
+        &mut state,
+        event,
+        inputs,
+        &mut D::Effects::default(),
+    );
+    Applied {
+        state,
+        changed: decision.changed,
+        emit: decision.emit,
     }
 }

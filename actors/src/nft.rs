@@ -64,6 +64,7 @@ impl Domain for NftDomain {
     type State = NftState;
     /// The tier of a minted token's achievement, when the mint event does not carry one.
     type Inputs = Option<String>;
+    type Effects = ();
 
     fn prepare<'a>(
         store: &'a Store,
@@ -91,48 +92,52 @@ impl Domain for NftDomain {
     fn apply(
         _: &DynamicConfig,
         _key: &str,
-        state: &NftState,
+        state: &mut NftState,
         event: &Envelope,
         achievement_tier: &Option<String>,
-    ) -> Decision<NftState> {
+        _: &mut (),
+    ) -> Decision {
         let (token, position) = match &event.event {
             Event::NftMinted(m) => (&m.token, m.chain.position()),
             Event::NftTransferred(t) => (&t.token, t.chain.position()),
             Event::NftBurned(b) => (&b.token, b.chain.position()),
-            _ => return Decision::unchanged(state.clone()),
+            _ => return Decision::unchanged(),
         };
         if state.last_position.is_some_and(|last| position <= last) {
             // Older than what we applied (or the same log again): chain order wins.
-            return Decision::unchanged(state.clone());
+            return Decision::unchanged();
         }
-        let mut next = state.clone();
-        next.last_position = Some(position);
+        state.last_position = Some(position);
         if let Event::NftMinted(m) = &event.event {
             // A token's tier is set once, by its mint: the event's, else its achievement's.
             let tier = m.tier.as_ref().map(|t| t.to_string());
-            next.tier = next.tier.or(tier).or_else(|| achievement_tier.clone());
+            state.tier = state
+                .tier
+                .take()
+                .or(tier)
+                .or_else(|| achievement_tier.clone());
         }
         // Every emitted holding change carries the tier.
-        let tier = next.tier.clone();
+        let tier = state.tier.clone();
         let change = |label: &str, user: Address, change: HoldingChange| {
             holding(event, label, user, token, change, &tier, position)
         };
         match &event.event {
             Event::NftMinted(m) => {
-                next.owner = Some(m.to.to_string());
-                next.achievement_id = m.achievement_id.map(|a| a.to_string());
-                Decision::changed(next).emit(change("acquired", m.to, HoldingChange::Acquired))
+                state.owner = Some(m.to.to_string());
+                state.achievement_id = m.achievement_id.map(|a| a.to_string());
+                Decision::changed().emit(change("acquired", m.to, HoldingChange::Acquired))
             }
             Event::NftTransferred(t) => {
-                next.owner = Some(t.to.to_string());
-                Decision::changed(next)
+                state.owner = Some(t.to.to_string());
+                Decision::changed()
                     .emit(change("released", t.from, HoldingChange::Released))
                     .emit(change("acquired", t.to, HoldingChange::Acquired))
             }
             Event::NftBurned(b) => {
-                next.owner = None;
-                next.burned = true;
-                Decision::changed(next).emit(change("released", b.from, HoldingChange::Released))
+                state.owner = None;
+                state.burned = true;
+                Decision::changed().emit(change("released", b.from, HoldingChange::Released))
             }
             _ => unreachable!("matched above"),
         }
@@ -142,7 +147,7 @@ impl Domain for NftDomain {
         txn: &DatabaseTransaction,
         key: String,
         state: Arc<NftState>,
-        _: Arc<Envelope>,
+        _: Arc<()>,
     ) -> TxFuture<'_, ()> {
         Box::pin(async move {
             let (block, log) = state.last_position.unwrap_or_default();
@@ -181,6 +186,7 @@ mod tests {
     use merit_messages::{ChainRef, NftMinted, NftTransferred, TxHash};
 
     use super::*;
+    use crate::domain::{apply_to_copy, Applied};
 
     fn chain(block: u64, log: u64) -> ChainRef {
         ChainRef {
@@ -204,8 +210,8 @@ mod tests {
         )
     }
 
-    fn apply(state: &NftState, event: &Envelope) -> Decision<NftState> {
-        NftDomain::apply(&DynamicConfig::default(), "5", state, event, &None)
+    fn apply(state: &NftState, event: &Envelope) -> Applied<NftState> {
+        apply_to_copy::<NftDomain>(&DynamicConfig::default(), "5", state, event, &None)
     }
 
     #[test]

@@ -157,9 +157,13 @@ pub struct ProposalState {
     /// Tokens that boosted a vote here (from the `votes` table; not in the snapshot).
     #[serde(skip)]
     pub boosted: BTreeSet<String>,
-    /// The vote the last applied event counted, for the projection (not in the snapshot).
-    #[serde(skip)]
-    pub last_vote: Option<(String, VoteRecord)>,
+}
+
+/// What a proposal's turn leaves for its projection: the votes it counted, by voter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProposalEffects {
+    /// `(voter, vote)` in the order they were counted.
+    pub votes: Vec<(String, VoteRecord)>,
 }
 
 /// What a proposal's turn reads from outside: its sequence number (on creation) and the
@@ -246,6 +250,7 @@ impl Domain for ProposalDomain {
     const KIND: merit_messages::ActorKind = merit_messages::ActorKind::Proposal;
     type State = ProposalState;
     type Inputs = ProposalInputs;
+    type Effects = ProposalEffects;
 
     fn prepare<'a>(
         store: &'a Store,
@@ -311,12 +316,11 @@ impl Domain for ProposalDomain {
     fn apply(
         config: &DynamicConfig,
         _key: &str,
-        state: &ProposalState,
+        state: &mut ProposalState,
         event: &Envelope,
         inputs: &ProposalInputs,
-    ) -> Decision<ProposalState> {
-        let mut next = state.clone();
-        next.last_vote = None;
+        effects: &mut ProposalEffects,
+    ) -> Decision {
         match &event.event {
             Event::ProposalCreated(p) if state.info.is_none() => {
                 let now = inputs.now.unwrap_or(event.occurred_at);
@@ -329,13 +333,13 @@ impl Domain for ProposalDomain {
                     // achievement can come of it (the inbox row keeps it applied once).
                     tracing::info!(proposal = %p.proposal, field, reason = %why,
                         "proposal creation refused by the configured limits");
-                    return Decision::unchanged(next);
+                    return Decision::unchanged();
                 }
                 let Some(seq) = inputs.seq else {
                     // Limits changed between prepare and apply: refuse, as above.
-                    return Decision::unchanged(next);
+                    return Decision::unchanged();
                 };
-                next.info = Some(ProposalInfo {
+                state.info = Some(ProposalInfo {
                     creator: p.creator.to_string(),
                     title: p.title.clone(),
                     description: p.description.clone(),
@@ -346,13 +350,13 @@ impl Domain for ProposalDomain {
                     created_at: event.occurred_at,
                     seq,
                 });
-                next.status = ProposalStatus::Pending;
+                state.status = ProposalStatus::Pending;
                 let accepted = ProposalAccepted {
                     proposal: p.proposal.clone(),
                     creator: p.creator,
                     proposal_seq: seq,
                 };
-                Decision::changed(next).emit(event.caused("accepted", "proposal-actor", accepted))
+                Decision::changed().emit(event.caused("accepted", "proposal-actor", accepted))
             }
             Event::VoteCast(v) => {
                 let voter = v.voter.to_string();
@@ -374,13 +378,18 @@ impl Domain for ProposalDomain {
                             .checked_add_signed(grace)
                             .is_none_or(|last| now < last)
                 });
-                let Some(info) = state.info.as_ref().filter(|_| open) else {
-                    next.refused_votes += 1;
-                    return Decision::changed(next);
+                let Some((seq, creator)) = state
+                    .info
+                    .as_ref()
+                    .filter(|_| open)
+                    .map(|info| (info.seq, info.creator == voter))
+                else {
+                    state.refused_votes += 1;
+                    return Decision::changed();
                 };
                 if state.voters.contains(&voter) {
-                    next.refused_votes += 1;
-                    return Decision::changed(next);
+                    state.refused_votes += 1;
+                    return Decision::changed();
                 }
                 let candidates = inputs
                     .held
@@ -401,29 +410,30 @@ impl Domain for ProposalDomain {
                     })
                     .collect();
                 match v.choice {
-                    VoteChoice::For => next.tally.for_weight += weight,
-                    VoteChoice::Against => next.tally.against_weight += weight,
-                    VoteChoice::Abstain => next.tally.abstain_weight += weight,
+                    VoteChoice::For => state.tally.for_weight += weight,
+                    VoteChoice::Against => state.tally.against_weight += weight,
+                    VoteChoice::Abstain => state.tally.abstain_weight += weight,
                 }
-                next.tally.voters += 1;
-                next.voters.insert(voter.clone());
-                next.boosted
+                state.tally.voters += 1;
+                state.voters.insert(voter.clone());
+                state
+                    .boosted
                     .extend(boosts.iter().map(|b| b.token.to_string()));
-                if next.status == ProposalStatus::Pending {
-                    next.status = ProposalStatus::Active;
+                if state.status == ProposalStatus::Pending {
+                    state.status = ProposalStatus::Active;
                 }
                 let recorded = VoteRecorded {
                     proposal: v.proposal.clone(),
-                    proposal_seq: info.seq,
+                    proposal_seq: seq,
                     voter: v.voter,
                     choice: v.choice,
                     weight,
                     multiplier_bps: multiplier,
                     boosts: boosts.clone(),
                     config_version: config.version,
-                    own_proposal: info.creator == voter,
+                    own_proposal: creator,
                 };
-                next.last_vote = Some((
+                effects.votes.push((
                     voter,
                     VoteRecord {
                         choice: v.choice,
@@ -433,30 +443,25 @@ impl Domain for ProposalDomain {
                         cast_at: event.occurred_at,
                     },
                 ));
-                Decision::changed(next).emit(event.caused("recorded", "proposal-actor", recorded))
+                Decision::changed().emit(event.caused("recorded", "proposal-actor", recorded))
             }
             Event::ProposalDeadline(d) => {
                 let Some(info) = &state.info else {
-                    return Decision::unchanged(next);
+                    return Decision::unchanged();
                 };
                 match d.phase {
                     DeadlinePhase::Open
                         if state.status == ProposalStatus::Pending
                             && event.occurred_at >= info.starts_at =>
                     {
-                        next.status = ProposalStatus::Active;
-                        Decision::changed(next)
+                        state.status = ProposalStatus::Active;
+                        Decision::changed()
                     }
                     DeadlinePhase::Close
                         if state.status.is_open() && event.occurred_at >= info.ends_at =>
                     {
                         let closed_at = info.ends_at;
                         let (outcome, quorum_reached) = decide(info, &state.tally);
-                        next.status = match outcome {
-                            ProposalOutcome::Succeeded => ProposalStatus::Succeeded,
-                            _ => ProposalStatus::Defeated,
-                        };
-                        next.closed_at = Some(closed_at);
                         let closed = closed_event(
                             &d.proposal,
                             info,
@@ -465,25 +470,24 @@ impl Domain for ProposalDomain {
                             quorum_reached,
                             closed_at,
                         );
-                        Decision::changed(next).emit(event.caused(
-                            "closed",
-                            "proposal-actor",
-                            closed,
-                        ))
+                        state.status = match outcome {
+                            ProposalOutcome::Succeeded => ProposalStatus::Succeeded,
+                            _ => ProposalStatus::Defeated,
+                        };
+                        state.closed_at = Some(closed_at);
+                        Decision::changed().emit(event.caused("closed", "proposal-actor", closed))
                     }
                     // Early (a forged or clock-skewed deadline), or already applied.
-                    _ => Decision::unchanged(next),
+                    _ => Decision::unchanged(),
                 }
             }
             Event::ProposalCancelled(c) => {
                 let Some(info) = &state.info else {
-                    return Decision::unchanged(next);
+                    return Decision::unchanged();
                 };
                 if !state.status.is_open() || c.by.to_string() != info.creator {
-                    return Decision::unchanged(next);
+                    return Decision::unchanged();
                 }
-                next.status = ProposalStatus::Cancelled;
-                next.closed_at = Some(event.occurred_at);
                 let quorum_reached = decide(info, &state.tally).1;
                 let closed = closed_event(
                     &c.proposal,
@@ -493,7 +497,9 @@ impl Domain for ProposalDomain {
                     quorum_reached,
                     event.occurred_at,
                 );
-                Decision::changed(next).emit(event.caused("closed", "proposal-actor", closed))
+                state.status = ProposalStatus::Cancelled;
+                state.closed_at = Some(event.occurred_at);
+                Decision::changed().emit(event.caused("closed", "proposal-actor", closed))
             }
             Event::ProposalExecuted(e)
                 if state.status == ProposalStatus::Succeeded
@@ -502,10 +508,10 @@ impl Domain for ProposalDomain {
                         .as_ref()
                         .is_some_and(|info| info.creator == e.by.to_string()) =>
             {
-                next.status = ProposalStatus::Executed;
-                Decision::changed(next)
+                state.status = ProposalStatus::Executed;
+                Decision::changed()
             }
-            _ => Decision::unchanged(next),
+            _ => Decision::unchanged(),
         }
     }
 
@@ -513,7 +519,7 @@ impl Domain for ProposalDomain {
         txn: &DatabaseTransaction,
         key: String,
         state: Arc<ProposalState>,
-        _event: Arc<Envelope>,
+        effects: Arc<ProposalEffects>,
     ) -> TxFuture<'_, ()> {
         Box::pin(async move {
             let Some(info) = &state.info else {
@@ -546,18 +552,23 @@ impl Domain for ProposalDomain {
             )
             .exec(txn)
             .await?;
-            if let Some((voter, record)) = &state.last_vote {
-                vote::Entity::insert(vote::ActiveModel {
-                    proposal_id: Set(key),
-                    voter: Set(voter.clone()),
-                    choice: Set(choice_str(record.choice).to_string()),
-                    weight: Set(to_i64(record.weight)),
-                    boosts: Set(serde_json::to_value(&record.boosts).expect("boosts serialise")),
-                    event_id: Set(record.event_id.clone()),
-                    cast_at: Set(record.cast_at),
-                })
-                .exec(txn)
-                .await?;
+            if !effects.votes.is_empty() {
+                let rows =
+                    effects
+                        .votes
+                        .iter()
+                        .map(|(voter, record)| vote::ActiveModel {
+                            proposal_id: Set(key.clone()),
+                            voter: Set(voter.clone()),
+                            choice: Set(choice_str(record.choice).to_string()),
+                            weight: Set(to_i64(record.weight)),
+                            boosts: Set(
+                                serde_json::to_value(&record.boosts).expect("boosts serialise")
+                            ),
+                            event_id: Set(record.event_id.clone()),
+                            cast_at: Set(record.cast_at),
+                        });
+                vote::Entity::insert_many(rows).exec(txn).await?;
             }
             Ok(())
         })
@@ -610,6 +621,7 @@ mod tests {
     use merit_messages::{ProposalCreated, ProposalDeadline, VoteCast};
 
     use super::*;
+    use crate::domain::{apply_to_copy, Applied};
 
     fn created(quorum: u64) -> Envelope {
         let now = Utc::now();
@@ -644,7 +656,7 @@ mod tests {
         state: &ProposalState,
         event: &Envelope,
         held: &[(&str, &str)],
-    ) -> Decision<ProposalState> {
+    ) -> Applied<ProposalState> {
         let inputs = ProposalInputs {
             seq: Some(7),
             held: HeldNfts {
@@ -655,7 +667,7 @@ mod tests {
             },
             now: Some(Utc::now()),
         };
-        ProposalDomain::apply(&DynamicConfig::builtin(), "p", state, event, &inputs)
+        apply_to_copy::<ProposalDomain>(&DynamicConfig::builtin(), "p", state, event, &inputs)
     }
 
     #[test]
@@ -684,12 +696,12 @@ mod tests {
         state: &ProposalState,
         event: &Envelope,
         now: DateTime<Utc>,
-    ) -> Decision<ProposalState> {
+    ) -> Applied<ProposalState> {
         let inputs = ProposalInputs {
             now: Some(now),
             ..ProposalInputs::default()
         };
-        ProposalDomain::apply(&DynamicConfig::builtin(), "p", state, event, &inputs)
+        apply_to_copy::<ProposalDomain>(&DynamicConfig::builtin(), "p", state, event, &inputs)
     }
 
     #[test]

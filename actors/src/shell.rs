@@ -1,15 +1,21 @@
 //! The actor shell: one actix actor per key, generic over its [`Domain`].
 //!
-//! A [`Deliver`] message is handled atomically (the actor's mailbox waits until the turn
-//! is committed), so the messages of one key are applied strictly in arrival order while
-//! other actors proceed. Per message:
+//! An actor runs one turn at a time, so the messages of one key are applied strictly in
+//! arrival order while other actors proceed. A turn takes every message queued for the
+//! actor (up to the turn batch, `MERIT_ACTORS_TURN_BATCH`):
 //!
 //! 1. activate: load the snapshot `(version, state)` from storage if not resident;
-//! 2. apply the pure core, inside `catch_unwind`: a panic is contained — the in-memory
-//!    state is dropped (the actor restarts from storage) and the message is retried;
-//! 3. commit state + inbox + outbox + projections in one transaction;
-//! 4. reply with the [`Outcome`]; the caller acks the delivery only on `Applied` or
-//!    `Duplicate`, dead-letters it on `DeadLetter`, and requeues it otherwise.
+//! 2. apply the pure core to each message in order, inside `catch_unwind`, changing the
+//!    state in place: a panic is contained — the in-memory state is dropped (the actor
+//!    restarts from storage) and the messages are retried;
+//! 3. commit one transaction: an inbox row per message, one snapshot write, the
+//!    projections and the outbox;
+//! 4. reply with each message's [`Outcome`]; the caller acks a delivery only on `Applied`
+//!    or `Duplicate`, dead-letters it on `DeadLetter`, and requeues it otherwise.
+//!
+//! A batched turn that fails is split: messages applied before are answered as
+//! duplicates, and on any other failure each message is applied alone, so a poison
+//! message is retried and dead-lettered on its own while its neighbours are applied.
 //!
 //! Failures are retried with exponential backoff and jitter. A version conflict (another
 //! node wrote this actor) reloads and retries at once. An unreachable database is waited
@@ -18,6 +24,7 @@
 //! an attempt, and after `max_attempts` the message is dead-lettered with the reason.
 
 use std::{
+    collections::{HashSet, VecDeque},
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -27,7 +34,7 @@ use std::{
 };
 
 use actix::prelude::*;
-use merit_messages::Envelope;
+use merit_messages::{Envelope, EventId};
 use merit_storage::{
     GroupCommitter, OutboxMessage, StateWrite, StorageError, Store, Turn, TurnOutcome,
 };
@@ -77,8 +84,10 @@ pub struct KindStats {
     pub inflight: AtomicUsize,
     /// Actors activated (loaded from storage).
     pub activations: AtomicU64,
-    /// Turns committed.
+    /// Messages applied (committed).
     pub applied: AtomicU64,
+    /// Turns committed; a turn applies one or more messages of one actor.
+    pub turns: AtomicU64,
     /// Deliveries found already applied.
     pub duplicates: AtomicU64,
     /// Retries after a failure.
@@ -120,6 +129,12 @@ pub struct Deliver {
 }
 
 /// An actor for one key of domain `D`.
+///
+/// Messages are queued in arrival order and applied by one turn at a time. A turn takes
+/// every queued message (up to the turn batch) and applies them in order to one state,
+/// with one snapshot write and one commit; messages that arrive meanwhile wait for the
+/// next turn. So an idle actor answers a lone message at once, and a busy one (a hot
+/// proposal) amortises its commit over everything that queued behind it.
 pub struct EntityActor<D: Domain> {
     key: String,
     store: Store,
@@ -128,6 +143,12 @@ pub struct EntityActor<D: Domain> {
     policy: RetryPolicy,
     stats: Arc<KindStats>,
     inflight: Arc<AtomicUsize>,
+    /// Most messages one turn applies.
+    turn_batch: usize,
+    /// Messages received and not yet taken into a turn, in arrival order.
+    queued: VecDeque<Deliver>,
+    /// Whether a turn is running (it owns the state meanwhile).
+    busy: bool,
     /// `(version, state)` while resident; `None` until loaded or after a restart.
     loaded: Option<(i64, D::State)>,
 }
@@ -151,6 +172,9 @@ impl<D: Domain> EntityActor<D> {
             policy,
             stats,
             inflight,
+            turn_batch: 1,
+            queued: VecDeque::new(),
+            busy: false,
             loaded: None,
         }
     }
@@ -159,6 +183,36 @@ impl<D: Domain> EntityActor<D> {
     pub fn with_committer(mut self, committer: Option<GroupCommitter>) -> Self {
         self.committer = committer;
         self
+    }
+
+    /// Applies up to `n` queued messages per turn (1: one message per turn).
+    pub fn with_turn_batch(mut self, n: usize) -> Self {
+        self.turn_batch = n.max(1);
+        self
+    }
+
+    /// Starts a turn with the queued messages, if any and if no turn is running.
+    fn next_turn(&mut self, ctx: &mut Context<Self>) {
+        let n = self.queued.len().min(self.turn_batch);
+        if n == 0 {
+            self.busy = false;
+            return;
+        }
+        self.busy = true;
+        let batch: Vec<Deliver> = self.queued.drain(..n).collect();
+        let deps = TurnDeps {
+            store: self.store.clone(),
+            services: self.services.clone(),
+            committer: self.committer.clone(),
+            policy: self.policy,
+            stats: self.stats.clone(),
+            inflight: self.inflight.clone(),
+        };
+        let work = run_turn::<D>(deps, self.key.clone(), self.loaded.take(), batch);
+        ctx.spawn(work.into_actor(self).map(|loaded, act, ctx| {
+            act.loaded = loaded;
+            act.next_turn(ctx);
+        }));
     }
 }
 
@@ -173,82 +227,144 @@ impl<D: Domain> Actor for EntityActor<D> {
 }
 
 impl<D: Domain> Handler<Deliver> for EntityActor<D> {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Deliver, _: &mut Self::Context) -> Self::Result {
-        let deps = TurnDeps {
-            store: self.store.clone(),
-            services: self.services.clone(),
-            committer: self.committer.clone(),
-            policy: self.policy,
-            stats: self.stats.clone(),
-        };
-        let work = process::<D>(
-            deps,
-            self.key.clone(),
-            self.loaded.take(),
-            msg.envelope,
-            msg.prior_attempts,
-        );
-        let reply = msg.reply;
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(
-            move |(loaded, outcome), act, _| {
-                act.loaded = loaded;
-                act.inflight.fetch_sub(1, Ordering::AcqRel);
-                act.stats.inflight.fetch_sub(1, Ordering::AcqRel);
-                // The receiver may be gone (node shutting down): the delivery is then
-                // redelivered by the broker and the inbox absorbs it.
-                let _ = reply.send(outcome);
-            },
-        )))
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        self.queued.push_back(msg);
+        if !self.busy {
+            self.next_turn(ctx);
+        }
     }
 }
 
 type Loaded<S> = Option<(i64, S)>;
 
-/// What a turn needs from its actor besides the message.
+/// What a turn needs from its actor besides the messages.
 struct TurnDeps {
     store: Store,
     services: Services,
     committer: Option<GroupCommitter>,
     policy: RetryPolicy,
     stats: Arc<KindStats>,
+    inflight: Arc<AtomicUsize>,
 }
 
-#[tracing::instrument(
-    name = "actor.turn",
-    skip_all,
-    fields(kind = %D::KIND, key = %key, event_id = %envelope.id, correlation_id = %envelope.correlation_id, event_type = %envelope.event_type())
-)]
-async fn process<D: Domain>(
+impl TurnDeps {
+    /// Sends one message's outcome and counts it as handled.
+    fn answer(&self, reply: oneshot::Sender<Outcome>, outcome: Outcome) {
+        self.inflight.fetch_sub(1, Ordering::AcqRel);
+        self.stats.inflight.fetch_sub(1, Ordering::AcqRel);
+        // The receiver may be gone (node shutting down): the delivery is then redelivered
+        // by the broker and the inbox absorbs it.
+        let _ = reply.send(outcome);
+    }
+}
+
+/// The inbox row a message takes: `(consumer, event id)`.
+fn inbox_row<D: Domain>(envelope: &Envelope) -> (String, EventId) {
+    (
+        inbox_consumer(D::KIND, envelope.event_type().origin()),
+        envelope.id,
+    )
+}
+
+/// One turn over `batch` (in arrival order); returns the state to keep.
+///
+/// Several messages are first tried together: one apply each, in order, on one state,
+/// then one commit. Each keeps its own inbox row and gets its own outcome:
+/// - an event twice in the batch is applied once, and its copy answered as a duplicate;
+/// - events applied before (a redelivery) are answered as duplicates and the rest is
+///   tried again without them;
+/// - any other failure (a poison message, a refused statement) splits the batch: each
+///   message is then applied alone, with the retries and the dead-lettering of a lone
+///   message, so one bad message never holds back or fails its neighbours.
+async fn run_turn<D: Domain>(
     deps: TurnDeps,
     key: String,
     mut loaded: Loaded<D::State>,
-    envelope: Arc<Envelope>,
-    prior_attempts: u32,
-) -> (Loaded<D::State>, Outcome) {
-    let TurnDeps {
-        store,
-        services,
-        committer,
-        policy,
-        stats,
-    } = deps;
-    let mut attempts = prior_attempts;
+    batch: Vec<Deliver>,
+) -> Loaded<D::State> {
+    let mut seen = HashSet::with_capacity(batch.len());
+    let (mut items, mut copies) = (Vec::with_capacity(batch.len()), Vec::new());
+    for item in batch {
+        if seen.insert(inbox_row::<D>(&item.envelope)) {
+            items.push(item);
+        } else {
+            copies.push(item);
+        }
+    }
     let mut outage_waits = 0u32;
+    while items.len() > 1 {
+        let events: Vec<&Arc<Envelope>> = items.iter().map(|i| &i.envelope).collect();
+        let failure = match attempt::<D>(&deps, &key, &mut loaded, &events).await {
+            Ok(outcome) => {
+                for item in items.drain(..) {
+                    deps.answer(item.reply, outcome.clone());
+                }
+                break;
+            }
+            Err(e) => e,
+        };
+        loaded = None; // the state may hold half a turn: reload it
+        match failure {
+            ActorError::Storage(StorageError::PartlyApplied { applied }) => {
+                let applied: HashSet<(String, EventId)> = applied.into_iter().collect();
+                let (before, rest): (Vec<Deliver>, Vec<Deliver>) = items
+                    .into_iter()
+                    .partition(|i| applied.contains(&inbox_row::<D>(&i.envelope)));
+                deps.stats
+                    .duplicates
+                    .fetch_add(before.len() as u64, Ordering::Relaxed);
+                for item in before {
+                    deps.answer(item.reply, Outcome::Duplicate);
+                }
+                D::resync(&deps.services, &key).await;
+                items = rest;
+            }
+            ActorError::Storage(StorageError::VersionConflict { .. }) => {
+                deps.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %failure, "version conflict; reloading");
+            }
+            ActorError::Storage(StorageError::Db(ref db)) if is_unavailable(db) => {
+                deps.stats.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %failure, "database unavailable; waiting without spending attempts");
+                tokio::time::sleep(deps.policy.backoff(outage_waits)).await;
+                outage_waits = outage_waits.saturating_add(1);
+            }
+            _ => {
+                tracing::debug!(error = %failure, messages = items.len(),
+                    "a batched turn failed; applying its messages one by one");
+                break;
+            }
+        }
+    }
+    for item in items {
+        loaded = process::<D>(&deps, &key, loaded, item).await;
+    }
+    for copy in copies {
+        deps.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+        deps.answer(copy.reply, Outcome::Duplicate);
+    }
+    loaded
+}
+
+/// Applies one message alone, retrying failures with backoff, and answers it.
+async fn process<D: Domain>(
+    deps: &TurnDeps,
+    key: &str,
+    mut loaded: Loaded<D::State>,
+    item: Deliver,
+) -> Loaded<D::State> {
+    let mut attempts = item.prior_attempts;
+    let mut outage_waits = 0u32;
+    let policy = deps.policy;
+    let stats = &deps.stats;
     loop {
-        let failure = match attempt::<D>(
-            &store,
-            &services,
-            committer.as_ref(),
-            &key,
-            &mut loaded,
-            &envelope,
-            &stats,
-        )
-        .await
-        {
-            Ok(outcome) => return (loaded, outcome),
+        let failure = match attempt::<D>(deps, key, &mut loaded, &[&item.envelope]).await {
+            Ok(outcome) => {
+                deps.answer(item.reply, outcome);
+                return loaded;
+            }
             Err(e) => e,
         };
         loaded = None; // restart from storage on the next attempt
@@ -267,21 +383,23 @@ async fn process<D: Domain>(
             }
             ActorError::Panicked(_) => {
                 stats.restarts.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %failure, "handler panicked; actor restarted from storage");
+                tracing::error!(error = %failure, event_id = %item.envelope.id,
+                    "handler panicked; actor restarted from storage");
             }
-            _ => tracing::warn!(error = %failure, attempts = attempts + 1, "turn failed"),
+            _ => tracing::warn!(error = %failure, event_id = %item.envelope.id,
+                attempts = attempts + 1, "turn failed"),
         }
         attempts += 1;
         if attempts >= policy.max_attempts {
             stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %failure, attempts, "giving up: dead-lettering");
-            return (
-                loaded,
-                Outcome::DeadLetter {
-                    reason: failure.to_string(),
-                    attempts,
-                },
-            );
+            tracing::error!(error = %failure, event_id = %item.envelope.id, attempts,
+                "giving up: dead-lettering");
+            let outcome = Outcome::DeadLetter {
+                reason: failure.to_string(),
+                attempts,
+            };
+            deps.answer(item.reply, outcome);
+            return loaded;
         }
         stats.retries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(policy.backoff(attempts - 1)).await;
@@ -318,88 +436,117 @@ fn is_unavailable(err: &merit_storage::sea_orm::DbErr) -> bool {
     }
 }
 
+/// One try at a turn over `events` (in order): activate if needed, apply each, commit
+/// once. On success `loaded` holds the state after the turn; on an error it is `None`
+/// (the state may hold part of the turn) and the caller decides what to retry.
+#[tracing::instrument(
+    level = "debug",
+    name = "actor.turn",
+    skip_all,
+    fields(kind = %D::KIND, key = %key, events = events.len(), event_id = %events[0].id, correlation_id = %events[0].correlation_id)
+)]
 async fn attempt<D: Domain>(
-    store: &Store,
-    services: &Services,
-    committer: Option<&GroupCommitter>,
+    deps: &TurnDeps,
     key: &str,
     loaded: &mut Loaded<D::State>,
-    envelope: &Arc<Envelope>,
-    stats: &KindStats,
+    events: &[&Arc<Envelope>],
 ) -> crate::error::Result<Outcome> {
-    if loaded.is_none() {
-        let (version, mut state) = match store.load_actor(D::KIND, key).await? {
-            Some((version, json)) => {
-                let state =
-                    serde_json::from_value(json).map_err(|e| ActorError::CorruptSnapshot {
-                        kind: D::KIND,
-                        key: key.to_string(),
-                        reason: e.to_string(),
-                    })?;
-                (version, state)
-            }
-            None => (0, D::State::default()),
-        };
-        D::hydrate(store.db(), key, &mut state).await?;
-        *loaded = Some((version, state));
-        stats.activations.fetch_add(1, Ordering::Relaxed);
-    }
-    let (version, state) = loaded.as_ref().expect("loaded just above");
-    let inputs = D::prepare(store, services, key, state, envelope).await?;
+    let TurnDeps {
+        store,
+        services,
+        committer,
+        stats,
+        ..
+    } = deps;
+    let (version, mut state) = match loaded.take() {
+        Some(loaded) => loaded,
+        None => {
+            let (version, mut state) = match store.load_actor(D::KIND, key).await? {
+                Some((version, json)) => {
+                    let state =
+                        serde_json::from_value(json).map_err(|e| ActorError::CorruptSnapshot {
+                            kind: D::KIND,
+                            key: key.to_string(),
+                            reason: e.to_string(),
+                        })?;
+                    (version, state)
+                }
+                None => (0, D::State::default()),
+            };
+            D::hydrate(store.db(), key, &mut state).await?;
+            stats.activations.fetch_add(1, Ordering::Relaxed);
+            (version, state)
+        }
+    };
     let config = services.config.get();
-    let decision = catch_unwind(AssertUnwindSafe(|| {
-        D::apply(&config, key, state, envelope, &inputs)
-    }))
-    .map_err(|panic| ActorError::Panicked(panic_message(&panic)))?;
-    let state_write = decision.changed.then(|| StateWrite {
+    let mut effects = D::Effects::default();
+    let (mut changed, mut emit) = (false, Vec::new());
+    for envelope in events {
+        let inputs = D::prepare(store, services, key, &state, envelope).await?;
+        let decision = catch_unwind(AssertUnwindSafe(|| {
+            D::apply(&config, key, &mut state, envelope, &inputs, &mut effects)
+        }))
+        .map_err(|panic| ActorError::Panicked(panic_message(&panic)))?;
+        changed |= decision.changed;
+        emit.extend(decision.emit);
+    }
+    let state_write = changed.then(|| StateWrite {
         kind: D::KIND,
         key: key.to_string(),
-        expected_version: *version,
-        state: serde_json::to_value(&decision.state).expect("actor state serialises to JSON"),
+        expected_version: version,
+        state: serde_json::to_value(&state).expect("actor state serialises to JSON"),
     });
+    let (consumer, event_id) = inbox_row::<D>(events[0]);
     let turn = Turn {
-        consumer: inbox_consumer(D::KIND, envelope.event_type().origin()),
-        event_id: envelope.id,
+        consumer,
+        event_id,
+        batched: events[1..].iter().map(|e| inbox_row::<D>(e)).collect(),
         state: state_write,
-        outbox: decision
-            .emit
-            .iter()
-            .map(OutboxMessage::from_envelope)
-            .collect(),
+        outbox: emit.iter().map(OutboxMessage::from_envelope).collect(),
     };
-    let changed = decision.changed;
-    let next = Arc::new(decision.state);
-    let (projected, proj_key, proj_env) = (next.clone(), key.to_string(), envelope.clone());
+    let state = Arc::new(state);
+    let effects = Arc::new(effects);
+    let (projected, proj_effects, proj_key) = (state.clone(), effects.clone(), key.to_string());
     let project: merit_storage::Projector = Box::new(move |txn| {
         if changed {
-            D::project(txn, proj_key.clone(), projected.clone(), proj_env.clone())
+            D::project(
+                txn,
+                proj_key.clone(),
+                projected.clone(),
+                proj_effects.clone(),
+            )
         } else {
             Box::pin(async { Ok(()) })
         }
     });
     let outcome = match committer {
         Some(c) => c.commit(turn, project).await?,
-        None => store.commit_turn(turn, |txn| project(txn)).await?,
+        None => {
+            let outcome = store.commit_turn(turn, |txn| project(txn)).await;
+            drop(project);
+            outcome?
+        }
     };
     // The projector is gone with the commit: the state is this turn's alone again.
-    let next = Arc::try_unwrap(next).unwrap_or_else(|shared| (*shared).clone());
+    let state = Arc::try_unwrap(state).unwrap_or_else(|shared| (*shared).clone());
+    let n = events.len() as u64;
     Ok(match outcome {
         TurnOutcome::Applied {
             version: new_version,
         } => {
-            stats.applied.fetch_add(1, Ordering::Relaxed);
-            if let Some(v) = new_version {
-                D::committed(services, key, state, &next).await;
-                *loaded = Some((v, next));
+            stats.applied.fetch_add(n, Ordering::Relaxed);
+            stats.turns.fetch_add(1, Ordering::Relaxed);
+            if new_version.is_some() {
+                D::committed(services, key, &state, &effects).await;
             }
+            *loaded = Some((new_version.unwrap_or(version), state));
             Outcome::Applied(new_version)
         }
         TurnOutcome::Duplicate => {
-            stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            stats.duplicates.fetch_add(n, Ordering::Relaxed);
             D::resync(services, key).await;
             // The store may be ahead of this actor (a commit it did not see confirmed):
             // reload before the next message rather than meet a version conflict.
-            *loaded = None;
             Outcome::Duplicate
         }
     })

@@ -75,27 +75,28 @@ pub struct UserState {
     pub first_seen_at: Option<DateTime<Utc>>,
     /// Latest event time seen.
     pub last_active_at: Option<DateTime<Utc>>,
-    /// The unlocks the last applied event produced, for the projection (not persisted).
-    #[serde(skip)]
-    pub last_unlocks: Vec<AchievementUnlocked>,
-    /// When the last applied event changed the holdings: the new multiplier (basis
-    /// points) and the config version it was computed under (not persisted).
-    #[serde(skip)]
-    pub benefits_changed: Option<(u32, u64)>,
     /// The last `seq` of the user's notification log.
     #[serde(default)]
     pub notify_seq: u64,
-    /// The notifications the last applied event added to the log, for the projection and
-    /// live delivery (not persisted).
-    #[serde(skip)]
-    pub last_notifications: Vec<UserNotification>,
+}
+
+/// What a user's turn leaves for its projections and for live delivery.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserEffects {
+    /// The achievements unlocked, with when.
+    pub unlocks: Vec<(AchievementUnlocked, DateTime<Utc>)>,
+    /// When the holdings changed: the last new multiplier (basis points) and the config
+    /// version it was computed under.
+    pub benefits_changed: Option<(u32, u64)>,
+    /// The notifications added to the user's log, in `seq` order.
+    pub notifications: Vec<UserNotification>,
 }
 
 impl UserState {
     /// Appends `event` to the user's notification log.
-    fn notify(&mut self, user: &str, event: &Envelope) {
+    fn notify(&mut self, effects: &mut UserEffects, user: &str, event: &Envelope) {
         self.notify_seq += 1;
-        self.last_notifications.push(UserNotification {
+        effects.notifications.push(UserNotification {
             user: user.to_string(),
             seq: self.notify_seq,
             event_id: event.id.0,
@@ -133,18 +134,16 @@ impl Domain for UserDomain {
     const KIND: merit_messages::ActorKind = merit_messages::ActorKind::User;
     type State = UserState;
     type Inputs = ();
+    type Effects = UserEffects;
 
     fn apply(
         config: &DynamicConfig,
         key: &str,
-        state: &UserState,
+        next: &mut UserState,
         event: &Envelope,
         _: &(),
-    ) -> Decision<UserState> {
-        let mut next = state.clone();
-        next.last_unlocks.clear();
-        next.benefits_changed = None;
-        next.last_notifications.clear();
+        effects: &mut UserEffects,
+    ) -> Decision {
         let me = |a: &Address| a.to_string() == key;
         let mut activity = None;
         let mut emit = Vec::new();
@@ -156,17 +155,17 @@ impl Domain for UserDomain {
                 activity = Some((ActivityKind::ProposalCreated, None));
             }
             Event::VoteRecorded(v) if me(&v.voter) => {
-                next.notify(key, event);
+                next.notify(effects, key, event);
                 if v.own_proposal {
                     // Counted in the tally, never toward achievements: voting on your own
                     // proposals must not farm them.
-                    return Decision::changed(next);
+                    return Decision::changed();
                 }
                 next.votes_cast += 1;
                 activity = Some((ActivityKind::VoteCast, Some(v.proposal_seq)));
             }
             Event::ProposalClosed(c) if me(&c.creator) => {
-                next.notify(key, event);
+                next.notify(effects, key, event);
                 if c.outcome == ProposalOutcome::Succeeded {
                     next.proposals_passed += 1;
                     activity = Some((ActivityKind::ProposalPassed, None));
@@ -174,12 +173,12 @@ impl Domain for UserDomain {
             }
             // The unlock saga's outcome: reported to the user, no activity of theirs.
             Event::AchievementMinted(m) if me(&m.user) => {
-                next.notify(key, event);
-                return Decision::changed(next);
+                next.notify(effects, key, event);
+                return Decision::changed();
             }
             Event::AchievementFailed(f) if me(&f.user) => {
-                next.notify(key, event);
-                return Decision::changed(next);
+                next.notify(effects, key, event);
+                return Decision::changed();
             }
             Event::HoldingsChanged(h) if me(&h.user) => {
                 let token = h.token.to_string();
@@ -197,7 +196,7 @@ impl Domain for UserDomain {
                 }
                 let held = next.held_nfts();
                 let (boosts, multiplier) = config.boost(held.tokens.iter().map(|(t, r)| (t, r)));
-                next.benefits_changed = Some((multiplier, config.version));
+                effects.benefits_changed = Some((multiplier, config.version));
                 let changed = event.caused(
                     "benefits",
                     "user-actor",
@@ -211,10 +210,10 @@ impl Domain for UserDomain {
                         config_version: config.version,
                     },
                 );
-                next.notify(key, &changed);
+                next.notify(effects, key, &changed);
                 emit.push(changed);
             }
-            _ => return Decision::unchanged(next),
+            _ => return Decision::unchanged(),
         }
         if let Some((kind, proposal_seq)) = activity {
             let tiers_held = next
@@ -248,9 +247,9 @@ impl Domain for UserDomain {
                     };
                     let label = format!("unlock:{}:{}", unlock.rule, unlock.occurrence);
                     let emitted = event.caused(&label, "user-actor", unlocked.clone());
-                    next.notify(key, &emitted);
+                    next.notify(effects, key, &emitted);
                     emit.push(emitted);
-                    next.last_unlocks.push(unlocked);
+                    effects.unlocks.push((unlocked, event.occurred_at));
                 }
             }
         }
@@ -259,16 +258,17 @@ impl Domain for UserDomain {
             next.last_active_at
                 .map_or(event.occurred_at, |t| t.max(event.occurred_at)),
         );
-        let mut decision = Decision::changed(next);
-        decision.emit = emit;
-        decision
+        Decision {
+            changed: true,
+            emit,
+        }
     }
 
     fn project(
         txn: &DatabaseTransaction,
         key: String,
         state: Arc<UserState>,
-        event: Arc<Envelope>,
+        effects: Arc<UserEffects>,
     ) -> TxFuture<'_, ()> {
         Box::pin(async move {
             let now = Utc::now();
@@ -297,20 +297,23 @@ impl Domain for UserDomain {
             )
             .exec(txn)
             .await?;
-            if !state.last_unlocks.is_empty() {
-                let rows = state.last_unlocks.iter().map(|u| achievement::ActiveModel {
-                    id: Set(u.achievement_id.to_string()),
-                    user: Set(key.clone()),
-                    rule_id: Set(u.rule.to_string()),
-                    rule_version: Set(to_i64(u.rule_version)),
-                    tier: Set(u.tier.to_string()),
-                    token_id: Set(Some(u.token.to_string())),
-                    state: Set("unlocked".to_string()),
-                    saga_id: Set(None),
-                    reason: Set(None),
-                    created_at: Set(event.occurred_at),
-                    updated_at: Set(now),
-                });
+            if !effects.unlocks.is_empty() {
+                let rows = effects
+                    .unlocks
+                    .iter()
+                    .map(|(u, at)| achievement::ActiveModel {
+                        id: Set(u.achievement_id.to_string()),
+                        user: Set(key.clone()),
+                        rule_id: Set(u.rule.to_string()),
+                        rule_version: Set(to_i64(u.rule_version)),
+                        tier: Set(u.tier.to_string()),
+                        token_id: Set(Some(u.token.to_string())),
+                        state: Set("unlocked".to_string()),
+                        saga_id: Set(None),
+                        reason: Set(None),
+                        created_at: Set(*at),
+                        updated_at: Set(now),
+                    });
                 achievement::Entity::insert_many(rows)
                     .on_conflict(
                         OnConflict::column(achievement::Column::Id)
@@ -321,9 +324,9 @@ impl Domain for UserDomain {
                     .exec(txn)
                     .await?;
             }
-            if !state.last_notifications.is_empty() {
-                let rows = state
-                    .last_notifications
+            if !effects.notifications.is_empty() {
+                let rows = effects
+                    .notifications
                     .iter()
                     .map(|n| notification::ActiveModel {
                         user: Set(key.clone()),
@@ -348,7 +351,7 @@ impl Domain for UserDomain {
                     .exec(txn)
                     .await?;
             }
-            if let Some((multiplier, config_version)) = state.benefits_changed {
+            if let Some((multiplier, config_version)) = effects.benefits_changed {
                 benefit::Entity::insert(benefit::ActiveModel {
                     user: Set(key.clone()),
                     multiplier_bps: Set(i64::from(multiplier)),
@@ -389,16 +392,16 @@ impl Domain for UserDomain {
     fn committed<'a>(
         services: &'a Services,
         key: &'a str,
-        _before: &'a UserState,
-        after: &'a UserState,
+        state: &'a UserState,
+        effects: &'a UserEffects,
     ) -> Detached<'a> {
         Box::pin(async move {
-            if !after.last_notifications.is_empty() {
-                services.notifier.notify(&after.last_notifications);
+            if !effects.notifications.is_empty() {
+                services.notifier.notify(&effects.notifications);
             }
-            if after.benefits_changed.is_some() {
+            if effects.benefits_changed.is_some() {
                 let cache_key = CacheKey::Benefits(key.to_string());
-                services.cache.put(&cache_key, &after.held_nfts()).await;
+                services.cache.put(&cache_key, &state.held_nfts()).await;
             }
         })
     }

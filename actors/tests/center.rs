@@ -485,6 +485,7 @@ async fn store_user(store: &Store, n: u32, facts: &RuleFacts, ledger: &UnlockLed
             Turn {
                 consumer: "user".to_string(),
                 event_id: EventId::new_random(),
+                batched: Vec::new(),
                 state: Some(StateWrite {
                     kind: ActorKind::User,
                     key: key.clone(),
@@ -534,6 +535,7 @@ async fn dry_run_counts(backend: Backend) {
             Turn {
                 consumer: "user".to_string(),
                 event_id: EventId::new_random(),
+                batched: Vec::new(),
                 state: Some(StateWrite {
                     kind: ActorKind::User,
                     key: format!("0x{n:040x}"),
@@ -552,6 +554,7 @@ async fn dry_run_counts(backend: Backend) {
             Turn {
                 consumer: "proposal".to_string(),
                 event_id: EventId::new_random(),
+                batched: Vec::new(),
                 state: Some(StateWrite {
                     kind: ActorKind::Proposal,
                     key: "p-1".to_string(),

@@ -119,8 +119,13 @@ pub(crate) async fn render(state: &ApiState) -> String {
     for (name, help, get) in [
         (
             "merit_actor_turns_total",
-            "Turns committed per actor kind",
+            "Messages applied per actor kind",
             (|r| r.applied) as fn(&merit_supervisors::RegistryStatus) -> u64,
+        ),
+        (
+            "merit_actor_commits_total",
+            "Turns committed per actor kind (each applies one or more queued messages of one actor)",
+            |r| r.turns,
         ),
         (
             "merit_actor_duplicates_total",

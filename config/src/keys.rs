@@ -321,6 +321,12 @@ pub(crate) const ACTORS_MAX_RESIDENT: Key = Key::plain(
     Integer,
     Value("100000"),
 );
+pub(crate) const ACTORS_TURN_BATCH: Key = Key::plain(
+    "actors.turn_batch",
+    "MERIT_ACTORS_TURN_BATCH",
+    Integer,
+    Value("256"),
+);
 pub(crate) const CACHE_L1_CAPACITY: Key = Key::plain(
     "cache.l1_capacity",
     "MERIT_CACHE_L1_CAPACITY",
@@ -426,6 +432,7 @@ pub(crate) const ALL: &[&Key] = &[
     &MAILBOX_RETRY_BASE_MS,
     &ACTORS_IDLE_PASSIVATE_SECS,
     &ACTORS_MAX_RESIDENT,
+    &ACTORS_TURN_BATCH,
     &CACHE_L1_CAPACITY,
     &CACHE_TTL_SECS,
     &CACHE_REDIS_PREFIX,

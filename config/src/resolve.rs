@@ -84,6 +84,7 @@ pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
         actors: ActorSettings {
             idle_passivate_secs: field(&keys::ACTORS_IDLE_PASSIVATE_SECS).integer(1, 604_800)?,
             max_resident: field(&keys::ACTORS_MAX_RESIDENT).integer(1, 100_000_000)?,
+            turn_batch: field(&keys::ACTORS_TURN_BATCH).integer(1, 1_000)?,
         },
         cache: CacheSettings {
             l1_capacity: field(&keys::CACHE_L1_CAPACITY).integer(0, 100_000_000)?,

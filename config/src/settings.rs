@@ -288,6 +288,9 @@ pub struct ActorSettings {
     /// Resident actors per node before the least recently used are
     /// passivated (`MERIT_ACTORS_MAX_RESIDENT`).
     pub max_resident: usize,
+    /// Most queued messages one actor applies in one turn: one state write and one commit
+    /// for all of them (`MERIT_ACTORS_TURN_BATCH`; 1 turns batching off).
+    pub turn_batch: usize,
 }
 
 impl ActorSettings {

@@ -237,6 +237,7 @@ async fn emit_with_state(
     let turn = Turn {
         consumer: UNLOCK_KIND.to_string(),
         event_id: event.id,
+        batched: Vec::new(),
         state: None,
         outbox: vec![OutboxMessage::from_envelope(&event)],
     };

@@ -12,7 +12,7 @@
 //! turn is then committed on its own, so every turn gets exactly the outcome it would
 //! have had alone. That is why projectors are `Fn`: the fallback may run them again.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use chrono::Utc;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
@@ -153,20 +153,25 @@ async fn try_together(store: &Store, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
 /// were new, their projections one by one, and their outbox rows.
 async fn apply_together(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
     let now = Utc::now();
-    let mut fresh = insert_inbox(
-        txn,
-        jobs.iter()
-            .map(|j| (j.turn.consumer.as_str(), j.turn.event_id)),
-        now,
-    )
-    .await?;
+    let mut fresh = insert_inbox(txn, jobs.iter().flat_map(|j| j.turn.inbox()), now).await?;
     // Each inbox row the insert made counts for one turn only: should two turns of a batch
     // carry the same event for the same consumer, the second is a duplicate, as it would
-    // be committed alone.
-    let new: Vec<bool> = jobs
-        .iter()
-        .map(|j| fresh.remove(&(j.turn.consumer.clone(), j.turn.event_id.to_string())))
-        .collect();
+    // be committed alone. A batched turn whose events are only partly new fails the lot;
+    // committed alone, it then reports which were applied before.
+    let mut new = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut mine = HashSet::new();
+        for (consumer, id) in job.turn.inbox() {
+            let pair = (consumer.to_string(), id.to_string());
+            if fresh.remove(&pair) {
+                mine.insert(pair);
+            }
+        }
+        if !mine.is_empty() {
+            job.turn.check_all_fresh(&mine)?;
+        }
+        new.push(!mine.is_empty());
+    }
     let applied = || {
         jobs.iter()
             .zip(&new)
@@ -202,6 +207,7 @@ mod tests {
             turn: Turn {
                 consumer: "user".into(),
                 event_id,
+                batched: Vec::new(),
                 state: None,
                 outbox: Vec::new(),
             },

@@ -23,6 +23,13 @@ pub enum StorageError {
         /// The version in the store (`None`: no such actor).
         found: Option<i64>,
     },
+    /// Some of the events of a batched turn were applied before (a redelivery): the turn
+    /// wrote nothing. The actor answers those as duplicates and applies the rest again.
+    #[error("{} of the turn's events were applied before", .applied.len())]
+    PartlyApplied {
+        /// The `(consumer, event id)` pairs already in the inbox.
+        applied: Vec<(String, merit_messages::EventId)>,
+    },
     /// A stored value could not be read back as the type it should have.
     #[error("corrupt {what}: {reason}")]
     Corrupt {

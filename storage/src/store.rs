@@ -72,7 +72,11 @@ impl Store {
             }
         };
         let mut opts = ConnectOptions::new(url.to_string());
+        // No ping on every acquire (sqlx's default): it is a round trip per statement batch,
+        // and a dead connection fails the statement anyway, which the callers retry (an
+        // actor waits out an unreachable database without spending attempts).
         opts.acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
             .sqlx_logging(false);
         if sqlite {
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");

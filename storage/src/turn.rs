@@ -88,10 +88,38 @@ pub struct Turn {
     pub consumer: String,
     /// The event applied.
     pub event_id: EventId,
+    /// Further events applied in the same turn, after `event_id`, each under its own inbox
+    /// consumer (a batched turn: several queued messages of one actor, one state write).
+    /// All of them are new, or the turn writes nothing.
+    pub batched: Vec<(String, EventId)>,
     /// The actor's new state, or `None` when the event changes no state (still recorded).
     pub state: Option<StateWrite>,
     /// Events emitted.
     pub outbox: Vec<OutboxMessage>,
+}
+
+impl Turn {
+    /// The turn's inbox rows: `(consumer, event id)`, the first event then the batched ones.
+    pub fn inbox(&self) -> impl Iterator<Item = (&str, EventId)> {
+        std::iter::once((self.consumer.as_str(), self.event_id))
+            .chain(self.batched.iter().map(|(c, id)| (c.as_str(), *id)))
+    }
+
+    /// Fails with [`StorageError::PartlyApplied`] unless every inbox row of the turn is in
+    /// `fresh` (the rows the inbox insert made): a batched turn whose events were partly
+    /// applied before was computed from a state that counted them again.
+    pub(crate) fn check_all_fresh(&self, fresh: &HashSet<(String, String)>) -> Result<()> {
+        let applied: Vec<(String, EventId)> = self
+            .inbox()
+            .filter(|(c, id)| !fresh.contains(&(c.to_string(), id.to_string())))
+            .map(|(c, id)| (c.to_string(), id))
+            .collect();
+        if applied.is_empty() {
+            Ok(())
+        } else {
+            Err(StorageError::PartlyApplied { applied })
+        }
+    }
 }
 
 /// What a turn did.
@@ -167,12 +195,11 @@ where
     F: for<'c> FnOnce(&'c DatabaseTransaction) -> TxFuture<'c, ()> + Send,
 {
     let now = Utc::now();
-    if insert_inbox(txn, [(turn.consumer.as_str(), turn.event_id)], now)
-        .await?
-        .is_empty()
-    {
+    let fresh = insert_inbox(txn, turn.inbox(), now).await?;
+    if fresh.is_empty() {
         return Ok(TurnOutcome::Duplicate);
     }
+    turn.check_all_fresh(&fresh)?;
     compare_and_set(txn, turn.state.iter(), now).await?;
     project(txn).await?;
     insert_outbox(txn, &turn.outbox, now).await?;
@@ -197,30 +224,35 @@ pub(crate) async fn insert_inbox<'t>(
     now: DateTime<Utc>,
 ) -> Result<HashSet<(String, String)>> {
     let turns: Vec<(&str, EventId)> = turns.into_iter().collect();
-    if turns.is_empty() {
-        return Ok(HashSet::new());
+    let mut fresh = HashSet::with_capacity(turns.len());
+    // A statement carries at most 65,535 parameters on PostgreSQL (32,766 on SQLite).
+    for chunk in turns.chunks(MAX_ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert.into_table(inbox::Entity.table_ref()).columns([
+            inbox::Column::Consumer,
+            inbox::Column::EventId,
+            inbox::Column::ProcessedAt,
+        ]);
+        for (consumer, event_id) in chunk {
+            insert.values_panic([(*consumer).into(), event_id.to_string().into(), now.into()]);
+        }
+        insert
+            .on_conflict(
+                OnConflict::columns([inbox::Column::Consumer, inbox::Column::EventId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning(
+                Query::returning().columns([inbox::Column::Consumer, inbox::Column::EventId]),
+            );
+        fresh.extend(pairs(txn, &insert, "consumer", "event_id").await?);
     }
-    let mut insert = Query::insert();
-    insert.into_table(inbox::Entity.table_ref()).columns([
-        inbox::Column::Consumer,
-        inbox::Column::EventId,
-        inbox::Column::ProcessedAt,
-    ]);
-    for (consumer, event_id) in turns {
-        insert.values_panic([consumer.into(), event_id.to_string().into(), now.into()]);
-    }
-    insert
-        .on_conflict(
-            OnConflict::columns([inbox::Column::Consumer, inbox::Column::EventId])
-                .do_nothing()
-                .to_owned(),
-        )
-        .returning(Query::returning().columns([inbox::Column::Consumer, inbox::Column::EventId]));
-    Ok(pairs(txn, &insert, "consumer", "event_id")
-        .await?
-        .into_iter()
-        .collect())
+    Ok(fresh)
 }
+
+/// Rows per multi-row statement: well under the databases' parameter limits for the
+/// widest row written this way (five columns).
+const MAX_ROWS_PER_STATEMENT: usize = 2_000;
 
 /// Stores every write under its version check, in at most two statements (one insert
 /// for actors never stored, one `UPDATE … FROM (VALUES …)` for the rest). A write whose
@@ -331,34 +363,34 @@ pub async fn insert_outbox<'m>(
     messages: impl IntoIterator<Item = &'m OutboxMessage>,
     now: DateTime<Utc>,
 ) -> Result<u64> {
-    let mut insert = Query::insert();
-    insert.into_table(outbox::Entity.table_ref()).columns([
-        outbox::Column::EventId,
-        outbox::Column::RoutingKey,
-        outbox::Column::Payload,
-        outbox::Column::Headers,
-        outbox::Column::CreatedAt,
-    ]);
-    let mut any = false;
-    for m in messages {
-        any = true;
-        insert.values_panic([
-            m.event_id.to_string().into(),
-            m.routing_key.clone().into(),
-            m.payload.clone().into(),
-            m.headers.clone().into(),
-            now.into(),
+    let messages: Vec<&OutboxMessage> = messages.into_iter().collect();
+    let mut inserted = 0;
+    for chunk in messages.chunks(MAX_ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert.into_table(outbox::Entity.table_ref()).columns([
+            outbox::Column::EventId,
+            outbox::Column::RoutingKey,
+            outbox::Column::Payload,
+            outbox::Column::Headers,
+            outbox::Column::CreatedAt,
         ]);
+        for m in chunk {
+            insert.values_panic([
+                m.event_id.to_string().into(),
+                m.routing_key.clone().into(),
+                m.payload.clone().into(),
+                m.headers.clone().into(),
+                now.into(),
+            ]);
+        }
+        insert.on_conflict(
+            OnConflict::column(outbox::Column::EventId)
+                .do_nothing()
+                .to_owned(),
+        );
+        inserted += exec(txn, &insert).await?;
     }
-    if !any {
-        return Ok(0);
-    }
-    insert.on_conflict(
-        OnConflict::column(outbox::Column::EventId)
-            .do_nothing()
-            .to_owned(),
-    );
-    exec(txn, &insert).await
+    Ok(inserted)
 }
 
 /// Runs a statement with a two-column `RETURNING` and collects the pairs.

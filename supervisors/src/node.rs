@@ -48,6 +48,8 @@ pub struct NodeOptions {
     pub commit_workers: usize,
     /// Most turns one group-commit transaction takes.
     pub commit_batch: usize,
+    /// Most queued messages one actor applies in one turn.
+    pub turn_batch: usize,
     /// How often the deadline timer and the config watcher look at the store.
     pub timer_interval: Duration,
     /// How long the inbox, the outbox and the notification logs keep rows.
@@ -115,6 +117,7 @@ fn registry<D: merit_actors::Domain>(
         options.residency,
     )
     .with_committer(committer.clone())
+    .with_turn_batch(options.turn_batch)
 }
 
 /// The node's state for `/ready`, the dashboard and tests.

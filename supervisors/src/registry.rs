@@ -57,8 +57,10 @@ pub struct RegistryStatus {
     pub activations: u64,
     /// Actors passivated since start.
     pub passivations: u64,
-    /// Turns committed.
+    /// Messages applied.
     pub applied: u64,
+    /// Turns committed (a turn applies one or more queued messages of one actor).
+    pub turns: u64,
     /// Duplicate deliveries absorbed.
     pub duplicates: u64,
     /// Retries.
@@ -78,6 +80,7 @@ pub struct Registry<D: Domain> {
     store: Store,
     services: Services,
     committer: Option<GroupCommitter>,
+    turn_batch: usize,
     policy: RetryPolicy,
     residency: Residency,
     stats: Arc<KindStats>,
@@ -103,6 +106,7 @@ impl<D: Domain> Registry<D> {
             store,
             services,
             committer: None,
+            turn_batch: 1,
             policy,
             residency,
             stats: Arc::new(KindStats::default()),
@@ -113,6 +117,13 @@ impl<D: Domain> Registry<D> {
     /// Commits the turns of this kind's actors through `committer` (group commit).
     pub fn with_committer(mut self, committer: GroupCommitter) -> Self {
         self.committer = Some(committer);
+        self
+    }
+
+    /// Lets each actor apply up to `n` queued messages in one turn (one state write, one
+    /// commit); 1 applies them one by one.
+    pub fn with_turn_batch(mut self, n: usize) -> Self {
+        self.turn_batch = n.max(1);
         self
     }
 
@@ -159,7 +170,8 @@ impl<D: Domain> Registry<D> {
             self.stats.clone(),
             inflight.clone(),
         )
-        .with_committer(self.committer.clone());
+        .with_committer(self.committer.clone())
+        .with_turn_batch(self.turn_batch);
         let addr = EntityActor::start_in_arbiter(arbiter, move |_| actor);
         Slot {
             addr,
@@ -218,6 +230,7 @@ impl<D: Domain> Registry<D> {
             activations: s.activations.load(Ordering::Relaxed),
             passivations: self.passivations.load(Ordering::Relaxed),
             applied: s.applied.load(Ordering::Relaxed),
+            turns: s.turns.load(Ordering::Relaxed),
             duplicates: s.duplicates.load(Ordering::Relaxed),
             retries: s.retries.load(Ordering::Relaxed),
             restarts: s.restarts.load(Ordering::Relaxed),

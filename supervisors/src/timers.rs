@@ -77,6 +77,7 @@ pub async fn fire_due_deadlines(store: &Store) -> Result<usize> {
             let turn = Turn {
                 consumer: DEADLINE_CONSUMER.to_string(),
                 event_id: envelope.id,
+                batched: Vec::new(),
                 state: None,
                 outbox: vec![OutboxMessage::from_envelope(&envelope)],
             };

@@ -376,6 +376,7 @@ pub fn node_options(node_id: &str, shards: u16) -> merit_supervisors::NodeOption
         arbiters: 2,
         commit_workers: 4,
         commit_batch: 64,
+        turn_batch: 64,
         timer_interval: std::time::Duration::from_millis(200),
         retention: merit_storage::Retention {
             inbox: None,

@@ -61,10 +61,18 @@ pub(crate) struct ChangeConfig {
     #[schema(value_type = Object)]
     pub document: serde_json::Value,
     /// Who makes it (1-100 characters, not blank).
-    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "[^\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
     pub author: String,
     /// Why (1-500 characters, not blank).
-    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "[^\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
     pub reason: String,
     /// Only report what the rules would unlock for stored users; write nothing.
     #[serde(default)]
@@ -79,10 +87,18 @@ pub(crate) struct Rollback {
     #[serde(deserialize_with = "crate::routes::whole_u64")]
     pub version: u64,
     /// Who makes it (1-100 characters, not blank).
-    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "[^\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
     pub author: String,
     /// Why (1-500 characters, not blank).
-    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "[^\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
     pub reason: String,
 }
 
