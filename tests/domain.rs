@@ -28,7 +28,7 @@ use merit_messages::{
     ProposalCancelled, ProposalCreated, ProposalExecuted, Tally, TxHash, VoteCast, VoteChoice,
 };
 use merit_storage::{
-    entities::{achievement, actor, benefit, nft, outbox, proposal, user, vote},
+    entities::{achievement, actor, benefit, nft, notification, outbox, proposal, user, vote},
     sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter},
     Store,
 };
@@ -565,12 +565,16 @@ async fn status_of(store: &Store, proposal_id: &str) -> Option<String> {
         .map(|p| p.status)
 }
 
-async fn user_version(store: &Store, user: u32) -> i64 {
-    store
-        .load_actor(ActorKind::User, &addr(user))
+/// How many holding changes `user`'s actor applied: each adds one `user.benefits.changed`
+/// to the user's notification log. (Not the snapshot's version: a turn may apply several
+/// queued events with one write.)
+async fn holding_changes_applied(store: &Store, user: u32) -> u64 {
+    notification::Entity::find()
+        .filter(notification::Column::User.eq(addr(user)))
+        .filter(notification::Column::Kind.eq("user.benefits.changed"))
+        .count(store.db())
         .await
-        .expect("load user")
-        .map_or(0, |(version, _)| version)
+        .expect("notifications")
 }
 
 fn tally(for_weight: u64, against_weight: u64, abstain_weight: u64, voters: u64) -> Tally {
@@ -729,7 +733,7 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         || async move {
             let mut versions = Vec::new();
             for u in 6..=11 {
-                versions.push(user_version(store, u).await);
+                versions.push(holding_changes_applied(store, u).await);
             }
             versions
         },

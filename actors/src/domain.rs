@@ -108,7 +108,10 @@ pub trait Domain: Sized + Unpin + 'static {
 
     /// Reads what applying `event` needs from outside this actor (another actor's
     /// published projection, through the cache). Runs before every attempt; must only
-    /// read, or write idempotently.
+    /// read, or write idempotently. The events of one turn are prepared concurrently,
+    /// each against the state at the start of the turn: what it reads must not depend on
+    /// what an earlier event of the same turn changes (the state may only let it skip a
+    /// read whose result `apply` would not use anyway).
     fn prepare<'a>(
         _store: &'a Store,
         _services: &'a Services,

@@ -276,9 +276,9 @@ impl Domain for ProposalDomain {
                         inputs.seq = Some(store.proposal_seq(key).await?);
                     }
                 }
-                Event::VoteCast(v)
-                    if state.info.is_some() && !state.voters.contains(&v.voter.to_string()) =>
-                {
+                // Not conditional on the proposal existing yet: its creation may be an
+                // earlier event of the same turn.
+                Event::VoteCast(v) if !state.voters.contains(&v.voter.to_string()) => {
                     inputs.now = Some(Utc::now());
                     inputs.held = load_held(store, services, &v.voter.to_string()).await?;
                 }
