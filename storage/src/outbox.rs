@@ -28,6 +28,26 @@ impl Store {
             .await?)
     }
 
+    /// Up to `limit` unpublished rows whose `id` lies in none of the inclusive ranges of
+    /// `skip`, oldest first: what a relay with batches in flight (each spanning one range)
+    /// may publish next. A row committed late inside a range is found once that range is
+    /// no longer skipped.
+    pub async fn pending_outbox_outside(
+        &self,
+        skip: &[(i64, i64)],
+        limit: u64,
+    ) -> Result<Vec<OutboxRow>> {
+        let mut query = outbox::Entity::find().filter(outbox::Column::PublishedAt.is_null());
+        for &(first, last) in skip {
+            query = query.filter(outbox::Column::Id.not_between(first, last));
+        }
+        Ok(query
+            .order_by_asc(outbox::Column::Id)
+            .limit(limit)
+            .all(self.db())
+            .await?)
+    }
+
     /// Marks rows as confirmed by the broker.
     pub async fn mark_published(&self, ids: &[i64]) -> Result<u64> {
         if ids.is_empty() {

@@ -21,7 +21,7 @@ mod tree;
 pub use error::{Result, SupervisorError};
 pub use node::{Node, NodeOptions, NodeProbe, NodeStatus, Registries};
 pub use registry::{Registry, RegistryStatus, Residency};
-pub use relay::RELAY_BATCH;
+pub use relay::{RELAY_BATCH, RELAY_IN_FLIGHT};
 pub use service::{spawn_service, Dependency, RestartPolicy};
 pub use timers::{
     deadline_envelope, fire_due_deadlines, refresh_config, run_config_watcher, run_deadline_timer,

@@ -1,5 +1,7 @@
 //! Consuming a queue: one channel per subscription, `basic.qos(prefetch)`, manual acks,
-//! each delivery forwarded into a bounded mpsc (capacity = prefetch).
+//! each delivery forwarded into a bounded mpsc (capacity = prefetch). Each channel has a
+//! settle task ([`super::settle`]) that learns every delivery tag before the delivery is
+//! handed out and acks in bulk.
 //!
 //! Recovery: when the connection is lost, the subscription resubscribes by itself on the
 //! next connection and keeps feeding the same receiver; deliveries received before that
@@ -7,8 +9,8 @@
 //! when the broker cancels the consumer with the connection still up (queue deleted),
 //! when resubscribing is refused, or when the transport is closed. Dropping the receiver
 //! cancels the consumer; the channel stays open until every delivery taken from it is
-//! settled or dropped, so late acks still land, and then closes, returning whatever is
-//! unacked to the queue.
+//! settled or dropped and its settle task has sent what it holds, so late acks still
+//! land, and then closes, returning whatever is unacked to the queue.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -25,7 +27,7 @@ use tracing::{debug, info, warn};
 use super::{
     fields,
     link::{Link, Shared},
-    settle::Settler,
+    settle::{Note, SettleHandle, Settler},
 };
 use crate::{
     deadletter::{DeadLetterReason, Draft},
@@ -38,6 +40,15 @@ pub(crate) struct ConsumerChannel {
     pub(crate) channel: Channel,
     /// The connection generation it was opened on.
     pub(crate) generation: u64,
+    /// Its settle task, which acks its deliveries in bulk.
+    pub(crate) settle: SettleHandle,
+}
+
+impl ConsumerChannel {
+    /// True when the channel or its connection generation is gone.
+    pub(crate) fn stale(&self, shared: &Shared) -> bool {
+        !self.channel.status().connected() || shared.generation() != Some(self.generation)
+    }
 }
 
 /// A delivery before it is given a shard (the mover uses it as is).
@@ -86,13 +97,13 @@ where
     if prefetch == 0 {
         return Err(Error::invalid("prefetch", "0", "at least 1"));
     }
+    let queue: Arc<str> = queue.into();
     let first = shared
         .with_link(&format!("consume {queue}"), |link| {
-            open(link, &queue, prefetch)
+            open(link, shared.clone(), queue.clone(), prefetch)
         })
         .await?;
     let (tx, rx) = mpsc::channel(usize::from(prefetch));
-    let queue: Arc<str> = queue.into();
     tokio::spawn(run(shared, queue, prefetch, tx, convert, first));
     Ok(rx)
 }
@@ -103,7 +114,12 @@ struct Subscription {
     consumer: Consumer,
 }
 
-async fn open(link: Arc<Link>, queue: &str, prefetch: u16) -> Result<Subscription> {
+async fn open(
+    link: Arc<Link>,
+    shared: Arc<Shared>,
+    queue: Arc<str>,
+    prefetch: u16,
+) -> Result<Subscription> {
     let channel = link.channel(&format!("consume {queue}")).await?;
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
@@ -112,17 +128,22 @@ async fn open(link: Arc<Link>, queue: &str, prefetch: u16) -> Result<Subscriptio
     let tag = format!("merit-{}", uuid::Uuid::new_v4().simple());
     let consumer = channel
         .basic_consume(
-            queue.into(),
+            queue.as_ref().into(),
             tag.as_str().into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await
         .map_err(|e| Error::amqp(format!("consume {queue}"), e))?;
+    // Acks that cannot join the prefix (an earlier delivery is still in a turn) go out one
+    // by one in the same flush rather than wait: a caller may hold that earlier delivery
+    // while it awaits this ack, and waiting acks would also hold the prefetch window.
+    let settle = SettleHandle::start(channel.clone(), link.generation, shared, queue, 1);
     Ok(Subscription {
         channel: Arc::new(ConsumerChannel {
             channel,
             generation: link.generation,
+            settle,
         }),
         link,
         consumer,
@@ -190,8 +211,8 @@ async fn run<T, F>(
 
 /// Waits for a connection newer than `after` and subscribes on it; `None` to stop.
 async fn resubscribe<T>(
-    shared: &Shared,
-    queue: &str,
+    shared: &Arc<Shared>,
+    queue: &Arc<str>,
     prefetch: u16,
     tx: &mpsc::Sender<T>,
     mut after: u64,
@@ -201,17 +222,17 @@ async fn resubscribe<T>(
             link = shared.next_link(after) => link?,
             _ = tx.closed() => return None,
         };
-        match open(link.clone(), queue, prefetch).await {
+        match open(link.clone(), shared.clone(), queue.clone(), prefetch).await {
             Ok(sub) => {
-                info!(queue, generation = link.generation, "resubscribed");
+                info!(queue = %queue, generation = link.generation, "resubscribed");
                 return Some(sub);
             }
             Err(e) if link.connection_open() => {
-                warn!(queue, error = %e, "resubscribing was refused; ending the stream");
+                warn!(queue = %queue, error = %e, "resubscribing was refused; ending the stream");
                 return None;
             }
             Err(e) => {
-                debug!(queue, error = %e, "connection lost while resubscribing");
+                debug!(queue = %queue, error = %e, "connection lost while resubscribing");
                 after = link.generation;
             }
         }
@@ -262,6 +283,8 @@ fn incoming(
     shared: &Arc<Shared>,
     queue: &Arc<str>,
 ) -> Incoming {
+    // Before the delivery exists, so the settle task knows the tag before any settle.
+    sub.channel.settle.send(Note::Delivered(d.delivery_tag));
     let headers = fields::headers(&d.properties);
     let origin = if d.exchange.as_str() == shared.topology.internal_exchange() {
         Origin::Merit
@@ -281,6 +304,12 @@ fn incoming(
         redelivered: d.redelivered,
         body: Bytes::from(d.data),
         headers,
-        settler: Settler::new(d.acker, sub.channel.clone(), shared.clone(), queue.clone()),
+        settler: Settler::new(
+            d.acker,
+            d.delivery_tag,
+            sub.channel.clone(),
+            shared.clone(),
+            queue.clone(),
+        ),
     }
 }

@@ -4,13 +4,15 @@
 //! the supervisor that replaces it after a loss (see [`link`]). `declare` builds the
 //! topology of [`crate::topology`]; `publish` goes through the confirm channel
 //! ([`publisher`]); `consume` opens a subscription per shard ([`consumer`]) whose
-//! deliveries settle through [`settle`]; dead letters live in `merit.dlq` ([`dlq`]) and
-//! unroutable messages are moved there by [`RabbitTransport::run_unrouted_mover`].
+//! deliveries settle through [`settle`] (acks in bulk per channel, by the book of
+//! [`ledger`]); dead letters live in `merit.dlq` ([`dlq`]) and unroutable messages are
+//! moved there by [`RabbitTransport::run_unrouted_mover`].
 
 mod consumer;
 mod declare;
 mod dlq;
 mod fields;
+mod ledger;
 mod link;
 mod publisher;
 mod settle;
