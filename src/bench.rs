@@ -228,8 +228,7 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
         "broker baseline: {} votes' messages on merit's topology, without merit ...",
         args.events
     );
-    let before = cpu::sample();
-    let baseline_secs = stage(
+    let (baseline_secs, baseline_cpu) = stage(
         "broker baseline",
         limit,
         broker::baseline(
@@ -247,7 +246,7 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
     let baseline = Baseline {
         votes_per_sec: f64::from(args.events) / baseline_secs,
         msgs_per_sec: 2.0 * f64::from(args.events) / baseline_secs,
-        cpu_per_vote: cpu::per_vote(&before, &cpu::sample(), args.events),
+        cpu_per_vote: baseline_cpu,
     };
 
     let (store, db_name, db_url, cleanup) =

@@ -32,21 +32,22 @@ use merit_mailbox::{key_header, Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{ActorKind, Address, Envelope, VoteCast, VoteChoice, VoteRecorded};
 use tokio::sync::mpsc;
 
-use super::{voter, Shape};
+use super::{cpu, voter, Shape};
 
 /// Votes published per batch (each batch's confirms awaited together), as the
 /// end-to-end stage's load generator does.
 const BATCH: usize = 500;
 
 /// Runs `n` votes of `shape` through the broker alone; returns the seconds from the first
-/// publish to the last `vote.recorded` ack.
+/// publish to the last `vote.recorded` ack, and the CPU time per vote over that span (not
+/// over declaring and removing the topology).
 pub(super) async fn baseline(
     url: &str,
     topology: Topology,
     n: u32,
     prefetch: u16,
     shape: Shape,
-) -> Result<f64> {
+) -> Result<(f64, cpu::PerVote)> {
     let transport = RabbitTransport::connect(url, topology.clone()).await?;
     transport.declare().await?;
     drop(transport);
@@ -56,9 +57,9 @@ pub(super) async fn baseline(
     let run = moving(&conn, &topology, n, prefetch, shape).await;
     let removed = remove_topology(&conn, &topology).await;
     let _ = conn.close(200, "bench done".into()).await;
-    let secs = run?;
+    let measured = run?;
     removed?;
-    Ok(secs)
+    Ok(measured)
 }
 
 async fn moving(
@@ -67,7 +68,7 @@ async fn moving(
     n: u32,
     prefetch: u16,
     shape: Shape,
-) -> Result<f64> {
+) -> Result<(f64, cpu::PerVote)> {
     // Everything published is built before the clock starts.
     let votes: Vec<(Outgoing, BasicProperties)> = (0..n)
         .map(|i| {
@@ -114,6 +115,7 @@ async fn moving(
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     let exchange = topology.events_exchange();
+    let cpu_before = cpu::sample();
     let started = Instant::now();
     let publishing = async {
         for batch in votes.chunks(BATCH) {
@@ -150,11 +152,12 @@ async fn moving(
     };
     let outcome = futures::future::try_join(publishing, counting).await;
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu::per_vote(&cpu_before, &cpu::sample(), n);
     for t in &tasks {
         t.abort();
     }
     outcome?;
-    Ok(secs)
+    Ok((secs, cpu))
 }
 
 /// A channel consuming `queue` with at most `prefetch` unacked deliveries.
