@@ -737,6 +737,9 @@ async fn raw_loop(url: &str, run_id: &str, n: u32, prefetch: u16) -> Result<f64>
         "x-queue-type".into(),
         AMQPValue::LongString("quorum".into()),
     );
+    // Removed by the broker once unused for ten minutes, should the run stop (a stage's
+    // time limit, a kill) before deleting it.
+    args.insert("x-expires".into(), AMQPValue::LongUInt(600_000));
     let pub_ch = conn.create_channel().await?;
     pub_ch
         .confirm_select(ConfirmSelectOptions::default())
