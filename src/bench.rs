@@ -1,13 +1,19 @@
 //! `merit bench`: measures, in one run and with the same durability settings (durable
 //! quorum queues, persistent messages, publisher confirms, manual acks, committed
-//! transactions):
+//! transactions), stage by stage:
 //!
 //! - **raw**: a plain lapin loop — publish N persistent messages with confirms (a window
-//!   of in-flight confirms) to a quorum queue while consuming them with manual acks — the
-//!   bound the broker sets on this machine;
+//!   of in-flight confirms) to one quorum queue while consuming them with manual acks —
+//!   kept so that earlier figures stay comparable;
+//! - **broker only**: the broker's work of N votes without merit, on merit's real topology
+//!   (see [`broker`]): each vote published to `merit.events`, consumed from its proposal
+//!   shard, a `vote.recorded`-sized message published to `merit.internal` and consumed
+//!   from the voter's user shard, with confirms and acks — the bound the broker sets for
+//!   what merit does, and the yardstick of the end-to-end figure;
 //! - **end-to-end**: N votes through merit — publish → proposal shard → ProposalActor
 //!   commit (vote, weight, `governance.vote.recorded` in the outbox) → relay → user shard
-//!   → UserActor commit (counters, rules) → acks;
+//!   → UserActor commit (counters, rules) → acks — published by a load generator on a
+//!   connection of its own, as a producer would;
 //! - **latency**: at a fixed offered load, p50/p99/p999 from a vote's publish to the
 //!   UserActor's commit of its `vote.recorded`, to the notification reaching the node's
 //!   hub, and to it reaching the voter's WebSocket client: the node serves its real HTTP
@@ -18,10 +24,20 @@
 //!   read + hydrate + one inbox commit each), per second, and the resident memory each
 //!   actor adds.
 //!
+//! The votes fall on actors by a [`Shape`]: spread over them, each voter's back to back
+//! (a hot UserActor), or all on one proposal (a hot ProposalActor). The broker-only and
+//! end-to-end stages report the CPU time each process spent per vote (merit, RabbitMQ,
+//! PostgreSQL; see [`cpu`]). After each voting stage the run's database is checked: every
+//! vote counted exactly once (see [`verify`]), or the bench fails. Every stage has a time
+//! limit (`--stage-timeout`) and fails naming itself rather than hang on a wedged broker.
+//!
 //! It uses its own queue names (a unique prefix) and its own database (a temporary
 //! PostgreSQL database, or a temporary SQLite file), and removes them afterwards.
 
+mod broker;
+mod cpu;
 mod listen;
+mod verify;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -42,7 +58,7 @@ use lapin::{
 };
 use merit_api::{ApiOptions, Credentials};
 use merit_config::Settings;
-use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_mailbox::{Outgoing, RabbitOptions, RabbitTransport, Topology, Transport};
 use merit_messages::{Address, Envelope, ProposalCreated, VoteCast, VoteChoice};
 use merit_storage::{
     entities::inbox,
@@ -52,18 +68,22 @@ use merit_storage::{
 use merit_supervisors::Node;
 use serde::Serialize;
 
-/// How a run's votes fall on actors. Every voter votes once on each of the 50 proposals
-/// (the last voter on fewer); the shapes differ in the order.
+/// How a run's votes fall on actors. No voter votes twice on one proposal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Shape {
-    /// Consecutive votes come from different voters on different proposals: each actor
+    /// Every voter votes once on each of the 50 proposals (the last voter on fewer), and
+    /// consecutive votes come from different voters on different proposals: each actor
     /// takes a small share of the rate, as when a community votes.
     Spread,
-    /// Each voter casts its 50 votes back to back: one UserActor takes the whole rate at
-    /// a time. An actor's turns are sequential (each waits for its commit), so this
-    /// measures a hot actor.
+    /// Every voter votes once on each of the 50 proposals, its 50 votes back to back: one
+    /// UserActor takes the whole rate at a time. An actor's turns are sequential (each
+    /// waits for its commit), so this measures a hot UserActor.
     PerVoter,
+    /// Every vote on one proposal, each from a distinct voter: one ProposalActor takes the
+    /// whole rate (and one proposal shard queue all the votes), as when a single proposal
+    /// draws the community's attention.
+    HotProposal,
 }
 
 impl Shape {
@@ -76,6 +96,15 @@ impl Shape {
                 let (v, round) = (i % voters, i / voters);
                 (v, (round + v) % PROPOSALS)
             }
+            Self::HotProposal => (i, 0),
+        }
+    }
+
+    /// How many voters `n` votes come from (indexes `0..voters`).
+    fn voters(self, n: u32) -> u32 {
+        match self {
+            Self::PerVoter | Self::Spread => n.div_ceil(PROPOSALS),
+            Self::HotProposal => n,
         }
     }
 
@@ -91,6 +120,16 @@ impl Shape {
                     (n - v).div_ceil(voters).min(PROPOSALS)
                 }
             }
+            Self::HotProposal => u32::from(v < n),
+        }
+    }
+
+    /// Its name on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Spread => "spread",
+            Self::PerVoter => "per-voter",
+            Self::HotProposal => "hot-proposal",
         }
     }
 }
@@ -108,10 +147,15 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     pub(crate) seconds: u32,
     /// How the votes fall on actors: `spread` (consecutive votes from different voters
-    /// on different proposals) or `per-voter` (each voter's 50 votes back to back, so
-    /// one UserActor takes the whole offered rate at a time).
+    /// on different proposals), `per-voter` (each voter's 50 votes back to back, so one
+    /// UserActor takes the whole offered rate at a time) or `hot-proposal` (every vote on
+    /// one proposal, each from a distinct voter, so one ProposalActor takes it all).
     #[arg(long, value_enum, default_value_t = Shape::Spread)]
     pub(crate) shape: Shape,
+    /// Time limit of each stage, seconds (the latency stage gets `--seconds` on top): a
+    /// stage that does not finish in time fails the run with its name.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) stage_timeout: u64,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench.json")]
     pub(crate) out: std::path::PathBuf,
@@ -122,18 +166,31 @@ struct Figures {
     database: String,
     shards: u16,
     prefetch: u16,
+    shape: Shape,
+    /// The clock tick the CPU figures were read with (`getconf CLK_TCK`; 100 if unreadable).
+    clock_ticks_per_sec: f64,
     raw_messages: u32,
     raw_msgs_per_sec: f64,
+    /// The broker-only stage: a vote's messages on merit's topology, without merit.
+    baseline_votes: u32,
+    baseline_votes_per_sec: f64,
+    baseline_msgs_per_sec: f64,
+    baseline_cpu_ms_per_vote: cpu::PerVote,
     e2e_events: u32,
     e2e_events_per_sec: f64,
     e2e_deliveries_per_sec: f64,
+    e2e_cpu_ms_per_vote: cpu::PerVote,
+    /// End-to-end votes/s ÷ broker-only votes/s.
+    ratio_events_to_baseline: f64,
+    /// End-to-end votes/s ÷ raw loop messages/s (the earlier yardstick).
     ratio_events_to_raw: f64,
+    e2e_checked: verify::Counted,
     latency_offered_per_sec: u32,
-    shape: Shape,
     latency_events: usize,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     latency_p999_ms: f64,
+    latency_checked: verify::Counted,
     /// Publish → the node's hub.
     hub: listen::Heard,
     /// Publish → a WebSocket client on `/ws`.
@@ -149,56 +206,185 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
         .as_ref()
         .context("merit bench measures RabbitMQ: set MERIT_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)")?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let limit = Duration::from_secs(args.stage_timeout);
 
     eprintln!(
         "raw broker loop: {} persistent messages, confirms + manual acks ...",
         args.events
     );
-    let raw = raw_loop(
-        amqp.expose(),
-        &run_id,
-        args.events,
-        settings.mailbox.prefetch,
-    )
-    .await?;
-
-    let (store, db_name, db_url, cleanup) = temp_database(&settings, &run_id).await?;
-    store.migrate().await?;
-    let topology = Topology {
-        prefix: format!("bench-{run_id}."),
-        shards: settings.mailbox.shards,
-    };
-    let transport = Arc::new(RabbitTransport::connect(amqp.expose(), topology).await?);
-    transport.declare().await?;
-    let hub = merit_api::NotificationHub::new("bench", ApiOptions::default().ws_buffer);
-    let node = Node::start(
-        crate::serve::node_options(&settings),
-        store.clone(),
-        crate::serve::services(&settings)
-            .await
-            .with_notifier(Arc::new(hub.clone())),
-        transport.clone(),
+    let raw = stage(
+        "raw loop",
+        limit,
+        raw_loop(
+            amqp.expose(),
+            &run_id,
+            args.events,
+            settings.mailbox.prefetch,
+        ),
     )
     .await?;
 
     eprintln!(
-        "end-to-end: {} votes through merit on {db_name} ...",
+        "broker baseline: {} votes' messages on merit's topology, without merit ...",
         args.events
     );
-    let (e2e_secs, _, _) = run_votes(
-        &node,
-        &transport,
-        &store,
-        "e2e",
+    let (baseline_secs, baseline_cpu) = stage(
+        "broker baseline",
+        limit,
+        broker::baseline(
+            amqp.expose(),
+            Topology {
+                prefix: format!("bench-{run_id}.base."),
+                shards: settings.mailbox.shards,
+            },
+            args.events,
+            settings.mailbox.prefetch,
+            args.shape,
+        ),
+    )
+    .await?;
+    let baseline = Baseline {
+        votes_per_sec: f64::from(args.events) / baseline_secs,
+        msgs_per_sec: 2.0 * f64::from(args.events) / baseline_secs,
+        cpu_per_vote: baseline_cpu,
+    };
+
+    let (store, db_name, db_url, cleanup) =
+        stage("database", limit, temp_database(&settings, &run_id)).await?;
+    let measured = measure(
+        &settings,
+        &args,
+        &run_id,
+        Measured {
+            store: store.clone(),
+            db_name,
+            db_url,
+            raw,
+            baseline,
+        },
+    )
+    .await;
+    let cleaned = stage("cleanup", limit, cleanup(store)).await;
+    let figures = measured?;
+    cleaned?;
+    print_table(&figures);
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&figures)? + "\n")?;
+    println!("written to {}", args.out.display());
+    Ok(())
+}
+
+/// The broker-only stage's figures.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Baseline {
+    /// Votes (publish → relay → ack chains) per second.
+    votes_per_sec: f64,
+    /// Messages published (and consumed) per second: two per vote.
+    msgs_per_sec: f64,
+    /// CPU milliseconds per vote, by process.
+    cpu_per_vote: cpu::PerVote,
+}
+
+/// What the stages before the node's measured.
+struct Measured {
+    store: Store,
+    db_name: String,
+    db_url: String,
+    raw: f64,
+    baseline: Baseline,
+}
+
+/// Runs the node's stages (end-to-end, latency, activation) on the run's database, each
+/// checked and bounded; removes the node's broker objects afterwards.
+async fn measure(
+    settings: &Settings,
+    args: &BenchArgs,
+    run_id: &str,
+    before: Measured,
+) -> Result<Figures> {
+    let amqp = settings
+        .amqp_url
+        .as_ref()
+        .context("merit bench measures RabbitMQ: set MERIT_AMQP_URL")?;
+    let limit = Duration::from_secs(args.stage_timeout);
+    let store = before.store.clone();
+    stage("migrate", limit, async {
+        anyhow::Ok(store.migrate().await?)
+    })
+    .await?;
+    let topology = Topology {
+        prefix: format!("bench-{run_id}."),
+        shards: settings.mailbox.shards,
+    };
+    let (transport, load, node, hub) = stage("node start", limit, async {
+        let transport = Arc::new(RabbitTransport::connect(amqp.expose(), topology.clone()).await?);
+        transport.declare().await?;
+        // The load generator publishes as a producer would: on a connection of its own,
+        // not through the node's publisher channel.
+        let load = RabbitTransport::connect_with(
+            amqp.expose(),
+            topology.clone(),
+            RabbitOptions {
+                connection_name: "merit-bench-load".to_string(),
+                ..RabbitOptions::default()
+            },
+        )
+        .await?;
+        let hub = merit_api::NotificationHub::new("bench", ApiOptions::default().ws_buffer);
+        let node = Node::start(
+            crate::serve::node_options(settings),
+            store.clone(),
+            crate::serve::services(settings)
+                .await
+                .with_notifier(Arc::new(hub.clone())),
+            transport.clone(),
+        )
+        .await?;
+        anyhow::Ok((transport, load, node, hub))
+    })
+    .await?;
+    // Votes each voter should have counted so far, by voter index, over both stages.
+    let mut votes_cast = HashMap::new();
+
+    eprintln!(
+        "end-to-end: {} votes ({}) through merit on {} ...",
         args.events,
-        None,
-        args.shape,
+        args.shape.name(),
+        before.db_name
+    );
+    let cpu_before = cpu::sample();
+    let e2e = stage(
+        "end-to-end",
+        limit,
+        run_votes(&node, &load, &store, "e2e", args.events, None, args.shape),
+    )
+    .await?;
+    let e2e_cpu = cpu::per_vote(&cpu_before, &cpu::sample(), args.events);
+    let e2e_counted = stage(
+        "end-to-end check",
+        limit,
+        verify::votes(
+            &store,
+            "e2e",
+            args.shape,
+            args.events,
+            &e2e.vote_ids,
+            &e2e.recorded_ids,
+            &mut votes_cast,
+        ),
     )
     .await?;
 
     let total = args.rate * args.seconds;
-    let voters: Vec<Address> = (0..total.div_ceil(PROPOSALS)).map(voter).collect();
-    let (api, credentials) = serve_api(&settings, &store, transport.clone(), &node, &hub).await?;
+    let voters: Vec<Address> = (0..args.shape.voters(total)).map(voter).collect();
+    let (api, credentials) = stage(
+        "serve the API",
+        limit,
+        serve_api(settings, &store, transport.clone(), &node, &hub),
+    )
+    .await?;
     eprintln!(
         "latency: {} WebSocket clients on ws://{}/ws ...",
         voters.len(),
@@ -208,60 +394,128 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
         .iter()
         .map(|v| (*v, credentials.sign_user(v, TOKEN_TTL_SECS)))
         .collect();
-    let websocket = listen::websocket(api.address, tokens).await?;
-    let at_hub = listen::hub(&hub, &voters);
-    eprintln!("latency: {} events/s for {} s ...", args.rate, args.seconds);
-    let (_, latencies, published) = run_votes(
-        &node,
-        &transport,
-        &store,
-        "lat",
-        total,
-        Some(args.rate),
-        args.shape,
+    let websocket = stage(
+        "WebSocket clients",
+        limit,
+        listen::websocket(api.address, tokens),
     )
     .await?;
-    let deadline = Instant::now() + listen::PATIENCE;
-    let votes_of = |v: u32| args.shape.votes_of(v, total) as usize;
-    let at_hub = at_hub.finish(&published, votes_of, deadline).await;
-    let websocket = websocket.finish(&published, votes_of, deadline).await;
-    api.stop().await;
-    node.shutdown(Duration::from_secs(10)).await;
+    let at_hub = listen::hub(&hub, &voters);
+    eprintln!("latency: {} events/s for {} s ...", args.rate, args.seconds);
+    let paced = Duration::from_secs(u64::from(args.seconds));
+    let lat = stage(
+        "latency",
+        limit + paced,
+        run_votes(
+            &node,
+            &load,
+            &store,
+            "lat",
+            total,
+            Some(args.rate),
+            args.shape,
+        ),
+    )
+    .await?;
+    let (at_hub, websocket) = stage("notifications", listen::PATIENCE + limit, async {
+        let deadline = Instant::now() + listen::PATIENCE;
+        let votes_of = |v: u32| args.shape.votes_of(v, total) as usize;
+        let at_hub = at_hub.finish(&lat.published, votes_of, deadline).await;
+        let websocket = websocket.finish(&lat.published, votes_of, deadline).await;
+        anyhow::Ok((at_hub, websocket))
+    })
+    .await?;
+    let lat_counted = stage(
+        "latency check",
+        limit,
+        verify::votes(
+            &store,
+            "lat",
+            args.shape,
+            total,
+            &lat.vote_ids,
+            &lat.recorded_ids,
+            &mut votes_cast,
+        ),
+    )
+    .await?;
+    stage("stop the node", limit, async {
+        api.stop().await;
+        node.shutdown(Duration::from_secs(10)).await;
+        anyhow::Ok(())
+    })
+    .await?;
+    drop(load);
 
     eprintln!("activation: every user actor of a fresh node from storage ...");
-    let (activated, activations_per_sec, rss_per_actor_bytes) =
-        activation(&settings, &db_url, transport.clone()).await?;
+    let (activated, activations_per_sec, rss_per_actor_bytes) = stage(
+        "activation",
+        limit,
+        activation(settings, &before.db_url, transport.clone()),
+    )
+    .await?;
+    drop(transport);
+    if let Err(e) = stage("remove the node's topology", limit, async {
+        let conn = Connection::connect(amqp.expose(), ConnectionProperties::default()).await?;
+        let removed = broker::remove_topology(&conn, &topology).await;
+        let _ = conn.close(200, "bench done".into()).await;
+        removed
+    })
+    .await
+    {
+        eprintln!("warning: {e:#}");
+    }
 
-    let figures = Figures {
-        database: db_name,
+    let e2e_per_sec = f64::from(args.events) / e2e.secs;
+    Ok(Figures {
+        database: before.db_name,
         shards: settings.mailbox.shards,
         prefetch: settings.mailbox.prefetch,
-        raw_messages: args.events,
-        raw_msgs_per_sec: raw,
-        e2e_events: args.events,
-        e2e_events_per_sec: f64::from(args.events) / e2e_secs,
-        e2e_deliveries_per_sec: 2.0 * f64::from(args.events) / e2e_secs,
-        ratio_events_to_raw: f64::from(args.events) / e2e_secs / raw,
-        latency_offered_per_sec: args.rate,
         shape: args.shape,
-        latency_events: latencies.len(),
-        latency_p50_ms: percentile(&latencies, 0.50),
-        latency_p99_ms: percentile(&latencies, 0.99),
-        latency_p999_ms: percentile(&latencies, 0.999),
+        clock_ticks_per_sec: cpu::clock_ticks(),
+        raw_messages: args.events,
+        raw_msgs_per_sec: before.raw,
+        baseline_votes: args.events,
+        baseline_votes_per_sec: before.baseline.votes_per_sec,
+        baseline_msgs_per_sec: before.baseline.msgs_per_sec,
+        baseline_cpu_ms_per_vote: before.baseline.cpu_per_vote,
+        e2e_events: args.events,
+        e2e_events_per_sec: e2e_per_sec,
+        e2e_deliveries_per_sec: 2.0 * e2e_per_sec,
+        e2e_cpu_ms_per_vote: e2e_cpu,
+        ratio_events_to_baseline: e2e_per_sec / before.baseline.votes_per_sec,
+        ratio_events_to_raw: e2e_per_sec / before.raw,
+        e2e_checked: e2e_counted,
+        latency_offered_per_sec: args.rate,
+        latency_events: lat.latencies.len(),
+        latency_p50_ms: percentile(&lat.latencies, 0.50),
+        latency_p99_ms: percentile(&lat.latencies, 0.99),
+        latency_p999_ms: percentile(&lat.latencies, 0.999),
+        latency_checked: lat_counted,
         hub: at_hub,
         websocket,
         activated,
         activations_per_sec,
         rss_per_actor_bytes,
-    };
-    cleanup(store).await?;
-    print_table(&figures);
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
+    })
+}
+
+/// Runs one stage of the bench within `limit`: a stage that does not finish (a wedged
+/// broker, a database that stopped answering) fails the run with the stage's name rather
+/// than hang it.
+async fn stage<T>(
+    name: &str,
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(done) => done.with_context(|| format!("bench stage '{name}'")),
+        Err(_) => anyhow::bail!(
+            "bench stage '{name}' did not finish within {} s: the broker or the database \
+             stopped answering, or the machine is too slow for this size (see --stage-timeout)",
+            limit.as_secs()
+        ),
     }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&figures)? + "\n")?;
-    println!("written to {}", args.out.display());
-    Ok(())
 }
 
 fn print_table(f: &Figures) {
@@ -272,16 +526,31 @@ fn print_table(f: &Figures) {
     let shape = match f.shape {
         Shape::Spread => "spread (consecutive votes on different actors)",
         Shape::PerVoter => "per-voter (each voter's 50 votes back to back)",
+        Shape::HotProposal => "hot-proposal (every vote on one proposal, distinct voters)",
     };
     println!("| load shape | {shape} |");
     println!(
-        "| raw RabbitMQ publish-confirm + consume-ack | {:.0} msg/s |",
+        "| raw RabbitMQ publish-confirm + consume-ack, one quorum queue | {:.0} msg/s |",
         f.raw_msgs_per_sec
     );
-    println!("| merit end-to-end (publish → actors → commit → ack) | {:.0} events/s ({:.0} deliveries/s) |", f.e2e_events_per_sec, f.e2e_deliveries_per_sec);
     println!(
-        "| ratio end-to-end events / raw messages | {:.2} |",
+        "| broker only, merit's topology: vote → proposal shard → vote.recorded → user shard, confirms + acks | {:.0} votes/s ({:.0} msg/s) |",
+        f.baseline_votes_per_sec, f.baseline_msgs_per_sec
+    );
+    println!("| merit end-to-end (publish → actors → commit → ack) | {:.0} votes/s ({:.0} deliveries/s) |", f.e2e_events_per_sec, f.e2e_deliveries_per_sec);
+    println!(
+        "| ratio end-to-end votes / broker-only votes | {:.2} |",
+        f.ratio_events_to_baseline
+    );
+    println!(
+        "| ratio end-to-end votes / raw messages | {:.2} |",
         f.ratio_events_to_raw
+    );
+    print_cpu("broker only", &f.baseline_cpu_ms_per_vote);
+    print_cpu("end-to-end", &f.e2e_cpu_ms_per_vote);
+    println!(
+        "| every vote counted once (rows, tallies, inboxes, votes_cast) | end-to-end {} of {}, latency {} of {} |",
+        f.e2e_checked.vote_rows, f.e2e_checked.sent, f.latency_checked.vote_rows, f.latency_checked.sent
     );
     println!(
         "| publish → commit at {} events/s | p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms ({} events) |",
@@ -306,6 +575,17 @@ fn print_table(f: &Figures) {
     println!(
         "| resident memory per actor | {:.1} KiB |",
         f.rss_per_actor_bytes / 1024.0
+    );
+}
+
+/// A row of CPU time per vote.
+fn print_cpu(stage: &str, c: &cpu::PerVote) {
+    println!(
+        "| CPU per vote, {stage} | {:.3} ms: merit {:.3}, RabbitMQ {:.3}, PostgreSQL {:.3} |",
+        c.total_ms(),
+        c.merit_ms,
+        c.rabbitmq_ms,
+        c.postgres_ms
     );
 }
 
@@ -457,6 +737,9 @@ async fn raw_loop(url: &str, run_id: &str, n: u32, prefetch: u16) -> Result<f64>
         "x-queue-type".into(),
         AMQPValue::LongString("quorum".into()),
     );
+    // Removed by the broker once unused for ten minutes, should the run stop (a stage's
+    // time limit, a kill) before deleting it.
+    args.insert("x-expires".into(), AMQPValue::LongUInt(600_000));
     let pub_ch = conn.create_channel().await?;
     pub_ch
         .confirm_select(ConfirmSelectOptions::default())
@@ -610,21 +893,34 @@ fn voter(i: u32) -> Address {
     Address(a)
 }
 
-/// Publishes `n` votes (over 50 proposals, created first), optionally paced at `rate`
-/// per second, and waits until merit applied them all. Returns the seconds from the
-/// first publish to the last commit, per vote the latency from its publish to the
-/// commit of its `governance.vote.recorded` by the voter's UserActor — the whole path
-/// through both actors and the relay — in milliseconds (sorted), and the publish time of
-/// each vote by the id of its `vote.recorded`.
+/// A voting stage's outcome.
+struct Run {
+    /// From the first publish to the last commit.
+    secs: f64,
+    /// Per vote, publish → the UserActor's commit of its `vote.recorded`, ms, sorted.
+    latencies: Vec<f64>,
+    /// The publish time of each vote by the id of its `vote.recorded`.
+    published: HashMap<String, DateTime<Utc>>,
+    /// The ids of the votes sent.
+    vote_ids: Vec<String>,
+    /// The ids of their `vote.recorded`s.
+    recorded_ids: Vec<String>,
+}
+
+/// Publishes `n` votes of `shape` (over 50 proposals, created first) through `load` — the
+/// load generator's own connection — optionally paced at `rate` per second, and waits
+/// until merit applied them all. Measures from the first publish to the last commit, and
+/// per vote the latency from its publish to the commit of its `governance.vote.recorded`
+/// by the voter's UserActor — the whole path through both actors and the relay.
 async fn run_votes(
     node: &Node,
-    transport: &RabbitTransport,
+    load: &RabbitTransport,
     store: &Store,
     tag: &str,
     n: u32,
     rate: Option<u32>,
     shape: Shape,
-) -> Result<(f64, Vec<f64>, HashMap<String, DateTime<Utc>>)> {
+) -> Result<Run> {
     let now = Utc::now();
     let applied_before: u64 = node
         .status()
@@ -650,8 +946,10 @@ async fn run_votes(
         })
         .collect();
     let started_at = Utc::now();
-    transport.publish(created).await?;
+    load.publish(created).await?;
     let mut published: HashMap<String, DateTime<Utc>> = HashMap::with_capacity(n as usize);
+    let mut vote_ids = Vec::with_capacity(n as usize);
+    let mut recorded_ids = Vec::with_capacity(n as usize);
     let batch = match rate {
         Some(r) => (r / 100).max(1), // one batch every 10 ms
         None => 500,
@@ -676,19 +974,20 @@ async fn run_votes(
             );
             // The voter's UserActor commits the ProposalActor's `governance.vote.recorded`,
             // whose id derives from the vote's: the end of the path.
-            let recorded = merit_messages::EventId::derived(env.id, "recorded");
-            published.insert(recorded.to_string(), env.occurred_at);
+            let recorded = merit_messages::EventId::derived(env.id, "recorded").to_string();
+            published.insert(recorded.clone(), env.occurred_at);
+            recorded_ids.push(recorded);
+            vote_ids.push(env.id.to_string());
             out.push(Outgoing::from_envelope(&env));
             i += 1;
         }
-        transport.publish(out).await?;
+        load.publish(out).await?;
     }
     // Each vote is a proposal turn (the vote) and a user turn (its vote.recorded); each
     // creation too (proposal and creator). Unlocked achievements add user turns on top,
     // so the count is reached a little before the last vote is in: it only says when to
-    // start reading the inbox.
+    // start reading the inbox. The stage's time limit bounds both waits.
     let target = applied_before + 2 * u64::from(n + PROPOSALS);
-    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let applied: u64 = node
             .status()
@@ -699,22 +998,22 @@ async fn run_votes(
         if applied >= target {
             break;
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "timed out: {applied} of {target} turns"
-        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Done when the inbox holds every vote's user-side commit: then a run's tail does not
     // spill into the next run and no late vote is left out of the figures.
-    let mut pending: Vec<String> = published.keys().cloned().collect();
+    let user_inbox = merit_actors::inbox_consumer(
+        merit_messages::ActorKind::User,
+        merit_messages::Origin::Merit,
+    );
+    let mut pending: Vec<String> = recorded_ids.clone();
     let mut latencies = Vec::with_capacity(published.len());
     let mut last = started_at;
     loop {
         let mut missing = Vec::new();
         for chunk in pending.chunks(1_000) {
             let rows = inbox::Entity::find()
-                .filter(inbox::Column::Consumer.eq("user"))
+                .filter(inbox::Column::Consumer.eq(user_inbox.as_str()))
                 .filter(inbox::Column::EventId.is_in(chunk.iter().cloned()))
                 .all(store.db())
                 .await?;
@@ -738,17 +1037,18 @@ async fn run_votes(
         if pending.is_empty() {
             break;
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "timed out: {} of {n} votes committed by the UserActors",
-            published.len() - pending.len()
-        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
     // To the last commit's turn, not to when it was seen: the inbox reads take no part.
     let secs = (last - started_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    Ok((secs, latencies, published))
+    Ok(Run {
+        secs,
+        latencies,
+        published,
+        vote_ids,
+        recorded_ids,
+    })
 }
 
 #[cfg(test)]
@@ -757,19 +1057,26 @@ mod tests {
 
     #[test]
     fn every_shape_gives_distinct_pairs_and_counts_each_voters_votes() {
-        for shape in [Shape::Spread, Shape::PerVoter] {
+        for shape in [Shape::Spread, Shape::PerVoter, Shape::HotProposal] {
             for n in [1, 49, 50, 51, 3_000, 10_001] {
                 let votes: Vec<(u32, u32)> = (0..n).map(|i| shape.vote(i, n)).collect();
                 let pairs: HashSet<_> = votes.iter().copied().collect();
                 assert_eq!(pairs.len(), n as usize, "{shape:?} {n}: a pair repeats");
                 assert!(votes.iter().all(|(_, p)| *p < PROPOSALS));
-                let voters = n.div_ceil(PROPOSALS);
+                let mut cast: HashMap<u32, u32> = HashMap::new();
+                for (v, _) in &votes {
+                    *cast.entry(*v).or_default() += 1;
+                }
+                let voters = shape.voters(n);
+                assert!(cast.keys().all(|v| *v < voters), "{shape:?} {n}");
                 for v in 0..voters + 1 {
-                    let cast = votes.iter().filter(|(w, _)| *w == v).count() as u32;
-                    assert_eq!(cast, shape.votes_of(v, n), "{shape:?} {n} voter {v}");
+                    let got = cast.get(&v).copied().unwrap_or(0);
+                    assert_eq!(got, shape.votes_of(v, n), "{shape:?} {n} voter {v}");
                 }
             }
         }
+        // Hot proposal: one proposal, every voter distinct.
+        assert!((0..500).all(|i| Shape::HotProposal.vote(i, 500) == (i, 0)));
         // Spread: consecutive votes never share a voter or a proposal.
         let n = 3_000;
         assert!((1..n).all(|i| {
