@@ -28,6 +28,7 @@ fn defaults_apply_without_file_or_variables() {
     assert_eq!(settings.mailbox.retry_base_ms, 200);
     assert_eq!(settings.actors.idle_passivate_secs, 300);
     assert_eq!(settings.actors.max_resident, 100_000);
+    assert_eq!(settings.actors.turn_batch, 256);
     assert_eq!(settings.cache.l1_capacity, 100_000);
     assert_eq!(settings.cache.ttl_secs, 300);
     assert_eq!(settings.cache.redis_prefix, "merit:");
