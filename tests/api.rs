@@ -521,6 +521,25 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
         StatusCode::BAD_REQUEST,
         "rules[0]",
     );
+    // A document, or a whole body, written as a JSON array: serde alone would read `[]` as
+    // a document of defaults and store it (schemathesis found this).
+    let mut as_array = change.clone();
+    as_array["document"] = json!([]);
+    assert_error(
+        &api.post("/api/v1/config", Some(adm), as_array).await,
+        StatusCode::BAD_REQUEST,
+        "expected struct",
+    );
+    assert_error(
+        &api.post(
+            "/api/v1/config/rollback",
+            Some(adm),
+            json!([0, "ops", "positional"]),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "expected struct",
+    );
     let (status, v1) = api.post("/api/v1/config", Some(adm), change).await;
     assert_eq!(
         (status, v1["version"].as_u64()),

@@ -11,6 +11,7 @@
 //! projections and publishes events.
 
 mod auth;
+mod body;
 mod cached;
 mod dashboard;
 mod discovery;

@@ -189,7 +189,8 @@ impl DynamicConfig {
     pub fn parse(json: &[u8], version: u64) -> Result<Self, RuleError> {
         let mut de = serde_json::Deserializer::from_slice(json);
         let wire: WireConfig =
-            serde_path_to_error::deserialize(&mut de).map_err(from_serde_error)?;
+            serde_path_to_error::deserialize(merit_messages::strict::Strict(&mut de))
+                .map_err(from_serde_error)?;
         de.end()
             .map_err(|e| RuleError::new("$", format!("trailing data after the document: {e}")))?;
         if wire.tiers.len() > MAX_TIERS {
@@ -413,6 +414,31 @@ mod tests {
         let e = DynamicConfig::parse(br#"{"tierz":{}}"#, 1).expect_err("unknown field");
         assert_eq!(e.path, "tierz", "{e}");
         assert!(e.reason.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn a_document_or_part_written_as_an_array_is_refused() {
+        // serde alone reads `[]` as a document of defaults (schemathesis found the API
+        // storing one); every struct of the document is an object, at every depth.
+        for (doc, path) in [
+            ("[]", "$"),
+            (
+                r#"[{}, {"max_multiplier_bps": 10000, "max_boosting_nfts": 1}]"#,
+                "$",
+            ),
+            (r#"{"limits": [15000, 2]}"#, "limits"),
+            (r#"{"tiers": {"gold": ["Gold", 5000]}}"#, "tiers.gold"),
+        ] {
+            let e = DynamicConfig::parse(doc.as_bytes(), 1).expect_err(doc);
+            assert_eq!(e.path, path, "{doc}: {e}");
+            assert!(e.reason.contains("expected struct"), "{doc}: {e}");
+        }
+        let rule = DOC.replace(
+            r#"{ "count": { "activity": "proposal_created", "at_least": 1 } }"#,
+            r#"{ "count": ["proposal_created", 1] }"#,
+        );
+        let e = DynamicConfig::parse(rule.as_bytes(), 1).expect_err("condition as an array");
+        assert!(e.path.starts_with("rules[0].when.count"), "{e}");
     }
 
     #[test]

@@ -200,8 +200,8 @@ impl Envelope {
             ));
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let wire: Wire<Value> =
-            serde_path_to_error::deserialize(&mut de).map_err(from_path_error)?;
+        let wire: Wire<Value> = serde_path_to_error::deserialize(crate::strict::Strict(&mut de))
+            .map_err(from_path_error)?;
         de.end().map_err(|e| {
             DecodeError::new(
                 DecodeErrorKind::Malformed,
@@ -267,7 +267,7 @@ impl Envelope {
 
 /// Deserialises a JSON value into `T`, naming the failing field.
 pub(crate) fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(from_path_error)
+    serde_path_to_error::deserialize(crate::strict::Strict(value)).map_err(from_path_error)
 }
 
 fn from_path_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {

@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod ids;
 mod schema;
+pub mod strict;
 
 pub use envelope::{ActorKeys, Envelope, MAX_ENVELOPE_BYTES, MAX_SOURCE_LEN};
 pub use error::{json_error, DecodeError, DecodeErrorKind, Result};

@@ -119,7 +119,7 @@ pub(crate) async fn nonce(state: web::Data<ApiState>) -> Result<HttpResponse> {
 #[post("/auth/login")]
 pub(crate) async fn login(
     state: web::Data<ApiState>,
-    body: web::Json<LoginRequest>,
+    body: crate::body::Body<LoginRequest>,
 ) -> Result<HttpResponse> {
     let LoginRequest { message, signature } = body.into_inner();
     if signature.len() > MAX_SIGNATURE_LEN {

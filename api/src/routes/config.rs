@@ -267,7 +267,7 @@ pub(crate) async fn config_diff(
 pub(crate) async fn change_config(
     state: web::Data<ApiState>,
     _admin: Admin,
-    body: web::Json<ChangeConfig>,
+    body: crate::body::Body<ChangeConfig>,
 ) -> Result<HttpResponse> {
     let document = serde_json::to_vec(&body.document).unwrap_or_default();
     if body.dry_run {
@@ -309,7 +309,7 @@ pub(crate) async fn change_config(
 pub(crate) async fn rollback_config(
     state: web::Data<ApiState>,
     _admin: Admin,
-    body: web::Json<Rollback>,
+    body: crate::body::Body<Rollback>,
 ) -> Result<HttpResponse> {
     let info = state
         .center

@@ -345,7 +345,7 @@ pub(crate) async fn create_proposal(
     state: web::Data<ApiState>,
     caller: Caller,
     req: HttpRequest,
-    body: web::Json<CreateProposal>,
+    body: crate::body::Body<CreateProposal>,
 ) -> Result<HttpResponse> {
     let creator = caller.user()?;
     let id = event_id(&req, &creator.to_string())?;
@@ -421,7 +421,7 @@ pub(crate) async fn cast_vote(
     caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<CastVote>,
+    body: crate::body::Body<CastVote>,
 ) -> Result<HttpResponse> {
     let voter = caller.user()?;
     let id = event_id(&req, &voter.to_string())?;

@@ -45,7 +45,8 @@ impl RuleSet {
         }
         let mut de = serde_json::Deserializer::from_slice(json);
         let doc: WireDocument =
-            serde_path_to_error::deserialize(&mut de).map_err(from_serde_error)?;
+            serde_path_to_error::deserialize(merit_messages::strict::Strict(&mut de))
+                .map_err(from_serde_error)?;
         de.end()
             .map_err(|e| RuleError::new("$", format!("trailing data after the document: {e}")))?;
         let rules = doc
