@@ -8,7 +8,7 @@ use merit_api::{ApiOptions, ApiState, Credentials, Discovery, NodeInfo};
 use merit_config::{RetentionSettings, Settings};
 use merit_mailbox::{InProcessTransport, RabbitTransport, Topology, Transport};
 use merit_storage::{Retention, Store};
-use merit_supervisors::{Node, NodeOptions, Residency, RestartPolicy, ServiceState};
+use merit_supervisors::{Node, NodeOptions, Residency, RestartPolicy};
 use tokio::{sync::watch, task::JoinHandle};
 
 /// Node options from settings.
@@ -46,6 +46,58 @@ pub(crate) fn node_options(settings: &Settings) -> NodeOptions {
             chunk: 5_000,
         },
         sweep_interval: settings.retention.sweep_interval(),
+        rebalance_interval: Duration::from_secs(2),
+    }
+}
+
+/// The live nodes as discovery lists them: the membership shard ownership is computed
+/// from (see `merit_supervisors::ownership`).
+struct DiscoveredNodes {
+    discovery: Discovery,
+    ttl: Duration,
+    /// Only nodes consuming the same vhost share shards with this one.
+    cluster: String,
+}
+
+#[async_trait::async_trait]
+impl merit_supervisors::Membership for DiscoveredNodes {
+    async fn live_nodes(&self) -> std::result::Result<Vec<String>, String> {
+        self.discovery
+            .live(self.ttl)
+            .await
+            .map(|nodes| {
+                nodes
+                    .into_iter()
+                    .filter(|n| n.cluster == self.cluster)
+                    .map(|n| n.node_id)
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The cluster a node belongs to: the RabbitMQ vhost of its shard queues (`/` when the
+/// URL names none), or `in-process` without RabbitMQ.
+fn cluster_of(settings: &Settings) -> String {
+    match &settings.amqp_url {
+        Some(url) => url
+            .expose()
+            .parse::<lapin::uri::AMQPUri>()
+            .map(|uri| uri.vhost)
+            .unwrap_or_else(|_| "/".to_string()),
+        None => "in-process".to_string(),
+    }
+}
+
+/// Where this node registers and finds the others: Redis when configured, else the
+/// database's `nodes` table.
+async fn discovery(settings: &Settings, store: &Store) -> Discovery {
+    match &settings.redis_url {
+        Some(url) => {
+            Discovery::redis_or_store(url.expose(), &settings.cache.redis_prefix, store.clone())
+                .await
+        }
+        None => Discovery::Store(store.clone()),
     }
 }
 
@@ -117,13 +169,32 @@ impl Running {
         let services = services(settings)
             .await
             .with_notifier(Arc::new(hub.clone()));
-        let node = Node::start(
-            node_options(settings),
-            store.clone(),
-            services.clone(),
-            transport.clone(),
-        )
-        .await
+        let discovery = discovery(settings, &store).await;
+        // On RabbitMQ the shards are shared with every other node on the same queues: own
+        // a balanced share of them. In process there is no other node.
+        let node = if settings.amqp_url.is_some() {
+            let membership = Arc::new(DiscoveredNodes {
+                discovery: discovery.clone(),
+                ttl: ApiOptions::default().node_ttl,
+                cluster: cluster_of(settings),
+            });
+            Node::start_in_cluster(
+                node_options(settings),
+                store.clone(),
+                services.clone(),
+                transport.clone(),
+                membership,
+            )
+            .await
+        } else {
+            Node::start(
+                node_options(settings),
+                store.clone(),
+                services.clone(),
+                transport.clone(),
+            )
+            .await
+        }
         .context("start the node")?;
         let warmed = merit_actors::warm_benefits(&store, &services, WARM_USERS).await;
         tracing::info!(warmed, "benefits cache warmed with the most active users");
@@ -298,18 +369,17 @@ impl Api {
                     .run_fanout(url.expose().to_string(), stop.clone()),
             ));
         }
-        let discovery = match (clustered, &settings.redis_url) {
-            (true, Some(url)) => {
-                Discovery::redis_or_store(url.expose(), &settings.cache.redis_prefix, store.clone())
-                    .await
-            }
-            _ => Discovery::Store(store.clone()),
+        let discovery = if clustered {
+            discovery(settings, store).await
+        } else {
+            Discovery::Store(store.clone())
         };
         let started_at = chrono::Utc::now();
         let version = env!("CARGO_PKG_VERSION");
         {
             let probe = node.probe();
             let node_id = settings.node_id.clone();
+            let cluster = cluster_of(settings);
             let advertised = address.to_string();
             let info = move || {
                 let status = probe.status();
@@ -320,14 +390,9 @@ impl Api {
                     started_at,
                     heartbeat_at: chrono::Utc::now(),
                     healthy: status.healthy,
-                    shards: status
-                        .services
-                        .iter()
-                        .filter(|s| {
-                            s.name.starts_with("consumer.")
-                                && matches!(s.state, ServiceState::Running)
-                        })
-                        .count() as u32,
+                    shards: status.shards.owned.len() as u32,
+                    owned: status.shards.owned,
+                    cluster: cluster.clone(),
                 }
             };
             tasks.push(tokio::spawn(discovery.clone().run_heartbeat(

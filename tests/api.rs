@@ -647,12 +647,19 @@ async fn ready_turns_503_naming_rabbitmq_while_the_broker_is_unreachable() {
             ("MERIT_NODE_ID", "ready-node"),
             ("MERIT_ADMIN_TOKEN", admin.as_str()),
             ("MERIT_JWT_SECRET", jwt.as_str()),
+            // A Redis nobody answers on: the node absorbs it (cache from memory and the
+            // database, registration in the database), so it is degraded, not unready.
+            ("MERIT_REDIS_URL", "redis://127.0.0.1:1/"),
         ],
         &log,
     );
     let api = Api::new(node.http_url(60), &jwt);
-    api.until(30, "/ready", &admin, |s, _| s == StatusCode::OK)
+    let up = api
+        .until(30, "/ready", &admin, |s, b| {
+            s == StatusCode::OK && b["degraded"] == serde_json::json!(["redis"])
+        })
         .await;
+    assert_eq!(up["failing"], serde_json::json!([]), "{up}");
     proxy.down();
     let down = api
         .until(30, "/ready", &admin, |s, _| {

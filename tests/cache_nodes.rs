@@ -23,9 +23,7 @@ use common::{
 };
 use merit_actors::{ConfigHandle, Services};
 use merit_mailbox::{Outgoing, RabbitOptions, RabbitTransport, Topology, Transport};
-use merit_messages::{
-    Address, ChainRef, Envelope, NftMinted, NftTransferred, TxHash, VoteCast, VoteChoice,
-};
+use merit_messages::{Address, Envelope, NftMinted, NftTransferred, VoteCast, VoteChoice};
 use merit_storage::{
     entities::{benefit, vote},
     sea_orm::{ColumnTrait, EntityTrait, QueryFilter},
@@ -106,16 +104,6 @@ impl Drop for RedisPrefix {
     }
 }
 
-fn chain(block: u64) -> ChainRef {
-    ChainRef {
-        chain_id: 31337,
-        block_number: block,
-        block_hash: TxHash([7; 32]),
-        tx_hash: TxHash([8; 32]),
-        log_index: 0,
-    }
-}
-
 fn mint_gold(token: u64, to: Address, block: u64) -> Outgoing {
     Outgoing::from_envelope(&Envelope::new(
         "cache-nodes-test",
@@ -124,7 +112,7 @@ fn mint_gold(token: u64, to: Address, block: u64) -> Outgoing {
             to,
             achievement_id: None,
             tier: Some("gold".parse().expect("tier id")),
-            chain: chain(block),
+            chain: common::chain_ref(block),
         },
     ))
 }
@@ -136,7 +124,7 @@ fn transfer(token: u64, from: Address, to: Address, block: u64) -> Outgoing {
             token: token.to_string().parse().expect("token id"),
             from,
             to,
-            chain: chain(block),
+            chain: common::chain_ref(block),
         },
     ))
 }

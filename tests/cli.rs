@@ -53,6 +53,46 @@ on_both_backends! {
     merit_migrate_creates_the_schema_and_twice_is_a_no_op => migrate_fresh_then_again;
 }
 
+/// Nodes of a cluster starting together on a fresh PostgreSQL: four `merit migrate` at the
+/// same moment all succeed, exactly one applies the migrations and the others find the
+/// schema up to date (they wait on the migration lock instead of racing to create it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_migrating_a_fresh_postgres_together_take_turns() {
+    let db = TestDb::empty(Backend::Postgres).await;
+    let runs: Vec<std::thread::JoinHandle<Output>> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                merit(
+                    &["migrate"],
+                    &[("MERIT_DATABASE_URL", &url), ("MERIT_ENV", "test")],
+                )
+            })
+        })
+        .collect();
+    let outputs: Vec<Output> = runs
+        .into_iter()
+        .map(|r| r.join().expect("merit migrate ran"))
+        .collect();
+    for o in &outputs {
+        assert!(o.status.success(), "{}", text(o));
+    }
+    let applied = outputs
+        .iter()
+        .filter(|o| text(o).contains("applied m20261124_000001_initial"))
+        .count();
+    let up_to_date = outputs
+        .iter()
+        .filter(|o| text(o).contains("is up to date"))
+        .count();
+    assert_eq!(
+        (applied, up_to_date),
+        (1, 3),
+        "one applies, the others wait"
+    );
+    db.cleanup().await;
+}
+
 const JWT: &str = "jwt-S3CRET-value-0123456789-abcdefghij";
 const ADMIN: &str = "admin-S3CRET-token-42";
 const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";

@@ -10,9 +10,7 @@ use chrono::Utc;
 use common::{eventually, node_options, run_in_system, services, wallet, Backend, TestDb, Vhost};
 use merit_actors::{Decision, Domain, DynamicConfig, Outcome, RetryPolicy};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
-use merit_messages::{
-    ActorKind, Address, ChainRef, Envelope, NftMinted, NftTransferred, TxHash, VoteCast, VoteChoice,
-};
+use merit_messages::{ActorKind, Address, Envelope, VoteCast, VoteChoice};
 use merit_storage::{
     entities::{actor, outbox, user},
     sea_orm::{
@@ -22,16 +20,6 @@ use merit_storage::{
     TxFuture,
 };
 use merit_supervisors::{Node, Registry, Residency};
-
-fn chain(block: u64) -> ChainRef {
-    ChainRef {
-        chain_id: 31337,
-        block_number: block,
-        block_hash: TxHash([7; 32]),
-        tx_hash: TxHash([8; 32]),
-        log_index: 0,
-    }
-}
 
 async fn rabbit(vhost: &Vhost, shards: u16) -> Arc<RabbitTransport> {
     let t = RabbitTransport::connect(
@@ -68,36 +56,9 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
         .await
         .expect("node");
 
-        let mut batch = Vec::new();
-        for step in 0..=HOPS {
-            for t in 0..TOKENS {
-                let token = t.to_string().parse().expect("token");
-                let block = u64::from(step) + 1;
-                let env = if step == 0 {
-                    Envelope::new(
-                        "order-test",
-                        NftMinted {
-                            token,
-                            to: wallet(t),
-                            achievement_id: None,
-                            tier: None,
-                            chain: chain(block),
-                        },
-                    )
-                } else {
-                    Envelope::new(
-                        "order-test",
-                        NftTransferred {
-                            token,
-                            from: wallet(t + step - 1),
-                            to: wallet(t + step),
-                            chain: chain(block),
-                        },
-                    )
-                };
-                batch.push(Outgoing::from_envelope(&env));
-            }
-        }
+        let batch: Vec<Outgoing> = (0..=HOPS)
+            .flat_map(|step| common::nft_step(step, TOKENS))
+            .collect();
         for chunk in batch.chunks(2_000) {
             transport.publish(chunk.to_vec()).await.expect("publish");
         }

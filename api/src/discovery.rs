@@ -32,8 +32,15 @@ pub struct NodeInfo {
     pub heartbeat_at: DateTime<Utc>,
     /// Whether its supervision tree is healthy.
     pub healthy: bool,
-    /// Shard consumers it runs (each active or standing by).
+    /// How many shards it owns (consumes).
     pub shards: u32,
+    /// The shards it owns (`user.3`, ...), balanced over the live nodes.
+    #[serde(default)]
+    pub owned: Vec<String>,
+    /// The RabbitMQ vhost whose shard queues it consumes: the nodes that share shards are
+    /// those with the same vhost (several deployments may share one Redis).
+    #[serde(default)]
+    pub cluster: String,
 }
 
 /// Where nodes register.

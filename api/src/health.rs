@@ -1,5 +1,5 @@
 //! `/health` (the process answers), `/ready` (every component this node needs works; 503
-//! naming what does not) and `/metrics`.
+//! naming what does not; 200 naming the degraded parts it absorbs) and `/metrics`.
 //!
 //! `/ready` and `/metrics` are open to anyone and never rate-limited (an orchestrator and
 //! a scraper poll them), so both answer from a snapshot refreshed at most once a second,
@@ -44,13 +44,21 @@ pub(crate) struct Component {
 /// Readiness of every component.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct Readiness {
-    /// All components ok.
+    /// Every component the node cannot serve without works: it can take traffic.
     pub ready: bool,
-    /// The components that are not ok, by name.
+    /// Those that do not (database, broker, consumers, relay), by name: a 503.
     pub failing: Vec<String>,
+    /// Components that do not work but whose loss the node absorbs (Redis: the cache
+    /// serves from memory and the database; the chain RPC and listener: sagas and chain
+    /// events wait and resume), by name. Still a 200, so a Redis restart does not empty
+    /// every load balancer.
+    pub degraded: Vec<String>,
     /// Every component.
     pub components: Vec<Component>,
 }
+
+/// Components whose loss a node absorbs: `/ready` names them as degraded, not failing.
+const ABSORBED: [&str; 3] = ["redis", "chain_rpc", "chain_listener"];
 
 /// The process is alive.
 #[utoipa::path(get, path = "/health", tag = "operations",
@@ -159,14 +167,15 @@ pub(crate) async fn readiness(state: &ApiState) -> Readiness {
     components.push(component("consumers", ok, detail));
     let (ok, detail) = services_ok(&status, "outbox-relay");
     components.push(component("relay", ok, detail));
-    let failing: Vec<String> = components
+    let (degraded, failing): (Vec<String>, Vec<String>) = components
         .iter()
         .filter(|c| !c.ok)
         .map(|c| c.name.clone())
-        .collect();
+        .partition(|name| ABSORBED.contains(&name.as_str()));
     Readiness {
         ready: failing.is_empty(),
         failing,
+        degraded,
         components,
     }
 }
@@ -174,7 +183,7 @@ pub(crate) async fn readiness(state: &ApiState) -> Readiness {
 /// Every component works (200), or not (503 naming the failing ones).
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = Readiness),
+        (status = 200, description = "Ready (`degraded` names absorbed outages: Redis, the chain RPC)", body = Readiness),
         (status = 503, description = "Not ready; `failing` names the components", body = Readiness),
     ))]
 #[get("/ready")]

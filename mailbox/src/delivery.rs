@@ -66,6 +66,17 @@ impl Delivery {
         }
     }
 
+    /// Gives it back without settling it, for a handover: on RabbitMQ nothing is sent and
+    /// the broker returns it, with every other unsettled delivery of its consumer and in
+    /// their delivery order, when the consumer's channel closes (a requeue per message
+    /// could return them out of order); in process it goes back to the head of its shard.
+    pub fn release(self) {
+        match self.settler {
+            Settler::Rabbit(s) => s.release(),
+            Settler::InProcess(s) => drop(s),
+        }
+    }
+
     /// Moves it to the dead-letter queue with `reason`: the dead letter is stored (and on
     /// RabbitMQ confirmed) first, and only then is the original acked, so a crash in
     /// between leaves a duplicate dead letter, never a lost message.

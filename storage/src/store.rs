@@ -10,7 +10,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    TransactionTrait,
+    Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, Notify};
@@ -57,6 +57,9 @@ impl std::fmt::Debug for Store {
             .finish()
     }
 }
+
+/// The PostgreSQL advisory lock key migrations hold (`merit` + 1, as bytes).
+pub(crate) const MIGRATION_LOCK: i64 = 0x6d65_7269_7400_0001;
 
 impl Store {
     /// Connects to `url` (`sqlite:...` or `postgres://...`). Does not migrate.
@@ -128,7 +131,23 @@ impl Store {
     }
 
     /// Applies pending migrations; returns the names applied (empty when up to date).
+    ///
+    /// On PostgreSQL the nodes of a cluster that start together on a fresh database take
+    /// turns: each holds a transaction-scoped advisory lock ([`MIGRATION_LOCK`]) while it
+    /// reads what is pending and applies it, so the first applies and the others wait, then
+    /// find nothing to do. (SQLite is one process's embedded file.)
     pub async fn migrate(&self) -> Result<Vec<String>> {
+        let lock = if self.backend() == DbBackend::Postgres {
+            let txn = self.db.begin().await?;
+            txn.execute(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"),
+            ))
+            .await?;
+            Some(txn)
+        } else {
+            None
+        };
         let pending: Vec<String> = Migrator::get_pending_migrations(&self.db)
             .await?
             .iter()
@@ -137,6 +156,9 @@ impl Store {
         if !pending.is_empty() {
             let _gate = self.lock_writes().await;
             Migrator::up(&self.db, None).await?;
+        }
+        if let Some(txn) = lock {
+            txn.commit().await?;
         }
         Ok(pending)
     }

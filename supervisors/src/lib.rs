@@ -11,6 +11,7 @@
 
 mod error;
 mod node;
+pub mod ownership;
 mod registry;
 mod relay;
 mod service;
@@ -19,7 +20,8 @@ mod timers;
 mod tree;
 
 pub use error::{Result, SupervisorError};
-pub use node::{Node, NodeOptions, NodeProbe, NodeStatus, Registries};
+pub use node::{Node, NodeOptions, NodeProbe, NodeStatus, Registries, ShardOwnership};
+pub use ownership::Membership;
 pub use registry::{Registry, RegistryStatus, Residency};
 pub use relay::{RELAY_BATCH, RELAY_IN_FLIGHT};
 pub use service::{spawn_service, Dependency, RestartPolicy};

@@ -19,6 +19,7 @@ use tokio::{
 
 use crate::{
     error::Result,
+    ownership::{assign, run_ownership, Membership, Owned},
     registry::{Registry, RegistryStatus, Residency},
     relay::run_relay,
     service::{spawn_service, Dependency, RestartPolicy},
@@ -56,6 +57,8 @@ pub struct NodeOptions {
     pub retention: Retention,
     /// How often the retention sweeper runs.
     pub sweep_interval: Duration,
+    /// How often a clustered node reads the live nodes and rebalances its shards.
+    pub rebalance_interval: Duration,
 }
 
 /// The three registries.
@@ -137,6 +140,19 @@ pub struct NodeStatus {
     pub config_version: u64,
     /// Hits, misses and invalidations per cache tier, and whether Redis is in use.
     pub cache: merit_storage::CacheStats,
+    /// The shards this node owns and consumes.
+    pub shards: ShardOwnership,
+}
+
+/// Which shards a node owns (see [`crate::ownership`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardOwnership {
+    /// Every shard (no membership view: a single node, or none read yet).
+    pub all: bool,
+    /// The owned shards (`user.3`, ...); every shard when `all`.
+    pub owned: Vec<String>,
+    /// The live nodes the assignment was computed from.
+    pub nodes: Vec<String>,
 }
 
 /// Reads a running node's status; cheap to clone.
@@ -147,6 +163,8 @@ pub struct NodeProbe {
     services: Services,
     tree: Tree,
     deps: Vec<Arc<Dependency>>,
+    owned: watch::Receiver<Owned>,
+    shards: u16,
 }
 
 impl std::fmt::Debug for NodeProbe {
@@ -172,6 +190,19 @@ impl NodeProbe {
             registries: self.registries.status(),
             config_version: self.services.config.version(),
             cache: self.services.cache.stats(),
+            shards: {
+                let owned = self.owned.borrow();
+                ShardOwnership {
+                    all: owned.all,
+                    owned: ActorKind::ALL
+                        .into_iter()
+                        .flat_map(|kind| (0..self.shards).map(move |index| ShardId { kind, index }))
+                        .filter(|s| owned.contains(*s))
+                        .map(|s| s.to_string())
+                        .collect(),
+                    nodes: owned.nodes.clone(),
+                }
+            },
         }
     }
 }
@@ -186,15 +217,42 @@ pub struct Node {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     arbiters: Vec<Arbiter>,
+    owned: watch::Receiver<Owned>,
+    /// Publishes ownership for a node without a membership source (kept so it stays open).
+    _owned_fixed: Option<watch::Sender<Owned>>,
 }
 
 impl Node {
-    /// Starts a node. Must run inside an actix `System` (the actors live on arbiters).
+    /// Starts a node that consumes every shard (a single node; with others on the same
+    /// queues it is active where it subscribed first and waits as a standby elsewhere).
+    /// Must run inside an actix `System` (the actors live on arbiters).
     pub async fn start(
         options: NodeOptions,
         store: Store,
         services: Services,
         transport: Arc<dyn Transport>,
+    ) -> Result<Self> {
+        Self::start_with(options, store, services, transport, None).await
+    }
+
+    /// Starts a node that consumes the shards it owns among the live nodes `membership`
+    /// lists, and rebalances as nodes join and leave (see [`crate::ownership`]).
+    pub async fn start_in_cluster(
+        options: NodeOptions,
+        store: Store,
+        services: Services,
+        transport: Arc<dyn Transport>,
+        membership: Arc<dyn Membership>,
+    ) -> Result<Self> {
+        Self::start_with(options, store, services, transport, Some(membership)).await
+    }
+
+    async fn start_with(
+        options: NodeOptions,
+        store: Store,
+        services: Services,
+        transport: Arc<dyn Transport>,
+        membership: Option<Arc<dyn Membership>>,
     ) -> Result<Self> {
         let center = ConfigCenter::new(store.clone());
         // The stored config before the first message, so no turn runs on the built-in one
@@ -231,11 +289,33 @@ impl Node {
         transport.declare().await?;
 
         let mut tasks = Vec::new();
+        // The first assignment before any consumer starts, so a joining node subscribes
+        // to its own share only; without a view (or a membership source) it owns all.
+        let (owned_tx, owned) = watch::channel(Owned::everything());
+        let owned_fixed = match membership {
+            Some(membership) => {
+                let first = tokio::time::timeout(Duration::from_secs(5), membership.live_nodes());
+                if let Ok(Ok(nodes)) = first.await {
+                    owned_tx.send_replace(assign(&options.node_id, &nodes, options.shards));
+                }
+                tasks.push(tokio::spawn(run_ownership(
+                    membership,
+                    options.node_id.clone(),
+                    options.shards,
+                    options.rebalance_interval,
+                    owned_tx,
+                    shutdown_rx.clone(),
+                )));
+                None
+            }
+            None => Some(owned_tx),
+        };
         for kind in ActorKind::ALL {
             for index in 0..options.shards {
                 let shard = ShardId { kind, index };
                 let (transport, registries) = (transport.clone(), registries.clone());
                 let prefetch = options.prefetch;
+                let owned = owned.clone();
                 tasks.push(spawn_service(
                     tree.clone(),
                     format!("consumer.{shard}"),
@@ -243,7 +323,14 @@ impl Node {
                     vec![broker.clone(), database.clone()],
                     shutdown_rx.clone(),
                     move |stop| {
-                        consume_shard(transport.clone(), shard, prefetch, registries.clone(), stop)
+                        consume_shard(
+                            transport.clone(),
+                            shard,
+                            prefetch,
+                            registries.clone(),
+                            owned.clone(),
+                            stop,
+                        )
                     },
                 ));
             }
@@ -341,6 +428,8 @@ impl Node {
             shutdown,
             tasks,
             arbiters,
+            owned,
+            _owned_fixed: owned_fixed,
         })
     }
 
@@ -368,6 +457,8 @@ impl Node {
             services: self.services.clone(),
             tree: self.tree.clone(),
             deps: self.deps.clone(),
+            owned: self.owned.clone(),
+            shards: self.options.shards,
         }
     }
 

@@ -6,42 +6,148 @@
 //! ...), no key for this kind (`missing_key`), or a routing header that disagrees with
 //! the payload (`key_mismatch`, which would break per-key order).
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use merit_actors::Outcome;
 use merit_mailbox::{DeadLetterReason, Delivery, ShardId, Transport};
 use merit_messages::Envelope;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::{
     error::{Result, SupervisorError},
     node::Registries,
+    ownership::Owned,
 };
 
-/// Consumes `shard` until shutdown (Ok) or until the delivery stream ends (Err, so the
-/// supervisor resubscribes).
+/// How long a giving node waits for its in-flight turns before it lets the shard go
+/// anyway (their deliveries then come again to the next owner; the inbox absorbs them).
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Consumes `shard` while this node owns it (see [`crate::ownership`]), until shutdown
+/// (Ok) or until the delivery stream ends (Err, so the supervisor resubscribes).
+///
+/// A shard this node stops owning, or any shard at shutdown, is handed over: no new
+/// delivery is dispatched, the turns already dispatched finish and are acked, the
+/// deliveries taken but not dispatched are released, and then the subscription's channel
+/// closes, which returns them to the queue ahead of anything newer and makes the next
+/// owner (waiting on the queue's single active consumer) active. So the next owner sees
+/// each key's messages after every earlier one was committed here.
 pub(crate) async fn consume_shard(
     transport: Arc<dyn Transport>,
     shard: ShardId,
     prefetch: u16,
     registries: Arc<Registries>,
+    mut owned: watch::Receiver<Owned>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut deliveries = transport.consume(shard, prefetch).await?;
-    tracing::info!(%shard, prefetch, "consuming");
     loop {
-        let delivery = tokio::select! {
-            d = deliveries.recv() => d,
-            _ = shutdown.changed() => return Ok(()),
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            mine = owned.wait_for(|o| o.contains(shard)) => {
+                if mine.is_err() {
+                    // The ownership watcher is gone: the node is stopping.
+                    return Ok(());
+                }
+            }
+        }
+        let mut deliveries = transport.consume(shard, prefetch).await?;
+        tracing::info!(%shard, prefetch, "consuming");
+        let inflight = Inflight::default();
+        let stopping = loop {
+            tokio::select! {
+                d = deliveries.recv() => match d {
+                    Some(delivery) => dispatch(delivery, &registries, &inflight),
+                    None => return Err(SupervisorError::ConsumerEnded(shard.to_string())),
+                },
+                changed = owned.changed() => {
+                    if changed.is_err() || !owned.borrow_and_update().contains(shard) {
+                        break changed.is_err();
+                    }
+                }
+                _ = shutdown.wait_for(|s| *s) => break true,
+            }
         };
-        match delivery {
-            Some(delivery) => dispatch(delivery, &registries),
-            None => return Err(SupervisorError::ConsumerEnded(shard.to_string())),
+        let started = std::time::Instant::now();
+        let released = hand_over(deliveries, &inflight).await;
+        metrics::counter!("merit_shard_handovers_total", "kind" => shard.kind.as_str())
+            .increment(1);
+        tracing::info!(%shard, released, drained_ms = started.elapsed().as_millis() as u64,
+            stopping, "shard handed over");
+        if stopping {
+            return Ok(());
         }
     }
 }
 
-fn dispatch(delivery: Delivery, registries: &Registries) {
+/// Deliveries of one subscription dispatched and not yet settled.
+#[derive(Clone, Default)]
+struct Inflight(Arc<(AtomicUsize, Notify)>);
+
+impl Inflight {
+    /// Runs `settle` (which settles one delivery) as a task, counted until it ends.
+    fn track(&self, settle: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.0 .0.fetch_add(1, Ordering::AcqRel);
+        let guard = InflightGuard(self.clone());
+        tokio::spawn(async move {
+            settle.await;
+            drop(guard);
+        });
+    }
+
+    /// Waits until nothing is in flight, or `limit` passed; true if drained.
+    async fn drained(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.0 .1.notified();
+            if self.0 .0.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.0 .0.load(Ordering::Acquire) == 0;
+            }
+        }
+    }
+}
+
+/// Counts one dispatched delivery until it is settled (dropped after its ack).
+struct InflightGuard(Inflight);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if self.0 .0 .0.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0 .0 .1.notify_waiters();
+        }
+    }
+}
+
+/// Stops dispatching `deliveries`, waits for the dispatched ones to be settled, releases
+/// the rest and lets the subscription go (see [`consume_shard`]). Returns how many
+/// deliveries were released undispatched.
+async fn hand_over(mut deliveries: mpsc::Receiver<Delivery>, inflight: &Inflight) -> usize {
+    deliveries.close();
+    let mut released = 0;
+    while let Ok(delivery) = deliveries.try_recv() {
+        delivery.release();
+        released += 1;
+    }
+    if !inflight.drained(DRAIN_LIMIT).await {
+        tracing::warn!(
+            "turns still running after {DRAIN_LIMIT:?}; letting the shard go, their \
+             deliveries come again to the next owner"
+        );
+    }
+    drop(deliveries);
+    released
+}
+
+fn dispatch(delivery: Delivery, registries: &Registries, inflight: &Inflight) {
     let kind = delivery.shard.kind;
     let attempts = delivery.delivery_count + 1;
     let envelope = match Envelope::decode(&delivery.body) {
@@ -60,7 +166,7 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
                 detail: e.to_string(),
                 attempts,
             };
-            tokio::spawn(dead_letter(delivery, reason));
+            inflight.track(dead_letter(delivery, reason));
             return;
         }
     };
@@ -76,7 +182,7 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
             ),
             attempts,
         };
-        tokio::spawn(dead_letter(delivery, reason));
+        inflight.track(dead_letter(delivery, reason));
         return;
     }
     // The broker already keeps merit's types off the producers' exchange; this holds the
@@ -86,7 +192,7 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
     {
         let mut reason = merit_mailbox::forbidden(envelope.event_type());
         reason.attempts = attempts;
-        tokio::spawn(dead_letter(delivery, reason));
+        inflight.track(dead_letter(delivery, reason));
         return;
     }
     let Some(key) = envelope.keys.key_for(kind) else {
@@ -95,7 +201,7 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
             detail: format!("{} carries no {kind} key", envelope.event_type()),
             attempts,
         };
-        tokio::spawn(dead_letter(delivery, reason));
+        inflight.track(dead_letter(delivery, reason));
         return;
     };
     if delivery.routing_key_for(kind).is_none() {
@@ -104,7 +210,7 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
             detail: format!("header {} is missing or empty", kind.header()),
             attempts,
         };
-        tokio::spawn(dead_letter(delivery, reason));
+        inflight.track(dead_letter(delivery, reason));
         return;
     }
     if delivery.routing_key_for(kind) != Some(key.as_str()) {
@@ -117,11 +223,11 @@ fn dispatch(delivery: Delivery, registries: &Registries) {
             ),
             attempts,
         };
-        tokio::spawn(dead_letter(delivery, reason));
+        inflight.track(dead_letter(delivery, reason));
         return;
     }
     let outcome = registries.route(kind, key, Arc::new(envelope), delivery.delivery_count);
-    tokio::spawn(complete(delivery, outcome, std::time::Instant::now()));
+    inflight.track(complete(delivery, outcome, std::time::Instant::now()));
 }
 
 /// Settles a delivery once its actor answered, recording how long the turn took from

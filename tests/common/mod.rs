@@ -385,6 +385,7 @@ pub fn node_options(node_id: &str, shards: u16) -> merit_supervisors::NodeOption
             chunk: 1_000,
         },
         sweep_interval: std::time::Duration::from_secs(60),
+        rebalance_interval: std::time::Duration::from_millis(500),
     }
 }
 
@@ -543,4 +544,53 @@ impl Proxy {
     pub fn up(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// A chain position for events a test makes up: chain 31337 (anvil's), block `block`.
+pub fn chain_ref(block: u64) -> merit_messages::ChainRef {
+    merit_messages::ChainRef {
+        chain_id: 31337,
+        block_number: block,
+        block_hash: merit_messages::TxHash([7; 32]),
+        tx_hash: merit_messages::TxHash([8; 32]),
+        log_index: 0,
+    }
+}
+
+/// Step `step` of `tokens` NFTs (token ids `0..tokens`): their mint (step 0) to `wallet(t)`,
+/// then transfer `step`, from `wallet(t + step - 1)` to `wallet(t + step)`, at block
+/// `step + 1`. The NftActor ignores a change older than the last it applied, so a
+/// reordered transfer is dropped, and with it the two `user.holdings.changed` it emits:
+/// strict per-key order emits exactly `1 + 2 × hops` per token.
+pub fn nft_step(step: u32, tokens: u32) -> Vec<merit_mailbox::Outgoing> {
+    use merit_messages::{Envelope, NftMinted, NftTransferred};
+    (0..tokens)
+        .map(|t| {
+            let token = t.to_string().parse().expect("token");
+            let chain = chain_ref(u64::from(step) + 1);
+            let env = if step == 0 {
+                Envelope::new(
+                    "order-test",
+                    NftMinted {
+                        token,
+                        to: wallet(t),
+                        achievement_id: None,
+                        tier: None,
+                        chain,
+                    },
+                )
+            } else {
+                Envelope::new(
+                    "order-test",
+                    NftTransferred {
+                        token,
+                        from: wallet(t + step - 1),
+                        to: wallet(t + step),
+                        chain,
+                    },
+                )
+            };
+            merit_mailbox::Outgoing::from_envelope(&env)
+        })
+        .collect()
 }

@@ -7,10 +7,16 @@
 //! next connection and keeps feeding the same receiver; deliveries received before that
 //! are stale (acking them is a no-op, the broker redelivers them). The receiver ends only
 //! when the broker cancels the consumer with the connection still up (queue deleted),
-//! when resubscribing is refused, or when the transport is closed. Dropping the receiver
-//! cancels the consumer; the channel stays open until every delivery taken from it is
-//! settled or dropped and its settle task has sent what it holds, so late acks still
-//! land, and then closes, returning whatever is unacked to the queue.
+//! when resubscribing is refused, or when the transport is closed.
+//!
+//! Dropping (or closing) the receiver ends the subscription by closing its channel, not
+//! by cancelling the consumer: the broker then returns every unsettled delivery and moves
+//! the queue to the next waiting consumer in one step. A cancel would hand the queue over
+//! at once while the unsettled deliveries stay checked out to the old consumer, so they
+//! would be returned after newer messages had gone to the new one (per-key order lost).
+//! So settle (or [`release`](crate::Delivery::release)) what was taken before dropping
+//! the receiver: an ack not yet written when the channel closes is lost, and its message
+//! comes again (the inbox absorbs it).
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -48,6 +54,25 @@ impl ConsumerChannel {
     /// True when the channel or its connection generation is gone.
     pub(crate) fn stale(&self, shared: &Shared) -> bool {
         !self.channel.status().connected() || shared.generation() != Some(self.generation)
+    }
+}
+
+/// What a subscription hands out: something that can be given back unsettled, to return
+/// to its queue when the channel closes (see the module docs).
+pub(crate) trait Release {
+    /// Leaves it unsettled; the broker returns it when its channel closes.
+    fn release(self);
+}
+
+impl Release for crate::Delivery {
+    fn release(self) {
+        crate::Delivery::release(self);
+    }
+}
+
+impl Release for Incoming {
+    fn release(self) {
+        self.settler.release();
     }
 }
 
@@ -91,7 +116,7 @@ pub(crate) async fn subscribe<T, F>(
     convert: F,
 ) -> Result<mpsc::Receiver<T>>
 where
-    T: Send + 'static,
+    T: Release + Send + 'static,
     F: Fn(Incoming) -> T + Send + Sync + 'static,
 {
     if prefetch == 0 {
@@ -173,7 +198,7 @@ async fn run<T, F>(
     convert: F,
     first: Subscription,
 ) where
-    T: Send + 'static,
+    T: Release + Send + 'static,
     F: Fn(Incoming) -> T + Send + Sync + 'static,
 {
     let mut sub = first;
@@ -181,7 +206,10 @@ async fn run<T, F>(
     loop {
         let end = forward(&shared, &queue, &mut sub, &tx, &convert).await;
         let after = match end {
-            End::Done => return,
+            End::Done => {
+                release(sub, &queue).await;
+                return;
+            }
             End::Cancelled => {
                 warn!(queue = %queue, "the broker cancelled the consumer; ending the stream");
                 return;
@@ -207,6 +235,23 @@ async fn run<T, F>(
             channel_losses = 0;
         }
     }
+}
+
+/// Ends a subscription the application let go of: closes its channel first, so the broker
+/// returns the unsettled deliveries before another consumer becomes active (see the
+/// module docs), then drops the consumer (lapin would cancel it on drop).
+async fn release(sub: Subscription, queue: &str) {
+    if sub.channel.channel.status().connected() {
+        if let Err(e) = sub
+            .channel
+            .channel
+            .close(200, "consumer released".into())
+            .await
+        {
+            debug!(queue = %queue, error = %e, "closing a released consumer's channel");
+        }
+    }
+    drop(sub);
 }
 
 /// Waits for a connection newer than `after` and subscribes on it; `None` to stop.
@@ -247,6 +292,7 @@ async fn forward<T, F>(
     convert: &F,
 ) -> End
 where
+    T: Release,
     F: Fn(Incoming) -> T,
 {
     loop {
@@ -259,7 +305,12 @@ where
             Some(Ok(delivery)) => {
                 let item = convert(incoming(delivery, sub, shared, queue));
                 tokio::select! {
-                    sent = tx.send(item) => if sent.is_err() { return End::Done },
+                    sent = tx.send(item) => if let Err(mpsc::error::SendError(item)) = sent {
+                        // The receiver let go (a handover) while this one was on its way:
+                        // it returns with the others when the channel closes, in order.
+                        item.release();
+                        return End::Done;
+                    },
                     _ = shared.closed() => return End::Done,
                 }
             }

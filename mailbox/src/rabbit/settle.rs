@@ -76,6 +76,12 @@ impl Settler {
         &self.queue
     }
 
+    /// Leaves the delivery unsettled and sends nothing: it returns to the queue, in the
+    /// order the broker delivered it, when its consumer channel closes (a handover).
+    pub(crate) fn release(mut self) {
+        self.settled = true;
+    }
+
     /// Acks through the channel's settle task; returns once the (possibly multiple) ack
     /// that covers this delivery was written, or at once for a stale delivery.
     pub(crate) async fn ack(mut self) -> Result<()> {
