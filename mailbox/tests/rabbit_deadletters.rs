@@ -275,3 +275,65 @@ async fn a_dead_lettered_delivery_can_be_peeked_replayed_and_discarded() {
     let d = depths_when(&t, |d| d["merit.dlq"] == 0).await;
     assert_eq!((d["merit.user.0"], d["merit.dlq"]), (0, 0));
 }
+
+/// A message that stops every node that takes it (here: a consumer whose connection dies
+/// with the message unsettled, again and again) is dead-lettered by the broker once it
+/// passes the shard queue's delivery limit, and listed with its reason. Without an
+/// explicit dead-letter target, RabbitMQ 4.x would drop it at its default limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_redelivered_past_the_delivery_limit_lands_in_the_dlq_with_its_reason() {
+    let vhost = common::Vhost::create();
+    let t = RabbitTransport::connect(&vhost.url(), Topology::new(1))
+        .await
+        .expect("connected");
+    t.declare().await.expect("declared");
+    t.publish(vec![Outgoing::from_envelope(&common::unlock(1, 7))])
+        .await
+        .expect("published");
+    let mut deliveries = 0;
+    loop {
+        // A node: connects, takes the message, and dies before settling it.
+        let node = RabbitTransport::connect(&vhost.url(), Topology::new(1))
+            .await
+            .expect("connected");
+        let mut rx = node
+            .consume(ShardId::new(ActorKind::User, 0), 1)
+            .await
+            .expect("consuming");
+        match tokio::time::timeout(Duration::from_secs(3), rx.recv()).await {
+            Ok(Some(d)) => {
+                deliveries += 1;
+                assert!(
+                    deliveries <= 60,
+                    "delivered {deliveries} times and never dead-lettered"
+                );
+                d.release();
+            }
+            Ok(None) => panic!("the delivery stream ended"),
+            Err(_) => break, // nothing left: the message left the queue
+        }
+        drop(rx);
+        drop(node);
+        vhost.close_all_connections();
+    }
+    assert!(
+        deliveries > 20,
+        "left the queue after {deliveries} deliveries, before the limit"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let listed = loop {
+        let listed = t.dead_letters(10).await.expect("list");
+        if !listed.is_empty() || tokio::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let dl = &listed[0];
+    assert_eq!(dl.reason_class, "delivery_limit", "{dl:?}");
+    assert!(dl.reason.contains("merit.user.0"), "{dl:?}");
+    assert_eq!(
+        (dl.routing_key.as_str(), dl.source_queue.as_str()),
+        ("achievement.unlocked", "merit.user.0")
+    );
+}

@@ -157,8 +157,9 @@ async fn a_batch_of_5000_is_confirmed_and_every_message_arrives() {
 }
 
 /// Upgrading over a topology an earlier release declared: its dead-letter queue without a
-/// length bound is kept (the broker refuses changed arguments; the node warns and goes
-/// on), and its bindings that let merit's own types in through the producers' exchange are
+/// length bound is kept, and so is a shard queue without a delivery limit and dead-letter
+/// target (the broker refuses changed arguments; the node warns and goes on), and its
+/// bindings that let merit's own types in through the producers' exchange are
 /// removed, so a producer's `user.holdings.changed` reaches no shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declaring_over_an_earlier_release_keeps_its_dlq_and_closes_the_producers_door() {
@@ -177,9 +178,18 @@ async fn declaring_over_an_earlier_release_keeps_its_dlq_and_closes_the_producer
         "x-queue-type".into(),
         AMQPValue::LongString("quorum".into()),
     );
-    ch.queue_declare("merit.dlq".into(), QueueDeclareOptions::durable(), quorum)
+    ch.queue_declare(
+        "merit.dlq".into(),
+        QueueDeclareOptions::durable(),
+        quorum.clone(),
+    )
+    .await
+    .expect("an unbounded DLQ, as before");
+    let mut shard = quorum;
+    shard.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    ch.queue_declare("merit.user.0".into(), QueueDeclareOptions::durable(), shard)
         .await
-        .expect("an unbounded DLQ, as before");
+        .expect("a shard queue without a delivery limit, as before");
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()

@@ -49,7 +49,7 @@ pub(crate) async fn declare(connection: &Connection, topology: &Topology) -> Res
         FieldTable::default(),
     )
     .await?;
-    let ch = dead_letter_queue(connection, ch, &dlq).await?;
+    let mut ch = dead_letter_queue(connection, ch, &dlq).await?;
     bind_queue(&ch, &dlq, &dlx, "").await?;
 
     let events = topology.events_exchange();
@@ -73,7 +73,7 @@ pub(crate) async fn declare(connection: &Connection, topology: &Topology) -> Res
         exchange(&ch, &hashed, consistent_hash, true, hash_args).await?;
         for shard in topology.shards_of(kind) {
             let queue = topology.shard_queue(shard);
-            quorum_queue(&ch, &queue, true).await?;
+            ch = shard_queue(connection, ch, &queue, &dlx).await?;
             // The binding key of a consistent-hash exchange is the queue's weight.
             bind_queue(&ch, &queue, &hashed, "1").await?;
         }
@@ -180,6 +180,65 @@ async fn dead_letter_queue(connection: &Connection, ch: Channel, dlq: &str) -> R
             Ok(ch)
         }
         Err(e) => Err(Error::amqp(format!("declare queue {dlq}"), e)),
+    }
+}
+
+/// Deliveries of one message a shard queue allows before the broker dead-letters it to
+/// `merit.dlx` (class `delivery_limit`). merit dead-letters a message whose turn keeps
+/// failing itself, with its reason, after `MERIT_MAILBOX_MAX_ATTEMPTS`; this limit is for
+/// a message that never gets that far because it stops the node that takes it. RabbitMQ
+/// 4.x sets a limit of 20 on every quorum queue and, with no dead-letter target, drops
+/// the message: declared explicitly, 3.10 and 4.x both keep it in `merit.dlq`.
+pub(crate) const SHARD_DELIVERY_LIMIT: i64 = 20;
+
+/// Declares a shard queue: quorum, single active consumer, the delivery limit and the
+/// dead-letter exchange. A queue declared by an earlier release without the last two
+/// cannot be redeclared with them (406, and the channel closes): it is then kept as it
+/// is, with a warning naming the policy that sets them, on a fresh channel.
+async fn shard_queue(
+    connection: &Connection,
+    ch: Channel,
+    name: &str,
+    dlx: &str,
+) -> Result<Channel> {
+    let mut args = table([
+        ("x-queue-type", text("quorum")),
+        ("x-single-active-consumer", AMQPValue::Boolean(true)),
+        ("x-dead-letter-exchange", text(dlx)),
+    ]);
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(SHARD_DELIVERY_LIMIT),
+    );
+    match ch
+        .queue_declare(name.into(), QueueDeclareOptions::durable(), args)
+        .await
+    {
+        Ok(_) => Ok(ch),
+        Err(e) if is_precondition_failed(&e) => {
+            tracing::warn!(queue = name, error = %e,
+                "the shard queue exists without a delivery limit and dead-letter target; \
+                 set them with `rabbitmqctl set_policy merit-shards \
+                 '^merit\\.(user|proposal|nft)\\.[0-9]+$' \
+                 '{{\"delivery-limit\":{SHARD_DELIVERY_LIMIT},\"dead-letter-exchange\":\"{dlx}\"}}' \
+                 --apply-to quorum_queues`");
+            let ch = connection
+                .create_channel()
+                .await
+                .map_err(|e| Error::amqp("open a channel to declare the topology", e))?;
+            ch.queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| Error::amqp(format!("declare queue {name}"), e))?;
+            Ok(ch)
+        }
+        Err(e) => Err(Error::amqp(format!("declare queue {name}"), e)),
     }
 }
 

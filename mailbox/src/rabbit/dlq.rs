@@ -160,7 +160,8 @@ async fn give_back(ch: &Channel) {
 }
 
 fn to_dead_letter(d: &lapin::message::Delivery) -> DeadLetter {
-    let headers = fields::headers(&d.properties);
+    let mut headers = fields::headers(&d.properties);
+    broker_reason(&mut headers, d.routing_key.as_str());
     let id = d
         .properties
         .message_id()
@@ -173,4 +174,35 @@ fn to_dead_letter(d: &lapin::message::Delivery) -> DeadLetter {
         .as_ref()
         .map(|c| c.to_string());
     DeadLetter::from_wire(id, Bytes::from(d.data.clone()), correlation_id, &headers)
+}
+
+/// A message the broker dead-lettered (a shard queue's delivery limit), not merit: it
+/// carries the broker's `x-first-death-*` headers instead of merit's reason headers, which
+/// are filled in from them.
+fn broker_reason(headers: &mut std::collections::BTreeMap<String, String>, routing_key: &str) {
+    use crate::deadletter::{ATTEMPTS, ORIGINAL_ROUTING_KEY, REASON, REASON_CLASS, SOURCE_QUEUE};
+    if headers.contains_key(REASON_CLASS) {
+        return;
+    }
+    let Some(class) = headers.get("x-first-death-reason").cloned() else {
+        return;
+    };
+    let queue = headers
+        .get("x-first-death-queue")
+        .cloned()
+        .unwrap_or_default();
+    let detail = if class == "delivery_limit" {
+        format!(
+            "the broker dead-lettered it from {queue}: delivered more often than the queue's \
+             delivery limit, without being settled (it likely stops the node that takes it)"
+        )
+    } else {
+        format!("the broker dead-lettered it from {queue} ({class})")
+    };
+    let attempts = headers.get("x-delivery-count").cloned().unwrap_or_default();
+    headers.insert(REASON_CLASS.to_string(), class);
+    headers.insert(REASON.to_string(), detail);
+    headers.insert(SOURCE_QUEUE.to_string(), queue);
+    headers.insert(ORIGINAL_ROUTING_KEY.to_string(), routing_key.to_string());
+    headers.insert(ATTEMPTS.to_string(), attempts);
 }
