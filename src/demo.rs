@@ -50,9 +50,37 @@ pub(crate) struct DemoArgs {
     /// Seed of the simulation (the same seed, the same community).
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// How the votes fall on proposals.
+    #[arg(long, value_enum, default_value_t = DemoShape::Spread)]
+    shape: DemoShape,
     /// Keep serving the API and the dashboard after the summary, until Ctrl-C.
     #[arg(long)]
     keep_serving: bool,
+}
+
+/// How the demo's votes fall on proposals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DemoShape {
+    /// About 80% of the users vote on each proposal, proposal after proposal: many
+    /// ProposalActors share the rate.
+    Spread,
+    /// Every user votes on the first proposal, and on nothing else: one ProposalActor
+    /// takes the whole rate, as when a single vote draws the community (use more
+    /// `--users` to make it hot).
+    HotProposal,
+}
+
+impl DemoShape {
+    fn describe(self, votes: usize, proposals: u32, rate: u32) -> String {
+        match self {
+            Self::Spread => {
+                format!("spread: {votes} votes over {proposals} proposals, offered at {rate}/s")
+            }
+            Self::HotProposal => {
+                format!("hot proposal: {votes} votes on one proposal, offered at {rate}/s")
+            }
+        }
+    }
 }
 
 /// Users who create proposals (few, so some have several pass).
@@ -162,9 +190,13 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
     publish(&running, &batch).await?;
     published += batch.len() as u64;
     let mut votes = Vec::new();
-    for p in 0..args.proposals {
+    let voted_on = match args.shape {
+        DemoShape::Spread => args.proposals,
+        DemoShape::HotProposal => args.proposals.min(1),
+    };
+    for p in 0..voted_on {
         for voter in &users {
-            if rng.gen_bool(0.8) {
+            if args.shape == DemoShape::HotProposal || rng.gen_bool(0.8) {
                 // Every third proposal is unpopular, so some are defeated.
                 let against_from = if p % 3 == 2 { 3 } else { 6 };
                 let roll = rng.gen_range(0..10);
@@ -290,6 +322,10 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
     };
     let applied: u64 = running.status().registries.iter().map(|r| r.applied).sum();
     let rows = [
+        (
+            "load",
+            args.shape.describe(total_votes, args.proposals, args.rate),
+        ),
         (
             "events published (proposals + votes)",
             published.to_string(),

@@ -244,23 +244,40 @@ impl Running {
 }
 
 pub(crate) async fn serve(settings: Settings) -> Result<()> {
-    let running = Running::start(&settings, None).await?;
-    shutdown_signal().await;
+    let mut stop = std::pin::pin!(shutdown_signal());
+    let running = tokio::select! {
+        running = Running::start(&settings, None) => running?,
+        () = &mut stop => {
+            // Nothing was acked that is not committed, so a stop during the start loses
+            // nothing: what was in flight comes again to the next consumer.
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
+    stop.await;
     running.stop().await
 }
 
-pub(crate) async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the node");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Registers for SIGINT and SIGTERM at once and resolves when one arrives. Registered
+/// before the node starts, a stop asked during the start ends the process with success
+/// instead of the signal's default action killing it.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = signal(SignalKind::terminate())
+        .and_then(|term| signal(SignalKind::interrupt()).map(|int| (term, int)));
+    async move {
+        match signals {
+            Ok((mut term, mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the node");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 

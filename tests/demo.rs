@@ -81,6 +81,10 @@ fn the_demo_unlocks_mints_compensates_and_trades() {
     );
     assert_eq!(figure(&stdout, "NFTs traded on chain")[0], 4, "{stdout}");
     assert!(figure(&stdout, "votes counted")[0] > 0, "{stdout}");
+    assert!(
+        stdout.contains("load  ") && stdout.contains("spread: "),
+        "{stdout}"
+    );
     assert!(stdout.contains("/dashboard"), "{stdout}");
 }
 
@@ -103,7 +107,14 @@ async fn the_same_command_runs_on_the_real_services_and_mints_on_chain() {
         ("MERIT_CHAIN_POLL_INTERVAL_MS", "200".to_string()),
         ("MERIT_MAILBOX_SHARDS", "2".to_string()),
     ];
-    let args = ["--users", "30", "--proposals", "6"];
+    let args = [
+        "--users",
+        "30",
+        "--proposals",
+        "6",
+        "--shape",
+        "hot-proposal",
+    ];
     let out = tokio::task::spawn_blocking(move || demo(&args, &envs))
         .await
         .expect("join");
@@ -116,6 +127,15 @@ async fn the_same_command_runs_on_the_real_services_and_mints_on_chain() {
     assert!(
         stderr.contains("(database postgres://"),
         "it ran on PostgreSQL: {stderr}"
+    );
+    assert!(
+        stdout.contains("hot proposal: 30 votes on one proposal"),
+        "{stdout}"
+    );
+    assert_eq!(
+        figure(&stdout, "votes counted")[0],
+        30,
+        "every user voted on the hot proposal, once: {stdout}"
     );
     let minted = figure(&stdout, "minted as NFTs")[0];
     assert!(minted > 0, "{stdout}");
