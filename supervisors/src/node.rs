@@ -19,7 +19,7 @@ use tokio::{
 
 use crate::{
     error::Result,
-    ownership::{assign, run_ownership, Membership, Owned},
+    ownership::{assign, record, run_ownership, Membership, Owned},
     registry::{Registry, RegistryStatus, Residency},
     relay::run_relay,
     service::{spawn_service, Dependency, RestartPolicy},
@@ -292,6 +292,7 @@ impl Node {
         // The first assignment before any consumer starts, so a joining node subscribes
         // to its own share only; without a view (or a membership source) it owns all.
         let (owned_tx, owned) = watch::channel(Owned::everything());
+        record(&Owned::everything(), options.shards);
         let owned_fixed = match membership {
             Some(membership) => {
                 let first = tokio::time::timeout(Duration::from_secs(5), membership.live_nodes());

@@ -163,6 +163,16 @@ pub fn assign(me: &str, nodes: &[String], shards: u16) -> Owned {
     }
 }
 
+/// Sets `merit_shards_owned{kind}` from `owned`.
+pub(crate) fn record(owned: &Owned, shards: u16) {
+    for kind in ActorKind::ALL {
+        let n = (0..shards)
+            .filter(|&index| owned.contains(ShardId { kind, index }))
+            .count();
+        metrics::gauge!("merit_shards_owned", "kind" => kind.as_str()).set(n as f64);
+    }
+}
+
 /// Reads the membership every `interval` and publishes this node's shards on `owned`
 /// whenever they change, until `shutdown`.
 pub(crate) async fn run_ownership(
@@ -182,6 +192,7 @@ pub(crate) async fn run_ownership(
                     failing = false;
                 }
                 let next = assign(&me, &nodes, shards);
+                record(&next, shards);
                 owned.send_if_modified(|current| {
                     if *current == next {
                         return false;
@@ -197,11 +208,6 @@ pub(crate) async fn run_ownership(
                         before = %before,
                         "shard ownership changed"
                     );
-                    for kind in ActorKind::ALL {
-                        let n = next.shards.iter().filter(|s| s.kind == kind).count();
-                        metrics::gauge!("merit_shards_owned", "kind" => kind.as_str())
-                            .set(n as f64);
-                    }
                     *current = next;
                     true
                 });
