@@ -636,6 +636,7 @@ async fn serve_api(
         metrics_listener: None,
         credentials: credentials.clone(),
         clustered: false,
+        discovery: None,
     };
     let api = crate::serve::Api::start(
         settings,

@@ -201,9 +201,13 @@ impl Running {
         let chain = crate::chain_runtime::ChainRuntime::start(settings, &store, chain)
             .await
             .context("start the chain listener and the saga executor")?;
+        let exposure = Exposure {
+            discovery: Some(discovery),
+            ..Exposure::from_settings(settings)?
+        };
         let api = Api::start(
             settings,
-            Exposure::from_settings(settings)?,
+            exposure,
             &store,
             transport.clone(),
             &node,
@@ -295,6 +299,9 @@ pub(crate) struct Exposure {
     /// RabbitMQ) and the node registers where they look (Redis, when configured). If not,
     /// its notifications reach only its own sessions and it registers in its own database.
     pub(crate) clustered: bool,
+    /// Where the node registers: the one its shard ownership reads (`merit serve`), or
+    /// `None` for the database's `nodes` table.
+    pub(crate) discovery: Option<Discovery>,
 }
 
 impl Exposure {
@@ -317,6 +324,7 @@ impl Exposure {
                 settings.admin_token.expose_secret().as_bytes(),
             ),
             clustered: true,
+            discovery: None,
         })
     }
 }
@@ -375,6 +383,7 @@ impl Api {
             metrics_listener,
             credentials,
             clustered,
+            discovery,
         } = exposure;
         let address = listener.local_addr()?;
         let options = api_options(settings, address);
@@ -386,11 +395,7 @@ impl Api {
                     .run_fanout(url.expose().to_string(), stop.clone()),
             ));
         }
-        let discovery = if clustered {
-            discovery(settings, store).await
-        } else {
-            Discovery::Store(store.clone())
-        };
+        let discovery = discovery.unwrap_or_else(|| Discovery::Store(store.clone()));
         let started_at = chrono::Utc::now();
         let version = env!("CARGO_PKG_VERSION");
         {

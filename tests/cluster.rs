@@ -7,28 +7,15 @@ mod common;
 use std::{collections::BTreeSet, time::Duration};
 
 use common::{Backend, NodeProcess, TestDb, Vhost};
-use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_mailbox::{Outgoing, Transport};
 use merit_messages::{Envelope, VoteCast, VoteChoice};
-use merit_storage::{
-    entities::{actor, outbox},
-    sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter},
-};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_of_two_nodes_moves_its_shards_to_the_other_with_nothing_lost() {
     common::init_crypto();
     let (db, store) = TestDb::migrated(Backend::Postgres).await;
     let vhost = Vhost::create();
-    let producer = RabbitTransport::connect(
-        &vhost.url,
-        Topology {
-            prefix: String::new(),
-            shards: 4,
-        },
-    )
-    .await
-    .expect("connect");
-    producer.declare().await.expect("declare");
+    let producer = common::declared_transport(&vhost.url, 4).await;
     let log = common::artefacts().join(format!("cluster-{}.log", vhost.name));
     let env = |id: &'static str| {
         vec![
@@ -200,16 +187,7 @@ async fn shards_balance_over_live_nodes_and_move_without_loss_doubling_or_reorde
     common::init_crypto();
     let (db, store) = TestDb::migrated(Backend::Postgres).await;
     let vhost = Vhost::create();
-    let producer = RabbitTransport::connect(
-        &vhost.url,
-        Topology {
-            prefix: String::new(),
-            shards: SHARDS,
-        },
-    )
-    .await
-    .expect("connect");
-    producer.declare().await.expect("declare");
+    let producer = common::declared_transport(&vhost.url, SHARDS).await;
     let (admin, jwt) = common::secrets();
     let log = common::artefacts().join(format!("cluster-balance-{}.log", vhost.name));
     let shards = SHARDS.to_string();
@@ -268,26 +246,10 @@ async fn shards_balance_over_live_nodes_and_move_without_loss_doubling_or_reorde
     let took = balanced(&base, &admin, &["node-1", "node-4"], 60).await;
     println!("node-3 killed (SIGKILL): balanced over 2 in {took:?}");
 
-    common::eventually(180, "every NFT change applied", || {
-        let db = store.db().clone();
-        async move {
-            actor::Entity::find()
-                .filter(actor::Column::Kind.eq("nft"))
-                .filter(actor::Column::Version.eq(i64::from(HOPS) + 1))
-                .count(&db)
-                .await
-                .expect("count")
-                == u64::from(TOKENS)
-        }
-    })
-    .await;
+    common::nft_chains_applied(&store, TOKENS, HOPS, 180).await;
     // Redeliveries after the kill settle within a moment; then nothing more may appear.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let emitted = outbox::Entity::find()
-        .filter(outbox::Column::RoutingKey.eq("user.holdings.changed"))
-        .count(store.db())
-        .await
-        .expect("count");
+    let emitted = common::holdings_changes_emitted(&store).await;
     assert_eq!(
         emitted,
         u64::from(TOKENS) * (1 + 2 * u64::from(HOPS)),

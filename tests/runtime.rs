@@ -9,30 +9,17 @@ use bytes::Bytes;
 use chrono::Utc;
 use common::{eventually, node_options, run_in_system, services, wallet, Backend, TestDb, Vhost};
 use merit_actors::{Decision, Domain, DynamicConfig, Outcome, RetryPolicy};
-use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
+use merit_mailbox::{Outgoing, RabbitTransport, Transport};
 use merit_messages::{ActorKind, Address, Envelope, VoteCast, VoteChoice};
 use merit_storage::{
-    entities::{actor, outbox, user},
-    sea_orm::{
-        ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait,
-        QueryFilter,
-    },
+    entities::{actor, user},
+    sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, PaginatorTrait},
     TxFuture,
 };
 use merit_supervisors::{Node, Registry, Residency};
 
 async fn rabbit(vhost: &Vhost, shards: u16) -> Arc<RabbitTransport> {
-    let t = RabbitTransport::connect(
-        &vhost.url,
-        Topology {
-            prefix: String::new(),
-            shards,
-        },
-    )
-    .await
-    .expect("connect");
-    t.declare().await.expect("declare");
-    Arc::new(t)
+    Arc::new(common::declared_transport(&vhost.url, shards).await)
 }
 
 /// 1,000 tokens, each minted then transferred 9 times along a chain of owners, all
@@ -63,25 +50,8 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
             transport.publish(chunk.to_vec()).await.expect("publish");
         }
         let expected_emitted = u64::from(TOKENS) * (1 + 2 * u64::from(HOPS));
-        let db_conn = store.db().clone();
-        eventually(120, "every NFT change applied", || {
-            let db_conn = db_conn.clone();
-            async move {
-                let done = actor::Entity::find()
-                    .filter(actor::Column::Kind.eq("nft"))
-                    .filter(actor::Column::Version.eq(i64::from(HOPS) + 1))
-                    .count(&db_conn)
-                    .await
-                    .expect("count");
-                done == u64::from(TOKENS)
-            }
-        })
-        .await;
-        let emitted = outbox::Entity::find()
-            .filter(outbox::Column::RoutingKey.eq("user.holdings.changed"))
-            .count(store.db())
-            .await
-            .expect("count");
+        common::nft_chains_applied(&store, TOKENS, HOPS, 120).await;
+        let emitted = common::holdings_changes_emitted(&store).await;
         assert_eq!(
             emitted, expected_emitted,
             "a reordered change would have been ignored"

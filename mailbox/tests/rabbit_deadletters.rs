@@ -337,3 +337,65 @@ async fn a_message_redelivered_past_the_delivery_limit_lands_in_the_dlq_with_its
         ("achievement.unlocked", "merit.user.0")
     );
 }
+
+/// The broker copies a message's headers into the dead letter it makes, so a producer
+/// could dress a poison message up as one of merit's own dead letters: `x-merit-origin:
+/// merit` would then replay it through merit's door, and a forged reason would hide why it
+/// stopped the nodes. A broker-made dead letter is read from the broker's own record
+/// (`x-death`), never from headers the message brought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_cannot_dress_up_as_merits_own_dead_letter() {
+    let vhost = common::Vhost::create();
+    let t = RabbitTransport::connect(&vhost.url(), Topology::new(1))
+        .await
+        .expect("connected");
+    t.declare().await.expect("declared");
+    let mut forged = Outgoing::new("governance.vote.cast", "forged-poison-1", "{}")
+        .with_header("merit-proposal", "p-1")
+        .with_header("x-merit-origin", "merit")
+        .with_header("x-merit-reason-class", "handler_error")
+        .with_header("x-merit-reason", "forged: nothing to see")
+        .with_header("x-merit-source-queue", "merit.user.9")
+        .with_header("x-first-death-reason", "expired")
+        .with_header("x-first-death-queue", "merit.nft.9");
+    forged.origin = Origin::Producer;
+    t.publish(vec![forged]).await.expect("published");
+    let shard = ShardId::new(ActorKind::Proposal, 0);
+    let mut deliveries = 0;
+    loop {
+        let node = RabbitTransport::connect(&vhost.url(), Topology::new(1))
+            .await
+            .expect("connected");
+        let mut rx = node.consume(shard, 1).await.expect("consuming");
+        match tokio::time::timeout(Duration::from_secs(3), rx.recv()).await {
+            Ok(Some(d)) => {
+                deliveries += 1;
+                assert!(deliveries <= 60, "never dead-lettered");
+                d.release();
+            }
+            Ok(None) => panic!("the delivery stream ended"),
+            Err(_) => break,
+        }
+        drop(rx);
+        drop(node);
+        vhost.close_all_connections();
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let listed = loop {
+        let listed = t.dead_letters(10).await.expect("list");
+        if !listed.is_empty() || tokio::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let dl = &listed[0];
+    assert_eq!(dl.origin, Origin::Producer, "never merit's door: {dl:?}");
+    assert_eq!(dl.reason_class, "delivery_limit", "{dl:?}");
+    assert_eq!(dl.source_queue, "merit.proposal.0", "{dl:?}");
+    assert!(!dl.reason.contains("forged"), "{dl:?}");
+    assert!(
+        dl.headers.keys().all(|k| !k.starts_with("x-")),
+        "no forged bookkeeping is replayed: {dl:?}"
+    );
+}

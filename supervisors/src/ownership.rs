@@ -131,9 +131,11 @@ fn assignment(nodes: &[String], shards: u16) -> Vec<(ShardId, usize)> {
     out
 }
 
-/// The owner of `shard` among `nodes` with `shards` shards per kind. `None` when `nodes`
-/// is empty or `shard` is out of range.
-pub fn owner(shard: ShardId, nodes: &[String], shards: u16) -> Option<String> {
+/// The owner of `shard` among `nodes` with `shards` shards per kind (for tests: a node
+/// asks [`assign`] for its own share). `None` when `nodes` is empty or `shard` is out of
+/// range.
+#[cfg(test)]
+fn owner(shard: ShardId, nodes: &[String], shards: u16) -> Option<String> {
     let mut nodes: Vec<String> = nodes.to_vec();
     nodes.sort();
     nodes.dedup();

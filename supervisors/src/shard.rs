@@ -88,13 +88,20 @@ pub(crate) async fn consume_shard(
 
 /// Deliveries of one subscription dispatched and not yet settled.
 #[derive(Clone, Default)]
-struct Inflight(Arc<(AtomicUsize, Notify)>);
+struct Inflight(Arc<Counter>);
+
+#[derive(Default)]
+struct Counter {
+    count: AtomicUsize,
+    /// Woken when `count` drops to zero.
+    idle: Notify,
+}
 
 impl Inflight {
     /// Runs `settle` (which settles one delivery) as a task, counted until it ends.
     fn track(&self, settle: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.0 .0.fetch_add(1, Ordering::AcqRel);
-        let guard = InflightGuard(self.clone());
+        self.0.count.fetch_add(1, Ordering::AcqRel);
+        let guard = InflightGuard(self.0.clone());
         tokio::spawn(async move {
             settle.await;
             drop(guard);
@@ -105,24 +112,24 @@ impl Inflight {
     async fn drained(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let notified = self.0 .1.notified();
-            if self.0 .0.load(Ordering::Acquire) == 0 {
+            let idle = self.0.idle.notified();
+            if self.0.count.load(Ordering::Acquire) == 0 {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.0 .0.load(Ordering::Acquire) == 0;
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.0.count.load(Ordering::Acquire) == 0;
             }
         }
     }
 }
 
 /// Counts one dispatched delivery until it is settled (dropped after its ack).
-struct InflightGuard(Inflight);
+struct InflightGuard(Arc<Counter>);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        if self.0 .0 .0.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0 .0 .1.notify_waiters();
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
         }
     }
 }

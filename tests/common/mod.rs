@@ -594,3 +594,54 @@ pub fn nft_step(step: u32, tokens: u32) -> Vec<merit_mailbox::Outgoing> {
         })
         .collect()
 }
+
+/// Waits up to `secs` until every one of `tokens` NftActors has applied its mint and `hops`
+/// transfers (version `hops + 1`), as [`nft_step`] publishes them.
+pub async fn nft_chains_applied(store: &Store, tokens: u32, hops: u32, secs: u64) {
+    use merit_storage::{
+        entities::actor,
+        sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter},
+    };
+    eventually(secs, "every NFT change applied", || {
+        let db = store.db().clone();
+        async move {
+            actor::Entity::find()
+                .filter(actor::Column::Kind.eq("nft"))
+                .filter(actor::Column::Version.eq(i64::from(hops) + 1))
+                .count(&db)
+                .await
+                .expect("count")
+                == u64::from(tokens)
+        }
+    })
+    .await;
+}
+
+/// The `user.holdings.changed` events the NftActors emitted (outbox rows).
+pub async fn holdings_changes_emitted(store: &Store) -> u64 {
+    use merit_storage::{
+        entities::outbox,
+        sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter},
+    };
+    outbox::Entity::find()
+        .filter(outbox::Column::RoutingKey.eq("user.holdings.changed"))
+        .count(store.db())
+        .await
+        .expect("count")
+}
+
+/// A RabbitMQ transport on `url` with `shards` shards per kind, its topology declared.
+pub async fn declared_transport(url: &str, shards: u16) -> merit_mailbox::RabbitTransport {
+    use merit_mailbox::Transport;
+    let t = merit_mailbox::RabbitTransport::connect(
+        url,
+        merit_mailbox::Topology {
+            prefix: String::new(),
+            shards,
+        },
+    )
+    .await
+    .expect("connect");
+    t.declare().await.expect("declare");
+    t
+}

@@ -140,10 +140,8 @@ async fn exchange(
 /// a producer flooding merit with garbage cannot exhaust the broker's memory or disk.
 pub(crate) const DEAD_LETTER_MAX_LENGTH: i64 = 100_000;
 
-/// Declares the dead-letter queue with its length bound. A queue declared by an earlier
-/// release without the bound cannot be redeclared with it (the broker refuses changed
-/// arguments and closes the channel): it is then kept as it is, with a warning naming the
-/// policy that bounds it, on a fresh channel.
+/// Declares the dead-letter queue with its length bound; an older unbounded one is kept
+/// (see [`declare_or_keep`]).
 async fn dead_letter_queue(connection: &Connection, ch: Channel, dlq: &str) -> Result<Channel> {
     let mut args = table([
         ("x-queue-type", text("quorum")),
@@ -153,75 +151,37 @@ async fn dead_letter_queue(connection: &Connection, ch: Channel, dlq: &str) -> R
         "x-max-length".into(),
         AMQPValue::LongLongInt(DEAD_LETTER_MAX_LENGTH),
     );
-    match ch
-        .queue_declare(dlq.into(), QueueDeclareOptions::durable(), args)
-        .await
-    {
-        Ok(_) => Ok(ch),
-        Err(e) if is_precondition_failed(&e) => {
-            tracing::warn!(queue = dlq, error = %e,
-                "the dead-letter queue exists without a length bound; bound it with \
-                 `rabbitmqctl set_policy merit-dlq '^merit\\.dlq$' \
-                 '{{\"max-length\":100000,\"overflow\":\"drop-head\"}}' --apply-to queues`");
-            let ch = connection
-                .create_channel()
-                .await
-                .map_err(|e| Error::amqp("open a channel to declare the topology", e))?;
-            ch.queue_declare(
-                dlq.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| Error::amqp(format!("declare queue {dlq}"), e))?;
-            Ok(ch)
-        }
-        Err(e) => Err(Error::amqp(format!("declare queue {dlq}"), e)),
-    }
+    declare_or_keep(
+        connection,
+        ch,
+        dlq,
+        args,
+        "the dead-letter queue exists without a length bound; bound it with \
+         `rabbitmqctl set_policy merit-dlq '^merit\\.dlq$' \
+         '{\"max-length\":100000,\"overflow\":\"drop-head\"}' --apply-to queues`",
+    )
+    .await
 }
 
-/// Deliveries of one message a shard queue allows before the broker dead-letters it to
-/// `merit.dlx` (class `delivery_limit`). merit dead-letters a message whose turn keeps
-/// failing itself, with its reason, after `MERIT_MAILBOX_MAX_ATTEMPTS`; this limit is for
-/// a message that never gets that far because it stops the node that takes it. RabbitMQ
-/// 4.x sets a limit of 20 on every quorum queue and, with no dead-letter target, drops
-/// the message: declared explicitly, 3.10 and 4.x both keep it in `merit.dlq`.
-pub(crate) const SHARD_DELIVERY_LIMIT: i64 = 20;
-
-/// Declares a shard queue: quorum, single active consumer, the delivery limit and the
-/// dead-letter exchange. A queue declared by an earlier release without the last two
-/// cannot be redeclared with them (406, and the channel closes): it is then kept as it
-/// is, with a warning naming the policy that sets them, on a fresh channel.
-async fn shard_queue(
+/// Declares queue `name` with `args`. A queue an earlier release declared with other
+/// arguments cannot be redeclared with these (the broker refuses changed arguments and
+/// closes the channel): it is then kept as it is, with a warning `hint` naming the policy
+/// that gives it the new ones, and declared passively on a fresh channel, which is
+/// returned for the rest of the topology.
+async fn declare_or_keep(
     connection: &Connection,
     ch: Channel,
     name: &str,
-    dlx: &str,
+    args: FieldTable,
+    hint: &str,
 ) -> Result<Channel> {
-    let mut args = table([
-        ("x-queue-type", text("quorum")),
-        ("x-single-active-consumer", AMQPValue::Boolean(true)),
-        ("x-dead-letter-exchange", text(dlx)),
-    ]);
-    args.insert(
-        "x-delivery-limit".into(),
-        AMQPValue::LongLongInt(SHARD_DELIVERY_LIMIT),
-    );
     match ch
         .queue_declare(name.into(), QueueDeclareOptions::durable(), args)
         .await
     {
         Ok(_) => Ok(ch),
         Err(e) if is_precondition_failed(&e) => {
-            tracing::warn!(queue = name, error = %e,
-                "the shard queue exists without a delivery limit and dead-letter target; \
-                 set them with `rabbitmqctl set_policy merit-shards \
-                 '^merit\\.(user|proposal|nft)\\.[0-9]+$' \
-                 '{{\"delivery-limit\":{SHARD_DELIVERY_LIMIT},\"dead-letter-exchange\":\"{dlx}\"}}' \
-                 --apply-to quorum_queues`");
+            tracing::warn!(queue = name, error = %e, "{hint}");
             let ch = connection
                 .create_channel()
                 .await
@@ -240,6 +200,41 @@ async fn shard_queue(
         }
         Err(e) => Err(Error::amqp(format!("declare queue {name}"), e)),
     }
+}
+
+/// Deliveries of one message a shard queue allows before the broker dead-letters it to
+/// `merit.dlx` (class `delivery_limit`). merit dead-letters a message whose turn keeps
+/// failing itself, with its reason, after `MERIT_MAILBOX_MAX_ATTEMPTS`; this limit is for
+/// a message that never gets that far because it stops the node that takes it. RabbitMQ
+/// 4.x sets a limit of 20 on every quorum queue and, with no dead-letter target, drops
+/// the message: declared explicitly, 3.10 and 4.x both keep it in `merit.dlq`.
+pub(crate) const SHARD_DELIVERY_LIMIT: i64 = 20;
+
+/// Declares a shard queue: quorum, single active consumer, the delivery limit and the
+/// dead-letter exchange; an older one without the last two is kept (see
+/// [`declare_or_keep`]).
+async fn shard_queue(
+    connection: &Connection,
+    ch: Channel,
+    name: &str,
+    dlx: &str,
+) -> Result<Channel> {
+    let mut args = table([
+        ("x-queue-type", text("quorum")),
+        ("x-single-active-consumer", AMQPValue::Boolean(true)),
+        ("x-dead-letter-exchange", text(dlx)),
+    ]);
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(SHARD_DELIVERY_LIMIT),
+    );
+    let hint = format!(
+        "the shard queue exists without a delivery limit and dead-letter target; set them \
+         with `rabbitmqctl set_policy merit-shards '^merit\\.(user|proposal|nft)\\.[0-9]+$' \
+         '{{\"delivery-limit\":{SHARD_DELIVERY_LIMIT},\"dead-letter-exchange\":\"{dlx}\"}}' \
+         --apply-to quorum_queues`"
+    );
+    declare_or_keep(connection, ch, name, args, &hint).await
 }
 
 /// Whether the broker refused a declare because the object exists with other arguments

@@ -161,7 +161,9 @@ async fn give_back(ch: &Channel) {
 
 fn to_dead_letter(d: &lapin::message::Delivery) -> DeadLetter {
     let mut headers = fields::headers(&d.properties);
-    broker_reason(&mut headers, d.routing_key.as_str());
+    if let Some(death) = latest_death(&d.properties) {
+        broker_made(&mut headers, &death, d.routing_key.as_str());
+    }
     let id = d
         .properties
         .message_id()
@@ -176,33 +178,67 @@ fn to_dead_letter(d: &lapin::message::Delivery) -> DeadLetter {
     DeadLetter::from_wire(id, Bytes::from(d.data.clone()), correlation_id, &headers)
 }
 
-/// A message the broker dead-lettered (a shard queue's delivery limit), not merit: it
-/// carries the broker's `x-first-death-*` headers instead of merit's reason headers, which
-/// are filled in from them.
-fn broker_reason(headers: &mut std::collections::BTreeMap<String, String>, routing_key: &str) {
-    use crate::deadletter::{ATTEMPTS, ORIGINAL_ROUTING_KEY, REASON, REASON_CLASS, SOURCE_QUEUE};
-    if headers.contains_key(REASON_CLASS) {
-        return;
-    }
-    let Some(class) = headers.get("x-first-death-reason").cloned() else {
-        return;
+/// The broker's record of the last time it dead-lettered a message: `x-death[0]`.
+struct Death {
+    queue: String,
+    reason: String,
+}
+
+/// `x-death` is present only on a dead letter the broker made (a shard queue's delivery
+/// limit): merit's own dead letters never carry it (it is dropped from the headers they
+/// keep). Its first entry names the queue and reason of the latest dead-lettering; the
+/// broker writes that entry (or finds and updates one with that same queue and reason),
+/// so those two fields are the broker's word even if the message came with an `x-death`
+/// of its own.
+fn latest_death(props: &lapin::BasicProperties) -> Option<Death> {
+    use lapin::types::AMQPValue;
+    let text = |v: Option<&AMQPValue>| match v {
+        Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
+        _ => None,
     };
-    let queue = headers
-        .get("x-first-death-queue")
-        .cloned()
-        .unwrap_or_default();
-    let detail = if class == "delivery_limit" {
+    let AMQPValue::FieldArray(deaths) = props.headers().as_ref()?.inner().get("x-death")? else {
+        return None;
+    };
+    let AMQPValue::FieldTable(latest) = deaths.as_slice().first()? else {
+        return None;
+    };
+    Some(Death {
+        queue: text(latest.inner().get("queue"))?,
+        reason: text(latest.inner().get("reason"))?,
+    })
+}
+
+/// Rewrites the headers of a dead letter the broker made. The broker copied the message's
+/// own headers into it, and those are the producer's word: a forged `x-merit-origin:
+/// merit` would replay it through merit's door and a forged reason would hide why it
+/// stopped the nodes. So every `x-merit-*` header it brought is dropped, the reason comes
+/// from `death`, and the origin stays the producer's (a merit event the broker
+/// dead-lettered is replayed through the producers' door and refused as `forbidden_type`
+/// there, never the other way round).
+fn broker_made(
+    headers: &mut std::collections::BTreeMap<String, String>,
+    death: &Death,
+    routing_key: &str,
+) {
+    use crate::deadletter::{ATTEMPTS, ORIGINAL_ROUTING_KEY, REASON, REASON_CLASS, SOURCE_QUEUE};
+    headers.retain(|k, _| !k.starts_with("x-merit-"));
+    let queue = merit_messages::quote_untrusted(&death.queue);
+    let detail = if death.reason == "delivery_limit" {
         format!(
             "the broker dead-lettered it from {queue}: delivered more often than the queue's \
              delivery limit, without being settled (it likely stops the node that takes it)"
         )
     } else {
-        format!("the broker dead-lettered it from {queue} ({class})")
+        format!(
+            "the broker dead-lettered it from {queue} ({})",
+            merit_messages::quote_untrusted(&death.reason)
+        )
     };
     let attempts = headers.get("x-delivery-count").cloned().unwrap_or_default();
-    headers.insert(REASON_CLASS.to_string(), class);
+    headers.insert(REASON_CLASS.to_string(), death.reason.clone());
     headers.insert(REASON.to_string(), detail);
-    headers.insert(SOURCE_QUEUE.to_string(), queue);
+    headers.insert(SOURCE_QUEUE.to_string(), death.queue.clone());
     headers.insert(ORIGINAL_ROUTING_KEY.to_string(), routing_key.to_string());
     headers.insert(ATTEMPTS.to_string(), attempts);
 }
