@@ -54,7 +54,7 @@ use lapin::{
         ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
     },
     types::{AMQPValue, FieldTable},
-    BasicProperties, Connection, ConnectionProperties,
+    BasicProperties,
 };
 use merit_api::{ApiOptions, Credentials};
 use merit_config::Settings;
@@ -456,7 +456,7 @@ async fn measure(
     .await?;
     drop(transport);
     if let Err(e) = stage("remove the node's topology", limit, async {
-        let conn = Connection::connect(amqp.expose(), ConnectionProperties::default()).await?;
+        let conn = crate::serve::amqp_connection(amqp.expose()).await?;
         let removed = broker::remove_topology(&conn, &topology).await;
         let _ = conn.close(200, "bench done".into()).await;
         removed
@@ -731,7 +731,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 async fn raw_loop(url: &str, run_id: &str, n: u32, prefetch: u16) -> Result<f64> {
-    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let conn = crate::serve::amqp_connection(url).await?;
     let queue = format!("merit.bench.raw.{run_id}");
     let mut args = FieldTable::default();
     args.insert(

@@ -60,17 +60,40 @@ pub(crate) async fn connect_chain(settings: &Settings) -> Result<Arc<dyn Chain>>
     let options = EthersOptions::default();
     let minter = minter(settings).await?;
     tracing::info!(kind = minter.kind(), address = %minter.address(), "minter ready");
-    let chain = match &settings.chain.contract_address {
-        Some(address) => {
-            let contract: Address = address
+    let contract: Option<Address> = settings
+        .chain
+        .contract_address
+        .as_deref()
+        .map(|address| {
+            address
                 .parse()
-                .map_err(|e| anyhow::anyhow!("MERIT_CHAIN_CONTRACT_ADDRESS: {e}"))?;
-            EthersChain::connect_with(rpc.expose(), contract, minter, options)
-                .await
-                .with_context(|| format!("connect to the chain at {}", rpc.redacted()))?
-        }
+                .map_err(|e| anyhow::anyhow!("MERIT_CHAIN_CONTRACT_ADDRESS: {e}"))
+        })
+        .transpose()?;
+    let chain = EthersChain::connect_with(
+        rpc.expose(),
+        contract.unwrap_or(Address([0; 20])),
+        minter,
+        options,
+    )
+    .await
+    .with_context(|| format!("connect to the chain at {}", rpc.redacted()))?;
+    // Checked before anything is sent: a node pointed at the wrong network must not
+    // deploy or mint there.
+    let actual = chain.chain_id();
+    anyhow::ensure!(
+        actual == settings.chain.chain_id,
+        "the chain at {} has chain id {actual}, but MERIT_CHAIN_CHAIN_ID is {}: point \
+         MERIT_CHAIN_RPC_URL at the intended network, or set MERIT_CHAIN_CHAIN_ID={actual} \
+         if that chain is the one",
+        rpc.redacted(),
+        settings.chain.chain_id
+    );
+    let chain = match contract {
+        Some(_) => chain,
         None => {
-            let chain = EthersChain::deploy_with(rpc.expose(), minter, options)
+            let chain = chain
+                .deploy_contract()
                 .await
                 .with_context(|| format!("deploy the contract at {}", rpc.redacted()))?;
             tracing::warn!(

@@ -5,6 +5,7 @@ mod bench;
 mod chain_runtime;
 mod config_cmd;
 mod demo;
+mod reshard;
 mod serve;
 mod simulate;
 
@@ -42,6 +43,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Apply pending database migrations (a no-op when up to date).
     Migrate,
+    /// Change the number of shard queues per actor kind on a drained deployment: checks
+    /// that no node runs and every shard queue and the outbox are empty, then creates or
+    /// deletes shard queues to match.
+    Reshard(reshard::ReshardArgs),
     /// Measure raw RabbitMQ against merit end-to-end on the configured services.
     Bench(bench::BenchArgs),
     /// Publish load to RabbitMQ as a producer would: proposals, then votes from random
@@ -153,6 +158,11 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(store.close().await?)
             })
         }
+        Command::Reshard(args) => {
+            let loaded = load_settings(&cli.config_dir)?;
+            init_tracing(&loaded.settings);
+            runtime()?.block_on(reshard::reshard(&loaded.settings, args))
+        }
         Command::Bench(args) => {
             let loaded = load_settings(&cli.config_dir)?;
             init_tracing(&loaded.settings);
@@ -219,7 +229,34 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 async fn connect(settings: &Settings) -> Result<Store> {
     Store::connect(settings.database_url.expose(), &StoreOptions::default())
         .await
-        .with_context(|| format!("connect to {}", settings.database_url.redacted()))
+        .map_err(|e| {
+            let said = format!("{e:#}");
+            let error = anyhow::Error::new(e)
+                .context(format!("connect to {}", settings.database_url.redacted()));
+            match database_fix(&said) {
+                Some(fix) => error.context(fix),
+                None => error,
+            }
+        })
+}
+
+/// What to do about a database refusal no retry cures, from PostgreSQL's own words.
+fn database_fix(said: &str) -> Option<&'static str> {
+    if said.contains("role \"") && said.contains("does not exist") {
+        Some(
+            "the database user does not exist: create it (`CREATE ROLE NAME LOGIN PASSWORD ...`) \
+             or fix the user in MERIT_DATABASE_URL",
+        )
+    } else if said.contains("database \"") && said.contains("does not exist") {
+        Some(
+            "the database does not exist: create it (`createdb NAME`, or `CREATE DATABASE`) or \
+             fix the name in MERIT_DATABASE_URL",
+        )
+    } else if said.contains("password authentication failed") {
+        Some("PostgreSQL refused the password: fix the password in MERIT_DATABASE_URL")
+    } else {
+        None
+    }
 }
 
 async fn migrate(store: &Store, settings: &Settings) -> Result<()> {

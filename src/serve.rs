@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use merit_actors::{ConfigHandle, RetryPolicy, Services};
 use merit_api::{ApiOptions, ApiState, Credentials, Discovery, NodeInfo};
 use merit_config::{RetentionSettings, Settings};
-use merit_mailbox::{InProcessTransport, RabbitTransport, Topology, Transport};
+use merit_mailbox::{InProcessTransport, RabbitOptions, RabbitTransport, Topology, Transport};
 use merit_storage::{Retention, Store};
 use merit_supervisors::{Node, NodeOptions, Residency, RestartPolicy};
 use tokio::{sync::watch, task::JoinHandle};
@@ -77,11 +77,15 @@ impl merit_supervisors::Membership for DiscoveredNodes {
 }
 
 /// The cluster a node belongs to: the RabbitMQ vhost of its shard queues (`/` when the
-/// URL names none), or `in-process` without RabbitMQ.
-fn cluster_of(settings: &Settings) -> String {
-    match &settings.amqp_url {
-        Some(url) => url
-            .expose()
+/// URL names none; the first address's, when it lists several), or `in-process` without
+/// RabbitMQ.
+pub(crate) fn cluster_of(settings: &Settings) -> String {
+    cluster_of_amqp(settings.amqp_url.as_ref().map(|url| url.expose()))
+}
+
+fn cluster_of_amqp(amqp_url: Option<&str>) -> String {
+    match amqp_url {
+        Some(list) => merit_messages::split_url_list(list)[0]
             .parse::<lapin::uri::AMQPUri>()
             .map(|uri| uri.vhost)
             .unwrap_or_else(|_| "/".to_string()),
@@ -91,7 +95,7 @@ fn cluster_of(settings: &Settings) -> String {
 
 /// Where this node registers and finds the others: Redis when configured, else the
 /// database's `nodes` table.
-async fn discovery(settings: &Settings, store: &Store) -> Discovery {
+pub(crate) async fn discovery(settings: &Settings, store: &Store) -> Discovery {
     match &settings.redis_url {
         Some(url) => {
             Discovery::redis_or_store(url.expose(), &settings.cache.redis_prefix, store.clone())
@@ -124,14 +128,31 @@ pub(crate) async fn transport(settings: &Settings) -> Result<Arc<dyn Transport>>
         prefix: String::new(),
         shards: settings.mailbox.shards,
     };
+    let options = RabbitOptions {
+        quorum_group_size: settings.mailbox.quorum_group_size,
+        ..RabbitOptions::default()
+    };
     Ok(match &settings.amqp_url {
         Some(url) => Arc::new(
-            RabbitTransport::connect(url.expose(), topology)
+            RabbitTransport::connect_with(url.expose(), topology, options)
                 .await
                 .with_context(|| format!("connect to RabbitMQ at {}", url.redacted()))?,
         ),
         None => Arc::new(InProcessTransport::new(topology)),
     })
+}
+
+/// A plain AMQP connection to the first of `list`'s broker addresses that answers (10 s
+/// per address), for the tools that talk to the broker outside a transport.
+pub(crate) async fn amqp_connection(list: &str) -> Result<lapin::Connection> {
+    let addresses = merit_mailbox::BrokerAddresses::parse(list)?;
+    let (connection, _) = addresses
+        .connect(
+            &lapin::ConnectionProperties::default(),
+            std::time::Duration::from_secs(10),
+        )
+        .await?;
+    Ok(connection)
 }
 
 /// How many of the most recently active users' benefits are loaded into the cache at start.
@@ -473,5 +494,21 @@ impl Api {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_of_amqp;
+
+    #[test]
+    fn the_cluster_is_the_vhost_of_the_first_broker_address() {
+        assert_eq!(cluster_of_amqp(None), "in-process");
+        assert_eq!(cluster_of_amqp(Some("amqp://u:p@mq:5672/%2f")), "/");
+        assert_eq!(cluster_of_amqp(Some("amqp://u:p@mq:5672/merit")), "merit");
+        assert_eq!(
+            cluster_of_amqp(Some("amqp://u:p@mq1:5672/merit,amqp://u:p@mq2:5672/merit")),
+            "merit"
+        );
     }
 }

@@ -980,10 +980,8 @@ pub(crate) async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(
 /// Fails clearly when the broker has no `merit.events` (no node ever declared the
 /// topology there): publishing would only get the channel closed.
 async fn check_exchange(url: &SecretUrl) -> Result<()> {
-    let connect = lapin::Connection::connect(url.expose(), lapin::ConnectionProperties::default());
-    let conn = tokio::time::timeout(Duration::from_secs(10), connect)
+    let conn = crate::serve::amqp_connection(url.expose())
         .await
-        .map_err(|_| anyhow::anyhow!("connect to RabbitMQ at {}: timed out", url.redacted()))?
         .with_context(|| format!("connect to RabbitMQ at {}", url.redacted()))?;
     let found = async {
         let ch = conn.create_channel().await?;

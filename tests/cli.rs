@@ -1,11 +1,14 @@
-//! The `merit` binary as an operator uses it: migrations on fresh databases, the effective
-//! config with secrets redacted, and production's refusal of development secrets.
+//! The `merit` binary as an operator uses it: migrations on fresh databases, changing the
+//! shard count, the effective config with secrets redacted, and production's refusal of
+//! development secrets.
 
 mod common;
 
 use std::process::{Command, Output};
 
-use common::{Backend, TestDb};
+use common::{Backend, TestDb, Vhost};
+use merit_mailbox::{Outgoing, RabbitTransport, Transport};
+use merit_messages::ActorKind;
 
 fn merit(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_merit"));
@@ -90,6 +93,98 @@ async fn nodes_migrating_a_fresh_postgres_together_take_turns() {
         (1, 3),
         "one applies, the others wait"
     );
+    db.cleanup().await;
+}
+
+/// Shard queues per kind on the broker.
+async fn shard_counts(t: &RabbitTransport) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for kind in ActorKind::ALL {
+        counts.push(t.shard_queues(kind).await.expect("shard queues").len());
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reshard_refuses_an_undrained_deployment_then_grows_and_shrinks_the_shards() {
+    let (db, store) = TestDb::migrated(Backend::Postgres).await;
+    store.close().await.expect("close");
+    let vhost = Vhost::create();
+    let t = common::declared_transport(&vhost.url, 2).await;
+    let envs = [
+        ("MERIT_ENV", "test"),
+        ("MERIT_DATABASE_URL", db.url.as_str()),
+        ("MERIT_AMQP_URL", vhost.url.as_str()),
+    ];
+    let reshard = |to: &str, dry: bool| {
+        let mut args = vec!["reshard", "--to", to];
+        if dry {
+            args.push("--dry-run");
+        }
+        merit(&args, &envs)
+    };
+
+    // A message waits in a shard queue: refused, nothing created.
+    t.publish(vec![Outgoing::from_envelope(&common::open_proposal("p-1"))])
+        .await
+        .expect("published");
+    let refused = reshard("3", false);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("not drained, nothing changed"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        text(&refused).contains("holds 1 messages"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(shard_counts(&t).await, [2, 2, 2]);
+
+    // Drained: a dry run says what it would do and does nothing.
+    for shard in 0..2 {
+        vhost.purge(&format!("merit.proposal.{shard}"));
+    }
+    let dry = reshard("3", true);
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("merit.user: 2 -> 3 shard queues (create merit.user.2"),
+        "{}",
+        text(&dry)
+    );
+    assert_eq!(shard_counts(&t).await, [2, 2, 2]);
+
+    // Grow, then shrink below the start.
+    let grown = reshard("3", false);
+    assert!(grown.status.success(), "{}", text(&grown));
+    assert_eq!(shard_counts(&t).await, [3, 3, 3]);
+    let shrunk = reshard("1", false);
+    assert!(shrunk.status.success(), "{}", text(&shrunk));
+    assert!(
+        text(&shrunk).contains("deleted merit.nft.2"),
+        "{}",
+        text(&shrunk)
+    );
+    assert_eq!(shard_counts(&t).await, [1, 1, 1]);
+
+    // Every key now routes to the one queue left.
+    let one = common::declared_transport(&vhost.url, 1).await;
+    for i in 0..20 {
+        one.publish(vec![Outgoing::from_envelope(&common::open_proposal(
+            &format!("p-{i}"),
+        ))])
+        .await
+        .expect("published");
+    }
+    let depths = one.queue_depths().await.expect("depths");
+    let depth = depths
+        .iter()
+        .find(|(q, _)| q == "merit.proposal.0")
+        .map(|(_, n)| *n);
+    assert_eq!(depth, Some(20), "{depths:?}");
+    drop((t, one));
+    vhost.delete();
     db.cleanup().await;
 }
 

@@ -30,9 +30,10 @@ use lapin::{
         QueueDeclareOptions,
     },
     types::FieldTable,
-    BasicProperties, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, ConnectionProperties, ExchangeKind,
 };
 use merit_actors::{Notifier, UserNotification};
+use merit_mailbox::BrokerAddresses;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
@@ -181,9 +182,17 @@ impl NotificationHub {
         }
     }
 
-    /// Runs the fan-out over RabbitMQ at `url` until `shutdown` turns true, reconnecting
-    /// with backoff. Each (re)connect asks every session to re-read its log.
+    /// Runs the fan-out over RabbitMQ at `url` (one address, or several nodes of one
+    /// cluster, comma-separated) until `shutdown` turns true, reconnecting with backoff to
+    /// the next address. Each (re)connect asks every session to re-read its log.
     pub async fn run_fanout(self, url: String, mut shutdown: watch::Receiver<bool>) {
+        let addresses = match BrokerAddresses::parse(&url) {
+            Ok(addresses) => addresses,
+            Err(e) => {
+                tracing::error!(error = %e, "notification fan-out not started");
+                return;
+            }
+        };
         let (tx, mut outgoing) = mpsc::channel(FANOUT_QUEUE);
         if self.inner.fanout.set(tx).is_err() {
             tracing::warn!("notification fan-out already running");
@@ -192,7 +201,7 @@ impl NotificationHub {
         let mut backoff = Duration::from_millis(200);
         loop {
             let result = tokio::select! {
-                r = self.fanout_once(&url, &mut outgoing) => r,
+                r = self.fanout_once(&addresses, &mut outgoing) => r,
                 _ = stopped(&mut shutdown) => return,
             };
             match result {
@@ -212,12 +221,12 @@ impl NotificationHub {
 
     async fn fanout_once(
         &self,
-        url: &str,
+        addresses: &BrokerAddresses,
         outgoing: &mut mpsc::Receiver<Vec<UserNotification>>,
-    ) -> Result<(), lapin::Error> {
+    ) -> Result<(), FanoutError> {
         let props = ConnectionProperties::default()
             .with_connection_name(format!("merit-notify {}", self.inner.node_id).into());
-        let connection = Connection::connect(url, props).await?;
+        let (connection, _) = addresses.connect(&props, CONNECT_TIMEOUT).await?;
         let publisher = connection.create_channel().await?;
         publisher
             .exchange_declare(
@@ -290,7 +299,7 @@ impl NotificationHub {
                 delivery = consumer.next() => {
                     let delivery = match delivery {
                         Some(Ok(d)) => d,
-                        Some(Err(e)) => return Err(e),
+                        Some(Err(e)) => return Err(e.into()),
                         None => return Ok(()),
                     };
                     match serde_json::from_slice::<FanoutMessage>(&delivery.data) {
@@ -314,6 +323,12 @@ impl Notifier for NotificationHub {
         }
     }
 }
+
+/// Why one fan-out connection ended: the broker, or no address took the connection.
+type FanoutError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long one connection attempt to one broker address may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resolves once `shutdown` says stop (or its sender is gone); holds no guard across awaits.
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {

@@ -153,7 +153,16 @@ impl EthersChain {
         minter: Minter,
         options: EthersOptions,
     ) -> Result<Self> {
-        let mut chain = Self::connect_with(rpc_url, Address([0; 20]), minter, options).await?;
+        Self::connect_with(rpc_url, Address([0; 20]), minter, options)
+            .await?
+            .deploy_contract()
+            .await
+    }
+
+    /// Deploys a new contract on the connected chain (as [`EthersChain::deploy_with`]) and
+    /// points this handle at it.
+    pub async fn deploy_contract(self) -> Result<Self> {
+        let mut chain = self;
         let tx = chain
             .send("deploy", None, MERITACHIEVEMENT_BYTECODE.clone())
             .await?;

@@ -309,6 +309,13 @@ pub(crate) const MAILBOX_RETRY_BASE_MS: Key = Key::plain(
     Integer,
     Value("200"),
 );
+/// Replicas of each new quorum queue on a RabbitMQ cluster; unset: the broker's default.
+pub(crate) const MAILBOX_QUORUM_GROUP_SIZE: Key = Key::plain(
+    "mailbox.quorum_group_size",
+    "MERIT_MAILBOX_QUORUM_GROUP_SIZE",
+    Integer,
+    Absent,
+);
 pub(crate) const ACTORS_IDLE_PASSIVATE_SECS: Key = Key::plain(
     "actors.idle_passivate_secs",
     "MERIT_ACTORS_IDLE_PASSIVATE_SECS",
@@ -430,6 +437,7 @@ pub(crate) const ALL: &[&Key] = &[
     &MAILBOX_PREFETCH,
     &MAILBOX_MAX_ATTEMPTS,
     &MAILBOX_RETRY_BASE_MS,
+    &MAILBOX_QUORUM_GROUP_SIZE,
     &ACTORS_IDLE_PASSIVATE_SECS,
     &ACTORS_MAX_RESIDENT,
     &ACTORS_TURN_BATCH,

@@ -61,7 +61,7 @@ pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
             login_ttl_secs: field(&keys::HTTP_LOGIN_TTL_SECS).integer(60, 86_400)?,
         },
         database_url: database_url(&field(&keys::DATABASE_URL))?,
-        amqp_url: optional_url(&field(&keys::AMQP_URL), AMQP_SCHEMES)?,
+        amqp_url: amqp_urls(&field(&keys::AMQP_URL))?,
         redis_url: optional_url(&field(&keys::REDIS_URL), REDIS_SCHEMES)?,
         chain_rpc_url: optional_url(&field(&keys::CHAIN_RPC_URL), CHAIN_RPC_SCHEMES)?,
         admin_token: admin_token(&field(&keys::ADMIN_TOKEN))?,
@@ -80,6 +80,7 @@ pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
             prefetch: field(&keys::MAILBOX_PREFETCH).integer(1, u16::MAX.into())?,
             max_attempts: field(&keys::MAILBOX_MAX_ATTEMPTS).integer(1, 100)?,
             retry_base_ms: field(&keys::MAILBOX_RETRY_BASE_MS).integer(1, 600_000)?,
+            quorum_group_size: field(&keys::MAILBOX_QUORUM_GROUP_SIZE).optional_integer(1, 255)?,
         },
         actors: ActorSettings {
             idle_passivate_secs: field(&keys::ACTORS_IDLE_PASSIVATE_SECS).integer(1, 604_800)?,
@@ -178,6 +179,15 @@ impl<'a> Field<'a> {
             var: self.key.var,
             file_var: self.key.file_var,
             env: self.env,
+        }
+    }
+
+    /// Like [`Self::integer`] for a setting with no default: unset (or `""`) is `None`.
+    fn optional_integer<T: TryFrom<i128>>(&self, min: i128, max: i128) -> Result<Option<T>> {
+        match self.raw.map(|raw| &raw.value) {
+            None => Ok(None),
+            Some(RawValue::Text(text)) if text.is_empty() => Ok(None),
+            Some(_) => self.integer(min, max).map(Some),
         }
     }
 
@@ -384,6 +394,28 @@ fn optional_url(field: &Field<'_>, schemes: &[&str]) -> Result<Option<SecretUrl>
         .map(|value| url(field, value, schemes))
         .transpose()
 }
+
+/// One broker address, or several nodes of one cluster separated by commas: each must be
+/// an AMQP URL.
+fn amqp_urls(field: &Field<'_>) -> Result<Option<SecretUrl>> {
+    let Some(value) = field.optional_text()? else {
+        return Ok(None);
+    };
+    let parts = merit_messages::split_url_list(value);
+    if parts.len() > MAX_AMQP_ADDRESSES {
+        return Err(field.invalid(
+            "lists too many addresses",
+            format!("at most {MAX_AMQP_ADDRESSES} comma-separated AMQP URLs"),
+        ));
+    }
+    for part in parts {
+        url(field, part, AMQP_SCHEMES)?;
+    }
+    Ok(Some(SecretUrl::new(value)))
+}
+
+/// Most broker addresses `MERIT_AMQP_URL` may list.
+const MAX_AMQP_ADDRESSES: usize = 16;
 
 fn admin_token(field: &Field<'_>) -> Result<Secret> {
     let value = field.required_text()?;

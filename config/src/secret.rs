@@ -146,6 +146,19 @@ impl Serialize for SecretUrl {
 /// cost of over-redacting a URL whose path contains `@`. A string without a
 /// scheme but with an `@` loses everything before the `@`.
 pub(crate) fn redact_url(url: &str) -> String {
+    let parts = merit_messages::split_url_list(url);
+    if parts.len() > 1 {
+        // A list of broker addresses: each redacted on its own.
+        return parts
+            .into_iter()
+            .map(redact_one_url)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    redact_one_url(url)
+}
+
+fn redact_one_url(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(at) => url.split_at(at + "://".len()),
         None => ("", url),

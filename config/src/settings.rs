@@ -271,6 +271,10 @@ pub struct MailboxSettings {
     pub max_attempts: u32,
     /// First retry delay, doubled per attempt (`MERIT_MAILBOX_RETRY_BASE_MS`).
     pub retry_base_ms: u64,
+    /// Replicas of each quorum queue merit declares on a RabbitMQ cluster (1 to 255;
+    /// `MERIT_MAILBOX_QUORUM_GROUP_SIZE`); `None`: the broker's default. It applies when a
+    /// queue is created; `rabbitmq-queues grow` changes existing ones.
+    pub quorum_group_size: Option<u16>,
 }
 
 impl MailboxSettings {

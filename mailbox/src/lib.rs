@@ -32,7 +32,7 @@ pub use delivery::Delivery;
 pub use error::{Error, Result};
 pub use inproc::InProcessTransport;
 pub use outgoing::Outgoing;
-pub use rabbit::{RabbitOptions, RabbitTransport};
+pub use rabbit::{BrokerAddresses, RabbitOptions, RabbitTransport, ShardQueue};
 pub use routing::{forbidden, key_header, shard_for, ShardId};
 pub use topology::Topology;
 pub use transport::Transport;

@@ -233,3 +233,49 @@ async fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_of_broker_addresses_goes_past_a_dead_one_on_connect_and_on_reconnect() {
+    let vhost = common::Vhost::create();
+    // The first address refuses connections (nothing listens there); the second is the
+    // machine's broker.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let dead_port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let list = format!(
+        "amqp://guest:guest@127.0.0.1:{dead_port}/{},{}",
+        vhost.name,
+        vhost.url()
+    );
+    let options = RabbitOptions {
+        reconnect_max: Duration::from_millis(500),
+        ..RabbitOptions::default()
+    };
+    let t = RabbitTransport::connect_with(&list, Topology::new(1), options)
+        .await
+        .expect("connected through the second address");
+    assert_eq!(
+        t.connected_address().as_deref(),
+        Some(format!("amqp://***@127.0.0.1:5672/{}", vhost.name).as_str())
+    );
+    t.declare().await.expect("declared");
+    let mut rx = t
+        .consume(merit_mailbox::ShardId::new(ActorKind::User, 0), 10)
+        .await
+        .expect("consuming");
+
+    // The broker drops the connection: the reconnect tries the dead address first (the
+    // one after the address it lost), then comes back through the live one.
+    vhost.close_all_connections();
+    wait_for(|| t.connection_generation() >= Some(2), "the reconnect").await;
+    assert!(t.connected_address().is_some_and(|a| a.contains(":5672/")));
+    let msg = Outgoing::from_envelope(&common::unlock(2, 0));
+    t.publish(vec![msg.clone()])
+        .await
+        .expect("published after the reconnect");
+    let d = common::take(&mut rx, 1, Duration::from_secs(20))
+        .await
+        .remove(0);
+    assert_eq!(d.message_id.as_ref(), Some(&msg.message_id));
+    d.ack().await.expect("acked");
+}

@@ -6,6 +6,7 @@
 //! of every event. Guarantees: decoding never panics and never yields a partly-valid event.
 //! Must not know: any I/O — brokers, databases, chains or actors.
 
+mod addresses;
 mod envelope;
 mod error;
 mod events;
@@ -13,6 +14,7 @@ mod ids;
 mod schema;
 pub mod strict;
 
+pub use addresses::split_url_list;
 pub use envelope::{ActorKeys, Envelope, MAX_ENVELOPE_BYTES, MAX_SOURCE_LEN};
 pub use error::{json_error, DecodeError, DecodeErrorKind, Result};
 pub use events::{

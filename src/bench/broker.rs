@@ -26,7 +26,7 @@ use lapin::{
         ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
     },
     types::{AMQPValue, FieldTable},
-    BasicProperties, Channel, Connection, ConnectionProperties,
+    BasicProperties, Channel, Connection,
 };
 use merit_mailbox::{key_header, Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{ActorKind, Address, Envelope, VoteCast, VoteChoice, VoteRecorded};
@@ -51,7 +51,7 @@ pub(super) async fn baseline(
     let transport = RabbitTransport::connect(url, topology.clone()).await?;
     transport.declare().await?;
     drop(transport);
-    let conn = Connection::connect(url, ConnectionProperties::default())
+    let conn = crate::serve::amqp_connection(url)
         .await
         .context("the broker baseline's connection")?;
     let run = moving(&conn, &topology, n, prefetch, shape).await;

@@ -132,10 +132,13 @@ macro_rules! on_both_backends {
 /// A RabbitMQ virtual host of its own for one test, deleted by [`Vhost::delete`].
 pub struct Vhost {
     pub name: String,
+    /// The broker's address (on the test cluster: its three nodes, comma-separated).
     pub url: String,
+    /// On the 3-node test cluster rather than the machine's broker.
+    cluster: bool,
 }
 
-fn rabbitmqctl(args: &[&str]) {
+pub fn rabbitmqctl(args: &[&str]) {
     // Bounded: a broker that stops answering its CLI must fail the test, not hang it.
     let out = std::process::Command::new("timeout")
         .args(["120", "rabbitmqctl"])
@@ -149,13 +152,67 @@ fn rabbitmqctl(args: &[&str]) {
     );
 }
 
+/// Runs `scripts/rabbit-cluster.sh ARGS` (bounded) and returns its output.
+pub fn rabbit_cluster(args: &[&str]) -> String {
+    let out = std::process::Command::new("timeout")
+        .args([
+            "300",
+            "bash",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbit-cluster.sh"),
+        ])
+        .args(args)
+        .output()
+        .expect("scripts/rabbit-cluster.sh runs");
+    assert!(
+        out.status.success(),
+        "rabbit-cluster.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 impl Vhost {
     pub fn create() -> Self {
         let name = format!("merit-t-{}", Uuid::new_v4().simple());
         rabbitmqctl(&["add_vhost", &name]);
         rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
         let url = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
-        Self { name, url }
+        Self {
+            name,
+            url,
+            cluster: false,
+        }
+    }
+
+    /// A vhost on the 3-node RabbitMQ cluster of `scripts/rabbit-cluster.sh` (started
+    /// if it is not up); its `url` lists the three nodes, node 1 first.
+    pub fn on_cluster() -> Self {
+        rabbit_cluster(&["start"]);
+        let name = format!("merit-t-{}", Uuid::new_v4().simple());
+        rabbit_cluster(&["ctl", "1", "add_vhost", &name]);
+        rabbit_cluster(&[
+            "ctl",
+            "1",
+            "set_permissions",
+            "-p",
+            &name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ]);
+        let url = rabbit_cluster(&["urls", &name]).trim().to_string();
+        Self {
+            name,
+            url,
+            cluster: true,
+        }
+    }
+
+    /// Removes every message from `queue` of this vhost.
+    pub fn purge(&self, queue: &str) {
+        rabbitmqctl(&["purge_queue", "-p", &self.name, queue]);
     }
 
     /// Closes every client connection to this vhost (the broker stays up).
@@ -164,7 +221,11 @@ impl Vhost {
     }
 
     pub fn delete(self) {
-        rabbitmqctl(&["delete_vhost", &self.name]);
+        if self.cluster {
+            rabbit_cluster(&["ctl", "1", "delete_vhost", &self.name]);
+        } else {
+            rabbitmqctl(&["delete_vhost", &self.name]);
+        }
     }
 
     /// A broker user with the permissions the README gives a producer on this vhost

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use merit_config::{ConfigError, Source};
 
-use crate::{config_dir, load_err, write_file};
+use crate::{config_dir, load, load_err, write_file};
 
 #[test]
 fn bad_socket_address_names_variable_source_value_and_expectation() {
@@ -145,6 +145,36 @@ fn wrong_toml_type_is_named() {
         message.ends_with("is an integer; expected a [mailbox] table"),
         "{message}"
     );
+}
+
+#[test]
+fn each_broker_address_of_a_list_is_checked() {
+    let dir = config_dir(&[]);
+    let error = load_err(
+        dir.path(),
+        &[("MERIT_AMQP_URL", "amqp://mq1/v,http://mq2/v")],
+    )
+    .to_string();
+    assert!(
+        error.contains("is not a supported URL; expected a URL starting with amqp:// or amqps://"),
+        "{error}"
+    );
+    let many = vec!["amqp://mq/v"; 17].join(",");
+    let error = load_err(dir.path(), &[("MERIT_AMQP_URL", &many)]).to_string();
+    assert!(error.contains("lists too many addresses"), "{error}");
+}
+
+#[test]
+fn the_quorum_group_size_is_optional_and_bounded() {
+    let dir = config_dir(&[]);
+    assert_eq!(
+        load(dir.path(), &[]).settings.mailbox.quorum_group_size,
+        None
+    );
+    let loaded = load(dir.path(), &[("MERIT_MAILBOX_QUORUM_GROUP_SIZE", "3")]);
+    assert_eq!(loaded.settings.mailbox.quorum_group_size, Some(3));
+    let error = load_err(dir.path(), &[("MERIT_MAILBOX_QUORUM_GROUP_SIZE", "0")]).to_string();
+    assert!(error.contains("is out of range"), "{error}");
 }
 
 #[test]

@@ -357,3 +357,21 @@ fn load_options_debug_lists_variable_names_only() {
     assert!(debug.contains("MERIT_ADMIN_TOKEN"), "{debug}");
     assert!(!debug.contains(SECRET), "{debug}");
 }
+
+#[test]
+fn every_password_of_a_broker_address_list_is_redacted() {
+    let dir = config_dir(&[]);
+    let list =
+        format!("amqp://merit:{SECRET}@mq1:5672/merit,amqps://merit:{SECRET}2@mq2:5671/merit");
+    let loaded = load(dir.path(), &[("MERIT_AMQP_URL", &list)]);
+    for shown in renderings(&loaded) {
+        assert!(!shown.contains(SECRET), "secret leaked in:\n{shown}");
+    }
+    let debug = format!("{:?}", loaded.settings);
+    assert!(
+        debug.contains("amqp://merit:***@mq1:5672/merit,amqps://merit:***@mq2:5671/merit"),
+        "{debug}"
+    );
+    let url = loaded.settings.amqp_url.as_ref().expect("set");
+    assert_eq!(url.expose(), list);
+}

@@ -13,14 +13,21 @@ use lapin::{
 };
 use merit_messages::{ActorKind, EventType, Origin};
 
+use super::RabbitOptions;
 use crate::{
     error::{Error, Result},
     routing::key_header,
     topology::Topology,
 };
 
-/// Declares every exchange, queue and binding of `topology`.
-pub(crate) async fn declare(connection: &Connection, topology: &Topology) -> Result<()> {
+/// Declares every exchange, queue and binding of `topology`; quorum queues with the
+/// replica count of `options`.
+pub(crate) async fn declare(
+    connection: &Connection,
+    topology: &Topology,
+    options: &RabbitOptions,
+) -> Result<()> {
+    let quorum = Quorum(options.quorum_group_size);
     let ch = connection
         .create_channel()
         .await
@@ -36,7 +43,7 @@ pub(crate) async fn declare(connection: &Connection, topology: &Topology) -> Res
         FieldTable::default(),
     )
     .await?;
-    quorum_queue(&ch, &unrouted, true).await?;
+    let ch = quorum.queue(connection, ch, &unrouted, true).await?;
     bind_queue(&ch, &unrouted, &unrouted, "").await?;
 
     let dlx = topology.dead_letter_exchange();
@@ -49,7 +56,7 @@ pub(crate) async fn declare(connection: &Connection, topology: &Topology) -> Res
         FieldTable::default(),
     )
     .await?;
-    let mut ch = dead_letter_queue(connection, ch, &dlq).await?;
+    let mut ch = dead_letter_queue(connection, ch, &dlq, quorum).await?;
     bind_queue(&ch, &dlq, &dlx, "").await?;
 
     let events = topology.events_exchange();
@@ -73,7 +80,7 @@ pub(crate) async fn declare(connection: &Connection, topology: &Topology) -> Res
         exchange(&ch, &hashed, consistent_hash, true, hash_args).await?;
         for shard in topology.shards_of(kind) {
             let queue = topology.shard_queue(shard);
-            ch = shard_queue(connection, ch, &queue, &dlx).await?;
+            ch = shard_queue(connection, ch, &queue, &dlx, quorum).await?;
             // The binding key of a consistent-hash exchange is the queue's weight.
             bind_queue(&ch, &queue, &hashed, "1").await?;
         }
@@ -142,11 +149,14 @@ pub(crate) const DEAD_LETTER_MAX_LENGTH: i64 = 100_000;
 
 /// Declares the dead-letter queue with its length bound; an older unbounded one is kept
 /// (see [`declare_or_keep`]).
-async fn dead_letter_queue(connection: &Connection, ch: Channel, dlq: &str) -> Result<Channel> {
-    let mut args = table([
-        ("x-queue-type", text("quorum")),
-        ("x-overflow", text("drop-head")),
-    ]);
+async fn dead_letter_queue(
+    connection: &Connection,
+    ch: Channel,
+    dlq: &str,
+    quorum: Quorum,
+) -> Result<Channel> {
+    let mut args = quorum.args();
+    args.insert("x-overflow".into(), text("drop-head"));
     args.insert(
         "x-max-length".into(),
         AMQPValue::LongLongInt(DEAD_LETTER_MAX_LENGTH),
@@ -218,21 +228,21 @@ async fn shard_queue(
     ch: Channel,
     name: &str,
     dlx: &str,
+    quorum: Quorum,
 ) -> Result<Channel> {
-    let mut args = table([
-        ("x-queue-type", text("quorum")),
-        ("x-single-active-consumer", AMQPValue::Boolean(true)),
-        ("x-dead-letter-exchange", text(dlx)),
-    ]);
+    let mut args = quorum.args();
+    args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    args.insert("x-dead-letter-exchange".into(), text(dlx));
     args.insert(
         "x-delivery-limit".into(),
         AMQPValue::LongLongInt(SHARD_DELIVERY_LIMIT),
     );
     let hint = format!(
-        "the shard queue exists without a delivery limit and dead-letter target; set them \
-         with `rabbitmqctl set_policy merit-shards '^merit\\.(user|proposal|nft)\\.[0-9]+$' \
+        "the shard queue exists with other arguments and is kept as it is. If it lacks a \
+         delivery limit and dead-letter target, set them with `rabbitmqctl set_policy merit-shards '^merit\\.(user|proposal|nft)\\.[0-9]+$' \
          '{{\"delivery-limit\":{SHARD_DELIVERY_LIMIT},\"dead-letter-exchange\":\"{dlx}\"}}' \
-         --apply-to quorum_queues`"
+         --apply-to quorum_queues`; a replica count set since applies to new queues only \
+         (`rabbitmq-queues grow` adds replicas to existing ones)"
     );
     declare_or_keep(connection, ch, name, args, &hint).await
 }
@@ -244,17 +254,44 @@ fn is_precondition_failed(e: &lapin::Error) -> bool {
     text.contains("PRECONDITION_FAILED") || text.contains("PRECONDITION-FAILED")
 }
 
-/// A durable quorum queue; `single_active` makes one consumer active at a time.
-async fn quorum_queue(ch: &Channel, name: &str, single_active: bool) -> Result<()> {
-    let mut args = table([("x-queue-type", text("quorum"))]);
-    if single_active {
-        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+/// How merit's quorum queues are replicated: over `Some(n)` broker nodes, or the broker's
+/// default.
+#[derive(Clone, Copy)]
+struct Quorum(Option<u16>);
+
+impl Quorum {
+    /// The arguments every quorum queue merit declares starts from.
+    fn args(self) -> FieldTable {
+        let mut args = table([("x-queue-type", text("quorum"))]);
+        if let Some(size) = self.0 {
+            args.insert(
+                "x-quorum-initial-group-size".into(),
+                AMQPValue::LongLongInt(i64::from(size)),
+            );
+        }
+        args
     }
-    ch.queue_declare(name.into(), QueueDeclareOptions::durable(), args)
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::amqp(format!("declare queue {name}"), e))
+
+    /// A durable quorum queue; `single_active` makes one consumer active at a time.
+    async fn queue(
+        self,
+        connection: &Connection,
+        ch: Channel,
+        name: &str,
+        single_active: bool,
+    ) -> Result<Channel> {
+        let mut args = self.args();
+        if single_active {
+            args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        }
+        declare_or_keep(connection, ch, name, args, KEEP_HINT).await
+    }
 }
+
+/// What an operator does about a queue kept with the arguments an earlier setting gave it.
+const KEEP_HINT: &str = "the queue exists with other arguments and is kept as it is; a \
+    replica count set since applies to new queues only (`rabbitmq-queues grow` adds replicas \
+    to existing ones)";
 
 async fn bind_queue(ch: &Channel, queue: &str, exchange: &str, key: &str) -> Result<()> {
     ch.queue_bind(

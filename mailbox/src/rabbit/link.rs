@@ -32,7 +32,7 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::{declare, RabbitOptions};
+use super::{addresses::BrokerAddresses, declare, RabbitOptions};
 use crate::{
     error::{Error, Result},
     topology::Topology,
@@ -42,6 +42,8 @@ use crate::{
 pub(crate) struct Link {
     /// 1 for the first connection, +1 per reconnect.
     pub(crate) generation: u64,
+    /// The broker address it went to, without credentials.
+    pub(crate) address: String,
     pub(crate) connection: Connection,
     /// Confirm-mode channel shared by every publisher.
     pub(crate) publisher: Channel,
@@ -85,7 +87,7 @@ pub(crate) enum LinkState {
 
 /// What the transport, its consumers and its deliveries share.
 pub(crate) struct Shared {
-    pub(crate) url: String,
+    pub(crate) addresses: BrokerAddresses,
     pub(crate) topology: Topology,
     pub(crate) options: RabbitOptions,
     state: watch::Sender<LinkState>,
@@ -93,9 +95,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(url: String, topology: Topology, options: RabbitOptions) -> Self {
+    pub(crate) fn new(
+        addresses: BrokerAddresses,
+        topology: Topology,
+        options: RabbitOptions,
+    ) -> Self {
         Self {
-            url,
+            addresses,
             topology,
             options,
             state: watch::Sender::new(LinkState::Down),
@@ -183,12 +189,18 @@ impl Shared {
             match op(link.clone()).await {
                 Ok(v) => return Ok(v),
                 Err(e) if !link.connection_open() => {
+                    // The broker closed the connection over this operation for a reason
+                    // no retry cures (a missing plugin): say so now, with the fix.
+                    if let Some(refused) = e.refusal() {
+                        link.report_broken();
+                        return Err(refused);
+                    }
                     debug!(operation, generation = link.generation, error = %e,
                         "connection lost during the operation; retrying on the next connection");
                     link.report_broken();
                     after = link.generation;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.refusal().unwrap_or(e)),
             }
         }
     }
@@ -198,21 +210,15 @@ impl Shared {
 pub(crate) async fn establish(shared: &Shared, generation: u64) -> Result<Arc<Link>> {
     let name = format!("{} #{generation}", shared.options.connection_name);
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    let connection = tokio::time::timeout(
-        shared.options.connect_timeout,
-        Connection::connect(&shared.url, props),
-    )
-    .await
-    .map_err(|_| Error::Unavailable {
-        operation: format!("connect to {}", redact(&shared.url)),
-        waited: shared.options.connect_timeout,
-    })?
-    .map_err(|source| Error::Connect {
-        url: redact(&shared.url),
-        source,
-    })?;
+    let (connection, address) = shared
+        .addresses
+        .connect(&props, shared.options.connect_timeout)
+        .await?;
+    if shared.addresses.len() > 1 {
+        info!(generation, address, "connected to RabbitMQ");
+    }
     if shared.declared.load(Ordering::SeqCst) {
-        declare::declare(&connection, &shared.topology).await?;
+        declare::declare(&connection, &shared.topology, &shared.options).await?;
     }
     let publisher = connection
         .create_channel()
@@ -224,6 +230,7 @@ pub(crate) async fn establish(shared: &Shared, generation: u64) -> Result<Arc<Li
         .map_err(|e| Error::amqp("enable publisher confirms", e))?;
     Ok(Arc::new(Link {
         generation,
+        address,
         connection,
         publisher,
         publish_lock: Mutex::new(()),
@@ -360,31 +367,9 @@ async fn close_old(link: &Link) {
     }
 }
 
-/// The URL without its credentials, for errors and logs.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_lose_their_credentials() {
-        assert_eq!(
-            redact("amqp://guest:s3cret@10.0.0.1:5672/%2f"),
-            "amqp://***@10.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact("amqp://host/vh"), "amqp://host/vh");
-        assert_eq!(redact("not a url"), "not a url");
-    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

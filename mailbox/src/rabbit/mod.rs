@@ -8,6 +8,7 @@
 //! [`ledger`]); dead letters live in `merit.dlq` ([`dlq`]) and unroutable messages are
 //! moved there by [`RabbitTransport::run_unrouted_mover`].
 
+mod addresses;
 mod consumer;
 mod declare;
 mod dlq;
@@ -15,6 +16,7 @@ mod fields;
 mod ledger;
 mod link;
 mod publisher;
+mod reshard;
 mod settle;
 mod unrouted;
 
@@ -27,6 +29,7 @@ use tokio::sync::mpsc;
 
 pub(crate) use settle::Settler;
 
+pub use self::{addresses::BrokerAddresses, reshard::ShardQueue};
 use self::{
     dlq::Take,
     link::{Shared, Supervisor},
@@ -59,6 +62,9 @@ pub struct RabbitOptions {
     pub reconnect_max: Duration,
     /// Connection name shown by `rabbitmqctl list_connections` (default `merit`).
     pub connection_name: String,
+    /// Replicas of each quorum queue this transport creates (`x-quorum-initial-group-size`);
+    /// `None` (the default): the broker's default.
+    pub quorum_group_size: Option<u16>,
 }
 
 impl Default for RabbitOptions {
@@ -69,6 +75,7 @@ impl Default for RabbitOptions {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(10),
             connection_name: "merit".into(),
+            quorum_group_size: None,
         }
     }
 }
@@ -86,8 +93,10 @@ pub struct RabbitTransport {
 }
 
 impl RabbitTransport {
-    /// Connects to `amqp_url` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) with default
-    /// options. Fails if this first attempt fails; later losses are recovered.
+    /// Connects to `amqp_url` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`, or several
+    /// nodes of one cluster, comma-separated) with default options. Fails if no address
+    /// takes this first connection; later losses are recovered, rotating through the
+    /// addresses.
     pub async fn connect(amqp_url: &str, topology: Topology) -> Result<Self> {
         Self::connect_with(amqp_url, topology, RabbitOptions::default()).await
     }
@@ -108,7 +117,8 @@ impl RabbitTransport {
         if topology.shards == 0 {
             return Err(Error::invalid("shard count", "0", "at least 1"));
         }
-        let shared = Arc::new(Shared::new(amqp_url.to_string(), topology, options));
+        let addresses = BrokerAddresses::parse(amqp_url)?;
+        let shared = Arc::new(Shared::new(addresses, topology, options));
         let first = link::establish(&shared, 1).await?;
         let supervisor = Supervisor::start(shared.clone(), first);
         Ok(Self {
@@ -127,6 +137,12 @@ impl RabbitTransport {
     pub fn connection_generation(&self) -> Option<u64> {
         self.shared.generation()
     }
+
+    /// The broker address of the live connection, without credentials; `None` while
+    /// disconnected.
+    pub fn connected_address(&self) -> Option<String> {
+        self.shared.current().map(|link| link.address.clone())
+    }
 }
 
 #[async_trait]
@@ -140,10 +156,10 @@ impl Transport for RabbitTransport {
 
     #[tracing::instrument(skip_all, fields(prefix = %self.shared.topology.prefix))]
     async fn declare(&self) -> Result<()> {
-        let topology = &self.shared.topology;
+        let (topology, options) = (&self.shared.topology, &self.shared.options);
         self.shared
             .with_link("declare the topology", |link| async move {
-                declare::declare(&link.connection, topology).await
+                declare::declare(&link.connection, topology, options).await
             })
             .await?;
         self.shared.mark_declared();
