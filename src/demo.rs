@@ -387,14 +387,19 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
     for (what, value) in rows {
         println!("  {what:<42} {value}");
     }
-    println!("\ndashboard: {base}/dashboard (log in with MERIT_ADMIN_TOKEN; the development default is in the README)");
-    println!("API:       {base}/openapi.json");
     for l in listeners {
         l.abort();
     }
     if args.keep_serving {
+        println!("\ndashboard: {base}/dashboard (log in with MERIT_ADMIN_TOKEN; the development default is in the README)");
+        println!("API:       {base}/openapi.json");
         println!("serving until Ctrl-C");
         let _ = tokio::signal::ctrl_c().await;
+    } else {
+        println!(
+            "\nthe node stops now; run `merit demo --keep-serving` to keep its API and \
+             dashboard up after the summary"
+        );
     }
     running.stop().await
 }

@@ -1,6 +1,7 @@
 //! The `merit` binary: parses the command line and wires the crates together. No domain
 //! logic lives here.
 
+mod asyncapi;
 mod bench;
 mod chain_runtime;
 mod config_cmd;
@@ -69,11 +70,18 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
     },
-    /// Print or write the JSON Schema of every event envelope.
+    /// Print or write the contracts: the JSON Schema of every event envelope (default),
+    /// the AsyncAPI document of the messages, or the OpenAPI document of the HTTP API.
     Schema {
         /// Write one `<type>.v1.json` file per event into this folder instead of printing.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["asyncapi", "openapi"])]
         out: Option<PathBuf>,
+        /// Print the AsyncAPI 3.0 document (committed as docs/asyncapi.json).
+        #[arg(long, conflicts_with = "openapi")]
+        asyncapi: bool,
+        /// Print the OpenAPI document of the HTTP API (committed as docs/openapi.json).
+        #[arg(long)]
+        openapi: bool,
     },
 }
 
@@ -111,7 +119,15 @@ fn run(cli: Cli) -> Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
     match cli.command {
-        Command::Schema { out } => write_schemas(out),
+        Command::Schema { asyncapi: true, .. } => {
+            println!("{}", serde_json::to_string_pretty(&asyncapi::document())?);
+            Ok(())
+        }
+        Command::Schema { openapi: true, .. } => {
+            println!("{}", merit_api::openapi_document());
+            Ok(())
+        }
+        Command::Schema { out, .. } => write_schemas(out),
         Command::Token { user, ttl_secs } => {
             let loaded = load_settings(&cli.config_dir)?;
             let wallet: merit_messages::Address = user

@@ -42,6 +42,7 @@ pub use discovery::{Discovery, NodeInfo};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::install_recorder;
 pub use notify::{NotificationHub, NOTIFY_EXCHANGE};
+pub use openapi::document as openapi_document;
 pub use state::{ApiOptions, ApiState, ChainAccess, Guards, SiweOptions};
 
 use actix_web::{

@@ -324,18 +324,21 @@ pub(crate) async fn render(state: &ApiState) -> String {
             ratio,
         );
     }
-    header(
-        &mut out,
-        "merit_cache_redis_up",
-        "gauge",
-        "1 while Redis (L2) is in use",
-    );
-    line(
-        &mut out,
-        "merit_cache_redis_up",
-        &[("node", node)],
-        u8::from(c.redis_up),
-    );
+    // Only where Redis is configured: a node without it has no Redis to be down.
+    if c.redis_configured {
+        header(
+            &mut out,
+            "merit_cache_redis_up",
+            "gauge",
+            "1 while Redis (L2) is in use",
+        );
+        line(
+            &mut out,
+            "merit_cache_redis_up",
+            &[("node", node)],
+            u8::from(c.redis_up),
+        );
+    }
 
     if let Some(listener) = state.chain.as_ref().and_then(|c| c.listener.as_ref()) {
         let s = listener.get();
@@ -388,18 +391,6 @@ pub(crate) async fn render(state: &ApiState) -> String {
         "merit_ws_sessions",
         &[("node", node)],
         state.hub.sessions(),
-    );
-    header(
-        &mut out,
-        "merit_ws_dropped_slow",
-        "counter",
-        "WebSocket sessions dropped for being too slow",
-    );
-    line(
-        &mut out,
-        "merit_ws_dropped_slow",
-        &[("node", node)],
-        state.hub.dropped_slow(),
     );
     out
 }

@@ -169,8 +169,9 @@ impl NotificationHub {
             list.retain(|(_, tx)| match tx.try_send(n.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Counted once, as `merit_ws_dropped_total{reason="buffer_full"}`, when
+                    // the session sees its feed closed.
                     self.inner.dropped_slow.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("merit_ws_dropped_slow_total").increment(1);
                     tracing::warn!(user = %n.user, "WebSocket client too slow: dropped");
                     false
                 }

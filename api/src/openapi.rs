@@ -39,6 +39,7 @@ use crate::{health, routes, ws};
         routes::auth::nonce, routes::auth::login,
         ws::ws,
     ),
+    components(schemas(ws::WsFrame)),
     modifiers(&Security, &RateLimited),
     tags(
         (name = "users", description = "A user's own data"),
@@ -147,8 +148,9 @@ pub(crate) fn methods_by_path() -> Vec<(String, Vec<&'static str>)> {
         .collect()
 }
 
-/// The document as JSON.
-pub(crate) fn document() -> String {
+/// The document as JSON (served at `/openapi.json`; `merit schema --openapi` writes it to
+/// `docs/openapi.json`, and a test holds the committed file to it).
+pub fn document() -> String {
     ApiDoc::openapi()
         .to_pretty_json()
         .unwrap_or_else(|_| "{}".to_string())

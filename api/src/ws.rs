@@ -24,8 +24,8 @@ use std::{
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, Session};
 use futures::StreamExt;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::Caller,
@@ -56,7 +56,7 @@ pub(crate) struct WsQuery {
     params(WsQuery),
     security(("bearer" = [])),
     responses(
-        (status = 101, description = "Switching protocols: notifications follow"),
+        (status = 101, description = "Switching protocols: the server then sends text frames, each a JSON WsFrame (components/schemas/WsFrame): a hello, then the user's notifications in seq order"),
         (status = 400, description = "Not a WebSocket request", body = crate::error::ErrorBody),
         (status = 401, description = "No or an invalid credential", body = crate::error::ErrorBody),
         (status = 403, description = "Not a user token", body = crate::error::ErrorBody),
@@ -97,6 +97,42 @@ pub(crate) async fn ws(
     Ok(response)
 }
 
+/// A frame the server sends on `/ws`: JSON text, tagged by `type`. First a `hello`, then
+/// one `notification` per entry of the user's log, in `seq` order without gaps.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum WsFrame {
+    /// The session is open.
+    Hello {
+        /// The token's wallet (lowercase 0x address).
+        user: String,
+        /// The `after` the session started from; notifications with a higher `seq` follow.
+        last_seq: u64,
+    },
+    /// One entry of the user's notification log.
+    Notification {
+        /// Position in the user's log, from 1, without gaps.
+        seq: u64,
+        /// The event reported.
+        event_id: String,
+        /// The event type: `achievement.unlocked`, `achievement.minted`,
+        /// `achievement.failed`, `governance.vote.recorded`, `governance.proposal.closed`,
+        /// `user.benefits.changed`.
+        kind: String,
+        /// The event's payload, as its JSON Schema documents it.
+        #[schema(value_type = Object)]
+        payload: serde_json::Value,
+        /// When the event occurred.
+        at: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+impl WsFrame {
+    fn text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// Why a session ended.
 type End = Result<(), &'static str>;
 
@@ -126,15 +162,14 @@ impl Sender {
         if n.seq <= self.last_sent {
             return Ok(());
         }
-        let frame = serde_json::json!({
-            "type": "notification",
-            "seq": n.seq,
-            "event_id": n.event_id,
-            "kind": n.kind,
-            "payload": n.payload,
-            "at": n.at,
-        });
-        timed(self.timeout, self.session.text(frame.to_string())).await?;
+        let frame = WsFrame::Notification {
+            seq: n.seq,
+            event_id: n.event_id,
+            kind: n.kind,
+            payload: n.payload,
+            at: n.at,
+        };
+        timed(self.timeout, self.session.text(frame.text())).await?;
         self.last_sent = n.seq;
         metrics::counter!("merit_ws_notifications_sent_total").increment(1);
         Ok(())
@@ -171,8 +206,11 @@ async fn run(
         last_sent: start,
         timeout,
     };
-    let hello = serde_json::json!({"type": "hello", "user": user, "last_seq": start});
-    timed(timeout, out.session.text(hello.to_string())).await?;
+    let hello = WsFrame::Hello {
+        user: user.to_string(),
+        last_seq: start,
+    };
+    timed(timeout, out.session.text(hello.text())).await?;
     let heartbeat = state.options.ws_heartbeat;
     let mut ping = tokio::time::interval(heartbeat);
     let mut catch_up = tokio::time::interval(state.options.ws_catch_up);

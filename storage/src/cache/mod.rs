@@ -367,7 +367,7 @@ impl TieredCache {
     /// Counters since this cache was built, and whether Redis is in use.
     pub fn stats(&self) -> CacheStats {
         let redis_up = self.core.l2.as_ref().is_some_and(|l2| l2.health.is_up());
-        self.core.stats.snapshot(redis_up)
+        self.core.stats.snapshot(self.core.l2.is_some(), redis_up)
     }
 }
 

@@ -33,6 +33,9 @@ pub struct CacheStats {
     pub l1_clears: u64,
     /// Whether the invalidation subscription is live and Redis answers: L2 is in use.
     pub redis_up: bool,
+    /// Whether this node has Redis at all (`MERIT_REDIS_URL`); without it `redis_up` is
+    /// false by design, not an outage.
+    pub redis_configured: bool,
 }
 
 #[derive(Debug, Default)]
@@ -53,7 +56,7 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, redis_up: bool) -> CacheStats {
+    pub(crate) fn snapshot(&self, redis_configured: bool, redis_up: bool) -> CacheStats {
         CacheStats {
             l1_hits: self.l1_hits.load(Relaxed),
             l1_misses: self.l1_misses.load(Relaxed),
@@ -65,6 +68,7 @@ impl Counters {
             invalidations_received: self.invalidations_received.load(Relaxed),
             l1_clears: self.l1_clears.load(Relaxed),
             redis_up,
+            redis_configured,
         }
     }
 }
