@@ -616,8 +616,37 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
         "merit_cache_hit_ratio",
         "merit_chain_checkpoint_lag_blocks",
         "merit_actor_turns_total",
+        "merit_http_request_seconds_bucket",
     ] {
         assert!(metrics.contains(name), "/metrics has {name}");
+    }
+    // Requests are counted per route template, never per raw path.
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("merit_http_requests_total")
+                && l.contains("route=\"/api/v1/proposals/{id}\"")
+                && l.contains("status=\"200\"")),
+        "per-route request counts:\n{metrics}"
+    );
+    // A request id: the caller's (a plain token) is echoed, anything else is replaced.
+    for (sent, echoed) in [("trace-me-42", true), ("no spaces allowed", false)] {
+        let answer = api
+            .http
+            .get(format!("{}/health", api.base))
+            .header("X-Request-Id", sent)
+            .send()
+            .await
+            .expect("health");
+        let id = answer
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("every answer has a request id")
+            .to_string();
+        assert_eq!(id == sent, echoed, "{sent:?} -> {id:?}");
+        let logged = std::fs::read_to_string(&log).expect("node log");
+        assert!(logged.contains(&id), "the access log names request {id}");
     }
     assert_error(
         &api.get("/api/v1/nothing-here", Some(adm)).await,

@@ -10,6 +10,7 @@
 //! in); secrets never appear in a response. Must not know: domain rules — it reads
 //! projections and publishes events.
 
+mod access;
 mod auth;
 mod body;
 mod cached;
@@ -223,6 +224,7 @@ pub fn serve_with_metrics(
         }
         app.wrap(middleware::from_fn(split_metrics))
             .wrap(middleware::from_fn(ratelimit::limit))
+            .wrap(middleware::from_fn(access::log))
             .wrap(middleware::NormalizePath::trim())
             .configure(|cfg| configure(cfg, &options))
     })
