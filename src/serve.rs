@@ -46,7 +46,8 @@ pub(crate) fn node_options(settings: &Settings) -> NodeOptions {
             chunk: 5_000,
         },
         sweep_interval: settings.retention.sweep_interval(),
-        rebalance_interval: Duration::from_secs(2),
+        rebalance_interval: settings.cluster.rebalance_interval(),
+        drain_limit: settings.cluster.drain_limit(),
     }
 }
 

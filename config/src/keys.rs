@@ -316,6 +316,18 @@ pub(crate) const MAILBOX_QUORUM_GROUP_SIZE: Key = Key::plain(
     Integer,
     Absent,
 );
+pub(crate) const CLUSTER_REBALANCE_INTERVAL_MS: Key = Key::plain(
+    "cluster.rebalance_interval_ms",
+    "MERIT_CLUSTER_REBALANCE_INTERVAL_MS",
+    Integer,
+    Value("2000"),
+);
+pub(crate) const CLUSTER_DRAIN_LIMIT_MS: Key = Key::plain(
+    "cluster.drain_limit_ms",
+    "MERIT_CLUSTER_DRAIN_LIMIT_MS",
+    Integer,
+    Value("10000"),
+);
 pub(crate) const ACTORS_IDLE_PASSIVATE_SECS: Key = Key::plain(
     "actors.idle_passivate_secs",
     "MERIT_ACTORS_IDLE_PASSIVATE_SECS",
@@ -438,6 +450,8 @@ pub(crate) const ALL: &[&Key] = &[
     &MAILBOX_MAX_ATTEMPTS,
     &MAILBOX_RETRY_BASE_MS,
     &MAILBOX_QUORUM_GROUP_SIZE,
+    &CLUSTER_REBALANCE_INTERVAL_MS,
+    &CLUSTER_DRAIN_LIMIT_MS,
     &ACTORS_IDLE_PASSIVATE_SECS,
     &ACTORS_MAX_RESIDENT,
     &ACTORS_TURN_BATCH,

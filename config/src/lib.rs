@@ -51,8 +51,8 @@ pub use error::{ConfigError, Result};
 pub use load::{LoadOptions, Loaded};
 pub use secret::{Secret, SecretUrl};
 pub use settings::{
-    ActorSettings, CacheSettings, ChainSettings, Environment, HttpSettings, LogFormat, LogSettings,
-    MailboxSettings, MinterSource, RetentionSettings, Settings,
+    ActorSettings, CacheSettings, ChainSettings, ClusterSettings, Environment, HttpSettings,
+    LogFormat, LogSettings, MailboxSettings, MinterSource, RetentionSettings, Settings,
 };
 pub use show::{render_show, to_redacted_json};
 pub use source::{Source, Warning};

@@ -13,8 +13,8 @@ use crate::{
     keys::{self, is_node_id_char, Key, Sensitivity, DEV_DATABASE_URL, NODE_ID_MAX_LEN},
     secret::{redact_url, Secret, SecretUrl},
     settings::{
-        ActorSettings, CacheSettings, ChainSettings, Environment, HttpSettings, LogFormat,
-        LogSettings, MailboxSettings, MinterSource, RetentionSettings, Settings,
+        ActorSettings, CacheSettings, ChainSettings, ClusterSettings, Environment, HttpSettings,
+        LogFormat, LogSettings, MailboxSettings, MinterSource, RetentionSettings, Settings,
     },
     source::{Layers, Raw, RawValue, Source},
 };
@@ -81,6 +81,11 @@ pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
             max_attempts: field(&keys::MAILBOX_MAX_ATTEMPTS).integer(1, 100)?,
             retry_base_ms: field(&keys::MAILBOX_RETRY_BASE_MS).integer(1, 600_000)?,
             quorum_group_size: field(&keys::MAILBOX_QUORUM_GROUP_SIZE).optional_integer(1, 255)?,
+        },
+        cluster: ClusterSettings {
+            rebalance_interval_ms: field(&keys::CLUSTER_REBALANCE_INTERVAL_MS)
+                .integer(100, 60_000)?,
+            drain_limit_ms: field(&keys::CLUSTER_DRAIN_LIMIT_MS).integer(100, 600_000)?,
         },
         actors: ActorSettings {
             idle_passivate_secs: field(&keys::ACTORS_IDLE_PASSIVATE_SECS).integer(1, 604_800)?,

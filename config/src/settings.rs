@@ -115,6 +115,8 @@ pub struct Settings {
     pub mailbox: MailboxSettings,
     /// Actor residency.
     pub actors: ActorSettings,
+    /// Shard ownership among several nodes.
+    pub cluster: ClusterSettings,
     /// The L1 cache.
     pub cache: CacheSettings,
     /// How long bookkeeping rows are kept.
@@ -281,6 +283,29 @@ impl MailboxSettings {
     /// [`Self::retry_base_ms`] as a duration.
     pub fn retry_base(&self) -> Duration {
         Duration::from_millis(self.retry_base_ms)
+    }
+}
+
+/// `[cluster]`: how shards move between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterSettings {
+    /// How often a node reads the live nodes and rebalances its shards
+    /// (`MERIT_CLUSTER_REBALANCE_INTERVAL_MS`; 100 to 60,000).
+    pub rebalance_interval_ms: u64,
+    /// How long a shard being handed over waits for its in-flight turns before it is let
+    /// go anyway (`MERIT_CLUSTER_DRAIN_LIMIT_MS`; 100 to 600,000).
+    pub drain_limit_ms: u64,
+}
+
+impl ClusterSettings {
+    /// [`Self::rebalance_interval_ms`] as a duration.
+    pub fn rebalance_interval(&self) -> Duration {
+        Duration::from_millis(self.rebalance_interval_ms)
+    }
+
+    /// [`Self::drain_limit_ms`] as a duration.
+    pub fn drain_limit(&self) -> Duration {
+        Duration::from_millis(self.drain_limit_ms)
     }
 }
 

@@ -59,6 +59,9 @@ pub struct NodeOptions {
     pub sweep_interval: Duration,
     /// How often a clustered node reads the live nodes and rebalances its shards.
     pub rebalance_interval: Duration,
+    /// How long a shard handed over waits for its in-flight turns before it is let go
+    /// anyway (their deliveries then come again to the next owner).
+    pub drain_limit: Duration,
 }
 
 /// The three registries.
@@ -315,7 +318,7 @@ impl Node {
             for index in 0..options.shards {
                 let shard = ShardId { kind, index };
                 let (transport, registries) = (transport.clone(), registries.clone());
-                let prefetch = options.prefetch;
+                let (prefetch, drain_limit) = (options.prefetch, options.drain_limit);
                 let owned = owned.clone();
                 tasks.push(spawn_service(
                     tree.clone(),
@@ -328,6 +331,7 @@ impl Node {
                             transport.clone(),
                             shard,
                             prefetch,
+                            drain_limit,
                             registries.clone(),
                             owned.clone(),
                             stop,

@@ -25,10 +25,6 @@ use crate::{
     ownership::Owned,
 };
 
-/// How long a giving node waits for its in-flight turns before it lets the shard go
-/// anyway (their deliveries then come again to the next owner; the inbox absorbs them).
-const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-
 /// Consumes `shard` while this node owns it (see [`crate::ownership`]), until shutdown
 /// (Ok) or until the delivery stream ends (Err, so the supervisor resubscribes).
 ///
@@ -42,6 +38,7 @@ pub(crate) async fn consume_shard(
     transport: Arc<dyn Transport>,
     shard: ShardId,
     prefetch: u16,
+    drain_limit: Duration,
     registries: Arc<Registries>,
     mut owned: watch::Receiver<Owned>,
     mut shutdown: watch::Receiver<bool>,
@@ -75,7 +72,7 @@ pub(crate) async fn consume_shard(
             }
         };
         let started = std::time::Instant::now();
-        let released = hand_over(deliveries, &inflight).await;
+        let released = hand_over(deliveries, &inflight, drain_limit).await;
         metrics::counter!("merit_shard_handovers_total", "kind" => shard.kind.as_str())
             .increment(1);
         tracing::info!(%shard, released, drained_ms = started.elapsed().as_millis() as u64,
@@ -137,16 +134,20 @@ impl Drop for InflightGuard {
 /// Stops dispatching `deliveries`, waits for the dispatched ones to be settled, releases
 /// the rest and lets the subscription go (see [`consume_shard`]). Returns how many
 /// deliveries were released undispatched.
-async fn hand_over(mut deliveries: mpsc::Receiver<Delivery>, inflight: &Inflight) -> usize {
+async fn hand_over(
+    mut deliveries: mpsc::Receiver<Delivery>,
+    inflight: &Inflight,
+    drain_limit: Duration,
+) -> usize {
     deliveries.close();
     let mut released = 0;
     while let Ok(delivery) = deliveries.try_recv() {
         delivery.release();
         released += 1;
     }
-    if !inflight.drained(DRAIN_LIMIT).await {
+    if !inflight.drained(drain_limit).await {
         tracing::warn!(
-            "turns still running after {DRAIN_LIMIT:?}; letting the shard go, their \
+            "turns still running after {drain_limit:?}; letting the shard go, their \
              deliveries come again to the next owner"
         );
     }

@@ -447,6 +447,7 @@ pub fn node_options(node_id: &str, shards: u16) -> merit_supervisors::NodeOption
         },
         sweep_interval: std::time::Duration::from_secs(60),
         rebalance_interval: std::time::Duration::from_millis(500),
+        drain_limit: std::time::Duration::from_secs(10),
     }
 }
 

@@ -59,13 +59,29 @@ pub(crate) struct Overview {
     pub chain: Option<serde_json::Value>,
 }
 
+/// The nodes of `me`'s cluster (the same RabbitMQ vhost): deployments that share a Redis
+/// or a database see only their own nodes. All of them while `me` is not registered yet.
+fn same_cluster(me: &str, nodes: Vec<NodeInfo>) -> Vec<NodeInfo> {
+    let Some(cluster) = nodes
+        .iter()
+        .find(|n| n.node_id == me)
+        .map(|n| n.cluster.clone())
+    else {
+        return nodes;
+    };
+    nodes.into_iter().filter(|n| n.cluster == cluster).collect()
+}
+
 pub(crate) async fn overview(state: &ApiState) -> Overview {
     let status = state.probe.status();
-    let nodes = state
-        .discovery
-        .live(state.options.node_ttl)
-        .await
-        .unwrap_or_default();
+    let nodes = same_cluster(
+        &state.node_id,
+        state
+            .discovery
+            .live(state.options.node_ttl)
+            .await
+            .unwrap_or_default(),
+    );
     let depths = state.transport.queue_depths().await.unwrap_or_default();
     let dlq_total = crate::routes::dlq::dlq_depth(&depths).unwrap_or(0);
     let queues = depths
@@ -123,6 +139,7 @@ pub(crate) async fn list_nodes(state: web::Data<ApiState>, _admin: Admin) -> Res
         .live(state.options.node_ttl)
         .await
         .map_err(|e| ApiError::unavailable(format!("the node registry did not answer: {e}")))?;
+    let items = same_cluster(&state.node_id, items);
     Ok(HttpResponse::Ok().json(NodeList {
         items,
         ttl_secs: state.options.node_ttl.as_secs(),
@@ -273,4 +290,33 @@ pub(crate) async fn stream_ticket(state: web::Data<ApiState>, _admin: Admin) -> 
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(StreamTicket { ticket, expires_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, cluster: &str) -> NodeInfo {
+        NodeInfo {
+            node_id: id.to_string(),
+            address: "127.0.0.1:1".to_string(),
+            version: "0".to_string(),
+            started_at: chrono::Utc::now(),
+            heartbeat_at: chrono::Utc::now(),
+            healthy: true,
+            shards: 0,
+            owned: Vec::new(),
+            cluster: cluster.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_node_lists_only_its_own_clusters_nodes() {
+        let all = vec![node("a", "vh1"), node("b", "vh2"), node("c", "vh1")];
+        let ids = |nodes: Vec<NodeInfo>| nodes.into_iter().map(|n| n.node_id).collect::<Vec<_>>();
+        assert_eq!(ids(same_cluster("a", all.clone())), ["a", "c"]);
+        assert_eq!(ids(same_cluster("b", all.clone())), ["b"]);
+        // Not registered yet: everything, rather than nothing.
+        assert_eq!(ids(same_cluster("z", all)), ["a", "b", "c"]);
+    }
 }

@@ -60,7 +60,11 @@ fn show_lists_every_key_with_value_and_source() {
     assert_eq!(line("metrics_addr"), "metrics_addr = <none> (default)");
     assert_eq!(
         text.lines().filter(|line| !line.starts_with('#')).count(),
-        48
+        50
+    );
+    assert_eq!(
+        line("cluster.drain_limit_ms"),
+        "cluster.drain_limit_ms = 10000 (default)"
     );
     assert_eq!(
         line("mailbox.quorum_group_size"),
@@ -105,7 +109,7 @@ fn redacted_json_has_every_key_with_value_and_source() {
         settings["http.siwe_domain"]["value"],
         serde_json::Value::Null
     );
-    assert_eq!(settings.as_object().map(|o| o.len()), Some(48));
+    assert_eq!(settings.as_object().map(|o| o.len()), Some(50));
     assert_eq!(
         json["warnings"][0],
         "MERIT_TYPO is not a merit setting and was ignored"
