@@ -382,6 +382,22 @@ struct Setup {
     broker_cluster: bool,
 }
 
+/// The `merit simulate` of a run, killed if the run is dropped before it ends (a test that
+/// panics): left running, it would go on writing its ledger into the file the next run of
+/// the same fault reads, and that run would count the stale lines as lost votes. (That
+/// happened once: a broker-node run "lost" 4 confirmed votes that its ledger held beyond
+/// its own simulate's confirmed tally, written by the orphan of the run before.)
+struct Load(Option<Child>);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// One fault run: a fresh PostgreSQL database and vhost, its nodes, maybe an anvil, and
 /// the load.
 struct Run {
@@ -393,7 +409,7 @@ struct Run {
     nodes: Vec<NodeProcess>,
     anvil: Option<Anvil>,
     reader: Option<EthersChain>,
-    load: Option<Child>,
+    load: Option<Load>,
     out: PathBuf,
     /// `merit simulate`'s ledger: what became of each message, by event id.
     ledger: PathBuf,
@@ -437,6 +453,7 @@ impl Run {
             anvil = Some(chain);
             reader = Some(read);
         }
+        let vhost_name = vhost.name.clone();
         let mut run = Self {
             name,
             db,
@@ -448,7 +465,8 @@ impl Run {
             reader,
             load: None,
             out: common::artefacts().join(format!("fault-{name}-simulate.json")),
-            ledger: common::artefacts().join(format!("fault-{name}-ledger.tsv")),
+            // Named after the run's own vhost: no other process can be writing it.
+            ledger: common::artefacts().join(format!("fault-{name}-ledger-{}.tsv", vhost_name)),
         };
         for i in 0..setup.nodes.max(1) {
             let node = run.spawn(i);
@@ -456,7 +474,7 @@ impl Run {
             run.nodes.push(node);
         }
         let _ = std::fs::remove_file(&run.out);
-        run.load = Some(simulate(&run.vhost.url, &run.out, &run.ledger));
+        run.load = Some(Load(Some(simulate(&run.vhost.url, &run.out, &run.ledger))));
         run
     }
 
@@ -475,7 +493,11 @@ impl Run {
 
     /// Waits for the load to end and the work to settle, checks it, and cleans up.
     async fn finish(mut self) -> Verdict {
-        let mut load = self.load.take().expect("the load is running");
+        let mut load = self
+            .load
+            .take()
+            .and_then(|mut l| l.0.take())
+            .expect("the load is running");
         let status = tokio::task::spawn_blocking(move || load.wait())
             .await
             .expect("join")
