@@ -325,6 +325,7 @@ pub(crate) fn document() -> Value {
     let kinds = [
         "governance.vote.recorded",
         "governance.proposal.closed",
+        "governance.proposal.result",
         "achievement.unlocked",
         "achievement.minted",
         "achievement.failed",

@@ -1375,10 +1375,13 @@ fn created_rule(at_least: i64, tier: &str) -> Value {
     })
 }
 
-async fn start_node(name: &str, store: &Store, vhost: &Vhost) -> Node {
+/// Starts a node on a pool of its own: a pool shared with the test would keep connections
+/// opened on a node's runtime, which the test then hits after that node shut down ("a Tokio
+/// context was found, but it is being shutdown").
+async fn start_node(name: &str, db: &TestDb, vhost: &Vhost) -> Node {
     Node::start(
         node_options(name, SHARDS),
-        store.clone(),
+        db.connect().await,
         services(name),
         rabbit(vhost).await,
     )
@@ -1439,8 +1442,8 @@ fn a_rule_added_at_run_time_unlocks_on_every_node_and_a_rollback_stops_it() {
         let (db, store) = TestDb::migrated(Backend::Postgres).await;
         let vhost = Vhost::create();
         let producer = rabbit(&vhost).await;
-        let a = start_node("rule-a", &store, &vhost).await;
-        let b = start_node("rule-b", &store, &vhost).await;
+        let a = start_node("rule-a", &db, &vhost).await;
+        let b = start_node("rule-b", &db, &vhost).await;
         assert_eq!(a.status().config_version, 0, "the built-in config");
         assert_eq!(b.status().config_version, 0, "the built-in config");
         let center = ConfigCenter::new(store.clone());
@@ -1480,7 +1483,7 @@ fn a_rule_added_at_run_time_unlocks_on_every_node_and_a_rollback_stops_it() {
         .into_iter()
         .collect();
         assert_eq!(achievements_of(&store, 3).await, u3);
-        let a = start_node("rule-a2", &store, &vhost).await;
+        let a = start_node("rule-a2", &db, &vhost).await;
         assert_eq!(
             a.status().config_version,
             1,

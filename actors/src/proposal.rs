@@ -27,14 +27,25 @@
 //!   transferring or lending an NFT between votes cannot multiply its weight.
 //! - A counted vote emits `governance.vote.recorded` (weight, boosts, the proposal's
 //!   sequence number), which the voter's UserActor counts for achievement rules.
+//! - **Every voter hears the outcome.** Closing (or cancelling) emits, besides
+//!   `governance.proposal.closed` for the creator, a `governance.proposal.fanout` to the
+//!   proposal itself; each fan-out turn emits one `governance.proposal.result` per voter
+//!   for the next [`FANOUT_BATCH`] voters in address order, and the fan-out for the batch
+//!   after. Ids derive from the fan-out event, so a redelivered batch emits the same ids and
+//!   each voter's UserActor logs its result once; a proposal with 100,000 voters takes 100
+//!   short turns instead of one that would hold the actor and its transaction.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::BTreeSet,
+    ops::Bound::{Excluded, Unbounded},
+    sync::Arc,
+};
 
 use chrono::{DateTime, Utc};
 use merit_config::dynamic::{DynamicConfig, UNIT_BPS};
 use merit_messages::{
     Address, Boost, DeadlinePhase, Envelope, Event, ProposalAccepted, ProposalClosed,
-    ProposalOutcome, Tally, VoteChoice, VoteRecorded,
+    ProposalFanout, ProposalOutcome, ProposalResult, Tally, VoteChoice, VoteRecorded,
 };
 use merit_storage::{
     cache::CacheKey,
@@ -51,6 +62,9 @@ use crate::{
     domain::{Decision, Domain, Services},
     user::{to_i64, HeldNfts},
 };
+
+/// Voters told per fan-out turn.
+pub(crate) const FANOUT_BATCH: usize = 1_000;
 
 /// The weight of a plain vote, in weight units (1 vote = 1000 units, so benefit
 /// multipliers in basis points stay exact integers).
@@ -475,7 +489,12 @@ impl Domain for ProposalDomain {
                             _ => ProposalStatus::Defeated,
                         };
                         state.closed_at = Some(closed_at);
-                        Decision::changed().emit(event.caused("closed", "proposal-actor", closed))
+                        let decision = Decision::changed().emit(event.caused(
+                            "closed",
+                            "proposal-actor",
+                            closed,
+                        ));
+                        start_fanout(decision, state, event, &d.proposal)
                     }
                     // Early (a forged or clock-skewed deadline), or already applied.
                     _ => Decision::unchanged(),
@@ -499,8 +518,11 @@ impl Domain for ProposalDomain {
                 );
                 state.status = ProposalStatus::Cancelled;
                 state.closed_at = Some(event.occurred_at);
-                Decision::changed().emit(event.caused("closed", "proposal-actor", closed))
+                let decision =
+                    Decision::changed().emit(event.caused("closed", "proposal-actor", closed));
+                start_fanout(decision, state, event, &c.proposal)
             }
+            Event::ProposalFanout(f) => fanout_batch(state, event, f),
             Event::ProposalExecuted(e)
                 if state.status == ProposalStatus::Succeeded
                     && state
@@ -588,6 +610,78 @@ fn decide(info: &ProposalInfo, tally: &Tally) -> (ProposalOutcome, bool) {
         ProposalOutcome::Defeated
     };
     (outcome, quorum_reached)
+}
+
+/// Adds the first fan-out to a closing `decision`, when the proposal has voters.
+fn start_fanout(
+    decision: Decision,
+    state: &ProposalState,
+    event: &Envelope,
+    proposal: &merit_messages::ProposalId,
+) -> Decision {
+    if state.voters.is_empty() {
+        return decision;
+    }
+    let first = ProposalFanout {
+        proposal: proposal.clone(),
+        after: None,
+    };
+    decision.emit(event.caused("fanout", "proposal-actor", first))
+}
+
+/// One fan-out turn: a `governance.proposal.result` for each of the next
+/// [`FANOUT_BATCH`] voters after `f.after`, and the fan-out for the batch after that.
+/// Changes nothing: the cursor travels in the events.
+fn fanout_batch(state: &ProposalState, event: &Envelope, f: &ProposalFanout) -> Decision {
+    let (Some(info), Some(closed_at)) = (&state.info, state.closed_at) else {
+        return Decision::unchanged();
+    };
+    let outcome = match state.status {
+        ProposalStatus::Succeeded | ProposalStatus::Executed => ProposalOutcome::Succeeded,
+        ProposalStatus::Defeated => ProposalOutcome::Defeated,
+        ProposalStatus::Cancelled => ProposalOutcome::Cancelled,
+        // Only a closed proposal fans out (a forged fan-out for an open one is ignored).
+        ProposalStatus::Pending | ProposalStatus::Active => return Decision::unchanged(),
+    };
+    let quorum_reached = decide(info, &state.tally).1;
+    let after = f.after.map(|a| a.to_string());
+    let start = match &after {
+        Some(a) => (Excluded(a.as_str()), Unbounded),
+        None => (Unbounded, Unbounded),
+    };
+    let mut decision = Decision::unchanged();
+    let mut last = None;
+    for voter in state.voters.range::<str, _>(start).take(FANOUT_BATCH) {
+        let Ok(address) = voter.parse::<Address>() else {
+            continue;
+        };
+        let result = ProposalResult {
+            proposal: f.proposal.clone(),
+            voter: address,
+            outcome,
+            tally: state.tally,
+            quorum_reached,
+            closed_at,
+        };
+        decision =
+            decision.emit(event.caused(&format!("result:{voter}"), "proposal-actor", result));
+        last = Some((voter, address));
+    }
+    if let Some((voter, address)) = last {
+        let more = state
+            .voters
+            .range::<str, _>((Excluded(voter.as_str()), Unbounded))
+            .next()
+            .is_some();
+        if more {
+            let next = ProposalFanout {
+                proposal: f.proposal.clone(),
+                after: Some(address),
+            };
+            decision = decision.emit(event.caused("fanout", "proposal-actor", next));
+        }
+    }
+    decision
 }
 
 fn closed_event(
@@ -765,12 +859,10 @@ mod tests {
         assert_eq!(second.state.tally.for_weight, 2_500);
     }
 
-    #[test]
-    fn closing_decides_by_quorum_and_threshold() {
-        let s = apply(&ProposalState::default(), &created(2_000), &[]).state;
-        let s = apply(&s, &vote(1, VoteChoice::For), &[]).state;
+    /// The deadline timer's close of proposal `p`, due at its end.
+    fn close_deadline(s: &ProposalState) -> Envelope {
         let ends_at = s.info.as_ref().map(|i| i.ends_at).expect("info");
-        let close = Envelope::with_id(
+        Envelope::with_id(
             merit_messages::EventId::named("p:close"),
             "timer",
             ends_at,
@@ -779,17 +871,100 @@ mod tests {
                 phase: DeadlinePhase::Close,
                 due_at: ends_at,
             },
-        );
+        )
+    }
+
+    #[test]
+    fn closing_decides_by_quorum_and_threshold() {
+        let s = apply(&ProposalState::default(), &created(2_000), &[]).state;
+        let s = apply(&s, &vote(1, VoteChoice::For), &[]).state;
+        let close = close_deadline(&s);
         let closed = apply(&s, &close, &[]);
         assert_eq!(
             closed.state.status,
             ProposalStatus::Defeated,
             "1000 < quorum 2000"
         );
-        assert_eq!(closed.emit.len(), 1);
+        let types: Vec<&str> = closed
+            .emit
+            .iter()
+            .map(|e| e.event_type().as_str())
+            .collect();
+        assert_eq!(
+            types,
+            ["governance.proposal.closed", "governance.proposal.fanout"],
+            "the creator is told, and the voters' fan-out starts"
+        );
         let late = apply(&closed.state, &vote(2, VoteChoice::For), &[]);
         assert_eq!(late.state.tally.voters, 1, "no votes after close");
         let again = apply(&closed.state, &close, &[]);
         assert!(!again.changed, "a closed proposal closes once");
+    }
+
+    fn voter(i: u32) -> Address {
+        let mut a = [0u8; 20];
+        a[..4].copy_from_slice(&i.to_be_bytes());
+        a[19] = 1;
+        Address(a)
+    }
+
+    #[test]
+    fn every_voter_is_told_the_outcome_once_in_batches() {
+        const VOTERS: u32 = 2_500;
+        let mut s = apply(&ProposalState::default(), &created(1), &[]).state;
+        for i in 0..VOTERS {
+            let cast = Envelope::new(
+                "t",
+                VoteCast {
+                    proposal: "p".parse().expect("id"),
+                    voter: voter(i),
+                    choice: VoteChoice::For,
+                    reason: None,
+                },
+            );
+            s = apply(&s, &cast, &[]).state;
+        }
+        assert_eq!(s.tally.voters, u64::from(VOTERS));
+        // A fan-out for an open proposal is ignored (only closing starts one).
+        let early = ProposalFanout {
+            proposal: "p".parse().expect("id"),
+            after: None,
+        };
+        assert!(apply(&s, &Envelope::new("t", early), &[]).emit.is_empty());
+
+        let close = close_deadline(&s);
+        let closed = apply(&s, &close, &[]);
+        let mut next = closed
+            .emit
+            .into_iter()
+            .find(|e| e.event_type() == merit_messages::EventType::ProposalFanout);
+        let (mut told, mut turns, mut ids) = (Vec::new(), 0, BTreeSet::new());
+        while let Some(fanout) = next.take() {
+            turns += 1;
+            let batch = apply(&closed.state, &fanout, &[]);
+            assert!(!batch.changed, "a fan-out turn changes nothing");
+            // The same fan-out delivered again emits the same ids.
+            let again = apply(&closed.state, &fanout, &[]);
+            assert_eq!(
+                batch.emit.iter().map(|e| e.id).collect::<Vec<_>>(),
+                again.emit.iter().map(|e| e.id).collect::<Vec<_>>()
+            );
+            for e in batch.emit {
+                assert!(ids.insert(e.id), "ids are unique");
+                match e.event {
+                    Event::ProposalResult(r) => {
+                        assert_eq!(r.outcome, ProposalOutcome::Succeeded);
+                        assert_eq!(r.tally.voters, u64::from(VOTERS));
+                        assert_eq!(e.keys.user, Some(r.voter), "addressed to the voter");
+                        told.push(r.voter.to_string());
+                    }
+                    Event::ProposalFanout(_) => next = Some(e),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!(turns, 3, "2,500 voters in batches of {FANOUT_BATCH}");
+        let expected: Vec<String> = closed.state.voters.iter().cloned().collect();
+        assert_eq!(told, expected, "each voter once, in address order");
     }
 }

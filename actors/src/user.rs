@@ -171,6 +171,12 @@ impl Domain for UserDomain {
                     activity = Some((ActivityKind::ProposalPassed, None));
                 }
             }
+            // How a proposal the user voted on ended: reported, no activity of theirs (the
+            // vote itself was counted when it was recorded).
+            Event::ProposalResult(r) if me(&r.voter) => {
+                next.notify(effects, key, event);
+                return Decision::changed();
+            }
             // The unlock saga's outcome: reported to the user, no activity of theirs.
             Event::AchievementMinted(m) if me(&m.user) => {
                 next.notify(effects, key, event);

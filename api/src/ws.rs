@@ -117,7 +117,7 @@ pub(crate) enum WsFrame {
         event_id: String,
         /// The event type: `achievement.unlocked`, `achievement.minted`,
         /// `achievement.failed`, `governance.vote.recorded`, `governance.proposal.closed`,
-        /// `user.benefits.changed`.
+        /// `governance.proposal.result`, `user.benefits.changed`.
         kind: String,
         /// The event's payload, as its JSON Schema documents it.
         #[schema(value_type = Object)]

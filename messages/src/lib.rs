@@ -22,8 +22,8 @@ pub use events::{
     AchievementUnlocked, ActorKind, BenefitsChanged, Boost, ChainRef, ConfigChanged, DeadlinePhase,
     Event, EventType, HoldingChange, HoldingsChanged, NftBurned, NftMinted, NftTransferred, Origin,
     ProposalAccepted, ProposalCancelled, ProposalClosed, ProposalCreated, ProposalDeadline,
-    ProposalExecuted, ProposalOutcome, Tally, VoteCast, VoteChoice, VoteRecorded,
-    MAX_BOOSTING_NFTS, MAX_BOOSTS,
+    ProposalExecuted, ProposalFanout, ProposalOutcome, ProposalResult, Tally, VoteCast, VoteChoice,
+    VoteRecorded, MAX_BOOSTING_NFTS, MAX_BOOSTS,
 };
 pub use ids::short as quote_untrusted;
 pub use ids::{

@@ -115,7 +115,8 @@ pub(crate) struct NotificationDto {
     /// The event reported.
     pub event_id: String,
     /// The event type: `achievement.unlocked`, `achievement.minted`, `achievement.failed`,
-    /// `governance.vote.recorded`, `governance.proposal.closed`, `user.benefits.changed`.
+    /// `governance.vote.recorded`, `governance.proposal.closed`, `governance.proposal.result`,
+    /// `user.benefits.changed`.
     pub kind: String,
     /// The event's payload, as documented for its type.
     #[schema(value_type = Object)]

@@ -173,6 +173,52 @@ impl Validate for ProposalClosed {
     }
 }
 
+/// `governance.proposal.result` v1: how a proposal a user voted on ended, for that voter's
+/// notification log. Emitted by the ProposalActor once per voter after the proposal closed
+/// or was cancelled, in batches (see [`ProposalFanout`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalResult {
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// The voter told.
+    pub voter: Address,
+    /// The result.
+    pub outcome: ProposalOutcome,
+    /// Final weights.
+    pub tally: Tally,
+    /// Whether the quorum was reached.
+    pub quorum_reached: bool,
+    /// When voting closed (or the proposal was cancelled).
+    pub closed_at: DateTime<Utc>,
+}
+
+impl Validate for ProposalResult {
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// `governance.proposal.fanout` v1: merit's own bookkeeping. A closed proposal tells its
+/// voters in batches; each batch is one turn of the ProposalActor, and this event asks for
+/// the batch after voter `after` (the first batch when absent), so a proposal with 100,000
+/// voters never holds one huge turn and a crash resumes at the batch it stopped in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalFanout {
+    /// The proposal.
+    pub proposal: ProposalId,
+    /// The last voter already told, in address order; absent for the first batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Address>,
+}
+
+impl Validate for ProposalFanout {
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// One NFT that boosted a vote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -18,8 +18,8 @@ pub use achievement::{
 pub use config::ConfigChanged;
 pub use governance::{
     Boost, DeadlinePhase, ProposalAccepted, ProposalCancelled, ProposalClosed, ProposalCreated,
-    ProposalDeadline, ProposalExecuted, ProposalOutcome, Tally, VoteCast, VoteChoice, VoteRecorded,
-    MAX_BOOSTS,
+    ProposalDeadline, ProposalExecuted, ProposalFanout, ProposalOutcome, ProposalResult, Tally,
+    VoteCast, VoteChoice, VoteRecorded, MAX_BOOSTS,
 };
 pub use nft::{ChainRef, NftBurned, NftMinted, NftTransferred};
 pub use user::{BenefitsChanged, HoldingChange, HoldingsChanged, MAX_BOOSTING_NFTS};
@@ -260,6 +260,8 @@ event_types! {
     ProposalCancelled => "governance.proposal.cancelled", ProposalCancelled, [Proposal];
     ProposalExecuted => "governance.proposal.executed", ProposalExecuted, [Proposal];
     ProposalClosed => "governance.proposal.closed", ProposalClosed, [User];
+    ProposalResult => "governance.proposal.result", ProposalResult, [User];
+    ProposalFanout => "governance.proposal.fanout", ProposalFanout, [Proposal];
     AchievementUnlocked => "achievement.unlocked", AchievementUnlocked, [User];
     AchievementRevoked => "achievement.revoked", AchievementRevoked, [User];
     AchievementMinted => "achievement.minted", AchievementMinted, [User];
@@ -327,6 +329,11 @@ impl Event {
                 k.proposal = Some(p.proposal.clone());
                 k.user = Some(p.creator);
             }
+            Self::ProposalResult(p) => {
+                k.proposal = Some(p.proposal.clone());
+                k.user = Some(p.voter);
+            }
+            Self::ProposalFanout(p) => k.proposal = Some(p.proposal.clone()),
             Self::AchievementUnlocked(p) => k.user = Some(p.user),
             Self::AchievementRevoked(p) => k.user = Some(p.user),
             Self::AchievementMinted(p) => k.user = Some(p.user),

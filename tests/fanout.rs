@@ -1,0 +1,148 @@
+//! Every voter hears how the proposal ended: closing (here, a cancellation) fans a
+//! `governance.proposal.result` out to each voter's notification log in batches, exactly
+//! once per voter and gap-free, even when the node is SIGKILLed while the fan-out runs.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use common::{Backend, NodeProcess, TestDb, Vhost};
+use merit_mailbox::{Outgoing, Transport};
+use merit_messages::{Envelope, ProposalCancelled, VoteCast, VoteChoice};
+use merit_storage::{
+    entities::notification,
+    sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter},
+    Store,
+};
+
+const VOTERS: u32 = 4_000;
+const RESULT: &str = "governance.proposal.result";
+
+async fn results(store: &Store) -> u64 {
+    notification::Entity::find()
+        .filter(notification::Column::Kind.eq(RESULT))
+        .count(store.db())
+        .await
+        .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_voter_hears_the_outcome_once_across_a_sigkill_mid_fan_out() {
+    common::init_crypto();
+    let (db, store) = TestDb::migrated(Backend::Postgres).await;
+    let vhost = Vhost::create();
+    let log = common::artefacts().join("fanout.log");
+    let _ = std::fs::remove_file(&log);
+    let envs = [
+        ("MERIT_DATABASE_URL", db.url.as_str()),
+        ("MERIT_AMQP_URL", vhost.url.as_str()),
+        ("MERIT_MAILBOX_SHARDS", "2"),
+        ("MERIT_NODE_ID", "fanout-node"),
+    ];
+    let node = NodeProcess::spawn(&envs, &log);
+    common::wait_ready(&node.http_url(60), 60).await;
+    let producer = vhost.producer(2).await;
+
+    let created = common::open_proposal("fan");
+    let proposal = "fan".parse().expect("id");
+    producer
+        .publish(vec![Outgoing::from_envelope(&created)])
+        .await
+        .expect("proposal published");
+    let votes: Vec<Outgoing> = (0..VOTERS)
+        .map(|i| {
+            Outgoing::from_envelope(&Envelope::new(
+                "test",
+                VoteCast {
+                    proposal: "fan".parse().expect("id"),
+                    voter: common::wallet(i),
+                    choice: VoteChoice::For,
+                    reason: None,
+                },
+            ))
+        })
+        .collect();
+    for chunk in votes.chunks(500) {
+        producer
+            .publish(chunk.to_vec())
+            .await
+            .expect("votes published");
+    }
+    common::eventually(180, "every vote counted", || {
+        let store = store.clone();
+        async move { common::votes_counted(&store).await == i64::from(VOTERS) }
+    })
+    .await;
+
+    // The creator cancels: the proposal closes and its voters are told, in batches.
+    let cancel = Envelope::new(
+        "test",
+        ProposalCancelled {
+            proposal,
+            by: common::wallet(999_999),
+            reason: "superseded".into(),
+        },
+    );
+    let started = Instant::now();
+    producer
+        .publish(vec![Outgoing::from_envelope(&cancel)])
+        .await
+        .expect("cancel published");
+    // SIGKILL once the first results are in, while the rest are on their way.
+    common::eventually(120, "the fan-out started", || {
+        let store = store.clone();
+        async move { results(&store).await > 0 }
+    })
+    .await;
+    let at_kill = results(&store).await;
+    node.kill();
+    let node = NodeProcess::spawn(&envs, &log);
+    common::eventually(300, "every voter told", || {
+        let store = store.clone();
+        async move { results(&store).await >= u64::from(VOTERS) }
+    })
+    .await;
+    let took = started.elapsed();
+    // Give any doubled delivery time to show up before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let rows = notification::Entity::find()
+        .all(store.db())
+        .await
+        .expect("notifications");
+    let mut told: BTreeMap<&str, u32> = BTreeMap::new();
+    let mut logs: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for n in &rows {
+        logs.entry(n.user.as_str()).or_default().push(n.seq);
+        if n.kind == RESULT {
+            assert_eq!(n.payload["proposal"], "fan");
+            assert_eq!(n.payload["outcome"], "cancelled");
+            assert_eq!(n.payload["tally"]["voters"], VOTERS);
+            *told.entry(n.user.as_str()).or_default() += 1;
+        }
+    }
+    let voters: BTreeSet<String> = (0..VOTERS).map(|i| common::wallet(i).to_string()).collect();
+    assert_eq!(told.len(), voters.len(), "every voter told");
+    assert!(
+        told.iter()
+            .all(|(user, n)| *n == 1 && voters.contains(*user)),
+        "each voter told exactly once"
+    );
+    for (user, mut seqs) in logs {
+        seqs.sort_unstable();
+        let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+        assert_eq!(seqs, expected, "{user}'s log is gap-free");
+    }
+    eprintln!(
+        "fan-out: {VOTERS} voters told in {:.1} s, node SIGKILLed after {at_kill} of them",
+        took.as_secs_f64()
+    );
+
+    node.stop();
+    drop(producer);
+    vhost.delete();
+    db.cleanup().await;
+}
