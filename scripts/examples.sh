@@ -4,9 +4,9 @@
 #   - examples/python/producer.py publishes a proposal and three votes over AMQP, with
 #     confirms and a re-send under the same id; the node's API must then count exactly
 #     three voters;
-#   - examples/typescript (types generated from docs/openapi.json and docs/schemas)
-#     creates a proposal and votes through the REST API as a user, and must hear its vote
-#     recorded over /ws (`node --test`).
+#   - examples/typescript (types generated from docs/openapi.json and docs/schemas) signs
+#     in with a fresh wallet (Sign-In with Ethereum), creates a proposal and votes through
+#     the REST API, and must hear its vote recorded over /ws (`node --test`).
 # Needs: target/debug/merit (or MERIT_BIN), rabbitmqctl, node/npm, python3 with pika
 # (installed from Debian's python3-pika when missing).
 set -euo pipefail
@@ -76,11 +76,9 @@ done
 echo "examples: the node counted the producer's 3 votes once each"
 
 echo "== examples/typescript (typed from docs/openapi.json and docs/schemas; node --test)"
-wallet=0x9c2e1a3b4d5f60718293a4b5c6d7e8f901234567
-token=$(MERIT_ENV=test MERIT_JWT_SECRET="$jwt" "$merit" token --user "$wallet")
 (
   cd examples/typescript
   npm ci --no-audit --no-fund >/dev/null
-  MERIT_URL="$base" MERIT_TOKEN="$token" MERIT_USER="$wallet" npm test
+  MERIT_URL="$base" MERIT_CHAIN_ID=31337 npm test
 ) || fail "the TypeScript example failed"
-echo "examples: the TypeScript client created a proposal, voted and heard the vote recorded"
+echo "examples: the TypeScript client signed in with a wallet, created a proposal, voted and heard the vote recorded"

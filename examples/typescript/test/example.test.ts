@@ -2,15 +2,19 @@
 // a user creates a proposal, votes on it, and hears the vote recorded over /ws.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MeritClient, type VoteRecorded } from '../src/client.js';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { MeritClient, signIn, type VoteRecorded } from '../src/client.js';
 
 const baseUrl = process.env.MERIT_URL ?? 'http://127.0.0.1:8080';
-const token = process.env.MERIT_TOKEN ?? '';
-const user = (process.env.MERIT_USER ?? '').toLowerCase();
+const chainId = Number(process.env.MERIT_CHAIN_ID ?? 31337);
 
-test('a user creates a proposal, votes, and hears the vote recorded', { timeout: 60_000 }, async () => {
-  assert.ok(token && user, 'set MERIT_URL, MERIT_TOKEN (merit token --user …) and MERIT_USER');
-  const client = new MeritClient(baseUrl, token);
+test('a wallet signs in, creates a proposal, votes, and hears the vote recorded', { timeout: 60_000 }, async () => {
+  // A fresh wallet signs in with Ethereum: no token is handed out of band.
+  const account = privateKeyToAccount(generatePrivateKey());
+  const login = await signIn(baseUrl, account, chainId);
+  const user = account.address.toLowerCase();
+  assert.equal(login.address, user);
+  const client = new MeritClient(baseUrl, login.token);
   const id = `ts-${Date.now()}`;
   const now = Date.now();
   const created = await client.createProposal({
