@@ -137,7 +137,9 @@ async fn every_voter_hears_the_outcome_once_across_a_sigkill_mid_fan_out() {
             *told.entry(n.user.as_str()).or_default() += 1;
         }
     }
-    let voters: BTreeSet<String> = (0..voters_n).map(|i| common::wallet(i).to_string()).collect();
+    let voters: BTreeSet<String> = (0..voters_n)
+        .map(|i| common::wallet(i).to_string())
+        .collect();
     assert_eq!(told.len(), voters.len(), "every voter told");
     assert!(
         told.iter()
