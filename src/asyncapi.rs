@@ -5,6 +5,7 @@
 //! classes, the WebSocket frames), and a test fails if the committed file drifts.
 //! Payloads reference the per-event JSON Schemas in `docs/schemas/` (draft 2020-12).
 
+use merit_api::NOTIFY_EXCHANGE;
 use merit_mailbox::DeadLetterReason;
 use merit_messages::{
     ActorKind, DecodeErrorKind, EventType, Origin, EVENTS_EXCHANGE, INTERNAL_EXCHANGE,
@@ -85,11 +86,12 @@ fn key_headers(event_type: EventType) -> Value {
     json!({ "type": "object", "properties": properties, "required": required })
 }
 
-fn exchange_binding(name: &str) -> Value {
+/// The AMQP binding of a channel on the durable exchange `name` of type `kind`.
+fn exchange_binding(name: &str, kind: &str) -> Value {
     json!({
         "amqp": {
             "is": "routingKey",
-            "exchange": { "name": name, "type": "topic", "durable": true, "autoDelete": false, "vhost": "/" },
+            "exchange": { "name": name, "type": kind, "durable": true, "autoDelete": false, "vhost": "/" },
             "bindingVersion": "0.3.0"
         }
     })
@@ -137,7 +139,7 @@ pub(crate) fn document() -> Value {
                 ),
                 "servers": [{ "$ref": "#/servers/rabbitmq" }],
                 "messages": { name.clone(): { "$ref": format!("#/components/messages/{name}") } },
-                "bindings": exchange_binding(door),
+                "bindings": exchange_binding(door, "topic"),
             }),
         );
         if event_type.origin() == Origin::Producer {
@@ -227,18 +229,12 @@ pub(crate) fn document() -> Value {
     channels.insert(
         "notify".into(),
         json!({
-            "address": "merit.notify",
+            "address": NOTIFY_EXCHANGE,
             "title": "The notification fan-out",
             "description": "A fanout exchange between merit nodes; each node binds an exclusive, auto-delete queue. Internal: producers may not publish to it.",
             "servers": [{ "$ref": "#/servers/rabbitmq" }],
             "messages": { "notifyFanout": { "$ref": "#/components/messages/notifyFanout" } },
-            "bindings": {
-                "amqp": {
-                    "is": "routingKey",
-                    "exchange": { "name": "merit.notify", "type": "fanout", "durable": true, "autoDelete": false, "vhost": "/" },
-                    "bindingVersion": "0.3.0"
-                }
-            }
+            "bindings": exchange_binding(NOTIFY_EXCHANGE, "fanout"),
         }),
     );
     operations.insert(

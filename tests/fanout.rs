@@ -112,6 +112,10 @@ async fn every_voter_hears_the_outcome_once_across_a_sigkill_mid_fan_out() {
     .await;
     let at_kill = results(&store).await;
     node.kill();
+    assert!(
+        at_kill < u64::from(voters_n),
+        "the node was killed with the fan-out under way ({at_kill} of {voters_n} told)"
+    );
     let node = NodeProcess::spawn(&envs, &log);
     common::eventually(bound, "every voter told", || {
         let store = store.clone();

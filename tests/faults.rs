@@ -589,7 +589,9 @@ impl Run {
             args.extend(columns);
             common::rabbit_cluster(&args)
         } else {
-            Command::new("rabbitmqctl")
+            // Bounded: a wedged broker must not hang the report of a failure.
+            Command::new("timeout")
+                .args(["60", "rabbitmqctl"])
                 .args(columns)
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())

@@ -14,7 +14,10 @@ use std::time::Instant;
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    http::{
+        header::{HeaderName, HeaderValue},
+        Method,
+    },
     middleware::Next,
 };
 use tracing::Instrument;
@@ -32,13 +35,35 @@ fn caller_id(req: &ServiceRequest) -> Option<String> {
     ok.then(|| value.to_string())
 }
 
+/// The request's method as a metric label: the standard ones by name, anything else (a
+/// client may send any token as a method) as `other`, so a caller cannot grow the label
+/// set without bound.
+fn method_label(method: &Method) -> &'static str {
+    [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ]
+    .iter()
+    .find(|(known, _)| known == method)
+    .map_or("other", |(_, label)| *label)
+}
+
 /// The middleware (see the module docs).
 pub(crate) async fn log(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = caller_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
+    // The log line keeps the method as sent (shortened), the metrics only the label.
+    let req_method = merit_messages::quote_untrusted(req.method().as_str());
     // Matched before the handler runs; unmatched paths share one label.
     let route = req
         .match_pattern()
@@ -67,7 +92,7 @@ pub(crate) async fn log(
     tracing::info!(
         target: "merit_api::access",
         request_id = %id,
-        %method,
+        method = %req_method,
         %route,
         status,
         ms = elapsed.as_secs_f64() * 1000.0,
@@ -78,4 +103,19 @@ pub(crate) async fn log(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for made_up in ["FOO", "X1", "PROPFIND"] {
+            let m = Method::from_bytes(made_up.as_bytes()).expect("a method token");
+            assert_eq!(method_label(&m), "other", "{made_up}");
+        }
+    }
 }
