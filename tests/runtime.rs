@@ -13,8 +13,8 @@ use merit_mailbox::{Outgoing, RabbitTransport, Transport};
 use merit_messages::{ActorKind, Address, Envelope, VoteCast, VoteChoice};
 use merit_storage::{
     entities::{actor, user},
-    sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, PaginatorTrait},
-    TxFuture,
+    sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait},
+    Rows,
 };
 use merit_supervisors::{Node, Registry, Residency};
 
@@ -209,9 +209,7 @@ impl Domain for Panicky {
         Decision::changed()
     }
 
-    fn project(_: &DatabaseTransaction, _: String, _: Arc<u64>, _: Arc<()>) -> TxFuture<'_, ()> {
-        Box::pin(async { Ok(()) })
-    }
+    fn project(_: &str, _: &u64, _: &(), _: &mut Rows) {}
 }
 
 fn panicky(store: &merit_storage::Store, arbiter: &actix::Arbiter) -> Registry<Panicky> {

@@ -24,6 +24,7 @@ on_both_backends! {
     concurrent_writers_finish_without_deadlock => concurrent_writers;
     outbox_rows_are_pending_until_marked_published => outbox_relay_reads;
     group_commit_gives_each_turn_the_outcome_it_would_have_alone => group_commit;
+    group_commit_writes_a_batchs_projection_rows_per_entity_and_survives_a_clash => group_commit_rows;
     the_retention_sweep_deletes_only_expired_rows_chunk_by_chunk => retention_sweep;
 }
 
@@ -60,28 +61,34 @@ fn turn(env: &Envelope, expected: i64, state: serde_json::Value) -> Turn {
     }
 }
 
+fn user_row(address: String) -> user::ActiveModel {
+    let now = chrono::Utc::now();
+    user::ActiveModel {
+        address: Set(address),
+        proposals_created: Set(0),
+        votes_cast: Set(1),
+        counters: Set(json!({})),
+        first_seen_at: Set(now),
+        last_active_at: Set(now),
+    }
+}
+
+fn user_upsert() -> merit_storage::sea_orm::sea_query::OnConflict {
+    merit_storage::sea_orm::sea_query::OnConflict::column(user::Column::Address)
+        .update_column(user::Column::VotesCast)
+        .to_owned()
+}
+
 fn upsert_user(
     address: String,
 ) -> impl for<'c> FnOnce(&'c merit_storage::sea_orm::DatabaseTransaction) -> TxFuture<'c, ()> + Send
 {
     move |txn| {
         Box::pin(async move {
-            let now = chrono::Utc::now();
-            user::Entity::insert(user::ActiveModel {
-                address: Set(address),
-                proposals_created: Set(0),
-                votes_cast: Set(1),
-                counters: Set(json!({})),
-                first_seen_at: Set(now),
-                last_active_at: Set(now),
-            })
-            .on_conflict(
-                merit_storage::sea_orm::sea_query::OnConflict::column(user::Column::Address)
-                    .update_column(user::Column::VotesCast)
-                    .to_owned(),
-            )
-            .exec(txn)
-            .await?;
+            user::Entity::insert(user_row(address))
+                .on_conflict(user_upsert())
+                .exec(txn)
+                .await?;
             Ok(())
         })
     }
@@ -502,7 +509,7 @@ async fn sqlite_runs_in_wal_mode() {
 }
 
 async fn group_commit(backend: Backend) {
-    use merit_storage::{GroupCommitter, Projector};
+    use merit_storage::{GroupCommitter, Rows};
     let (db, store) = TestDb::migrated(backend).await;
     // An actor at version 1 and an event already applied.
     let done = vote(200);
@@ -511,8 +518,11 @@ async fn group_commit(backend: Backend) {
         .await
         .expect("setup");
     let committer = GroupCommitter::start(store.clone(), 1, 64);
-    let project =
-        |address: String| -> Projector { Box::new(move |txn| upsert_user(address.clone())(txn)) };
+    let project = |address: String| {
+        let mut rows = Rows::new();
+        rows.insert(user_row(address), Some(user_upsert()));
+        rows
+    };
     let mut pending = Vec::new();
     for i in 0..20u8 {
         let env = vote(i);
@@ -557,6 +567,48 @@ async fn group_commit(backend: Backend) {
     assert_eq!((applied, duplicates, conflicts), (20, 1, 1));
     // 21 actors, 21 inbox rows (setup + 20), 21 outbox rows, 20 users projected.
     assert_eq!(counts(&store).await, (21, 21, 21, 20));
+    store.close().await.expect("close");
+    db.cleanup().await;
+}
+
+/// A batch's projection rows are written merged, one statement per entity. Two turns that
+/// (against the actors' rule) upsert the same row make PostgreSQL refuse the merged
+/// statement; the batch then falls back to one commit per turn, and each turn still
+/// gets its own outcome with its rows written.
+async fn group_commit_rows(backend: Backend) {
+    use merit_storage::{GroupCommitter, Rows};
+    let (db, store) = TestDb::migrated(backend).await;
+    // One worker, and the jobs queued before it runs: they form one batch.
+    let committer = GroupCommitter::start(store.clone(), 1, 64);
+    let rows_for = |address: &str| {
+        let mut rows = Rows::new();
+        rows.insert(user_row(address.to_string()), Some(user_upsert()));
+        rows
+    };
+    let mut pending = Vec::new();
+    for i in 0..10u8 {
+        let env = vote(100 + i);
+        // Turns 0 and 1 both project the same user row.
+        let address = match i {
+            0 | 1 => "0xclash".to_string(),
+            _ => env.keys.user.expect("user").to_string(),
+        };
+        let (c, rows) = (committer.clone(), rows_for(&address));
+        pending.push(tokio::spawn(async move {
+            c.commit(turn(&env, 0, json!({"i": i})), rows).await
+        }));
+    }
+    for r in futures::future::join_all(pending).await {
+        assert!(
+            matches!(
+                r.expect("task"),
+                Ok(TurnOutcome::Applied { version: Some(1) })
+            ),
+            "every turn applied"
+        );
+    }
+    // 10 actors, inbox and outbox rows; 9 distinct users projected.
+    assert_eq!(counts(&store).await, (10, 10, 10, 9));
     store.close().await.expect("close");
     db.cleanup().await;
 }

@@ -2,15 +2,13 @@
 //! at or below the last applied `(block, log index)` is ignored — and tells each affected
 //! user what they gained or lost (`user.holdings.changed`).
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use merit_config::DynamicConfig;
 use merit_messages::{Address, Envelope, Event, HoldingChange, HoldingsChanged, TokenId};
 use merit_storage::{
     entities::{achievement, nft},
-    sea_orm::{sea_query::OnConflict, ActiveValue::Set, DatabaseTransaction, EntityTrait},
-    Store, TxFuture,
+    sea_orm::{sea_query::OnConflict, ActiveValue::Set, EntityTrait},
+    Rows, Store, TxFuture,
 };
 use serde::{Deserialize, Serialize};
 
@@ -143,16 +141,11 @@ impl Domain for NftDomain {
         }
     }
 
-    fn project(
-        txn: &DatabaseTransaction,
-        key: String,
-        state: Arc<NftState>,
-        _: Arc<()>,
-    ) -> TxFuture<'_, ()> {
-        Box::pin(async move {
-            let (block, log) = state.last_position.unwrap_or_default();
-            nft::Entity::insert(nft::ActiveModel {
-                token_id: Set(key),
+    fn project(key: &str, state: &NftState, _: &(), rows: &mut Rows) {
+        let (block, log) = state.last_position.unwrap_or_default();
+        rows.insert(
+            nft::ActiveModel {
+                token_id: Set(key.to_string()),
                 owner: Set(state.owner.clone()),
                 tier: Set(state.tier.clone()),
                 achievement_id: Set(state.achievement_id.clone()),
@@ -160,8 +153,8 @@ impl Domain for NftDomain {
                 last_block: Set(to_i64(block)),
                 last_log_index: Set(to_i64(log)),
                 updated_at: Set(Utc::now()),
-            })
-            .on_conflict(
+            },
+            Some(
                 OnConflict::column(nft::Column::TokenId)
                     .update_columns([
                         nft::Column::Owner,
@@ -173,11 +166,8 @@ impl Domain for NftDomain {
                         nft::Column::UpdatedAt,
                     ])
                     .to_owned(),
-            )
-            .exec(txn)
-            .await?;
-            Ok(())
-        })
+            ),
+        );
     }
 }
 

@@ -36,12 +36,13 @@
 //!   short turns instead of one that would hold the actor and its transaction.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     ops::Bound::{Excluded, Unbounded},
     sync::Arc,
 };
 
 use chrono::{DateTime, Utc};
+use futures::future::{BoxFuture, FutureExt, Shared};
 use merit_config::dynamic::{DynamicConfig, UNIT_BPS};
 use merit_messages::{
     Address, Boost, DeadlinePhase, Envelope, Event, ProposalAccepted, ProposalClosed,
@@ -51,10 +52,10 @@ use merit_storage::{
     cache::CacheKey,
     entities::{benefit, proposal, vote},
     sea_orm::{
-        sea_query::OnConflict, ActiveValue::Set, ColumnTrait, DatabaseConnection,
-        DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+        sea_query::OnConflict, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+        QueryFilter, QuerySelect,
     },
-    Store, TxFuture,
+    Rows, Store, TxFuture,
 };
 use serde::{Deserialize, Serialize};
 
@@ -203,13 +204,68 @@ pub async fn load_held(
     services: &Services,
     user: &str,
 ) -> merit_storage::Result<HeldNfts> {
+    load_held_from(services, user, &held_reads(store, vec![user.to_string()])).await
+}
+
+/// The database reads of a turn's voters' held NFTs: one query for all of them, run
+/// only if some voter misses the cache, and then at most once.
+type HeldReads = Shared<BoxFuture<'static, Result<Arc<HashMap<String, HeldNfts>>, String>>>;
+
+fn held_reads(store: &Store, users: Vec<String>) -> HeldReads {
+    let db = store.db().clone();
+    async move {
+        read_held_many(&db, users)
+            .await
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }
+    .boxed()
+    .shared()
+}
+
+/// [`load_held`] whose database tier is the turn's shared read.
+async fn load_held_from(
+    services: &Services,
+    user: &str,
+    reads: &HeldReads,
+) -> merit_storage::Result<HeldNfts> {
     let key = CacheKey::Benefits(user.to_string());
-    let (db, id) = (store.db().clone(), user.to_string());
+    let (reads, id) = (reads.clone(), user.to_string());
     let held = services
         .cache
-        .get_or_load(&key, move || read_held(db, id))
+        .get_or_load(&key, move || async move {
+            match reads.await {
+                Ok(held) => Ok(Some(held.get(&id).cloned().unwrap_or_default())),
+                Err(e) => Err(merit_storage::StorageError::Db(
+                    merit_storage::sea_orm::DbErr::Custom(e),
+                )),
+            }
+        })
         .await?;
     Ok(held.unwrap_or_default())
+}
+
+/// The `benefits` projection's held NFTs of `users` (a user with no row is left out).
+async fn read_held_many(
+    db: &DatabaseConnection,
+    users: Vec<String>,
+) -> merit_storage::Result<HashMap<String, HeldNfts>> {
+    let mut held = HashMap::with_capacity(users.len());
+    for chunk in users.chunks(1_000) {
+        let rows: Vec<(String, serde_json::Value)> = benefit::Entity::find()
+            .select_only()
+            .column(benefit::Column::User)
+            .column(benefit::Column::BoostingNfts)
+            .filter(benefit::Column::User.is_in(chunk.iter().cloned()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (user, tokens) in rows {
+            let tokens = serde_json::from_value(tokens).unwrap_or_default();
+            held.insert(user, HeldNfts { tokens });
+        }
+    }
+    Ok(held)
 }
 
 /// The database tier of the benefits cache: the `benefits` projection's held NFTs.
@@ -273,32 +329,27 @@ impl Domain for ProposalDomain {
         state: &'a ProposalState,
         event: &'a Envelope,
     ) -> TxFuture<'a, ProposalInputs> {
+        let reads = held_reads(store, new_voters(state, [event]));
+        Box::pin(async move { prepare_one(store, services, key, state, event, &reads).await })
+    }
+
+    /// The turn's voters not yet counted have their tokens read from the database in one
+    /// query (for those the cache misses), not one per vote.
+    fn prepare_turn<'a>(
+        store: &'a Store,
+        services: &'a Services,
+        key: &'a str,
+        state: &'a ProposalState,
+        events: &'a [&'a Arc<Envelope>],
+    ) -> TxFuture<'a, Vec<ProposalInputs>> {
+        let reads = held_reads(store, new_voters(state, events.iter().map(|e| e.as_ref())));
         Box::pin(async move {
-            let mut inputs = ProposalInputs::default();
-            match &event.event {
-                Event::ProposalCreated(p) if state.info.is_none() => {
-                    let now = Utc::now();
-                    inputs.now = Some(now);
-                    // A refused creation takes no sequence number.
-                    if services
-                        .config
-                        .get()
-                        .limits
-                        .check_proposal(p.starts_at, p.ends_at, p.quorum, now)
-                        .is_ok()
-                    {
-                        inputs.seq = Some(store.proposal_seq(key).await?);
-                    }
-                }
-                // Not conditional on the proposal existing yet: its creation may be an
-                // earlier event of the same turn.
-                Event::VoteCast(v) if !state.voters.contains(&v.voter.to_string()) => {
-                    inputs.now = Some(Utc::now());
-                    inputs.held = load_held(store, services, &v.voter.to_string()).await?;
-                }
-                _ => {}
-            }
-            Ok(inputs)
+            futures::future::try_join_all(
+                events
+                    .iter()
+                    .map(|event| prepare_one(store, services, key, state, event, &reads)),
+            )
+            .await
         })
     }
 
@@ -537,19 +588,14 @@ impl Domain for ProposalDomain {
         }
     }
 
-    fn project(
-        txn: &DatabaseTransaction,
-        key: String,
-        state: Arc<ProposalState>,
-        effects: Arc<ProposalEffects>,
-    ) -> TxFuture<'_, ()> {
-        Box::pin(async move {
-            let Some(info) = &state.info else {
-                return Ok(());
-            };
-            let now = Utc::now();
-            proposal::Entity::insert(proposal::ActiveModel {
-                id: Set(key.clone()),
+    fn project(key: &str, state: &ProposalState, effects: &ProposalEffects, rows: &mut Rows) {
+        let Some(info) = &state.info else {
+            return;
+        };
+        let now = Utc::now();
+        rows.insert(
+            proposal::ActiveModel {
+                id: Set(key.to_string()),
                 creator: Set(info.creator.clone()),
                 title: Set(info.title.clone()),
                 description: Set(info.description.clone()),
@@ -562,8 +608,8 @@ impl Domain for ProposalDomain {
                 created_at: Set(info.created_at),
                 updated_at: Set(now),
                 deadlines_fired: merit_storage::sea_orm::ActiveValue::NotSet,
-            })
-            .on_conflict(
+            },
+            Some(
                 OnConflict::column(proposal::Column::Id)
                     .update_columns([
                         proposal::Column::Status,
@@ -571,30 +617,77 @@ impl Domain for ProposalDomain {
                         proposal::Column::UpdatedAt,
                     ])
                     .to_owned(),
-            )
-            .exec(txn)
-            .await?;
-            if !effects.votes.is_empty() {
-                let rows =
-                    effects
-                        .votes
-                        .iter()
-                        .map(|(voter, record)| vote::ActiveModel {
-                            proposal_id: Set(key.clone()),
-                            voter: Set(voter.clone()),
-                            choice: Set(choice_str(record.choice).to_string()),
-                            weight: Set(to_i64(record.weight)),
-                            boosts: Set(
-                                serde_json::to_value(&record.boosts).expect("boosts serialise")
-                            ),
-                            event_id: Set(record.event_id.clone()),
-                            cast_at: Set(record.cast_at),
-                        });
-                vote::Entity::insert_many(rows).exec(txn).await?;
-            }
-            Ok(())
-        })
+            ),
+        );
+        rows.insert_many(
+            effects
+                .votes
+                .iter()
+                .map(|(voter, record)| vote::ActiveModel {
+                    proposal_id: Set(key.to_string()),
+                    voter: Set(voter.clone()),
+                    choice: Set(choice_str(record.choice).to_string()),
+                    weight: Set(to_i64(record.weight)),
+                    boosts: Set(serde_json::to_value(&record.boosts).expect("boosts serialise")),
+                    event_id: Set(record.event_id.clone()),
+                    cast_at: Set(record.cast_at),
+                }),
+            None,
+        );
     }
+}
+
+/// What applying one event of a turn reads: a creation's sequence number, a new voter's
+/// tokens (through the cache, whose database tier is the turn's shared read).
+async fn prepare_one(
+    store: &Store,
+    services: &Services,
+    key: &str,
+    state: &ProposalState,
+    event: &Envelope,
+    reads: &HeldReads,
+) -> merit_storage::Result<ProposalInputs> {
+    let mut inputs = ProposalInputs::default();
+    match &event.event {
+        Event::ProposalCreated(p) if state.info.is_none() => {
+            let now = Utc::now();
+            inputs.now = Some(now);
+            // A refused creation takes no sequence number.
+            if services
+                .config
+                .get()
+                .limits
+                .check_proposal(p.starts_at, p.ends_at, p.quorum, now)
+                .is_ok()
+            {
+                inputs.seq = Some(store.proposal_seq(key).await?);
+            }
+        }
+        // Not conditional on the proposal existing yet: its creation may be an
+        // earlier event of the same turn.
+        Event::VoteCast(v) if !state.voters.contains(&v.voter.to_string()) => {
+            inputs.now = Some(Utc::now());
+            inputs.held = load_held_from(services, &v.voter.to_string(), reads).await?;
+        }
+        _ => {}
+    }
+    Ok(inputs)
+}
+
+/// The voters of `events` that `state` has not counted: whose tokens a vote reads.
+fn new_voters<'e>(
+    state: &ProposalState,
+    events: impl IntoIterator<Item = &'e Envelope>,
+) -> Vec<String> {
+    events
+        .into_iter()
+        .filter_map(|e| match &e.event {
+            Event::VoteCast(v) if !state.voters.contains(&v.voter.to_string()) => {
+                Some(v.voter.to_string())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The outcome of closing with `tally`, and whether the quorum was reached.

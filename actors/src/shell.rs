@@ -36,7 +36,7 @@ use std::{
 use actix::prelude::*;
 use merit_messages::{Envelope, EventId};
 use merit_storage::{
-    GroupCommitter, OutboxMessage, StateWrite, StorageError, Store, Turn, TurnOutcome,
+    GroupCommitter, OutboxMessage, Rows, StateWrite, StorageError, Store, Turn, TurnOutcome,
 };
 use rand::Rng;
 use tokio::sync::oneshot;
@@ -481,14 +481,7 @@ async fn attempt<D: Domain>(
     let config = services.config.get();
     let mut effects = D::Effects::default();
     let (mut changed, mut emit) = (false, Vec::new());
-    // The reads of a hot proposal's votes (each voter's tokens, often a cache miss) overlap
-    // instead of queueing one behind the other.
-    let inputs = futures::future::try_join_all(
-        events
-            .iter()
-            .map(|envelope| D::prepare(store, services, key, &state, envelope)),
-    )
-    .await?;
+    let inputs = D::prepare_turn(store, services, key, &state, events).await?;
     for (envelope, inputs) in events.iter().zip(&inputs) {
         let decision = catch_unwind(AssertUnwindSafe(|| {
             D::apply(&config, key, &mut state, envelope, inputs, &mut effects)
@@ -511,31 +504,14 @@ async fn attempt<D: Domain>(
         state: state_write,
         outbox: emit.iter().map(OutboxMessage::from_envelope).collect(),
     };
-    let state = Arc::new(state);
-    let effects = Arc::new(effects);
-    let (projected, proj_effects, proj_key) = (state.clone(), effects.clone(), key.to_string());
-    let project: merit_storage::Projector = Box::new(move |txn| {
-        if changed {
-            D::project(
-                txn,
-                proj_key.clone(),
-                projected.clone(),
-                proj_effects.clone(),
-            )
-        } else {
-            Box::pin(async { Ok(()) })
-        }
-    });
+    let mut rows = Rows::new();
+    if changed {
+        D::project(key, &state, &effects, &mut rows);
+    }
     let outcome = match committer {
-        Some(c) => c.commit(turn, project).await?,
-        None => {
-            let outcome = store.commit_turn(turn, |txn| project(txn)).await;
-            drop(project);
-            outcome?
-        }
+        Some(c) => c.commit(turn, rows).await?,
+        None => store.commit_turn_rows(turn, rows).await?,
     };
-    // The projector is gone with the commit: the state is this turn's alone again.
-    let state = Arc::try_unwrap(state).unwrap_or_else(|shared| (*shared).clone());
     let n = events.len() as u64;
     Ok(match outcome {
         TurnOutcome::Applied {

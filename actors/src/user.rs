@@ -13,7 +13,7 @@
 //!   emits `user.benefits.changed` and, after the commit, writes the benefits through the
 //!   cache (every node's L1 drops its copy).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use merit_config::{
@@ -27,8 +27,8 @@ use merit_messages::{
 use merit_storage::{
     cache::CacheKey,
     entities::{achievement, benefit, notification, user},
-    sea_orm::{sea_query::OnConflict, ActiveValue::Set, DatabaseTransaction, EntityTrait},
-    TxFuture,
+    sea_orm::{sea_query::OnConflict, ActiveValue::Set},
+    Rows,
 };
 use serde::{Deserialize, Serialize};
 
@@ -270,28 +270,23 @@ impl Domain for UserDomain {
         }
     }
 
-    fn project(
-        txn: &DatabaseTransaction,
-        key: String,
-        state: Arc<UserState>,
-        effects: Arc<UserEffects>,
-    ) -> TxFuture<'_, ()> {
-        Box::pin(async move {
-            let now = Utc::now();
-            let counters = serde_json::json!({
-                "proposals_passed": state.proposals_passed,
-                "nfts_held": state.holdings.len(),
-                "longest_streak": state.facts.longest_streak(),
-            });
-            user::Entity::insert(user::ActiveModel {
-                address: Set(key.clone()),
+    fn project(key: &str, state: &UserState, effects: &UserEffects, rows: &mut Rows) {
+        let now = Utc::now();
+        let counters = serde_json::json!({
+            "proposals_passed": state.proposals_passed,
+            "nfts_held": state.holdings.len(),
+            "longest_streak": state.facts.longest_streak(),
+        });
+        rows.insert(
+            user::ActiveModel {
+                address: Set(key.to_string()),
                 proposals_created: Set(to_i64(state.proposals_created)),
                 votes_cast: Set(to_i64(state.votes_cast)),
                 counters: Set(counters),
                 first_seen_at: Set(state.first_seen_at.unwrap_or(now)),
                 last_active_at: Set(state.last_active_at.unwrap_or(now)),
-            })
-            .on_conflict(
+            },
+            Some(
                 OnConflict::column(user::Column::Address)
                     .update_columns([
                         user::Column::ProposalsCreated,
@@ -300,73 +295,62 @@ impl Domain for UserDomain {
                         user::Column::LastActiveAt,
                     ])
                     .to_owned(),
-            )
-            .exec(txn)
-            .await?;
-            if !effects.unlocks.is_empty() {
-                let rows = effects
-                    .unlocks
-                    .iter()
-                    .map(|(u, at)| achievement::ActiveModel {
-                        id: Set(u.achievement_id.to_string()),
-                        user: Set(key.clone()),
-                        rule_id: Set(u.rule.to_string()),
-                        rule_version: Set(to_i64(u.rule_version)),
-                        tier: Set(u.tier.to_string()),
-                        token_id: Set(Some(u.token.to_string())),
-                        state: Set("unlocked".to_string()),
-                        saga_id: Set(None),
-                        reason: Set(None),
-                        created_at: Set(*at),
-                        updated_at: Set(now),
-                    });
-                achievement::Entity::insert_many(rows)
-                    .on_conflict(
-                        OnConflict::column(achievement::Column::Id)
-                            .do_nothing()
-                            .to_owned(),
-                    )
+            ),
+        );
+        rows.insert_many(
+            effects
+                .unlocks
+                .iter()
+                .map(|(u, at)| achievement::ActiveModel {
+                    id: Set(u.achievement_id.to_string()),
+                    user: Set(key.to_string()),
+                    rule_id: Set(u.rule.to_string()),
+                    rule_version: Set(to_i64(u.rule_version)),
+                    tier: Set(u.tier.to_string()),
+                    token_id: Set(Some(u.token.to_string())),
+                    state: Set("unlocked".to_string()),
+                    saga_id: Set(None),
+                    reason: Set(None),
+                    created_at: Set(*at),
+                    updated_at: Set(now),
+                }),
+            Some(
+                OnConflict::column(achievement::Column::Id)
                     .do_nothing()
-                    .exec(txn)
-                    .await?;
-            }
-            if !effects.notifications.is_empty() {
-                let rows = effects
-                    .notifications
-                    .iter()
-                    .map(|n| notification::ActiveModel {
-                        user: Set(key.clone()),
-                        seq: Set(to_i64(n.seq)),
-                        event_id: Set(n.event_id.to_string()),
-                        kind: Set(n.kind.clone()),
-                        payload: Set(n.payload.clone()),
-                        created_at: Set(n.at),
-                    });
-                // The version check makes `seq` this turn's alone; a conflict here can only
-                // be a replay of this very turn.
-                notification::Entity::insert_many(rows)
-                    .on_conflict(
-                        OnConflict::columns([
-                            notification::Column::User,
-                            notification::Column::Seq,
-                        ])
-                        .do_nothing()
-                        .to_owned(),
-                    )
+                    .to_owned(),
+            ),
+        );
+        // The version check makes `seq` this turn's alone; a conflict here can only be a
+        // replay of this very turn.
+        rows.insert_many(
+            effects
+                .notifications
+                .iter()
+                .map(|n| notification::ActiveModel {
+                    user: Set(key.to_string()),
+                    seq: Set(to_i64(n.seq)),
+                    event_id: Set(n.event_id.to_string()),
+                    kind: Set(n.kind.clone()),
+                    payload: Set(n.payload.clone()),
+                    created_at: Set(n.at),
+                }),
+            Some(
+                OnConflict::columns([notification::Column::User, notification::Column::Seq])
                     .do_nothing()
-                    .exec(txn)
-                    .await?;
-            }
-            if let Some((multiplier, config_version)) = effects.benefits_changed {
-                benefit::Entity::insert(benefit::ActiveModel {
-                    user: Set(key.clone()),
+                    .to_owned(),
+            ),
+        );
+        if let Some((multiplier, config_version)) = effects.benefits_changed {
+            rows.insert(
+                benefit::ActiveModel {
+                    user: Set(key.to_string()),
                     multiplier_bps: Set(i64::from(multiplier)),
                     boosting_nfts: Set(serde_json::to_value(state.held_nfts().tokens)
                         .unwrap_or(serde_json::Value::Null)),
                     config_version: Set(to_i64(config_version)),
                     updated_at: Set(now),
-                })
-                .on_conflict(
+                },
+                Some(
                     OnConflict::column(benefit::Column::User)
                         .update_columns([
                             benefit::Column::MultiplierBps,
@@ -375,12 +359,9 @@ impl Domain for UserDomain {
                             benefit::Column::UpdatedAt,
                         ])
                         .to_owned(),
-                )
-                .exec(txn)
-                .await?;
-            }
-            Ok(())
-        })
+                ),
+            );
+        }
     }
 
     /// A redelivered event may repeat a commit whose write-through never ran: drop the

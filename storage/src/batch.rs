@@ -6,11 +6,13 @@
 //! a worker takes whatever is queued (up to `max_batch`) and never waits to fill a batch,
 //! so a lone turn is committed as soon as a worker is free.
 //!
-//! The fast path runs the turns back to back in one transaction. A duplicate (inbox
-//! conflict) writes nothing and does not disturb the others. Any failure — a version
-//! conflict, a projection error, a failed COMMIT — rolls the whole batch back and each
-//! turn is then committed on its own, so every turn gets exactly the outcome it would
-//! have had alone. That is why projectors are `Fn`: the fallback may run them again.
+//! The fast path writes the turns together in one transaction, every step set-based
+//! across them: one inbox insert, at most two snapshot statements, one statement per
+//! projected entity (the turns' [`Rows`] merged) and one outbox insert. A duplicate
+//! (inbox conflict) writes nothing and does not disturb the others. Any failure — a
+//! version conflict, a projection error, a failed COMMIT — rolls the whole batch back and
+//! each turn is then committed on its own, so every turn gets exactly the outcome it
+//! would have had alone. Projections are data, so the fallback writes the same rows.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -20,16 +22,14 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::{
     error::{Result, StorageError},
-    store::{Store, TxFuture},
+    rows::Rows,
+    store::Store,
     turn::{compare_and_set, insert_inbox, insert_outbox, StateWrite, Turn, TurnOutcome},
 };
 
-/// Writes a turn's projections; may be called twice (see the module docs).
-pub type Projector = Box<dyn for<'c> Fn(&'c DatabaseTransaction) -> TxFuture<'c, ()> + Send + Sync>;
-
 struct Job {
     turn: Turn,
-    project: Projector,
+    rows: Rows,
     reply: oneshot::Sender<Result<TurnOutcome>>,
 }
 
@@ -75,15 +75,12 @@ impl GroupCommitter {
         Self { tx }
     }
 
-    /// Commits `turn` with `project` in the next batch and returns its own outcome.
-    pub async fn commit(&self, turn: Turn, project: Projector) -> Result<TurnOutcome> {
+    /// Commits `turn` with its projection `rows` in the next batch and returns its own
+    /// outcome.
+    pub async fn commit(&self, turn: Turn, rows: Rows) -> Result<TurnOutcome> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job {
-                turn,
-                project,
-                reply,
-            })
+            .send(Job { turn, rows, reply })
             .await
             .map_err(|_| StorageError::Closed("group commit"))?;
         rx.await.map_err(|_| StorageError::Closed("group commit"))?
@@ -102,7 +99,7 @@ async fn commit_batch(store: &Store, jobs: Vec<Job>) {
                     store.outbox_signal().notify_one();
                 }
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    answer(job.project, job.reply, Ok(outcome));
+                    let _ = job.reply.send(Ok(outcome));
                 }
                 return;
             }
@@ -111,26 +108,9 @@ async fn commit_batch(store: &Store, jobs: Vec<Job>) {
             }
         }
     }
-    for Job {
-        turn,
-        project,
-        reply,
-    } in jobs
-    {
-        let outcome = store.commit_turn(turn, |txn| project(txn)).await;
-        answer(project, reply, outcome);
+    for Job { turn, rows, reply } in jobs {
+        let _ = reply.send(store.commit_turn_rows(turn, rows).await);
     }
-}
-
-/// Sends a turn's outcome after dropping its projector: what the projector shares with
-/// the actor (the turn's state) is then the actor's alone again, not copied.
-fn answer(
-    project: Projector,
-    reply: oneshot::Sender<Result<TurnOutcome>>,
-    outcome: Result<TurnOutcome>,
-) {
-    drop(project);
-    let _ = reply.send(outcome);
 }
 
 async fn try_together(store: &Store, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
@@ -150,7 +130,7 @@ async fn try_together(store: &Store, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
 
 /// The batch's turns in one transaction, in the order of [`crate::turn`]'s steps, each
 /// step set-based across the turns: the inbox rows, then the snapshots of the turns that
-/// were new, their projections one by one, and their outbox rows.
+/// were new, their projection rows merged by entity, and their outbox rows.
 async fn apply_together(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
     let now = Utc::now();
     let mut fresh = insert_inbox(txn, jobs.iter().flat_map(|j| j.turn.inbox()), now).await?;
@@ -179,9 +159,11 @@ async fn apply_together(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<T
             .map(|(job, _)| job)
     };
     compare_and_set(txn, applied().filter_map(|j| j.turn.state.as_ref()), now).await?;
+    let mut rows = Rows::new();
     for job in applied() {
-        (job.project)(txn).await?;
+        rows.extend_from(&job.rows);
     }
+    rows.write(txn).await?;
     insert_outbox(txn, applied().flat_map(|j| &j.turn.outbox), now).await?;
     Ok(jobs
         .iter()
@@ -200,7 +182,7 @@ mod tests {
     use merit_messages::EventId;
 
     use super::*;
-    use crate::{no_projection, store::StoreOptions};
+    use crate::store::StoreOptions;
 
     fn job(event_id: EventId) -> Job {
         Job {
@@ -211,7 +193,7 @@ mod tests {
                 state: None,
                 outbox: Vec::new(),
             },
-            project: Box::new(|txn| no_projection(txn)),
+            rows: Rows::new(),
             reply: oneshot::channel().0,
         }
     }

@@ -14,10 +14,10 @@
 //! 3. the caller's projection writes (users, votes, ...), in the same transaction.
 //! 4. the outbox rows (ignoring an event id already there: re-emitting is a no-op).
 //!
-//! Steps 1, 2 and 4 are set-based: the group committer ([`crate::GroupCommitter`]) runs
-//! them once for a whole batch of turns (one inbox insert, at most two snapshot
-//! statements, one outbox insert), and a lone turn goes through the same statements with
-//! a batch of one. Only the projections are per turn.
+//! Every step is set-based: the group committer ([`crate::GroupCommitter`]) runs it once
+//! for a whole batch of turns (one inbox insert, at most two snapshot statements, one
+//! insert per projected entity from the turns' merged [`Rows`], one outbox insert), and
+//! a lone turn goes through the same statements with a batch of one.
 
 use std::collections::HashSet;
 
@@ -33,6 +33,7 @@ use serde_json::Value;
 use crate::{
     entities::{actor, inbox, outbox},
     error::{Result, StorageError},
+    rows::Rows,
     store::{exec, Store, TxFuture},
 };
 
@@ -167,6 +168,14 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// [`Store::commit_turn`] with the turn's projections given as [`Rows`].
+    pub async fn commit_turn_rows(&self, turn: Turn, rows: Rows) -> Result<TurnOutcome> {
+        self.commit_turn(turn, move |txn| {
+            Box::pin(async move { rows.write(txn).await })
+        })
+        .await
     }
 
     /// Whether `consumer` has applied `event_id`.
