@@ -9,14 +9,14 @@ mod demo;
 mod reshard;
 mod serve;
 mod simulate;
+mod telemetry;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use merit_config::{render_show, to_redacted_json, Loaded, LogFormat, Settings};
+use merit_config::{render_show, to_redacted_json, Loaded, Settings};
 use merit_storage::{Store, StoreOptions};
-use tracing_subscriber::EnvFilter;
 
 /// merit: an actor-system runtime joining achievements and governance for a web3 community.
 #[derive(Parser, Debug)]
@@ -198,8 +198,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve => {
             let loaded = load_settings(&cli.config_dir)?;
-            init_tracing(&loaded.settings);
-            actix_system().block_on(serve::serve(loaded.settings))
+            actix_system().block_on(async move {
+                // Inside the runtime: the OTLP exporter runs on it.
+                let _telemetry = telemetry::init(&loaded.settings)?;
+                serve::serve(loaded.settings).await
+            })
         }
     }
 }
@@ -213,15 +216,7 @@ fn load_settings(config_dir: &std::path::Path) -> Result<Loaded> {
 }
 
 fn init_tracing(settings: &Settings) {
-    let filter =
-        EnvFilter::try_new(&settings.log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match settings.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    telemetry::init_logs(settings);
 }
 
 /// Actors run on actix arbiters; brokers, databases and everything else on a

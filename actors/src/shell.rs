@@ -32,6 +32,7 @@ use std::{
     },
     time::Duration,
 };
+use tracing::Instrument;
 
 use actix::prelude::*;
 use merit_messages::{Envelope, EventId};
@@ -126,6 +127,8 @@ pub struct Deliver {
     pub prior_attempts: u32,
     /// Where the outcome goes.
     pub reply: oneshot::Sender<Outcome>,
+    /// The delivery's span (disabled when untraced): the turn's span is its child.
+    pub span: tracing::Span,
 }
 
 /// An actor for one key of domain `D`.
@@ -295,8 +298,8 @@ async fn run_turn<D: Domain>(
     }
     let mut outage_waits = 0u32;
     while items.len() > 1 {
-        let events: Vec<&Arc<Envelope>> = items.iter().map(|i| &i.envelope).collect();
-        let failure = match attempt::<D>(&deps, &key, &mut loaded, &events).await {
+        let batch: Vec<&Deliver> = items.iter().collect();
+        let failure = match attempt::<D>(&deps, &key, &mut loaded, &batch).await {
             Ok(outcome) => {
                 for item in items.drain(..) {
                     deps.answer(item.reply, outcome.clone());
@@ -360,7 +363,7 @@ async fn process<D: Domain>(
     let policy = deps.policy;
     let stats = &deps.stats;
     loop {
-        let failure = match attempt::<D>(deps, key, &mut loaded, &[&item.envelope]).await {
+        let failure = match attempt::<D>(deps, key, &mut loaded, &[&item]).await {
             Ok(outcome) => {
                 deps.answer(item.reply, outcome);
                 return loaded;
@@ -436,16 +439,37 @@ fn is_unavailable(err: &merit_storage::sea_orm::DbErr) -> bool {
     }
 }
 
+/// One try at a turn over `items` (in order), in the turn's span (DEBUG: made only when
+/// traced): a child of the first delivery's span, following from the others'.
+async fn attempt<D: Domain>(
+    deps: &TurnDeps,
+    key: &str,
+    loaded: &mut Loaded<D::State>,
+    items: &[&Deliver],
+) -> crate::error::Result<Outcome> {
+    let first = &items[0];
+    let span = tracing::debug_span!(
+        parent: &first.span,
+        "actor.turn",
+        kind = %D::KIND,
+        key = %key,
+        events = items.len(),
+        event_id = %first.envelope.id,
+        correlation_id = %first.envelope.correlation_id,
+    );
+    for other in &items[1..] {
+        span.follows_from(&other.span);
+    }
+    let events: Vec<&Arc<Envelope>> = items.iter().map(|i| &i.envelope).collect();
+    apply_and_commit::<D>(deps, key, loaded, &events)
+        .instrument(span)
+        .await
+}
+
 /// One try at a turn over `events` (in order): activate if needed, apply each, commit
 /// once. On success `loaded` holds the state after the turn; on an error it is `None`
 /// (the state may hold part of the turn) and the caller decides what to retry.
-#[tracing::instrument(
-    level = "debug",
-    name = "actor.turn",
-    skip_all,
-    fields(kind = %D::KIND, key = %key, events = events.len(), event_id = %events[0].id, correlation_id = %events[0].correlation_id)
-)]
-async fn attempt<D: Domain>(
+async fn apply_and_commit<D: Domain>(
     deps: &TurnDeps,
     key: &str,
     loaded: &mut Loaded<D::State>,
@@ -502,7 +526,13 @@ async fn attempt<D: Domain>(
         event_id,
         batched: events[1..].iter().map(|e| inbox_row::<D>(e)).collect(),
         state: state_write,
-        outbox: emit.iter().map(OutboxMessage::from_envelope).collect(),
+        // The turn's trace context travels with what it emits (see `merit_messages::trace`).
+        outbox: {
+            let trace = merit_messages::trace::inject(&tracing::Span::current());
+            emit.iter()
+                .map(|e| OutboxMessage::from_envelope(e).with_headers(&trace))
+                .collect()
+        },
     };
     let mut rows = Rows::new();
     if changed {

@@ -69,6 +69,16 @@ pub(crate) async fn log(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
     let span = tracing::info_span!("http", request_id = %id, %method, %route);
+    // A caller that traces (a front-end with OpenTelemetry) makes this request part of
+    // its trace.
+    let trace: std::collections::BTreeMap<String, String> = merit_messages::trace::TRACE_HEADERS
+        .iter()
+        .filter_map(|h| {
+            let value = req.headers().get(*h)?.to_str().ok()?;
+            Some((h.to_string(), value.to_string()))
+        })
+        .collect();
+    merit_messages::trace::follow(&span, &trace);
     let started = Instant::now();
     let result = next.call(req).instrument(span).await;
     let elapsed = started.elapsed();

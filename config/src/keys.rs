@@ -412,6 +412,17 @@ pub(crate) const CHAIN_POLL_INTERVAL_MS: Key = Key::plain(
     Integer,
     Value("1000"),
 );
+pub(crate) const OTEL_ENDPOINT: Key = Key::url(
+    "otel.endpoint",
+    "MERIT_OTEL_ENDPOINT",
+    "MERIT_OTEL_ENDPOINT_FILE",
+);
+pub(crate) const OTEL_SAMPLE_PERCENT: Key = Key::plain(
+    "otel.sample_percent",
+    "MERIT_OTEL_SAMPLE_PERCENT",
+    Integer,
+    Value("100"),
+);
 pub(crate) const LOG_FORMAT: Key =
     Key::plain("log.format", "MERIT_LOG_FORMAT", Text, Value("text"));
 pub(crate) const LOG_FILTER: Key =
@@ -468,6 +479,8 @@ pub(crate) const ALL: &[&Key] = &[
     &CHAIN_POLL_INTERVAL_MS,
     &LOG_FORMAT,
     &LOG_FILTER,
+    &OTEL_ENDPOINT,
+    &OTEL_SAMPLE_PERCENT,
 ];
 
 /// The key at a dotted TOML path.

@@ -52,7 +52,8 @@ pub use load::{LoadOptions, Loaded};
 pub use secret::{Secret, SecretUrl};
 pub use settings::{
     ActorSettings, CacheSettings, ChainSettings, ClusterSettings, Environment, HttpSettings,
-    LogFormat, LogSettings, MailboxSettings, MinterSource, RetentionSettings, Settings,
+    LogFormat, LogSettings, MailboxSettings, MinterSource, OtelSettings, RetentionSettings,
+    Settings,
 };
 pub use show::{render_show, to_redacted_json};
 pub use source::{Source, Warning};

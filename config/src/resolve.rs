@@ -14,7 +14,8 @@ use crate::{
     secret::{redact_url, Secret, SecretUrl},
     settings::{
         ActorSettings, CacheSettings, ChainSettings, ClusterSettings, Environment, HttpSettings,
-        LogFormat, LogSettings, MailboxSettings, MinterSource, RetentionSettings, Settings,
+        LogFormat, LogSettings, MailboxSettings, MinterSource, OtelSettings, RetentionSettings,
+        Settings,
     },
     source::{Layers, Raw, RawValue, Source},
 };
@@ -30,6 +31,7 @@ const MAX_RETENTION_DAYS: i128 = 36_500;
 const DATABASE_SCHEMES: &[&str] = &["sqlite:", "postgres://", "postgresql://"];
 const AMQP_SCHEMES: &[&str] = &["amqp://", "amqps://"];
 const REDIS_SCHEMES: &[&str] = &["redis://", "rediss://"];
+const OTEL_SCHEMES: &[&str] = &["http://", "https://"];
 /// HTTP JSON-RPC only: the chain adapter polls (logs past the confirmation depth), so a
 /// subscription transport would add nothing but a second code path.
 const CHAIN_RPC_SCHEMES: &[&str] = &["http://", "https://"];
@@ -113,6 +115,10 @@ pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
         log: LogSettings {
             format: log_format(&field(&keys::LOG_FORMAT))?,
             filter: log_filter(&field(&keys::LOG_FILTER))?,
+        },
+        otel: OtelSettings {
+            endpoint: optional_url(&field(&keys::OTEL_ENDPOINT), OTEL_SCHEMES)?,
+            sample_percent: field(&keys::OTEL_SAMPLE_PERCENT).integer(0, 100)?,
         },
     })
 }

@@ -125,6 +125,8 @@ pub struct Settings {
     pub chain: ChainSettings,
     /// Logging.
     pub log: LogSettings,
+    /// `[otel]`: OpenTelemetry tracing.
+    pub otel: OtelSettings,
 }
 
 impl Settings {
@@ -406,6 +408,18 @@ pub struct LogSettings {
     /// An `EnvFilter` directive such as `info,merit_mailbox=debug`
     /// (`MERIT_LOG_FILTER`); its syntax is checked by the binary.
     pub filter: String,
+}
+
+/// `[otel]`: where `merit serve` exports its spans (OTLP over HTTP), if anywhere.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtelSettings {
+    /// The OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`
+    /// (`MERIT_OTEL_ENDPOINT`); unset: no spans are exported and no trace context is
+    /// propagated. Redacted like every URL (it may carry credentials).
+    pub endpoint: Option<SecretUrl>,
+    /// The share of new traces recorded, 0-100 (`MERIT_OTEL_SAMPLE_PERCENT`); a message
+    /// or request that arrives with a sampled `traceparent` is always recorded.
+    pub sample_percent: u8,
 }
 
 /// How log lines are printed.

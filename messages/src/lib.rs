@@ -13,6 +13,7 @@ mod events;
 mod ids;
 mod schema;
 pub mod strict;
+pub mod trace;
 
 pub use addresses::split_url_list;
 pub use envelope::{ActorKeys, Envelope, MAX_ENVELOPE_BYTES, MAX_SOURCE_LEN};

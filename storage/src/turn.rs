@@ -64,6 +64,16 @@ pub struct OutboxMessage {
 }
 
 impl OutboxMessage {
+    /// Adds `headers` to the row's AMQP headers (a trace context, say).
+    pub fn with_headers(mut self, headers: &std::collections::HashMap<String, String>) -> Self {
+        if let Value::Object(map) = &mut self.headers {
+            for (name, value) in headers {
+                map.insert(name.clone(), Value::String(value.clone()));
+            }
+        }
+        self
+    }
+
     /// The outbox row for an envelope, routed by its type.
     pub fn from_envelope(envelope: &Envelope) -> Self {
         Self {

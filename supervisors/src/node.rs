@@ -75,18 +75,19 @@ pub struct Registries {
 }
 
 impl Registries {
-    /// Routes to the actor `key` of `kind`.
+    /// Routes to the actor `key` of `kind` a delivery traced by `span`.
     pub fn route(
         &self,
         kind: ActorKind,
         key: String,
         envelope: Arc<Envelope>,
         prior_attempts: u32,
+        span: tracing::Span,
     ) -> oneshot::Receiver<Outcome> {
         match kind {
-            ActorKind::User => self.user.route(key, envelope, prior_attempts),
-            ActorKind::Proposal => self.proposal.route(key, envelope, prior_attempts),
-            ActorKind::Nft => self.nft.route(key, envelope, prior_attempts),
+            ActorKind::User => self.user.route_in(key, envelope, prior_attempts, span),
+            ActorKind::Proposal => self.proposal.route_in(key, envelope, prior_attempts, span),
+            ActorKind::Nft => self.nft.route_in(key, envelope, prior_attempts, span),
         }
     }
 

@@ -136,6 +136,17 @@ impl<D: Domain> Registry<D> {
         envelope: Arc<Envelope>,
         prior_attempts: u32,
     ) -> oneshot::Receiver<Outcome> {
+        self.route_in(key, envelope, prior_attempts, tracing::Span::none())
+    }
+
+    /// [`Registry::route`] for a delivery traced by `span`: the turn's span is its child.
+    pub fn route_in(
+        &self,
+        key: String,
+        envelope: Arc<Envelope>,
+        prior_attempts: u32,
+        span: tracing::Span,
+    ) -> oneshot::Receiver<Outcome> {
         let (reply, rx) = oneshot::channel();
         let mut slots = self
             .slots
@@ -152,6 +163,7 @@ impl<D: Domain> Registry<D> {
             envelope,
             prior_attempts,
             reply,
+            span,
         });
         if slots.len() > self.residency.max_resident {
             self.evict_lru(&mut slots);

@@ -38,6 +38,8 @@ struct Batch {
     ids: Vec<i64>,
     span: (i64, i64),
     by_type: BTreeMap<String, u64>,
+    /// A span per traced row, each in its row's trace, closed once the row is marked.
+    traces: Vec<tracing::Span>,
 }
 
 /// A finished publish: its batch and whether every row was confirmed.
@@ -124,6 +126,7 @@ fn start(
         ids,
         span: (first, last),
         by_type,
+        traces: rows.iter().filter_map(row_span).collect(),
     };
     let messages = rows.into_iter().map(outgoing).collect();
     let transport = transport.clone();
@@ -146,6 +149,8 @@ async fn finish(
         metrics::counter!("merit_events_out_total", "type" => event_type).increment(n);
     }
     store.mark_published(&batch.ids).await?;
+    // The rows' relay spans end here: published, confirmed and marked.
+    drop(batch.traces);
     tracing::debug!(published = batch.ids.len(), "outbox relayed");
     Ok(())
 }
@@ -166,16 +171,35 @@ async fn drain(
     first_error.map_or(Ok(()), Err)
 }
 
-fn outgoing(row: OutboxRow) -> Outgoing {
-    let headers: BTreeMap<String, String> = row
-        .headers
+/// The relay's span for `row` (DEBUG: made only when traced), a child of the turn that
+/// wrote the row.
+fn row_span(row: &OutboxRow) -> Option<tracing::Span> {
+    let span = tracing::debug_span!(
+        "outbox.relay",
+        event_id = %row.event_id,
+        routing_key = %row.routing_key,
+    );
+    if span.is_disabled() {
+        return None;
+    }
+    merit_messages::trace::follow(&span, &string_headers(&row.headers));
+    Some(span)
+}
+
+/// A row's headers: a JSON object of strings.
+fn string_headers(headers: &serde_json::Value) -> BTreeMap<String, String> {
+    headers
         .as_object()
         .map(|m| {
             m.iter()
                 .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn outgoing(row: OutboxRow) -> Outgoing {
+    let headers = string_headers(&row.headers);
     Outgoing {
         routing_key: row.routing_key,
         body: Bytes::from(row.payload.into_bytes()),

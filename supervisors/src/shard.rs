@@ -234,7 +234,17 @@ fn dispatch(delivery: Delivery, registries: &Registries, inflight: &Inflight) {
         inflight.track(dead_letter(delivery, reason));
         return;
     }
-    let outcome = registries.route(kind, key, Arc::new(envelope), delivery.delivery_count);
+    // The delivery's span lasts until its actor answers; a producer's (or merit's own)
+    // `traceparent` makes it part of that trace. DEBUG: made only when traced.
+    let span = tracing::debug_span!(
+        "merit.delivery",
+        kind = kind.as_str(),
+        event_type = envelope.event_type().as_str(),
+        event_id = %envelope.id,
+        correlation_id = %envelope.correlation_id,
+    );
+    merit_messages::trace::follow(&span, &delivery.headers);
+    let outcome = registries.route(kind, key, Arc::new(envelope), delivery.delivery_count, span);
     inflight.track(complete(delivery, outcome, std::time::Instant::now()));
 }
 

@@ -311,9 +311,14 @@ async fn publish(
     let envelope = Envelope::decode(wire.to_string().as_bytes()).map_err(|e| {
         ApiError::bad_request(e.to_string().replace("payload.", "").replace("$.", ""))
     })?;
+    let mut message = Outgoing::from_envelope(&envelope);
+    // The request's trace goes on with the event (see `merit_messages::trace`).
+    message
+        .headers
+        .extend(merit_messages::trace::inject(&tracing::Span::current()));
     state
         .transport
-        .publish(vec![Outgoing::from_envelope(&envelope)])
+        .publish(vec![message])
         .await
         .map_err(|e| ApiError::unavailable(format!("the broker did not confirm: {e}")))?;
     metrics::counter!("merit_api_published_total", "type" => event_type.to_string()).increment(1);

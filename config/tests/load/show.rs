@@ -60,7 +60,12 @@ fn show_lists_every_key_with_value_and_source() {
     assert_eq!(line("metrics_addr"), "metrics_addr = <none> (default)");
     assert_eq!(
         text.lines().filter(|line| !line.starts_with('#')).count(),
-        50
+        52
+    );
+    assert_eq!(line("otel.endpoint"), "otel.endpoint = <none> (default)");
+    assert_eq!(
+        line("otel.sample_percent"),
+        "otel.sample_percent = 100 (default)"
     );
     assert_eq!(
         line("cluster.drain_limit_ms"),
@@ -80,6 +85,10 @@ fn redacted_json_has_every_key_with_value_and_source() {
         &[
             ("MERIT_MAILBOX_SHARDS", "16"),
             ("MERIT_REDIS_URL", "redis://:pw@cache:6379"),
+            (
+                "MERIT_OTEL_ENDPOINT",
+                "https://tenant:otlp-pw@otel.example/v1/traces",
+            ),
             ("MERIT_TYPO", "1"),
         ],
     );
@@ -109,7 +118,15 @@ fn redacted_json_has_every_key_with_value_and_source() {
         settings["http.siwe_domain"]["value"],
         serde_json::Value::Null
     );
-    assert_eq!(settings.as_object().map(|o| o.len()), Some(50));
+    assert_eq!(
+        settings["otel.endpoint"]["value"],
+        "https://tenant:***@otel.example/v1/traces"
+    );
+    assert!(
+        !json.to_string().contains("otlp-pw"),
+        "the OTLP password never prints"
+    );
+    assert_eq!(settings.as_object().map(|o| o.len()), Some(52));
     assert_eq!(
         json["warnings"][0],
         "MERIT_TYPO is not a merit setting and was ignored"
