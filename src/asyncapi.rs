@@ -83,6 +83,16 @@ fn key_headers(event_type: EventType) -> Value {
         );
         required.push(kind.header());
     }
+    properties.insert(
+        "traceparent".to_string(),
+        json!({
+            "type": "string",
+            "maxLength": 512,
+            "description": "Optional W3C trace context (00-<trace id>-<span id>-<flags>): with \
+                tracing on (MERIT_OTEL_ENDPOINT), merit's spans for this event join the \
+                producer's trace; `tracestate` may accompany it",
+        }),
+    );
     json!({ "type": "object", "properties": properties, "required": required })
 }
 
