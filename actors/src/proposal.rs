@@ -209,7 +209,36 @@ pub async fn load_held(
 
 /// The database reads of a turn's voters' held NFTs: one query for all of them, run
 /// only if some voter misses the cache, and then at most once.
-type HeldReads = Shared<BoxFuture<'static, Result<Arc<HashMap<String, HeldNfts>>, String>>>;
+type HeldReads = Shared<BoxFuture<'static, Result<Arc<HashMap<String, HeldNfts>>, ReadFailed>>>;
+
+/// Why the shared read failed, as each voter's read reports it (a database error is not
+/// `Clone`): an outage stays an outage, so the turn waits it out instead of spending
+/// attempts, as it would have on a read of its own.
+#[derive(Debug, Clone)]
+struct ReadFailed {
+    unavailable: bool,
+    reason: String,
+}
+
+impl ReadFailed {
+    fn new(e: &merit_storage::StorageError) -> Self {
+        let unavailable =
+            matches!(e, merit_storage::StorageError::Db(db) if crate::shell::is_unavailable(db));
+        Self {
+            unavailable,
+            reason: e.to_string(),
+        }
+    }
+
+    fn error(self) -> merit_storage::StorageError {
+        use merit_storage::sea_orm::{DbErr, RuntimeErr};
+        merit_storage::StorageError::Db(if self.unavailable {
+            DbErr::Conn(RuntimeErr::Internal(self.reason))
+        } else {
+            DbErr::Custom(self.reason)
+        })
+    }
+}
 
 fn held_reads(store: &Store, users: Vec<String>) -> HeldReads {
     let db = store.db().clone();
@@ -217,7 +246,7 @@ fn held_reads(store: &Store, users: Vec<String>) -> HeldReads {
         read_held_many(&db, users)
             .await
             .map(Arc::new)
-            .map_err(|e| e.to_string())
+            .map_err(|e| ReadFailed::new(&e))
     }
     .boxed()
     .shared()
@@ -236,9 +265,7 @@ async fn load_held_from(
         .get_or_load(&key, move || async move {
             match reads.await {
                 Ok(held) => Ok(Some(held.get(&id).cloned().unwrap_or_default())),
-                Err(e) => Err(merit_storage::StorageError::Db(
-                    merit_storage::sea_orm::DbErr::Custom(e),
-                )),
+                Err(failed) => Err(failed.error()),
             }
         })
         .await?;
@@ -809,6 +836,24 @@ mod tests {
 
     use super::*;
     use crate::domain::{apply_to_copy, Applied};
+
+    #[test]
+    fn a_failed_shared_read_keeps_an_outage_an_outage() {
+        use merit_storage::{
+            sea_orm::{DbErr, RuntimeErr},
+            StorageError,
+        };
+        let unavailable = |e: StorageError| match e {
+            StorageError::Db(db) => crate::shell::is_unavailable(&db),
+            _ => false,
+        };
+        let outage = StorageError::Db(DbErr::Conn(RuntimeErr::Internal("refused".into())));
+        assert!(unavailable(ReadFailed::new(&outage).error()));
+        let refused = StorageError::Db(DbErr::Custom("no such column".into()));
+        let again = ReadFailed::new(&refused).error();
+        assert!(again.to_string().contains("no such column"), "{again}");
+        assert!(!unavailable(again));
+    }
 
     fn created(quorum: u64) -> Envelope {
         let now = Utc::now();

@@ -423,7 +423,7 @@ pub fn inbox_consumer(kind: merit_messages::ActorKind, origin: merit_messages::O
 
 /// Whether a database error means "the database is unreachable" (wait it out) rather
 /// than "this statement failed" (spend an attempt).
-fn is_unavailable(err: &merit_storage::sea_orm::DbErr) -> bool {
+pub(crate) fn is_unavailable(err: &merit_storage::sea_orm::DbErr) -> bool {
     use merit_storage::sea_orm::{sqlx::Error as Sqlx, DbErr, RuntimeErr};
     match err {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
