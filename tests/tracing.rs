@@ -267,7 +267,54 @@ async fn one_vote_is_one_trace_from_the_producer_or_the_api_through_both_turns_a
     let http = trace.iter().find(|s| s.name == "http").expect("http span");
     assert_eq!(http.parent_span_id, "b7ad6b7169203331");
 
-    // 3. Untraced traffic starts traces of its own and never joins another's.
+    // 3. A burst of traced votes on the hot proposal: the actor batches them into few
+    //    turns, and each vote's derived event still continues its own producer's trace.
+    let burst: Vec<(String, Outgoing)> = (0..50u32)
+        .map(|i| {
+            let trace = format!("{:032x}", 0x000b_0057_0000_u128 + u128::from(i));
+            let mut vote = Outgoing::from_envelope(&Envelope::new(
+                "test",
+                VoteCast {
+                    proposal: "traced".parse().expect("id"),
+                    voter: common::wallet(100 + i),
+                    choice: VoteChoice::For,
+                    reason: None,
+                },
+            ));
+            vote.headers.insert(
+                "traceparent".to_string(),
+                format!("00-{trace}-{:016x}-01", 1 + u64::from(i)),
+            );
+            (trace, vote)
+        })
+        .collect();
+    producer
+        .publish(burst.iter().map(|(_, v)| v.clone()).collect())
+        .await
+        .expect("burst published");
+    // A batched turn is a span of the first vote's trace (the others link to it), so a
+    // later vote's trace holds its delivery, the relay of its derived event and the
+    // voter's side.
+    let batched_path = [
+        ("merit.delivery", Some("proposal")),
+        ("outbox.relay", None),
+        ("merit.delivery", Some("user")),
+        ("actor.turn", Some("user")),
+    ];
+    for (trace, _) in &burst {
+        trace_of(&spans, trace, &batched_path).await;
+    }
+    let batched = spans.lock().expect("lock").iter().any(|s| {
+        s.name == "actor.turn"
+            && s.attributes["kind"] == "proposal"
+            && burst.iter().any(|(t, _)| *t == s.trace_id)
+            && s.attributes
+                .get("events")
+                .is_some_and(|n| n != "IntValue(1)")
+    });
+    assert!(batched, "the burst was applied in batched turns");
+
+    // 4. Untraced traffic starts traces of its own and never joins another's.
     let others: Vec<String> = spans
         .lock()
         .expect("lock")

@@ -440,7 +440,10 @@ pub(crate) fn is_unavailable(err: &merit_storage::sea_orm::DbErr) -> bool {
 }
 
 /// One try at a turn over `items` (in order), in the turn's span (DEBUG: made only when
-/// traced): a child of the first delivery's span, following from the others'.
+/// traced): a child of the first delivery's span, following from the others'. What an
+/// event emits continues that event's own trace: the first's through the turn's span, a
+/// batched one's through its delivery's span, so a vote batched behind another stays in
+/// its producer's trace.
 async fn attempt<D: Domain>(
     deps: &TurnDeps,
     key: &str,
@@ -461,7 +464,8 @@ async fn attempt<D: Domain>(
         span.follows_from(&other.span);
     }
     let events: Vec<&Arc<Envelope>> = items.iter().map(|i| &i.envelope).collect();
-    apply_and_commit::<D>(deps, key, loaded, &events)
+    let origins: Vec<&tracing::Span> = items.iter().map(|i| &i.span).collect();
+    apply_and_commit::<D>(deps, key, loaded, &events, &origins)
         .instrument(span)
         .await
 }
@@ -469,11 +473,13 @@ async fn attempt<D: Domain>(
 /// One try at a turn over `events` (in order): activate if needed, apply each, commit
 /// once. On success `loaded` holds the state after the turn; on an error it is `None`
 /// (the state may hold part of the turn) and the caller decides what to retry.
+/// `origins[i]` is the span of event `i`'s delivery (see [`attempt`]).
 async fn apply_and_commit<D: Domain>(
     deps: &TurnDeps,
     key: &str,
     loaded: &mut Loaded<D::State>,
     events: &[&Arc<Envelope>],
+    origins: &[&tracing::Span],
 ) -> crate::error::Result<Outcome> {
     let TurnDeps {
         store,
@@ -506,13 +512,13 @@ async fn apply_and_commit<D: Domain>(
     let mut effects = D::Effects::default();
     let (mut changed, mut emit) = (false, Vec::new());
     let inputs = D::prepare_turn(store, services, key, &state, events).await?;
-    for (envelope, inputs) in events.iter().zip(&inputs) {
+    for (i, (envelope, inputs)) in events.iter().zip(&inputs).enumerate() {
         let decision = catch_unwind(AssertUnwindSafe(|| {
             D::apply(&config, key, &mut state, envelope, inputs, &mut effects)
         }))
         .map_err(|panic| ActorError::Panicked(panic_message(&panic)))?;
         changed |= decision.changed;
-        emit.extend(decision.emit);
+        emit.extend(decision.emit.into_iter().map(|e| (i, e)));
     }
     let state_write = changed.then(|| StateWrite {
         kind: D::KIND,
@@ -526,13 +532,7 @@ async fn apply_and_commit<D: Domain>(
         event_id,
         batched: events[1..].iter().map(|e| inbox_row::<D>(e)).collect(),
         state: state_write,
-        // The turn's trace context travels with what it emits (see `merit_messages::trace`).
-        outbox: {
-            let trace = merit_messages::trace::inject(&tracing::Span::current());
-            emit.iter()
-                .map(|e| OutboxMessage::from_envelope(e).with_headers(&trace))
-                .collect()
-        },
+        outbox: outbox_rows(&emit, origins),
     };
     let mut rows = Rows::new();
     if changed {
@@ -563,6 +563,23 @@ async fn apply_and_commit<D: Domain>(
             Outcome::Duplicate
         }
     })
+}
+
+/// The outbox rows of a turn's emitted events (each with the index of the event that
+/// emitted it), each carrying the trace context it continues (see [`attempt`] and
+/// `merit_messages::trace`); empty headers when tracing is off.
+fn outbox_rows(emit: &[(usize, Envelope)], origins: &[&tracing::Span]) -> Vec<OutboxMessage> {
+    let mut traces: Vec<Option<std::collections::HashMap<String, String>>> =
+        vec![None; origins.len()];
+    let mut rows = Vec::with_capacity(emit.len());
+    for (i, envelope) in emit {
+        let trace = traces[*i].get_or_insert_with(|| match i {
+            0 => merit_messages::trace::inject(&tracing::Span::current()),
+            _ => merit_messages::trace::inject(origins[*i]),
+        });
+        rows.push(OutboxMessage::from_envelope(envelope).with_headers(trace));
+    }
+    rows
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
