@@ -172,7 +172,7 @@ pub(crate) fn document() -> Value {
         json!({
             "name": "deadLetter",
             "title": "A dead letter",
-            "summary": "The original message (body cut at 64 KiB) with its original headers and merit's x-merit-* headers.",
+            "summary": "The original message (body cut at 64 KiB) with its original headers and merit's x-merit-* headers. Its AMQP message id is the dead letter's id, derived from the message, its source queue, its reason class and the dead letter it replays, so dead-lettering one delivery twice records it once.",
             "contentType": "application/json",
             "headers": {
                 "type": "object",
@@ -185,7 +185,8 @@ pub(crate) fn document() -> Value {
                     "x-merit-source-queue": { "type": "string" },
                     "x-merit-dead-lettered-at": { "type": "string", "format": "date-time" },
                     "x-merit-origin": { "type": "string", "enum": ["producer", "merit"], "description": "The door it came through; a replay goes back through the same one" },
-                    "x-merit-truncated-from": { "type": "string", "description": "The body's original size in bytes, when it was cut" }
+                    "x-merit-truncated-from": { "type": "string", "description": "The body's original size in bytes, when it was cut" },
+                    "x-merit-replay-of": { "type": "string", "description": "On a message merit replayed from a dead letter: that dead letter's id (a replay that fails again becomes a new dead letter, one however often the replay was published)" }
                 },
                 "required": ["x-merit-reason-class", "x-merit-reason"]
             },
@@ -197,7 +198,7 @@ pub(crate) fn document() -> Value {
         json!({
             "address": "merit.dlq",
             "title": "The dead-letter queue",
-            "description": "Every message merit could not apply, with its reason; bounded (100,000, oldest dropped). Operators list, replay and discard them through the admin API (/api/v1/dlq) or the dashboard rather than consuming the queue.",
+            "description": "Every message merit could not apply, with its reason. A hand-over point: each node's dead-letter recorder consumes it and acks a dead letter once it is stored in merit's dead-letter table (idempotent by id), where operators page, filter, replay and discard them through the admin API (/api/v1/dlq) or the dashboard. Do not consume it yourself: what you take is not recorded. The table keeps 100,000 dead letters (oldest settled, then oldest waiting, dropped past it).",
             "servers": [{ "$ref": "#/servers/rabbitmq" }],
             "messages": { "deadLetter": { "$ref": "#/components/messages/deadLetter" } },
             "bindings": {

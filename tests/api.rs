@@ -484,6 +484,12 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
             None,
         )
         .await,
+        StatusCode::CONFLICT,
+        "already replayed",
+    );
+    assert_error(
+        &api.call(Method::DELETE, "/api/v1/dlq/no-such-id", Some(adm), None)
+            .await,
         StatusCode::NOT_FOUND,
         "no such dead letter",
     );
@@ -611,6 +617,7 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
     for name in [
         "merit_resident_actors",
         "merit_mailbox_depth",
+        "merit_dead_letters_stored{state=\"waiting\"}",
         "merit_sagas",
         "merit_outbox_pending",
         "merit_cache_hit_ratio",

@@ -141,15 +141,15 @@ fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed
             async move { user::Entity::find().count(&db_conn).await.expect("count") == 51 }
         })
         .await;
-        let t = transport.clone();
+        let (t, s) = (transport.clone(), store.clone());
         // Bad JSON is refused by the proposal shard it reached; the unknown type by the
         // unrouted mover; the poisoned turn after its attempts.
         eventually(60, "three dead letters", || {
-            let t = t.clone();
-            async move { t.dead_letters(100).await.expect("dlq").len() >= 3 }
+            let (t, s) = (t.clone(), s.clone());
+            async move { common::all_dead_letters(t.as_ref(), &s).await.len() >= 3 }
         })
         .await;
-        let dead = transport.dead_letters(100).await.expect("dlq");
+        let dead = common::all_dead_letters(transport.as_ref(), &store).await;
         let classes: Vec<&str> = dead.iter().map(|d| d.reason_class.as_str()).collect();
         assert_eq!(
             classes.iter().filter(|c| **c == "malformed").count(),

@@ -119,7 +119,7 @@ impl Node {
     async fn dead_letters(&self, n: usize) -> Vec<DeadLetter> {
         let mut dls = Vec::new();
         for _ in 0..(WAIT * 5) {
-            dls = self.producer.dead_letters(1_000).await.expect("peek");
+            dls = common::all_dead_letters(&self.producer, &self.store).await;
             if dls.len() >= n {
                 break;
             }

@@ -154,6 +154,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, options: &ApiOptions) {
             .service(routes::sagas::get_saga)
             .service(routes::sagas::retry_saga)
             .service(routes::dlq::list_dead_letters)
+            .service(routes::dlq::replay_dead_letters)
+            .service(routes::dlq::discard_dead_letters)
             .service(routes::dlq::get_dead_letter)
             .service(routes::dlq::replay_dead_letter)
             .service(routes::dlq::discard_dead_letter)

@@ -219,6 +219,27 @@ pub(crate) async fn render(state: &ApiState) -> String {
         }
     }
 
+    header(
+        &mut out,
+        "merit_dead_letters_stored",
+        "gauge",
+        "Dead letters in the dead-letter table per state (waiting: not yet replayed or discarded)",
+    );
+    for s in merit_storage::DeadLetterState::ALL {
+        let filter = merit_storage::DeadLetterFilter {
+            state: Some(s),
+            ..merit_storage::DeadLetterFilter::default()
+        };
+        if let Ok(n) = state.store.count_dead_letters(&filter).await {
+            line(
+                &mut out,
+                "merit_dead_letters_stored",
+                &[("state", s.as_str())],
+                n,
+            );
+        }
+    }
+
     if let Some(executor) = &state.sagas {
         header(&mut out, "merit_sagas", "gauge", "Sagas per state");
         if let Ok(counts) = executor.counts(None).await {

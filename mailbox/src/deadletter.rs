@@ -31,6 +31,10 @@ pub(crate) const DEAD_LETTERED_AT: &str = "x-merit-dead-lettered-at";
 pub(crate) const ORIGIN: &str = "x-merit-origin";
 /// Header: the original body's size in bytes when the stored body was cut short.
 pub(crate) const TRUNCATED_FROM: &str = "x-merit-truncated-from";
+/// Header on a replayed message: the id of the dead letter it replays. It makes the id of
+/// a dead letter the replay itself becomes differ from the one it replays, while a
+/// replay published twice (a crash between confirm and mark) still makes one dead letter.
+pub(crate) const REPLAY_OF: &str = "x-merit-replay-of";
 
 /// Most bytes of a body a dead letter keeps: an envelope can be no larger, so only a
 /// message refused as `oversized` is ever cut (and it could never be replayed anyway).
@@ -108,6 +112,65 @@ pub struct DeadLetter {
     pub headers: BTreeMap<String, String>,
 }
 
+/// A dead letter taken from the dead-letter queue, to be recorded: [`ack`](Self::ack) it
+/// once it is stored. Dropped unacked, it stays in (RabbitMQ: returns to) the queue.
+pub struct DeadLetterDelivery {
+    /// The dead letter.
+    pub dead_letter: DeadLetter,
+    settler: DeadLetterSettler,
+}
+
+enum DeadLetterSettler {
+    Rabbit(crate::rabbit::Settler),
+    InProcess(crate::inproc::DeadLetterSettler),
+}
+
+impl DeadLetterDelivery {
+    pub(crate) fn rabbit(dead_letter: DeadLetter, settler: crate::rabbit::Settler) -> Self {
+        Self {
+            dead_letter,
+            settler: DeadLetterSettler::Rabbit(settler),
+        }
+    }
+
+    pub(crate) fn in_process(
+        dead_letter: DeadLetter,
+        settler: crate::inproc::DeadLetterSettler,
+    ) -> Self {
+        Self {
+            dead_letter,
+            settler: DeadLetterSettler::InProcess(settler),
+        }
+    }
+
+    /// Removes it from the queue: it is recorded.
+    pub async fn ack(self) -> crate::error::Result<()> {
+        match self.settler {
+            DeadLetterSettler::Rabbit(s) => s.ack().await,
+            DeadLetterSettler::InProcess(s) => {
+                s.ack(&self.dead_letter.id);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl crate::rabbit::Release for DeadLetterDelivery {
+    fn release(self) {
+        if let DeadLetterSettler::Rabbit(s) = self.settler {
+            s.release();
+        }
+    }
+}
+
+impl std::fmt::Debug for DeadLetterDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterDelivery")
+            .field("id", &self.dead_letter.id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a transport knows about a message it is about to dead-letter.
 #[derive(Debug, Clone)]
 pub(crate) struct Draft {
@@ -121,8 +184,23 @@ pub(crate) struct Draft {
 }
 
 impl DeadLetter {
-    /// A new dead letter with a fresh id, stamped now.
+    /// A new dead letter, stamped now. Its id is derived from what was dead-lettered
+    /// (source queue, routing key, message id, body, reason class and the dead letter it
+    /// replays, if any), so dead-lettering one delivery twice (a crash after the dead
+    /// letter was confirmed but before the original was acked) records it once.
     pub(crate) fn from_draft(draft: Draft, reason: &DeadLetterReason) -> Self {
+        let id = dead_letter_id(&[
+            b"merit",
+            draft.source_queue.as_bytes(),
+            draft.routing_key.as_bytes(),
+            draft.message_id.as_deref().unwrap_or("").as_bytes(),
+            &draft.body,
+            reason.class.as_bytes(),
+            draft
+                .headers
+                .get(REPLAY_OF)
+                .map_or(&b""[..], |r| r.as_bytes()),
+        ]);
         let (body, truncated_from) = if draft.body.len() > MAX_DEAD_LETTER_BODY {
             (
                 draft.body.slice(..MAX_DEAD_LETTER_BODY),
@@ -134,7 +212,7 @@ impl DeadLetter {
         Self {
             truncated_from,
             origin: draft.origin,
-            id: uuid::Uuid::new_v4().to_string(),
+            id,
             routing_key: draft.routing_key,
             reason_class: reason.class.clone(),
             reason: reason.detail.clone(),
@@ -200,17 +278,35 @@ impl DeadLetter {
         }
     }
 
-    /// The message that replays it: original routing key, body, ids and headers.
-    pub(crate) fn to_outgoing(&self) -> Outgoing {
+    /// The message that replays it: original routing key, body, ids and headers, through
+    /// the door it came in by (a producer's message refused as one of merit's own types is
+    /// refused again, never laundered onto merit's exchange), marked as a replay of this
+    /// dead letter.
+    pub fn replay_message(&self) -> Outgoing {
+        let mut headers = self.headers.clone();
+        headers.insert(REPLAY_OF.to_string(), self.id.clone());
         Outgoing {
             routing_key: self.routing_key.clone(),
             body: self.body.clone(),
             message_id: self.message_id.clone().unwrap_or_else(|| self.id.clone()),
             correlation_id: self.correlation_id.clone(),
-            headers: self.headers.clone(),
+            headers,
             origin: self.origin,
         }
     }
+}
+
+/// A name-based (v5) UUID of `parts`, each length-prefixed so no two lists of parts
+/// collide by concatenation.
+pub(crate) fn dead_letter_id(parts: &[&[u8]]) -> String {
+    /// merit's namespace for dead-letter ids (a fixed random UUID).
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d3e_1a52_8c1f_4b7e_9a04_52c6_b8f1_d2a7);
+    let mut name = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+    for part in parts {
+        name.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        name.extend_from_slice(part);
+    }
+    uuid::Uuid::new_v5(&NAMESPACE, &name).to_string()
 }
 
 /// The headers an application set: without merit's `x-merit-*` and the broker's
@@ -297,11 +393,12 @@ mod tests {
             &dl.wire_headers(),
         );
         assert_eq!(back, dl);
-        let out = back.to_outgoing();
+        let out = back.replay_message();
         assert_eq!(out.routing_key, "nft.burned");
         assert_eq!(out.message_id, "m-1");
         assert_eq!(out.headers.get("merit-nft").map(String::as_str), Some("7"));
-        assert_eq!(out.headers.len(), 1);
+        assert_eq!(out.headers.get(REPLAY_OF), Some(&dl.id));
+        assert_eq!(out.headers.len(), 2);
         assert_eq!(
             out.origin,
             Origin::Merit,
@@ -327,6 +424,44 @@ mod tests {
         let back = DeadLetter::from_wire(dl.id.clone(), dl.body.clone(), None, &dl.wire_headers());
         assert_eq!(back.origin, Origin::Producer);
         assert_eq!(back.truncated_from, Some(MAX_DEAD_LETTER_BODY + 10));
-        assert_eq!(back.to_outgoing().origin, Origin::Producer);
+        assert_eq!(back.replay_message().origin, Origin::Producer);
+    }
+
+    fn draft(body: &'static [u8], headers: BTreeMap<String, String>) -> Draft {
+        Draft {
+            routing_key: "governance.vote.cast".into(),
+            body: Bytes::from_static(body),
+            headers,
+            message_id: Some("m-1".into()),
+            correlation_id: None,
+            source_queue: "merit.proposal.0".into(),
+            origin: Origin::Producer,
+        }
+    }
+
+    #[test]
+    fn one_delivery_dead_lettered_twice_is_one_dead_letter_and_its_replay_another() {
+        let reason = DeadLetterReason::new("handler_error", "boom", 3);
+        let first = DeadLetter::from_draft(draft(b"{}", BTreeMap::new()), &reason);
+        let again = DeadLetter::from_draft(draft(b"{}", BTreeMap::new()), &reason);
+        assert_eq!(first.id, again.id, "a redelivery dead-lettered again");
+        let other = DeadLetter::from_draft(draft(b"{ }", BTreeMap::new()), &reason);
+        assert_ne!(first.id, other.id, "another body");
+        let refused = DeadLetterReason::new("type_mismatch", "no", 0);
+        let refused = DeadLetter::from_draft(draft(b"{}", BTreeMap::new()), &refused);
+        assert_ne!(first.id, refused.id, "another reason");
+        // The replay fails again: a new dead letter, the same one however often the replay
+        // was published.
+        let replayed = first.replay_message().headers;
+        let second = DeadLetter::from_draft(draft(b"{}", replayed.clone()), &reason);
+        assert_ne!(second.id, first.id);
+        assert_eq!(
+            DeadLetter::from_draft(draft(b"{}", replayed), &reason).id,
+            second.id
+        );
+        assert!(
+            !second.headers.contains_key(REPLAY_OF),
+            "kept headers drop x-merit-*"
+        );
     }
 }

@@ -27,7 +27,7 @@ mod routing;
 mod topology;
 mod transport;
 
-pub use deadletter::{DeadLetter, DeadLetterReason, MAX_DEAD_LETTER_BODY};
+pub use deadletter::{DeadLetter, DeadLetterDelivery, DeadLetterReason, MAX_DEAD_LETTER_BODY};
 pub use delivery::Delivery;
 pub use error::{Error, Result};
 pub use inproc::InProcessTransport;

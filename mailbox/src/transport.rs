@@ -6,7 +6,11 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use crate::{
-    deadletter::DeadLetter, delivery::Delivery, error::Result, outgoing::Outgoing, routing::ShardId,
+    deadletter::{DeadLetter, DeadLetterDelivery},
+    delivery::Delivery,
+    error::Result,
+    outgoing::Outgoing,
+    routing::ShardId,
 };
 
 /// A mailbox transport: publishes with confirms, consumes shard queues with manual acks
@@ -40,15 +44,18 @@ pub trait Transport: Send + Sync + 'static {
     /// Every merit queue with its count of ready (not in-flight) messages.
     async fn queue_depths(&self) -> Result<Vec<(String, u64)>>;
 
-    /// Up to `limit` dead letters, oldest first, without removing them.
+    /// Up to `limit` dead letters still in the dead-letter queue (not yet taken by a
+    /// recorder), oldest first, without removing them.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
 
-    /// Republishes dead letter `id` to `merit.events` with its original routing key,
-    /// headers and ids, then removes it. `Ok(false)` if there is no such dead letter.
-    async fn replay_dead_letter(&self, id: &str) -> Result<bool>;
-
-    /// Removes dead letter `id`. `Ok(false)` if there is no such dead letter.
-    async fn discard_dead_letter(&self, id: &str) -> Result<bool>;
+    /// Streams the dead-letter queue, at most `prefetch` unacked at a time: what a
+    /// recorder stores and then acks. A dead letter taken but not acked (the recorder
+    /// stopped) comes again, so recording must be idempotent by id. Replaying one is a
+    /// [`publish`](Self::publish) of [`DeadLetter::replay_message`].
+    async fn consume_dead_letters(
+        &self,
+        prefetch: u16,
+    ) -> Result<mpsc::Receiver<DeadLetterDelivery>>;
 
     /// Whether the transport can publish and consume right now (readiness).
     async fn is_connected(&self) -> bool;

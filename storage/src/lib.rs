@@ -10,6 +10,7 @@
 
 mod batch;
 pub mod cache;
+mod dead_letters;
 pub mod entities;
 mod error;
 mod governance;
@@ -22,6 +23,7 @@ mod turn;
 
 pub use batch::GroupCommitter;
 pub use cache::{CacheConfig, CacheKey, CacheStats, TieredCache};
+pub use dead_letters::{DeadLetterFilter, DeadLetterRow, DeadLetterState, NewDeadLetter};
 pub use error::{Result, StorageError};
 pub use governance::{mark_deadline_fired, DueProposal};
 pub use migration::Migrator;

@@ -9,6 +9,7 @@
 //! takes others down.
 //! Must not know: HTTP, the chain, or domain rules.
 
+pub mod dead_letters;
 mod error;
 mod node;
 pub mod ownership;

@@ -18,6 +18,7 @@ use tokio::{
 };
 
 use crate::{
+    dead_letters::run_recorder,
     error::Result,
     ownership::{assign, record, run_ownership, Membership, Owned},
     registry::{Registry, RegistryStatus, Residency},
@@ -369,6 +370,17 @@ impl Node {
                 vec![broker.clone(), database.clone()],
                 shutdown_rx.clone(),
                 move |stop| run_relay(store.clone(), transport.clone(), stop),
+            ));
+        }
+        {
+            let (store, transport) = (store.clone(), transport.clone());
+            tasks.push(spawn_service(
+                tree.clone(),
+                "dead-letter-recorder".to_string(),
+                options.restart,
+                vec![broker.clone(), database.clone()],
+                shutdown_rx.clone(),
+                move |stop| run_recorder(store.clone(), transport.clone(), stop),
             ));
         }
         {

@@ -275,12 +275,11 @@ mod tests {
             Ok(Vec::new())
         }
 
-        async fn replay_dead_letter(&self, _id: &str) -> merit_mailbox::Result<bool> {
-            Ok(false)
-        }
-
-        async fn discard_dead_letter(&self, _id: &str) -> merit_mailbox::Result<bool> {
-            Ok(false)
+        async fn consume_dead_letters(
+            &self,
+            _prefetch: u16,
+        ) -> merit_mailbox::Result<mpsc::Receiver<merit_mailbox::DeadLetterDelivery>> {
+            Err(merit_mailbox::Error::Closed)
         }
 
         async fn is_connected(&self) -> bool {

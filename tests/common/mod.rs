@@ -707,3 +707,30 @@ pub async fn declared_transport(url: &str, shards: u16) -> merit_mailbox::Rabbit
     t.declare().await.expect("declare");
     t
 }
+
+/// Every dead letter, wherever it is: recorded in the dead-letter table (any state, in
+/// arrival order) or still in the queue, not yet taken by a node's recorder. One the
+/// recorder holds between taking and committing is in neither for a moment, so callers
+/// that expect some wait with [`eventually`].
+pub async fn all_dead_letters<T: merit_mailbox::Transport + ?Sized>(
+    transport: &T,
+    store: &Store,
+) -> Vec<merit_mailbox::DeadLetter> {
+    let mut all: Vec<merit_mailbox::DeadLetter> = store
+        .dead_letters(&merit_storage::DeadLetterFilter::default(), 0, 1_000_000)
+        .await
+        .expect("read the dead-letter table")
+        .iter()
+        .map(merit_supervisors::dead_letters::dead_letter_of)
+        .collect();
+    let queued = transport
+        .dead_letters(100_000)
+        .await
+        .expect("peek the dead-letter queue");
+    for dl in queued {
+        if !all.iter().any(|d| d.id == dl.id) {
+            all.push(dl);
+        }
+    }
+    all
+}

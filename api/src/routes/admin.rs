@@ -83,7 +83,7 @@ pub(crate) async fn overview(state: &ApiState) -> Overview {
             .unwrap_or_default(),
     );
     let depths = state.transport.queue_depths().await.unwrap_or_default();
-    let dlq_total = crate::routes::dlq::dlq_depth(&depths).unwrap_or(0);
+    let dlq_total = crate::routes::dlq::dlq_total(state).await.unwrap_or(0);
     let queues = depths
         .into_iter()
         .map(|(name, ready)| QueueDepth { name, ready })

@@ -1,25 +1,47 @@
-//! The dead-letter queue for operators: list, inspect, replay, discard.
+//! Dead letters for operators: list (filtered, paged by cursor), inspect, and replay or
+//! discard one by id or many by filter (with a dry run that only counts). They are
+//! served from the dead-letter table the recorder fills from `merit.dlq`.
 
 use actix_web::{delete, get, post, web, HttpResponse};
-use merit_mailbox::DeadLetter;
-use serde::Serialize;
-use utoipa::ToSchema;
+use chrono::{DateTime, Utc};
+use merit_storage::{DeadLetterFilter, DeadLetterRow, DeadLetterState};
+use merit_supervisors::dead_letters::{
+    settle_dead_letter, settle_dead_letters, DeadLetterAction, Settled,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::Admin,
     error::{ApiError, ErrorBody, Result},
-    pagination::{page_of, PageQuery},
+    pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE},
     state::ApiState,
 };
 
-/// Dead letters read to find one by id or count them.
-const SCAN_LIMIT: usize = 10_000;
+/// Most dead letters one bulk request settles; a larger set takes several requests
+/// (`remaining` says how many are left).
+const MAX_BULK: u64 = 10_000;
+
+/// Longest class or routing key a filter takes.
+const MAX_FILTER_LEN: usize = 255;
 
 /// A message merit gave up on.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DeadLetterDto {
     /// Id, for replay and discard.
     pub id: String,
+    /// Arrival order; `after` in a listing takes it.
+    pub seq: i64,
+    /// `waiting`, `replayed` or `discarded`.
+    pub state: String,
+    /// When it was replayed or discarded.
+    pub settled_at: Option<DateTime<Utc>>,
+    /// The queue it was taken from.
+    pub source_queue: String,
+    /// The original message id.
+    pub message_id: Option<String>,
+    /// The original correlation id: follow it in the logs and traces.
+    pub correlation_id: Option<String>,
     /// The routing key it was published with.
     pub routing_key: String,
     /// `malformed`, `invalid_field`, `missing_field`, `unknown_type`, `unknown_version`,
@@ -31,7 +53,7 @@ pub(crate) struct DeadLetterDto {
     /// Handling attempts.
     pub attempts: u32,
     /// When it was dead-lettered.
-    pub dead_lettered_at: String,
+    pub dead_lettered_at: DateTime<Utc>,
     /// The door it came in through (`producer`: `merit.events`; `merit`: merit's own
     /// exchange); a replay goes back through it.
     pub origin: String,
@@ -49,83 +71,232 @@ const LISTED_BODY_BYTES: usize = 2_048;
 
 impl DeadLetterDto {
     /// The dead letter with at most `max_body` bytes of its body.
-    fn new(d: DeadLetter, max_body: usize) -> Self {
-        let body_bytes = d.truncated_from.unwrap_or(d.body.len());
+    fn new(d: DeadLetterRow, max_body: usize) -> Self {
+        let body_bytes = d
+            .truncated_from
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(d.body.len());
         let shown = &d.body[..d.body.len().min(max_body)];
         Self {
+            body: String::from_utf8_lossy(shown).into_owned(),
+            body_truncated: shown.len() < body_bytes,
+            body_bytes,
             id: d.id,
+            seq: d.seq,
+            state: d.state,
+            settled_at: d.settled_at,
+            source_queue: d.source_queue,
+            message_id: d.message_id,
+            correlation_id: d.correlation_id,
             routing_key: d.routing_key,
             reason_class: d.reason_class,
             reason: d.reason,
-            attempts: d.attempts,
+            attempts: u32::try_from(d.attempts).unwrap_or(0),
             dead_lettered_at: d.dead_lettered_at,
-            origin: d.origin.as_str().to_string(),
-            body: String::from_utf8_lossy(shown).into_owned(),
-            body_bytes,
-            body_truncated: shown.len() < body_bytes,
+            origin: d.origin,
         }
     }
 }
 
-page_of!(DeadLetterPage, DeadLetterDto, "dead letters");
+/// A page of dead letters.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeadLetterList {
+    /// Dead letters in arrival order.
+    pub items: Vec<DeadLetterDto>,
+    /// The page size asked for.
+    pub page_size: u64,
+    /// How many dead letters match the filter in all.
+    pub total: u64,
+    /// Pass it as `after` for the next page; `null` on the last page.
+    pub next_after: Option<i64>,
+}
 
 /// What an action did.
 #[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct DeadLetterAction {
+pub(crate) struct DeadLetterActionDto {
     /// The dead letter.
     pub id: String,
     /// `replayed` or `discarded`.
     pub action: String,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable(format!("the broker did not answer: {e}"))
+/// Which dead letters to list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeadLetterQuery {
+    /// `waiting` (default), `replayed`, `discarded` or `all`.
+    pub state: Option<String>,
+    /// Only this reason class.
+    pub class: Option<String>,
+    /// Only this routing key.
+    pub routing_key: Option<String>,
+    /// Dead-lettered at or after (RFC 3339).
+    pub since: Option<String>,
+    /// Dead-lettered before (RFC 3339).
+    pub until: Option<String>,
+    /// Only dead letters after this `seq` (the previous page's `next_after`).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+    /// Items per page, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub page_size: Option<u64>,
 }
 
-/// Dead letters, oldest first.
+/// Which waiting dead letters a bulk replay or discard covers, and whether to only count.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BulkRequest {
+    /// Only this reason class.
+    pub class: Option<String>,
+    /// Only this routing key.
+    pub routing_key: Option<String>,
+    /// Dead-lettered at or after (RFC 3339).
+    pub since: Option<String>,
+    /// Dead-lettered before (RFC 3339).
+    pub until: Option<String>,
+    /// Must be `true` to act on every waiting dead letter (no other filter).
+    #[serde(default)]
+    pub all: bool,
+    /// Only count what would be settled.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Most to settle in this request, 1-10000 (default 10000).
+    pub limit: Option<u64>,
+}
+
+/// What a bulk request did (or, in a dry run, would do).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkOutcome {
+    /// `replay` or `discard`.
+    pub action: String,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Waiting dead letters matching the filter before the request.
+    pub matched: u64,
+    /// How many it settled (0 in a dry run).
+    pub settled: u64,
+    /// Waiting dead letters matching the filter after it.
+    pub remaining: u64,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(format!("the broker or database did not answer: {e}"))
+}
+
+/// `field`'s value, bounded.
+fn bounded(field: &str, value: Option<String>) -> Result<Option<String>> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > MAX_FILTER_LEN => Err(ApiError::bad_request(format!(
+            "{field}: must be 1-{MAX_FILTER_LEN} bytes"
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn instant(field: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(&v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "{field}: {} is not an RFC 3339 time (e.g. 2026-12-05T10:00:00Z)",
+                        merit_messages::quote_untrusted(&v)
+                    ))
+                })
+        })
+        .transpose()
+}
+
+fn filter_of(
+    class: Option<String>,
+    routing_key: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+) -> Result<DeadLetterFilter> {
+    Ok(DeadLetterFilter {
+        state: None,
+        reason_class: bounded("class", class)?,
+        routing_key: bounded("routing_key", routing_key)?,
+        since: instant("since", since)?,
+        until: instant("until", until)?,
+    })
+}
+
+impl DeadLetterQuery {
+    fn parse(self) -> Result<(DeadLetterFilter, i64, u64)> {
+        let state = match self.state.as_deref() {
+            None => Some(DeadLetterState::Waiting),
+            Some("all") => None,
+            Some(s) => Some(DeadLetterState::parse(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "state: {} is not waiting, replayed, discarded or all",
+                    merit_messages::quote_untrusted(s)
+                ))
+            })?),
+        };
+        let page_size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
+            return Err(ApiError::bad_request(format!(
+                "page_size: {page_size} is out of range (1-{MAX_PAGE_SIZE})"
+            )));
+        }
+        let after = self.after.unwrap_or(0);
+        if after < 0 {
+            return Err(ApiError::bad_request("after: must be 0 or more"));
+        }
+        let filter = DeadLetterFilter {
+            state,
+            ..filter_of(self.class, self.routing_key, self.since, self.until)?
+        };
+        Ok((filter, after, page_size))
+    }
+}
+
+/// Dead letters in arrival order, filtered; page with `after` = the previous page's
+/// `next_after` (stable while more arrive).
 #[utoipa::path(get, path = "/api/v1/dlq", tag = "dlq",
-    params(PageQuery),
+    params(DeadLetterQuery),
     security(("admin" = [])),
     responses(
-        (status = 200, description = "A page of dead letters", body = DeadLetterPage),
-        (status = 400, description = "Bad page", body = ErrorBody),
+        (status = 200, description = "A page of dead letters", body = DeadLetterList),
+        (status = 400, description = "Bad filter or page", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
-        (status = 503, description = "The broker is unavailable", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/dlq")]
 pub(crate) async fn list_dead_letters(
     state: web::Data<ApiState>,
     _admin: Admin,
-    page: web::Query<PageQuery>,
+    query: web::Query<DeadLetterQuery>,
 ) -> Result<HttpResponse> {
-    let window = page.window()?;
-    let wanted = usize::try_from(window.offset() + window.page_size).unwrap_or(SCAN_LIMIT);
-    let all = state
-        .transport
-        .dead_letters(wanted.min(SCAN_LIMIT))
-        .await
-        .map_err(unavailable)?;
-    let total = dlq_total(&state).await.unwrap_or(all.len() as u64);
-    let items = all
+    let (filter, after, page_size) = query.into_inner().parse()?;
+    let rows = state.store.dead_letters(&filter, after, page_size).await?;
+    let total = state.store.count_dead_letters(&filter).await?;
+    let next_after = match rows.last() {
+        Some(last) if rows.len() as u64 == page_size => Some(last.seq),
+        _ => None,
+    };
+    let items = rows
         .into_iter()
-        .skip(usize::try_from(window.offset()).unwrap_or(usize::MAX))
         .map(|d| DeadLetterDto::new(d, LISTED_BODY_BYTES))
         .collect();
-    Ok(HttpResponse::Ok().json(DeadLetterPage::new(items, window, total)))
+    Ok(HttpResponse::Ok().json(DeadLetterList {
+        items,
+        page_size,
+        total,
+        next_after,
+    }))
 }
 
-/// How many dead letters wait (the DLQ's depth).
+/// How many dead letters wait to be replayed or discarded.
 pub(crate) async fn dlq_total(state: &ApiState) -> Option<u64> {
-    dlq_depth(&state.transport.queue_depths().await.ok()?)
-}
-
-/// The DLQ's depth among queue depths already read.
-pub(crate) fn dlq_depth(depths: &[(String, u64)]) -> Option<u64> {
-    depths
-        .iter()
-        .find(|(name, _)| name.ends_with("merit.dlq"))
-        .map(|(_, n)| *n)
+    let waiting = DeadLetterFilter {
+        state: Some(DeadLetterState::Waiting),
+        ..DeadLetterFilter::default()
+    };
+    state.store.count_dead_letters(&waiting).await.ok()
 }
 
 /// One dead letter with its body.
@@ -137,7 +308,7 @@ pub(crate) fn dlq_depth(depths: &[(String, u64)]) -> Option<u64> {
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such dead letter", body = ErrorBody),
-        (status = 503, description = "The broker is unavailable", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 #[get("/dlq/{id}")]
 pub(crate) async fn get_dead_letter(
@@ -147,12 +318,9 @@ pub(crate) async fn get_dead_letter(
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
     let found = state
-        .transport
-        .dead_letters(SCAN_LIMIT)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .find(|d| d.id == id)
+        .store
+        .dead_letter(&id)
+        .await?
         .ok_or_else(|| not_found(&id))?;
     Ok(HttpResponse::Ok().json(DeadLetterDto::new(found, usize::MAX)))
 }
@@ -164,33 +332,28 @@ fn not_found(id: &str) -> ApiError {
     ))
 }
 
-/// What an operator does with a dead letter.
-#[derive(Debug, Clone, Copy)]
-enum Settle {
-    Replay,
-    Discard,
-}
-
-/// Replays or discards dead letter `id`: 404 when there is none, the action otherwise.
-async fn settle(state: &ApiState, id: String, how: Settle) -> Result<HttpResponse> {
-    let done = match how {
-        Settle::Replay => state.transport.replay_dead_letter(&id).await,
-        Settle::Discard => state.transport.discard_dead_letter(&id).await,
-    }
-    .map_err(unavailable)?;
-    if !done {
-        return Err(not_found(&id));
-    }
-    let action = match how {
-        Settle::Replay => "replayed",
-        Settle::Discard => "discarded",
+/// Replays or discards dead letter `id`: 404 when there is none, 409 when it was already
+/// settled, the action otherwise.
+async fn settle(state: &ApiState, id: String, action: DeadLetterAction) -> Result<HttpResponse> {
+    let settled = settle_dead_letter(&state.store, state.transport.as_ref(), &id, action)
+        .await
+        .map_err(unavailable)?;
+    let name = match action {
+        DeadLetterAction::Replay => "replayed",
+        DeadLetterAction::Discard => "discarded",
     };
-    metrics::counter!("merit_dead_letters_settled_total", "action" => action).increment(1);
-    tracing::info!(dead_letter = %id, action, "dead letter settled by an operator");
-    Ok(HttpResponse::Ok().json(DeadLetterAction {
-        id,
-        action: action.to_string(),
-    }))
+    match settled {
+        Settled::Done => Ok(HttpResponse::Ok().json(DeadLetterActionDto {
+            id,
+            action: name.to_string(),
+        })),
+        Settled::NotFound => Err(not_found(&id)),
+        Settled::Already(was) => Err(ApiError::conflict(format!(
+            "dead letter {}: already {}",
+            merit_messages::quote_untrusted(&id),
+            was.as_str()
+        ))),
+    }
 }
 
 /// Republishes a dead letter with its original routing key, headers and ids, and removes
@@ -199,11 +362,12 @@ async fn settle(state: &ApiState, id: String, how: Settle) -> Result<HttpRespons
     params(("id" = String, Path, format = Uuid, description = "Dead letter id (a UUID)")),
     security(("admin" = [])),
     responses(
-        (status = 200, description = "Replayed", body = DeadLetterAction),
+        (status = 200, description = "Replayed", body = DeadLetterActionDto),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such dead letter", body = ErrorBody),
-        (status = 503, description = "The broker is unavailable", body = ErrorBody),
+        (status = 409, description = "Already replayed or discarded", body = ErrorBody),
+        (status = 503, description = "The broker or database is unavailable", body = ErrorBody),
     ))]
 #[post("/dlq/{id}/replay")]
 pub(crate) async fn replay_dead_letter(
@@ -211,19 +375,20 @@ pub(crate) async fn replay_dead_letter(
     _admin: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    settle(&state, path.into_inner(), Settle::Replay).await
+    settle(&state, path.into_inner(), DeadLetterAction::Replay).await
 }
 
-/// Removes a dead letter for good.
+/// Marks a dead letter discarded (kept for the record, never replayed).
 #[utoipa::path(delete, path = "/api/v1/dlq/{id}", tag = "dlq",
     params(("id" = String, Path, format = Uuid, description = "Dead letter id (a UUID)")),
     security(("admin" = [])),
     responses(
-        (status = 200, description = "Discarded", body = DeadLetterAction),
+        (status = 200, description = "Discarded", body = DeadLetterActionDto),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 404, description = "No such dead letter", body = ErrorBody),
-        (status = 503, description = "The broker is unavailable", body = ErrorBody),
+        (status = 409, description = "Already replayed or discarded", body = ErrorBody),
+        (status = 503, description = "The broker or database is unavailable", body = ErrorBody),
     ))]
 #[delete("/dlq/{id}")]
 pub(crate) async fn discard_dead_letter(
@@ -231,5 +396,105 @@ pub(crate) async fn discard_dead_letter(
     _admin: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    settle(&state, path.into_inner(), Settle::Discard).await
+    settle(&state, path.into_inner(), DeadLetterAction::Discard).await
+}
+
+/// Settles the waiting dead letters `req` covers with `action`, or only counts them.
+async fn bulk(
+    state: &ApiState,
+    req: BulkRequest,
+    action: DeadLetterAction,
+) -> Result<HttpResponse> {
+    let limit = req.limit.unwrap_or(MAX_BULK);
+    if !(1..=MAX_BULK).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit: {limit} is out of range (1-{MAX_BULK})"
+        )));
+    }
+    let unfiltered = req.class.is_none()
+        && req.routing_key.is_none()
+        && req.since.is_none()
+        && req.until.is_none();
+    if unfiltered && !req.all {
+        return Err(ApiError::bad_request(
+            "give a filter (class, routing_key, since, until) or \"all\": true to act on every \
+             waiting dead letter",
+        ));
+    }
+    let filter = DeadLetterFilter {
+        state: Some(DeadLetterState::Waiting),
+        ..filter_of(req.class, req.routing_key, req.since, req.until)?
+    };
+    let matched = state.store.count_dead_letters(&filter).await?;
+    let settled = if req.dry_run {
+        0
+    } else {
+        settle_dead_letters(
+            &state.store,
+            state.transport.as_ref(),
+            &filter,
+            limit,
+            action,
+        )
+        .await
+        .map_err(unavailable)?
+    };
+    let remaining = if req.dry_run {
+        matched
+    } else {
+        state.store.count_dead_letters(&filter).await?
+    };
+    let name = match action {
+        DeadLetterAction::Replay => "replay",
+        DeadLetterAction::Discard => "discard",
+    };
+    Ok(HttpResponse::Ok().json(BulkOutcome {
+        action: name.to_string(),
+        dry_run: req.dry_run,
+        matched,
+        settled,
+        remaining,
+    }))
+}
+
+/// Replays every waiting dead letter matching a filter (at most `limit` per request,
+/// oldest first), or with `dry_run` only counts them.
+#[utoipa::path(post, path = "/api/v1/dlq/replay", tag = "dlq",
+    request_body = BulkRequest,
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Replayed (or counted)", body = BulkOutcome),
+        (status = 400, description = "Bad filter, or none without `all`", body = ErrorBody),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 403, description = "Not the admin token", body = ErrorBody),
+        (status = 503, description = "The broker or database is unavailable", body = ErrorBody),
+    ))]
+#[post("/dlq/replay")]
+pub(crate) async fn replay_dead_letters(
+    state: web::Data<ApiState>,
+    _admin: Admin,
+    req: web::Json<BulkRequest>,
+) -> Result<HttpResponse> {
+    bulk(&state, req.into_inner(), DeadLetterAction::Replay).await
+}
+
+/// Discards every waiting dead letter matching a filter (at most `limit` per request,
+/// oldest first), or with `dry_run` only counts them.
+#[utoipa::path(post, path = "/api/v1/dlq/discard", tag = "dlq",
+    request_body = BulkRequest,
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Discarded (or counted)", body = BulkOutcome),
+        (status = 400, description = "Bad filter, or none without `all`", body = ErrorBody),
+        (status = 401, description = "No or an invalid credential", body = ErrorBody),
+        (status = 403, description = "Not the admin token", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ))]
+#[post("/dlq/discard")]
+pub(crate) async fn discard_dead_letters(
+    state: web::Data<ApiState>,
+    _admin: Admin,
+    req: web::Json<BulkRequest>,
+) -> Result<HttpResponse> {
+    bulk(&state, req.into_inner(), DeadLetterAction::Discard).await
 }

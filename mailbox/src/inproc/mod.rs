@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 
 use self::shard::{Msg, Shard, Slot};
 use crate::{
-    deadletter::{DeadLetter, DeadLetterReason, Draft},
+    deadletter::{DeadLetter, DeadLetterDelivery, DeadLetterReason, Draft},
     delivery::{self, Delivery},
     error::{Error, Result},
     outgoing::Outgoing,
@@ -41,13 +41,17 @@ pub struct InProcessTransport {
 pub(crate) struct Inner {
     topology: Topology,
     state: Mutex<State>,
+    /// Woken when a dead letter is stored.
+    dead_added: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct State {
     shards: HashMap<ShardId, Shard>,
-    /// Oldest first.
-    dead: Vec<DeadLetter>,
+    /// Dead letters not yet acked by a recorder, oldest first, each with its arrival
+    /// number.
+    dead: Vec<(u64, DeadLetter)>,
+    next_dead: u64,
     next_consumer: u64,
 }
 
@@ -59,6 +63,7 @@ impl InProcessTransport {
             inner: Arc::new(Inner {
                 topology,
                 state: Mutex::new(State::default()),
+                dead_added: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -112,7 +117,7 @@ impl Inner {
                 source_queue: self.topology.unrouted(),
                 origin: msg.origin,
             };
-            store_dead_letter(state, draft, &reason);
+            self.store_dead_letter(state, draft, &reason);
         }
     }
 
@@ -180,7 +185,7 @@ impl Inner {
         match how {
             Settle::Ack => {}
             Settle::Requeue | Settle::Dropped => shard.put_back(s.seq, msg),
-            Settle::DeadLetter(dead) => store_dead_letter(&mut state, dead.0, &dead.1),
+            Settle::DeadLetter(dead) => self.store_dead_letter(&mut state, dead.0, &dead.1),
         }
         self.pump(&mut state, s.shard);
     }
@@ -196,18 +201,72 @@ impl Inner {
     }
 }
 
-fn store_dead_letter(state: &mut State, draft: Draft, reason: &DeadLetterReason) {
-    let dl = DeadLetter::from_draft(draft, reason);
-    warn!(
-        dead_letter = %dl.id,
-        class = %dl.reason_class,
-        routing_key = %dl.routing_key,
-        source_queue = %dl.source_queue,
-        attempts = dl.attempts,
-        reason = %dl.reason,
-        "dead-lettered"
-    );
-    state.dead.push(dl);
+impl Inner {
+    /// Stores a dead letter (once per id) and wakes the recorder.
+    fn store_dead_letter(&self, state: &mut State, draft: Draft, reason: &DeadLetterReason) {
+        let dl = DeadLetter::from_draft(draft, reason);
+        warn!(
+            dead_letter = %dl.id,
+            class = %dl.reason_class,
+            routing_key = %dl.routing_key,
+            source_queue = %dl.source_queue,
+            attempts = dl.attempts,
+            reason = %dl.reason,
+            "dead-lettered"
+        );
+        if state.dead.iter().any(|(_, d)| d.id == dl.id) {
+            return;
+        }
+        state.next_dead += 1;
+        let n = state.next_dead;
+        state.dead.push((n, dl));
+        self.dead_added.notify_waiters();
+    }
+
+    /// Hands every dead letter that arrived after number `after` to `tx`, as they come,
+    /// until the receiver is gone.
+    async fn feed_dead_letters(self: Arc<Self>, tx: mpsc::Sender<DeadLetterDelivery>) {
+        let mut after = 0;
+        loop {
+            let added = self.dead_added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            let next = {
+                let state = self.lock();
+                state.dead.iter().find(|(n, _)| *n > after).cloned()
+            };
+            match next {
+                Some((n, dl)) => {
+                    after = n;
+                    let settler = DeadLetterSettler {
+                        inner: self.clone(),
+                    };
+                    if tx
+                        .send(DeadLetterDelivery::in_process(dl, settler))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                None => tokio::select! {
+                    _ = added => {}
+                    _ = tx.closed() => return,
+                },
+            }
+        }
+    }
+}
+
+/// Acks an in-process dead letter: forgets it.
+pub(crate) struct DeadLetterSettler {
+    inner: Arc<Inner>,
+}
+
+impl DeadLetterSettler {
+    pub(crate) fn ack(self, id: &str) {
+        self.inner.lock().dead.retain(|(_, d)| d.id != id);
+    }
 }
 
 #[derive(Debug)]
@@ -328,27 +387,25 @@ impl Transport for InProcessTransport {
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
-        Ok(self.inner.lock().dead.iter().take(limit).cloned().collect())
+        let state = self.inner.lock();
+        Ok(state
+            .dead
+            .iter()
+            .take(limit)
+            .map(|(_, d)| d.clone())
+            .collect())
     }
 
-    async fn replay_dead_letter(&self, id: &str) -> Result<bool> {
-        let dl = {
-            let mut state = self.inner.lock();
-            let Some(pos) = state.dead.iter().position(|d| d.id == id) else {
-                return Ok(false);
-            };
-            state.dead.remove(pos)
-        };
-        debug!(dead_letter = id, routing_key = %dl.routing_key, "replaying dead letter");
-        self.publish(vec![dl.to_outgoing()]).await?;
-        Ok(true)
-    }
-
-    async fn discard_dead_letter(&self, id: &str) -> Result<bool> {
-        let mut state = self.inner.lock();
-        let before = state.dead.len();
-        state.dead.retain(|d| d.id != id);
-        Ok(state.dead.len() != before)
+    async fn consume_dead_letters(
+        &self,
+        prefetch: u16,
+    ) -> Result<mpsc::Receiver<DeadLetterDelivery>> {
+        if prefetch == 0 {
+            return Err(Error::invalid("prefetch", "0", "at least 1"));
+        }
+        let (tx, rx) = mpsc::channel(usize::from(prefetch));
+        tokio::spawn(self.inner.clone().feed_dead_letters(tx));
+        Ok(rx)
     }
 
     async fn is_connected(&self) -> bool {

@@ -88,6 +88,8 @@ pub(crate) struct Incoming {
     /// The door it came in through: the exchange it was published to (the broker keeps
     /// that through exchange-to-exchange bindings and alternate exchanges).
     pub(crate) origin: Origin,
+    /// The broker's `x-death` record, on a message the broker dead-lettered.
+    pub(crate) death: Option<super::dlq::Death>,
     pub(crate) settler: Settler,
 }
 
@@ -344,6 +346,7 @@ fn incoming(
     };
     Incoming {
         origin,
+        death: super::dlq::latest_death(&d.properties),
         delivery_count: fields::delivery_count(&headers),
         message_id: d.properties.message_id().as_ref().map(|s| s.to_string()),
         correlation_id: d

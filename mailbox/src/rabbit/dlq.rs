@@ -1,25 +1,29 @@
 //! The dead-letter queue on RabbitMQ: `merit.dlx` (fanout) feeding the quorum queue
 //! `merit.dlq`. A dead letter is the original message (body, headers, correlation id)
-//! with the `x-merit-*` reason headers and a fresh message id, which is its id.
+//! with the `x-merit-*` reason headers and a message id derived from what was
+//! dead-lettered, which is its id.
 //!
-//! Peeking: AMQP has no "browse", so [`peek`] takes messages with `basic.get` (manual ack)
-//! on a private channel and then closes the channel without acking, which returns them
-//! all to the queue at once, in order. Replay and discard scan the same way until they
-//! find the id, then ack that one message (after the replay is confirmed) and close the
-//! channel. While a scan holds messages, a concurrent peek or scan on another node does
-//! not see them; each operation is short, and an admin can simply retry.
+//! The queue is a hand-over point: each node's dead-letter recorder consumes it
+//! ([`consume`]) and acks a dead letter once it is stored in the database, where
+//! operators page, replay and discard. [`peek`] reads what is still queued (not yet
+//! recorded): it takes messages with `basic.get` (manual ack) on a private channel and
+//! closes the channel without acking, which returns them all to the queue, in order.
+
+use std::{collections::BTreeMap, sync::Arc};
 
 use bytes::Bytes;
-use lapin::{options::BasicAckOptions, options::BasicGetOptions, Channel};
-use tracing::{debug, info, warn};
+use lapin::{options::BasicGetOptions, Channel};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
 
 use super::{
+    consumer::{self, Incoming},
     fields,
-    link::{Link, Shared},
+    link::Shared,
     publisher::{publish_confirmed, Prepared},
 };
 use crate::{
-    deadletter::{DeadLetter, DeadLetterReason, Draft},
+    deadletter::{dead_letter_id, DeadLetter, DeadLetterDelivery, DeadLetterReason, Draft},
     error::{Error, Result},
     outgoing::Outgoing,
 };
@@ -76,73 +80,24 @@ pub(crate) async fn peek(shared: &Shared, limit: usize) -> Result<Vec<DeadLetter
         .await
 }
 
-/// What to do with the dead letter a scan finds.
-#[derive(Clone, Copy)]
-pub(crate) enum Take {
-    Replay,
-    Discard,
-}
-
-/// Finds dead letter `id`; replays it (with confirm) or not, then removes it.
-pub(crate) async fn take(shared: &Shared, id: &str, action: Take) -> Result<bool> {
+/// Streams the dead-letter queue with at most `prefetch` unacked dead letters.
+pub(crate) async fn consume(
+    shared: Arc<Shared>,
+    prefetch: u16,
+) -> Result<mpsc::Receiver<DeadLetterDelivery>> {
     let queue = shared.topology.dead_letter_queue();
-    let operation = match action {
-        Take::Replay => format!("replay dead letter {id}"),
-        Take::Discard => format!("discard dead letter {id}"),
-    };
-    shared
-        .with_link(&operation, |link| {
-            let queue = queue.clone();
-            async move {
-                let ch = link.channel("scan dead letters").await?;
-                let result = scan(shared, &link, &ch, &queue, id, action).await;
-                give_back(&ch).await;
-                result
-            }
-        })
-        .await
-}
-
-async fn scan(
-    shared: &Shared,
-    link: &Link,
-    ch: &Channel,
-    queue: &str,
-    id: &str,
-    action: Take,
-) -> Result<bool> {
-    while let Some(delivery) = get(ch, queue).await? {
-        if delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|m| m.as_str())
-            != Some(id)
-        {
-            continue;
-        }
-        let dl = to_dead_letter(&delivery);
-        if let Take::Replay = action {
-            // Back through the door it came in by: a producer's message that was refused
-            // as merit's own type is refused again, never laundered onto merit's exchange.
-            let replay =
-                Prepared::new(&shared.topology.exchange_for(dl.origin), &dl.to_outgoing())?;
-            publish_confirmed(shared, vec![replay]).await?;
-        }
-        delivery
-            .acker
-            .ack(BasicAckOptions { multiple: false })
-            .await
-            .map_err(|e| Error::amqp(format!("remove dead letter {id}"), e))?;
-        match action {
-            Take::Replay => info!(dead_letter = id, routing_key = %dl.routing_key,
-                generation = link.generation, "replayed dead letter"),
-            Take::Discard => info!(dead_letter = id, routing_key = %dl.routing_key,
-                "discarded dead letter"),
-        }
-        return Ok(true);
-    }
-    Ok(false)
+    consumer::subscribe(shared, queue, prefetch, |incoming: Incoming| {
+        let dead_letter = read(Wire {
+            message_id: incoming.message_id,
+            correlation_id: incoming.correlation_id,
+            headers: incoming.headers,
+            death: incoming.death,
+            routing_key: incoming.routing_key,
+            body: incoming.body,
+        });
+        DeadLetterDelivery::rabbit(dead_letter, incoming.settler)
+    })
+    .await
 }
 
 async fn get(ch: &Channel, queue: &str) -> Result<Option<lapin::message::Delivery>> {
@@ -160,28 +115,58 @@ async fn give_back(ch: &Channel) {
 }
 
 fn to_dead_letter(d: &lapin::message::Delivery) -> DeadLetter {
-    let mut headers = fields::headers(&d.properties);
-    if let Some(death) = latest_death(&d.properties) {
-        broker_made(&mut headers, &death, d.routing_key.as_str());
-    }
-    let id = d
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
-    let correlation_id = d
-        .properties
-        .correlation_id()
-        .as_ref()
-        .map(|c| c.to_string());
-    DeadLetter::from_wire(id, Bytes::from(d.data.clone()), correlation_id, &headers)
+    read(Wire {
+        message_id: d.properties.message_id().as_ref().map(|m| m.to_string()),
+        correlation_id: d
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.to_string()),
+        headers: fields::headers(&d.properties),
+        death: latest_death(&d.properties),
+        routing_key: d.routing_key.to_string(),
+        body: Bytes::from(d.data.clone()),
+    })
+}
+
+/// A message read from the dead-letter queue.
+struct Wire {
+    message_id: Option<String>,
+    correlation_id: Option<String>,
+    headers: BTreeMap<String, String>,
+    death: Option<Death>,
+    routing_key: String,
+    body: Bytes,
+}
+
+/// The dead letter a DLQ message holds. One merit made has its id as message id; one the
+/// broker made (a shard queue's delivery limit) keeps the original message's id, so its
+/// id is derived from the queue, that id, the body and how often the broker dead-lettered
+/// it: unique per dead-lettering, the same when the queue hands it out twice.
+fn read(mut wire: Wire) -> DeadLetter {
+    let id = match &wire.death {
+        Some(death) => {
+            let id = dead_letter_id(&[
+                b"broker",
+                death.queue.as_bytes(),
+                wire.message_id.as_deref().unwrap_or("").as_bytes(),
+                &wire.body,
+                &death.count.to_be_bytes(),
+            ]);
+            broker_made(&mut wire.headers, death, &wire.routing_key);
+            id
+        }
+        None => wire.message_id.unwrap_or_default(),
+    };
+    DeadLetter::from_wire(id, wire.body, wire.correlation_id, &wire.headers)
 }
 
 /// The broker's record of the last time it dead-lettered a message: `x-death[0]`.
-struct Death {
+pub(crate) struct Death {
     queue: String,
     reason: String,
+    /// How often the broker dead-lettered it from that queue for that reason.
+    count: u64,
 }
 
 /// `x-death` is present only on a dead letter the broker made (a shard queue's delivery
@@ -190,7 +175,7 @@ struct Death {
 /// broker writes that entry (or finds and updates one with that same queue and reason),
 /// so those two fields are the broker's word even if the message came with an `x-death`
 /// of its own.
-fn latest_death(props: &lapin::BasicProperties) -> Option<Death> {
+pub(crate) fn latest_death(props: &lapin::BasicProperties) -> Option<Death> {
     use lapin::types::AMQPValue;
     let text = |v: Option<&AMQPValue>| match v {
         Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
@@ -206,6 +191,12 @@ fn latest_death(props: &lapin::BasicProperties) -> Option<Death> {
     Some(Death {
         queue: text(latest.inner().get("queue"))?,
         reason: text(latest.inner().get("reason"))?,
+        count: match latest.inner().get("count") {
+            Some(AMQPValue::LongLongInt(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(AMQPValue::LongUInt(n)) => u64::from(*n),
+            Some(AMQPValue::LongInt(n)) => u64::try_from(*n).unwrap_or(0),
+            _ => 0,
+        },
     })
 }
 

@@ -27,16 +27,16 @@ use futures::future::BoxFuture;
 use lapin::{options::QueueDeclareOptions, types::FieldTable};
 use tokio::sync::mpsc;
 
+pub(crate) use consumer::Release;
 pub(crate) use settle::Settler;
 
 pub use self::{addresses::BrokerAddresses, reshard::ShardQueue};
 use self::{
-    dlq::Take,
     link::{Shared, Supervisor},
     publisher::Prepared,
 };
 use crate::{
-    deadletter::DeadLetter,
+    deadletter::{DeadLetter, DeadLetterDelivery},
     delivery::{self, Delivery},
     error::{Error, Result},
     outgoing::Outgoing,
@@ -233,14 +233,11 @@ impl Transport for RabbitTransport {
         dlq::peek(&self.shared, limit).await
     }
 
-    #[tracing::instrument(skip(self))]
-    async fn replay_dead_letter(&self, id: &str) -> Result<bool> {
-        dlq::take(&self.shared, id, Take::Replay).await
-    }
-
-    #[tracing::instrument(skip(self))]
-    async fn discard_dead_letter(&self, id: &str) -> Result<bool> {
-        dlq::take(&self.shared, id, Take::Discard).await
+    async fn consume_dead_letters(
+        &self,
+        prefetch: u16,
+    ) -> Result<mpsc::Receiver<DeadLetterDelivery>> {
+        dlq::consume(self.shared.clone(), prefetch).await
     }
 
     async fn is_connected(&self) -> bool {

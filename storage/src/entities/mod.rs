@@ -8,6 +8,7 @@ pub mod actor;
 pub mod benefit;
 pub mod chain_checkpoint;
 pub mod config_version;
+pub mod dead_letter;
 pub mod inbox;
 pub mod nft;
 pub mod node;

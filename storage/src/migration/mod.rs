@@ -8,6 +8,7 @@ mod m20261130_000004_api;
 mod m20261130_000005_retention;
 mod m20261204_000006_siwe_nonces;
 mod m20261204_000007_deadlines_fired;
+mod m20261205_000008_dead_letters;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_retention::Migration),
             Box::new(m20261204_000006_siwe_nonces::Migration),
             Box::new(m20261204_000007_deadlines_fired::Migration),
+            Box::new(m20261205_000008_dead_letters::Migration),
         ]
     }
 }

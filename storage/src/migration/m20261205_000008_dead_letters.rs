@@ -1,0 +1,63 @@
+//! The dead-letter table: a recorder on each node moves dead letters from `merit.dlq` into
+//! it, so operators list, filter and page them by index and replay or discard them by id
+//! (the queue has no browse, and paging it by get-and-requeue reordered it).
+
+#![allow(elided_lifetimes_in_paths)] // sea-orm-migration's async_trait signature
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub(crate) struct Migration;
+
+fn t(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(t("dead_letters"))
+                .col(big_integer(t("seq")).auto_increment().primary_key())
+                .col(string_uniq(t("id")))
+                .col(string(t("routing_key")))
+                .col(string(t("reason_class")))
+                .col(text(t("reason")))
+                .col(integer(t("attempts")))
+                .col(blob(t("body")))
+                .col(big_integer_null(t("truncated_from")))
+                .col(string(t("origin")))
+                .col(string(t("source_queue")))
+                .col(string_null(t("message_id")))
+                .col(string_null(t("correlation_id")))
+                .col(json_binary(t("headers")))
+                .col(timestamp_with_time_zone(t("dead_lettered_at")))
+                .col(timestamp_with_time_zone(t("recorded_at")))
+                .col(string(t("state")))
+                .col(timestamp_with_time_zone_null(t("settled_at")))
+                .to_owned(),
+        )
+        .await?;
+        // Every listing is "these filters, in arrival order, after this seq": one index
+        // per filter an operator uses, each ending in seq.
+        for (name, cols) in [
+            ("idx_dead_letters_state_seq", "state, seq"),
+            ("idx_dead_letters_class_seq", "reason_class, state, seq"),
+            ("idx_dead_letters_key_seq", "routing_key, state, seq"),
+            ("idx_dead_letters_at", "dead_lettered_at"),
+        ] {
+            m.get_connection()
+                .execute_unprepared(&format!(
+                    "CREATE INDEX IF NOT EXISTS {name} ON dead_letters ({cols})"
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(t("dead_letters")).to_owned())
+            .await
+    }
+}
