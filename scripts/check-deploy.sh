@@ -76,7 +76,7 @@ tests:
         values: '0x10'
       - series: 'merit_mailbox_depth{job="merit", instance="a:8080", queue="merit.nft.3"}'
         values: '0x10'
-      - series: 'merit_mailbox_depth{job="merit", instance="a:8080", queue="merit.dlq"}'
+      - series: 'merit_dead_letters_stored{job="merit", instance="a:8080", state="waiting"}'
         values: '0x10'
     alert_rule_test:
       - eval_time: 5m
@@ -93,9 +93,9 @@ tests:
   # Dead letters arrive, a node stops answering, a saga gets stuck.
   - interval: 1m
     input_series:
-      - series: 'merit_mailbox_depth{job="merit", instance="a:8080", queue="merit.dlq"}'
+      - series: 'merit_dead_letters_stored{job="merit", instance="a:8080", state="waiting"}'
         values: '0 0 0 3 3 3 3 3'
-      - series: 'merit_mailbox_depth{job="merit", instance="b:8080", queue="merit.dlq"}'
+      - series: 'merit_dead_letters_stored{job="merit", instance="b:8080", state="waiting"}'
         values: '0 0 0 3 3 3 3 3'
       - series: 'up{job="merit", instance="a:8080"}'
         values: '1 1 0 0 0 0 0 0'
@@ -107,7 +107,7 @@ tests:
         exp_alerts:
           - exp_labels: {job: merit, severity: warning}
             exp_annotations:
-              summary: "new dead letters in merit.dlq"
+              summary: "new dead letters"
               description: "Messages were dead-lettered in the last 15 minutes. Triage them by reason class (GET /api/v1/dlq or the dashboard)."
               runbook: "docs/operations.md#meritdeadlettersgrowing"
       - eval_time: 6m

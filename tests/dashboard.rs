@@ -64,6 +64,27 @@ async fn the_dashboard_shows_the_node_and_replays_a_dead_letter_by_clicking() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
+    // Load while the browser watches: the charts must draw from it.
+    let mut simulate = Command::new(env!("CARGO_BIN_EXE_merit"))
+        .args(["simulate", "--amqp-url", vhost.url.as_str()])
+        .args([
+            "--users",
+            "50",
+            "--proposals",
+            "3",
+            "--rate",
+            "40",
+            "--seconds",
+            "60",
+        ])
+        .args(["--malformed-fraction", "0", "--duplicate-fraction", "0"])
+        .env("MERIT_CONFIG_DIR", root.join("config"))
+        .env("MERIT_ENV", "test")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start merit simulate");
+
     let screenshot = root.join("target/dashboard.png");
     let out = tokio::time::timeout(
         Duration::from_secs(120),
@@ -88,6 +109,7 @@ async fn the_dashboard_shows_the_node_and_replays_a_dead_letter_by_clicking() {
                         "--replay-id",
                         &id,
                         "--check-refused",
+                        "--check-charts",
                     ])
                     .output()
                     .expect("node runs (Node.js is installed by .ci/run)")
@@ -97,6 +119,8 @@ async fn the_dashboard_shows_the_node_and_replays_a_dead_letter_by_clicking() {
     .await
     .expect("the browser run finished within 120 s")
     .expect("join");
+    let _ = simulate.kill();
+    let _ = simulate.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -106,6 +130,18 @@ async fn the_dashboard_shows_the_node_and_replays_a_dead_letter_by_clicking() {
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("one JSON line ({e}): {stdout}"));
     assert_eq!(report["replayed"], true, "{report}");
+    // The charts drew from live samples: events in above 0, and the line moved.
+    let charts = &report["charts"];
+    assert!(charts["before"]["peak"].as_f64() > Some(0.0), "{report}");
+    assert_ne!(
+        charts["before"]["line"], charts["after"]["line"],
+        "{report}"
+    );
+    let turns = charts["drawn"]
+        .as_array()
+        .and_then(|d| d.iter().find(|c| c["id"] == "chart-turns"))
+        .and_then(|c| c["lines"].as_u64());
+    assert_eq!(turns, Some(3), "a turns line per actor kind: {report}");
     assert!(
         report["nodes"].to_string().contains("dashboard-node"),
         "{report}"

@@ -1,6 +1,7 @@
 //! The supervisor dashboard: one embedded page (no build step, no external assets) at
-//! `/dashboard`, and its live feed at `/dashboard/events` (Server-Sent Events, one
-//! overview every two seconds). The page holds no data; everything it shows comes from
+//! `/dashboard`, and its live feed at `/dashboard/events` (Server-Sent Events: the last 15
+//! minutes' samples when it opens, an overview every two seconds, each new sample every
+//! five; see [`crate::history`]). The page holds no data; everything it shows comes from
 //! the admin API with the operator's token, which the page keeps in session storage and
 //! sends only as a bearer header. The feed, which a browser's `EventSource` opens without
 //! headers, takes a short-lived single-use ticket (`POST /api/v1/admin/stream-ticket`)
@@ -9,8 +10,9 @@
 use std::time::Duration;
 
 use actix_web::{get, web, HttpResponse};
-use futures::stream;
+use futures::{stream, StreamExt};
 use serde::Deserialize;
+use tokio::sync::broadcast;
 
 use crate::{
     error::{ApiError, Result},
@@ -68,17 +70,43 @@ pub(crate) async fn events(
         })
     })?;
     let state = state.into_inner();
-    let feed = stream::unfold((state, true), |(state, first)| async move {
-        if !first {
-            tokio::time::sleep(FEED_EVERY).await;
-        }
-        let body = serde_json::to_string(&overview(&state).await).unwrap_or_default();
-        let frame = web::Bytes::from(format!("event: overview\ndata: {body}\n\n"));
-        Some((Ok::<_, actix_web::Error>(frame), (state, false)))
-    });
+    let samples = state.guards.history.subscribe();
+    let history = serde_json::to_string(&state.guards.history.all()).unwrap_or_default();
+    let opening = frame("history", &history);
+    let feed = stream::unfold(
+        (state, samples, tokio::time::Instant::now()),
+        |(state, mut samples, next_overview)| async move {
+            let frame = tokio::select! {
+                _ = tokio::time::sleep_until(next_overview) => {
+                    let body = serde_json::to_string(&overview(&state).await).unwrap_or_default();
+                    let next = tokio::time::Instant::now() + FEED_EVERY;
+                    return Some((Ok(frame("overview", &body)), (state, samples, next)));
+                }
+                sample = samples.recv() => match sample {
+                    Ok(sample) => frame("sample", &serde_json::to_string(&*sample).unwrap_or_default()),
+                    // A slow reader missed samples: resend the whole history.
+                    Err(broadcast::error::RecvError::Lagged(_)) => frame(
+                        "history",
+                        &serde_json::to_string(&state.guards.history.all()).unwrap_or_default(),
+                    ),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            Some((
+                Ok::<_, actix_web::Error>(frame),
+                (state, samples, next_overview),
+            ))
+        },
+    );
+    let feed = stream::once(async move { Ok(opening) }).chain(feed);
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(feed))
+}
+
+/// One Server-Sent Events frame.
+fn frame(event: &str, data: &str) -> web::Bytes {
+    web::Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }

@@ -18,6 +18,7 @@ mod dashboard;
 mod discovery;
 mod error;
 mod health;
+mod history;
 mod metrics;
 mod notify;
 mod openapi;
@@ -29,7 +30,10 @@ mod state;
 mod tickets;
 mod ws;
 
-use std::{net::TcpListener, sync::OnceLock};
+use std::{
+    net::TcpListener,
+    sync::{Arc, OnceLock},
+};
 
 use actix_web::{
     dev::ResourceDef,
@@ -218,6 +222,9 @@ pub fn serve_with_metrics(
         None => None,
     };
     let data = web::Data::new(state);
+    tokio::spawn(history::run_sampler(Arc::downgrade(
+        &data.clone().into_inner(),
+    )));
     let server = HttpServer::new(move || {
         let options = data.options.clone();
         let mut app = App::new().app_data(data.clone()).app_data(limits.clone());

@@ -43,6 +43,30 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// Outbox rows not yet confirmed by the broker, and the age of the oldest in seconds.
+pub(crate) async fn outbox_lag(store: &merit_storage::Store) -> Option<(u64, f64)> {
+    let db = store.db();
+    let pending = outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .count(db)
+        .await
+        .ok()?;
+    let oldest = outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.is_null())
+        .order_by_asc(outbox::Column::Id)
+        .one(db)
+        .await
+        .ok()
+        .flatten();
+    let lag = oldest.map_or(0.0, |row| {
+        (chrono::Utc::now() - row.created_at)
+            .num_milliseconds()
+            .max(0) as f64
+            / 1000.0
+    });
+    Some((pending, lag))
+}
+
 fn line(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
     let _ = write!(out, "{name}");
     if !labels.is_empty() {
@@ -250,12 +274,7 @@ pub(crate) async fn render(state: &ApiState) -> String {
         }
     }
 
-    let db = state.store.db();
-    let pending = outbox::Entity::find()
-        .filter(outbox::Column::PublishedAt.is_null())
-        .count(db)
-        .await;
-    if let Ok(pending) = pending {
+    if let Some((pending, lag)) = outbox_lag(&state.store).await {
         header(
             &mut out,
             "merit_outbox_pending",
@@ -263,19 +282,6 @@ pub(crate) async fn render(state: &ApiState) -> String {
             "Outbox rows not yet confirmed by the broker",
         );
         line(&mut out, "merit_outbox_pending", &[], pending);
-        let oldest = outbox::Entity::find()
-            .filter(outbox::Column::PublishedAt.is_null())
-            .order_by_asc(outbox::Column::Id)
-            .one(db)
-            .await
-            .ok()
-            .flatten();
-        let lag = oldest.map_or(0.0, |row| {
-            (chrono::Utc::now() - row.created_at)
-                .num_milliseconds()
-                .max(0) as f64
-                / 1000.0
-        });
         header(
             &mut out,
             "merit_outbox_lag_seconds_current",

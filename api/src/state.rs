@@ -173,6 +173,7 @@ pub struct Guards {
     pub(crate) ready: Snapshot<crate::health::Readiness>,
     pub(crate) metrics: Snapshot<String>,
     pub(crate) tickets: StreamTickets,
+    pub(crate) history: crate::history::History,
 }
 
 impl Guards {
@@ -182,6 +183,7 @@ impl Guards {
             ready: Snapshot::new(every),
             metrics: Snapshot::new(every),
             tickets: StreamTickets::default(),
+            history: crate::history::History::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod dead_letters;
 mod error;
 mod node;
 pub mod ownership;
+pub mod pulse;
 mod registry;
 mod relay;
 mod service;

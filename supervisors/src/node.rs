@@ -73,6 +73,8 @@ pub struct Registries {
     pub proposal: Registry<ProposalDomain>,
     /// NftActors.
     pub nft: Registry<NftDomain>,
+    /// This node's events in and turn latencies, for the dashboard's charts.
+    pub pulse: Arc<crate::pulse::Pulse>,
 }
 
 impl Registries {
@@ -147,6 +149,9 @@ pub struct NodeStatus {
     pub cache: merit_storage::CacheStats,
     /// The shards this node owns and consumes.
     pub shards: ShardOwnership,
+    /// Events in and turn latencies so far (for the dashboard's history, not the feed).
+    #[serde(skip)]
+    pub pulse: crate::pulse::PulseSnapshot,
 }
 
 /// Which shards a node owns (see [`crate::ownership`]).
@@ -208,6 +213,7 @@ impl NodeProbe {
                     nodes: owned.nodes.clone(),
                 }
             },
+            pulse: self.registries.pulse.snapshot(),
         }
     }
 }
@@ -273,6 +279,7 @@ impl Node {
             user: registry(handles.clone(), &store, &services, &options, &committer),
             proposal: registry(handles.clone(), &store, &services, &options, &committer),
             nft: registry(handles, &store, &services, &options, &committer),
+            pulse: Arc::default(),
         });
         let database = {
             let store = store.clone();

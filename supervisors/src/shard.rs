@@ -160,6 +160,7 @@ fn dispatch(delivery: Delivery, registries: &Registries, inflight: &Inflight) {
     let attempts = delivery.delivery_count + 1;
     let envelope = match Envelope::decode(&delivery.body) {
         Ok(env) => {
+            registries.pulse.event_in(env.event_type());
             metrics::counter!(
                 "merit_events_in_total",
                 "kind" => kind.as_str(),
@@ -245,7 +246,13 @@ fn dispatch(delivery: Delivery, registries: &Registries, inflight: &Inflight) {
     );
     merit_messages::trace::follow(&span, &delivery.headers);
     let outcome = registries.route(kind, key, Arc::new(envelope), delivery.delivery_count, span);
-    inflight.track(complete(delivery, outcome, std::time::Instant::now()));
+    let pulse = registries.pulse.clone();
+    inflight.track(complete(
+        delivery,
+        outcome,
+        std::time::Instant::now(),
+        pulse,
+    ));
 }
 
 /// Settles a delivery once its actor answered, recording how long the turn took from
@@ -254,10 +261,13 @@ async fn complete(
     delivery: Delivery,
     outcome: oneshot::Receiver<Outcome>,
     dispatched: std::time::Instant,
+    pulse: Arc<crate::pulse::Pulse>,
 ) {
     let outcome = outcome.await;
+    let elapsed = dispatched.elapsed();
+    pulse.turn(delivery.shard.kind, elapsed);
     metrics::histogram!("merit_handler_seconds", "kind" => delivery.shard.kind.as_str())
-        .record(dispatched.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     let result = match outcome {
         Ok(Outcome::Applied(_) | Outcome::Duplicate) => delivery.ack().await,
         Ok(Outcome::DeadLetter { reason, attempts }) => {

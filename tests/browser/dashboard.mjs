@@ -2,24 +2,27 @@
 // Drives the operators' dashboard (GET /dashboard) in headless Chromium.
 //
 //   node tests/browser/dashboard.mjs --url http://127.0.0.1:PORT --token TOKEN --screenshot PATH
-//        [--expect-node NODE_ID] [--replay-id DLQ_ID] [--check-refused]
+//        [--expect-node NODE_ID] [--replay-id DLQ_ID] [--check-refused] [--check-charts]
 //
 // Logs in with the token, waits for the node row (any node row when --expect-node is
 // not given), optionally replays one dead letter and waits for its row to go, and writes
 // a full-page screenshot.  --check-refused first tries a wrong token and expects the
-// login form to say "token refused".  Prints one JSON line and exits 0, or prints the
+// login form to say "token refused".  --check-charts waits until the "Last 15 minutes"
+// charts draw from live samples: the events chart shows a rate above 0 and its line
+// changes while load runs (the caller runs `merit simulate` meanwhile).  Prints one JSON line and exits 0, or prints the
 // failure and exits 1.  Chromium: $CHROMIUM or /usr/bin/chromium.
 import { chromium } from 'playwright-core';
 
-const OVERALL_MS = 60_000;
+const OVERALL_MS = 100_000;
 const STEP_MS = 20_000;
 
 function parseArgs(argv) {
-  const out = { checkRefused: false };
+  const out = { checkRefused: false, checkCharts: false };
   const takes = { '--url': 'url', '--token': 'token', '--screenshot': 'screenshot', '--expect-node': 'expectNode', '--replay-id': 'replayId' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--check-refused') { out.checkRefused = true; continue; }
+    if (a === '--check-charts') { out.checkCharts = true; continue; }
     const key = takes[a];
     if (!key || i + 1 >= argv.length) throw new Error(`unknown or incomplete argument: ${a}`);
     out[key] = argv[++i];
@@ -139,6 +142,27 @@ try {
     dlqAfter = await dlqCount();
   }
 
+  let charts = null;
+  if (args.checkCharts) {
+    const line = () => page.evaluate(() => {
+      const c = document.querySelector('#chart-events');
+      const p = c && c.querySelector('polyline');
+      return { points: Number(c ? c.dataset.points : 0), peak: Number(c ? c.dataset.peak : 0), line: p ? p.getAttribute('points') : '' };
+    });
+    await step('wait for a live sample with events in', () => page.waitForFunction(() => {
+      const c = document.querySelector('#chart-events');
+      return c && Number(c.dataset.peak) > 0 && c.querySelector('polyline');
+    }, null, { timeout: 40_000 }));
+    const first = await line();
+    await step('wait for the events chart to move with the next sample', () => page.waitForFunction((before) => {
+      const p = document.querySelector('#chart-events polyline');
+      return p && p.getAttribute('points') !== before;
+    }, first.line, { timeout: 20_000 }));
+    const second = await line();
+    const drawn = await page.$$eval('#charts .chart', (cs) => cs.map((c) => ({ id: c.id, lines: c.querySelectorAll('polyline').length })));
+    charts = { before: first, after: second, drawn };
+  }
+
   // let the remaining cards fill in before the picture; these are best effort
   await Promise.all(['#sagas[data-loaded]', '#config[data-loaded]'].map((s) =>
     page.locator(s).waitFor({ state: 'attached', timeout: 10_000 }).catch(() => {})));
@@ -156,7 +180,7 @@ try {
 
   await page.screenshot({ path: args.screenshot, fullPage: true, timeout: STEP_MS });
   clearTimeout(overall);
-  console.log(JSON.stringify({ nodes, dlq_before: dlqBefore, dlq_after: dlqAfter, replayed }));
+  console.log(JSON.stringify({ nodes, dlq_before: dlqBefore, dlq_after: dlqAfter, replayed, charts }));
   await browser.close();
   process.exit(0);
 } catch (e) {
