@@ -142,6 +142,13 @@ async fn the_dashboard_shows_the_node_and_replays_a_dead_letter_by_clicking() {
         .and_then(|d| d.iter().find(|c| c["id"] == "chart-turns"))
         .and_then(|c| c["lines"].as_u64());
     assert_eq!(turns, Some(3), "a turns line per actor kind: {report}");
+    // A saga's correlation id links to that operation: the saga list narrows to it.
+    let corr = &report["correlation"];
+    assert!(
+        corr["followed"].as_str().is_some_and(|c| !c.is_empty()),
+        "{report}"
+    );
+    assert!(corr["after"].as_u64() >= Some(1), "{report}");
     assert!(
         report["nodes"].to_string().contains("dashboard-node"),
         "{report}"

@@ -115,10 +115,13 @@ async fn dead_letter(ch: &Channel, dead: &[Dead]) {
         ] {
             headers.insert(ShortString::from(k), text(v));
         }
-        let props = BasicProperties::default()
+        let mut props = BasicProperties::default()
             .with_message_id(ShortString::from(d.id.clone()))
             .with_delivery_mode(2)
             .with_headers(FieldTable::from(headers));
+        if let Some(c) = &d.message.correlation_id {
+            props = props.with_correlation_id(ShortString::from(c.clone()));
+        }
         confirms.push(
             ch.basic_publish(
                 "merit.dlx".into(),
@@ -496,6 +499,21 @@ async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
     assert_eq!(one["state"], "discarded", "{one}");
     let (status, _) = api.get("/api/v1/dlq/no-such-id").await;
     assert_eq!(status, 404);
+    // One operation's dead letters, by its correlation id, whatever their state.
+    let correlation = failed[7]
+        .message
+        .correlation_id
+        .clone()
+        .expect("a correlation id");
+    let (_, followed) = api
+        .get(&format!(
+            "/api/v1/dlq?state=all&correlation_id={correlation}"
+        ))
+        .await;
+    let items = followed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{followed}");
+    assert_eq!(items[0]["id"], failed[7].id.as_str());
+    assert_eq!(items[0]["correlation_id"], correlation.as_str());
     h.stop().await;
 }
 

@@ -94,6 +94,8 @@ pub struct SagaFilter {
     pub state: Option<SagaState>,
     /// Only of this kind.
     pub kind: Option<String>,
+    /// Only with this correlation id (the operation it belongs to).
+    pub correlation_id: Option<String>,
 }
 
 /// One page of sagas, most recently changed first.
@@ -196,6 +198,9 @@ pub(crate) async fn list<C: ConnectionTrait>(
     }
     if let Some(kind) = &filter.kind {
         q = q.filter(saga::Column::Kind.eq(kind.as_str()));
+    }
+    if let Some(correlation) = &filter.correlation_id {
+        q = q.filter(saga::Column::CorrelationId.eq(correlation.as_str()));
     }
     let pages = q
         .order_by_desc(saga::Column::UpdatedAt)

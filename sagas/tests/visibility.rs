@@ -110,6 +110,7 @@ async fn list_get_counts(backend: Backend) {
     let completed = SagaFilter {
         state: Some(SagaState::Completed),
         kind: None,
+        correlation_id: None,
     };
     let p0 = exec.list(&completed, 0, 2).await.expect("page 0");
     let p1 = exec.list(&completed, 1, 2).await.expect("page 1");
@@ -123,6 +124,7 @@ async fn list_get_counts(backend: Backend) {
     let by_kind = SagaFilter {
         state: None,
         kind: Some("bad".into()),
+        correlation_id: None,
     };
     let page = exec.list(&by_kind, 0, 10).await.expect("list");
     assert_eq!(page.total, 2);
@@ -130,6 +132,7 @@ async fn list_get_counts(backend: Backend) {
     let none = SagaFilter {
         state: Some(SagaState::Stuck),
         kind: None,
+        correlation_id: None,
     };
     assert_eq!(exec.list(&none, 0, 10).await.expect("list").total, 0);
 

@@ -56,6 +56,8 @@ pub struct DeadLetterFilter {
     pub reason_class: Option<String>,
     /// Only this routing key.
     pub routing_key: Option<String>,
+    /// Only this correlation id (the operation it belongs to).
+    pub correlation_id: Option<String>,
     /// Dead-lettered at or after.
     pub since: Option<DateTime<Utc>>,
     /// Dead-lettered before.
@@ -73,6 +75,9 @@ impl DeadLetterFilter {
         }
         if let Some(key) = &self.routing_key {
             c = c.add(Column::RoutingKey.eq(key.as_str()));
+        }
+        if let Some(correlation) = &self.correlation_id {
+            c = c.add(Column::CorrelationId.eq(correlation.as_str()));
         }
         if let Some(since) = self.since {
             c = c.add(Column::DeadLetteredAt.gte(since));

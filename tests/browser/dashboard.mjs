@@ -163,6 +163,23 @@ try {
     charts = { before: first, after: second, drawn };
   }
 
+  let correlation = null;
+  if (args.checkCharts) {
+    // Follow one saga's correlation id: the lists narrow to that operation.
+    const link = page.locator('#sagas .saga-row .corr-link').first();
+    await step('wait for a saga with a correlation id', () => link.waitFor({ state: 'visible', timeout: STEP_MS }));
+    const followed = await link.getAttribute('data-correlation');
+    const before = await page.locator('#sagas .saga-row').count();
+    await step('follow the correlation id', () => link.click());
+    await step('wait for the correlation filter', () => page.locator('#corr-chip-sagas:not([hidden])').waitFor({ state: 'attached', timeout: STEP_MS }));
+    await step('wait for the sagas of that correlation only', () => page.waitForFunction((c) => {
+      const links = [...document.querySelectorAll('#sagas .saga-row .corr-link')];
+      return links.length > 0 && links.every((l) => l.getAttribute('data-correlation') === c);
+    }, followed, { timeout: STEP_MS }));
+    const after = await page.locator('#sagas .saga-row').count();
+    correlation = { followed, before, after };
+  }
+
   // let the remaining cards fill in before the picture; these are best effort
   await Promise.all(['#sagas[data-loaded]', '#config[data-loaded]'].map((s) =>
     page.locator(s).waitFor({ state: 'attached', timeout: 10_000 }).catch(() => {})));
@@ -180,7 +197,7 @@ try {
 
   await page.screenshot({ path: args.screenshot, fullPage: true, timeout: STEP_MS });
   clearTimeout(overall);
-  console.log(JSON.stringify({ nodes, dlq_before: dlqBefore, dlq_after: dlqAfter, replayed, charts }));
+  console.log(JSON.stringify({ nodes, dlq_before: dlqBefore, dlq_after: dlqAfter, replayed, charts, correlation }));
   await browser.close();
   process.exit(0);
 } catch (e) {

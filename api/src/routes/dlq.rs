@@ -130,6 +130,8 @@ pub(crate) struct DeadLetterQuery {
     pub class: Option<String>,
     /// Only this routing key.
     pub routing_key: Option<String>,
+    /// Only this correlation id.
+    pub correlation_id: Option<String>,
     /// Dead-lettered at or after (RFC 3339).
     pub since: Option<String>,
     /// Dead-lettered before (RFC 3339).
@@ -216,6 +218,7 @@ fn filter_of(
 ) -> Result<DeadLetterFilter> {
     Ok(DeadLetterFilter {
         state: None,
+        correlation_id: None,
         reason_class: bounded("class", class)?,
         routing_key: bounded("routing_key", routing_key)?,
         since: instant("since", since)?,
@@ -247,6 +250,7 @@ impl DeadLetterQuery {
         }
         let filter = DeadLetterFilter {
             state,
+            correlation_id: bounded("correlation_id", self.correlation_id)?,
             ..filter_of(self.class, self.routing_key, self.since, self.until)?
         };
         Ok((filter, after, page_size))

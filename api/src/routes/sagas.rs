@@ -35,6 +35,8 @@ pub(crate) struct SagaQuery {
     pub state: Option<String>,
     /// Saga kind, e.g. `achievement_unlock`.
     pub kind: Option<String>,
+    /// Only sagas of this correlation id (the operation they belong to).
+    pub correlation_id: Option<String>,
 }
 
 fn executor(state: &ApiState) -> Result<&merit_sagas::SagaExecutor> {
@@ -99,6 +101,7 @@ pub(crate) async fn list_sagas(
             })
             .transpose()?,
         kind: query.kind.clone(),
+        correlation_id: query.correlation_id.clone(),
     };
     let listed = executor(&state)?
         .list(&filter, window.page - 1, window.page_size)

@@ -1,6 +1,7 @@
 //! The dead-letter table: a recorder on each node moves dead letters from `merit.dlq` into
 //! it, so operators list, filter and page them by index and replay or discard them by id
-//! (the queue has no browse, and paging it by get-and-requeue reordered it).
+//! (the queue has no browse, and paging it by get-and-requeue reordered it). Also indexes
+//! the saga log by correlation id, so both can be followed by one operation's id.
 
 #![allow(elided_lifetimes_in_paths)] // sea-orm-migration's async_trait signature
 
@@ -46,6 +47,7 @@ impl MigrationTrait for Migration {
             ("idx_dead_letters_class_seq", "reason_class, state, seq"),
             ("idx_dead_letters_key_seq", "routing_key, state, seq"),
             ("idx_dead_letters_at", "dead_lettered_at"),
+            ("idx_dead_letters_correlation", "correlation_id"),
         ] {
             m.get_connection()
                 .execute_unprepared(&format!(
@@ -53,6 +55,12 @@ impl MigrationTrait for Migration {
                 ))
                 .await?;
         }
+        // The dashboard follows an operation by its correlation id into the saga log too.
+        m.get_connection()
+            .execute_unprepared(
+                "CREATE INDEX IF NOT EXISTS idx_sagas_correlation ON sagas (correlation_id)",
+            )
+            .await?;
         Ok(())
     }
 
