@@ -229,9 +229,22 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
 
         // Happy path: a first proposal unlocks "first-proposal" (bronze) → one NFT.
         let alice = wallet(1);
-        rig.publish(&created_by(alice, "p-alice")).await;
+        let created = created_by(alice, "p-alice");
+        rig.publish(&created).await;
         wait_minted(&store, alice, 60).await;
         let unlocked = achievement_of(&store, alice).await.expect("achievement");
+        // The unlock saga runs under the operation's correlation id: the proposal's.
+        let correlation = created.correlation_id.to_string();
+        assert_eq!(
+            unlocked.correlation_id.as_deref(),
+            Some(correlation.as_str())
+        );
+        let saga_row = saga::Entity::find_by_id(unlocked.saga_id.clone().expect("saga id"))
+            .one(store.db())
+            .await
+            .expect("sagas")
+            .expect("the unlock saga");
+        assert_eq!(saga_row.correlation_id, correlation);
         let token = token_of(&unlocked);
         assert_eq!(
             dev.owner_of(&token, None).await.expect("owner"),

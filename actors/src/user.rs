@@ -83,8 +83,9 @@ pub struct UserState {
 /// What a user's turn leaves for its projections and for live delivery.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserEffects {
-    /// The achievements unlocked, with when.
-    pub unlocks: Vec<(AchievementUnlocked, DateTime<Utc>)>,
+    /// The achievements unlocked, with when and the correlation id of the event that
+    /// unlocked them (the unlock saga is started under it).
+    pub unlocks: Vec<(AchievementUnlocked, DateTime<Utc>, uuid::Uuid)>,
     /// When the holdings changed: the last new multiplier (basis points) and the config
     /// version it was computed under.
     pub benefits_changed: Option<(u32, u64)>,
@@ -255,7 +256,9 @@ impl Domain for UserDomain {
                     let emitted = event.caused(&label, "user-actor", unlocked.clone());
                     next.notify(effects, key, &emitted);
                     emit.push(emitted);
-                    effects.unlocks.push((unlocked, event.occurred_at));
+                    effects
+                        .unlocks
+                        .push((unlocked, event.occurred_at, event.correlation_id));
                 }
             }
         }
@@ -301,8 +304,9 @@ impl Domain for UserDomain {
             effects
                 .unlocks
                 .iter()
-                .map(|(u, at)| achievement::ActiveModel {
+                .map(|(u, at, correlation)| achievement::ActiveModel {
                     id: Set(u.achievement_id.to_string()),
+                    correlation_id: Set(Some(correlation.to_string())),
                     user: Set(key.to_string()),
                     rule_id: Set(u.rule.to_string()),
                     rule_version: Set(to_i64(u.rule_version)),

@@ -125,19 +125,39 @@ impl ResponseError for ApiError {
 
 impl From<merit_storage::sea_orm::DbErr> for ApiError {
     fn from(e: merit_storage::sea_orm::DbErr) -> Self {
-        Self::unavailable(format!("the database did not answer: {}", short(&e)))
+        Self::database(&e)
     }
 }
 
 impl From<merit_storage::StorageError> for ApiError {
     fn from(e: merit_storage::StorageError) -> Self {
-        Self::unavailable(format!("the database did not answer: {}", short(&e)))
+        Self::database(&e)
     }
 }
 
-/// The first line of an error, bounded: enough to say what failed, never a dump.
-fn short(e: &dyn std::fmt::Display) -> String {
-    let text = e.to_string();
-    let line = text.lines().next().unwrap_or_default();
-    line.chars().take(200).collect()
+impl ApiError {
+    /// 503 for a database failure. The database's own text (which can quote stored
+    /// values, names of tables and hosts) is logged, never answered.
+    pub(crate) fn database(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "a database call failed");
+        Self::unavailable("the database did not answer; see the node's log")
+    }
+}
+
+#[cfg(test)]
+mod database_errors {
+    use super::*;
+
+    #[test]
+    fn a_database_error_answers_without_the_database_s_text() {
+        let cause = merit_storage::sea_orm::DbErr::Custom(
+            "duplicate key value violates unique constraint \"users_pkey\": Key (address)=(0xsecret)"
+                .into(),
+        );
+        let e = ApiError::from(cause);
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!e.message.contains("0xsecret"), "{}", e.message);
+        assert!(!e.message.contains("users_pkey"), "{}", e.message);
+        assert!(e.message.contains("database"), "{}", e.message);
+    }
 }

@@ -502,7 +502,16 @@ pub async fn start_pending_unlocks(
             rule,
             token,
         };
-        executor.start(UNLOCK_KIND, id, &data).await?;
+        // Under the correlation id of the event that unlocked it (a vote, say), so the saga
+        // is found with that operation; rows from before it was kept use the saga id.
+        let correlation = row
+            .correlation_id
+            .as_deref()
+            .and_then(|c| c.parse::<Uuid>().ok())
+            .unwrap_or(id.0);
+        executor
+            .start_correlated(UNLOCK_KIND, id, &data, correlation)
+            .await?;
         achievement::Entity::update_many()
             .col_expr(achievement::Column::SagaId, Expr::value(id.to_string()))
             .filter(achievement::Column::Id.eq(row.id.clone()))

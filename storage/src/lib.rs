@@ -32,4 +32,6 @@ pub use retention::{Retention, Swept};
 pub use rows::Rows;
 pub use sea_orm;
 pub use store::{Store, StoreOptions, TxFuture};
-pub use turn::{insert_outbox, no_projection, OutboxMessage, StateWrite, Turn, TurnOutcome};
+pub use turn::{
+    insert_outbox, no_projection, OutboxMessage, StateWrite, Turn, TurnOutcome, OUTBOX_CORRELATION,
+};

@@ -63,6 +63,10 @@ pub struct OutboxMessage {
     pub headers: Value,
 }
 
+/// Key in an outbox row's headers holding the envelope's correlation id: the relay sends
+/// it as the AMQP `correlation_id` property, not as a header.
+pub const OUTBOX_CORRELATION: &str = "x-merit-correlation-id";
+
 impl OutboxMessage {
     /// Adds `headers` to the row's AMQP headers (a trace context, say).
     pub fn with_headers(mut self, headers: &std::collections::HashMap<String, String>) -> Self {
@@ -85,6 +89,10 @@ impl OutboxMessage {
                     .routing_headers()
                     .into_iter()
                     .map(|(h, key)| (h.to_string(), Value::String(key)))
+                    .chain([(
+                        OUTBOX_CORRELATION.to_string(),
+                        Value::String(envelope.correlation_id.to_string()),
+                    )])
                     .collect(),
             ),
         }

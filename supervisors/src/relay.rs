@@ -199,12 +199,15 @@ fn string_headers(headers: &serde_json::Value) -> BTreeMap<String, String> {
 }
 
 fn outgoing(row: OutboxRow) -> Outgoing {
-    let headers = string_headers(&row.headers);
+    let mut headers = string_headers(&row.headers);
+    // The envelope's correlation id travels as the AMQP property (as producers send it), so
+    // a dead letter of merit's own event keeps it too.
+    let correlation_id = headers.remove(merit_storage::OUTBOX_CORRELATION);
     Outgoing {
         routing_key: row.routing_key,
         body: Bytes::from(row.payload.into_bytes()),
         message_id: row.event_id,
-        correlation_id: None,
+        correlation_id,
         headers,
         // Everything in the outbox is merit's: it goes through merit's own door.
         origin: merit_messages::Origin::Merit,
@@ -285,6 +288,29 @@ mod tests {
         async fn is_connected(&self) -> bool {
             true
         }
+    }
+
+    #[test]
+    fn a_relayed_event_carries_its_correlation_id_as_the_amqp_property() {
+        let row = OutboxRow {
+            id: 1,
+            event_id: "e-1".into(),
+            routing_key: "governance.vote.recorded".into(),
+            payload: "{}".into(),
+            headers: serde_json::json!({
+                "merit-user": "0xabc",
+                merit_storage::OUTBOX_CORRELATION: "c-1",
+            }),
+            created_at: chrono::Utc::now(),
+            published_at: None,
+        };
+        let out = outgoing(row);
+        assert_eq!(out.correlation_id.as_deref(), Some("c-1"));
+        assert!(!out.headers.contains_key(merit_storage::OUTBOX_CORRELATION));
+        assert_eq!(
+            out.headers.get("merit-user").map(String::as_str),
+            Some("0xabc")
+        );
     }
 
     async fn store_with(rows: usize) -> (tempfile::TempDir, Store, Vec<String>) {

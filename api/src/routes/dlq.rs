@@ -152,6 +152,8 @@ pub(crate) struct BulkRequest {
     pub class: Option<String>,
     /// Only this routing key.
     pub routing_key: Option<String>,
+    /// Only this correlation id (one operation).
+    pub correlation_id: Option<String>,
     /// Dead-lettered at or after (RFC 3339).
     pub since: Option<String>,
     /// Dead-lettered before (RFC 3339).
@@ -181,8 +183,13 @@ pub(crate) struct BulkOutcome {
     pub remaining: u64,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable(format!("the broker or database did not answer: {e}"))
+fn unavailable(e: merit_supervisors::SupervisorError) -> ApiError {
+    match e {
+        merit_supervisors::SupervisorError::Mailbox(e) => {
+            ApiError::unavailable(format!("the broker did not answer: {e}"))
+        }
+        other => ApiError::database(&other),
+    }
 }
 
 /// `field`'s value, bounded.
@@ -417,16 +424,18 @@ async fn bulk(
     }
     let unfiltered = req.class.is_none()
         && req.routing_key.is_none()
+        && req.correlation_id.is_none()
         && req.since.is_none()
         && req.until.is_none();
     if unfiltered && !req.all {
         return Err(ApiError::bad_request(
-            "give a filter (class, routing_key, since, until) or \"all\": true to act on every \
+            "give a filter (class, routing_key, correlation_id, since, until) or \"all\": true to act on every \
              waiting dead letter",
         ));
     }
     let filter = DeadLetterFilter {
         state: Some(DeadLetterState::Waiting),
+        correlation_id: bounded("correlation_id", req.correlation_id)?,
         ..filter_of(req.class, req.routing_key, req.since, req.until)?
     };
     let matched = state.store.count_dead_letters(&filter).await?;

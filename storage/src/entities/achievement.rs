@@ -23,6 +23,8 @@ pub struct Model {
     pub state: String,
     /// The saga minting it, if started.
     pub saga_id: Option<String>,
+    /// The correlation id of the event that unlocked it: its unlock saga runs under it.
+    pub correlation_id: Option<String>,
     /// Why it was revoked or failed.
     pub reason: Option<String>,
     /// Created.

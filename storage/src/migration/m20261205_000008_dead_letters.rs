@@ -55,6 +55,15 @@ impl MigrationTrait for Migration {
                 ))
                 .await?;
         }
+        // An achievement keeps the correlation id of the event that unlocked it, so its
+        // unlock saga runs under the operation's id (rows from before have none).
+        m.alter_table(
+            Table::alter()
+                .table(t("achievements"))
+                .add_column(string_null(t("correlation_id")))
+                .to_owned(),
+        )
+        .await?;
         // The dashboard follows an operation by its correlation id into the saga log too.
         m.get_connection()
             .execute_unprepared(
@@ -65,6 +74,13 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(t("achievements"))
+                .drop_column(t("correlation_id"))
+                .to_owned(),
+        )
+        .await?;
         m.drop_table(Table::drop().table(t("dead_letters")).to_owned())
             .await
     }
