@@ -128,6 +128,7 @@ async fn migrate_twice(backend: Backend) {
         "m20261130_000005_retention",
         "m20261204_000006_siwe_nonces",
         "m20261204_000007_deadlines_fired",
+        "m20261205_000008_dead_letters",
     ];
     assert_eq!(first, all.map(String::from).to_vec());
     let second = store.migrate().await.expect("second migrate");

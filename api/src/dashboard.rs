@@ -1,7 +1,7 @@
 //! The supervisor dashboard: one embedded page (no build step, no external assets) at
-//! `/dashboard`, and its live feed at `/dashboard/events` (Server-Sent Events: the last 15
-//! minutes' samples when it opens, an overview every two seconds, each new sample every
-//! five; see [`crate::history`]). The page holds no data; everything it shows comes from
+//! `/dashboard`, and its live feed at `/dashboard/events` (Server-Sent Events: an overview
+//! at once and every two seconds, the last 15 minutes' samples right after the first, and
+//! each new sample every five; see [`crate::history`]). The page holds no data; everything it shows comes from
 //! the admin API with the operator's token, which the page keeps in session storage and
 //! sends only as a bearer header. The feed, which a browser's `EventSource` opens without
 //! headers, takes a short-lived single-use ticket (`POST /api/v1/admin/stream-ticket`)
@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use actix_web::{get, web, HttpResponse};
-use futures::{stream, StreamExt};
+use futures::stream;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
@@ -71,16 +71,24 @@ pub(crate) async fn events(
     })?;
     let state = state.into_inner();
     let samples = state.guards.history.subscribe();
-    let history = serde_json::to_string(&state.guards.history.all()).unwrap_or_default();
-    let opening = frame("history", &history);
+    // First an overview (at once), then the history, then overviews and samples as they come.
+    let history = Some(frame(
+        "history",
+        &serde_json::to_string(&state.guards.history.all()).unwrap_or_default(),
+    ));
     let feed = stream::unfold(
-        (state, samples, tokio::time::Instant::now()),
-        |(state, mut samples, next_overview)| async move {
+        (state, samples, tokio::time::Instant::now(), history),
+        |(state, mut samples, next_overview, mut history)| async move {
+            if next_overview > tokio::time::Instant::now() {
+                if let Some(history) = history.take() {
+                    return Some((Ok(history), (state, samples, next_overview, None)));
+                }
+            }
             let frame = tokio::select! {
                 _ = tokio::time::sleep_until(next_overview) => {
                     let body = serde_json::to_string(&overview(&state).await).unwrap_or_default();
                     let next = tokio::time::Instant::now() + FEED_EVERY;
-                    return Some((Ok(frame("overview", &body)), (state, samples, next)));
+                    return Some((Ok(frame("overview", &body)), (state, samples, next, history)));
                 }
                 sample = samples.recv() => match sample {
                     Ok(sample) => frame("sample", &serde_json::to_string(&*sample).unwrap_or_default()),
@@ -94,11 +102,10 @@ pub(crate) async fn events(
             };
             Some((
                 Ok::<_, actix_web::Error>(frame),
-                (state, samples, next_overview),
+                (state, samples, next_overview, history),
             ))
         },
     );
-    let feed = stream::once(async move { Ok(opening) }).chain(feed);
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-store"))
