@@ -349,6 +349,11 @@ async fn ten_thousand_dead_letters_page_through_exactly_once_in_order_while_more
     let rest = rest["items"].as_array().expect("items").len();
     assert_eq!(seen.len() + rest, 10_500, "the late ones follow the cursor");
 
+    // An empty filter (as a form sends it) is no filter; the bulk paths are POST only.
+    let (status, all) = api.get("/api/v1/dlq?class=&state=&page_size=1").await;
+    assert_eq!((status, &all["total"]), (200, &json!(10_500)), "{all}");
+    let (status, _) = api.get("/api/v1/dlq/replay").await;
+    assert_eq!(status, 405, "GET on the bulk replay path");
     // A filter on a class nobody has is empty, and a bad filter is a clear 400.
     let (_, none) = api.get("/api/v1/dlq?class=handler_error").await;
     assert_eq!(none["total"], 0, "{none}");
@@ -407,8 +412,17 @@ async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
     dead_letter(ch, &junk).await;
     api.until_total("/api/v1/dlq?page_size=1", 250, 60).await;
 
-    let (status, refused) = api.post("/api/v1/dlq/replay", json!({})).await;
-    assert_eq!(status, 400, "no filter without all: {refused}");
+    let (status, counted) = api.post("/api/v1/dlq/replay", json!({})).await;
+    assert_eq!(status, 200, "{counted}");
+    assert_eq!(
+        (
+            &counted["dry_run"],
+            &counted["matched"],
+            &counted["settled"]
+        ),
+        (&json!(true), &json!(250), &json!(0)),
+        "without dry_run: false a request only counts: {counted}"
+    );
     let (status, dry) = api
         .post(
             "/api/v1/dlq/replay",
@@ -425,7 +439,10 @@ async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
     assert_eq!(proposals(&store).await, 0, "a dry run replays nothing");
 
     let (status, done) = api
-        .post("/api/v1/dlq/replay", json!({"class": "handler_error"}))
+        .post(
+            "/api/v1/dlq/replay",
+            json!({"class": "handler_error", "dry_run": false}),
+        )
         .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(
@@ -434,7 +451,10 @@ async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
         "{done}"
     );
     let (_, again) = api
-        .post("/api/v1/dlq/replay", json!({"class": "handler_error"}))
+        .post(
+            "/api/v1/dlq/replay",
+            json!({"class": "handler_error", "dry_run": false}),
+        )
         .await;
     assert_eq!(again["settled"], 0, "a second run finds nothing: {again}");
 
@@ -543,7 +563,7 @@ async fn a_node_killed_mid_bulk_replay_neither_loses_nor_doubles_one() {
         tokio::spawn(async move {
             http.post(format!("{base}/api/v1/dlq/replay"))
                 .bearer_auth(token)
-                .json(&json!({"class": "handler_error"}))
+                .json(&json!({"class": "handler_error", "dry_run": false}))
                 .send()
                 .await
         })
@@ -571,7 +591,10 @@ async fn a_node_killed_mid_bulk_replay_neither_loses_nor_doubles_one() {
         .await;
     assert_eq!(dry["matched"], N as u64 - replayed_at_kill, "{dry}");
     let (status, done) = api
-        .post("/api/v1/dlq/replay", json!({"class": "handler_error"}))
+        .post(
+            "/api/v1/dlq/replay",
+            json!({"class": "handler_error", "dry_run": false}),
+        )
         .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["remaining"], 0, "{done}");

@@ -2,7 +2,7 @@
 //! discard one by id or many by filter (with a dry run that only counts). They are
 //! served from the dead-letter table the recorder fills from `merit.dlq`.
 
-use actix_web::{delete, get, post, web, HttpResponse};
+use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use merit_storage::{DeadLetterFilter, DeadLetterRow, DeadLetterState};
 use merit_supervisors::dead_letters::{
@@ -125,16 +125,22 @@ pub(crate) struct DeadLetterActionDto {
 #[into_params(parameter_in = Query)]
 pub(crate) struct DeadLetterQuery {
     /// `waiting` (default), `replayed`, `discarded` or `all`.
+    #[param(pattern = "^(waiting|replayed|discarded|all)?$")]
     pub state: Option<String>,
     /// Only this reason class.
+    #[param(max_length = 255)]
     pub class: Option<String>,
     /// Only this routing key.
+    #[param(max_length = 255)]
     pub routing_key: Option<String>,
     /// Only this correlation id.
+    #[param(max_length = 255)]
     pub correlation_id: Option<String>,
     /// Dead-lettered at or after (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
     /// Dead-lettered before (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
     /// Only dead letters after this `seq` (the previous page's `next_after`).
     #[param(minimum = 0)]
@@ -144,28 +150,39 @@ pub(crate) struct DeadLetterQuery {
     pub page_size: Option<u64>,
 }
 
-/// Which waiting dead letters a bulk replay or discard covers, and whether to only count.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+/// Which waiting dead letters a bulk replay or discard covers (every one when no filter is
+/// given), and whether to only count them: a request acts only when it says
+/// `"dry_run": false`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BulkRequest {
     /// Only this reason class.
+    #[schema(max_length = 255)]
     pub class: Option<String>,
     /// Only this routing key.
+    #[schema(max_length = 255)]
     pub routing_key: Option<String>,
     /// Only this correlation id (one operation).
+    #[schema(max_length = 255)]
     pub correlation_id: Option<String>,
     /// Dead-lettered at or after (RFC 3339).
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
     /// Dead-lettered before (RFC 3339).
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
-    /// Must be `true` to act on every waiting dead letter (no other filter).
-    #[serde(default)]
-    pub all: bool,
-    /// Only count what would be settled.
-    #[serde(default)]
+    /// Only count what would be settled (the default): send `false` to act.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
     pub dry_run: bool,
     /// Most to settle in this request, 1-10000 (default 10000).
+    #[schema(minimum = 1, maximum = 10_000)]
+    #[serde(default, deserialize_with = "crate::routes::whole_opt_u64")]
     pub limit: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a bulk request did (or, in a dry run, would do).
@@ -192,16 +209,22 @@ fn unavailable(e: merit_supervisors::SupervisorError) -> ApiError {
     }
 }
 
-/// `field`'s value, bounded.
+/// A filter given empty (`?class=`, as an HTML form sends it) is no filter.
+fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+/// `field`'s value, bounded; empty is absent.
 fn bounded(field: &str, value: Option<String>) -> Result<Option<String>> {
-    match value {
-        Some(v) if v.is_empty() || v.len() > MAX_FILTER_LEN => Err(ApiError::bad_request(format!(
+    match given(value) {
+        Some(v) if v.len() > MAX_FILTER_LEN => Err(ApiError::bad_request(format!(
             "{field}: must be 1-{MAX_FILTER_LEN} bytes"
         ))),
         other => Ok(other),
     }
 }
 
+/// An RFC 3339 time (given empty, it is not one: a 400 like any other bad value).
 fn instant(field: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>> {
     value
         .map(|v| {
@@ -235,7 +258,7 @@ fn filter_of(
 
 impl DeadLetterQuery {
     fn parse(self) -> Result<(DeadLetterFilter, i64, u64)> {
-        let state = match self.state.as_deref() {
+        let state = match given(self.state).as_deref() {
             None => Some(DeadLetterState::Waiting),
             Some("all") => None,
             Some(s) => Some(DeadLetterState::parse(s).ok_or_else(|| {
@@ -323,11 +346,15 @@ pub(crate) async fn dlq_total(state: &ApiState) -> Option<u64> {
     ))]
 #[get("/dlq/{id}")]
 pub(crate) async fn get_dead_letter(
+    req: HttpRequest,
     state: web::Data<ApiState>,
     _admin: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
+    if is_bulk_path(&id) {
+        return Ok(crate::no_route(req).await);
+    }
     let found = state
         .store
         .dead_letter(&id)
@@ -403,11 +430,22 @@ pub(crate) async fn replay_dead_letter(
     ))]
 #[delete("/dlq/{id}")]
 pub(crate) async fn discard_dead_letter(
+    req: HttpRequest,
     state: web::Data<ApiState>,
     _admin: Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    settle(&state, path.into_inner(), DeadLetterAction::Discard).await
+    let id = path.into_inner();
+    if is_bulk_path(&id) {
+        return Ok(crate::no_route(req).await);
+    }
+    settle(&state, id, DeadLetterAction::Discard).await
+}
+
+/// `/dlq/replay` and `/dlq/discard` are the bulk actions (POST only). Read as `/dlq/{id}`
+/// they would be a 404 for a dead letter of that name; they are a 405 with `Allow`.
+fn is_bulk_path(id: &str) -> bool {
+    id == "replay" || id == "discard"
 }
 
 /// Settles the waiting dead letters `req` covers with `action`, or only counts them.
@@ -421,17 +459,6 @@ async fn bulk(
         return Err(ApiError::bad_request(format!(
             "limit: {limit} is out of range (1-{MAX_BULK})"
         )));
-    }
-    let unfiltered = req.class.is_none()
-        && req.routing_key.is_none()
-        && req.correlation_id.is_none()
-        && req.since.is_none()
-        && req.until.is_none();
-    if unfiltered && !req.all {
-        return Err(ApiError::bad_request(
-            "give a filter (class, routing_key, correlation_id, since, until) or \"all\": true to act on every \
-             waiting dead letter",
-        ));
     }
     let filter = DeadLetterFilter {
         state: Some(DeadLetterState::Waiting),
@@ -470,14 +497,14 @@ async fn bulk(
     }))
 }
 
-/// Replays every waiting dead letter matching a filter (at most `limit` per request,
-/// oldest first), or with `dry_run` only counts them.
+/// Counts the waiting dead letters matching a filter (every one without a filter), or with
+/// `"dry_run": false` replays them (at most `limit` per request, oldest first).
 #[utoipa::path(post, path = "/api/v1/dlq/replay", tag = "dlq",
     request_body = BulkRequest,
     security(("admin" = [])),
     responses(
         (status = 200, description = "Replayed (or counted)", body = BulkOutcome),
-        (status = 400, description = "Bad filter, or none without `all`", body = ErrorBody),
+        (status = 400, description = "Bad filter or limit", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 503, description = "The broker or database is unavailable", body = ErrorBody),
@@ -491,14 +518,14 @@ pub(crate) async fn replay_dead_letters(
     bulk(&state, req.into_inner(), DeadLetterAction::Replay).await
 }
 
-/// Discards every waiting dead letter matching a filter (at most `limit` per request,
-/// oldest first), or with `dry_run` only counts them.
+/// Counts the waiting dead letters matching a filter (every one without a filter), or with
+/// `"dry_run": false` discards them (at most `limit` per request, oldest first).
 #[utoipa::path(post, path = "/api/v1/dlq/discard", tag = "dlq",
     request_body = BulkRequest,
     security(("admin" = [])),
     responses(
         (status = 200, description = "Discarded (or counted)", body = BulkOutcome),
-        (status = 400, description = "Bad filter, or none without `all`", body = ErrorBody),
+        (status = 400, description = "Bad filter or limit", body = ErrorBody),
         (status = 401, description = "No or an invalid credential", body = ErrorBody),
         (status = 403, description = "Not the admin token", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),

@@ -54,6 +54,18 @@ pub(crate) fn whole_opt_u16<'de, D: Deserializer<'de>>(
         })
 }
 
+/// Deserialises an optional `u64` body field with [`whole`] (0 to [`MAX_INT`]).
+pub(crate) fn whole_opt_u64<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    whole(&n)
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number from 0 to {MAX_INT}")))
+}
+
 /// Parses a wallet address path segment.
 pub(crate) fn address(raw: &str) -> Result<Address> {
     raw.parse().map_err(|e| {
