@@ -13,6 +13,7 @@ use std::{
 };
 
 use chrono::Utc;
+use futures::FutureExt;
 use merit_storage::{
     entities::{saga, saga_step},
     sea_orm::{
@@ -150,8 +151,8 @@ impl Driver {
         ctx: StepContext,
         timeout: Duration,
     ) -> Result<Option<StepOutcome>> {
-        let guarded = AssertUnwindSafe(f.call(ctx));
-        let call = tokio::time::timeout(timeout, CatchUnwind(guarded));
+        let guarded = AssertUnwindSafe(f.call(ctx)).catch_unwind();
+        let call = tokio::time::timeout(timeout, guarded);
         Ok(self.hold_lease(call).await?.map(|r| match r {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(panic)) => StepOutcome::Retry(format!("panicked: {}", panic_message(&*panic))),
@@ -639,26 +640,5 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".into()
-    }
-}
-
-/// Polls the inner future, turning a panic into `Err(payload)`.
-struct CatchUnwind<F>(F);
-
-impl<F: Future + Unpin> Future for CatchUnwind<AssertUnwindSafe<F>> {
-    type Output = std::result::Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            std::pin::Pin::new(&mut inner.0).poll(cx)
-        })) {
-            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(panic) => std::task::Poll::Ready(Err(panic)),
-        }
     }
 }
