@@ -24,6 +24,7 @@ on_both_backends! {
     a_permanent_failure_compensates_completed_steps_in_reverse => permanent_failure;
     transient_failures_are_retried_with_backoff_then_succeed => transient_failures;
     a_timeout_counts_as_a_transient_failure => timeout_is_transient;
+    a_panicking_step_counts_as_a_transient_failure => panicking_step;
     a_step_out_of_attempts_is_compensated_too => exhausted_step;
     a_pending_step_is_repolled_until_final_and_reacts_after_a_reorg => pending_step;
     a_compensation_that_gives_up_leaves_the_saga_stuck_until_an_operator_retries => stuck_then_retry;
@@ -222,6 +223,41 @@ async fn transient_failures(backend: Backend) {
     assert!(
         second >= Duration::from_millis(300),
         "second backoff doubles: {second:?}"
+    );
+    db.cleanup().await;
+}
+
+async fn panicking_step(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let world = World::default();
+    let w = world.clone();
+    let def = SagaDefinition::new("panicky").step(
+        StepDef::new("call", move |ctx: StepContext| {
+            let w = w.clone();
+            async move {
+                w.call(format!("call {}", ctx.attempt));
+                if ctx.attempt == 1 {
+                    panic!("the step's code blew up");
+                }
+                StepOutcome::done_empty()
+            }
+        })
+        .retry(quick_retry(3)),
+    );
+    let exec = executor(db.store().await, "n1", vec![def]);
+    let id = SagaId::random();
+    exec.start("panicky", id, &json!({})).await.expect("start");
+    let view = exec.wait(id, WAIT).await.expect("settles");
+
+    assert_eq!(
+        view.saga.state,
+        SagaState::Completed,
+        "the executor survived"
+    );
+    assert_eq!(world.calls(), vec!["call 1", "call 2"]);
+    assert_eq!(
+        view.steps[0].last_error.as_deref(),
+        Some("panicked: the step's code blew up")
     );
     db.cleanup().await;
 }
