@@ -352,8 +352,19 @@ async fn ten_thousand_dead_letters_page_through_exactly_once_in_order_while_more
     // An empty filter (as a form sends it) is no filter; the bulk paths are POST only.
     let (status, all) = api.get("/api/v1/dlq?class=&state=&page_size=1").await;
     assert_eq!((status, &all["total"]), (200, &json!(10_500)), "{all}");
-    let (status, _) = api.get("/api/v1/dlq/replay").await;
-    assert_eq!(status, 405, "GET on the bulk replay path");
+    let answer = api
+        .http
+        .get(format!("{}/api/v1/dlq/replay", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(answer.status().as_u16(), 405, "GET on the bulk replay path");
+    assert_eq!(
+        answer.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST"),
+        "the bulk path's own methods, not those of /dlq/{{id}}"
+    );
     // A filter on a class nobody has is empty, and a bad filter is a clear 400.
     let (_, none) = api.get("/api/v1/dlq?class=handler_error").await;
     assert_eq!(none["total"], 0, "{none}");

@@ -26,6 +26,7 @@ on_both_backends! {
     group_commit_gives_each_turn_the_outcome_it_would_have_alone => group_commit;
     group_commit_writes_a_batchs_projection_rows_per_entity_and_survives_a_clash => group_commit_rows;
     the_retention_sweep_deletes_only_expired_rows_chunk_by_chunk => retention_sweep;
+    dead_letters_record_once_settle_once_and_the_cap_drops_settled_rows_first => dead_letter_table;
 }
 
 fn vote(voter: u8) -> Envelope {
@@ -740,5 +741,76 @@ async fn retention_sweep(backend: Backend) {
     };
     assert_eq!(store.sweep(&beyond, now).await.expect("beyond").inbox, 0);
     store.close().await.expect("close");
+    db.cleanup().await;
+}
+
+fn dead_letter_row(id: &str) -> merit_storage::NewDeadLetter {
+    let now = chrono::Utc::now();
+    merit_storage::NewDeadLetter {
+        seq: merit_storage::sea_orm::ActiveValue::NotSet,
+        id: Set(id.to_string()),
+        routing_key: Set("governance.vote.cast".into()),
+        reason_class: Set("malformed".into()),
+        reason: Set("not JSON".into()),
+        attempts: Set(1),
+        body: Set(b"{oops".to_vec()),
+        truncated_from: Set(None),
+        origin: Set("producer".into()),
+        source_queue: Set("merit.proposal.0".into()),
+        message_id: Set(None),
+        correlation_id: Set(None),
+        headers: Set(json!({})),
+        dead_lettered_at: Set(now),
+        recorded_at: Set(now),
+        state: Set("waiting".into()),
+        settled_at: Set(None),
+    }
+}
+
+async fn dead_letter_table(backend: Backend) {
+    use merit_storage::{DeadLetterFilter, DeadLetterState};
+    let (db, store) = TestDb::migrated(backend).await;
+    let ids: Vec<String> = (1..=10).map(|i| format!("dl-{i:02}")).collect();
+    let new = store
+        .record_dead_letters(ids.iter().map(|id| dead_letter_row(id)).collect())
+        .await
+        .expect("record");
+    assert_eq!(new, 10);
+    let again = store
+        .record_dead_letters(vec![dead_letter_row("dl-03"), dead_letter_row("dl-11")])
+        .await
+        .expect("record again");
+    assert_eq!(again, 1, "a dead letter recorded twice is one row");
+
+    let settled = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let replayed = store
+        .settle_dead_letters(
+            settled(&["dl-02", "dl-04", "dl-06"]),
+            DeadLetterState::Replayed,
+        )
+        .await
+        .expect("settle");
+    assert_eq!(replayed, 3);
+    let twice = store
+        .settle_dead_letters(settled(&["dl-02"]), DeadLetterState::Discarded)
+        .await
+        .expect("settle again");
+    assert_eq!(twice, 0, "a settled dead letter is not settled again");
+
+    // 11 rows, keep 7: the 3 settled go first, then the oldest waiting one.
+    let dropped = store.trim_dead_letters(7).await.expect("trim");
+    assert_eq!(dropped, 1, "one waiting dead letter dropped");
+    let left: Vec<String> = store
+        .dead_letters(&DeadLetterFilter::default(), 0, 100)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        left,
+        ["dl-03", "dl-05", "dl-07", "dl-08", "dl-09", "dl-10", "dl-11"].map(String::from)
+    );
+    assert_eq!(store.trim_dead_letters(7).await.expect("trim again"), 0);
     db.cleanup().await;
 }

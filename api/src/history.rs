@@ -106,6 +106,7 @@ pub(crate) async fn run_sampler(state: Weak<ApiState>) {
         tick.tick().await;
         let Some(state) = state.upgrade() else { return };
         let status = state.probe.status();
+        let pulse = state.probe.pulse();
         let now = Instant::now();
         let applied: BTreeMap<&'static str, u64> = status
             .registries
@@ -114,12 +115,12 @@ pub(crate) async fn run_sampler(state: Weak<ApiState>) {
             .collect();
         if let Some(prev) = &previous {
             let secs = now.duration_since(prev.at).as_secs_f64().max(0.001);
-            let sample = sample(&state, prev, &status.pulse, &applied, secs).await;
+            let sample = sample(&state, prev, &pulse, &applied, secs).await;
             state.guards.history.push(sample);
         }
         previous = Some(Previous {
             at: now,
-            pulse: status.pulse,
+            pulse,
             applied,
         });
     }

@@ -89,9 +89,15 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     static ROUTES: OnceLock<Vec<(ResourceDef, String)>> = OnceLock::new();
     ROUTES
         .get_or_init(|| {
-            openapi::methods_by_path()
+            let mut paths: Vec<(String, Vec<&str>)> = openapi::methods_by_path()
                 .into_iter()
                 .chain(UNDOCUMENTED_PAGES.map(|p| (p.to_string(), vec!["GET"])))
+                .collect();
+            // A literal path (`/api/v1/dlq/replay`) before a pattern that also matches it
+            // (`/api/v1/dlq/{id}`): it is the path that was meant.
+            paths.sort_by_key(|(pattern, _)| pattern.contains('{'));
+            paths
+                .into_iter()
                 .map(|(pattern, methods)| (ResourceDef::new(pattern), methods.join(", ")))
                 .collect()
         })

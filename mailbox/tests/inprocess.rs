@@ -204,7 +204,7 @@ async fn unroutable_and_failed_messages_become_dead_letters_that_replay() {
     t.publish(vec![failed.replay_message()])
         .await
         .expect("replayed");
-    assert!(take_dead_letter(&t, &failed.id).await);
+    assert!(common::take_dead_letter(&t, &failed.id).await);
     let back = common::take(&mut rx, 1, WAIT).await.remove(0);
     assert_eq!(back.message_id, original_id);
     assert_eq!(
@@ -219,9 +219,15 @@ async fn unroutable_and_failed_messages_become_dead_letters_that_replay() {
         headerless_dl.message_id.as_ref(),
         Some(&headerless.message_id)
     );
-    assert!(take_dead_letter(&t, &headerless_dl.id).await, "discarded");
-    assert!(!take_dead_letter(&t, &headerless_dl.id).await, "once");
-    assert!(!take_dead_letter(&t, "no-such-id").await);
+    assert!(
+        common::take_dead_letter(&t, &headerless_dl.id).await,
+        "discarded"
+    );
+    assert!(
+        !common::take_dead_letter(&t, &headerless_dl.id).await,
+        "once"
+    );
+    assert!(!common::take_dead_letter(&t, "no-such-id").await);
     // Left: the unknown type, the half vote's missing proposal route and the forgery;
     // replaying the forgery refuses it again (it goes back through the producers' door).
     let left = t.dead_letters(10).await.expect("peeked");
@@ -233,27 +239,10 @@ async fn unroutable_and_failed_messages_become_dead_letters_that_replay() {
     t.publish(vec![left[2].replay_message()])
         .await
         .expect("replayed");
-    assert!(take_dead_letter(&t, &left[2].id).await);
+    assert!(common::take_dead_letter(&t, &left[2].id).await);
     let again = t.dead_letters(10).await.expect("peeked");
     assert_eq!(again.len(), 3);
     assert_eq!(again[2].reason_class, "forbidden_type");
     assert_eq!(again[2].message_id, left[2].message_id);
     assert_ne!(again[2].id, left[2].id, "the replay's own dead letter");
-}
-
-/// Takes dead letter `id` off the queue as a recorder does (acks it once stored); the
-/// others are left. False when there is none.
-async fn take_dead_letter(t: &InProcessTransport, id: &str) -> bool {
-    let mut rx = t
-        .consume_dead_letters(100)
-        .await
-        .expect("consume dead letters");
-    let mut found = false;
-    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
-        if d.dead_letter.id == id {
-            d.ack().await.expect("ack");
-            found = true;
-        }
-    }
-    found
 }

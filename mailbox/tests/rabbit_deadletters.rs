@@ -246,8 +246,8 @@ async fn a_dead_lettered_delivery_can_be_peeked_replayed_and_discarded() {
     t.publish(vec![dl.replay_message()])
         .await
         .expect("replayed");
-    assert!(take_dead_letter(&t, &dl.id).await);
-    assert!(!take_dead_letter(&t, &dl.id).await, "taken once");
+    assert!(common::take_dead_letter(&t, &dl.id).await);
+    assert!(!common::take_dead_letter(&t, &dl.id).await, "taken once");
     let again = common::take(&mut rx, 1, WAIT).await.remove(0);
     assert_eq!(again.message_id.as_ref(), Some(&original.message_id));
     assert_eq!(again.body, original.body);
@@ -275,8 +275,8 @@ async fn a_dead_lettered_delivery_can_be_peeked_replayed_and_discarded() {
     let dls = t.dead_letters(10).await.expect("peeked");
     assert_eq!(dls.len(), 1);
     assert_ne!(dls[0].id, dl.id, "the replay's own dead letter");
-    assert!(take_dead_letter(&t, &dls[0].id).await, "discarded");
-    assert!(!take_dead_letter(&t, &dls[0].id).await, "once");
+    assert!(common::take_dead_letter(&t, &dls[0].id).await, "discarded");
+    assert!(!common::take_dead_letter(&t, &dls[0].id).await, "once");
     assert!(t.dead_letters(10).await.expect("peeked").is_empty());
     common::assert_nothing(&mut rx, Duration::from_millis(300)).await;
     let d = depths_when(&t, |d| d["merit.dlq"] == 0).await;
@@ -405,21 +405,4 @@ async fn a_poison_message_cannot_dress_up_as_merits_own_dead_letter() {
         dl.headers.keys().all(|k| !k.starts_with("x-")),
         "no forged bookkeeping is replayed: {dl:?}"
     );
-}
-
-/// Takes dead letter `id` off the DLQ as a recorder does (acks it once stored); the
-/// others go back. False when there is none.
-async fn take_dead_letter(t: &impl Transport, id: &str) -> bool {
-    let mut rx = t
-        .consume_dead_letters(100)
-        .await
-        .expect("consume dead letters");
-    let mut found = false;
-    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
-        if d.dead_letter.id == id {
-            d.ack().await.expect("ack");
-            found = true;
-        }
-    }
-    found
 }

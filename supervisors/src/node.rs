@@ -149,9 +149,6 @@ pub struct NodeStatus {
     pub cache: merit_storage::CacheStats,
     /// The shards this node owns and consumes.
     pub shards: ShardOwnership,
-    /// Events in and turn latencies so far (for the dashboard's history, not the feed).
-    #[serde(skip)]
-    pub pulse: crate::pulse::PulseSnapshot,
 }
 
 /// Which shards a node owns (see [`crate::ownership`]).
@@ -186,6 +183,12 @@ impl std::fmt::Debug for NodeProbe {
 }
 
 impl NodeProbe {
+    /// This node's events in and turn latencies so far (the dashboard's history samples
+    /// them; nothing else needs them, so [`Self::status`] leaves them out).
+    pub fn pulse(&self) -> crate::pulse::PulseSnapshot {
+        self.registries.pulse.snapshot()
+    }
+
     /// A snapshot of the node.
     pub fn status(&self) -> NodeStatus {
         NodeStatus {
@@ -213,7 +216,6 @@ impl NodeProbe {
                     nodes: owned.nodes.clone(),
                 }
             },
-            pulse: self.registries.pulse.snapshot(),
         }
     }
 }

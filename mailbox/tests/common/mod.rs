@@ -150,3 +150,20 @@ pub async fn assert_nothing(rx: &mut mpsc::Receiver<Delivery>, quiet: Duration) 
         panic!("unexpected delivery {d:?}");
     }
 }
+
+/// Takes dead letter `id` off the dead-letter queue as a recorder does (acks it once
+/// stored); the others go back. False when it did not come.
+pub async fn take_dead_letter<T: merit_mailbox::Transport + ?Sized>(t: &T, id: &str) -> bool {
+    let mut rx = t
+        .consume_dead_letters(100)
+        .await
+        .expect("consume dead letters");
+    let mut found = false;
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+        if d.dead_letter.id == id {
+            d.ack().await.expect("ack");
+            found = true;
+        }
+    }
+    found
+}
