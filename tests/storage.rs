@@ -27,6 +27,7 @@ on_both_backends! {
     group_commit_writes_a_batchs_projection_rows_per_entity_and_survives_a_clash => group_commit_rows;
     the_retention_sweep_deletes_only_expired_rows_chunk_by_chunk => retention_sweep;
     dead_letters_record_once_settle_once_and_the_cap_drops_settled_rows_first => dead_letter_table;
+    snapshots_loaded_at_the_same_moment_each_reach_their_own_load => snapshots_at_once;
 }
 
 fn vote(voter: u8) -> Envelope {
@@ -569,6 +570,24 @@ async fn group_commit(backend: Backend) {
     assert_eq!((applied, duplicates, conflicts), (20, 1, 1));
     // 21 actors, 21 inbox rows (setup + 20), 21 outbox rows, 20 users projected.
     assert_eq!(counts(&store).await, (21, 21, 21, 20));
+    // The relay's feed got exactly the committed outbox rows, with their table ids.
+    let mut fed: Vec<(i64, String)> = store
+        .outbox_feed()
+        .take(1_000)
+        .rows
+        .into_iter()
+        .map(|r| (r.id, r.event_id))
+        .collect();
+    let mut table: Vec<(i64, String)> = store
+        .pending_outbox(0, 1_000)
+        .await
+        .expect("pending")
+        .into_iter()
+        .map(|r| (r.id, r.event_id))
+        .collect();
+    fed.sort();
+    table.sort();
+    assert_eq!(fed, table);
     store.close().await.expect("close");
     db.cleanup().await;
 }
@@ -740,6 +759,36 @@ async fn retention_sweep(backend: Backend) {
         ..retention
     };
     assert_eq!(store.sweep(&beyond, now).await.expect("beyond").inbox, 0);
+    store.close().await.expect("close");
+    db.cleanup().await;
+}
+
+/// Many actors activated at once share one snapshot read; each load still gets its own
+/// actor's snapshot (or none), by kind and key.
+async fn snapshots_at_once(backend: Backend) {
+    let (db, store) = TestDb::migrated(backend).await;
+    for i in 0..30u8 {
+        let env = vote(i);
+        store
+            .commit_turn(turn(&env, 0, json!({"i": i})), no_projection)
+            .await
+            .expect("stored");
+    }
+    let mut loads = Vec::new();
+    for i in 0..40u8 {
+        let key = vote(i).keys.user.expect("user").to_string();
+        for kind in [ActorKind::User, ActorKind::Proposal] {
+            let (store, key) = (store.clone(), key.clone());
+            loads.push(tokio::spawn(async move {
+                (kind, i, store.load_actor(kind, &key).await.expect("load"))
+            }));
+        }
+    }
+    for load in futures::future::join_all(loads).await {
+        let (kind, i, snapshot) = load.expect("task");
+        let expected = (kind == ActorKind::User && i < 30).then(|| (1, json!({"i": i})));
+        assert_eq!(snapshot, expected, "{kind:?} {i}");
+    }
     store.close().await.expect("close");
     db.cleanup().await;
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
@@ -199,9 +199,13 @@ impl Envelope {
                 "expected a JSON object (the envelope)",
             ));
         }
+        // One pass: the payload is kept as a borrowed slice of `bytes` (checked to be valid
+        // JSON) until `type` and `version` say what it is, then read straight into its
+        // type. No intermediate `Value` tree is built.
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let wire: Wire<Value> = serde_path_to_error::deserialize(crate::strict::Strict(&mut de))
-            .map_err(from_path_error)?;
+        let wire: Wire<&RawValue> =
+            serde_path_to_error::deserialize(crate::strict::Strict(&mut de))
+                .map_err(from_path_error)?;
         de.end().map_err(|e| {
             DecodeError::new(
                 DecodeErrorKind::Malformed,
@@ -212,7 +216,7 @@ impl Envelope {
         Self::from_wire(wire)
     }
 
-    fn from_wire(wire: Wire<Value>) -> Result<Self> {
+    fn from_wire(wire: Wire<&RawValue>) -> Result<Self> {
         let event_type: EventType = wire.event_type.parse()?;
         if wire.source.is_empty() || wire.source.chars().count() > MAX_SOURCE_LEN {
             return Err(DecodeError::invalid(
@@ -224,7 +228,7 @@ impl Envelope {
             ));
         }
         crate::events::check_no_controls("source", &wire.source, false)?;
-        if !wire.payload.is_object() {
+        if !wire.payload.get().starts_with('{') {
             return Err(DecodeError::new(
                 DecodeErrorKind::Malformed,
                 "payload",
@@ -265,9 +269,10 @@ impl Envelope {
     }
 }
 
-/// Deserialises a JSON value into `T`, naming the failing field.
-pub(crate) fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T> {
-    serde_path_to_error::deserialize(crate::strict::Strict(value)).map_err(from_path_error)
+/// Deserialises a JSON document (a payload's raw text) into `T`, naming the failing field.
+pub(crate) fn decode_value<T: DeserializeOwned>(raw: &RawValue) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize(crate::strict::Strict(&mut de)).map_err(from_path_error)
 }
 
 fn from_path_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {

@@ -22,9 +22,10 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::{
     error::{Result, StorageError},
+    outbox::OutboxRow,
     rows::Rows,
     store::Store,
-    turn::{compare_and_set, insert_inbox, insert_outbox, StateWrite, Turn, TurnOutcome},
+    turn::{compare_and_set, insert_inbox, insert_outbox_rows, StateWrite, Turn, TurnOutcome},
 };
 
 struct Job {
@@ -90,14 +91,8 @@ impl GroupCommitter {
 async fn commit_batch(store: &Store, jobs: Vec<Job>) {
     if jobs.len() > 1 {
         match try_together(store, &jobs).await {
-            Ok(outcomes) => {
-                if jobs
-                    .iter()
-                    .zip(&outcomes)
-                    .any(|(j, o)| *o != TurnOutcome::Duplicate && !j.turn.outbox.is_empty())
-                {
-                    store.outbox_signal().notify_one();
-                }
+            Ok((outcomes, fed)) => {
+                store.outbox_feed().push(fed);
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
@@ -113,7 +108,7 @@ async fn commit_batch(store: &Store, jobs: Vec<Job>) {
     }
 }
 
-async fn try_together(store: &Store, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
+async fn try_together(store: &Store, jobs: &[Job]) -> Result<(Vec<TurnOutcome>, Vec<OutboxRow>)> {
     let _gate = store.lock_writes().await;
     let txn = store.db().begin().await?;
     match apply_together(&txn, jobs).await {
@@ -131,7 +126,10 @@ async fn try_together(store: &Store, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
 /// The batch's turns in one transaction, in the order of [`crate::turn`]'s steps, each
 /// step set-based across the turns: the inbox rows, then the snapshots of the turns that
 /// were new, their projection rows merged by entity, and their outbox rows.
-async fn apply_together(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<TurnOutcome>> {
+async fn apply_together(
+    txn: &DatabaseTransaction,
+    jobs: &[Job],
+) -> Result<(Vec<TurnOutcome>, Vec<OutboxRow>)> {
     let now = Utc::now();
     let mut fresh = insert_inbox(txn, jobs.iter().flat_map(|j| j.turn.inbox()), now).await?;
     // Each inbox row the insert made counts for one turn only: should two turns of a batch
@@ -164,8 +162,8 @@ async fn apply_together(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<T
         rows.extend_from(&job.rows);
     }
     rows.write(txn).await?;
-    insert_outbox(txn, applied().flat_map(|j| &j.turn.outbox), now).await?;
-    Ok(jobs
+    let fed = insert_outbox_rows(txn, applied().flat_map(|j| &j.turn.outbox), now).await?;
+    let outcomes = jobs
         .iter()
         .zip(new)
         .map(|(job, new)| match new {
@@ -174,7 +172,8 @@ async fn apply_together(txn: &DatabaseTransaction, jobs: &[Job]) -> Result<Vec<T
             },
             false => TurnOutcome::Duplicate,
         })
-        .collect())
+        .collect();
+    Ok((outcomes, fed))
 }
 
 #[cfg(test)]
@@ -206,7 +205,7 @@ mod tests {
         store.migrate().await.expect("migrate");
         let (event, other) = (EventId::new_random(), EventId::new_random());
         let txn = store.db().begin().await.expect("begin");
-        let outcomes = apply_together(&txn, &[job(event), job(other), job(event)])
+        let (outcomes, _) = apply_together(&txn, &[job(event), job(other), job(event)])
             .await
             .expect("batch");
         txn.commit().await.expect("commit");

@@ -5,7 +5,9 @@
 //! its one conflict rule. The group committer ([`crate::GroupCommitter`]) merges the rows
 //! of every turn in a batch by entity and writes each entity's rows in one multi-row
 //! statement: a batch of K user turns writes its K user rows with one `INSERT … ON
-//! CONFLICT`, not K. A lone turn goes through the same path with a batch of one.
+//! CONFLICT`, not K. A lone turn goes through the same path with a batch of one. On
+//! PostgreSQL the statement takes one array per column ([`crate::shape`]), so its text is
+//! the same for every batch size and stays prepared.
 //!
 //! Rules a caller keeps (they are what make merging safe):
 //! - one conflict rule per entity: every row of entity `E` is added with the same
@@ -18,13 +20,11 @@
 use std::any::{Any, TypeId};
 
 use sea_orm::{
-    sea_query::OnConflict, ActiveModelTrait, DatabaseTransaction, EntityTrait, Iterable, QueryTrait,
+    sea_query::OnConflict, ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    Iterable, QueryTrait,
 };
 
-use crate::{
-    error::Result,
-    store::{exec, TxFuture},
-};
+use crate::{error::Result, shape::fixed_shape, store::TxFuture};
 
 /// The parameters one statement may carry, kept well under PostgreSQL's 65,535 and
 /// SQLite's 32,766.
@@ -191,7 +191,8 @@ where
                 if let Some(conflict) = &self.conflict {
                     insert = insert.on_conflict(conflict.clone());
                 }
-                exec(txn, &insert.into_query()).await?;
+                let stmt = txn.get_database_backend().build(&insert.into_query());
+                txn.execute(fixed_shape(stmt, chunk.len())).await?;
             }
             Ok(())
         })

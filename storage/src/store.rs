@@ -17,7 +17,9 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::{
     error::{Result, StorageError},
+    feed::OutboxFeed,
     migration::Migrator,
+    snapshots::SnapshotLoader,
 };
 
 /// How to connect.
@@ -47,6 +49,8 @@ pub struct Store {
     db: DatabaseConnection,
     write_gate: Option<Arc<Mutex<()>>>,
     outbox_signal: Arc<Notify>,
+    outbox_feed: Arc<OutboxFeed>,
+    snapshots: Arc<SnapshotLoader>,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,6 +115,8 @@ impl Store {
             db,
             write_gate: sqlite.then(|| Arc::new(Mutex::new(()))),
             outbox_signal: Arc::new(Notify::new()),
+            outbox_feed: OutboxFeed::new(),
+            snapshots: Arc::default(),
         })
     }
 
@@ -119,10 +125,20 @@ impl Store {
         &self.db
     }
 
-    /// Notified after a turn commits outbox rows, so the relay in this process publishes
-    /// at once instead of waiting for its next poll.
+    /// Notified after outbox rows were committed that are not in the [`OutboxFeed`] (the
+    /// chain listener's), so the relay in this process reads the table at once instead of
+    /// waiting for its next poll.
     pub fn outbox_signal(&self) -> Arc<Notify> {
         self.outbox_signal.clone()
+    }
+
+    /// Committed outbox rows handed to this process's relay (see [`crate::feed`]).
+    pub fn outbox_feed(&self) -> Arc<OutboxFeed> {
+        self.outbox_feed.clone()
+    }
+
+    pub(crate) fn snapshot_loader(&self) -> Arc<SnapshotLoader> {
+        self.snapshots.clone()
     }
 
     /// Which database this is.

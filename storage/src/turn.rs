@@ -12,19 +12,21 @@
 //!    [`StorageError::VersionConflict`], rolled back. On PostgreSQL this also takes the row
 //!    lock that serialises concurrent writers of one actor.
 //! 3. the caller's projection writes (users, votes, ...), in the same transaction.
-//! 4. the outbox rows (ignoring an event id already there: re-emitting is a no-op).
+//! 4. the outbox rows (ignoring an event id already there: re-emitting is a no-op). Once
+//!    the transaction commits, the new rows go to this process's relay through the
+//!    [`crate::OutboxFeed`].
 //!
 //! Every step is set-based: the group committer ([`crate::GroupCommitter`]) runs it once
 //! for a whole batch of turns (one inbox insert, at most two snapshot statements, one
 //! insert per projected entity from the turns' merged [`Rows`], one outbox insert), and
 //! a lone turn goes through the same statements with a batch of one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use merit_messages::{ActorKind, Envelope, EventId};
 use sea_orm::{
-    sea_query::{OnConflict, Query},
+    sea_query::{ArrayType, OnConflict, Query},
     ConnectionTrait, DatabaseTransaction, DbBackend, EntityName, EntityTrait, Statement,
     StatementBuilder, TransactionTrait, Value as SeaValue,
 };
@@ -33,8 +35,10 @@ use serde_json::Value;
 use crate::{
     entities::{actor, inbox, outbox},
     error::{Result, StorageError},
+    outbox::OutboxRow,
     rows::Rows,
-    store::{exec, Store, TxFuture},
+    shape::fixed_shape,
+    store::{Store, TxFuture},
 };
 
 /// A new actor state to store with its version check.
@@ -170,15 +174,13 @@ impl Store {
         let _gate = self.lock_writes().await;
         let txn = self.db().begin().await?;
         match apply_turn(&txn, &turn, project).await {
-            Ok(TurnOutcome::Duplicate) => {
+            Ok((TurnOutcome::Duplicate, _)) => {
                 txn.rollback().await?;
                 Ok(TurnOutcome::Duplicate)
             }
-            Ok(applied) => {
+            Ok((applied, fed)) => {
                 txn.commit().await?;
-                if !turn.outbox.is_empty() {
-                    self.outbox_signal().notify_one();
-                }
+                self.outbox_feed().push(fed);
                 Ok(applied)
             }
             Err(e) => {
@@ -203,36 +205,31 @@ impl Store {
             .await?;
         Ok(row.is_some())
     }
-
-    /// Loads an actor's snapshot: `(version, state)`, or `None` for an actor never stored.
-    pub async fn load_actor(&self, kind: ActorKind, key: &str) -> Result<Option<(i64, Value)>> {
-        let row = actor::Entity::find_by_id((kind.as_str().to_string(), key.to_string()))
-            .one(self.db())
-            .await?;
-        Ok(row.map(|r| (r.version, r.state)))
-    }
 }
 
 pub(crate) async fn apply_turn<F>(
     txn: &DatabaseTransaction,
     turn: &Turn,
     project: F,
-) -> Result<TurnOutcome>
+) -> Result<(TurnOutcome, Vec<OutboxRow>)>
 where
     F: for<'c> FnOnce(&'c DatabaseTransaction) -> TxFuture<'c, ()> + Send,
 {
     let now = Utc::now();
     let fresh = insert_inbox(txn, turn.inbox(), now).await?;
     if fresh.is_empty() {
-        return Ok(TurnOutcome::Duplicate);
+        return Ok((TurnOutcome::Duplicate, Vec::new()));
     }
     turn.check_all_fresh(&fresh)?;
     compare_and_set(txn, turn.state.iter(), now).await?;
     project(txn).await?;
-    insert_outbox(txn, &turn.outbox, now).await?;
-    Ok(TurnOutcome::Applied {
-        version: turn.state.as_ref().map(StateWrite::next_version),
-    })
+    let fed = insert_outbox_rows(txn, &turn.outbox, now).await?;
+    Ok((
+        TurnOutcome::Applied {
+            version: turn.state.as_ref().map(StateWrite::next_version),
+        },
+        fed,
+    ))
 }
 
 impl StateWrite {
@@ -272,7 +269,7 @@ pub(crate) async fn insert_inbox<'t>(
             .returning(
                 Query::returning().columns([inbox::Column::Consumer, inbox::Column::EventId]),
             );
-        fresh.extend(pairs(txn, &insert, "consumer", "event_id").await?);
+        fresh.extend(pairs(txn, &insert, chunk.len(), "consumer", "event_id").await?);
     }
     Ok(fresh)
 }
@@ -319,44 +316,20 @@ pub(crate) async fn compare_and_set<'w>(
                     .to_owned(),
             )
             .returning(Query::returning().columns([actor::Column::Kind, actor::Column::Key]));
-        stored.extend(pairs(txn, &insert, "kind", "key").await?);
+        stored.extend(pairs(txn, &insert, new.len(), "kind", "key").await?);
     }
     if !known.is_empty() {
-        // VALUES columns are named column1..column6 on both PostgreSQL and SQLite.
         let backend = txn.get_database_backend();
-        let mut values = Vec::with_capacity(known.len() * 6);
-        let mut rows = Vec::with_capacity(known.len());
-        for w in &known {
-            let n = values.len();
-            let p = |i: usize| match backend {
-                DbBackend::Postgres => format!("${}", n + i),
-                _ => "?".to_string(),
-            };
-            rows.push(format!(
-                "({}, {}, {}, {}, {}, {})",
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6)
-            ));
-            values.extend([
-                SeaValue::from(w.kind.as_str()),
-                w.key.clone().into(),
-                w.expected_version.into(),
-                w.next_version().into(),
-                w.state.clone().into(),
-                now.into(),
-            ]);
-        }
+        let (source, values) = match backend {
+            DbBackend::Postgres => unnest_writes(&known, now),
+            _ => values_writes(&known, now),
+        };
         let sql = format!(
             "UPDATE {t} SET version = v.column4, state = v.column5, updated_at = v.column6 \
-             FROM (VALUES {rows}) AS v \
+             FROM {source} \
              WHERE {t}.kind = v.column1 AND {t}.key = v.column2 AND {t}.version = v.column3 \
              RETURNING {t}.kind AS kind, {t}.key AS key",
             t = actor::Entity.table_name(),
-            rows = rows.join(", ")
         );
         let found = txn
             .query_all(Statement::from_sql_and_values(backend, sql, values))
@@ -383,6 +356,43 @@ pub(crate) async fn compare_and_set<'w>(
     })
 }
 
+/// The known actors' writes as `(VALUES …) AS v`, one row of six parameters per write
+/// (`VALUES` columns are named column1..column6 on both PostgreSQL and SQLite).
+fn values_writes(known: &[&StateWrite], now: DateTime<Utc>) -> (String, Vec<SeaValue>) {
+    let mut values = Vec::with_capacity(known.len() * 6);
+    let mut rows = Vec::with_capacity(known.len());
+    for w in known {
+        rows.push("(?, ?, ?, ?, ?, ?)");
+        values.extend([
+            SeaValue::from(w.kind.as_str()),
+            w.key.clone().into(),
+            w.expected_version.into(),
+            w.next_version().into(),
+            w.state.clone().into(),
+            now.into(),
+        ]);
+    }
+    (format!("(VALUES {}) AS v", rows.join(", ")), values)
+}
+
+/// The known actors' writes as six arrays unnested (PostgreSQL): one statement text for
+/// any number of writes, so it stays prepared (see [`crate::shape`]).
+fn unnest_writes(known: &[&StateWrite], now: DateTime<Utc>) -> (String, Vec<SeaValue>) {
+    let array = |ty, cells: Vec<SeaValue>| SeaValue::Array(ty, Some(Box::new(cells)));
+    let column = |f: &dyn Fn(&StateWrite) -> SeaValue| known.iter().map(|w| f(w)).collect();
+    let values = vec![
+        array(ArrayType::String, column(&|w| w.kind.as_str().into())),
+        array(ArrayType::String, column(&|w| w.key.clone().into())),
+        array(ArrayType::BigInt, column(&|w| w.expected_version.into())),
+        array(ArrayType::BigInt, column(&|w| w.next_version().into())),
+        array(ArrayType::Json, column(&|w| w.state.clone().into())),
+        array(ArrayType::ChronoDateTimeUtc, column(&|_| now.into())),
+    ];
+    let source = "UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::jsonb[], \
+                  $6::timestamptz[]) AS v(column1, column2, column3, column4, column5, column6)";
+    (source.to_string(), values)
+}
+
 /// Inserts outbox rows in one statement (an event id already there is a no-op); returns
 /// how many were new. The relay picks them up after the transaction commits.
 pub async fn insert_outbox<'m>(
@@ -390,8 +400,18 @@ pub async fn insert_outbox<'m>(
     messages: impl IntoIterator<Item = &'m OutboxMessage>,
     now: DateTime<Utc>,
 ) -> Result<u64> {
+    Ok(insert_outbox_rows(txn, messages, now).await?.len() as u64)
+}
+
+/// [`insert_outbox`], returning the new rows as stored (with the ids the insert gave
+/// them), for the [`crate::OutboxFeed`] once the transaction commits.
+pub(crate) async fn insert_outbox_rows<'m>(
+    txn: &DatabaseTransaction,
+    messages: impl IntoIterator<Item = &'m OutboxMessage>,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboxRow>> {
     let messages: Vec<&OutboxMessage> = messages.into_iter().collect();
-    let mut inserted = 0;
+    let mut rows = Vec::new();
     for chunk in messages.chunks(MAX_ROWS_PER_STATEMENT) {
         let mut insert = Query::insert();
         insert.into_table(outbox::Entity.table_ref()).columns([
@@ -410,25 +430,48 @@ pub async fn insert_outbox<'m>(
                 now.into(),
             ]);
         }
-        insert.on_conflict(
-            OnConflict::column(outbox::Column::EventId)
-                .do_nothing()
-                .to_owned(),
-        );
-        inserted += exec(txn, &insert).await?;
+        insert
+            .on_conflict(
+                OnConflict::column(outbox::Column::EventId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning(Query::returning().columns([outbox::Column::Id, outbox::Column::EventId]));
+        let stmt = fixed_shape(txn.get_database_backend().build(&insert), chunk.len());
+        let mut ids: HashMap<String, i64> = HashMap::with_capacity(chunk.len());
+        for row in txn.query_all(stmt).await? {
+            ids.insert(row.try_get("", "event_id")?, row.try_get("", "id")?);
+        }
+        // In the order given: the order the relay publishes them in.
+        for m in chunk {
+            if let Some(id) = ids.remove(&m.event_id.to_string()) {
+                rows.push(OutboxRow {
+                    id,
+                    event_id: m.event_id.to_string(),
+                    routing_key: m.routing_key.clone(),
+                    payload: m.payload.clone(),
+                    headers: m.headers.clone(),
+                    created_at: now,
+                    published_at: None,
+                });
+            }
+        }
     }
-    Ok(inserted)
+    Ok(rows)
 }
 
-/// Runs a statement with a two-column `RETURNING` and collects the pairs.
+/// Runs an insert of `rows` rows with a two-column `RETURNING` and collects the pairs.
 async fn pairs(
     txn: &DatabaseTransaction,
     stmt: &impl StatementBuilder,
+    rows: usize,
     first: &str,
     second: &str,
 ) -> Result<Vec<(String, String)>> {
     let backend = txn.get_database_backend();
-    let rows = txn.query_all(backend.build(stmt)).await?;
+    let rows = txn
+        .query_all(fixed_shape(backend.build(stmt), rows))
+        .await?;
     rows.into_iter()
         .map(|row| Ok((row.try_get("", first)?, row.try_get("", second)?)))
         .collect()

@@ -14,15 +14,25 @@
 //! arrived. A failed batch marks nothing: the relay lets the other batches finish and
 //! mark, then ends with the error so that the supervisor restarts it and the failed rows
 //! are selected again (a later batch may then have reached the broker first; the
-//! receivers' inboxes absorb the duplicates either way). The outbox table stays the
-//! durable record; the 250 ms poll still catches rows committed by other processes.
+//! receivers' inboxes absorb the duplicates either way).
+//!
+//! Fed from commits: a turn's committed outbox rows reach the relay in memory through the
+//! store's [`OutboxFeed`], with their ids, so under load the relay publishes without
+//! reading the table back. The table stays the durable record: the relay reads it at
+//! start, after the feed overflowed, on the chain listener's signal and at least every
+//! 250 ms (rows committed by other processes), each time until it has caught up. A fed
+//! row that such a read already started is skipped, so one relay sends a row once.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet, VecDeque},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use futures::{future::BoxFuture, stream::FuturesOrdered, StreamExt};
 use merit_mailbox::{Outgoing, Transport};
-use merit_storage::{OutboxRow, Store};
+use merit_storage::{OutboxFeed, OutboxRow, Store};
 use tokio::sync::watch;
 
 use crate::error::Result;
@@ -48,6 +58,86 @@ type Published = (Batch, merit_mailbox::Result<()>);
 /// The publishes in flight, in the order they were started.
 type InFlight = FuturesOrdered<BoxFuture<'static, Published>>;
 
+/// How often the relay reads the table even while the feed keeps it busy: rows other
+/// processes committed (a node that died, say) are published within about this long.
+const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// How many started row ids the relay remembers, to skip a fed row that a table read
+/// already published.
+const RECENT_IDS: usize = 50_000;
+
+/// Where the relay takes its next batch from.
+struct Source {
+    feed: Arc<OutboxFeed>,
+    /// Read the table next: at start, after a feed overflow, on a signal or a due poll,
+    /// until a read comes back short (caught up).
+    poll_due: bool,
+    last_poll: Instant,
+    /// Ids of rows this run started publishing, oldest first, bounded by [`RECENT_IDS`].
+    recent: VecDeque<i64>,
+    started: HashSet<i64>,
+}
+
+impl Source {
+    fn new(feed: Arc<OutboxFeed>) -> Self {
+        Self {
+            feed,
+            poll_due: true,
+            last_poll: Instant::now(),
+            recent: VecDeque::new(),
+            started: HashSet::new(),
+        }
+    }
+
+    /// The next rows to publish, or none when there is nothing to do now.
+    async fn next(&mut self, store: &Store, skip: &[(i64, i64)]) -> Result<Vec<OutboxRow>> {
+        if self.last_poll.elapsed() >= POLL_EVERY {
+            self.poll_due = true;
+        }
+        loop {
+            if self.poll_due {
+                self.last_poll = Instant::now();
+                let rows = store.pending_outbox_outside(skip, RELAY_BATCH).await?;
+                if (rows.len() as u64) < RELAY_BATCH {
+                    self.poll_due = false;
+                }
+                return Ok(self.start(rows));
+            }
+            let fed = self.feed.take(RELAY_BATCH as usize);
+            if fed.overflowed {
+                self.poll_due = true;
+                continue;
+            }
+            if fed.rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows: Vec<OutboxRow> = fed
+                .rows
+                .into_iter()
+                .filter(|row| !self.started.contains(&row.id))
+                .collect();
+            if !rows.is_empty() {
+                return Ok(self.start(rows));
+            }
+        }
+    }
+
+    /// Remembers `rows` as started and returns them.
+    fn start(&mut self, rows: Vec<OutboxRow>) -> Vec<OutboxRow> {
+        for row in &rows {
+            if self.started.insert(row.id) {
+                self.recent.push_back(row.id);
+            }
+        }
+        while self.recent.len() > RECENT_IDS {
+            if let Some(old) = self.recent.pop_front() {
+                self.started.remove(&old);
+            }
+        }
+        rows
+    }
+}
+
 /// Relays until shutdown; an error ends the run so the supervisor restarts it.
 pub(crate) async fn run_relay(
     store: Store,
@@ -55,6 +145,8 @@ pub(crate) async fn run_relay(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let signal = store.outbox_signal();
+    let mut source = Source::new(store.outbox_feed());
+    let feed = store.outbox_feed();
     let mut in_flight: InFlight = FuturesOrdered::new();
     // The id ranges of the batches in flight, keyed by their first id.
     let mut spans: BTreeMap<i64, i64> = BTreeMap::new();
@@ -63,30 +155,27 @@ pub(crate) async fn run_relay(
             // Let what was written be confirmed and marked, so it is not sent again.
             return drain(&store, &mut in_flight, &mut spans).await;
         }
-        // Fill the free slots; a short selection means the relay caught up.
+        // Fill the free slots; no rows means the relay caught up.
         while in_flight.len() < RELAY_IN_FLIGHT {
             let skip: Vec<(i64, i64)> = spans.iter().map(|(&a, &b)| (a, b)).collect();
-            let rows = match store.pending_outbox_outside(&skip, RELAY_BATCH).await {
+            let rows = match source.next(&store, &skip).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     drain(&store, &mut in_flight, &mut spans).await?;
-                    return Err(e.into());
+                    return Err(e);
                 }
             };
-            let full = rows.len() as u64 == RELAY_BATCH;
             let Some(batch) = start(rows, &transport, &mut in_flight) else {
                 break;
             };
             spans.insert(batch.0, batch.1);
-            if !full {
-                break;
-            }
         }
         if in_flight.is_empty() {
             tokio::select! {
-                _ = signal.notified() => {}
+                _ = feed.notified() => {}
+                _ = signal.notified() => source.poll_due = true,
                 // Rows committed by another process sharing the database.
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tokio::time::sleep(POLL_EVERY) => source.poll_due = true,
                 _ = shutdown.changed() => return Ok(()),
             }
             continue;
@@ -102,8 +191,9 @@ pub(crate) async fn run_relay(
                 }
             }
             // New rows while a slot is free: publish them now, beside the batches in flight.
-            _ = signal.notified(), if free => {}
-            _ = tokio::time::sleep(Duration::from_millis(250)), if free => {}
+            _ = feed.notified(), if free => {}
+            _ = signal.notified(), if free => source.poll_due = true,
+            _ = tokio::time::sleep(POLL_EVERY), if free => source.poll_due = true,
             _ = shutdown.changed() => return drain(&store, &mut in_flight, &mut spans).await,
         }
     }
@@ -404,6 +494,105 @@ mod tests {
             broker.started.lock().expect("lock").concat(),
             ids[500..1_000].to_vec()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fed_rows_and_rows_only_in_the_table_each_go_once() {
+        // Rows committed before the relay starts are both fed and in the table: its first
+        // table read sends them, and the feed's copies are skipped.
+        let (_dir, store, mut expected) = store_with(0).await;
+        let turn = |n: usize| {
+            let event_id = EventId(uuid::Uuid::new_v4());
+            let turn = merit_storage::Turn {
+                consumer: "test".into(),
+                event_id,
+                batched: Vec::new(),
+                state: None,
+                outbox: vec![OutboxMessage {
+                    event_id,
+                    routing_key: "achievement.unlocked".into(),
+                    payload: format!("{{\"n\":{n}}}"),
+                    headers: serde_json::json!({}),
+                }],
+            };
+            (event_id.0.to_string(), turn)
+        };
+        for n in 0..100 {
+            let (id, turn) = turn(n);
+            store
+                .commit_turn(turn, merit_storage::no_projection)
+                .await
+                .expect("turn");
+            expected.push(id);
+        }
+        let broker = Arc::new(SlowBroker::default());
+        let (stop, stopped) = watch::channel(false);
+        let relay = tokio::spawn(run_relay(store.clone(), broker.clone(), stopped));
+        // While it runs: turns that feed it, and rows written to the table alone (as
+        // another process's would be), which only its table reads find.
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..150 {
+                    let (id, turn) = turn(1_000 * (w + 1) + n);
+                    store
+                        .commit_turn(turn, merit_storage::no_projection)
+                        .await
+                        .expect("turn");
+                    ids.push(id);
+                }
+                ids
+            }));
+        }
+        let table_only: Vec<OutboxMessage> = (0..200)
+            .map(|i| OutboxMessage {
+                event_id: EventId(uuid::Uuid::new_v4()),
+                routing_key: "achievement.unlocked".into(),
+                payload: format!("{{\"table\":{i}}}"),
+                headers: serde_json::json!({}),
+            })
+            .collect();
+        expected.extend(table_only.iter().map(|m| m.event_id.0.to_string()));
+        store
+            .write(move |txn| {
+                Box::pin(async move { insert_outbox(txn, &table_only, chrono::Utc::now()).await })
+            })
+            .await
+            .expect("rows in the table only");
+        let mut per_writer = Vec::new();
+        for writer in writers {
+            let ids = writer.await.expect("writer");
+            expected.extend(ids.iter().cloned());
+            per_writer.push(ids);
+        }
+        for _ in 0..500 {
+            if store.outbox_backlog().await.expect("backlog") == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop.send(true);
+        relay.await.expect("relay task").expect("relayed");
+        assert_eq!(store.outbox_backlog().await.expect("backlog"), 0);
+        let mut sent = broker.started.lock().expect("lock").concat();
+        assert_eq!(
+            sent.len(),
+            expected.len(),
+            "no row sent twice, none left out"
+        );
+        for ids in per_writer {
+            let order: Vec<&String> = sent.iter().filter(|id| ids.contains(id)).collect();
+            assert_eq!(
+                order,
+                ids.iter().collect::<Vec<_>>(),
+                "one writer's rows in commit order"
+            );
+        }
+        sent.sort();
+        expected.sort();
+        assert_eq!(sent, expected);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

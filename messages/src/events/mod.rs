@@ -10,7 +10,7 @@ mod user;
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{value::RawValue, Value};
 
 pub use achievement::{
     AchievementFailed, AchievementMinted, AchievementRevoked, AchievementUnlocked,
@@ -225,7 +225,7 @@ macro_rules! event_types {
             }
 
             /// Decodes a payload of `event_type` at `version` (only v1 exists so far).
-            pub(crate) fn decode(event_type: EventType, version: u32, payload: Value) -> Result<Self> {
+            pub(crate) fn decode(event_type: EventType, version: u32, payload: &RawValue) -> Result<Self> {
                 if version != 1 {
                     return Err(DecodeError::new(
                         DecodeErrorKind::UnknownVersion,
