@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde_json::{value::RawValue, Value};
 use uuid::Uuid;
 
 use crate::{
@@ -270,9 +270,19 @@ impl Envelope {
 }
 
 /// Deserialises a JSON document (a payload's raw text) into `T`, naming the failing field.
+///
+/// Read straight from the text when it is valid. When it is not, it is read again as a
+/// `Value` tree, only to report the error the way it always was: from text, serde_json
+/// reports some type errors as syntax (`42` for an enum is "expected value"), which would
+/// move a dead letter from `invalid_field` to `malformed`.
 pub(crate) fn decode_value<T: DeserializeOwned>(raw: &RawValue) -> Result<T> {
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize(crate::strict::Strict(&mut de)).map_err(from_path_error)
+    if let Ok(value) = T::deserialize(crate::strict::Strict(&mut de)) {
+        return Ok(value);
+    }
+    let tree: Value = serde_json::from_str(raw.get())
+        .map_err(|e| DecodeError::new(DecodeErrorKind::Malformed, "$", e.to_string()))?;
+    serde_path_to_error::deserialize(crate::strict::Strict(tree)).map_err(from_path_error)
 }
 
 fn from_path_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {

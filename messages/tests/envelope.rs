@@ -56,6 +56,19 @@ fn bad_json_is_malformed() {
 }
 
 #[test]
+fn a_payload_field_of_the_wrong_type_is_an_invalid_field_at_its_path() {
+    // The payload is read straight from the text; a value of the wrong type must still be
+    // reported as the field's error, not as malformed JSON.
+    for choice in [json!(42), json!(["for"]), json!({"for": true}), json!(null)] {
+        let mut v = vote_json();
+        v["payload"]["choice"] = choice.clone();
+        let e = err_of(&v);
+        assert_eq!(e.kind, DecodeErrorKind::InvalidField, "{choice}: {e}");
+        assert!(e.field.starts_with("payload.choice"), "{choice}: {e}");
+    }
+}
+
+#[test]
 fn oversized_is_refused_before_parsing() {
     let big = vec![b' '; MAX_ENVELOPE_BYTES + 1];
     let e = Envelope::decode(&big).expect_err("too big");

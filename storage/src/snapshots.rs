@@ -73,7 +73,9 @@ impl Store {
             reply,
         });
         if !loader.serving.swap(true, Ordering::AcqRel) {
-            tokio::spawn(serve(self.clone(), loader));
+            // The guard goes into the task as it is made: should the task be dropped before
+            // it first runs (its runtime shutting down), the guard still clears the queue.
+            tokio::spawn(serve(self.clone(), Serving(loader)));
         }
         match answer.await {
             Ok(snapshot) => Ok(snapshot),
@@ -101,8 +103,7 @@ impl Drop for Serving {
     }
 }
 
-async fn serve(store: Store, loader: Arc<SnapshotLoader>) {
-    let serving = Serving(loader);
+async fn serve(store: Store, serving: Serving) {
     loop {
         let loads: Vec<Load> = {
             let mut queue = serving.0.queue();

@@ -6,11 +6,12 @@
 //!
 //! Pipelined: up to [`RELAY_IN_FLIGHT`] batches are published at once, so the next batch
 //! is written while the broker still confirms the previous ones. Each batch in flight
-//! spans an id range that the next selection skips, so no row is in two batches of one
+//! spans an id range (lowest to highest id) that the next table read skips, so no row is in two batches of one
 //! relay, and a row committed late inside such a range is found once the range is free.
 //! The batches are polled by the relay itself in the order they were selected, and the
 //! transport writes concurrent batches one after the other (its publish lock is fair), so
-//! the broker receives them in id order. A batch's rows are marked once its own confirms
+//! the broker receives them in the order selected: id order from the table, commit order
+//! from the feed (either way one actor's rows in the order it emitted them). A batch's rows are marked once its own confirms
 //! arrived. A failed batch marks nothing: the relay lets the other batches finish and
 //! mark, then ends with the error so that the supervisor restarts it and the failed rows
 //! are selected again (a later batch may then have reached the broker first; the
@@ -205,8 +206,10 @@ fn start(
     transport: &Arc<dyn Transport>,
     in_flight: &mut InFlight,
 ) -> Option<(i64, i64)> {
-    let first = rows.first()?.id;
-    let last = rows.last()?.id;
+    // Fed rows come in commit order, which is not always id order (two committers
+    // interleave): the batch spans its lowest to its highest id.
+    let first = rows.iter().map(|r| r.id).min()?;
+    let last = rows.iter().map(|r| r.id).max()?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
     for row in &rows {
