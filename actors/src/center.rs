@@ -38,7 +38,7 @@ use merit_config::{
     rules::{would_unlock, RuleError, RuleFacts, UnlockLedger, MAX_DOCUMENT_BYTES},
     DynamicConfig,
 };
-use merit_messages::{ActorKind, ConfigChanged, Envelope, EventId, RuleId, TierId};
+use merit_messages::{ActorKind, Backoff, ConfigChanged, Envelope, EventId, RuleId, TierId};
 use merit_storage::{
     entities::{actor, config_version},
     sea_orm::{
@@ -47,7 +47,6 @@ use merit_storage::{
     },
     OutboxMessage, StorageError, Store, Turn, TurnOutcome,
 };
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -65,6 +64,10 @@ pub const DRY_RUN_PAGE: u64 = 1_000;
 pub const DRY_RUN_SAMPLES: usize = 10;
 /// How many times a proposal retries after losing the race for a version number.
 pub const MAX_ATTEMPTS: u32 = 32;
+/// The wait after losing that race: short, and fully jittered so that the writers that
+/// raced spread out.
+const VERSION_RACE: Backoff =
+    Backoff::exponential(Duration::from_millis(5), Duration::from_millis(100)).with_jitter(1.0);
 
 /// Why the config center refused or failed a request.
 #[derive(Debug, thiserror::Error)]
@@ -717,8 +720,7 @@ impl ConfigCenter {
                 }
                 Err(e) => return Err(e.into()),
             }
-            let backoff = rand::thread_rng().gen_range(1..=10u64 * u64::from(attempt.min(10)));
-            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            tokio::time::sleep(VERSION_RACE.delay(attempt)).await;
         }
         Err(CenterError::Conflict)
     }

@@ -35,11 +35,10 @@ use std::{
 use tracing::Instrument;
 
 use actix::prelude::*;
-use merit_messages::{Envelope, EventId};
+use merit_messages::{Backoff, Envelope, EventId};
 use merit_storage::{
     GroupCommitter, OutboxMessage, Rows, StateWrite, StorageError, Store, Turn, TurnOutcome,
 };
-use rand::Rng;
 use tokio::sync::oneshot;
 
 use crate::{
@@ -52,7 +51,8 @@ use crate::{
 pub struct RetryPolicy {
     /// Attempts before a message is dead-lettered (counting earlier deliveries).
     pub max_attempts: u32,
-    /// First backoff; doubles per attempt, with ±50% jitter, capped at `max_backoff`.
+    /// First backoff; doubles per attempt up to `max_backoff`, the upper half jittered
+    /// ([`Backoff::exponential`]).
     pub base_backoff: Duration,
     /// Longest wait between attempts.
     pub max_backoff: Duration,
@@ -71,10 +71,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait before attempt `attempt + 1`.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.base_backoff.saturating_mul(1u32 << attempt.min(16));
-        let capped = exp.min(self.max_backoff);
-        let jitter = rand::thread_rng().gen_range(0.5..1.5);
-        capped.mul_f64(jitter).min(self.max_backoff)
+        Backoff::exponential(self.base_backoff, self.max_backoff).delay(attempt)
     }
 }
 
@@ -516,7 +513,7 @@ async fn apply_and_commit<D: Domain>(
         let decision = catch_unwind(AssertUnwindSafe(|| {
             D::apply(&config, key, &mut state, envelope, inputs, &mut effects)
         }))
-        .map_err(|panic| ActorError::Panicked(panic_message(&panic)))?;
+        .map_err(|panic| ActorError::Panicked(merit_messages::panic_message(&*panic)))?;
         changed |= decision.changed;
         emit.extend(decision.emit.into_iter().map(|e| (i, e)));
     }
@@ -580,12 +577,4 @@ fn outbox_rows(emit: &[(usize, Envelope)], origins: &[&tracing::Span]) -> Vec<Ou
         rows.push(OutboxMessage::from_envelope(envelope).with_headers(trace));
     }
     rows
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_string())
 }

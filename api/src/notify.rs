@@ -14,6 +14,7 @@
 //! send by the log's `seq`, read the log on a gap, on a fan-out reconnect and
 //! periodically, so nothing is lost and nothing is sent twice.
 
+use merit_messages::{Backoff, Retrying};
 use std::{
     collections::HashMap,
     sync::{
@@ -199,24 +200,27 @@ impl NotificationHub {
             tracing::warn!("notification fan-out already running");
             return;
         }
-        let mut backoff = Duration::from_millis(200);
+        let mut retrying = Retrying::new(Backoff::exponential(
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+        ));
         loop {
             let result = tokio::select! {
                 r = self.fanout_once(&addresses, &mut outgoing) => r,
                 _ = stopped(&mut shutdown) => return,
             };
-            match result {
-                Ok(()) => backoff = Duration::from_millis(200),
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "notification fan-out lost; reconnecting")
-                }
+            if result.is_ok() {
+                retrying.reset();
+            }
+            let backoff = retrying.next_delay();
+            if let Err(e) = result {
+                tracing::warn!(error = %e, retry_in = ?backoff, "notification fan-out lost; reconnecting")
             }
             self.inner.resync.send_modify(|g| *g += 1);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stopped(&mut shutdown) => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 

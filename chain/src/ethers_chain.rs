@@ -33,7 +33,7 @@ use ethers::{
     },
 };
 use merit_config::Secret;
-use merit_messages::{Address, TokenId, TxHash};
+use merit_messages::{Address, Backoff, TokenId, TxHash};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -60,7 +60,7 @@ pub struct EthersOptions {
     pub rpc_timeout: Duration,
     /// Attempts for a call failing transiently (1: no retry).
     pub attempts: u32,
-    /// First backoff; doubled each retry.
+    /// First backoff; doubled each retry (up to 30 s), the upper half jittered.
     pub backoff: Duration,
     /// How long [`EthersChain::deploy`] waits for the deployment to be mined.
     pub deploy_timeout: Duration,
@@ -101,6 +101,12 @@ impl std::fmt::Debug for EthersChain {
 }
 
 impl EthersChain {
+    /// The wait after failed attempt `attempt` (1-based).
+    fn retry_pause(&self, attempt: u32) -> Duration {
+        Backoff::exponential(self.options.backoff, Duration::from_secs(30))
+            .delay(attempt.saturating_sub(1))
+    }
+
     /// Connects to the node at `rpc_url` (http) for the contract at `contract`, signing
     /// with `minter_key` (32-byte hex). Reads the chain id, so the node must be reachable.
     pub async fn connect(
@@ -292,7 +298,7 @@ impl EthersChain {
             if result.class() != ErrorClass::Transient || attempt >= self.options.attempts {
                 return Err(result);
             }
-            let pause = self.options.backoff * 2u32.saturating_pow(attempt - 1);
+            let pause = self.retry_pause(attempt);
             tracing::warn!(op, attempt, error = %result, ?pause, "transient chain error; retrying");
             tokio::time::sleep(pause).await;
             attempt += 1;
@@ -316,7 +322,7 @@ impl EthersChain {
                     if e.class() != ErrorClass::Transient || attempt >= self.options.attempts {
                         return Err(e);
                     }
-                    let pause = self.options.backoff * 2u32.saturating_pow(attempt - 1);
+                    let pause = self.retry_pause(attempt);
                     tracing::warn!(op, attempt, error = %e, ?pause, "send failed transiently; resyncing the nonce and retrying");
                     tokio::time::sleep(pause).await;
                     attempt += 1;

@@ -125,3 +125,15 @@ pub fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeErr
         _ => DecodeError::new(DecodeErrorKind::Malformed, path, message),
     }
 }
+
+/// The text of a caught panic's payload (`panic!("…")` gives a `&str` or a `String`), for
+/// the error that reports it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".into()
+    }
+}

@@ -3,10 +3,12 @@
 //! Owns: the wire format every producer and consumer shares, strict decoding (addresses
 //! validated and normalised, sizes bounded, unknown type or version refused with the field
 //! and reason), deterministic ids for chain-derived and emitted events, and the JSON Schema
-//! of every event. Guarantees: decoding never panics and never yields a partly-valid event.
+//! of every event; and the one [`Backoff`] schedule every retry in merit uses (pure, no
+//! I/O). Guarantees: decoding never panics and never yields a partly-valid event.
 //! Must not know: any I/O — brokers, databases, chains or actors.
 
 mod addresses;
+pub mod backoff;
 mod envelope;
 mod error;
 mod events;
@@ -16,8 +18,9 @@ pub mod strict;
 pub mod trace;
 
 pub use addresses::split_url_list;
+pub use backoff::{Backoff, Retrying};
 pub use envelope::{ActorKeys, Envelope, MAX_ENVELOPE_BYTES, MAX_SOURCE_LEN};
-pub use error::{json_error, DecodeError, DecodeErrorKind, Result};
+pub use error::{json_error, panic_message, DecodeError, DecodeErrorKind, Result};
 pub use events::{
     check_no_controls, AchievementFailed, AchievementMinted, AchievementRevoked,
     AchievementUnlocked, ActorKind, BenefitsChanged, Boost, ChainRef, ConfigChanged, DeadlinePhase,

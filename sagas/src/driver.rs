@@ -8,8 +8,7 @@
 //! the lease renewed; longer ones release the lease and leave the saga to the poller.
 
 use std::{
-    any::Any, collections::BTreeMap, future::Future, panic::AssertUnwindSafe, sync::Arc,
-    time::Duration,
+    collections::BTreeMap, future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration,
 };
 
 use chrono::Utc;
@@ -155,7 +154,10 @@ impl Driver {
         let call = tokio::time::timeout(timeout, guarded);
         Ok(self.hold_lease(call).await?.map(|r| match r {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(panic)) => StepOutcome::Retry(format!("panicked: {}", panic_message(&*panic))),
+            Ok(Err(panic)) => StepOutcome::Retry(format!(
+                "panicked: {}",
+                merit_messages::panic_message(&*panic)
+            )),
             Err(_) => StepOutcome::Retry(format!("timed out after {} ms", timeout.as_millis())),
         }))
     }
@@ -631,14 +633,4 @@ where
             reason: e.to_string(),
         })
     })
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".into()
-    }
 }

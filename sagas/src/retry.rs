@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use merit_messages::Backoff;
+
 /// How often and how patiently a step (or its compensation) is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -66,17 +68,13 @@ impl RetryPolicy {
     /// The wait after failed attempt number `attempt` (1-based), given a uniform random
     /// `unit` in `[0, 1)`: `min(max, initial * multiplier^(attempt-1)) * (1 - jitter * unit)`.
     pub fn backoff(&self, attempt: u32, unit: f64) -> Duration {
-        let exp = attempt.saturating_sub(1).min(64) as i32;
-        let growth = self.multiplier.max(1.0).powi(exp);
-        let max = self.max_backoff.as_secs_f64();
-        let base = (self.initial_backoff.as_secs_f64() * growth).min(max);
-        let jitter = self.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0);
-        let secs = (base * (1.0 - jitter)).max(0.0);
-        if secs.is_finite() {
-            Duration::from_secs_f64(secs)
-        } else {
-            self.max_backoff
+        Backoff {
+            initial: self.initial_backoff,
+            max: self.max_backoff,
+            multiplier: self.multiplier,
+            jitter: self.jitter,
         }
+        .delay_for(attempt.saturating_sub(1), unit)
     }
 }
 

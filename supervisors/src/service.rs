@@ -8,6 +8,7 @@
 //! within `period` the service is marked failed, which makes the node unhealthy; it keeps
 //! retrying at the slowest backoff so it recovers once the fault clears.
 
+use merit_messages::{Backoff, Retrying};
 use std::{
     collections::VecDeque,
     future::Future,
@@ -19,7 +20,6 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use rand::Rng;
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
@@ -109,13 +109,15 @@ impl Dependency {
 
     /// Waits until the dependency answers (probing with backoff up to 5 s) or shutdown.
     pub async fn wait_up(&self, shutdown: &mut watch::Receiver<bool>) {
-        let mut wait = Duration::from_millis(100);
+        let mut retrying = Retrying::new(Backoff::exponential(
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        ));
         while !self.check().await {
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(retrying.next_delay()) => {}
                 _ = shutdown.changed() => return,
             }
-            wait = (wait * 2).min(Duration::from_secs(5));
         }
     }
 }
@@ -210,9 +212,5 @@ where
 }
 
 fn backoff(policy: RestartPolicy, consecutive: u32) -> Duration {
-    let exp = policy
-        .base_backoff
-        .saturating_mul(1u32 << consecutive.min(16))
-        .min(policy.max_backoff);
-    exp.mul_f64(rand::thread_rng().gen_range(0.5..1.0))
+    Backoff::exponential(policy.base_backoff, policy.max_backoff).delay(consecutive)
 }

@@ -13,6 +13,7 @@
 //! publishes `Up` with the next generation. Publishers and one-shot operations wait for
 //! `Up` (bounded by the operation timeout); consumers resubscribe on each new generation.
 
+use merit_messages::Backoff;
 use std::{
     future::Future,
     sync::{
@@ -24,7 +25,6 @@ use std::{
 
 use futures::StreamExt;
 use lapin::{options::ConfirmSelectOptions, Channel, Connection, ConnectionProperties};
-use rand::Rng;
 use tokio::{
     sync::{watch, Mutex, Notify},
     task::JoinHandle,
@@ -342,13 +342,7 @@ async fn reconnect(shared: &Shared, generation: u64) -> Arc<Link> {
 /// Exponential from `reconnect_min`, capped at `reconnect_max`, with the upper half
 /// jittered so that many nodes do not reconnect in step after a broker restart.
 pub(crate) fn backoff(options: &RabbitOptions, attempt: u32) -> Duration {
-    let base = options
-        .reconnect_min
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(options.reconnect_max);
-    let half = base / 2;
-    let jitter = rand::thread_rng().gen_range(0..=half.as_millis() as u64);
-    half + Duration::from_millis(jitter)
+    Backoff::exponential(options.reconnect_min, options.reconnect_max).delay(attempt)
 }
 
 /// Closes a lost link's connection if it is somehow still open.

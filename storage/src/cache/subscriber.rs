@@ -12,6 +12,7 @@
 //! so all go. A fill that started before the clear cannot land after it (the clear
 //! advances the L1 epoch). While unsubscribed, L1 entries are bounded by the ttl.
 
+use merit_messages::{Backoff, Retrying};
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
@@ -30,8 +31,8 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest wait for a new connection plus its SUBSCRIBE.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Reconnect backoff: doubles from the first to the second after each failed attempt.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+/// Reconnect backoff: doubles from 100 ms to 2 s after each failed attempt.
+const BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2));
 
 /// Runs until aborted (when the last handle of the cache is dropped). `first_attempt` is
 /// answered after the first connection attempt, whatever its outcome.
@@ -41,7 +42,7 @@ pub(crate) async fn run(core: Arc<Core>, first_attempt: oneshot::Sender<()>) {
     };
     let _guard = DownIfPanicking(l2);
     let mut first_attempt = Some(first_attempt);
-    let mut backoff = BACKOFF.0;
+    let mut retrying = Retrying::new(BACKOFF);
     loop {
         match connect(l2).await {
             Ok((sink, stream)) => {
@@ -51,7 +52,7 @@ pub(crate) async fn run(core: Arc<Core>, first_attempt: oneshot::Sender<()>) {
                 if let Some(tx) = first_attempt.take() {
                     let _ = tx.send(());
                 }
-                backoff = BACKOFF.0;
+                retrying.reset();
                 let reason = listen(&core, l2, sink, stream).await;
                 l2.health.mark_down(&l2.node_id, &reason);
             }
@@ -62,8 +63,7 @@ pub(crate) async fn run(core: Arc<Core>, first_attempt: oneshot::Sender<()>) {
                 }
             }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF.1);
+        tokio::time::sleep(retrying.next_delay()).await;
     }
 }
 
