@@ -1,6 +1,12 @@
 //! The `merit` binary: parses the command line and wires the crates together. No domain
 //! logic lives here.
 
+/// mimalloc instead of glibc's malloc: under load merit allocates and frees small buffers
+/// on many threads (envelopes, rows, AMQP frames), and glibc's malloc spent a third of
+/// merit's CPU on it (`perf`, hot-proposal drain). See the README's benchmark figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod asyncapi;
 mod bench;
 mod chain_runtime;
