@@ -11,11 +11,8 @@ use std::{fmt, io::Read, path::PathBuf};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use merit_actors::{
-    center::{CenterError, ConfigCenter, VersionInfo},
-    config::DynamicConfig,
-};
-use merit_config::Settings;
+use merit_actors::center::{CenterError, ConfigCenter, VersionInfo};
+use merit_config::{DynamicConfig, Settings};
 
 /// The dynamic config center's subcommands (flattened into `merit config`).
 #[derive(Subcommand, Debug)]

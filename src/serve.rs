@@ -3,9 +3,9 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use merit_actors::{ConfigHandle, RetryPolicy, Services};
+use merit_actors::{RetryPolicy, Services};
 use merit_api::{ApiOptions, ApiState, Credentials, Discovery, NodeInfo};
-use merit_config::{RetentionSettings, Settings};
+use merit_config::{ConfigHandle, RetentionSettings, Settings};
 use merit_mailbox::{InProcessTransport, RabbitOptions, RabbitTransport, Topology, Transport};
 use merit_storage::{Retention, Store};
 use merit_supervisors::{Node, NodeOptions, Residency, RestartPolicy};

@@ -21,9 +21,10 @@ use std::{
 use common::{
     cache_config, eventually, node_options, run_in_system, wallet, Backend, TestDb, Vhost,
 };
-use merit_actors::{ConfigHandle, Services};
+use merit_actors::Services;
+use merit_config::ConfigHandle;
 use merit_mailbox::{Outgoing, RabbitOptions, RabbitTransport, Topology, Transport};
-use merit_messages::{Address, Envelope, NftMinted, NftTransferred, VoteCast, VoteChoice};
+use merit_messages::{Address, Envelope, NftMinted, NftTransferred, VoteChoice};
 use merit_storage::{
     entities::{benefit, vote},
     sea_orm::{ColumnTrait, EntityTrait, QueryFilter},
@@ -130,14 +131,11 @@ fn transfer(token: u64, from: Address, to: Address, block: u64) -> Outgoing {
 }
 
 fn vote(voter: Address, proposal: &str) -> Outgoing {
-    Outgoing::from_envelope(&Envelope::new(
+    Outgoing::from_envelope(&common::vote_cast(
         "cache-nodes-test",
-        VoteCast {
-            proposal: proposal.parse().expect("proposal id"),
-            voter,
-            choice: VoteChoice::For,
-            reason: None,
-        },
+        proposal,
+        voter,
+        VoteChoice::For,
     ))
 }
 

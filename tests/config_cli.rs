@@ -9,7 +9,7 @@ use std::{
 };
 
 use common::{Backend, TestDb};
-use merit_actors::rules::{Activity, ActivityKind, RuleFacts};
+use merit_config::rules::{Activity, ActivityKind, RuleFacts};
 use merit_messages::{ActorKind, EventId};
 use merit_storage::{no_projection, StateWrite, Turn};
 use serde_json::Value;

@@ -19,9 +19,8 @@ use common::{eventually, node_options, run_in_system, services, wallet, Backend,
 use merit_actors::{
     achievement_token,
     center::{CenterError, ConfigCenter},
-    config::DEFAULT_DOCUMENT,
-    rules::achievement_id,
 };
+use merit_config::{dynamic::DEFAULT_DOCUMENT, rules::achievement_id};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{
     ActorKind, ChainRef, Envelope, Event, EventId, NftBurned, NftMinted, NftTransferred,

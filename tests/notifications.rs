@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Backend, NodeProcess, TestDb, Vhost};
 use futures::{SinkExt, StreamExt};
 use merit_mailbox::{Outgoing, Transport};
-use merit_messages::{Address, Envelope, VoteCast, VoteChoice};
+use merit_messages::{Address, Envelope, VoteChoice};
 use serde_json::Value;
 use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream};
 
@@ -68,15 +68,7 @@ fn seqs(frames: &[Value]) -> Vec<u64> {
 
 /// `voter`'s vote on the test's proposal.
 fn vote(voter: Address, choice: VoteChoice) -> Envelope {
-    Envelope::new(
-        "ws-test",
-        VoteCast {
-            proposal: "ws-p1".parse().expect("id"),
-            voter,
-            choice,
-            reason: None,
-        },
-    )
+    common::vote_cast("ws-test", "ws-p1", voter, choice)
 }
 
 /// Every address mentioned in a notification's payload.

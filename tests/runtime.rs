@@ -8,9 +8,10 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use chrono::Utc;
 use common::{eventually, node_options, run_in_system, services, wallet, Backend, TestDb, Vhost};
-use merit_actors::{Decision, Domain, DynamicConfig, Outcome, RetryPolicy};
+use merit_actors::{Decision, Domain, Outcome, RetryPolicy};
+use merit_config::DynamicConfig;
 use merit_mailbox::{Outgoing, RabbitTransport, Transport};
-use merit_messages::{ActorKind, Address, Envelope, VoteCast, VoteChoice};
+use merit_messages::{ActorKind, Address, Envelope, VoteChoice};
 use merit_storage::{
     entities::{actor, user},
     sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait},
@@ -77,15 +78,7 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
 }
 
 fn vote(voter: Address, proposal: &str) -> Envelope {
-    Envelope::new(
-        "dlq-test",
-        VoteCast {
-            proposal: proposal.parse().expect("id"),
-            voter,
-            choice: VoteChoice::For,
-            reason: None,
-        },
-    )
+    common::vote_cast("dlq-test", proposal, voter, VoteChoice::For)
 }
 
 /// Malformed messages and a message whose handler keeps failing go to the dead-letter

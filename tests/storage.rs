@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Backend, TestDb};
-use merit_messages::{ActorKind, Address, Envelope, EventId, ProposalId, VoteCast, VoteChoice};
+use merit_messages::{ActorKind, Address, Envelope, EventId, VoteChoice};
 use merit_storage::{
     entities::{self, user},
     no_projection,
@@ -33,15 +33,7 @@ on_both_backends! {
 fn vote(voter: u8) -> Envelope {
     let mut addr = [0u8; 20];
     addr[19] = voter;
-    Envelope::new(
-        "test",
-        VoteCast {
-            proposal: "p-1".parse::<ProposalId>().expect("id"),
-            voter: Address(addr),
-            choice: VoteChoice::For,
-            reason: None,
-        },
-    )
+    common::vote_cast("test", "p-1", Address(addr), VoteChoice::For)
 }
 
 fn turn(env: &Envelope, expected: i64, state: serde_json::Value) -> Turn {

@@ -27,10 +27,6 @@ pub use proposal::{
 pub use shell::{inbox_consumer, Deliver, EntityActor, KindStats, Outcome, RetryPolicy};
 pub use user::{achievement_token, HeldNfts, Holding, UserDomain, UserState};
 
-// The dynamic config and the rule language are pure and live in `merit-config`; they stay
-// reachable under their former paths (`merit_actors::config`, `merit_actors::rules`).
-pub use merit_config::{dynamic as config, rules, ConfigHandle, DynamicConfig};
-
 /// The UserActor.
 pub type UserActor = EntityActor<UserDomain>;
 /// The ProposalActor.

@@ -5,125 +5,23 @@
 #![allow(missing_docs)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use merit_actors::{
-    center::{CenterError, ConfigCenter},
-    config::DynamicConfig,
+use merit_actors::center::{CenterError, ConfigCenter};
+use merit_config::{
     rules::{evaluate, Activity, ActivityKind, RuleFacts, UnlockLedger},
+    DynamicConfig,
 };
 use merit_messages::{ActorKind, Envelope, Event, EventId};
 use merit_storage::{
     entities::config_version,
     no_projection,
-    sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait},
-    StateWrite, Store, StoreOptions, Turn,
+    sea_orm::{EntityTrait, PaginatorTrait},
+    StateWrite, Store, Turn,
 };
-use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
+use merit_testkit::{Backend, TestDb};
 
-fn pg_admin_url() -> String {
-    std::env::var("MERIT_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// A migrated database of its own; [`TestDb::cleanup`] drops the PostgreSQL one.
-struct TestDb {
-    url: String,
-    pg_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    async fn new(backend: Backend) -> (Self, Store) {
-        let db = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("db.sqlite").display()
-                );
-                Self {
-                    url,
-                    pg_name: None,
-                    _dir: Some(dir),
-                }
-            }
-            Backend::Postgres => {
-                let name = format!("merit_center_{}", Uuid::new_v4().simple());
-                let admin = admin().await;
-                admin
-                    .db()
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create test database");
-                admin.close().await.expect("close admin");
-                let base = pg_admin_url();
-                let cut = base.rfind('/').expect("database URL has a path");
-                Self {
-                    url: format!("{}/{name}", &base[..cut]),
-                    pg_name: Some(name),
-                    _dir: None,
-                }
-            }
-        };
-        let store = db.connect().await;
-        store.migrate().await.expect("migrate");
-        (db, store)
-    }
-
-    async fn connect(&self) -> Store {
-        Store::connect(&self.url, &StoreOptions::default())
-            .await
-            .expect("connect")
-    }
-
-    async fn cleanup(self) {
-        if let Some(name) = &self.pg_name {
-            let admin = admin().await;
-            admin
-                .db()
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-                .expect("drop test database");
-            admin.close().await.expect("close admin");
-        }
-    }
-}
-
-async fn admin() -> Store {
-    Store::connect(
-        &pg_admin_url(),
-        &StoreOptions {
-            max_connections: 1,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("PostgreSQL must be reachable at MERIT_TEST_PG_URL (run .ci/run to start it)")
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident => $body:ident;)*) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn sqlite() {
-                    super::$body(super::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn postgres() {
-                    super::$body(super::Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
-
-on_both_backends! {
+merit_testkit::on_both_backends! {
+    workers = 4;
     a_proposal_becomes_current_and_heads_the_history => propose_current_history;
     a_malformed_rule_is_refused_with_its_path_and_writes_nothing => malformed_refused;
     a_rollback_is_a_new_version_equal_to_the_old_one => rollback_new_equal_version;
@@ -156,7 +54,7 @@ async fn config_rows(store: &Store) -> u64 {
 }
 
 async fn propose_current_history(backend: Backend) {
-    let (db, store) = TestDb::new(backend).await;
+    let (db, store) = TestDb::migrated(backend).await;
     let center = ConfigCenter::new(store.clone());
     assert_eq!(center.latest_version().await.expect("latest"), 0);
     let builtin = center.current().await.expect("current");
@@ -231,7 +129,7 @@ async fn propose_current_history(backend: Backend) {
 }
 
 async fn malformed_refused(backend: Backend) {
-    let (db, store) = TestDb::new(backend).await;
+    let (db, store) = TestDb::migrated(backend).await;
     let center = ConfigCenter::new(store.clone());
     center
         .propose(doc(3).as_bytes(), "alice", "first rules")
@@ -284,7 +182,7 @@ async fn malformed_refused(backend: Backend) {
 }
 
 async fn rollback_new_equal_version(backend: Backend) {
-    let (db, store) = TestDb::new(backend).await;
+    let (db, store) = TestDb::migrated(backend).await;
     let center = ConfigCenter::new(store);
     center
         .propose(doc(3).as_bytes(), "alice", "v1")
@@ -334,7 +232,7 @@ async fn rollback_new_equal_version(backend: Backend) {
 }
 
 async fn diff_changed_rule(backend: Backend) {
-    let (db, store) = TestDb::new(backend).await;
+    let (db, store) = TestDb::migrated(backend).await;
     let center = ConfigCenter::new(store);
     center
         .propose(doc(3).as_bytes(), "alice", "v1")
@@ -367,7 +265,7 @@ async fn diff_changed_rule(backend: Backend) {
 }
 
 async fn concurrent_distinct(backend: Backend) {
-    let (db, store) = TestDb::new(backend).await;
+    let (db, store) = TestDb::migrated(backend).await;
     // Two stores (two pools, as two processes would have) with several proposers each.
     let other = db.connect().await;
     let mut tasks = Vec::new();
@@ -411,7 +309,7 @@ async fn concurrent_distinct(backend: Backend) {
 }
 
 async fn outbox_one_per_version(backend: Backend) {
-    let (db, store) = TestDb::new(backend).await;
+    let (db, store) = TestDb::migrated(backend).await;
     let center = ConfigCenter::new(store.clone());
     center
         .propose(doc(3).as_bytes(), "alice", "v1")
@@ -502,7 +400,7 @@ async fn store_user(store: &Store, n: u32, facts: &RuleFacts, ledger: &UnlockLed
 }
 
 async fn dry_run_counts(backend: Backend) {
-    let (db, store) = TestDb::new(backend).await;
+    let (db, store) = TestDb::migrated(backend).await;
     let center = ConfigCenter::new(store.clone());
     let now = at(10_000);
     let proposed = DynamicConfig::parse(doc(3).as_bytes(), 0).expect("valid");
@@ -622,7 +520,7 @@ async fn dry_run_counts(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_pages_through_more_than_one_page_of_users() {
-    let (db, store) = TestDb::new(Backend::Sqlite).await;
+    let (db, store) = TestDb::migrated(Backend::Sqlite).await;
     let center = ConfigCenter::new(store.clone());
     let f = facts(1, 0);
     let ledger = UnlockLedger::default();

@@ -65,7 +65,7 @@ fn quick_retry(max_attempts: u32) -> RetryPolicy {
 }
 
 async fn happy_path(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let w = world.clone();
     let seen = Arc::new(Mutex::new(None));
@@ -125,7 +125,7 @@ async fn happy_path(backend: Backend) {
 }
 
 async fn permanent_failure(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let w = world.clone();
     let def = SagaDefinition::new("fails_at_3")
@@ -181,7 +181,7 @@ async fn permanent_failure(backend: Backend) {
 }
 
 async fn transient_failures(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let times = Arc::new(Mutex::new(Vec::<Instant>::new()));
     let (w, t) = (world.clone(), times.clone());
@@ -228,7 +228,7 @@ async fn transient_failures(backend: Backend) {
 }
 
 async fn panicking_step(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let w = world.clone();
     let def = SagaDefinition::new("panicky").step(
@@ -263,7 +263,7 @@ async fn panicking_step(backend: Backend) {
 }
 
 async fn timeout_is_transient(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let w = world.clone();
     let def = SagaDefinition::new("slow").step(
@@ -299,7 +299,7 @@ async fn timeout_is_transient(backend: Backend) {
 }
 
 async fn exhausted_step(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let (w, wc) = (world.clone(), world.clone());
     let def = SagaDefinition::new("down").step(logged(&world, "a")).step(
@@ -345,7 +345,7 @@ struct Chain {
 }
 
 async fn pending_step(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let chain = Arc::new(Mutex::new(Chain::default()));
     let c = chain.clone();
     let def = SagaDefinition::new("mint").step(
@@ -417,7 +417,7 @@ async fn pending_step(backend: Backend) {
 }
 
 async fn stuck_then_retry(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let fixed = Arc::new(AtomicBool::new(false));
     let (w, f) = (world.clone(), fixed.clone());
@@ -483,7 +483,7 @@ async fn stuck_then_retry(backend: Backend) {
 }
 
 async fn bounded_concurrency(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let now = Arc::new(AtomicUsize::new(0));
     let max = Arc::new(AtomicUsize::new(0));

@@ -51,7 +51,7 @@ fn no_block() -> Arc<AtomicBool> {
 }
 
 async fn crash_resume(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let def = SagaDefinition::new("crashy")
         .step(effect(&world, "a", no_block()))
@@ -118,7 +118,7 @@ fn with(def: SagaDefinition, node: &str, store: merit_storage::Store) -> SagaExe
 }
 
 async fn lease_excludes(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let called_at = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
@@ -247,7 +247,7 @@ async fn lease_excludes(backend: Backend) {
 }
 
 async fn claim_race(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let def =
         SagaDefinition::new("idle").step(effect(&world, "a", Arc::new(AtomicBool::new(true))));
@@ -296,7 +296,7 @@ async fn claim_race(backend: Backend) {
 }
 
 async fn unknown_kind(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let legacy = |block: bool| {
         SagaDefinition::new("legacy")

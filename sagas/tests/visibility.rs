@@ -29,7 +29,7 @@ fn counted(world: &World, name: &'static str) -> StepDef {
 }
 
 async fn start_twice(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let def = SagaDefinition::new("once")
         .step(counted(&world, "a"))
@@ -69,7 +69,7 @@ async fn start_twice(backend: Backend) {
 }
 
 async fn list_get_counts(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let db = TestDb::empty(backend).await;
     let world = World::default();
     let ok = SagaDefinition::new("ok")
         .step(counted(&world, "a"))

@@ -17,7 +17,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use merit_actors::{center::ConfigCenter, ConfigHandle};
+use merit_actors::center::ConfigCenter;
+use merit_config::ConfigHandle;
 use merit_messages::{DeadlinePhase, Envelope, EventId, ProposalDeadline};
 use merit_storage::{mark_deadline_fired, OutboxMessage, Retention, Store, Turn, TurnOutcome};
 use tokio::sync::watch;

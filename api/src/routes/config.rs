@@ -204,7 +204,7 @@ pub(crate) async fn config_version(
 ) -> Result<HttpResponse> {
     let version = path.into_inner();
     if version == 0 {
-        let builtin = merit_actors::DynamicConfig::builtin();
+        let builtin = merit_config::DynamicConfig::builtin();
         return Ok(HttpResponse::Ok().json(ConfigDto {
             version: 0,
             document: builtin.to_document(),

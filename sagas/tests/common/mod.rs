@@ -11,113 +11,14 @@ use std::{
 };
 
 use merit_sagas::{ExecutorOptions, SagaDefinition, SagaExecutor, SagaRegistry};
-use merit_storage::{sea_orm::ConnectionTrait, Store, StoreOptions};
-use uuid::Uuid;
+use merit_storage::Store;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use merit_testkit::{Backend, TestDb};
 
-pub fn pg_admin_url() -> String {
-    std::env::var("MERIT_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// A database of its own; [`TestDb::cleanup`] drops it.
-pub struct TestDb {
-    pub url: String,
-    pg_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    pub async fn new(backend: Backend) -> Self {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("sagas.db").display()
-                );
-                Self {
-                    url,
-                    pg_name: None,
-                    _dir: Some(dir),
-                }
-            }
-            Backend::Postgres => {
-                let name = format!("merit_saga_{}", Uuid::new_v4().simple());
-                let admin = admin().await;
-                admin
-                    .db()
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create test database");
-                admin.close().await.expect("close admin");
-                let base = pg_admin_url();
-                let cut = base.rfind('/').expect("database URL has a path");
-                Self {
-                    url: format!("{}/{name}", &base[..cut]),
-                    pg_name: Some(name),
-                    _dir: None,
-                }
-            }
-        }
-    }
-
-    /// A new connection pool (a "process" of its own), migrated.
-    pub async fn store(&self) -> Store {
-        let store = Store::connect(&self.url, &StoreOptions::default())
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
-        store
-    }
-
-    pub async fn cleanup(self) {
-        if let Some(name) = &self.pg_name {
-            let admin = admin().await;
-            admin
-                .db()
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-                .expect("drop test database");
-            admin.close().await.expect("close admin");
-        }
-    }
-}
-
-async fn admin() -> Store {
-    Store::connect(
-        &pg_admin_url(),
-        &StoreOptions {
-            max_connections: 1,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("PostgreSQL must be reachable at MERIT_TEST_PG_URL")
-}
-
-/// Runs `$body(Backend)` as `mod $name { sqlite, postgres }`.
+/// [`merit_testkit::on_both_backends!`] with 4 runtime workers, at this test crate's root.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($name:ident => $body:ident;)*) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn sqlite() {
-                    super::$body($crate::common::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn postgres() {
-                    super::$body($crate::common::Backend::Postgres).await
-                }
-            }
-        )*
-    };
+    ($($t:tt)*) => { merit_testkit::on_both_backends! { workers = 4; $($t)* } };
 }
 
 /// Short timings for tests; a fixed jitter seed.

@@ -1,0 +1,152 @@
+//! merit's test harness, written once and used by every crate's integration tests.
+//!
+//! Owns: a database of its own per test ([`TestDb`]: a fresh SQLite file, or a fresh
+//! PostgreSQL database dropped by [`TestDb::cleanup`]), so tests run in parallel without
+//! seeing each other; and [`on_both_backends!`], which runs one test body on each backend.
+//! Must not know: any crate above storage — a test harness that needs actors, mailboxes or
+//! nodes builds them in its own crate's `tests/common` on top of this one.
+//!
+//! PostgreSQL is reached through `MERIT_TEST_PG_URL` (an admin connection to an existing
+//! database; default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+use merit_storage::{sea_orm::ConnectionTrait, Store, StoreOptions};
+use uuid::Uuid;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A database of its own on the PostgreSQL at `MERIT_TEST_PG_URL`.
+    Postgres,
+}
+
+/// The admin connection URL for PostgreSQL tests (`MERIT_TEST_PG_URL`).
+pub fn pg_admin_url() -> String {
+    std::env::var("MERIT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database of its own for one test; dropped by [`TestDb::cleanup`] (the SQLite
+/// directory goes when the value is dropped).
+#[derive(Debug)]
+pub struct TestDb {
+    /// The backend it is on.
+    pub backend: Backend,
+    /// Its connection URL.
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A fresh, empty (unmigrated) database.
+    pub async fn empty(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("merit.db").display()
+                );
+                Self {
+                    backend,
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let name = format!("merit_t_{}", Uuid::new_v4().simple());
+                admin_execute(&format!("CREATE DATABASE {name}")).await;
+                let base = pg_admin_url();
+                let cut = base.rfind('/').expect("database URL has a path");
+                let url = format!("{}/{name}", &base[..cut]);
+                Self {
+                    backend,
+                    url,
+                    pg_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// A fresh database with every migration applied, and a store connected to it.
+    pub async fn migrated(backend: Backend) -> (Self, Store) {
+        let db = Self::empty(backend).await;
+        let store = db.store().await;
+        (db, store)
+    }
+
+    /// A new connection pool to it (a "process" of its own).
+    pub async fn connect(&self) -> Store {
+        Store::connect(&self.url, &StoreOptions::default())
+            .await
+            .expect("connect")
+    }
+
+    /// A new connection pool to it, with every migration applied.
+    pub async fn store(&self) -> Store {
+        let store = self.connect().await;
+        store.migrate().await.expect("migrate");
+        store
+    }
+
+    /// Drops the PostgreSQL database.
+    pub async fn cleanup(self) {
+        if let Some(name) = &self.pg_name {
+            admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        }
+    }
+}
+
+/// Runs `sql` on a one-connection admin pool of `MERIT_TEST_PG_URL`.
+async fn admin_execute(sql: &str) {
+    let admin = Store::connect(
+        &pg_admin_url(),
+        &StoreOptions {
+            max_connections: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("PostgreSQL must be reachable at MERIT_TEST_PG_URL (run .ci/run to start it)");
+    admin
+        .db()
+        .execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    admin.close().await.expect("close admin");
+}
+
+/// Defines `mod $name { sqlite, postgres }` for each `$name => $body;`, running the async
+/// `$body(Backend)` on each backend in a multi-threaded tokio runtime (2 workers, or `N`
+/// after a leading `workers = N;`).
+///
+/// ```ignore
+/// on_both_backends! {
+///     a_turn_commits_state_inbox_and_outbox_together => turn_commits_all;
+/// }
+/// async fn turn_commits_all(backend: Backend) { /* … */ }
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    (workers = $workers:literal; $($name:ident => $body:ident;)*) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+                async fn sqlite() {
+                    super::$body($crate::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+                async fn postgres() {
+                    super::$body($crate::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+    ($($name:ident => $body:ident;)*) => {
+        $crate::on_both_backends! { workers = 2; $($name => $body;)* }
+    };
+}
