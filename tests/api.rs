@@ -100,7 +100,7 @@ fn assert_error(answer: &(StatusCode, Value), status: StatusCode, needle: &str) 
 }
 
 async fn publisher(vhost: &Vhost) -> RabbitTransport {
-    vhost.producer(2).await
+    common::producer(vhost, 2).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,7 @@ async fn the_dashboard_shows_the_node_and_replays_a_dead_letter_by_clicking() {
     let http = reqwest::Client::new();
 
     // A dead letter to replay: an envelope that is not JSON.
-    let producer = vhost.producer(2).await;
+    let producer = common::producer(&vhost, 2).await;
     let mut bad = Outgoing::new("governance.vote.cast", "dash-1", &b"{oops"[..]);
     bad.headers
         .insert("merit-proposal".to_string(), "p".to_string());

@@ -55,7 +55,7 @@ async fn every_voter_hears_the_outcome_once_across_a_sigkill_mid_fan_out() {
     ];
     let node = NodeProcess::spawn(&envs, &log);
     common::wait_ready(&node.http_url(60), 60).await;
-    let producer = vhost.producer(2).await;
+    let producer = common::producer(&vhost, 2).await;
 
     let created = common::open_proposal("fan");
     let proposal = "fan".parse().expect("id");

@@ -349,7 +349,7 @@ async fn ten_thousand_malformed_messages_are_dead_lettered_with_their_reasons_an
 
     let db = TestDb::empty(Backend::Postgres).await;
     let vhost = Vhost::create();
-    let producer = vhost.producer(2).await;
+    let producer = common::producer(&vhost, 2).await;
     producer.declare().await.expect("declare");
 
     let (admin, jwt) = common::secrets();

@@ -133,7 +133,7 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
         "the admin token opens no notification stream"
     );
 
-    let producer = vhost.producer(2).await;
+    let producer = common::producer(&vhost, 2).await;
     let publish = |env: Envelope| {
         let producer = &producer;
         async move {

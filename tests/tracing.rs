@@ -189,7 +189,7 @@ async fn one_vote_is_one_trace_from_the_producer_or_the_api_through_both_turns_a
     );
     let base = node.http_url(60);
     common::wait_ready(&base, 60).await;
-    let producer = vhost.producer(2).await;
+    let producer = common::producer(&vhost, 2).await;
     producer
         .publish(vec![Outgoing::from_envelope(&common::open_proposal(
             "traced",

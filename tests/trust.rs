@@ -41,7 +41,7 @@ impl Node {
         common::init_crypto();
         let db = TestDb::empty(Backend::Postgres).await;
         let vhost = Vhost::create();
-        let producer = vhost.producer(2).await;
+        let producer = common::producer(&vhost, 2).await;
         producer.declare().await.expect("declare");
         let (admin, jwt) = common::secrets();
         let log = common::artefacts().join(format!("trust-{name}-{}.log", vhost.name));
@@ -239,7 +239,7 @@ async fn a_producer_broker_user_may_write_the_producers_exchange_only() {
         BasicProperties, Connection, ConnectionProperties, ExchangeKind,
     };
     let vhost = Vhost::create();
-    let merit = vhost.producer(1).await;
+    let merit = common::producer(&vhost, 1).await;
     merit.declare().await.expect("declare");
     // The notification fan-out exchange, as a node declares it.
     let admin = Connection::connect(&vhost.url, ConnectionProperties::default())

@@ -91,6 +91,69 @@ impl Services {
 pub type Detached<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// One kind of actor: its state, its pure transition function and its projections.
+///
+/// # Adding an actor kind
+///
+/// 1. In `merit-messages`: a variant of [`ActorKind`] (its name, its routing header), the
+///    kind among the handlers of each event type it takes (the events table in
+///    `events/mod.rs`, read by `EventType::handlers`) and the key it addresses in
+///    `Event::keys`.
+/// 2. Here: a state (plain data, stored as JSON), a `Domain` impl whose [`Domain::apply`]
+///    is pure, and its unit specs, one per event type (no actor, broker or database).
+/// 3. In `merit-supervisors`: a `Registry<YourDomain>` beside `user`, `proposal` and `nft`
+///    in the node, with its shard consumers, so its messages reach it.
+///
+/// A kind that counts the votes each user cast, with the spec of its one event:
+///
+/// ```
+/// use merit_actors::{Decision, Domain};
+/// use merit_config::DynamicConfig;
+/// use merit_messages::{ActorKind, Address, Envelope, Event, VoteCast, VoteChoice};
+/// use merit_storage::Rows;
+///
+/// struct VoteCounter;
+///
+/// impl Domain for VoteCounter {
+///     const KIND: ActorKind = ActorKind::User;
+///     type State = u64;
+///     type Inputs = ();
+///     type Effects = ();
+///
+///     fn apply(
+///         _config: &DynamicConfig,
+///         _key: &str,
+///         votes: &mut u64,
+///         event: &Envelope,
+///         _inputs: &(),
+///         _effects: &mut (),
+///     ) -> Decision {
+///         match &event.event {
+///             Event::VoteCast(_) => {
+///                 *votes += 1;
+///                 Decision::changed()
+///             }
+///             _ => Decision::unchanged(),
+///         }
+///     }
+///
+///     fn project(_key: &str, _votes: &u64, _effects: &(), _rows: &mut Rows) {}
+/// }
+///
+/// let vote = Envelope::new(
+///     "doc",
+///     VoteCast {
+///         proposal: "p-1".parse().unwrap(),
+///         voter: Address([1; 20]),
+///         choice: VoteChoice::For,
+///         reason: None,
+///     },
+/// );
+/// let mut votes = 0;
+/// let config = DynamicConfig::builtin();
+/// let decision = VoteCounter::apply(&config, "0x01", &mut votes, &vote, &(), &mut ());
+/// assert!(decision.changed && decision.emit.is_empty());
+/// assert_eq!(votes, 1);
+/// ```
 pub trait Domain: Sized + Unpin + 'static {
     /// Which actor kind this is (also its inbox consumer name).
     const KIND: ActorKind;

@@ -321,7 +321,7 @@ async fn a_message_redelivered_past_the_delivery_limit_lands_in_the_dlq_with_its
         }
         drop(rx);
         drop(node);
-        vhost.close_all_connections();
+        vhost.close_connections();
     }
     assert!(
         deliveries > 20,
@@ -385,7 +385,7 @@ async fn a_poison_message_cannot_dress_up_as_merits_own_dead_letter() {
         }
         drop(rx);
         drop(node);
-        vhost.close_all_connections();
+        vhost.close_connections();
     }
     let deadline = tokio::time::Instant::now() + WAIT;
     let listed = loop {

@@ -266,7 +266,7 @@ async fn a_list_of_broker_addresses_goes_past_a_dead_one_on_connect_and_on_recon
 
     // The broker drops the connection: the reconnect tries the dead address first (the
     // one after the address it lost), then comes back through the live one.
-    vhost.close_all_connections();
+    vhost.close_connections();
     wait_for(|| t.connection_generation() >= Some(2), "the reconnect").await;
     assert!(t.connected_address().is_some_and(|a| a.contains(":5672/")));
     let msg = Outgoing::from_envelope(&common::unlock(2, 0));

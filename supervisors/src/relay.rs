@@ -20,9 +20,11 @@
 //! Fed from commits: a turn's committed outbox rows reach the relay in memory through the
 //! store's [`OutboxFeed`], with their ids, so under load the relay publishes without
 //! reading the table back. The table stays the durable record: the relay reads it at
-//! start, after the feed overflowed, on the chain listener's signal and at least every
-//! 250 ms (rows committed by other processes), each time until it has caught up. A fed
-//! row that such a read already started is skipped, so one relay sends a row once.
+//! start, after the feed overflowed and on the chain listener's signal (every pending
+//! row), and every 250 ms (rows at least 2 s old: those of other processes, a node that
+//! died, say; a fresher row is left to its own process's relay), each time until it has
+//! caught up. A fed row that such a read already started is skipped, so one relay sends a
+//! row once.
 
 use std::{
     collections::{BTreeMap, HashSet, VecDeque},
@@ -63,6 +65,14 @@ type InFlight = FuturesOrdered<BoxFuture<'static, Published>>;
 /// processes committed (a node that died, say) are published within about this long.
 const POLL_EVERY: Duration = Duration::from_millis(250);
 
+/// How old a row must be for the periodic table read to take it. A younger row is left to
+/// the relay of the process that committed it, which has it in its feed: on a database
+/// shared by several nodes, two relays racing for the same fresh rows would publish them
+/// twice (harmless, the inboxes absorb it, but each duplicate costs a turn and throws the
+/// receiver's cached benefits away). Reads at start, after an overflow and on a signal
+/// take every pending row.
+const SETTLE_AGE: Duration = Duration::from_secs(2);
+
 /// How many started row ids the relay remembers, to skip a fed row that a table read
 /// already published.
 const RECENT_IDS: usize = 50_000;
@@ -73,6 +83,9 @@ struct Source {
     /// Read the table next: at start, after a feed overflow, on a signal or a due poll,
     /// until a read comes back short (caught up).
     poll_due: bool,
+    /// The next read takes rows younger than [`SETTLE_AGE`] too (at start, after an
+    /// overflow, on a signal).
+    poll_fresh: bool,
     last_poll: Instant,
     /// Ids of rows this run started publishing, oldest first, bounded by [`RECENT_IDS`].
     recent: VecDeque<i64>,
@@ -84,10 +97,17 @@ impl Source {
         Self {
             feed,
             poll_due: true,
+            poll_fresh: true,
             last_poll: Instant::now(),
             recent: VecDeque::new(),
             started: HashSet::new(),
         }
+    }
+
+    /// Reads every pending row next, however fresh (a signal: rows that no feed carries).
+    fn read_all(&mut self) {
+        self.poll_due = true;
+        self.poll_fresh = true;
     }
 
     /// The next rows to publish, or none when there is nothing to do now.
@@ -98,15 +118,22 @@ impl Source {
         loop {
             if self.poll_due {
                 self.last_poll = Instant::now();
-                let rows = store.pending_outbox_outside(skip, RELAY_BATCH).await?;
+                let settled = (!self.poll_fresh)
+                    .then(|| chrono::TimeDelta::from_std(SETTLE_AGE).ok())
+                    .flatten()
+                    .map(|age| chrono::Utc::now() - age);
+                let rows = store
+                    .pending_outbox_outside(skip, RELAY_BATCH, settled)
+                    .await?;
                 if (rows.len() as u64) < RELAY_BATCH {
                     self.poll_due = false;
+                    self.poll_fresh = false;
                 }
                 return Ok(self.start(rows));
             }
             let fed = self.feed.take(RELAY_BATCH as usize);
             if fed.overflowed {
-                self.poll_due = true;
+                self.read_all();
                 continue;
             }
             if fed.rows.is_empty() {
@@ -174,7 +201,7 @@ pub(crate) async fn run_relay(
         if in_flight.is_empty() {
             tokio::select! {
                 _ = feed.notified() => {}
-                _ = signal.notified() => source.poll_due = true,
+                _ = signal.notified() => source.read_all(),
                 // Rows committed by another process sharing the database.
                 _ = tokio::time::sleep(POLL_EVERY) => source.poll_due = true,
                 _ = shutdown.changed() => return Ok(()),
@@ -193,7 +220,7 @@ pub(crate) async fn run_relay(
             }
             // New rows while a slot is free: publish them now, beside the batches in flight.
             _ = feed.notified(), if free => {}
-            _ = signal.notified(), if free => source.poll_due = true,
+            _ = signal.notified(), if free => source.read_all(),
             _ = tokio::time::sleep(POLL_EVERY), if free => source.poll_due = true,
             _ = shutdown.changed() => return drain(&store, &mut in_flight, &mut spans).await,
         }
@@ -599,12 +626,72 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fresh_row_only_in_the_table_is_left_to_its_own_relay_until_it_settles() {
+        let (_dir, store, _) = store_with(0).await;
+        let broker = Arc::new(SlowBroker::default());
+        let (stop, stopped) = watch::channel(false);
+        let relay = tokio::spawn(run_relay(store.clone(), broker.clone(), stopped));
+        let sent = |broker: &SlowBroker| broker.started.lock().expect("lock").concat();
+        let write = |n: usize| {
+            let store = store.clone();
+            async move {
+                let row = OutboxMessage {
+                    event_id: EventId(uuid::Uuid::new_v4()),
+                    routing_key: "achievement.unlocked".into(),
+                    payload: format!("{{\"n\":{n}}}"),
+                    headers: serde_json::json!({}),
+                };
+                let id = row.event_id.0.to_string();
+                store
+                    .write(move |txn| {
+                        Box::pin(
+                            async move { insert_outbox(txn, [&row], chrono::Utc::now()).await },
+                        )
+                    })
+                    .await
+                    .expect("a row in the table only");
+                id
+            }
+        };
+        // The relay's first read found nothing; a row another process committed now is
+        // not taken by the periodic read while it is fresh…
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let other = write(1).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!sent(&broker).contains(&other), "taken while fresh");
+        // …but once it has settled.
+        for _ in 0..250 {
+            if sent(&broker).contains(&other) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(sent(&broker).contains(&other), "taken once settled");
+        // A signal (the chain listener's rows) reads every pending row at once.
+        let signalled = write(2).await;
+        store.outbox_signal().notify_one();
+        for _ in 0..50 {
+            if sent(&broker).contains(&signalled) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            sent(&broker).contains(&signalled),
+            "a signal reads fresh rows"
+        );
+        let _ = stop.send(true);
+        relay.await.expect("relay task").expect("relayed");
+        assert_eq!(sent(&broker).len(), 2, "each row once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_next_selection_skips_the_ranges_in_flight() {
         let (_dir, store, _ids) = store_with(10).await;
         let all = store.pending_outbox(0, 100).await.expect("pending");
         let id = |i: usize| all[i].id;
         let rest = store
-            .pending_outbox_outside(&[(id(0), id(2)), (id(5), id(6))], 100)
+            .pending_outbox_outside(&[(id(0), id(2)), (id(5), id(6))], 100, None)
             .await
             .expect("pending");
         let rest: Vec<i64> = rest.into_iter().map(|r| r.id).collect();

@@ -1,13 +1,16 @@
 //! merit's test harness, written once and used by every crate's integration tests.
 //!
 //! Owns: a database of its own per test ([`TestDb`]: a fresh SQLite file, or a fresh
-//! PostgreSQL database dropped by [`TestDb::cleanup`]), so tests run in parallel without
-//! seeing each other; and [`on_both_backends!`], which runs one test body on each backend.
+//! PostgreSQL database dropped by [`TestDb::cleanup`]) and a RabbitMQ vhost of its own
+//! ([`broker::Vhost`]), so tests run in parallel without seeing each other; and
+//! [`on_both_backends!`], which runs one test body on each backend.
 //! Must not know: any crate above storage — a test harness that needs actors, mailboxes or
 //! nodes builds them in its own crate's `tests/common` on top of this one.
 //!
 //! PostgreSQL is reached through `MERIT_TEST_PG_URL` (an admin connection to an existing
 //! database; default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+pub mod broker;
 
 use merit_storage::{sea_orm::ConnectionTrait, Store, StoreOptions};
 use uuid::Uuid;

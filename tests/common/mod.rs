@@ -20,144 +20,20 @@ macro_rules! on_both_backends {
     ($($t:tt)*) => { merit_testkit::on_both_backends! { $($t)* } };
 }
 
-/// A RabbitMQ virtual host of its own for one test, deleted by [`Vhost::delete`].
-pub struct Vhost {
-    pub name: String,
-    /// The broker's address (on the test cluster: its three nodes, comma-separated).
-    pub url: String,
-    /// On the 3-node test cluster rather than the machine's broker.
-    cluster: bool,
-}
+#[allow(unused_imports)]
+pub use merit_testkit::broker::{rabbit_cluster, rabbitmqctl, Vhost};
 
-pub fn rabbitmqctl(args: &[&str]) {
-    // Bounded: a broker that stops answering its CLI must fail the test, not hang it.
-    let out = std::process::Command::new("timeout")
-        .args(["120", "rabbitmqctl"])
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs (RabbitMQ must be installed; run .ci/run)");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs `scripts/rabbit-cluster.sh ARGS` (bounded) and returns its output.
-pub fn rabbit_cluster(args: &[&str]) -> String {
-    let out = std::process::Command::new("timeout")
-        .args([
-            "300",
-            "bash",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbit-cluster.sh"),
-        ])
-        .args(args)
-        .output()
-        .expect("scripts/rabbit-cluster.sh runs");
-    assert!(
-        out.status.success(),
-        "rabbit-cluster.sh {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-impl Vhost {
-    pub fn create() -> Self {
-        let name = format!("merit-t-{}", Uuid::new_v4().simple());
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        let url = format!("amqp://guest:guest@127.0.0.1:5672/{name}");
-        Self {
-            name,
-            url,
-            cluster: false,
-        }
-    }
-
-    /// A vhost on the 3-node RabbitMQ cluster of `scripts/rabbit-cluster.sh` (started
-    /// if it is not up); its `url` lists the three nodes, node 1 first.
-    pub fn on_cluster() -> Self {
-        rabbit_cluster(&["start"]);
-        let name = format!("merit-t-{}", Uuid::new_v4().simple());
-        rabbit_cluster(&["ctl", "1", "add_vhost", &name]);
-        rabbit_cluster(&[
-            "ctl",
-            "1",
-            "set_permissions",
-            "-p",
-            &name,
-            "guest",
-            ".*",
-            ".*",
-            ".*",
-        ]);
-        let url = rabbit_cluster(&["urls", &name]).trim().to_string();
-        Self {
-            name,
-            url,
-            cluster: true,
-        }
-    }
-
-    /// Removes every message from `queue` of this vhost.
-    pub fn purge(&self, queue: &str) {
-        rabbitmqctl(&["purge_queue", "-p", &self.name, queue]);
-    }
-
-    /// Closes every client connection to this vhost (the broker stays up).
-    pub fn close_connections(&self) {
-        rabbitmqctl(&["close_all_connections", "-p", &self.name, "closed by test"]);
-    }
-
-    pub fn delete(self) {
-        if self.cluster {
-            rabbit_cluster(&["ctl", "1", "delete_vhost", &self.name]);
-        } else {
-            rabbitmqctl(&["delete_vhost", &self.name]);
-        }
-    }
-
-    /// A broker user with the permissions the README gives a producer on this vhost
-    /// (write on `merit.events` only, nothing to configure or read); returns its AMQP URL.
-    /// Remove it with [`Vhost::delete_user`].
-    pub fn producer_user(&self) -> (String, String) {
-        let user = format!("producer-{}", Uuid::new_v4().simple());
-        rabbitmqctl(&["add_user", &user, "producer-password"]);
-        rabbitmqctl(&[
-            "set_permissions",
-            "-p",
-            &self.name,
-            &user,
-            "^$",
-            "^merit\\.events$",
-            "^$",
-        ]);
-        let url = format!(
-            "amqp://{user}:producer-password@127.0.0.1:5672/{}",
-            self.name
-        );
-        (user, url)
-    }
-
-    /// Removes a user made by [`Vhost::producer_user`].
-    pub fn delete_user(&self, user: &str) {
-        rabbitmqctl(&["delete_user", user]);
-    }
-
-    /// A producer on this vhost (the topology of a node with `shards` shards per kind).
-    pub async fn producer(&self, shards: u16) -> merit_mailbox::RabbitTransport {
-        merit_mailbox::RabbitTransport::connect(
-            &self.url,
-            merit_mailbox::Topology {
-                prefix: String::new(),
-                shards,
-            },
-        )
-        .await
-        .expect("connect the producer")
-    }
+/// A producer on `vhost` (the topology of a node with `shards` shards per kind).
+pub async fn producer(vhost: &Vhost, shards: u16) -> merit_mailbox::RabbitTransport {
+    merit_mailbox::RabbitTransport::connect(
+        &vhost.url,
+        merit_mailbox::Topology {
+            prefix: String::new(),
+            shards,
+        },
+    )
+    .await
+    .expect("connect the producer")
 }
 
 /// A fresh admin token and JWT secret for one test node: `(admin, jwt_secret)`.

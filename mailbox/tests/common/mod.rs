@@ -3,81 +3,14 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use merit_mailbox::Delivery;
 use merit_messages::{AchievementUnlocked, Address, Envelope, Event, ProposalCreated, ProposalId};
 use tokio::sync::mpsc;
 
-/// A throwaway RabbitMQ vhost, `merit-t-<uuid>`, with full permissions for `guest`.
-pub struct Vhost {
-    /// The vhost's name.
-    pub name: String,
-}
-
-impl Vhost {
-    /// Creates the vhost and grants `guest` everything on it; installs the rustls provider.
-    pub fn create() -> Self {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let vhost = Self {
-            name: format!("merit-t-{}", uuid::Uuid::new_v4().simple()),
-        };
-        vhost.add();
-        vhost
-    }
-
-    /// (Re)creates the vhost, empty, with full permissions for `guest`.
-    pub fn add(&self) {
-        rabbitmqctl(&["add_vhost", &self.name]);
-        rabbitmqctl(&[
-            "set_permissions",
-            "-p",
-            &self.name,
-            "guest",
-            ".*",
-            ".*",
-            ".*",
-        ]);
-    }
-
-    /// The AMQP URL of this vhost.
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
-    }
-
-    /// Forcibly closes every client connection to this vhost (and only this vhost).
-    pub fn close_all_connections(&self) {
-        rabbitmqctl(&[
-            "close_all_connections",
-            "-p",
-            &self.name,
-            "merit test: forced close",
-        ]);
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &self.name])
-            .output();
-    }
-}
-
-/// Runs `rabbitmqctl args…`, panicking with its output when it fails.
-pub fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl is installed");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+#[allow(unused_imports)] // each test binary uses its own part of the harness
+pub use merit_testkit::broker::{rabbitmqctl, Vhost};
 
 /// The wallet address of test user `n`.
 pub fn user(n: u32) -> Address {
