@@ -133,6 +133,10 @@ impl Source {
             }
             let fed = self.feed.take(RELAY_BATCH as usize);
             if fed.overflowed {
+                tracing::warn!(
+                    capacity = merit_storage::OUTBOX_FEED_CAPACITY,
+                    "the outbox feed overflowed (the relay fell behind); reading the table"
+                );
                 self.read_all();
                 continue;
             }

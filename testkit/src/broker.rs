@@ -155,29 +155,26 @@ const CLUSTER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/ra
 /// Runs `rabbitmqctl ARGS` (bounded: a broker that stops answering its CLI fails the test
 /// instead of hanging it), panicking with its output when it fails.
 pub fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("timeout")
-        .args(["120", "rabbitmqctl", "-q"])
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs (RabbitMQ must be installed; run .ci/run)");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bounded(120, &["rabbitmqctl", "-q"], args);
 }
 
 /// Runs `scripts/rabbit-cluster.sh ARGS` (bounded) and returns its output.
 pub fn rabbit_cluster(args: &[&str]) -> String {
+    bounded(300, &["bash", CLUSTER_SCRIPT], args)
+}
+
+/// Runs `command` with `args` under `timeout secs`; panics with its output unless it
+/// succeeds, and returns its standard output.
+fn bounded(secs: u32, command: &[&str], args: &[&str]) -> String {
     let out = Command::new("timeout")
-        .args(["300", "bash", CLUSTER_SCRIPT])
+        .arg(secs.to_string())
+        .args(command)
         .args(args)
         .output()
-        .expect("scripts/rabbit-cluster.sh runs");
+        .unwrap_or_else(|e| panic!("{command:?} runs (run .ci/run to install it): {e}"));
     assert!(
         out.status.success(),
-        "rabbit-cluster.sh {args:?}: {}{}",
+        "{command:?} {args:?}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
