@@ -75,7 +75,11 @@ impl Store {
         if !loader.serving.swap(true, Ordering::AcqRel) {
             // The guard goes into the task as it is made: should the task be dropped before
             // it first runs (its runtime shutting down), the guard still clears the queue.
-            tokio::spawn(serve(self.clone(), Serving(loader)));
+            let serving = Serving {
+                loader,
+                done: false,
+            };
+            tokio::spawn(serve(self.clone(), serving));
         }
         match answer.await {
             Ok(snapshot) => Ok(snapshot),
@@ -93,29 +97,36 @@ impl Store {
 }
 
 /// Clears the queue if the serving task is dropped mid-read, so no load waits forever
-/// (each then reads alone), and lets the next load start a new task.
-struct Serving(Arc<SnapshotLoader>);
+/// (each then reads alone), and lets the next load start a new task. A task that ends
+/// because the queue is empty sets `done` first and leaves both alone.
+struct Serving {
+    loader: Arc<SnapshotLoader>,
+    done: bool,
+}
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.0.queue().clear();
-        self.0.serving.store(false, Ordering::Release);
+        if !self.done {
+            self.loader.queue().clear();
+            self.loader.serving.store(false, Ordering::Release);
+        }
     }
 }
 
-async fn serve(store: Store, serving: Serving) {
+async fn serve(store: Store, mut serving: Serving) {
     loop {
         let loads: Vec<Load> = {
-            let mut queue = serving.0.queue();
+            let mut queue = serving.loader.queue();
             let n = queue.len().min(MAX_KEYS_PER_READ);
             queue.drain(..n).collect()
         };
         if loads.is_empty() {
-            serving.0.serving.store(false, Ordering::Release);
+            let loader = &serving.loader;
+            loader.serving.store(false, Ordering::Release);
             // A load queued after the drain above but before the flag fell found the
             // flag up and started no task: serve it here, unless a new task already is.
-            if serving.0.queue().is_empty() || serving.0.serving.swap(true, Ordering::AcqRel) {
-                std::mem::forget(serving);
+            if loader.queue().is_empty() || loader.serving.swap(true, Ordering::AcqRel) {
+                serving.done = true;
                 return;
             }
             continue;
