@@ -31,16 +31,17 @@ impl Store {
     /// Up to `limit` unpublished rows whose `id` lies in none of the inclusive ranges of
     /// `skip`, oldest first: what a relay with batches in flight (each spanning one range)
     /// may publish next. A row committed late inside a range is found once that range is
-    /// no longer skipped. With `created_before`, only rows written before it.
+    /// no longer skipped. With `skip_created`, not the rows whose `created_at` lies in
+    /// that inclusive range.
     pub async fn pending_outbox_outside(
         &self,
         skip: &[(i64, i64)],
         limit: u64,
-        created_before: Option<chrono::DateTime<Utc>>,
+        skip_created: Option<(chrono::DateTime<Utc>, chrono::DateTime<Utc>)>,
     ) -> Result<Vec<OutboxRow>> {
         let mut query = outbox::Entity::find().filter(outbox::Column::PublishedAt.is_null());
-        if let Some(at) = created_before {
-            query = query.filter(outbox::Column::CreatedAt.lt(at));
+        if let Some((from, to)) = skip_created {
+            query = query.filter(outbox::Column::CreatedAt.not_between(from, to));
         }
         for &(first, last) in skip {
             query = query.filter(outbox::Column::Id.not_between(first, last));

@@ -21,7 +21,7 @@
 //! store's [`OutboxFeed`], with their ids, so under load the relay publishes without
 //! reading the table back. The table stays the durable record: the relay reads it at
 //! start, after the feed overflowed and on the chain listener's signal (every pending
-//! row), and every 250 ms (rows at least 2 s old: those of other processes, a node that
+//! row), and every 250 ms (rows stamped more than 2 s from this node's clock: those of other processes, a node that
 //! died, say; a fresher row is left to its own process's relay), each time until it has
 //! caught up. A fed row that such a read already started is skipped, so one relay sends a
 //! row once.
@@ -71,7 +71,11 @@ const POLL_EVERY: Duration = Duration::from_millis(250);
 /// twice (harmless, the inboxes absorb it, but each duplicate costs a turn and throws the
 /// receiver's cached benefits away). Reads at start, after an overflow and on a signal
 /// take every pending row.
-const SETTLE_AGE: Duration = Duration::from_secs(2);
+///
+/// `created_at` is the writing node's clock, so "fresh" is a window around this node's
+/// now, not a bound below it: a row stamped ahead by a node whose clock runs fast is taken
+/// at once (at worst a duplicate), never held back for as long as that clock is ahead.
+const SETTLE_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
 /// How many started row ids the relay remembers, to skip a fed row that a table read
 /// already published.
@@ -118,12 +122,10 @@ impl Source {
         loop {
             if self.poll_due {
                 self.last_poll = Instant::now();
-                let settled = (!self.poll_fresh)
-                    .then(|| chrono::TimeDelta::from_std(SETTLE_AGE).ok())
-                    .flatten()
-                    .map(|age| chrono::Utc::now() - age);
+                let now = chrono::Utc::now();
+                let fresh = (!self.poll_fresh).then(|| (now - SETTLE_AGE, now + SETTLE_AGE));
                 let rows = store
-                    .pending_outbox_outside(skip, RELAY_BATCH, settled)
+                    .pending_outbox_outside(skip, RELAY_BATCH, fresh)
                     .await?;
                 if (rows.len() as u64) < RELAY_BATCH {
                     self.poll_due = false;
@@ -636,7 +638,7 @@ mod tests {
         let (stop, stopped) = watch::channel(false);
         let relay = tokio::spawn(run_relay(store.clone(), broker.clone(), stopped));
         let sent = |broker: &SlowBroker| broker.started.lock().expect("lock").concat();
-        let write = |n: usize| {
+        let write = |n: usize, stamped: chrono::DateTime<chrono::Utc>| {
             let store = store.clone();
             async move {
                 let row = OutboxMessage {
@@ -648,9 +650,7 @@ mod tests {
                 let id = row.event_id.0.to_string();
                 store
                     .write(move |txn| {
-                        Box::pin(
-                            async move { insert_outbox(txn, [&row], chrono::Utc::now()).await },
-                        )
+                        Box::pin(async move { insert_outbox(txn, [&row], stamped).await })
                     })
                     .await
                     .expect("a row in the table only");
@@ -660,7 +660,7 @@ mod tests {
         // The relay's first read found nothing; a row another process committed now is
         // not taken by the periodic read while it is fresh…
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let other = write(1).await;
+        let other = write(1, chrono::Utc::now()).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!sent(&broker).contains(&other), "taken while fresh");
         // …but once it has settled.
@@ -672,7 +672,20 @@ mod tests {
         }
         assert!(sent(&broker).contains(&other), "taken once settled");
         // A signal (the chain listener's rows) reads every pending row at once.
-        let signalled = write(2).await;
+        // A row stamped an hour ahead (its node's clock runs fast) is not held back for
+        // that hour: the periodic read takes it at once.
+        let ahead = write(3, chrono::Utc::now() + chrono::TimeDelta::hours(1)).await;
+        for _ in 0..100 {
+            if sent(&broker).contains(&ahead) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            sent(&broker).contains(&ahead),
+            "a row stamped ahead is not held back"
+        );
+        let signalled = write(2, chrono::Utc::now()).await;
         store.outbox_signal().notify_one();
         for _ in 0..50 {
             if sent(&broker).contains(&signalled) {
@@ -686,7 +699,7 @@ mod tests {
         );
         let _ = stop.send(true);
         relay.await.expect("relay task").expect("relayed");
-        assert_eq!(sent(&broker).len(), 2, "each row once");
+        assert_eq!(sent(&broker).len(), 3, "each row once");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
