@@ -67,7 +67,388 @@ pub(crate) async fn outbox_lag(store: &merit_storage::Store) -> Option<(u64, f64
     Some((pending, lag))
 }
 
-fn line(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+/// A sample's value: counts print as integers, ratios and seconds as floats.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        Self::Int(v)
+    }
+}
+
+impl From<usize> for Value {
+    fn from(v: usize) -> Self {
+        Self::Int(v as u64)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Self::Int(u64::from(v))
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Self::Float(v)
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Int(v) => v.fmt(f),
+            Self::Float(v) => v.fmt(f),
+        }
+    }
+}
+
+/// One line of a series: its labels, in exposition order, and its value.
+struct Sample {
+    labels: Vec<(&'static str, String)>,
+    value: Value,
+}
+
+impl Sample {
+    fn new(labels: Vec<(&'static str, String)>, value: impl Into<Value>) -> Self {
+        Self {
+            labels,
+            value: value.into(),
+        }
+    }
+}
+
+/// What one scrape reads from the node, before anything is written: the series below
+/// only format it.
+struct Scrape {
+    node: String,
+    status: merit_supervisors::NodeStatus,
+    /// `None` when the transport did not answer (the series is then empty).
+    depths: Option<Vec<(String, u64)>>,
+    /// The states whose count the store answered.
+    dead_letters: Vec<(&'static str, u64)>,
+    /// `None` without a saga executor; `Some(None)` when it did not answer.
+    sagas: Option<Option<std::collections::BTreeMap<merit_sagas::SagaState, u64>>>,
+    outbox: Option<(u64, f64)>,
+    /// The chain listener's status, when the node runs one.
+    chain: Option<merit_chain::ListenerStatus>,
+    ws_sessions: usize,
+}
+
+impl Scrape {
+    async fn read(state: &ApiState) -> Self {
+        let status = state.probe.status();
+        let depths = state.transport.queue_depths().await.ok();
+        let mut dead_letters = Vec::new();
+        for s in merit_storage::DeadLetterState::ALL {
+            let filter = merit_storage::DeadLetterFilter {
+                state: Some(s),
+                ..merit_storage::DeadLetterFilter::default()
+            };
+            if let Ok(n) = state.store.count_dead_letters(&filter).await {
+                dead_letters.push((s.as_str(), n));
+            }
+        }
+        let sagas = match &state.sagas {
+            Some(executor) => Some(executor.counts(None).await.ok()),
+            None => None,
+        };
+        let outbox = outbox_lag(&state.store).await;
+        let chain = state
+            .chain
+            .as_ref()
+            .and_then(|c| c.listener.as_ref())
+            .map(merit_chain::StatusHandle::get);
+        Self {
+            node: state.node_id.clone(),
+            status,
+            depths,
+            dead_letters,
+            sagas,
+            outbox,
+            chain,
+            ws_sessions: state.hub.sessions(),
+        }
+    }
+
+    /// One sample labelled with the node only.
+    fn per_node(&self, value: impl Into<Value>) -> Option<Vec<Sample>> {
+        Some(vec![Sample::new(vec![("node", self.node.clone())], value)])
+    }
+
+    /// One sample per actor kind.
+    fn per_kind<V: Into<Value>>(
+        &self,
+        get: fn(&merit_supervisors::RegistryStatus) -> V,
+    ) -> Option<Vec<Sample>> {
+        let samples = self.status.registries.iter().map(|r| {
+            let labels = vec![("node", self.node.clone()), ("kind", r.kind.to_string())];
+            Sample::new(labels, get(r))
+        });
+        Some(samples.collect())
+    }
+
+    /// One sample per supervised service.
+    fn per_service<V: Into<Value>>(
+        &self,
+        get: fn(&merit_supervisors::ServiceStatus) -> V,
+    ) -> Option<Vec<Sample>> {
+        let samples = self.status.services.iter().map(|s| {
+            let labels = vec![("node", self.node.clone()), ("service", s.name.clone())];
+            Sample::new(labels, get(s))
+        });
+        Some(samples.collect())
+    }
+
+    /// One sample per cache tier, of `get(hits, misses)`.
+    fn per_tier(&self, get: fn(u64, u64) -> Value) -> Option<Vec<Sample>> {
+        let c = &self.status.cache;
+        let tiers = [
+            ("l1", c.l1_hits, c.l1_misses),
+            ("l2", c.l2_hits, c.l2_misses),
+        ];
+        let samples = tiers.into_iter().map(|(tier, hits, misses)| {
+            let labels = vec![("node", self.node.clone()), ("tier", tier.to_string())];
+            Sample::new(labels, get(hits, misses))
+        });
+        Some(samples.collect())
+    }
+
+    /// One sample per value of `label`, without the node (the value names a shared thing).
+    fn per_label<'a, V: Into<Value> + 'a>(
+        label: &'static str,
+        values: impl IntoIterator<Item = (&'a str, V)>,
+    ) -> Vec<Sample> {
+        values
+            .into_iter()
+            .map(|(v, n)| Sample::new(vec![(label, v.to_string())], n))
+            .collect()
+    }
+}
+
+/// The share of reads answered, 0 before any read.
+fn hit_ratio(hits: u64, misses: u64) -> Value {
+    let total = hits + misses;
+    Value::Float(if total == 0 {
+        0.0
+    } else {
+        hits as f64 / total as f64
+    })
+}
+
+/// One series of the exposition. `read` gives its samples, or `None` when the node has
+/// no such thing (then not even its header is written).
+struct Series {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    read: fn(&Scrape) -> Option<Vec<Sample>>,
+}
+
+const GAUGE: &str = "gauge";
+const COUNTER: &str = "counter";
+
+/// The series read from the node at scrape time, in exposition order.
+const SERIES: &[Series] = &[
+    Series {
+        name: "merit_up",
+        kind: GAUGE,
+        help: "1 while the node's supervision tree is healthy",
+        read: |s| s.per_node(s.status.healthy),
+    },
+    Series {
+        name: "merit_config_version",
+        kind: GAUGE,
+        help: "Active dynamic config version",
+        read: |s| s.per_node(s.status.config_version),
+    },
+    Series {
+        name: "merit_resident_actors",
+        kind: GAUGE,
+        help: "Actors in memory per kind",
+        read: |s| s.per_kind(|r| r.resident),
+    },
+    Series {
+        name: "merit_actor_turns_total",
+        kind: COUNTER,
+        help: "Messages applied per actor kind",
+        read: |s| s.per_kind(|r| r.applied),
+    },
+    Series {
+        name: "merit_actor_commits_total",
+        kind: COUNTER,
+        help: "Turns committed per actor kind (each applies one or more queued messages of one actor)",
+        read: |s| s.per_kind(|r| r.turns),
+    },
+    Series {
+        name: "merit_actor_duplicates_total",
+        kind: COUNTER,
+        help: "Redeliveries absorbed by the inbox",
+        read: |s| s.per_kind(|r| r.duplicates),
+    },
+    Series {
+        name: "merit_actor_retries_total",
+        kind: COUNTER,
+        help: "Turn retries",
+        read: |s| s.per_kind(|r| r.retries),
+    },
+    Series {
+        name: "merit_actor_restarts_total",
+        kind: COUNTER,
+        help: "Actor restarts after a panic",
+        read: |s| s.per_kind(|r| r.restarts),
+    },
+    Series {
+        name: "merit_actor_conflicts_total",
+        kind: COUNTER,
+        help: "Version conflicts (another writer)",
+        read: |s| s.per_kind(|r| r.conflicts),
+    },
+    Series {
+        name: "merit_actor_dead_letters_total",
+        kind: COUNTER,
+        help: "Messages dead-lettered by handlers",
+        read: |s| s.per_kind(|r| r.dead_letters),
+    },
+    Series {
+        name: "merit_actor_activations_total",
+        kind: COUNTER,
+        help: "Actors activated from storage",
+        read: |s| s.per_kind(|r| r.activations),
+    },
+    Series {
+        name: "merit_actor_passivations_total",
+        kind: COUNTER,
+        help: "Actors passivated",
+        read: |s| s.per_kind(|r| r.passivations),
+    },
+    Series {
+        name: "merit_service_restarts_total",
+        kind: COUNTER,
+        help: "Supervised service restarts",
+        read: |s| s.per_service(|svc| svc.restarts),
+    },
+    Series {
+        name: "merit_service_running",
+        kind: GAUGE,
+        help: "1 while a supervised service runs",
+        read: |s| {
+            s.per_service(|svc| matches!(svc.state, merit_supervisors::ServiceState::Running))
+        },
+    },
+    Series {
+        name: "merit_dependency_up",
+        kind: GAUGE,
+        help: "1 while a dependency answers",
+        read: |s| {
+            let samples = s.status.dependencies.iter().map(|(name, up)| {
+                let labels = vec![("node", s.node.clone()), ("dependency", name.clone())];
+                Sample::new(labels, *up)
+            });
+            Some(samples.collect())
+        },
+    },
+    Series {
+        name: "merit_mailbox_depth",
+        kind: GAUGE,
+        help: "Messages ready in a queue",
+        read: |s| {
+            let depths = s.depths.iter().flatten();
+            Some(Scrape::per_label("queue", depths.map(|(q, n)| (q.as_str(), *n))))
+        },
+    },
+    Series {
+        name: "merit_dead_letters_stored",
+        kind: GAUGE,
+        help: "Dead letters in the dead-letter table per state (waiting: not yet replayed or discarded)",
+        read: |s| Some(Scrape::per_label("state", s.dead_letters.iter().copied())),
+    },
+    Series {
+        name: "merit_sagas",
+        kind: GAUGE,
+        help: "Sagas per state",
+        read: |s| {
+            let counts = s.sagas.as_ref()?;
+            // Every state, counted or not, so that a state's series never disappears.
+            let all = counts.iter().flat_map(|counts| {
+                merit_sagas::SagaState::ALL
+                    .iter()
+                    .map(|st| (st.as_str(), counts.get(st).copied().unwrap_or(0)))
+            });
+            Some(Scrape::per_label("state", all))
+        },
+    },
+    Series {
+        name: "merit_outbox_pending",
+        kind: GAUGE,
+        help: "Outbox rows not yet confirmed by the broker",
+        read: |s| s.outbox.map(|(pending, _)| vec![Sample::new(vec![], pending)]),
+    },
+    Series {
+        name: "merit_outbox_lag_seconds_current",
+        kind: GAUGE,
+        help: "Age of the oldest unpublished outbox row",
+        read: |s| s.outbox.map(|(_, lag)| vec![Sample::new(vec![], lag)]),
+    },
+    Series {
+        name: "merit_cache_hits_total",
+        kind: COUNTER,
+        help: "Cache reads answered, per tier",
+        read: |s| s.per_tier(|hits, _| Value::Int(hits)),
+    },
+    Series {
+        name: "merit_cache_misses_total",
+        kind: COUNTER,
+        help: "Cache reads not answered, per tier",
+        read: |s| s.per_tier(|_, misses| Value::Int(misses)),
+    },
+    Series {
+        name: "merit_cache_hit_ratio",
+        kind: GAUGE,
+        help: "Hits / (hits + misses) per tier since start",
+        read: |s| s.per_tier(hit_ratio),
+    },
+    // Only where Redis is configured: a node without it has no Redis to be down.
+    Series {
+        name: "merit_cache_redis_up",
+        kind: GAUGE,
+        help: "1 while Redis (L2) is in use",
+        read: |s| {
+            let c = &s.status.cache;
+            c.redis_configured.then(|| s.per_node(c.redis_up)).flatten()
+        },
+    },
+    Series {
+        name: "merit_chain_checkpoint_lag_blocks",
+        kind: GAUGE,
+        help: "Chain head minus the listener's checkpoint (includes the confirmation depth)",
+        read: |s| s.per_node(s.chain.as_ref()?.lag.unwrap_or(0)),
+    },
+    Series {
+        name: "merit_chain_listener_ok",
+        kind: GAUGE,
+        help: "1 while the listener's last poll succeeded",
+        read: |s| s.per_node(s.chain.as_ref()?.last_error.is_none()),
+    },
+    Series {
+        name: "merit_chain_reorgs_total",
+        kind: COUNTER,
+        help: "Reorgs below the checkpoint detected",
+        read: |s| s.per_node(s.chain.as_ref()?.reorgs),
+    },
+    Series {
+        name: "merit_ws_sessions",
+        kind: GAUGE,
+        help: "WebSocket sessions on this node",
+        read: |s| s.per_node(s.ws_sessions),
+    },
+];
+
+fn line(out: &mut String, name: &str, labels: &[(&str, String)], value: Value) {
     let _ = write!(out, "{name}");
     if !labels.is_empty() {
         out.push('{');
@@ -91,333 +472,22 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// The whole exposition.
+/// The whole exposition: the recorder's series, then [`SERIES`] read from the node.
 pub(crate) async fn render(state: &ApiState) -> String {
     let mut out = state
         .metrics
         .as_ref()
         .map(PrometheusHandle::render)
         .unwrap_or_default();
-    let status = state.probe.status();
-    let node = state.node_id.as_str();
-
-    header(
-        &mut out,
-        "merit_up",
-        "gauge",
-        "1 while the node's supervision tree is healthy",
-    );
-    line(
-        &mut out,
-        "merit_up",
-        &[("node", node)],
-        u8::from(status.healthy),
-    );
-    header(
-        &mut out,
-        "merit_config_version",
-        "gauge",
-        "Active dynamic config version",
-    );
-    line(
-        &mut out,
-        "merit_config_version",
-        &[("node", node)],
-        status.config_version,
-    );
-
-    header(
-        &mut out,
-        "merit_resident_actors",
-        "gauge",
-        "Actors in memory per kind",
-    );
-    for r in &status.registries {
-        line(
-            &mut out,
-            "merit_resident_actors",
-            &[("node", node), ("kind", r.kind)],
-            r.resident,
-        );
-    }
-    for (name, help, get) in [
-        (
-            "merit_actor_turns_total",
-            "Messages applied per actor kind",
-            (|r| r.applied) as fn(&merit_supervisors::RegistryStatus) -> u64,
-        ),
-        (
-            "merit_actor_commits_total",
-            "Turns committed per actor kind (each applies one or more queued messages of one actor)",
-            |r| r.turns,
-        ),
-        (
-            "merit_actor_duplicates_total",
-            "Redeliveries absorbed by the inbox",
-            |r| r.duplicates,
-        ),
-        ("merit_actor_retries_total", "Turn retries", |r| r.retries),
-        (
-            "merit_actor_restarts_total",
-            "Actor restarts after a panic",
-            |r| r.restarts,
-        ),
-        (
-            "merit_actor_conflicts_total",
-            "Version conflicts (another writer)",
-            |r| r.conflicts,
-        ),
-        (
-            "merit_actor_dead_letters_total",
-            "Messages dead-lettered by handlers",
-            |r| r.dead_letters,
-        ),
-        (
-            "merit_actor_activations_total",
-            "Actors activated from storage",
-            |r| r.activations,
-        ),
-        ("merit_actor_passivations_total", "Actors passivated", |r| {
-            r.passivations
-        }),
-    ] {
-        header(&mut out, name, "counter", help);
-        for r in &status.registries {
-            line(&mut out, name, &[("node", node), ("kind", r.kind)], get(r));
-        }
-    }
-
-    header(
-        &mut out,
-        "merit_service_restarts_total",
-        "counter",
-        "Supervised service restarts",
-    );
-    for s in &status.services {
-        line(
-            &mut out,
-            "merit_service_restarts_total",
-            &[("node", node), ("service", &s.name)],
-            s.restarts,
-        );
-    }
-    header(
-        &mut out,
-        "merit_service_running",
-        "gauge",
-        "1 while a supervised service runs",
-    );
-    for s in &status.services {
-        let running = matches!(s.state, merit_supervisors::ServiceState::Running);
-        line(
-            &mut out,
-            "merit_service_running",
-            &[("node", node), ("service", &s.name)],
-            u8::from(running),
-        );
-    }
-    header(
-        &mut out,
-        "merit_dependency_up",
-        "gauge",
-        "1 while a dependency answers",
-    );
-    for (name, up) in &status.dependencies {
-        line(
-            &mut out,
-            "merit_dependency_up",
-            &[("node", node), ("dependency", name)],
-            u8::from(*up),
-        );
-    }
-
-    header(
-        &mut out,
-        "merit_mailbox_depth",
-        "gauge",
-        "Messages ready in a queue",
-    );
-    if let Ok(depths) = state.transport.queue_depths().await {
-        for (queue, ready) in depths {
-            line(&mut out, "merit_mailbox_depth", &[("queue", &queue)], ready);
-        }
-    }
-
-    header(
-        &mut out,
-        "merit_dead_letters_stored",
-        "gauge",
-        "Dead letters in the dead-letter table per state (waiting: not yet replayed or discarded)",
-    );
-    for s in merit_storage::DeadLetterState::ALL {
-        let filter = merit_storage::DeadLetterFilter {
-            state: Some(s),
-            ..merit_storage::DeadLetterFilter::default()
+    let scrape = Scrape::read(state).await;
+    for series in SERIES {
+        let Some(samples) = (series.read)(&scrape) else {
+            continue;
         };
-        if let Ok(n) = state.store.count_dead_letters(&filter).await {
-            line(
-                &mut out,
-                "merit_dead_letters_stored",
-                &[("state", s.as_str())],
-                n,
-            );
+        header(&mut out, series.name, series.kind, series.help);
+        for sample in samples {
+            line(&mut out, series.name, &sample.labels, sample.value);
         }
     }
-
-    if let Some(executor) = &state.sagas {
-        header(&mut out, "merit_sagas", "gauge", "Sagas per state");
-        if let Ok(counts) = executor.counts(None).await {
-            for s in merit_sagas::SagaState::ALL {
-                let n = counts.get(s).copied().unwrap_or(0);
-                line(&mut out, "merit_sagas", &[("state", s.as_str())], n);
-            }
-        }
-    }
-
-    if let Some((pending, lag)) = outbox_lag(&state.store).await {
-        header(
-            &mut out,
-            "merit_outbox_pending",
-            "gauge",
-            "Outbox rows not yet confirmed by the broker",
-        );
-        line(&mut out, "merit_outbox_pending", &[], pending);
-        header(
-            &mut out,
-            "merit_outbox_lag_seconds_current",
-            "gauge",
-            "Age of the oldest unpublished outbox row",
-        );
-        line(&mut out, "merit_outbox_lag_seconds_current", &[], lag);
-    }
-
-    let c = &status.cache;
-    header(
-        &mut out,
-        "merit_cache_hits_total",
-        "counter",
-        "Cache reads answered, per tier",
-    );
-    line(
-        &mut out,
-        "merit_cache_hits_total",
-        &[("node", node), ("tier", "l1")],
-        c.l1_hits,
-    );
-    line(
-        &mut out,
-        "merit_cache_hits_total",
-        &[("node", node), ("tier", "l2")],
-        c.l2_hits,
-    );
-    header(
-        &mut out,
-        "merit_cache_misses_total",
-        "counter",
-        "Cache reads not answered, per tier",
-    );
-    line(
-        &mut out,
-        "merit_cache_misses_total",
-        &[("node", node), ("tier", "l1")],
-        c.l1_misses,
-    );
-    line(
-        &mut out,
-        "merit_cache_misses_total",
-        &[("node", node), ("tier", "l2")],
-        c.l2_misses,
-    );
-    header(
-        &mut out,
-        "merit_cache_hit_ratio",
-        "gauge",
-        "Hits / (hits + misses) per tier since start",
-    );
-    for (tier, hits, misses) in [
-        ("l1", c.l1_hits, c.l1_misses),
-        ("l2", c.l2_hits, c.l2_misses),
-    ] {
-        let total = hits + misses;
-        let ratio = if total == 0 {
-            0.0
-        } else {
-            hits as f64 / total as f64
-        };
-        line(
-            &mut out,
-            "merit_cache_hit_ratio",
-            &[("node", node), ("tier", tier)],
-            ratio,
-        );
-    }
-    // Only where Redis is configured: a node without it has no Redis to be down.
-    if c.redis_configured {
-        header(
-            &mut out,
-            "merit_cache_redis_up",
-            "gauge",
-            "1 while Redis (L2) is in use",
-        );
-        line(
-            &mut out,
-            "merit_cache_redis_up",
-            &[("node", node)],
-            u8::from(c.redis_up),
-        );
-    }
-
-    if let Some(listener) = state.chain.as_ref().and_then(|c| c.listener.as_ref()) {
-        let s = listener.get();
-        header(
-            &mut out,
-            "merit_chain_checkpoint_lag_blocks",
-            "gauge",
-            "Chain head minus the listener's checkpoint (includes the confirmation depth)",
-        );
-        line(
-            &mut out,
-            "merit_chain_checkpoint_lag_blocks",
-            &[("node", node)],
-            s.lag.unwrap_or(0),
-        );
-        header(
-            &mut out,
-            "merit_chain_listener_ok",
-            "gauge",
-            "1 while the listener's last poll succeeded",
-        );
-        line(
-            &mut out,
-            "merit_chain_listener_ok",
-            &[("node", node)],
-            u8::from(s.last_error.is_none()),
-        );
-        header(
-            &mut out,
-            "merit_chain_reorgs_total",
-            "counter",
-            "Reorgs below the checkpoint detected",
-        );
-        line(
-            &mut out,
-            "merit_chain_reorgs_total",
-            &[("node", node)],
-            s.reorgs,
-        );
-    }
-
-    header(
-        &mut out,
-        "merit_ws_sessions",
-        "gauge",
-        "WebSocket sessions on this node",
-    );
-    line(
-        &mut out,
-        "merit_ws_sessions",
-        &[("node", node)],
-        state.hub.sessions(),
-    );
     out
 }

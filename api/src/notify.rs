@@ -233,19 +233,33 @@ impl NotificationHub {
             .with_connection_name(format!("merit-notify {}", self.inner.node_id).into());
         let (connection, _) = addresses.connect(&props, CONNECT_TIMEOUT).await?;
         let publisher = connection.create_channel().await?;
-        publisher
-            .exchange_declare(
-                NOTIFY_EXCHANGE.into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
+        declare_exchange(&publisher).await?;
+        let mut consumer = self.consume(&connection).await?;
+        // Connected: what was missed while away is read from the logs.
+        self.inner.resync.send_modify(|g| *g += 1);
+        tracing::info!("notification fan-out connected");
+        loop {
+            tokio::select! {
+                batch = outgoing.recv() => {
+                    let Some(items) = batch else { return Ok(()) };
+                    self.publish(&publisher, items).await?;
+                }
+                delivery = consumer.next() => match delivery {
+                    Some(Ok(d)) => self.receive(&d.data),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Ok(()),
                 },
-                FieldTable::default(),
-            )
-            .await?;
-        let consumer_channel = connection.create_channel().await?;
-        let queue = consumer_channel
+            }
+        }
+    }
+
+    /// Binds an exclusive, auto-delete queue of this node to the exchange and consumes it.
+    async fn consume(
+        &self,
+        connection: &lapin::Connection,
+    ) -> Result<lapin::Consumer, FanoutError> {
+        let channel = connection.create_channel().await?;
+        let queue = channel
             .queue_declare(
                 "".into(),
                 QueueDeclareOptions {
@@ -256,7 +270,7 @@ impl NotificationHub {
                 FieldTable::default(),
             )
             .await?;
-        consumer_channel
+        channel
             .queue_bind(
                 queue.name().clone(),
                 NOTIFY_EXCHANGE.into(),
@@ -265,7 +279,7 @@ impl NotificationHub {
                 FieldTable::default(),
             )
             .await?;
-        let mut consumer = consumer_channel
+        Ok(channel
             .basic_consume(
                 queue.name().clone(),
                 format!("merit-notify-{}", self.inner.node_id)
@@ -277,45 +291,60 @@ impl NotificationHub {
                 },
                 FieldTable::default(),
             )
-            .await?;
-        // Connected: what was missed while away is read from the logs.
-        self.inner.resync.send_modify(|g| *g += 1);
-        tracing::info!("notification fan-out connected");
-        loop {
-            tokio::select! {
-                batch = outgoing.recv() => {
-                    let Some(items) = batch else { return Ok(()) };
-                    let body = serde_json::to_vec(&FanoutMessage {
-                        origin: self.inner.node_id.clone(),
-                        items,
-                    })
-                    .unwrap_or_default();
-                    // Fire and forget (the confirm is dropped): the log is the durable copy.
-                    drop(publisher
-                        .basic_publish(
-                            NOTIFY_EXCHANGE.into(),
-                            "".into(),
-                            BasicPublishOptions::default(),
-                            &body,
-                            BasicProperties::default(),
-                        )
-                        .await?);
-                }
-                delivery = consumer.next() => {
-                    let delivery = match delivery {
-                        Some(Ok(d)) => d,
-                        Some(Err(e)) => return Err(e.into()),
-                        None => return Ok(()),
-                    };
-                    match serde_json::from_slice::<FanoutMessage>(&delivery.data) {
-                        Ok(m) if m.origin != self.inner.node_id => self.deliver_local(&m.items),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "unreadable message on merit.notify ignored"),
-                    }
-                }
-            }
+            .await?)
+    }
+
+    /// Publishes a batch of this node's notifications for the other nodes.
+    async fn publish(
+        &self,
+        publisher: &lapin::Channel,
+        items: Vec<UserNotification>,
+    ) -> Result<(), FanoutError> {
+        let body = serde_json::to_vec(&FanoutMessage {
+            origin: self.inner.node_id.clone(),
+            items,
+        })
+        .unwrap_or_default();
+        // Fire and forget (the confirm is dropped): the log is the durable copy.
+        drop(
+            publisher
+                .basic_publish(
+                    NOTIFY_EXCHANGE.into(),
+                    "".into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default(),
+                )
+                .await?,
+        );
+        Ok(())
+    }
+
+    /// Delivers another node's notifications to this node's sessions (a node's own come
+    /// back too: it delivered them already).
+    fn receive(&self, data: &[u8]) {
+        match serde_json::from_slice::<FanoutMessage>(data) {
+            Ok(m) if m.origin != self.inner.node_id => self.deliver_local(&m.items),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "unreadable message on merit.notify ignored"),
         }
     }
+}
+
+/// Declares the durable fanout exchange the nodes share.
+async fn declare_exchange(channel: &lapin::Channel) -> Result<(), FanoutError> {
+    channel
+        .exchange_declare(
+            NOTIFY_EXCHANGE.into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
 }
 
 impl Notifier for NotificationHub {

@@ -72,6 +72,21 @@ fn time(field: &str, value: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("message: {field} is not an RFC 3339 time"))
 }
 
+/// The lines of a message, `\r\n` already made `\n`.
+type Lines<'a> = std::iter::Peekable<std::str::Split<'a, char>>;
+
+/// The fields EIP-4361 defines after the statement; any other is refused.
+const KNOWN_FIELDS: [&str; 8] = [
+    "URI",
+    "Version",
+    "Chain ID",
+    "Nonce",
+    "Issued At",
+    "Expiration Time",
+    "Not Before",
+    "Request ID",
+];
+
 /// Parses `message`; the error names the line or field that is wrong.
 pub(crate) fn parse(message: &str) -> Result<SiweMessage, String> {
     if message.len() > MAX_MESSAGE_LEN {
@@ -79,7 +94,30 @@ pub(crate) fn parse(message: &str) -> Result<SiweMessage, String> {
     }
     let message = message.replace("\r\n", "\n");
     let mut lines = message.split('\n').peekable();
-    let first = lines.next().unwrap_or_default();
+    let domain = domain(lines.next().unwrap_or_default())?;
+    let address = parse_address(lines.next().unwrap_or_default().trim())?;
+    let statement = statement(&mut lines);
+    let fields = Fields::read(lines)?;
+    let nonce = fields.nonce()?;
+    Ok(SiweMessage {
+        domain: domain.to_string(),
+        address,
+        statement,
+        uri: fields.required("URI")?.to_string(),
+        version: fields.required("Version")?.to_string(),
+        chain_id: fields
+            .required("Chain ID")?
+            .parse()
+            .map_err(|_| "message: Chain ID is not a whole number".to_string())?,
+        nonce,
+        issued_at: time("Issued At", fields.required("Issued At")?)?,
+        expiration_time: fields.time("Expiration Time")?,
+        not_before: fields.time("Not Before")?,
+    })
+}
+
+/// The domain of the preamble line `<domain> wants you to sign in …`.
+fn domain(first: &str) -> Result<&str, String> {
     let domain = first.strip_suffix(PREAMBLE).ok_or_else(|| {
         format!("message: the first line must be `<domain>{PREAMBLE}` (EIP-4361)")
     })?;
@@ -88,8 +126,12 @@ pub(crate) fn parse(message: &str) -> Result<SiweMessage, String> {
     if domain.is_empty() || domain.contains(char::is_whitespace) {
         return Err("message: the domain is empty or has spaces".to_string());
     }
-    let address = lines.next().unwrap_or_default().trim();
-    let address = parse_address(address)?;
+    Ok(domain)
+}
+
+/// The optional statement between the address and the fields, skipping the blank lines
+/// around it.
+fn statement(lines: &mut Lines<'_>) -> Option<String> {
     let mut statement = None;
     while lines.peek().is_some_and(|l| l.is_empty()) {
         lines.next();
@@ -103,72 +145,70 @@ pub(crate) fn parse(message: &str) -> Result<SiweMessage, String> {
     while lines.peek().is_some_and(|l| l.is_empty()) {
         lines.next();
     }
-    let mut fields: Vec<(&str, &str)> = Vec::new();
-    for line in lines.by_ref() {
-        if line == "Resources:" {
-            break;
+    statement
+}
+
+/// The `Field: value` lines, in order.
+struct Fields<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Fields<'a> {
+    /// Reads the field lines up to `Resources:`, then checks the resource lines and that
+    /// every field is one EIP-4361 defines.
+    fn read(mut lines: Lines<'a>) -> Result<Self, String> {
+        let mut fields = Vec::new();
+        for line in lines.by_ref() {
+            if line == "Resources:" {
+                break;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            let (key, value) = line
+                .split_once(": ")
+                .ok_or_else(|| format!("message: line `{}` is not `Field: value`", clip(line)))?;
+            fields.push((key, value));
         }
-        if line.is_empty() {
-            continue;
+        for line in lines {
+            if !(line.is_empty() || line.starts_with("- ")) {
+                return Err(format!(
+                    "message: resource line `{}` does not start with `- `",
+                    clip(line)
+                ));
+            }
         }
-        let (key, value) = line
-            .split_once(": ")
-            .ok_or_else(|| format!("message: line `{}` is not `Field: value`", clip(line)))?;
-        fields.push((key, value));
-    }
-    for line in lines {
-        if !(line.is_empty() || line.starts_with("- ")) {
-            return Err(format!(
-                "message: resource line `{}` does not start with `- `",
-                clip(line)
-            ));
-        }
-    }
-    let get = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
-    let required = |key: &str| get(key).ok_or_else(|| format!("message: `{key}:` is missing"));
-    for (key, _) in &fields {
-        if ![
-            "URI",
-            "Version",
-            "Chain ID",
-            "Nonce",
-            "Issued At",
-            "Expiration Time",
-            "Not Before",
-            "Request ID",
-        ]
-        .contains(key)
-        {
+        if let Some((key, _)) = fields.iter().find(|(k, _)| !KNOWN_FIELDS.contains(k)) {
             return Err(format!("message: unknown field `{}`", clip(key)));
         }
+        Ok(Self(fields))
     }
-    let nonce = required("Nonce")?.to_string();
-    if nonce.len() < 8
-        || nonce.len() > MAX_NONCE_LEN
-        || !nonce.chars().all(|c| c.is_ascii_alphanumeric())
-    {
-        return Err(format!(
-            "message: Nonce must be 8 to {MAX_NONCE_LEN} letters and digits"
-        ));
+
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
-    Ok(SiweMessage {
-        domain: domain.to_string(),
-        address,
-        statement,
-        uri: required("URI")?.to_string(),
-        version: required("Version")?.to_string(),
-        chain_id: required("Chain ID")?
-            .parse()
-            .map_err(|_| "message: Chain ID is not a whole number".to_string())?,
-        nonce,
-        issued_at: time("Issued At", required("Issued At")?)?,
-        expiration_time: get("Expiration Time")
-            .map(|t| time("Expiration Time", t))
-            .transpose()?,
-        not_before: get("Not Before")
-            .map(|t| time("Not Before", t))
-            .transpose()?,
-    })
+
+    fn required(&self, key: &str) -> Result<&'a str, String> {
+        self.get(key)
+            .ok_or_else(|| format!("message: `{key}:` is missing"))
+    }
+
+    /// An optional time field.
+    fn time(&self, key: &str) -> Result<Option<DateTime<Utc>>, String> {
+        self.get(key).map(|t| time(key, t)).transpose()
+    }
+
+    /// The nonce: 8 to [`MAX_NONCE_LEN`] letters and digits.
+    fn nonce(&self) -> Result<String, String> {
+        let nonce = self.required("Nonce")?.to_string();
+        if nonce.len() < 8
+            || nonce.len() > MAX_NONCE_LEN
+            || !nonce.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(format!(
+                "message: Nonce must be 8 to {MAX_NONCE_LEN} letters and digits"
+            ));
+        }
+        Ok(nonce)
+    }
 }
 
 fn clip(text: &str) -> String {
