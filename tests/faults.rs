@@ -7,9 +7,11 @@
 //! merit's tables and, on anvil, on chain) and notifications. All zero.
 //!
 //! These faults hit services the whole machine shares (RabbitMQ, PostgreSQL, Redis) or
-//! take seconds of wall time, so the tests are `#[ignore]`d in the parallel run and
-//! `.ci/run` runs them afterwards, one at a time:
-//! `cargo test --test faults -- --ignored --test-threads=1`.
+//! take seconds of wall time: they are the fault tier, `#[ignore]`d like the service tier,
+//! and they run only where `MERIT_FAULT_TIER=1` says they run alone (a `cargo test --
+//! --include-ignored` beside other tests skips them and says so). `.ci/run` runs them after
+//! the other tiers, one at a time:
+//! `MERIT_FAULT_TIER=1 cargo test --test faults -- --ignored --test-threads=1`.
 
 mod common;
 
@@ -28,6 +30,22 @@ use merit_storage::{
     Store,
 };
 use serde_json::Value;
+
+/// Whether this fault test must not run here: it restarts services other tests share, so
+/// it runs only where `MERIT_FAULT_TIER=1` says the fault tier runs alone. A skip is
+/// written straight to stderr, past libtest's capture, so `cargo test` shows it.
+fn skipped_outside_fault_tier() -> bool {
+    if std::env::var("MERIT_FAULT_TIER").is_ok_and(|v| v == "1") {
+        return false;
+    }
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "fault tier skipped: it restarts shared services, so it runs alone with \
+         MERIT_FAULT_TIER=1 (README: Test tiers)"
+    );
+    true
+}
 
 /// Votes per second `merit simulate` offers, and for how long.
 const RATE: u32 = 250;
@@ -628,8 +646,11 @@ fn assert_clean(v: &Verdict) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "takes 40 s of wall time: run serially (see the module docs)"]
+#[ignore = "fault tier: takes 40 s of wall time: run serially (see the module docs)"]
 async fn node_sigkilled_three_times_under_load_loses_and_doubles_nothing() {
+    if skipped_outside_fault_tier() {
+        return;
+    }
     // On anvil: the in-process dev chain dies with the node, and a chain that forgets
     // sent transactions is not what a crashed node meets in production.
     let mut r = Run::start(
@@ -652,8 +673,11 @@ async fn node_sigkilled_three_times_under_load_loses_and_doubles_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "takes 40 s of wall time: run serially (see the module docs)"]
+#[ignore = "fault tier: takes 40 s of wall time: run serially (see the module docs)"]
 async fn one_of_two_nodes_sigkilled_under_load_loses_and_doubles_nothing() {
+    if skipped_outside_fault_tier() {
+        return;
+    }
     let mut r = Run::start(
         "two-nodes",
         Setup {
@@ -671,8 +695,11 @@ async fn one_of_two_nodes_sigkilled_under_load_loses_and_doubles_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "stops the test's anvil for 5 s: run serially (see the module docs)"]
+#[ignore = "fault tier: stops the test's anvil for 5 s: run serially (see the module docs)"]
 async fn anvil_stopped_and_restarted_under_load_loses_and_doubles_nothing() {
+    if skipped_outside_fault_tier() {
+        return;
+    }
     let mut r = Run::start(
         "anvil",
         Setup {
@@ -693,8 +720,11 @@ async fn anvil_stopped_and_restarted_under_load_loses_and_doubles_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "restarts the shared RabbitMQ: run serially (see the module docs)"]
+#[ignore = "fault tier: restarts the shared RabbitMQ: run serially (see the module docs)"]
 async fn rabbitmq_restarted_under_load_loses_and_doubles_nothing() {
+    if skipped_outside_fault_tier() {
+        return;
+    }
     let r = Run::start(
         "rabbitmq",
         Setup {
@@ -715,8 +745,11 @@ async fn rabbitmq_restarted_under_load_loses_and_doubles_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "restarts the shared PostgreSQL: run serially (see the module docs)"]
+#[ignore = "fault tier: restarts the shared PostgreSQL: run serially (see the module docs)"]
 async fn postgresql_restarted_under_load_loses_and_doubles_nothing() {
+    if skipped_outside_fault_tier() {
+        return;
+    }
     let r = Run::start(
         "postgresql",
         Setup {
@@ -750,8 +783,11 @@ async fn postgresql_restarted_under_load_loses_and_doubles_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flushes and stops the shared Redis: run serially (see the module docs)"]
+#[ignore = "fault tier: flushes and stops the shared Redis: run serially (see the module docs)"]
 async fn redis_flushed_and_stopped_under_load_loses_and_doubles_nothing() {
+    if skipped_outside_fault_tier() {
+        return;
+    }
     let r = Run::start(
         "redis",
         Setup {
@@ -817,8 +853,11 @@ fn broker_node_number(node: &str) -> u8 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "stops a node of the test broker cluster for 5 s: run serially (see the module docs)"]
+#[ignore = "fault tier: stops a node of the test broker cluster for 5 s: run serially (see the module docs)"]
 async fn broker_node_leading_the_shards_stopped_under_load_loses_and_doubles_nothing() {
+    if skipped_outside_fault_tier() {
+        return;
+    }
     let r = Run::start(
         "broker-node",
         Setup {
@@ -884,8 +923,11 @@ async fn broker_node_leading_the_shards_stopped_under_load_loses_and_doubles_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runs four nodes for 40 s: run serially (see the module docs)"]
+#[ignore = "fault tier: runs four nodes for 40 s: run serially (see the module docs)"]
 async fn nodes_joining_and_leaving_under_load_lose_and_double_nothing() {
+    if skipped_outside_fault_tier() {
+        return;
+    }
     // Three nodes share the shards; a fourth joins, one leaves with SIGTERM (a handover)
     // and one is SIGKILLed (a takeover after its registration expires), all while
     // `merit simulate` publishes; the ledger checker then counts every vote, unlock,

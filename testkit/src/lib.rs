@@ -4,6 +4,12 @@
 //! PostgreSQL database dropped by [`TestDb::cleanup`]) and a RabbitMQ vhost of its own
 //! ([`broker::Vhost`]), so tests run in parallel without seeing each other; and
 //! [`on_both_backends!`], which runs one test body on each backend.
+//!
+//! Tests that need running services (PostgreSQL, RabbitMQ, Redis, anvil, Chromium) are
+//! the service tier: they carry
+//! `#[ignore = "service tier: needs running services (README: Test tiers)"]`, so a plain
+//! `cargo test` runs the fast tier on any machine and lists the rest as ignored, and
+//! `--include-ignored` (or `.ci/run`) runs them.
 //! Must not know: any crate above storage — a test harness that needs actors, mailboxes or
 //! nodes builds them in its own crate's `tests/common` on top of this one.
 //!
@@ -127,6 +133,10 @@ async fn admin_execute(sql: &str) {
 /// `$body(Backend)` on each backend in a multi-threaded tokio runtime (2 workers, or `N`
 /// after a leading `workers = N;`).
 ///
+/// The `postgres` test belongs to the service tier (ignored by a plain `cargo test`, run by
+/// `--include-ignored`); the `sqlite` one to the fast tier, unless a leading `services;`
+/// says the body needs running services too (a broker, Redis).
+///
 /// ```ignore
 /// on_both_backends! {
 ///     a_turn_commits_state_inbox_and_outbox_together => turn_commits_all;
@@ -135,21 +145,46 @@ async fn admin_execute(sql: &str) {
 /// ```
 #[macro_export]
 macro_rules! on_both_backends {
-    (workers = $workers:literal; $($name:ident => $body:ident;)*) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
-                async fn sqlite() {
-                    super::$body($crate::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
-                async fn postgres() {
-                    super::$body($crate::Backend::Postgres).await
-                }
+    (@one $workers:literal, fast, $name:ident => $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+            async fn sqlite() {
+                super::$body($crate::Backend::Sqlite).await
             }
-        )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+            #[ignore = "service tier: needs running services (README: Test tiers)"]
+            async fn postgres() {
+                super::$body($crate::Backend::Postgres).await
+            }
+        }
     };
-    ($($name:ident => $body:ident;)*) => {
-        $crate::on_both_backends! { workers = 2; $($name => $body;)* }
+    (@one $workers:literal, services, $name:ident => $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+            #[ignore = "service tier: needs running services (README: Test tiers)"]
+            async fn sqlite() {
+                super::$body($crate::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+            #[ignore = "service tier: needs running services (README: Test tiers)"]
+            async fn postgres() {
+                super::$body($crate::Backend::Postgres).await
+            }
+        }
+    };
+    (@all $workers:literal, $tier:ident, $($name:ident => $body:ident;)*) => {
+        $( $crate::on_both_backends! { @one $workers, $tier, $name => $body } )*
+    };
+    (workers = $workers:literal; services; $($rest:tt)*) => {
+        $crate::on_both_backends! { @all $workers, services, $($rest)* }
+    };
+    (workers = $workers:literal; $($rest:tt)*) => {
+        $crate::on_both_backends! { @all $workers, fast, $($rest)* }
+    };
+    (services; $($rest:tt)*) => {
+        $crate::on_both_backends! { @all 2, services, $($rest)* }
+    };
+    ($($rest:tt)*) => {
+        $crate::on_both_backends! { @all 2, fast, $($rest)* }
     };
 }
