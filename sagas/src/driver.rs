@@ -21,7 +21,7 @@ use merit_storage::{
     StorageError,
 };
 use rand::Rng;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument, Span};
 
 use crate::{
     definition::{SagaDefinition, StepContext, StepDef, StepFn, StepOutcome},
@@ -74,6 +74,135 @@ struct Driver {
 /// Whether the driver still holds the lease and should go on.
 type Go = bool;
 
+/// Which way the saga moves, and what differs between the two ways: forward runs each
+/// step's action from the first step on, backward runs their compensations from the last
+/// step reached back to the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+impl Direction {
+    fn phase(self) -> Phase {
+        match self {
+            Direction::Forward => Phase::Action,
+            Direction::Backward => Phase::Compensation,
+        }
+    }
+
+    /// The span's `phase` field.
+    fn label(self) -> &'static str {
+        match self {
+            Direction::Forward => "action",
+            Direction::Backward => "compensation",
+        }
+    }
+
+    /// The index the saga moves to once step `i` is finished.
+    fn next(self, i: usize) -> i32 {
+        match self {
+            Direction::Forward => i as i32 + 1,
+            Direction::Backward => i as i32 - 1,
+        }
+    }
+
+    fn retry(self, sdef: &StepDef) -> &crate::RetryPolicy {
+        match self {
+            Direction::Forward => &sdef.retry,
+            Direction::Backward => &sdef.compensation_retry,
+        }
+    }
+
+    /// The attempts already counted for this direction's call of `step`.
+    fn attempts(self, step: &saga_step::Model) -> u32 {
+        let n = match self {
+            Direction::Forward => step.attempts,
+            Direction::Backward => step.compensation_attempts,
+        };
+        u32::try_from(n).unwrap_or(0)
+    }
+
+    fn set_attempts(self, step: &mut saga_step::ActiveModel, attempts: u32) {
+        match self {
+            Direction::Forward => step.attempts = Set(attempts as i32),
+            Direction::Backward => step.compensation_attempts = Set(attempts as i32),
+        }
+    }
+
+    /// The output a call answered with while it is not finished yet: the next call (a
+    /// re-poll) gets it back as `previous`.
+    fn set_output(self, step: &mut saga_step::ActiveModel, output: serde_json::Value) {
+        match self {
+            Direction::Forward => step.output = Set(Some(output)),
+            Direction::Backward => step.compensation_output = Set(Some(output)),
+        }
+    }
+
+    /// The step's state while a call is in flight.
+    fn calling(self) -> StepState {
+        match self {
+            Direction::Forward => StepState::Running,
+            Direction::Backward => StepState::Compensating,
+        }
+    }
+
+    /// The step's state while its effect awaits finality and is re-polled.
+    fn awaiting(self) -> StepState {
+        match self {
+            Direction::Forward => StepState::Awaiting,
+            Direction::Backward => StepState::CompensationAwaiting,
+        }
+    }
+
+    /// The step's state once this direction's call finished.
+    fn finished(self) -> StepState {
+        match self {
+            Direction::Forward => StepState::Done,
+            Direction::Backward => StepState::Compensated,
+        }
+    }
+
+    /// The step's state while waiting to retry; a compensation has none and stays
+    /// `compensating`, which the next call counts as a new attempt all the same.
+    fn retrying(self) -> Option<StepState> {
+        match self {
+            Direction::Forward => Some(StepState::Retrying),
+            Direction::Backward => None,
+        }
+    }
+
+    fn retrying_message(self) -> &'static str {
+        match self {
+            Direction::Forward => "step failed transiently: retrying",
+            Direction::Backward => "compensation failed: retrying",
+        }
+    }
+}
+
+/// Where the saga stands: at a step (in the state read), or already moved on.
+enum Position {
+    At(usize, StepState),
+    Moved(Go),
+}
+
+/// What a step calls next, or how the saga moved on without calling anything.
+enum Callee {
+    Call(Arc<dyn StepFn>),
+    Moved(Go),
+}
+
+/// The call just made: which step, and how its attempt was counted.
+#[derive(Debug, Clone, Copy)]
+struct Tried {
+    i: usize,
+    /// A re-poll of an awaiting step (it does not count an attempt up front).
+    polling: bool,
+    attempt: u32,
+    /// The attempts counted before this call.
+    done_attempts: u32,
+}
+
 impl Driver {
     async fn run(&mut self) -> Result<()> {
         let Some(def) = self.inner.registry.get(&self.saga.kind) else {
@@ -115,10 +244,11 @@ impl Driver {
                     return Ok(());
                 }
             }
-            let go = match state {
-                SagaState::Running => self.forward(&def).await?,
-                _ => self.backward(&def).await?,
+            let dir = match state {
+                SagaState::Running => Direction::Forward,
+                _ => Direction::Backward,
             };
+            let go = self.step(&def, dir).await?;
             if !go {
                 warn!("lease lost: another node drives this saga now");
                 return Ok(());
@@ -282,34 +412,125 @@ impl Driver {
         policy.backoff(attempt, unit)
     }
 
-    /// One forward move: run (or re-poll) the current step and record its outcome.
-    async fn forward(&mut self, def: &SagaDefinition) -> Result<Go> {
-        let n = def.steps.len();
-        let Ok(i) = usize::try_from(self.saga.current_step) else {
-            return self
-                .fail(format!("running saga at step {}", self.saga.current_step))
-                .await;
+    /// One move in `dir`: run (or re-poll) the current step's action or compensation and
+    /// record its outcome.
+    async fn step(&mut self, def: &SagaDefinition, dir: Direction) -> Result<Go> {
+        let (i, state) = match self.position(def, dir).await? {
+            Position::At(i, state) => (i, state),
+            Position::Moved(go) => return Ok(go),
         };
-        if i >= n {
-            info!("saga completed");
-            let mut am = self.saga_am();
-            am.state = Set(SagaState::Completed.as_str().into());
-            am.next_attempt_at = Set(None);
-            return self.commit(am, None).await;
-        }
         let sdef: &StepDef = &def.steps[i];
-        let state = match self.steps[i].state.parse::<StepState>() {
-            Ok(s) => s,
-            Err(e) => return self.fail(e.to_string()).await,
+        let span = info_span!("saga_step", step = i, name = %sdef.name, phase = dir.label(),
+            attempt = tracing::field::Empty);
+        let callee = match dir {
+            Direction::Forward => self.action_to_call(sdef, i, state).await?,
+            Direction::Backward => self.compensation_to_call(sdef, i, state, &span).await?,
         };
+        let f = match callee {
+            Callee::Call(f) => f,
+            Callee::Moved(go) => return Ok(go),
+        };
+        let polling = state == dir.awaiting();
+        let done_attempts = dir.attempts(&self.steps[i]);
+        let attempt = if polling {
+            done_attempts.max(1)
+        } else {
+            done_attempts + 1
+        };
+        span.record("attempt", attempt);
+        if !polling {
+            if !dir.retry(sdef).allows_another(attempt - 1) {
+                // Earlier attempts never answered (crash, lost lease): stop re-running it.
+                let error = format!(
+                    "gave up after {} attempts that did not finish (crash or lost lease)",
+                    attempt - 1
+                );
+                return self
+                    .give_up(def, dir, i, attempt - 1, error)
+                    .instrument(span)
+                    .await;
+            }
+            if !self
+                .begin_attempt(dir, i, attempt)
+                .instrument(span.clone())
+                .await?
+            {
+                return Ok(false);
+            }
+        }
+        if dir == Direction::Forward {
+            debug!(parent: &span, polling, "calling action");
+        }
+        let ctx = self.context(def, i, dir.phase(), attempt);
+        let Some(outcome) = self
+            .call(f, ctx, sdef.timeout)
+            .instrument(span.clone())
+            .await?
+        else {
+            return Ok(false);
+        };
+        let tried = Tried {
+            i,
+            polling,
+            attempt,
+            done_attempts,
+        };
+        self.record(def, dir, tried, outcome).instrument(span).await
+    }
+
+    /// The step the saga stands at in `dir`, or how it moved on without one: past the last
+    /// step it is completed, before the first it is compensated.
+    async fn position(&mut self, def: &SagaDefinition, dir: Direction) -> Result<Position> {
+        let current = self.saga.current_step;
+        let i = match (dir, usize::try_from(current)) {
+            (Direction::Forward, Err(_)) => {
+                let reason = format!("running saga at step {current}");
+                return self.fail(reason).await.map(Position::Moved);
+            }
+            (Direction::Forward, Ok(i)) if i >= def.steps.len() => {
+                info!("saga completed");
+                return self.finish(SagaState::Completed).await.map(Position::Moved);
+            }
+            (Direction::Forward, Ok(i)) => i,
+            (Direction::Backward, Err(_)) => {
+                info!("saga compensated");
+                return self
+                    .finish(SagaState::Compensated)
+                    .await
+                    .map(Position::Moved);
+            }
+            (Direction::Backward, Ok(i)) => i.min(def.steps.len() - 1),
+        };
+        match self.steps[i].state.parse::<StepState>() {
+            Ok(state) => Ok(Position::At(i, state)),
+            Err(e) => self.fail(e.to_string()).await.map(Position::Moved),
+        }
+    }
+
+    /// Moves the saga to the final `state`.
+    async fn finish(&mut self, state: SagaState) -> Result<Go> {
+        let mut am = self.saga_am();
+        am.state = Set(state.as_str().into());
+        am.next_attempt_at = Set(None);
+        self.commit(am, None).await
+    }
+
+    /// The action a step in `state` calls next, or how the saga moved on without calling it.
+    async fn action_to_call(
+        &mut self,
+        sdef: &StepDef,
+        i: usize,
+        state: StepState,
+    ) -> Result<Callee> {
         match state {
             StepState::Pending | StepState::Running | StepState::Retrying | StepState::Awaiting => {
+                Ok(Callee::Call(sdef.action.clone()))
             }
             StepState::Done => {
                 // Already recorded (written with its own transition); just move on.
                 let mut am = self.saga_am();
                 am.current_step = Set(i as i32 + 1);
-                return self.commit(am, None).await;
+                self.commit(am, None).await.map(Callee::Moved)
             }
             _ => {
                 // A step already failed or compensating while the saga runs forward: the
@@ -319,129 +540,211 @@ impl Driver {
                 } else {
                     i as i32
                 };
-                return self
-                    .begin_compensation(from, format!("step {:?} is {state}", sdef.name))
-                    .await;
+                let reason = format!("step {:?} is {state}", sdef.name);
+                self.begin_compensation(from, reason)
+                    .await
+                    .map(Callee::Moved)
             }
         }
-        let polling = state == StepState::Awaiting;
-        let done_attempts = u32::try_from(self.steps[i].attempts).unwrap_or(0);
-        let attempt = if polling {
-            done_attempts.max(1)
-        } else {
-            done_attempts + 1
-        };
-        let span = info_span!("saga_step", step = i, name = %sdef.name, phase = "action", attempt);
-        if !polling {
-            if !sdef.retry.allows_another(attempt - 1) {
-                // Earlier attempts never answered (crash, lost lease): stop re-running it.
-                let error = format!(
-                    "gave up after {} attempts that did not finish (crash or lost lease)",
-                    attempt - 1
-                );
-                return self
-                    .exhausted(def, i, attempt - 1, error)
-                    .instrument(span)
-                    .await;
-            }
-            let mut step = self.step_am(i);
-            step.state = Set(StepState::Running.as_str().into());
-            step.attempts = Set(attempt as i32);
-            step.next_attempt_at = Set(None);
-            if self.steps[i].started_at.is_none() {
-                step.started_at = Set(Some(Utc::now()));
-            }
-            let mut am = self.saga_am();
-            am.next_attempt_at = Set(None);
-            if !self
-                .commit(am, Some((i, step)))
-                .instrument(span.clone())
-                .await?
-            {
-                return Ok(false);
-            }
-        }
-        let ctx = self.context(def, i, Phase::Action, attempt);
-        debug!(parent: &span, polling, "calling action");
-        let Some(outcome) = self
-            .call(sdef.action.clone(), ctx, sdef.timeout)
-            .instrument(span.clone())
-            .await?
-        else {
-            return Ok(false);
-        };
-        let now = Utc::now();
-        async {
-            match outcome {
-                StepOutcome::Done(output) => {
-                    info!("step done");
-                    let mut step = self.step_am(i);
-                    step.state = Set(StepState::Done.as_str().into());
-                    step.output = Set(Some(output));
-                    step.next_attempt_at = Set(None);
-                    let mut am = self.saga_am();
-                    am.current_step = Set(i as i32 + 1);
-                    am.next_attempt_at = Set(None);
-                    if i + 1 == n {
-                        info!("saga completed");
-                        am.state = Set(SagaState::Completed.as_str().into());
-                    }
-                    self.commit(am, Some((i, step))).await
-                }
-                StepOutcome::Pending {
-                    output,
-                    recheck_after,
-                } => {
-                    debug!(recheck_ms = recheck_after.as_millis() as u64, "step awaiting finality");
-                    let at = lease::until(now, recheck_after);
-                    let mut step = self.step_am(i);
-                    step.state = Set(StepState::Awaiting.as_str().into());
-                    step.output = Set(Some(output));
-                    step.next_attempt_at = Set(Some(at));
-                    let mut am = self.saga_am();
-                    am.next_attempt_at = Set(Some(at));
-                    self.commit(am, Some((i, step))).await
-                }
-                StepOutcome::Retry(error) => {
-                    let attempts = if polling { done_attempts + 1 } else { attempt };
-                    if !sdef.retry.allows_another(attempts) {
-                        return self.exhausted(def, i, attempts, error).await;
-                    }
-                    let wait = self.backoff(&sdef.retry, attempts);
-                    warn!(error = %error, attempts, backoff_ms = wait.as_millis() as u64, "step failed transiently: retrying");
-                    let at = lease::until(now, wait);
-                    let mut step = self.step_am(i);
-                    if !polling {
-                        // A failed check of an awaiting step keeps it awaiting: the next
-                        // call checks again rather than counting a new attempt up front.
-                        step.state = Set(StepState::Retrying.as_str().into());
-                    }
-                    step.attempts = Set(attempts as i32);
-                    step.last_error = Set(Some(error.clone()));
-                    step.next_attempt_at = Set(Some(at));
-                    let mut am = self.saga_am();
-                    am.next_attempt_at = Set(Some(at));
-                    am.last_error = Set(Some(format!("step {:?} attempt {attempts}: {error}", sdef.name)));
-                    self.commit(am, Some((i, step))).await
-                }
-                StepOutcome::Fail(error) => {
-                    warn!(error = %error, "step failed permanently: compensating");
-                    let mut step = self.step_am(i);
-                    step.state = Set(StepState::Failed.as_str().into());
-                    step.last_error = Set(Some(error.clone()));
-                    step.next_attempt_at = Set(None);
-                    if !self.commit(self.saga_am(), Some((i, step))).await? {
-                        return Ok(false);
-                    }
-                    self.begin_compensation(i as i32 - 1, format!("step {:?} failed: {error}", sdef.name))
-                        .await
-                }
-            }
-        }
-        .instrument(span)
-        .await
     }
 
+    /// The compensation a step in `state` calls next, or how the saga moved on without
+    /// calling one: the step has nothing to undo.
+    async fn compensation_to_call(
+        &mut self,
+        sdef: &StepDef,
+        i: usize,
+        state: StepState,
+        span: &Span,
+    ) -> Result<Callee> {
+        if !state.needs_compensation() {
+            let am = self.moved_past(Direction::Backward, i);
+            return self.commit(am, None).await.map(Callee::Moved);
+        }
+        let Some(compensation) = sdef.compensation.clone() else {
+            debug!(parent: span, "nothing to undo");
+            let mut step = self.step_am(i);
+            step.state = Set(StepState::Compensated.as_str().into());
+            let am = self.moved_past(Direction::Backward, i);
+            return self.commit(am, Some((i, step))).await.map(Callee::Moved);
+        };
+        Ok(Callee::Call(compensation))
+    }
+
+    /// The saga moved past step `i` in `dir`, its wait (if any) over.
+    fn moved_past(&self, dir: Direction, i: usize) -> saga::ActiveModel {
+        let mut am = self.saga_am();
+        am.current_step = Set(dir.next(i));
+        am.next_attempt_at = Set(None);
+        am
+    }
+
+    /// Writes that attempt number `attempt` of step `i` is being called, before calling it:
+    /// a crash during the call is then seen on resume.
+    async fn begin_attempt(&mut self, dir: Direction, i: usize, attempt: u32) -> Result<Go> {
+        let mut step = self.step_am(i);
+        step.state = Set(dir.calling().as_str().into());
+        dir.set_attempts(&mut step, attempt);
+        step.next_attempt_at = Set(None);
+        match dir {
+            Direction::Forward if self.steps[i].started_at.is_none() => {
+                step.started_at = Set(Some(Utc::now()));
+            }
+            Direction::Forward => {}
+            Direction::Backward => info!(attempt, "compensating step"),
+        }
+        let mut am = self.saga_am();
+        am.next_attempt_at = Set(None);
+        self.commit(am, Some((i, step))).await
+    }
+
+    /// Writes what the call of step `t.i` answered.
+    async fn record(
+        &mut self,
+        def: &SagaDefinition,
+        dir: Direction,
+        t: Tried,
+        outcome: StepOutcome,
+    ) -> Result<Go> {
+        let now = Utc::now();
+        match outcome {
+            StepOutcome::Done(output) => self.finished(def, dir, t.i, output).await,
+            StepOutcome::Pending {
+                output,
+                recheck_after,
+            } => {
+                debug!(
+                    recheck_ms = recheck_after.as_millis() as u64,
+                    "step awaiting finality"
+                );
+                let at = lease::until(now, recheck_after);
+                let mut step = self.step_am(t.i);
+                step.state = Set(dir.awaiting().as_str().into());
+                dir.set_output(&mut step, output);
+                step.next_attempt_at = Set(Some(at));
+                let mut am = self.saga_am();
+                am.next_attempt_at = Set(Some(at));
+                self.commit(am, Some((t.i, step))).await
+            }
+            StepOutcome::Retry(error) => self.retry_later(def, dir, t, now, error).await,
+            StepOutcome::Fail(error) => self.refused(def, dir, t, error).await,
+        }
+    }
+
+    /// The call of step `i` finished: the saga moves past it.
+    async fn finished(
+        &mut self,
+        def: &SagaDefinition,
+        dir: Direction,
+        i: usize,
+        output: serde_json::Value,
+    ) -> Result<Go> {
+        let mut step = self.step_am(i);
+        step.state = Set(dir.finished().as_str().into());
+        step.next_attempt_at = Set(None);
+        let mut am = self.moved_past(dir, i);
+        match dir {
+            Direction::Forward => {
+                info!("step done");
+                // Later steps and this step's compensation read it.
+                step.output = Set(Some(output));
+                if i + 1 == def.steps.len() {
+                    info!("saga completed");
+                    am.state = Set(SagaState::Completed.as_str().into());
+                }
+            }
+            // Nothing calls an undone step again, so its compensation's answer is not kept.
+            Direction::Backward => info!("step compensated"),
+        }
+        self.commit(am, Some((i, step))).await
+    }
+
+    /// The call of step `t.i` failed transiently: retry after a backoff, or give up.
+    async fn retry_later(
+        &mut self,
+        def: &SagaDefinition,
+        dir: Direction,
+        t: Tried,
+        now: chrono::DateTime<Utc>,
+        error: String,
+    ) -> Result<Go> {
+        let sdef = &def.steps[t.i];
+        let attempts = if t.polling {
+            t.done_attempts + 1
+        } else {
+            t.attempt
+        };
+        if !dir.retry(sdef).allows_another(attempts) {
+            return self.give_up(def, dir, t.i, attempts, error).await;
+        }
+        let wait = self.backoff(dir.retry(sdef), attempts);
+        warn!(error = %error, attempts, backoff_ms = wait.as_millis() as u64, "{}", dir.retrying_message());
+        let at = lease::until(now, wait);
+        let mut step = self.step_am(t.i);
+        if let (Some(retrying), false) = (dir.retrying(), t.polling) {
+            // A failed check of an awaiting step keeps it awaiting: the next call checks
+            // again rather than counting a new attempt up front.
+            step.state = Set(retrying.as_str().into());
+        }
+        dir.set_attempts(&mut step, attempts);
+        step.last_error = Set(Some(error.clone()));
+        step.next_attempt_at = Set(Some(at));
+        let mut am = self.saga_am();
+        am.next_attempt_at = Set(Some(at));
+        if dir == Direction::Forward {
+            // While compensating, the saga's last error keeps why it compensates.
+            am.last_error = Set(Some(format!(
+                "step {:?} attempt {attempts}: {error}",
+                sdef.name
+            )));
+        }
+        self.commit(am, Some((t.i, step))).await
+    }
+
+    /// The call of step `t.i` refused for good: an action's refusal starts the compensation
+    /// (of the steps before it), a compensation's refusal leaves the saga stuck.
+    async fn refused(
+        &mut self,
+        def: &SagaDefinition,
+        dir: Direction,
+        t: Tried,
+        error: String,
+    ) -> Result<Go> {
+        let (i, sdef) = (t.i, &def.steps[t.i]);
+        match dir {
+            Direction::Forward => {
+                warn!(error = %error, "step failed permanently: compensating");
+                let mut step = self.step_am(i);
+                step.state = Set(StepState::Failed.as_str().into());
+                step.last_error = Set(Some(error.clone()));
+                step.next_attempt_at = Set(None);
+                if !self.commit(self.saga_am(), Some((i, step))).await? {
+                    return Ok(false);
+                }
+                let reason = format!("step {:?} failed: {error}", sdef.name);
+                self.begin_compensation(i as i32 - 1, reason).await
+            }
+            Direction::Backward => {
+                self.stuck(sdef, i, t.attempt, format!("refused: {error}"))
+                    .await
+            }
+        }
+    }
+
+    /// Step `i` ran out of attempts in `dir`.
+    async fn give_up(
+        &mut self,
+        def: &SagaDefinition,
+        dir: Direction,
+        i: usize,
+        attempts: u32,
+        error: String,
+    ) -> Result<Go> {
+        match dir {
+            Direction::Forward => self.exhausted(def, i, attempts, error).await,
+            Direction::Backward => self.stuck(&def.steps[i], i, attempts, error).await,
+        }
+    }
     /// The step ran out of attempts: its effect is unknown, so it is compensated too.
     async fn exhausted(
         &mut self,
@@ -474,129 +777,6 @@ impl Driver {
         am.last_error = Set(Some(reason));
         am.next_attempt_at = Set(None);
         self.commit(am, None).await
-    }
-
-    /// One backward move: compensate (or re-poll the compensation of) the current step.
-    async fn backward(&mut self, def: &SagaDefinition) -> Result<Go> {
-        let Ok(i) = usize::try_from(self.saga.current_step) else {
-            info!("saga compensated");
-            let mut am = self.saga_am();
-            am.state = Set(SagaState::Compensated.as_str().into());
-            am.next_attempt_at = Set(None);
-            return self.commit(am, None).await;
-        };
-        let i = i.min(def.steps.len() - 1);
-        let sdef: &StepDef = &def.steps[i];
-        let state = match self.steps[i].state.parse::<StepState>() {
-            Ok(s) => s,
-            Err(e) => return self.fail(e.to_string()).await,
-        };
-        let span = info_span!("saga_step", step = i, name = %sdef.name, phase = "compensation",
-            attempt = tracing::field::Empty);
-        let next = |d: &Driver| {
-            let mut am = d.saga_am();
-            am.current_step = Set(i as i32 - 1);
-            am.next_attempt_at = Set(None);
-            am
-        };
-        if !state.needs_compensation() {
-            return self.commit(next(self), None).await;
-        }
-        let Some(compensation) = sdef.compensation.clone() else {
-            debug!(parent: &span, "nothing to undo");
-            let mut step = self.step_am(i);
-            step.state = Set(StepState::Compensated.as_str().into());
-            return self.commit(next(self), Some((i, step))).await;
-        };
-        let polling = state == StepState::CompensationAwaiting;
-        let done_attempts = u32::try_from(self.steps[i].compensation_attempts).unwrap_or(0);
-        let attempt = if polling {
-            done_attempts.max(1)
-        } else {
-            done_attempts + 1
-        };
-        span.record("attempt", attempt);
-        if !polling {
-            if !sdef.compensation_retry.allows_another(attempt - 1) {
-                let error = format!(
-                    "gave up after {} attempts that did not finish (crash or lost lease)",
-                    attempt - 1
-                );
-                return self
-                    .stuck(sdef, i, attempt - 1, error)
-                    .instrument(span)
-                    .await;
-            }
-            info!(parent: &span, attempt, "compensating step");
-            let mut step = self.step_am(i);
-            step.state = Set(StepState::Compensating.as_str().into());
-            step.compensation_attempts = Set(attempt as i32);
-            step.next_attempt_at = Set(None);
-            let mut am = self.saga_am();
-            am.next_attempt_at = Set(None);
-            if !self
-                .commit(am, Some((i, step)))
-                .instrument(span.clone())
-                .await?
-            {
-                return Ok(false);
-            }
-        }
-        let ctx = self.context(def, i, Phase::Compensation, attempt);
-        let Some(outcome) = self
-            .call(compensation, ctx, sdef.timeout)
-            .instrument(span.clone())
-            .await?
-        else {
-            return Ok(false);
-        };
-        let now = Utc::now();
-        async {
-            match outcome {
-                StepOutcome::Done(_) => {
-                    info!("step compensated");
-                    let mut step = self.step_am(i);
-                    step.state = Set(StepState::Compensated.as_str().into());
-                    step.next_attempt_at = Set(None);
-                    let am = next(self);
-                    self.commit(am, Some((i, step))).await
-                }
-                StepOutcome::Pending {
-                    output,
-                    recheck_after,
-                } => {
-                    let at = lease::until(now, recheck_after);
-                    let mut step = self.step_am(i);
-                    step.state = Set(StepState::CompensationAwaiting.as_str().into());
-                    step.compensation_output = Set(Some(output));
-                    step.next_attempt_at = Set(Some(at));
-                    let mut am = self.saga_am();
-                    am.next_attempt_at = Set(Some(at));
-                    self.commit(am, Some((i, step))).await
-                }
-                StepOutcome::Retry(error) => {
-                    let attempts = if polling { done_attempts + 1 } else { attempt };
-                    if !sdef.compensation_retry.allows_another(attempts) {
-                        return self.stuck(sdef, i, attempts, error).await;
-                    }
-                    let wait = self.backoff(&sdef.compensation_retry, attempts);
-                    warn!(error = %error, attempts, backoff_ms = wait.as_millis() as u64, "compensation failed: retrying");
-                    let at = lease::until(now, wait);
-                    let mut step = self.step_am(i);
-                    step.compensation_attempts = Set(attempts as i32);
-                    step.last_error = Set(Some(error.clone()));
-                    step.next_attempt_at = Set(Some(at));
-                    let mut am = self.saga_am();
-                    am.next_attempt_at = Set(Some(at));
-                    self.commit(am, Some((i, step))).await
-                }
-                StepOutcome::Fail(error) => {
-                    self.stuck(sdef, i, attempt, format!("refused: {error}")).await
-                }
-            }
-        }
-        .instrument(span)
-        .await
     }
 
     /// A compensation gave up: the saga needs an operator. Loud, never silent.

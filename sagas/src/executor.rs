@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::{
-    definition::SagaRegistry,
+    definition::{SagaDefinition, SagaRegistry},
     driver,
     error::{Result, SagaError},
     id::SagaId,
@@ -183,42 +183,32 @@ impl SagaExecutor {
             kind: kind.to_string(),
             reason: e.to_string(),
         })?;
-        let now = Utc::now();
-        let row = saga::ActiveModel {
-            id: Set(id.to_string()),
-            kind: Set(kind.to_string()),
-            state: Set(SagaState::Running.as_str().into()),
-            current_step: Set(0),
-            data: Set(data),
-            correlation_id: Set(correlation_id.to_string()),
-            last_error: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            next_attempt_at: Set(None),
+        let (row, steps) = new_rows(&def, kind, id, data, correlation_id);
+        let created = self.insert_new(row, steps).await?;
+        let started = if created {
+            info!(kind, "saga started");
+            Started {
+                id,
+                created,
+                kind: kind.to_string(),
+                state: SagaState::Running,
+            }
+        } else {
+            self.existing(id, kind).await?
         };
-        let steps: Vec<saga_step::ActiveModel> = def
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| saga_step::ActiveModel {
-                saga_id: Set(id.to_string()),
-                step: Set(i as i32),
-                name: Set(s.name.clone()),
-                state: Set(StepState::Pending.as_str().into()),
-                attempts: Set(0),
-                last_error: Set(None),
-                output: Set(None),
-                started_at: Set(None),
-                updated_at: Set(now),
-                compensation_attempts: Set(0),
-                compensation_output: Set(None),
-                next_attempt_at: Set(None),
-            })
-            .collect();
-        let created = self
-            .inner
+        if started.state.is_active() {
+            self.spawn_driver(id);
+        }
+        Ok(started)
+    }
+
+    /// Inserts a new saga with its steps; `false` (and nothing written) if its id exists.
+    async fn insert_new(
+        &self,
+        row: saga::ActiveModel,
+        steps: Vec<saga_step::ActiveModel>,
+    ) -> Result<bool> {
+        self.inner
             .store
             .write(move |txn| {
                 Box::pin(async move {
@@ -234,34 +224,25 @@ impl SagaExecutor {
                     Ok(inserted == 1)
                 })
             })
-            .await?;
-        let started = if created {
-            info!(kind, "saga started");
-            Started {
-                id,
-                created,
-                kind: kind.to_string(),
-                state: SagaState::Running,
-            }
-        } else {
-            let existing = self
-                .get(id)
-                .await?
-                .ok_or_else(|| SagaError::NotFound { id: id.to_string() })?;
-            if existing.saga.kind != kind {
-                warn!(stored = %existing.saga.kind, asked = kind, "saga id exists with another kind");
-            }
-            Started {
-                id,
-                created,
-                kind: existing.saga.kind,
-                state: existing.saga.state,
-            }
-        };
-        if started.state.is_active() {
-            self.spawn_driver(id);
+            .await
+            .map_err(Into::into)
+    }
+
+    /// The saga `start` found already there under `id`, as it is.
+    async fn existing(&self, id: SagaId, kind: &str) -> Result<Started> {
+        let existing = self
+            .get(id)
+            .await?
+            .ok_or_else(|| SagaError::NotFound { id: id.to_string() })?;
+        if existing.saga.kind != kind {
+            warn!(stored = %existing.saga.kind, asked = kind, "saga id exists with another kind");
         }
-        Ok(started)
+        Ok(Started {
+            id,
+            created: false,
+            kind: existing.saga.kind,
+            state: existing.saga.state,
+        })
     }
 
     /// Spawns a driver for `id` unless one runs in this process already.
@@ -462,28 +443,35 @@ impl SagaExecutor {
                 registered: self.inner.registry.kinds(),
             });
         }
-        let backward = state == SagaState::Stuck
-            || steps.iter().any(|s| {
-                s.state.parse::<StepState>().is_ok_and(|st| {
-                    matches!(
-                        st,
-                        StepState::Failed
-                            | StepState::Exhausted
-                            | StepState::Compensating
-                            | StepState::CompensationAwaiting
-                            | StepState::Compensated
-                    )
-                })
-            });
-        let resumed = if backward {
-            SagaState::Compensating
-        } else {
-            SagaState::Running
-        };
-        let current = row.current_step;
-        let previous = row.state.clone();
+        let resumed = resumed_state(state, &steps);
         let ok = self
-            .inner
+            .reopen(id, state, row.state.clone(), resumed, row.current_step)
+            .await?;
+        if !ok {
+            return Err(SagaError::InvalidState {
+                id: id.to_string(),
+                state: state.to_string(),
+                reason: "it changed while being retried",
+            });
+        }
+        info!(from = %state, to = %resumed, "operator retry");
+        self.spawn_driver(id);
+        self.get(id)
+            .await?
+            .ok_or_else(|| SagaError::NotFound { id: id.to_string() })
+    }
+    /// Moves a `failed` or `stuck` saga (still in `state`, stored as `previous`) to
+    /// `resumed`, unleased and due now; a stuck saga's step `current` gets a fresh
+    /// compensation budget. `false` if the saga's state changed meanwhile.
+    async fn reopen(
+        &self,
+        id: SagaId,
+        state: SagaState,
+        previous: String,
+        resumed: SagaState,
+        current: i32,
+    ) -> Result<bool> {
+        self.inner
             .store
             .write(move |txn| {
                 Box::pin(async move {
@@ -517,19 +505,77 @@ impl SagaExecutor {
                     Ok(res.rows_affected == 1)
                 })
             })
-            .await?;
-        if !ok {
-            return Err(SagaError::InvalidState {
-                id: id.to_string(),
-                state: state.to_string(),
-                reason: "it changed while being retried",
-            });
-        }
-        info!(from = %state, to = %resumed, "operator retry");
-        self.spawn_driver(id);
-        self.get(id)
-            .await?
-            .ok_or_else(|| SagaError::NotFound { id: id.to_string() })
+            .await
+            .map_err(Into::into)
+    }
+}
+
+/// The saga's and its steps' rows as `start` writes them: running, at the first step, every
+/// step pending.
+fn new_rows(
+    def: &SagaDefinition,
+    kind: &str,
+    id: SagaId,
+    data: serde_json::Value,
+    correlation_id: Uuid,
+) -> (saga::ActiveModel, Vec<saga_step::ActiveModel>) {
+    let now = Utc::now();
+    let row = saga::ActiveModel {
+        id: Set(id.to_string()),
+        kind: Set(kind.to_string()),
+        state: Set(SagaState::Running.as_str().into()),
+        current_step: Set(0),
+        data: Set(data),
+        correlation_id: Set(correlation_id.to_string()),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        next_attempt_at: Set(None),
+    };
+    let steps = def
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| saga_step::ActiveModel {
+            saga_id: Set(id.to_string()),
+            step: Set(i as i32),
+            name: Set(s.name.clone()),
+            state: Set(StepState::Pending.as_str().into()),
+            attempts: Set(0),
+            last_error: Set(None),
+            output: Set(None),
+            started_at: Set(None),
+            updated_at: Set(now),
+            compensation_attempts: Set(0),
+            compensation_output: Set(None),
+            next_attempt_at: Set(None),
+        })
+        .collect();
+    (row, steps)
+}
+
+/// Where an operator retry resumes a saga: backward if it is stuck or any step shows the
+/// compensation had begun, forward otherwise.
+fn resumed_state(state: SagaState, steps: &[saga_step::Model]) -> SagaState {
+    let backward = state == SagaState::Stuck
+        || steps.iter().any(|s| {
+            s.state.parse::<StepState>().is_ok_and(|st| {
+                matches!(
+                    st,
+                    StepState::Failed
+                        | StepState::Exhausted
+                        | StepState::Compensating
+                        | StepState::CompensationAwaiting
+                        | StepState::Compensated
+                )
+            })
+        });
+    if backward {
+        SagaState::Compensating
+    } else {
+        SagaState::Running
     }
 }
 
