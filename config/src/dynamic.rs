@@ -193,89 +193,14 @@ impl DynamicConfig {
                 .map_err(from_serde_error)?;
         de.end()
             .map_err(|e| RuleError::new("$", format!("trailing data after the document: {e}")))?;
-        if wire.tiers.len() > MAX_TIERS {
-            return Err(RuleError::new(
-                "tiers",
-                format!("{} tiers: at most {MAX_TIERS} allowed", wire.tiers.len()),
-            ));
-        }
-        for (id, tier) in &wire.tiers {
-            let chars = tier.title.chars().count();
-            if chars == 0 || chars > 100 {
-                return Err(RuleError::new(
-                    format!("tiers.{id}.title"),
-                    format!("{chars} characters: expected 1..=100"),
-                ));
-            }
-            if tier.bonus_bps > MAX_TIER_BONUS_BPS {
-                return Err(RuleError::new(
-                    format!("tiers.{id}.bonus_bps"),
-                    format!(
-                        "{} is out of range: at most {MAX_TIER_BONUS_BPS}",
-                        tier.bonus_bps
-                    ),
-                ));
-            }
-        }
-        let limits = wire.limits;
-        if limits.max_multiplier_bps < UNIT_BPS {
-            return Err(RuleError::new(
-                "limits.max_multiplier_bps",
-                format!(
-                    "{} is below {UNIT_BPS} (x1): a limit may not shrink a plain vote",
-                    limits.max_multiplier_bps
-                ),
-            ));
-        }
-        if limits.max_boosting_nfts > 1_000 {
-            return Err(RuleError::new(
-                "limits.max_boosting_nfts",
-                format!("{} is out of range: at most 1000", limits.max_boosting_nfts),
-            ));
-        }
-        const YEAR_SECS: u64 = 366 * 86_400;
-        for (path, value, min, max) in [
-            ("limits.min_quorum", limits.min_quorum, 1, u64::MAX),
-            (
-                "limits.min_voting_secs",
-                limits.min_voting_secs,
-                1,
-                YEAR_SECS,
-            ),
-            (
-                "limits.max_start_skew_secs",
-                limits.max_start_skew_secs,
-                0,
-                YEAR_SECS,
-            ),
-            ("limits.vote_grace_secs", limits.vote_grace_secs, 0, 86_400),
-            (
-                "limits.max_proposals_per_day",
-                u64::from(limits.max_proposals_per_day),
-                1,
-                1_000_000,
-            ),
-        ] {
-            if value < min || value > max {
-                return Err(RuleError::new(
-                    path,
-                    format!("{value} is out of range: expected {min}..={max}"),
-                ));
-            }
-        }
+        validate_tiers(&wire.tiers)?;
+        validate_limits(&wire.limits)?;
         let known: Vec<TierId> = wire.tiers.keys().cloned().collect();
-        let rules = match &wire.rules {
-            serde_json::Value::Null => RuleSet::default(),
-            rules => {
-                let doc = serde_json::to_vec(&serde_json::json!({ "rules": rules }))
-                    .map_err(|e| RuleError::new("rules", e.to_string()))?;
-                RuleSet::parse(&doc, &known)?
-            }
-        };
+        let rules = parse_rules(&wire.rules, &known)?;
         Ok(Self {
             version,
             tiers: wire.tiers,
-            limits,
+            limits: wire.limits,
             rules,
         })
     }
@@ -324,6 +249,98 @@ impl DynamicConfig {
             chosen.push(token);
         }
         (chosen, multiplier)
+    }
+}
+
+/// Checks the tiers: how many, and each one's title and bonus.
+fn validate_tiers(tiers: &BTreeMap<TierId, TierBenefit>) -> Result<(), RuleError> {
+    if tiers.len() > MAX_TIERS {
+        return Err(RuleError::new(
+            "tiers",
+            format!("{} tiers: at most {MAX_TIERS} allowed", tiers.len()),
+        ));
+    }
+    for (id, tier) in tiers {
+        let chars = tier.title.chars().count();
+        if chars == 0 || chars > 100 {
+            return Err(RuleError::new(
+                format!("tiers.{id}.title"),
+                format!("{chars} characters: expected 1..=100"),
+            ));
+        }
+        if tier.bonus_bps > MAX_TIER_BONUS_BPS {
+            return Err(RuleError::new(
+                format!("tiers.{id}.bonus_bps"),
+                format!(
+                    "{} is out of range: at most {MAX_TIER_BONUS_BPS}",
+                    tier.bonus_bps
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks each limit against its range, in the order of the fields.
+fn validate_limits(limits: &Limits) -> Result<(), RuleError> {
+    if limits.max_multiplier_bps < UNIT_BPS {
+        return Err(RuleError::new(
+            "limits.max_multiplier_bps",
+            format!(
+                "{} is below {UNIT_BPS} (x1): a limit may not shrink a plain vote",
+                limits.max_multiplier_bps
+            ),
+        ));
+    }
+    if limits.max_boosting_nfts > 1_000 {
+        return Err(RuleError::new(
+            "limits.max_boosting_nfts",
+            format!("{} is out of range: at most 1000", limits.max_boosting_nfts),
+        ));
+    }
+    const YEAR_SECS: u64 = 366 * 86_400;
+    for (path, value, min, max) in [
+        ("limits.min_quorum", limits.min_quorum, 1, u64::MAX),
+        (
+            "limits.min_voting_secs",
+            limits.min_voting_secs,
+            1,
+            YEAR_SECS,
+        ),
+        (
+            "limits.max_start_skew_secs",
+            limits.max_start_skew_secs,
+            0,
+            YEAR_SECS,
+        ),
+        ("limits.vote_grace_secs", limits.vote_grace_secs, 0, 86_400),
+        (
+            "limits.max_proposals_per_day",
+            u64::from(limits.max_proposals_per_day),
+            1,
+            1_000_000,
+        ),
+    ] {
+        if value < min || value > max {
+            return Err(RuleError::new(
+                path,
+                format!("{value} is out of range: expected {min}..={max}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The achievement rules of the document (none when it has no `rules`), whose tiers must
+/// be among `known`.
+fn parse_rules(rules: &serde_json::Value, known: &[TierId]) -> Result<RuleSet, RuleError> {
+    match rules {
+        serde_json::Value::Null => Ok(RuleSet::default()),
+        rules => {
+            let doc = serde_json::to_vec(&serde_json::json!({ "rules": rules }))
+                .map_err(|e| RuleError::new("rules", e.to_string()))?;
+            RuleSet::parse(&doc, known)
+        }
     }
 }
 

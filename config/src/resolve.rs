@@ -36,90 +36,142 @@ const OTEL_SCHEMES: &[&str] = &["http://", "https://"];
 /// subscription transport would add nothing but a second code path.
 const CHAIN_RPC_SCHEMES: &[&str] = &["http://", "https://"];
 
-/// Builds and checks the settings of `env` from `layers`.
+/// Builds and checks the settings of `env` from `layers`, one section at a time in the
+/// order of the fields.
 pub(crate) fn settings(env: Environment, layers: &Layers) -> Result<Settings> {
-    let field = |key: &'static Key| Field {
-        key,
-        raw: layers.get(key),
-        env,
-    };
+    let f = Fields { layers, env };
     Ok(Settings {
         env,
-        node_id: node_id(&field(&keys::NODE_ID))?,
-        http_addr: http_addr(&field(&keys::HTTP_ADDR))?,
-        metrics_addr: metrics_addr(&field(&keys::METRICS_ADDR))?,
-        http: HttpSettings {
-            trusted_proxies: trusted_proxies(&field(&keys::HTTP_TRUSTED_PROXIES))?,
-            forwarded_header: forwarded_header(&field(&keys::HTTP_FORWARDED_HEADER))?,
-            rate_per_sec: field(&keys::HTTP_RATE_PER_SEC).integer(1, 1_000_000)?,
-            rate_burst: field(&keys::HTTP_RATE_BURST).integer(1, 1_000_000)?,
-            user_rate_per_sec: field(&keys::HTTP_USER_RATE_PER_SEC).integer(1, 1_000_000)?,
-            user_rate_burst: field(&keys::HTTP_USER_RATE_BURST).integer(1, 1_000_000)?,
-            ws_send_timeout_ms: field(&keys::HTTP_WS_SEND_TIMEOUT_MS).integer(100, 60_000)?,
-            ws_max_sessions_per_user: field(&keys::HTTP_WS_MAX_SESSIONS_PER_USER)
-                .integer(1, 10_000)?,
-            siwe_domain: siwe_domain(&field(&keys::HTTP_SIWE_DOMAIN))?,
-            siwe_origins: siwe_origins(&field(&keys::HTTP_SIWE_ORIGINS))?,
-            login_ttl_secs: field(&keys::HTTP_LOGIN_TTL_SECS).integer(60, 86_400)?,
-        },
-        database_url: database_url(&field(&keys::DATABASE_URL))?,
-        amqp_url: amqp_urls(&field(&keys::AMQP_URL))?,
-        redis_url: optional_url(&field(&keys::REDIS_URL), REDIS_SCHEMES)?,
-        chain_rpc_url: optional_url(&field(&keys::CHAIN_RPC_URL), CHAIN_RPC_SCHEMES)?,
-        admin_token: admin_token(&field(&keys::ADMIN_TOKEN))?,
-        jwt_secret: jwt_secret(&field(&keys::JWT_SECRET))?,
+        node_id: node_id(&f.get(&keys::NODE_ID))?,
+        http_addr: http_addr(&f.get(&keys::HTTP_ADDR))?,
+        metrics_addr: metrics_addr(&f.get(&keys::METRICS_ADDR))?,
+        http: http_settings(&f)?,
+        database_url: database_url(&f.get(&keys::DATABASE_URL))?,
+        amqp_url: amqp_urls(&f.get(&keys::AMQP_URL))?,
+        redis_url: optional_url(&f.get(&keys::REDIS_URL), REDIS_SCHEMES)?,
+        chain_rpc_url: optional_url(&f.get(&keys::CHAIN_RPC_URL), CHAIN_RPC_SCHEMES)?,
+        admin_token: admin_token(&f.get(&keys::ADMIN_TOKEN))?,
+        jwt_secret: jwt_secret(&f.get(&keys::JWT_SECRET))?,
         minter: minter(
-            &field(&keys::MINTER_KEY),
-            &field(&keys::MINTER_KEYSTORE),
-            &field(&keys::MINTER_KEYSTORE_PASSWORD),
-            &field(&keys::MINTER_SIGNER_URL),
-            &field(&keys::MINTER_ADDRESS),
-            &field(&keys::MINTER_ALLOW_PLAINTEXT_KEY),
+            &f.get(&keys::MINTER_KEY),
+            &f.get(&keys::MINTER_KEYSTORE),
+            &f.get(&keys::MINTER_KEYSTORE_PASSWORD),
+            &f.get(&keys::MINTER_SIGNER_URL),
+            &f.get(&keys::MINTER_ADDRESS),
+            &f.get(&keys::MINTER_ALLOW_PLAINTEXT_KEY),
         )?,
-        minter_allow_plaintext_key: boolean(&field(&keys::MINTER_ALLOW_PLAINTEXT_KEY))?,
-        mailbox: MailboxSettings {
-            shards: field(&keys::MAILBOX_SHARDS).integer(1, 256)?,
-            prefetch: field(&keys::MAILBOX_PREFETCH).integer(1, u16::MAX.into())?,
-            max_attempts: field(&keys::MAILBOX_MAX_ATTEMPTS).integer(1, 100)?,
-            retry_base_ms: field(&keys::MAILBOX_RETRY_BASE_MS).integer(1, 600_000)?,
-            quorum_group_size: field(&keys::MAILBOX_QUORUM_GROUP_SIZE).optional_integer(1, 255)?,
-        },
-        cluster: ClusterSettings {
-            rebalance_interval_ms: field(&keys::CLUSTER_REBALANCE_INTERVAL_MS)
-                .integer(100, 60_000)?,
-            drain_limit_ms: field(&keys::CLUSTER_DRAIN_LIMIT_MS).integer(100, 600_000)?,
-        },
-        actors: ActorSettings {
-            idle_passivate_secs: field(&keys::ACTORS_IDLE_PASSIVATE_SECS).integer(1, 604_800)?,
-            max_resident: field(&keys::ACTORS_MAX_RESIDENT).integer(1, 100_000_000)?,
-            turn_batch: field(&keys::ACTORS_TURN_BATCH).integer(1, 1_000)?,
-        },
-        cache: CacheSettings {
-            l1_capacity: field(&keys::CACHE_L1_CAPACITY).integer(0, 100_000_000)?,
-            ttl_secs: field(&keys::CACHE_TTL_SECS).integer(1, 604_800)?,
-            redis_prefix: redis_prefix(&field(&keys::CACHE_REDIS_PREFIX))?,
-        },
-        retention: RetentionSettings {
-            inbox_days: field(&keys::RETENTION_INBOX_DAYS).integer(0, MAX_RETENTION_DAYS)?,
-            outbox_days: field(&keys::RETENTION_OUTBOX_DAYS).integer(0, MAX_RETENTION_DAYS)?,
-            notifications_days: field(&keys::RETENTION_NOTIFICATIONS_DAYS)
-                .integer(0, MAX_RETENTION_DAYS)?,
-            sweep_secs: field(&keys::RETENTION_SWEEP_SECS).integer(1, 86_400)?,
-        },
-        chain: ChainSettings {
-            chain_id: field(&keys::CHAIN_CHAIN_ID).integer(1, MAX_CHAIN_ID)?,
-            confirmations: field(&keys::CHAIN_CONFIRMATIONS).integer(0, 1_000)?,
-            contract_address: contract_address(&field(&keys::CHAIN_CONTRACT_ADDRESS))?,
-            poll_interval_ms: field(&keys::CHAIN_POLL_INTERVAL_MS).integer(10, 600_000)?,
-        },
+        minter_allow_plaintext_key: boolean(&f.get(&keys::MINTER_ALLOW_PLAINTEXT_KEY))?,
+        mailbox: mailbox_settings(&f)?,
+        cluster: cluster_settings(&f)?,
+        actors: actor_settings(&f)?,
+        cache: cache_settings(&f)?,
+        retention: retention_settings(&f)?,
+        chain: chain_settings(&f)?,
         log: LogSettings {
-            format: log_format(&field(&keys::LOG_FORMAT))?,
-            filter: log_filter(&field(&keys::LOG_FILTER))?,
+            format: log_format(&f.get(&keys::LOG_FORMAT))?,
+            filter: log_filter(&f.get(&keys::LOG_FILTER))?,
         },
         otel: OtelSettings {
-            endpoint: optional_url(&field(&keys::OTEL_ENDPOINT), OTEL_SCHEMES)?,
-            sample_percent: field(&keys::OTEL_SAMPLE_PERCENT).integer(0, 100)?,
+            endpoint: optional_url(&f.get(&keys::OTEL_ENDPOINT), OTEL_SCHEMES)?,
+            sample_percent: f.get(&keys::OTEL_SAMPLE_PERCENT).integer(0, 100)?,
         },
+    })
+}
+
+/// The winning raw values of every key, for the environment being built.
+struct Fields<'a> {
+    layers: &'a Layers,
+    env: Environment,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &'static Key) -> Field<'a> {
+        Field {
+            key,
+            raw: self.layers.get(key),
+            env: self.env,
+        }
+    }
+}
+
+fn http_settings(f: &Fields<'_>) -> Result<HttpSettings> {
+    Ok(HttpSettings {
+        trusted_proxies: trusted_proxies(&f.get(&keys::HTTP_TRUSTED_PROXIES))?,
+        forwarded_header: forwarded_header(&f.get(&keys::HTTP_FORWARDED_HEADER))?,
+        rate_per_sec: f.get(&keys::HTTP_RATE_PER_SEC).integer(1, 1_000_000)?,
+        rate_burst: f.get(&keys::HTTP_RATE_BURST).integer(1, 1_000_000)?,
+        user_rate_per_sec: f.get(&keys::HTTP_USER_RATE_PER_SEC).integer(1, 1_000_000)?,
+        user_rate_burst: f.get(&keys::HTTP_USER_RATE_BURST).integer(1, 1_000_000)?,
+        ws_send_timeout_ms: f.get(&keys::HTTP_WS_SEND_TIMEOUT_MS).integer(100, 60_000)?,
+        ws_max_sessions_per_user: f
+            .get(&keys::HTTP_WS_MAX_SESSIONS_PER_USER)
+            .integer(1, 10_000)?,
+        siwe_domain: siwe_domain(&f.get(&keys::HTTP_SIWE_DOMAIN))?,
+        siwe_origins: siwe_origins(&f.get(&keys::HTTP_SIWE_ORIGINS))?,
+        login_ttl_secs: f.get(&keys::HTTP_LOGIN_TTL_SECS).integer(60, 86_400)?,
+    })
+}
+
+fn mailbox_settings(f: &Fields<'_>) -> Result<MailboxSettings> {
+    Ok(MailboxSettings {
+        shards: f.get(&keys::MAILBOX_SHARDS).integer(1, 256)?,
+        prefetch: f.get(&keys::MAILBOX_PREFETCH).integer(1, u16::MAX.into())?,
+        max_attempts: f.get(&keys::MAILBOX_MAX_ATTEMPTS).integer(1, 100)?,
+        retry_base_ms: f.get(&keys::MAILBOX_RETRY_BASE_MS).integer(1, 600_000)?,
+        quorum_group_size: f
+            .get(&keys::MAILBOX_QUORUM_GROUP_SIZE)
+            .optional_integer(1, 255)?,
+    })
+}
+
+fn cluster_settings(f: &Fields<'_>) -> Result<ClusterSettings> {
+    Ok(ClusterSettings {
+        rebalance_interval_ms: f
+            .get(&keys::CLUSTER_REBALANCE_INTERVAL_MS)
+            .integer(100, 60_000)?,
+        drain_limit_ms: f.get(&keys::CLUSTER_DRAIN_LIMIT_MS).integer(100, 600_000)?,
+    })
+}
+
+fn actor_settings(f: &Fields<'_>) -> Result<ActorSettings> {
+    Ok(ActorSettings {
+        idle_passivate_secs: f
+            .get(&keys::ACTORS_IDLE_PASSIVATE_SECS)
+            .integer(1, 604_800)?,
+        max_resident: f.get(&keys::ACTORS_MAX_RESIDENT).integer(1, 100_000_000)?,
+        turn_batch: f.get(&keys::ACTORS_TURN_BATCH).integer(1, 1_000)?,
+    })
+}
+
+fn cache_settings(f: &Fields<'_>) -> Result<CacheSettings> {
+    Ok(CacheSettings {
+        l1_capacity: f.get(&keys::CACHE_L1_CAPACITY).integer(0, 100_000_000)?,
+        ttl_secs: f.get(&keys::CACHE_TTL_SECS).integer(1, 604_800)?,
+        redis_prefix: redis_prefix(&f.get(&keys::CACHE_REDIS_PREFIX))?,
+    })
+}
+
+fn retention_settings(f: &Fields<'_>) -> Result<RetentionSettings> {
+    Ok(RetentionSettings {
+        inbox_days: f
+            .get(&keys::RETENTION_INBOX_DAYS)
+            .integer(0, MAX_RETENTION_DAYS)?,
+        outbox_days: f
+            .get(&keys::RETENTION_OUTBOX_DAYS)
+            .integer(0, MAX_RETENTION_DAYS)?,
+        notifications_days: f
+            .get(&keys::RETENTION_NOTIFICATIONS_DAYS)
+            .integer(0, MAX_RETENTION_DAYS)?,
+        sweep_secs: f.get(&keys::RETENTION_SWEEP_SECS).integer(1, 86_400)?,
+    })
+}
+
+fn chain_settings(f: &Fields<'_>) -> Result<ChainSettings> {
+    Ok(ChainSettings {
+        chain_id: f.get(&keys::CHAIN_CHAIN_ID).integer(1, MAX_CHAIN_ID)?,
+        confirmations: f.get(&keys::CHAIN_CONFIRMATIONS).integer(0, 1_000)?,
+        contract_address: contract_address(&f.get(&keys::CHAIN_CONTRACT_ADDRESS))?,
+        poll_interval_ms: f.get(&keys::CHAIN_POLL_INTERVAL_MS).integer(10, 600_000)?,
     })
 }
 
