@@ -261,179 +261,221 @@ fn arb_chain() -> impl Strategy<Value = ChainRef> {
 }
 
 fn arb_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        arb_proposal_created(),
+        arb_vote_cast(),
+        arb_proposal_closed(),
+        arb_achievement_unlocked(),
+        arb_achievement_revoked(),
+        arb_nft_minted(),
+        arb_nft_transferred(),
+        arb_nft_burned(),
+        arb_benefits_changed(),
+        arb_holdings_changed(),
+        arb_config_changed(),
+    ]
+}
+
+fn arb_proposal_created() -> impl Strategy<Value = Event> {
+    (
+        arb_id(),
+        arb_address(),
+        "\\PC{1,200}",
+        "\\PC{0,300}",
+        arb_time(),
+        1i64..1_000_000,
+        any::<u64>(),
+        1u16..=10_000,
+    )
+        .prop_map(
+            |(p, creator, title, description, starts_at, len, quorum, threshold_bps)| {
+                Event::from(ProposalCreated {
+                    proposal: p.parse().expect("valid id"),
+                    creator,
+                    title,
+                    description,
+                    starts_at,
+                    ends_at: starts_at + chrono::Duration::seconds(len),
+                    quorum,
+                    threshold_bps,
+                })
+            },
+        )
+}
+
+fn arb_vote_cast() -> impl Strategy<Value = Event> {
     let choice = prop_oneof![
         Just(VoteChoice::For),
         Just(VoteChoice::Against),
         Just(VoteChoice::Abstain)
     ];
-    prop_oneof![
-        (
-            arb_id(),
-            arb_address(),
-            "\\PC{1,200}",
-            "\\PC{0,300}",
-            arb_time(),
-            1i64..1_000_000,
-            any::<u64>(),
-            1u16..=10_000
-        )
-            .prop_map(
-                |(p, creator, title, description, starts_at, len, quorum, threshold_bps)| {
-                    Event::from(ProposalCreated {
-                        proposal: p.parse().expect("valid id"),
-                        creator,
-                        title,
-                        description,
-                        starts_at,
-                        ends_at: starts_at + chrono::Duration::seconds(len),
-                        quorum,
-                        threshold_bps,
-                    })
-                }
-            ),
-        (
-            arb_id(),
-            arb_address(),
-            choice,
-            proptest::option::of("\\PC{0,100}")
-        )
-            .prop_map(|(p, voter, choice, reason)| Event::from(VoteCast {
+    (
+        arb_id(),
+        arb_address(),
+        choice,
+        proptest::option::of("\\PC{0,100}"),
+    )
+        .prop_map(|(p, voter, choice, reason)| {
+            Event::from(VoteCast {
                 proposal: p.parse().expect("valid id"),
                 voter,
                 choice,
-                reason
-            })),
-        (
-            arb_id(),
-            arb_address(),
-            any::<[u64; 4]>(),
-            any::<bool>(),
-            arb_time()
-        )
-            .prop_map(|(p, creator, t, q, closed_at)| {
-                Event::from(ProposalClosed {
-                    proposal: p.parse().expect("valid id"),
-                    creator,
-                    outcome: if q {
-                        ProposalOutcome::Succeeded
-                    } else {
-                        ProposalOutcome::Defeated
-                    },
-                    tally: Tally {
-                        for_weight: t[0],
-                        against_weight: t[1],
-                        abstain_weight: t[2],
-                        voters: t[3],
-                    },
-                    quorum_reached: q,
-                    closed_at,
-                })
-            }),
-        (
-            arb_address(),
-            any::<u128>(),
-            arb_id(),
-            any::<u64>(),
-            arb_id(),
-            arb_token()
-        )
-            .prop_map(|(user, a, rule, rule_version, tier, token)| Event::from(
-                AchievementUnlocked {
-                    user,
-                    achievement_id: Uuid::from_u128(a),
-                    rule: rule.parse().expect("valid id"),
-                    rule_version,
-                    tier: tier.parse().expect("valid id"),
-                    token,
-                }
-            )),
-        (arb_address(), any::<u128>(), arb_id(), "\\PC{1,100}").prop_map(
-            |(user, a, rule, reason)| {
-                Event::from(AchievementRevoked {
-                    user,
-                    achievement_id: Uuid::from_u128(a),
-                    rule: rule.parse().expect("valid id"),
-                    reason,
-                })
-            }
-        ),
-        (
-            arb_token(),
-            arb_address(),
-            proptest::option::of(any::<u128>()),
-            arb_chain()
-        )
-            .prop_map(|(token, to, a, chain)| {
-                Event::from(NftMinted {
-                    token,
-                    to,
-                    achievement_id: a.map(Uuid::from_u128),
-                    tier: None,
-                    chain,
-                })
-            }),
-        (arb_token(), arb_address(), arb_address(), arb_chain()).prop_map(
-            |(token, from, to, chain)| Event::from(NftTransferred {
-                token,
-                from,
-                to,
-                chain
+                reason,
             })
-        ),
-        (arb_token(), arb_address(), arb_chain())
-            .prop_map(|(token, from, chain)| Event::from(NftBurned { token, from, chain })),
-        (
-            arb_address(),
-            any::<u32>(),
-            proptest::collection::vec(arb_token(), 0..5),
-            any::<u64>()
-        )
-            .prop_map(
-                |(user, multiplier_bps, boosting_nfts, config_version)| Event::from(
-                    BenefitsChanged {
-                        user,
-                        multiplier_bps,
-                        boosting_nfts,
-                        config_version
-                    }
-                )
-            ),
-        (
-            arb_address(),
-            arb_token(),
-            any::<bool>(),
-            proptest::option::of(arb_id()),
-            any::<(u64, u64)>()
-        )
-            .prop_map(|(user, token, acquired, tier, position)| Event::from(
-                HoldingsChanged {
-                    user,
-                    token,
-                    change: if acquired {
-                        HoldingChange::Acquired
-                    } else {
-                        HoldingChange::Released
-                    },
-                    tier: tier.map(|t| t.parse().expect("valid id")),
-                    position,
-                }
-            )),
-        (
-            any::<u64>(),
-            proptest::option::of(any::<u64>()),
-            "\\PC{1,100}",
-            "\\PC{0,200}"
-        )
-            .prop_map(
-                |(version, previous, author, reason)| Event::from(ConfigChanged {
-                    version,
-                    previous,
-                    rollback_of: None,
-                    author,
-                    reason
-                })
-            ),
-    ]
+        })
+}
+
+fn arb_proposal_closed() -> impl Strategy<Value = Event> {
+    (
+        arb_id(),
+        arb_address(),
+        any::<[u64; 4]>(),
+        any::<bool>(),
+        arb_time(),
+    )
+        .prop_map(|(p, creator, t, q, closed_at)| {
+            Event::from(ProposalClosed {
+                proposal: p.parse().expect("valid id"),
+                creator,
+                outcome: if q {
+                    ProposalOutcome::Succeeded
+                } else {
+                    ProposalOutcome::Defeated
+                },
+                tally: Tally {
+                    for_weight: t[0],
+                    against_weight: t[1],
+                    abstain_weight: t[2],
+                    voters: t[3],
+                },
+                quorum_reached: q,
+                closed_at,
+            })
+        })
+}
+
+fn arb_achievement_unlocked() -> impl Strategy<Value = Event> {
+    (
+        arb_address(),
+        any::<u128>(),
+        arb_id(),
+        any::<u64>(),
+        arb_id(),
+        arb_token(),
+    )
+        .prop_map(|(user, a, rule, rule_version, tier, token)| {
+            Event::from(AchievementUnlocked {
+                user,
+                achievement_id: Uuid::from_u128(a),
+                rule: rule.parse().expect("valid id"),
+                rule_version,
+                tier: tier.parse().expect("valid id"),
+                token,
+            })
+        })
+}
+
+fn arb_achievement_revoked() -> impl Strategy<Value = Event> {
+    (arb_address(), any::<u128>(), arb_id(), "\\PC{1,100}").prop_map(|(user, a, rule, reason)| {
+        Event::from(AchievementRevoked {
+            user,
+            achievement_id: Uuid::from_u128(a),
+            rule: rule.parse().expect("valid id"),
+            reason,
+        })
+    })
+}
+
+fn arb_nft_minted() -> impl Strategy<Value = Event> {
+    (
+        arb_token(),
+        arb_address(),
+        proptest::option::of(any::<u128>()),
+        arb_chain(),
+    )
+        .prop_map(|(token, to, a, chain)| {
+            Event::from(NftMinted {
+                token,
+                to,
+                achievement_id: a.map(Uuid::from_u128),
+                tier: None,
+                chain,
+            })
+        })
+}
+
+fn arb_nft_transferred() -> impl Strategy<Value = Event> {
+    (arb_token(), arb_address(), arb_address(), arb_chain()).prop_map(|(token, from, to, chain)| {
+        Event::from(NftTransferred {
+            token,
+            from,
+            to,
+            chain,
+        })
+    })
+}
+
+fn arb_nft_burned() -> impl Strategy<Value = Event> {
+    (arb_token(), arb_address(), arb_chain())
+        .prop_map(|(token, from, chain)| Event::from(NftBurned { token, from, chain }))
+}
+
+fn arb_benefits_changed() -> impl Strategy<Value = Event> {
+    (
+        arb_address(),
+        any::<u32>(),
+        proptest::collection::vec(arb_token(), 0..5),
+        any::<u64>(),
+    )
+        .prop_map(|(user, multiplier_bps, boosting_nfts, config_version)| {
+            Event::from(BenefitsChanged {
+                user,
+                multiplier_bps,
+                boosting_nfts,
+                config_version,
+            })
+        })
+}
+
+fn arb_holdings_changed() -> impl Strategy<Value = Event> {
+    (
+        arb_address(),
+        arb_token(),
+        any::<bool>(),
+        proptest::option::of(arb_id()),
+        any::<(u64, u64)>(),
+    )
+        .prop_map(|(user, token, acquired, tier, position)| {
+            Event::from(HoldingsChanged {
+                user,
+                token,
+                change: if acquired {
+                    HoldingChange::Acquired
+                } else {
+                    HoldingChange::Released
+                },
+                tier: tier.map(|t| t.parse().expect("valid id")),
+                position,
+            })
+        })
+}
+
+fn arb_config_changed() -> impl Strategy<Value = Event> {
+    (
+        any::<u64>(),
+        proptest::option::of(any::<u64>()),
+        "\\PC{1,100}",
+        "\\PC{0,200}",
+    )
+        .prop_map(|(version, previous, author, reason)| {
+            Event::from(ConfigChanged {
+                version,
+                previous,
+                rollback_of: None,
+                author,
+                reason,
+            })
+        })
 }
 
 fn arb_envelope() -> impl Strategy<Value = Envelope> {

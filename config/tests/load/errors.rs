@@ -34,8 +34,14 @@ fn bad_number_is_named() {
     );
 }
 
+/// The message of loading with only `var` set to `value`, which must be refused.
+fn env_error(var: &str, value: &str) -> String {
+    let dir = config_dir(&[]);
+    load_err(dir.path(), &[(var, value)]).to_string()
+}
+
 #[test]
-fn out_of_range_number_is_named_for_each_source() {
+fn out_of_range_number_from_a_file_names_the_toml_key_and_the_file() {
     let dir = config_dir(&[("development", "[mailbox]\nshards = 1000\n")]);
     let from_file = load_err(dir.path(), &[]);
     let path = dir.path().join("development.toml");
@@ -47,78 +53,84 @@ fn out_of_range_number_is_named_for_each_source() {
             path.display()
         )
     );
+}
 
+#[test]
+fn out_of_range_number_from_the_environment_names_the_variable() {
+    // The file's value is out of range too: the environment's wins, so it is the one named.
+    let dir = config_dir(&[("development", "[mailbox]\nshards = 1000\n")]);
     let from_env = load_err(dir.path(), &[("MERIT_MAILBOX_SHARDS", "0")]);
     assert_eq!(
         from_env.to_string(),
         "MERIT_MAILBOX_SHARDS (from environment): \"0\" is out of range; \
          expected a whole number from 1 to 256"
     );
+}
 
-    let empty = config_dir(&[]);
-    let too_big_for_the_type = load_err(empty.path(), &[("MERIT_MAILBOX_PREFETCH", "70000")]);
-    assert!(too_big_for_the_type
-        .to_string()
-        .contains("\"70000\" is out of range"));
-    let negative = load_err(empty.path(), &[("MERIT_CACHE_TTL_SECS", "-1")]);
+#[test]
+fn number_too_big_for_its_type_is_out_of_range() {
+    let message = env_error("MERIT_MAILBOX_PREFETCH", "70000");
+    assert!(message.contains("\"70000\" is out of range"), "{message}");
+}
+
+#[test]
+fn negative_number_is_out_of_range() {
     assert_eq!(
-        negative.to_string(),
+        env_error("MERIT_CACHE_TTL_SECS", "-1"),
         "MERIT_CACHE_TTL_SECS (from environment): \"-1\" is out of range; \
          expected a whole number from 1 to 604800"
     );
-    let spaced = load_err(empty.path(), &[("MERIT_CACHE_REDIS_PREFIX", "merit prod")]);
-    assert!(
-        spaced
-            .to_string()
-            .contains("is not a valid Redis key prefix"),
-        "{spaced}"
-    );
-    let not_a_block = load_err(
-        empty.path(),
-        &[("MERIT_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")],
-    );
-    assert!(
-        not_a_block
-            .to_string()
-            .contains("is not a list of IP addresses and CIDR blocks"),
-        "{not_a_block}"
-    );
-    let too_wide = load_err(
-        empty.path(),
-        &[("MERIT_HTTP_TRUSTED_PROXIES", "10.0.0.0/33")],
-    );
-    assert!(too_wide.to_string().contains("CIDR"), "{too_wide}");
-    let other_header = load_err(
-        empty.path(),
-        &[("MERIT_HTTP_FORWARDED_HEADER", "x-real-ip")],
-    );
-    assert!(
-        other_header
-            .to_string()
-            .contains("is not a forwarding header"),
-        "{other_header}"
-    );
-    let bad_metrics = load_err(empty.path(), &[("MERIT_METRICS_ADDR", "localhost")]);
-    assert!(
-        bad_metrics.to_string().contains("is not a socket address"),
-        "{bad_metrics}"
-    );
-    let origin_with_path = load_err(
-        empty.path(),
-        &[("MERIT_HTTP_SIWE_ORIGINS", "https://merit.example/login")],
-    );
-    assert!(
-        origin_with_path
-            .to_string()
-            .contains("is not a list of origins"),
-        "{origin_with_path}"
-    );
-    let forever_and_more = load_err(empty.path(), &[("MERIT_RETENTION_INBOX_DAYS", "40000")]);
+}
+
+#[test]
+fn retention_beyond_a_hundred_years_is_out_of_range() {
     assert_eq!(
-        forever_and_more.to_string(),
+        env_error("MERIT_RETENTION_INBOX_DAYS", "40000"),
         "MERIT_RETENTION_INBOX_DAYS (from environment): \"40000\" is out of range; \
          expected a whole number from 0 to 36500"
     );
+}
+
+#[test]
+fn redis_prefix_with_a_space_is_refused() {
+    let message = env_error("MERIT_CACHE_REDIS_PREFIX", "merit prod");
+    assert!(
+        message.contains("is not a valid Redis key prefix"),
+        "{message}"
+    );
+}
+
+#[test]
+fn trusted_proxy_that_is_not_an_address_or_block_is_refused() {
+    let message = env_error("MERIT_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal");
+    assert!(
+        message.contains("is not a list of IP addresses and CIDR blocks"),
+        "{message}"
+    );
+}
+
+#[test]
+fn trusted_proxy_block_wider_than_its_address_is_refused() {
+    let message = env_error("MERIT_HTTP_TRUSTED_PROXIES", "10.0.0.0/33");
+    assert!(message.contains("CIDR"), "{message}");
+}
+
+#[test]
+fn forwarded_header_other_than_the_supported_ones_is_refused() {
+    let message = env_error("MERIT_HTTP_FORWARDED_HEADER", "x-real-ip");
+    assert!(message.contains("is not a forwarding header"), "{message}");
+}
+
+#[test]
+fn metrics_address_without_a_port_is_refused() {
+    let message = env_error("MERIT_METRICS_ADDR", "localhost");
+    assert!(message.contains("is not a socket address"), "{message}");
+}
+
+#[test]
+fn siwe_origin_with_a_path_is_refused() {
+    let message = env_error("MERIT_HTTP_SIWE_ORIGINS", "https://merit.example/login");
+    assert!(message.contains("is not a list of origins"), "{message}");
 }
 
 #[test]

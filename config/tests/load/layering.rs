@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use merit_config::{Environment, LogFormat, Settings, Source, Warning};
+use merit_config::{Environment, Loaded, LogFormat, Settings, Source, Warning};
 
 use crate::{config_dir, load, production_vars_with, write_file, SECRET};
 
@@ -110,42 +110,47 @@ fn merit_env_selects_the_environment_and_its_file() {
     assert_eq!(upper.settings.env, Environment::Test);
 }
 
-#[test]
-fn documented_variables_set_keys_that_contain_underscores() {
+/// Documented variables of keys that contain underscores, each set to a valid value
+/// other than its default.
+const DOCUMENTED_VARS: &[(&str, &str)] = &[
+    ("MERIT_NODE_ID", "node-a.1_b"),
+    ("MERIT_HTTP_ADDR", "[::1]:9090"),
+    ("MERIT_DATABASE_URL", "postgresql://merit@db/merit"),
+    ("MERIT_AMQP_URL", "amqps://merit@mq/merit"),
+    ("MERIT_REDIS_URL", "rediss://cache:6380/1"),
+    ("MERIT_CHAIN_RPC_URL", "https://rpc.example.org"),
+    ("MERIT_MAILBOX_SHARDS", "256"),
+    ("MERIT_MAILBOX_PREFETCH", "10"),
+    ("MERIT_MAILBOX_MAX_ATTEMPTS", "9"),
+    ("MERIT_MAILBOX_RETRY_BASE_MS", "50"),
+    ("MERIT_ACTORS_IDLE_PASSIVATE_SECS", "30"),
+    ("MERIT_ACTORS_MAX_RESIDENT", "500"),
+    ("MERIT_CACHE_L1_CAPACITY", "0"),
+    ("MERIT_CACHE_TTL_SECS", "5"),
+    ("MERIT_CACHE_REDIS_PREFIX", "merit-eu:prod."),
+    ("MERIT_RETENTION_INBOX_DAYS", "0"),
+    ("MERIT_RETENTION_OUTBOX_DAYS", "1"),
+    ("MERIT_RETENTION_NOTIFICATIONS_DAYS", "36500"),
+    ("MERIT_RETENTION_SWEEP_SECS", "5"),
+    ("MERIT_CHAIN_CHAIN_ID", "1"),
+    ("MERIT_CHAIN_CONFIRMATIONS", "12"),
+    (
+        "MERIT_CHAIN_CONTRACT_ADDRESS",
+        "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+    ),
+    ("MERIT_CHAIN_POLL_INTERVAL_MS", "250"),
+    ("MERIT_LOG_FORMAT", "json"),
+    ("MERIT_LOG_FILTER", "debug,merit_mailbox=trace"),
+];
+
+fn load_documented() -> Loaded {
     let dir = config_dir(&[]);
-    let loaded = load(
-        dir.path(),
-        &[
-            ("MERIT_NODE_ID", "node-a.1_b"),
-            ("MERIT_HTTP_ADDR", "[::1]:9090"),
-            ("MERIT_DATABASE_URL", "postgresql://merit@db/merit"),
-            ("MERIT_AMQP_URL", "amqps://merit@mq/merit"),
-            ("MERIT_REDIS_URL", "rediss://cache:6380/1"),
-            ("MERIT_CHAIN_RPC_URL", "https://rpc.example.org"),
-            ("MERIT_MAILBOX_SHARDS", "256"),
-            ("MERIT_MAILBOX_PREFETCH", "10"),
-            ("MERIT_MAILBOX_MAX_ATTEMPTS", "9"),
-            ("MERIT_MAILBOX_RETRY_BASE_MS", "50"),
-            ("MERIT_ACTORS_IDLE_PASSIVATE_SECS", "30"),
-            ("MERIT_ACTORS_MAX_RESIDENT", "500"),
-            ("MERIT_CACHE_L1_CAPACITY", "0"),
-            ("MERIT_CACHE_TTL_SECS", "5"),
-            ("MERIT_CACHE_REDIS_PREFIX", "merit-eu:prod."),
-            ("MERIT_RETENTION_INBOX_DAYS", "0"),
-            ("MERIT_RETENTION_OUTBOX_DAYS", "1"),
-            ("MERIT_RETENTION_NOTIFICATIONS_DAYS", "36500"),
-            ("MERIT_RETENTION_SWEEP_SECS", "5"),
-            ("MERIT_CHAIN_CHAIN_ID", "1"),
-            ("MERIT_CHAIN_CONFIRMATIONS", "12"),
-            (
-                "MERIT_CHAIN_CONTRACT_ADDRESS",
-                "0x5FbDB2315678afecb367f032d93F642f64180aa3",
-            ),
-            ("MERIT_CHAIN_POLL_INTERVAL_MS", "250"),
-            ("MERIT_LOG_FORMAT", "json"),
-            ("MERIT_LOG_FILTER", "debug,merit_mailbox=trace"),
-        ],
-    );
+    load(dir.path(), DOCUMENTED_VARS)
+}
+
+#[test]
+fn documented_variables_set_the_node_and_its_urls() {
+    let loaded = load_documented();
     let s = &loaded.settings;
 
     assert_eq!(s.node_id, "node-a.1_b");
@@ -166,12 +171,26 @@ fn documented_variables_set_keys_that_contain_underscores() {
         s.chain_rpc_url.as_ref().map(|u| u.expose()),
         Some("https://rpc.example.org")
     );
+}
+
+#[test]
+fn documented_variables_set_the_mailbox_and_actor_keys() {
+    let loaded = load_documented();
+    let s = &loaded.settings;
+
     assert_eq!(s.mailbox.shards, 256);
     assert_eq!(s.mailbox.prefetch, 10);
     assert_eq!(s.mailbox.max_attempts, 9);
     assert_eq!(s.mailbox.retry_base_ms, 50);
     assert_eq!(s.actors.idle_passivate_secs, 30);
     assert_eq!(s.actors.max_resident, 500);
+}
+
+#[test]
+fn documented_variables_set_the_cache_and_retention_keys() {
+    let loaded = load_documented();
+    let s = &loaded.settings;
+
     assert_eq!(s.cache.l1_capacity, 0);
     assert_eq!(s.cache.ttl_secs, 5);
     assert_eq!(s.cache.redis_prefix, "merit-eu:prod.");
@@ -179,6 +198,13 @@ fn documented_variables_set_keys_that_contain_underscores() {
     assert_eq!(s.retention.outbox_days, 1);
     assert_eq!(s.retention.notifications_days, 36_500);
     assert_eq!(s.retention.sweep_secs, 5);
+}
+
+#[test]
+fn documented_variables_set_the_chain_and_log_keys() {
+    let loaded = load_documented();
+    let s = &loaded.settings;
+
     assert_eq!(s.chain.chain_id, 1);
     assert_eq!(s.chain.confirmations, 12);
     assert_eq!(
@@ -188,6 +214,11 @@ fn documented_variables_set_keys_that_contain_underscores() {
     assert_eq!(s.chain.poll_interval_ms, 250);
     assert_eq!(s.log.format, LogFormat::Json);
     assert_eq!(s.log.filter, "debug,merit_mailbox=trace");
+}
+
+#[test]
+fn documented_variables_warn_nothing_and_are_the_source_of_their_keys() {
+    let loaded = load_documented();
 
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(
