@@ -104,6 +104,7 @@ async fn publisher(vhost: &Vhost) -> RabbitTransport {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn rest_endpoints_succeed_and_refuse_bad_input() {
     common::init_crypto();
     let db = TestDb::empty(Backend::Postgres).await;
@@ -667,6 +668,7 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn ready_turns_503_naming_rabbitmq_while_the_broker_is_unreachable() {
     common::init_crypto();
     let db = TestDb::empty(Backend::Postgres).await;
@@ -724,6 +726,7 @@ async fn ready_turns_503_naming_rabbitmq_while_the_broker_is_unreachable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn bursts_are_limited_and_no_secret_appears_in_responses_or_the_log() {
     common::init_crypto();
     let db = TestDb::empty(Backend::Postgres).await;

@@ -174,6 +174,7 @@ fn delete_keys(prefix: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn read_through_fills_l1_and_l2_for_other_nodes() {
     init_logs();
     let prefix = SharedPrefix::new();
@@ -210,6 +211,7 @@ async fn read_through_fills_l1_and_l2_for_other_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_put_on_one_node_is_read_on_another_at_once() {
     init_logs();
     let prefix = SharedPrefix::new();
@@ -253,6 +255,7 @@ async fn a_put_on_one_node_is_read_on_another_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn caches_given_the_same_node_id_still_hear_each_other() {
     init_logs();
     let prefix = SharedPrefix::new();
@@ -288,6 +291,7 @@ async fn caches_given_the_same_node_id_still_hear_each_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn invalidate_drops_exactly_the_named_keys_on_other_nodes() {
     init_logs();
     let prefix = SharedPrefix::new();
@@ -584,6 +588,7 @@ async fn read_racing(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_slow_read_does_not_overwrite_a_newer_write() {
     init_logs();
     let prefix = SharedPrefix::new();

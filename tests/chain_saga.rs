@@ -358,6 +358,7 @@ async fn unlock_mints_exactly_one_token(world: World, user: Address) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn an_unlock_mints_exactly_one_token_on_chain() {
     // A block every second, as on a real chain: the mint waits in the mempool first.
     let world = World::new("mint", Some(1), 2).await;
@@ -365,6 +366,7 @@ async fn an_unlock_mints_exactly_one_token_on_chain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn an_unlock_mints_exactly_one_token_on_an_automining_chain() {
     // Each transaction is mined as it is sent; the test adds blocks for confirmations.
     let mut world = World::new("automine", None, 2).await;
@@ -373,6 +375,7 @@ async fn an_unlock_mints_exactly_one_token_on_an_automining_chain() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_keystore_minter_mints_through_merit_serve() {
     // The deployer's key (anvil's first) in an encrypted keystore, its password in a file:
     // merit decrypts it at start and signs the mint with it.
@@ -410,6 +413,7 @@ fn assert_minter_kind(log: &std::path::Path, kind: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn an_external_signer_signs_merits_mints() {
     // anvil signs for the deployer (eth_signTransaction): the key never enters merit.
     let mut world = World::new("signer", None, 2).await;
@@ -424,6 +428,7 @@ async fn an_external_signer_signs_merits_mints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_reverted_mint_is_compensated() {
     let world = World::new("revert", Some(1), 2).await;
     // merit signs with the deployer's key: take its minter role away (it stays admin).
@@ -479,6 +484,7 @@ async fn a_reverted_mint_is_compensated() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_node_killed_between_mint_and_confirmation_resumes_without_a_second_mint() {
     // Automine only: the mint gets one block and no more until the test mines them.
     let confirmations = 5;
@@ -638,6 +644,7 @@ fn hex_of(bytes: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_transfer_made_directly_on_chain_reaches_the_new_owners_benefits() {
     let confirmations = 2;
     let world = World::new("direct-transfer", Some(1), confirmations).await;

@@ -60,6 +60,7 @@ on_both_backends! {
 /// same moment all succeed, exactly one applies the migrations and the others find the
 /// schema up to date (they wait on the migration lock instead of racing to create it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn nodes_migrating_a_fresh_postgres_together_take_turns() {
     let db = TestDb::empty(Backend::Postgres).await;
     let runs: Vec<std::thread::JoinHandle<Output>> = (0..4)
@@ -106,6 +107,7 @@ async fn shard_counts(t: &RabbitTransport) -> Vec<usize> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn reshard_refuses_an_undrained_deployment_then_grows_and_shrinks_the_shards() {
     let (db, store) = TestDb::migrated(Backend::Postgres).await;
     store.close().await.expect("close");

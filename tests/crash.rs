@@ -170,6 +170,7 @@ async fn counts(store: &Store) -> Counts {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_sigkilled_node_applies_every_event_exactly_once() {
     // The built-in rules: every creator unlocks "first-proposal"; every voter votes on all
     // 40 proposals (seqs 1..=40), so unlocks "voter-10" and "streak-5". Once each, however
@@ -179,6 +180,7 @@ async fn a_sigkilled_node_applies_every_event_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_sigkilled_node_counts_every_vote_on_one_hot_proposal_exactly_once() {
     sigkilled_three_times(hot_workload(), None).await;
 }

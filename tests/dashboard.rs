@@ -12,6 +12,7 @@ use merit_mailbox::{Outgoing, Transport};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn the_dashboard_shows_the_node_and_replays_a_dead_letter_by_clicking() {
     common::init_crypto();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

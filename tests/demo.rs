@@ -92,6 +92,7 @@ fn the_demo_unlocks_mints_compensates_and_trades() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn the_same_command_runs_on_the_real_services_and_mints_on_chain() {
     common::init_crypto();
     let db = TestDb::empty(Backend::Postgres).await;

@@ -280,6 +280,7 @@ async fn in_state(store: &Store, state: DeadLetterState) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn ten_thousand_dead_letters_page_through_exactly_once_in_order_while_more_arrive() {
     let h = Harness::start(Backend::Postgres, "dlq-paging.log").await;
     let (api, ch) = (&h.api, h.ch.clone());
@@ -381,6 +382,7 @@ async fn ten_thousand_dead_letters_page_through_exactly_once_in_order_while_more
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
     let h = Harness::start(Backend::Sqlite, "dlq-bulk.log").await;
     let (api, conn, ch) = (&h.api, &h.conn, &h.ch);
@@ -549,6 +551,7 @@ async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_node_killed_mid_bulk_replay_neither_loses_nor_doubles_one() {
     const N: usize = 6_000;
     let Harness {

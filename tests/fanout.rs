@@ -38,6 +38,7 @@ async fn results(store: &Store) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn every_voter_hears_the_outcome_once_across_a_sigkill_mid_fan_out() {
     common::init_crypto();
     let voters_n = voters();

@@ -339,6 +339,7 @@ impl Api {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn ten_thousand_malformed_messages_are_dead_lettered_with_their_reasons_and_good_traffic_is_unaffected(
 ) {
     common::init_crypto();

@@ -90,6 +90,7 @@ async fn last_seq(base: &str, admin: &str, user: &Address) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconnecting() {
     common::init_crypto();
     let db = TestDb::empty(Backend::Postgres).await;

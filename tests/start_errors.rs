@@ -59,6 +59,7 @@ fn assert_fails_naming(out: &Output, took: Duration, fix: &str) {
 }
 
 #[test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 fn a_missing_vhost_names_the_command_that_creates_it() {
     let url = format!(
         "amqp://guest:guest@127.0.0.1:5672/merit-missing-{}",
@@ -69,6 +70,7 @@ fn a_missing_vhost_names_the_command_that_creates_it() {
 }
 
 #[test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 fn a_wrong_broker_password_names_the_credentials() {
     let vhost = Vhost::create();
     let url = format!(
@@ -87,6 +89,7 @@ fn a_wrong_broker_password_names_the_credentials() {
 }
 
 #[test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 fn a_broker_user_without_permissions_names_set_permissions() {
     let vhost = Vhost::create();
     // No permission at all on the vhost: the broker refuses to open it.
@@ -106,6 +109,7 @@ fn a_broker_user_without_permissions_names_set_permissions() {
 }
 
 #[test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 fn a_missing_database_or_role_names_how_to_create_it() {
     let missing_db = format!(
         "postgres://postgres@127.0.0.1:5432/merit_missing_{}",
@@ -123,6 +127,7 @@ fn a_missing_database_or_role_names_how_to_create_it() {
 }
 
 #[test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 fn a_chain_rpc_on_another_chain_is_refused_before_anything_is_sent() {
     let anvil = Anvil::start(None);
     let rpc = anvil.url();

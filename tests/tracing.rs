@@ -165,6 +165,7 @@ const VOTE_PATH: [(&str, Option<&str>); 5] = [
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn one_vote_is_one_trace_from_the_producer_or_the_api_through_both_turns_and_the_relay() {
     common::init_crypto();
     let (url, spans) = receiver().await;

@@ -150,6 +150,7 @@ fn created(id: &str, creator: u32, window_secs: i64) -> ProposalCreated {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn merit_types_through_the_producers_door_are_dead_lettered_and_change_nothing() {
     let node = Node::start("trust-door").await;
     let victim = common::wallet(1);
@@ -232,6 +233,7 @@ async fn merit_types_through_the_producers_door_are_dead_lettered_and_change_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_producer_broker_user_may_write_the_producers_exchange_only() {
     use lapin::{
         options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions},
@@ -320,6 +322,7 @@ async fn a_producer_broker_user_may_write_the_producers_exchange_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_earns_nothing() {
     let node = Node::start("trust-ids").await;
 

@@ -92,6 +92,7 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_ready_flood_probes_at_most_once_a_second_and_metrics_can_live_elsewhere() {
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let node = Node::start(
@@ -163,6 +164,7 @@ async fn ws(base: &str, token: &str, after: Option<u64>) -> Socket {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_client_that_never_reads_is_dropped_and_the_node_stays_healthy() {
     let node = Node::start(
         "trust-ws-slow",
@@ -218,6 +220,7 @@ async fn a_client_that_never_reads_is_dropped_and_the_node_stays_healthy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn one_session_over_the_per_user_cap_is_refused_with_429() {
     let node = Node::start("trust-ws-cap", &[]).await;
     let token = node.user(&common::wallet(32));
@@ -314,6 +317,7 @@ async fn passed_of_five(node: &Node, xff: &str, token: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sent_it() {
     let limits = [
         ("MERIT_HTTP_RATE_PER_SEC", "1"),
@@ -416,6 +420,7 @@ async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn the_dashboard_feed_takes_a_single_use_ticket_never_the_admin_token() {
     let node = Node::start("trust-ticket", &[]).await;
     let events = format!("{}/dashboard/events", node.base);
@@ -555,6 +560,7 @@ fn refused(answer: &(StatusCode, Value), needle: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_wallet_signs_in_with_ethereum_once_per_nonce() {
     use ethers::signers::{LocalWallet, Signer};
     let node = Node::start("trust-siwe", &[("MERIT_HTTP_SIWE_DOMAIN", DOMAIN)]).await;

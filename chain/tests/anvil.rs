@@ -47,6 +47,7 @@ fn decode(row: &merit_storage::entities::outbox::Model) -> Envelope {
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_mint_is_recorded_once_as_nft_minted_with_the_chain_log_id() {
     let anvil = Anvil::start();
     let (store, _dir) = store().await;
@@ -109,6 +110,7 @@ async fn a_mint_is_recorded_once_as_nft_minted_with_the_chain_log_id() {
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_holder_transfer_becomes_nft_transferred_after_the_mint() {
     let anvil = Anvil::start();
     let (store, _dir) = store().await;
@@ -139,6 +141,7 @@ async fn a_holder_transfer_becomes_nft_transferred_after_the_mint() {
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn changes_made_while_the_listener_was_stopped_are_backfilled_in_order() {
     let anvil = Anvil::start();
     let (store, _dir) = store().await;
@@ -180,6 +183,7 @@ async fn changes_made_while_the_listener_was_stopped_are_backfilled_in_order() {
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn full_sync_repairs_a_transfer_the_listener_skipped() {
     let anvil = Anvil::start();
     let (store, _dir) = store().await;
@@ -252,6 +256,7 @@ async fn full_sync_repairs_a_transfer_the_listener_skipped() {
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_reorg_shallower_than_the_confirmations_produces_no_event() {
     let anvil = Anvil::start();
     let (store, _dir) = store().await;
@@ -312,6 +317,7 @@ async fn a_reorg_shallower_than_the_confirmations_produces_no_event() {
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_reorg_below_the_checkpoint_rewinds_and_rereads() {
     let anvil = Anvil::start();
     let (store, _dir) = store().await;
@@ -347,6 +353,7 @@ async fn a_reorg_below_the_checkpoint_rewinds_and_rereads() {
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_minter_whose_role_was_revoked_gets_a_permanent_error() {
     let anvil = Anvil::start();
     let admin = deploy(&anvil).await;
@@ -386,6 +393,7 @@ async fn a_minter_whose_role_was_revoked_gets_a_permanent_error() {
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn an_unreachable_node_is_unavailable_and_the_adapter_recovers_after_a_restart() {
     let mut anvil = Anvil::start();
     let chain = deploy(&anvil).await;
@@ -424,6 +432,7 @@ async fn an_unreachable_node_is_unavailable_and_the_adapter_recovers_after_a_res
 /// The attack on a compensation: merit reads the owner (the user, A), then A's transfer to
 /// B is mined, then merit burns for A. The burn must leave B's token alone and say why.
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_burn_after_the_token_changed_hands_leaves_the_new_holder_s_token_alone() {
     let anvil = Anvil::start();
     let chain = deploy(&anvil).await;
@@ -500,6 +509,7 @@ fn keystore(dir: &std::path::Path, i: usize, password: &str) -> std::path::PathB
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_keystore_minter_decrypts_and_mints_and_a_wrong_password_is_refused_clearly() {
     let anvil = Anvil::start();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -553,6 +563,7 @@ async fn a_keystore_minter_decrypts_and_mints_and_a_wrong_password_is_refused_cl
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn an_external_signer_signs_the_mints_and_the_key_never_enters_merit() {
     // anvil plays the signer (it signs for its unlocked dev accounts) and the chain.
     let anvil = Anvil::start();
@@ -592,6 +603,7 @@ async fn an_external_signer_signs_the_mints_and_the_key_never_enters_merit() {
 }
 
 #[tokio::test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn an_unreachable_signer_or_one_without_the_address_fails_the_start_clearly() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

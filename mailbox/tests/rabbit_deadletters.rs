@@ -64,6 +64,7 @@ async fn dead_letters_eventually(t: &RabbitTransport, n: usize) -> Vec<DeadLette
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn unknown_types_and_missing_key_headers_are_dead_lettered_never_dropped() {
     let vhost = common::Vhost::create();
     let t = Arc::new(
@@ -170,6 +171,7 @@ async fn unknown_types_and_missing_key_headers_are_dead_lettered_never_dropped()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_dead_lettered_delivery_can_be_peeked_replayed_and_discarded() {
     let vhost = common::Vhost::create();
     let t = RabbitTransport::connect(&vhost.url(), Topology::new(1))
@@ -288,6 +290,7 @@ async fn a_dead_lettered_delivery_can_be_peeked_replayed_and_discarded() {
 /// passes the shard queue's delivery limit, and listed with its reason. Without an
 /// explicit dead-letter target, RabbitMQ 4.x would drop it at its default limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_message_redelivered_past_the_delivery_limit_lands_in_the_dlq_with_its_reason() {
     let vhost = common::Vhost::create();
     let t = RabbitTransport::connect(&vhost.url(), Topology::new(1))
@@ -351,6 +354,7 @@ async fn a_message_redelivered_past_the_delivery_limit_lands_in_the_dlq_with_its
 /// stopped the nodes. A broker-made dead letter is read from the broker's own record
 /// (`x-death`), never from headers the message brought.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_poison_message_cannot_dress_up_as_merits_own_dead_letter() {
     let vhost = common::Vhost::create();
     let t = RabbitTransport::connect(&vhost.url(), Topology::new(1))

@@ -19,6 +19,7 @@ use merit_messages::ActorKind;
 const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_released_subscription_returns_its_deliveries_ahead_of_newer_ones() {
     let vhost = common::Vhost::create();
     let giver = RabbitTransport::connect(&vhost.url(), Topology::new(1))

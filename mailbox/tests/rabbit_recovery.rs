@@ -33,6 +33,7 @@ fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn the_transport_recovers_from_dropped_connections_and_loses_nothing() {
     const BATCHES: u32 = 20;
     const PER_BATCH: u32 = 50;
@@ -160,6 +161,7 @@ async fn the_transport_recovers_from_dropped_connections_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn publishing_waits_a_bounded_time_and_the_topology_is_redeclared_on_reconnect() {
     let vhost = common::Vhost::create();
     let options = RabbitOptions {
@@ -235,6 +237,7 @@ async fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_list_of_broker_addresses_goes_past_a_dead_one_on_connect_and_on_reconnect() {
     let vhost = common::Vhost::create();
     // The first address refuses connections (nothing listens there); the second is the

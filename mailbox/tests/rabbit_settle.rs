@@ -19,6 +19,7 @@ use rand::Rng;
 const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn acks_in_any_order_with_requeues_in_between_settle_each_delivery_once() {
     const MESSAGES: u64 = 600;
     let vhost = common::Vhost::create();

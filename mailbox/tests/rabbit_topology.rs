@@ -20,6 +20,7 @@ async fn transport(vhost: &common::Vhost, shards: u16) -> RabbitTransport {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn declaring_twice_is_idempotent_and_every_queue_exists() {
     let vhost = common::Vhost::create();
     let t = transport(&vhost, 3).await;
@@ -60,6 +61,7 @@ async fn declaring_twice_is_idempotent_and_every_queue_exists() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn every_message_for_one_key_lands_in_one_shard_in_publish_order() {
     const KEYS: u32 = 200;
     const PER_KEY: u64 = 5;
@@ -110,6 +112,7 @@ async fn every_message_for_one_key_lands_in_one_shard_in_publish_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_batch_of_5000_is_confirmed_and_every_message_arrives() {
     const N: u32 = 5000;
     let vhost = common::Vhost::create();
@@ -162,6 +165,7 @@ async fn a_batch_of_5000_is_confirmed_and_every_message_arrives() {
 /// bindings that let merit's own types in through the producers' exchange are
 /// removed, so a producer's `user.holdings.changed` reaches no shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn declaring_over_an_earlier_release_keeps_its_dlq_and_closes_the_producers_door() {
     use lapin::{
         options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueDeclareOptions},
