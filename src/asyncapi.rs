@@ -107,12 +107,23 @@ fn exchange_binding(name: &str, kind: &str) -> Value {
     })
 }
 
-/// The whole document.
-pub(crate) fn document() -> Value {
-    let mut channels = Map::new();
-    let mut operations = Map::new();
-    let mut messages = Map::new();
-    for &event_type in EventType::ALL {
+/// The document's channels, operations and messages, filled section by section (each
+/// map keeps its entries in the order they are added).
+#[derive(Default)]
+struct Sections {
+    channels: Map<String, Value>,
+    operations: Map<String, Value>,
+    messages: Map<String, Value>,
+}
+
+impl Sections {
+    /// An event type's message and channel, and a publish operation for a producer's.
+    fn event(&mut self, event_type: EventType) {
+        let Self {
+            channels,
+            operations,
+            messages,
+        } = self;
         let name = component_name(event_type);
         let door = match event_type.origin() {
             Origin::Producer => EVENTS_EXCHANGE,
@@ -167,177 +178,206 @@ pub(crate) fn document() -> Value {
         }
     }
 
-    messages.insert(
-        "deadLetter".into(),
-        json!({
-            "name": "deadLetter",
-            "title": "A dead letter",
-            "summary": "The original message (body cut at 64 KiB) with its original headers and merit's x-merit-* headers. Its AMQP message id is the dead letter's id, derived from the message, its source queue, its reason class and the dead letter it replays, so dead-lettering one delivery twice records it once.",
-            "contentType": "application/json",
-            "headers": {
-                "type": "object",
-                "properties": {
-                    "x-merit-reason-class": { "type": "string", "enum": reason_classes(), "description": "Why: a stable class for dashboards and alerts" },
-                    "x-merit-reason": { "type": "string", "description": "The reason in words, naming the field at fault" },
-                    "x-merit-attempts": { "type": "string", "description": "Deliveries or turns it had (decimal)" },
-                    "x-merit-original-routing-key": { "type": "string" },
-                    "x-merit-original-message-id": { "type": "string" },
-                    "x-merit-source-queue": { "type": "string" },
-                    "x-merit-dead-lettered-at": { "type": "string", "format": "date-time" },
-                    "x-merit-origin": { "type": "string", "enum": ["producer", "merit"], "description": "The door it came through; a replay goes back through the same one" },
-                    "x-merit-truncated-from": { "type": "string", "description": "The body's original size in bytes, when it was cut" },
-                    "x-merit-replay-of": { "type": "string", "description": "On a message merit replayed from a dead letter: that dead letter's id (a replay that fails again becomes a new dead letter, one however often the replay was published)" }
-                },
-                "required": ["x-merit-reason-class", "x-merit-reason"]
-            },
-            "payload": { "description": "The original body, as received (it may not be JSON: that can be why it is here)" }
-        }),
-    );
-    channels.insert(
-        "deadLetters".into(),
-        json!({
-            "address": "merit.dlq",
-            "title": "The dead-letter queue",
-            "description": "Every message merit could not apply, with its reason. A hand-over point: each node's dead-letter recorder consumes it and acks a dead letter once it is stored in merit's dead-letter table (idempotent by id), where operators page, filter, replay and discard them through the admin API (/api/v1/dlq) or the dashboard. Do not consume it yourself: what you take is not recorded. The table keeps 100,000 dead letters (oldest settled, then oldest waiting, dropped past it).",
-            "servers": [{ "$ref": "#/servers/rabbitmq" }],
-            "messages": { "deadLetter": { "$ref": "#/components/messages/deadLetter" } },
-            "bindings": {
-                "amqp": {
-                    "is": "queue",
-                    "queue": { "name": "merit.dlq", "durable": true, "exclusive": false, "autoDelete": false, "vhost": "/" },
-                    "bindingVersion": "0.3.0"
-                }
-            }
-        }),
-    );
-    operations.insert(
-        "readDeadLetters".into(),
-        json!({
-            "action": "receive",
-            "title": "Dead letters (operators)",
-            "channel": { "$ref": "#/channels/deadLetters" },
-            "messages": [{ "$ref": "#/channels/deadLetters/messages/deadLetter" }]
-        }),
-    );
-
-    messages.insert(
-        "notifyFanout".into(),
-        json!({
-            "name": "notifyFanout",
-            "title": "Notifications between nodes",
-            "summary": "A node's committed user notifications, for the other nodes' WebSocket sessions. Fire and forget: each user's notification log is the durable copy.",
-            "contentType": "application/json",
-            "payload": {
-                "type": "object",
-                "required": ["origin", "items"],
-                "properties": {
-                    "origin": { "type": "string", "description": "The node id that sent it (a node ignores its own)" },
-                    "items": { "type": "array", "items": { "$ref": "#/components/schemas/notification" } }
-                }
-            }
-        }),
-    );
-    channels.insert(
-        "notify".into(),
-        json!({
-            "address": NOTIFY_EXCHANGE,
-            "title": "The notification fan-out",
-            "description": "A fanout exchange between merit nodes; each node binds an exclusive, auto-delete queue. Internal: producers may not publish to it.",
-            "servers": [{ "$ref": "#/servers/rabbitmq" }],
-            "messages": { "notifyFanout": { "$ref": "#/components/messages/notifyFanout" } },
-            "bindings": exchange_binding(NOTIFY_EXCHANGE, "fanout"),
-        }),
-    );
-    operations.insert(
-        "fanOutNotifications".into(),
-        json!({
-            "action": "send",
-            "title": "Nodes share notifications",
-            "channel": { "$ref": "#/channels/notify" },
-            "messages": [{ "$ref": "#/channels/notify/messages/notifyFanout" }]
-        }),
-    );
-
-    messages.insert(
-        "wsHello".into(),
-        json!({
-            "name": "hello",
-            "title": "Session opened",
-            "contentType": "application/json",
-            "payload": {
-                "type": "object",
-                "required": ["type", "user", "last_seq"],
-                "properties": {
-                    "type": { "const": "hello" },
-                    "user": { "type": "string", "description": "The token's wallet, lowercase 0x address" },
-                    "last_seq": { "type": "integer", "minimum": 0, "description": "The after= the session started from; notifications with a higher seq follow" }
-                }
-            }
-        }),
-    );
-    messages.insert(
-        "wsNotification".into(),
-        json!({
-            "name": "notification",
-            "title": "A notification",
-            "summary": "One entry of the user's notification log, in seq order without gaps. Reconnect with ?after=<last seq> to resume.",
-            "contentType": "application/json",
-            "payload": {
-                "allOf": [
-                    { "type": "object", "required": ["type"], "properties": { "type": { "const": "notification" } } },
-                    { "$ref": "#/components/schemas/notification" }
-                ]
-            }
-        }),
-    );
-    channels.insert(
-        "ws".into(),
-        json!({
-            "address": "/ws",
-            "title": "WebSocket notifications",
-            "description": "A user's notifications, live. Authenticate with a user JWT (Authorization: Bearer, or ?token= for clients that cannot set headers); ?after=N resumes after seq N (default: from now). A client that does not read is closed with 1008.",
-            "servers": [{ "$ref": "#/servers/node" }],
-            "messages": {
-                "hello": { "$ref": "#/components/messages/wsHello" },
-                "notification": { "$ref": "#/components/messages/wsNotification" }
-            },
-            "bindings": {
-                "ws": {
-                    "query": {
-                        "type": "object",
-                        "properties": {
-                            "after": { "type": "integer", "minimum": 0, "description": "Resume after this seq of the user's log" },
-                            "token": { "type": "string", "description": "The user JWT, for clients that cannot send an Authorization header" }
-                        }
+    /// The dead-letter queue, which operators read through merit.
+    fn dead_letters(&mut self) {
+        let Self {
+            channels,
+            operations,
+            messages,
+        } = self;
+        messages.insert(
+            "deadLetter".into(),
+            json!({
+                "name": "deadLetter",
+                "title": "A dead letter",
+                "summary": "The original message (body cut at 64 KiB) with its original headers and merit's x-merit-* headers. Its AMQP message id is the dead letter's id, derived from the message, its source queue, its reason class and the dead letter it replays, so dead-lettering one delivery twice records it once.",
+                "contentType": "application/json",
+                "headers": {
+                    "type": "object",
+                    "properties": {
+                        "x-merit-reason-class": { "type": "string", "enum": reason_classes(), "description": "Why: a stable class for dashboards and alerts" },
+                        "x-merit-reason": { "type": "string", "description": "The reason in words, naming the field at fault" },
+                        "x-merit-attempts": { "type": "string", "description": "Deliveries or turns it had (decimal)" },
+                        "x-merit-original-routing-key": { "type": "string" },
+                        "x-merit-original-message-id": { "type": "string" },
+                        "x-merit-source-queue": { "type": "string" },
+                        "x-merit-dead-lettered-at": { "type": "string", "format": "date-time" },
+                        "x-merit-origin": { "type": "string", "enum": ["producer", "merit"], "description": "The door it came through; a replay goes back through the same one" },
+                        "x-merit-truncated-from": { "type": "string", "description": "The body's original size in bytes, when it was cut" },
+                        "x-merit-replay-of": { "type": "string", "description": "On a message merit replayed from a dead letter: that dead letter's id (a replay that fails again becomes a new dead letter, one however often the replay was published)" }
                     },
-                    "bindingVersion": "0.1.0"
+                    "required": ["x-merit-reason-class", "x-merit-reason"]
+                },
+                "payload": { "description": "The original body, as received (it may not be JSON: that can be why it is here)" }
+            }),
+        );
+        channels.insert(
+            "deadLetters".into(),
+            json!({
+                "address": "merit.dlq",
+                "title": "The dead-letter queue",
+                "description": "Every message merit could not apply, with its reason. A hand-over point: each node's dead-letter recorder consumes it and acks a dead letter once it is stored in merit's dead-letter table (idempotent by id), where operators page, filter, replay and discard them through the admin API (/api/v1/dlq) or the dashboard. Do not consume it yourself: what you take is not recorded. The table keeps 100,000 dead letters (oldest settled, then oldest waiting, dropped past it).",
+                "servers": [{ "$ref": "#/servers/rabbitmq" }],
+                "messages": { "deadLetter": { "$ref": "#/components/messages/deadLetter" } },
+                "bindings": {
+                    "amqp": {
+                        "is": "queue",
+                        "queue": { "name": "merit.dlq", "durable": true, "exclusive": false, "autoDelete": false, "vhost": "/" },
+                        "bindingVersion": "0.3.0"
+                    }
                 }
-            }
-        }),
-    );
-    operations.insert(
-        "receiveNotifications".into(),
-        json!({
-            "action": "receive",
-            "title": "A client receives its notifications",
-            "channel": { "$ref": "#/channels/ws" },
-            "messages": [
-                { "$ref": "#/channels/ws/messages/hello" },
-                { "$ref": "#/channels/ws/messages/notification" }
-            ]
-        }),
-    );
+            }),
+        );
+        operations.insert(
+            "readDeadLetters".into(),
+            json!({
+                "action": "receive",
+                "title": "Dead letters (operators)",
+                "channel": { "$ref": "#/channels/deadLetters" },
+                "messages": [{ "$ref": "#/channels/deadLetters/messages/deadLetter" }]
+            }),
+        );
+    }
 
-    // The types a UserActor writes to a user's notification log.
-    let kinds = [
-        "governance.vote.recorded",
-        "governance.proposal.closed",
-        "governance.proposal.result",
-        "achievement.unlocked",
-        "achievement.minted",
-        "achievement.failed",
-        "user.benefits.changed",
-    ];
+    /// The fanout exchange that carries notifications between nodes.
+    fn notify_fanout(&mut self) {
+        let Self {
+            channels,
+            operations,
+            messages,
+        } = self;
+        messages.insert(
+            "notifyFanout".into(),
+            json!({
+                "name": "notifyFanout",
+                "title": "Notifications between nodes",
+                "summary": "A node's committed user notifications, for the other nodes' WebSocket sessions. Fire and forget: each user's notification log is the durable copy.",
+                "contentType": "application/json",
+                "payload": {
+                    "type": "object",
+                    "required": ["origin", "items"],
+                    "properties": {
+                        "origin": { "type": "string", "description": "The node id that sent it (a node ignores its own)" },
+                        "items": { "type": "array", "items": { "$ref": "#/components/schemas/notification" } }
+                    }
+                }
+            }),
+        );
+        channels.insert(
+            "notify".into(),
+            json!({
+                "address": NOTIFY_EXCHANGE,
+                "title": "The notification fan-out",
+                "description": "A fanout exchange between merit nodes; each node binds an exclusive, auto-delete queue. Internal: producers may not publish to it.",
+                "servers": [{ "$ref": "#/servers/rabbitmq" }],
+                "messages": { "notifyFanout": { "$ref": "#/components/messages/notifyFanout" } },
+                "bindings": exchange_binding(NOTIFY_EXCHANGE, "fanout"),
+            }),
+        );
+        operations.insert(
+            "fanOutNotifications".into(),
+            json!({
+                "action": "send",
+                "title": "Nodes share notifications",
+                "channel": { "$ref": "#/channels/notify" },
+                "messages": [{ "$ref": "#/channels/notify/messages/notifyFanout" }]
+            }),
+        );
+    }
+
+    /// The `/ws` frames a client receives.
+    fn websocket(&mut self) {
+        let Self {
+            channels,
+            operations,
+            messages,
+        } = self;
+        messages.insert(
+            "wsHello".into(),
+            json!({
+                "name": "hello",
+                "title": "Session opened",
+                "contentType": "application/json",
+                "payload": {
+                    "type": "object",
+                    "required": ["type", "user", "last_seq"],
+                    "properties": {
+                        "type": { "const": "hello" },
+                        "user": { "type": "string", "description": "The token's wallet, lowercase 0x address" },
+                        "last_seq": { "type": "integer", "minimum": 0, "description": "The after= the session started from; notifications with a higher seq follow" }
+                    }
+                }
+            }),
+        );
+        messages.insert(
+            "wsNotification".into(),
+            json!({
+                "name": "notification",
+                "title": "A notification",
+                "summary": "One entry of the user's notification log, in seq order without gaps. Reconnect with ?after=<last seq> to resume.",
+                "contentType": "application/json",
+                "payload": {
+                    "allOf": [
+                        { "type": "object", "required": ["type"], "properties": { "type": { "const": "notification" } } },
+                        { "$ref": "#/components/schemas/notification" }
+                    ]
+                }
+            }),
+        );
+        channels.insert(
+            "ws".into(),
+            json!({
+                "address": "/ws",
+                "title": "WebSocket notifications",
+                "description": "A user's notifications, live. Authenticate with a user JWT (Authorization: Bearer, or ?token= for clients that cannot set headers); ?after=N resumes after seq N (default: from now). A client that does not read is closed with 1008.",
+                "servers": [{ "$ref": "#/servers/node" }],
+                "messages": {
+                    "hello": { "$ref": "#/components/messages/wsHello" },
+                    "notification": { "$ref": "#/components/messages/wsNotification" }
+                },
+                "bindings": {
+                    "ws": {
+                        "query": {
+                            "type": "object",
+                            "properties": {
+                                "after": { "type": "integer", "minimum": 0, "description": "Resume after this seq of the user's log" },
+                                "token": { "type": "string", "description": "The user JWT, for clients that cannot send an Authorization header" }
+                            }
+                        },
+                        "bindingVersion": "0.1.0"
+                    }
+                }
+            }),
+        );
+        operations.insert(
+            "receiveNotifications".into(),
+            json!({
+                "action": "receive",
+                "title": "A client receives its notifications",
+                "channel": { "$ref": "#/channels/ws" },
+                "messages": [
+                    { "$ref": "#/channels/ws/messages/hello" },
+                    { "$ref": "#/channels/ws/messages/notification" }
+                ]
+            }),
+        );
+    }
+}
+
+/// The whole document.
+pub(crate) fn document() -> Value {
+    let mut sections = Sections::default();
+    for &event_type in EventType::ALL {
+        sections.event(event_type);
+    }
+    sections.dead_letters();
+    sections.notify_fanout();
+    sections.websocket();
+    let Sections {
+        channels,
+        operations,
+        messages,
+    } = sections;
     json!({
         "asyncapi": "3.0.0",
         "info": {
@@ -364,18 +404,33 @@ pub(crate) fn document() -> Value {
         "components": {
             "messages": messages,
             "schemas": {
-                "notification": {
-                    "type": "object",
-                    "required": ["seq", "event_id", "kind", "payload", "at"],
-                    "properties": {
-                        "seq": { "type": "integer", "minimum": 1, "description": "Position in the user's log, from 1, without gaps" },
-                        "event_id": { "type": "string", "format": "uuid" },
-                        "kind": { "type": "string", "enum": kinds, "description": "The event type reported" },
-                        "payload": { "type": "object", "description": "That event's payload (see the event's schema)" },
-                        "at": { "type": "string", "format": "date-time" }
-                    }
-                }
+                "notification": notification_schema()
             }
+        }
+    })
+}
+
+/// An entry of a user's notification log, as the `/ws` frames and the fan-out carry it.
+fn notification_schema() -> Value {
+    // The types a UserActor writes to a user's notification log.
+    let kinds = [
+        "governance.vote.recorded",
+        "governance.proposal.closed",
+        "governance.proposal.result",
+        "achievement.unlocked",
+        "achievement.minted",
+        "achievement.failed",
+        "user.benefits.changed",
+    ];
+    json!({
+        "type": "object",
+        "required": ["seq", "event_id", "kind", "payload", "at"],
+        "properties": {
+            "seq": { "type": "integer", "minimum": 1, "description": "Position in the user's log, from 1, without gaps" },
+            "event_id": { "type": "string", "format": "uuid" },
+            "kind": { "type": "string", "enum": kinds, "description": "The event type reported" },
+            "payload": { "type": "object", "description": "That event's payload (see the event's schema)" },
+            "at": { "type": "string", "format": "date-time" }
         }
     })
 }

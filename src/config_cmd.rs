@@ -143,50 +143,12 @@ pub(crate) async fn run(settings: &Settings, command: CenterCommand) -> Result<(
 
 async fn dispatch(center: &ConfigCenter, command: CenterCommand) -> Result<()> {
     match command {
-        CenterCommand::Current { json } => {
-            let config = center.current().await?;
-            let info = match config.version {
-                0 => None,
-                v => center.get(v).await?.map(|(info, _)| info),
-            };
-            print_version(info.as_ref(), &config, json)
-        }
+        CenterCommand::Current { json } => current(center, json).await,
         CenterCommand::History {
             limit,
             offset,
             json,
-        } => {
-            let page = center.history(offset, limit).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&page)?);
-                return Ok(());
-            }
-            println!(
-                "{:>7}  {:<20}  {:<20}  {:<9}  reason",
-                "version", "created", "author", "restores"
-            );
-            for v in &page.versions {
-                println!(
-                    "{:>7}  {:<20}  {:<20}  {:<9}  {}",
-                    v.version,
-                    v.created_at.format("%Y-%m-%d %H:%M:%S"),
-                    v.author,
-                    v.rollback_of.map(|r| r.to_string()).unwrap_or_default(),
-                    v.reason
-                );
-            }
-            println!(
-                "({} of {} versions shown{})",
-                page.versions.len(),
-                page.total,
-                if page.total == 0 {
-                    "; the built-in document is active as version 0"
-                } else {
-                    ""
-                }
-            );
-            Ok(())
-        }
+        } => history(center, limit, offset, json).await,
         CenterCommand::Get { version, json } => match center.get(version).await? {
             Some((info, config)) => print_version(Some(&info), &config, json),
             None => Err(CenterError::NotFound(version).into()),
@@ -194,12 +156,7 @@ async fn dispatch(center: &ConfigCenter, command: CenterCommand) -> Result<()> {
         CenterCommand::Set(args) => set(center, args).await,
         CenterCommand::Diff { a, b, json } => {
             let diff = center.diff(a, b).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&diff)?);
-            } else {
-                print!("{diff}");
-            }
-            Ok(())
+            print_json_or_text(&diff, json)
         }
         CenterCommand::Rollback { version, who } => {
             let info = center
@@ -218,14 +175,66 @@ async fn dispatch(center: &ConfigCenter, command: CenterCommand) -> Result<()> {
                 .dry_run(&document, at.unwrap_or_else(Utc::now))
                 .await
                 .map_err(refused)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{report}");
-            }
-            Ok(())
+            print_json_or_text(&report, json)
         }
     }
+}
+
+/// `current`: the active version (version 0, the built-in document, has no stored info).
+async fn current(center: &ConfigCenter, json: bool) -> Result<()> {
+    let config = center.current().await?;
+    let info = match config.version {
+        0 => None,
+        v => center.get(v).await?.map(|(info, _)| info),
+    };
+    print_version(info.as_ref(), &config, json)
+}
+
+/// `history`: a page of versions, newest first, as a table or JSON.
+async fn history(center: &ConfigCenter, limit: u64, offset: u64, json: bool) -> Result<()> {
+    let page = center.history(offset, limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&page)?);
+        return Ok(());
+    }
+    println!(
+        "{:>7}  {:<20}  {:<20}  {:<9}  reason",
+        "version", "created", "author", "restores"
+    );
+    for v in &page.versions {
+        println!(
+            "{:>7}  {:<20}  {:<20}  {:<9}  {}",
+            v.version,
+            v.created_at.format("%Y-%m-%d %H:%M:%S"),
+            v.author,
+            v.rollback_of.map(|r| r.to_string()).unwrap_or_default(),
+            v.reason
+        );
+    }
+    println!(
+        "({} of {} versions shown{})",
+        page.versions.len(),
+        page.total,
+        if page.total == 0 {
+            "; the built-in document is active as version 0"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// `value` as pretty JSON with `--json`, else as its text form.
+fn print_json_or_text<T: serde::Serialize + std::fmt::Display>(
+    value: &T,
+    json: bool,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{value}");
+    }
+    Ok(())
 }
 
 async fn set(center: &ConfigCenter, args: SetArgs) -> Result<()> {

@@ -124,86 +124,48 @@ fn run(cli: Cli) -> Result<()> {
     // rustls cannot pick one by itself. An Err only means one is already installed.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
+    let dir = cli.config_dir.as_path();
     match cli.command {
-        Command::Schema { asyncapi: true, .. } => {
-            println!("{}", serde_json::to_string_pretty(&asyncapi::document())?);
-            Ok(())
-        }
-        Command::Schema { openapi: true, .. } => {
-            println!("{}", merit_api::openapi_document());
-            Ok(())
-        }
-        Command::Schema { out, .. } => write_schemas(out),
-        Command::Token { user, ttl_secs } => {
-            let loaded = load_settings(&cli.config_dir)?;
-            let wallet: merit_messages::Address = user
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--user: {user:?} is not a wallet address: {e}"))?;
-            anyhow::ensure!(ttl_secs > 0, "--ttl-secs must be positive");
-            println!(
-                "{}",
-                merit_api::sign(
-                    loaded.settings.jwt_secret.expose_secret().as_bytes(),
-                    &wallet.to_string(),
-                    ttl_secs
-                )
-            );
-            Ok(())
-        }
+        Command::Schema {
+            out,
+            asyncapi,
+            openapi,
+        } => schema(out, asyncapi, openapi),
+        Command::Token { user, ttl_secs } => token(&load_settings(dir)?.settings, &user, ttl_secs),
         Command::Config {
             command: ConfigCommand::Show { json },
-        } => {
-            let loaded = load_settings(&cli.config_dir)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&to_redacted_json(&loaded))?
-                );
-            } else {
-                print!("{}", render_show(&loaded));
-            }
-            Ok(())
-        }
+        } => show(&load_settings(dir)?, json),
         Command::Config {
             command: ConfigCommand::Center(command),
         } => {
-            let loaded = load_settings(&cli.config_dir)?;
-            init_tracing(&loaded.settings);
-            runtime()?.block_on(config_cmd::run(&loaded.settings, command))
+            let settings = load_with_logs(dir)?;
+            runtime()?.block_on(config_cmd::run(&settings, command))
         }
         Command::Migrate => {
-            let loaded = load_settings(&cli.config_dir)?;
-            init_tracing(&loaded.settings);
-            runtime()?.block_on(async {
-                let store = connect(&loaded.settings).await?;
-                migrate(&store, &loaded.settings).await?;
-                Ok(store.close().await?)
-            })
+            let settings = load_with_logs(dir)?;
+            runtime()?.block_on(migrate_command(&settings))
         }
         Command::Reshard(args) => {
-            let loaded = load_settings(&cli.config_dir)?;
-            init_tracing(&loaded.settings);
-            runtime()?.block_on(reshard::reshard(&loaded.settings, args))
+            let settings = load_with_logs(dir)?;
+            runtime()?.block_on(reshard::reshard(&settings, args))
         }
         Command::Bench(args) => {
-            let loaded = load_settings(&cli.config_dir)?;
-            init_tracing(&loaded.settings);
-            actix_system().block_on(bench::bench(loaded.settings, args))
+            let settings = load_with_logs(dir)?;
+            actix_system().block_on(bench::bench(settings, args))
         }
         Command::Simulate(args) => {
-            let loaded = load_settings(&cli.config_dir)?;
-            init_tracing(&loaded.settings);
-            runtime()?.block_on(simulate::simulate(loaded.settings, args))
+            let settings = load_with_logs(dir)?;
+            runtime()?.block_on(simulate::simulate(settings, args))
         }
         Command::Demo(args) => {
-            let loaded = load_settings(&cli.config_dir)?;
+            let loaded = load_settings(dir)?;
             let dir = tempfile::tempdir().context("a folder for the demo database")?;
             let settings = demo::settings(loaded.settings, dir.path());
             init_tracing(&settings);
             actix_system().block_on(demo::demo(settings, args))
         }
         Command::Serve => {
-            let loaded = load_settings(&cli.config_dir)?;
+            let loaded = load_settings(dir)?;
             actix_system().block_on(async move {
                 // Inside the runtime: the OTLP exporter runs on it.
                 let _telemetry = telemetry::init(&loaded.settings)?;
@@ -211,6 +173,63 @@ fn run(cli: Cli) -> Result<()> {
             })
         }
     }
+}
+
+/// `merit schema`: the AsyncAPI document, the OpenAPI document, or the event schemas.
+fn schema(out: Option<PathBuf>, asyncapi: bool, openapi: bool) -> Result<()> {
+    if asyncapi {
+        println!("{}", serde_json::to_string_pretty(&asyncapi::document())?);
+        Ok(())
+    } else if openapi {
+        println!("{}", merit_api::openapi_document());
+        Ok(())
+    } else {
+        write_schemas(out)
+    }
+}
+
+/// `merit token`: a user JWT for `user`, valid for `ttl_secs`.
+fn token(settings: &Settings, user: &str, ttl_secs: i64) -> Result<()> {
+    let wallet: merit_messages::Address = user
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--user: {user:?} is not a wallet address: {e}"))?;
+    anyhow::ensure!(ttl_secs > 0, "--ttl-secs must be positive");
+    println!(
+        "{}",
+        merit_api::sign(
+            settings.jwt_secret.expose_secret().as_bytes(),
+            &wallet.to_string(),
+            ttl_secs
+        )
+    );
+    Ok(())
+}
+
+/// `merit config show`: every setting with its source, as text or JSON.
+fn show(loaded: &Loaded, json: bool) -> Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_redacted_json(loaded))?
+        );
+    } else {
+        print!("{}", render_show(loaded));
+    }
+    Ok(())
+}
+
+/// `merit migrate`: connects, applies what is pending and closes.
+async fn migrate_command(settings: &Settings) -> Result<()> {
+    let store = connect(settings).await?;
+    migrate(&store, settings).await?;
+    Ok(store.close().await?)
+}
+
+/// The settings, with the logs set up from them (the commands that run services log).
+fn load_with_logs(config_dir: &std::path::Path) -> Result<Settings> {
+    let loaded = load_settings(config_dir)?;
+    init_tracing(&loaded.settings);
+    Ok(loaded.settings)
 }
 
 fn load_settings(config_dir: &std::path::Path) -> Result<Loaded> {

@@ -31,8 +31,50 @@ pub(crate) async fn reshard(settings: &Settings, args: ReshardArgs) -> Result<()
         "merit reshard changes RabbitMQ shard queues: set MERIT_AMQP_URL \
          (the in-process transport has no queues to change)",
     )?;
-    let store = crate::connect(settings).await?;
+    let mut not_drained = database_not_drained(settings).await?;
 
+    let options = RabbitOptions {
+        connection_name: "merit-reshard".into(),
+        quorum_group_size: settings.mailbox.quorum_group_size,
+        op_timeout: Duration::from_secs(30),
+        ..RabbitOptions::default()
+    };
+    let transport = RabbitTransport::connect_with(url.expose(), Topology::new(args.to), options)
+        .await
+        .with_context(|| format!("connect to RabbitMQ at {}", url.redacted()))?;
+    let plan = shard_queues(&transport, &mut not_drained).await?;
+    print_plan(&plan, args.to);
+    if !not_drained.is_empty() {
+        bail!(
+            "not drained, nothing changed. Stop the producers and wait until these clear:\n  - {}",
+            not_drained.join("\n  - ")
+        );
+    }
+    if args.dry_run {
+        println!("drained; --dry-run: nothing changed");
+        return Ok(());
+    }
+    apply(&transport, &plan, args.to).await?;
+    println!(
+        "done: start the nodes with MERIT_MAILBOX_SHARDS={} (then the producers)",
+        args.to
+    );
+    if settings.mailbox.shards != args.to {
+        println!(
+            "note: this configuration still says MERIT_MAILBOX_SHARDS={}",
+            settings.mailbox.shards
+        );
+    }
+    Ok(())
+}
+
+/// The shard queues of every actor kind as they are now.
+type Plan = Vec<(ActorKind, Vec<merit_mailbox::ShardQueue>)>;
+
+/// What the database says is not drained: nodes of this cluster still registered, outbox
+/// rows not yet published.
+async fn database_not_drained(settings: &Settings) -> Result<Vec<String>> {
+    let store = crate::connect(settings).await?;
     let mut not_drained = Vec::new();
     let ttl = merit_api::ApiOptions::default().node_ttl;
     let cluster = crate::serve::cluster_of(settings);
@@ -62,16 +104,12 @@ pub(crate) async fn reshard(settings: &Settings, args: ReshardArgs) -> Result<()
             "{backlog} outbox rows not yet published (start a node on the old count to relay them)"
         ));
     }
+    Ok(not_drained)
+}
 
-    let options = RabbitOptions {
-        connection_name: "merit-reshard".into(),
-        quorum_group_size: settings.mailbox.quorum_group_size,
-        op_timeout: Duration::from_secs(30),
-        ..RabbitOptions::default()
-    };
-    let transport = RabbitTransport::connect_with(url.expose(), Topology::new(args.to), options)
-        .await
-        .with_context(|| format!("connect to RabbitMQ at {}", url.redacted()))?;
+/// Reads every kind's shard queues, adding to `not_drained` those that hold messages or
+/// have consumers.
+async fn shard_queues(transport: &RabbitTransport, not_drained: &mut Vec<String>) -> Result<Plan> {
     let mut plan = Vec::new();
     for kind in ActorKind::ALL {
         let queues = transport.shard_queues(kind).await?;
@@ -85,9 +123,14 @@ pub(crate) async fn reshard(settings: &Settings, args: ReshardArgs) -> Result<()
         }
         plan.push((kind, queues));
     }
-    for (kind, queues) in &plan {
+    Ok(plan)
+}
+
+/// One line per kind: its shard count now, the new one and the queues that changes.
+fn print_plan(plan: &Plan, to: u16) {
+    for (kind, queues) in plan {
         let from = queues.len();
-        let to = usize::from(args.to);
+        let to = usize::from(to);
         let change = match from.cmp(&to) {
             std::cmp::Ordering::Less => {
                 format!("create merit.{kind}.{from} to merit.{kind}.{}", to - 1)
@@ -99,37 +142,21 @@ pub(crate) async fn reshard(settings: &Settings, args: ReshardArgs) -> Result<()
         };
         println!("merit.{kind}: {from} -> {to} shard queues ({change})");
     }
-    if !not_drained.is_empty() {
-        bail!(
-            "not drained, nothing changed. Stop the producers and wait until these clear:\n  - {}",
-            not_drained.join("\n  - ")
-        );
-    }
-    if args.dry_run {
-        println!("drained; --dry-run: nothing changed");
-        return Ok(());
-    }
+}
+
+/// Declares the queues of the new count, then deletes those above it.
+async fn apply(transport: &RabbitTransport, plan: &Plan, to: u16) -> Result<()> {
     transport
         .declare()
         .await
         .context("declare the new shard queues")?;
-    for (_, queues) in &plan {
-        for q in queues.iter().filter(|q| q.index >= args.to) {
+    for (_, queues) in plan {
+        for q in queues.iter().filter(|q| q.index >= to) {
             transport.delete_unused_empty_queue(&q.queue).await.with_context(|| {
                 format!("{} took a message or a consumer meanwhile; stop the producers and run again", q.queue)
             })?;
             println!("deleted {}", q.queue);
         }
-    }
-    println!(
-        "done: start the nodes with MERIT_MAILBOX_SHARDS={} (then the producers)",
-        args.to
-    );
-    if settings.mailbox.shards != args.to {
-        println!(
-            "note: this configuration still says MERIT_MAILBOX_SHARDS={}",
-            settings.mailbox.shards
-        );
     }
     Ok(())
 }
