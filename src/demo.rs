@@ -11,7 +11,10 @@
 use std::{
     collections::HashMap,
     io::Write,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -134,43 +137,125 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
     );
 
     let users: Vec<Address> = (0..args.users.max(CREATORS)).map(wallet).collect();
-    let sent: Sent = Arc::default();
-    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let notified = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut listeners = Vec::new();
-    for user in &users {
-        let mut sub = running.hub.subscribe(&user.to_string());
-        let (sent, latencies, notified) = (sent.clone(), latencies.clone(), notified.clone());
-        listeners.push(tokio::spawn(async move {
-            while let Some(n) = sub.rx.recv().await {
-                notified.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n.kind == "governance.vote.recorded" {
-                    let key = (
-                        n.payload["proposal"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                        n.user.clone(),
-                    );
-                    let at = sent.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                    if let Some(at) = at {
-                        latencies
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(at.elapsed());
-                    }
-                }
-            }
-        }));
-    }
+    let listeners = Listeners::spawn(&running.hub, &users);
     if let Some(dev) = &dev {
         dev.refuse_mints(args.failures as usize);
     }
 
     // Proposals, then votes in proposal order (so streaks form), at the offered rate.
     let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut published = create_proposals(&running, &args, &users).await?;
+    let votes = votes(&args, &users, &mut rng)?;
+    published += publish_votes(&running, &votes, args.rate, &listeners.sent).await?;
+
+    // Trades on chain once NFTs exist; then wait for everything to settle.
+    let traded = settle(&running, dev.as_deref(), &args, &users, &mut rng).await?;
+    // The last notifications of the trades.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!();
+
+    let outcome = Outcome {
+        load: args.shape.describe(votes.len(), args.proposals, args.rate),
+        published,
+        traded,
+        started,
+    };
+    let rows = summary(&running, &listeners, &outcome).await?;
+    println!("\nmerit demo summary");
+    for (what, value) in rows {
+        println!("  {what:<42} {value}");
+    }
+    listeners.stop();
+    if args.keep_serving {
+        println!("\ndashboard: {base}/dashboard (log in with MERIT_ADMIN_TOKEN; the development default is in the README)");
+        println!("API:       {base}/openapi.json");
+        println!("serving until Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+    } else {
+        println!(
+            "\nthe node stops now; run `merit demo --keep-serving` to keep its API and \
+             dashboard up after the summary"
+        );
+    }
+    running.stop().await
+}
+
+/// A live subscription per user: counts what is delivered and times each vote from its
+/// publication to its `governance.vote.recorded` notification.
+struct Listeners {
+    sent: Sent,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    notified: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Listeners {
+    fn spawn(hub: &merit_api::NotificationHub, users: &[Address]) -> Self {
+        let sent: Sent = Arc::default();
+        let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let notified = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for user in users {
+            let mut sub = hub.subscribe(&user.to_string());
+            let (sent, latencies, notified) = (sent.clone(), latencies.clone(), notified.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Some(n) = sub.rx.recv().await {
+                    notified.fetch_add(1, Ordering::Relaxed);
+                    if n.kind == "governance.vote.recorded" {
+                        let key = (
+                            n.payload["proposal"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            n.user.clone(),
+                        );
+                        let at = sent.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                        if let Some(at) = at {
+                            latencies
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(at.elapsed());
+                        }
+                    }
+                }
+            }));
+        }
+        Self {
+            sent,
+            latencies,
+            notified,
+            tasks,
+        }
+    }
+
+    /// Publish → notification latencies at quantiles `qs`, or `-` when none was timed.
+    fn percentiles<const N: usize>(&self, qs: [f64; N]) -> [String; N] {
+        let mut lat = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        lat.sort();
+        qs.map(|q| {
+            if lat.is_empty() {
+                return "-".to_string();
+            }
+            let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1;
+            format!("{:.1} ms", lat[i].as_secs_f64() * 1000.0)
+        })
+    }
+
+    fn stop(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Publishes `governance.proposal.created` for every proposal, open for [`VOTING`], by a
+/// few creators; returns how many were published.
+async fn create_proposals(running: &Running, args: &DemoArgs, users: &[Address]) -> Result<u64> {
     let now = Utc::now();
-    let mut published = 0u64;
     let mut batch = Vec::new();
     for p in 0..args.proposals {
         batch.push(Envelope::new(
@@ -187,15 +272,19 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
             },
         ));
     }
-    publish(&running, &batch).await?;
-    published += batch.len() as u64;
+    publish(running, &batch).await?;
+    Ok(batch.len() as u64)
+}
+
+/// The votes of the community, in proposal order, as `--shape` spreads them.
+fn votes(args: &DemoArgs, users: &[Address], rng: &mut StdRng) -> Result<Vec<Envelope>> {
     let mut votes = Vec::new();
     let voted_on = match args.shape {
         DemoShape::Spread => args.proposals,
         DemoShape::HotProposal => args.proposals.min(1),
     };
     for p in 0..voted_on {
-        for voter in &users {
+        for voter in users {
             if args.shape == DemoShape::HotProposal || rng.gen_bool(0.8) {
                 // Every third proposal is unpopular, so some are defeated.
                 let against_from = if p % 3 == 2 { 3 } else { 6 };
@@ -219,9 +308,21 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
             }
         }
     }
+    Ok(votes)
+}
+
+/// Publishes `votes` at `rate` per second, in 50 ms ticks, noting when each went out;
+/// returns how many were published.
+async fn publish_votes(
+    running: &Running,
+    votes: &[Envelope],
+    rate: u32,
+    sent: &Sent,
+) -> Result<u64> {
     let total_votes = votes.len();
     let tick = Duration::from_millis(50);
-    let per_tick = (args.rate as usize * tick.as_millis() as usize / 1000).max(1);
+    let per_tick = (rate as usize * tick.as_millis() as usize / 1000).max(1);
+    let mut published = 0;
     let mut next = Instant::now();
     for (i, chunk) in votes.chunks(per_tick).enumerate() {
         {
@@ -235,7 +336,7 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
                 }
             }
         }
-        publish(&running, chunk).await?;
+        publish(running, chunk).await?;
         published += chunk.len() as u64;
         progress(&format!(
             "voting      {}  {}/{} votes",
@@ -246,29 +347,40 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
         next += tick;
         tokio::time::sleep_until(next.into()).await;
     }
+    Ok(published)
+}
 
-    // Trades on chain once NFTs exist; then wait for everything to settle.
-    let db = running.store.db().clone();
+/// Trades NFTs on the dev chain once enough are minted, and waits (at most [`SETTLE`])
+/// until the proposals are closed, the achievements settled and the outbox empty; returns
+/// the NFTs traded.
+async fn settle(
+    running: &Running,
+    dev: Option<&DevChain>,
+    args: &DemoArgs,
+    users: &[Address],
+    rng: &mut StdRng,
+) -> Result<u32> {
+    let db = running.store.db();
     let mut traded = 0u32;
     let deadline = Instant::now() + SETTLE;
     loop {
         let open_proposals = proposal::Entity::find()
             .filter(proposal::Column::Status.is_in(["pending", "active"]))
-            .count(&db)
+            .count(db)
             .await?;
         let in_flight = achievement::Entity::find()
             .filter(achievement::Column::State.is_in(["unlocked", "reserved"]))
-            .count(&db)
+            .count(db)
             .await?;
         let pending_outbox = outbox::Entity::find()
             .filter(outbox::Column::PublishedAt.is_null())
-            .count(&db)
+            .count(db)
             .await?;
-        let minted = nft::Entity::find().count(&db).await?;
-        let total = achievement::Entity::find().count(&db).await?;
-        if let Some(dev) = &dev {
+        let minted = nft::Entity::find().count(db).await?;
+        let total = achievement::Entity::find().count(db).await?;
+        if let Some(dev) = dev {
             if traded < args.trades && minted >= u64::from(args.trades) {
-                traded += trade(dev, &db, &users, args.trades - traded, &mut rng).await?;
+                traded += trade(dev, db, users, args.trades - traded, rng).await?;
             }
         }
         progress(&format!(
@@ -279,20 +391,33 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
         ));
         let trades_done = dev.is_none() || traded >= args.trades;
         if open_proposals == 0 && in_flight == 0 && pending_outbox == 0 && trades_done {
-            break;
+            return Ok(traded);
         }
         if Instant::now() > deadline {
             eprintln!(
                 "\nmerit demo: not settled after {SETTLE:?}; the summary shows where it stands"
             );
-            break;
+            return Ok(traded);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    // The last notifications of the trades.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    eprintln!();
+}
 
+/// What the run did, for the summary.
+struct Outcome {
+    load: String,
+    published: u64,
+    traded: u32,
+    started: Instant,
+}
+
+/// The summary rows: what was offered, what the node made of it, and how fast.
+async fn summary(
+    running: &Running,
+    listeners: &Listeners,
+    outcome: &Outcome,
+) -> Result<Vec<(&'static str, String)>> {
+    let db = running.store.db();
     let sagas = running.sagas().counts(None).await?;
     let count = |state: &str| {
         sagas
@@ -304,36 +429,25 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
     let achievements = |state: &'static str| {
         achievement::Entity::find()
             .filter(achievement::Column::State.eq(state))
-            .count(&db)
+            .count(db)
     };
     let proposals_in = |state: &'static str| {
         proposal::Entity::find()
             .filter(proposal::Column::Status.eq(state))
-            .count(&db)
+            .count(db)
     };
-    let mut lat = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    lat.sort();
-    let pct = |q: f64| -> String {
-        if lat.is_empty() {
-            return "-".to_string();
-        }
-        let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1;
-        format!("{:.1} ms", lat[i].as_secs_f64() * 1000.0)
-    };
+    let [p50, p99] = listeners.percentiles([0.50, 0.99]);
     let applied: u64 = running.status().registries.iter().map(|r| r.applied).sum();
-    let rows = [
-        (
-            "load",
-            args.shape.describe(total_votes, args.proposals, args.rate),
-        ),
+    Ok(vec![
+        ("load", outcome.load.clone()),
         (
             "events published (proposals + votes)",
-            published.to_string(),
+            outcome.published.to_string(),
         ),
         ("actor turns committed", applied.to_string()),
         (
             "votes counted",
-            vote::Entity::find().count(&db).await?.to_string(),
+            vote::Entity::find().count(db).await?.to_string(),
         ),
         (
             "proposals succeeded / defeated",
@@ -345,7 +459,7 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
         ),
         (
             "achievements unlocked",
-            achievement::Entity::find().count(&db).await?.to_string(),
+            achievement::Entity::find().count(db).await?.to_string(),
         ),
         (
             "  minted as NFTs",
@@ -359,49 +473,28 @@ pub(crate) async fn demo(settings: Settings, args: DemoArgs) -> Result<()> {
             "NFTs on chain",
             nft::Entity::find()
                 .filter(nft::Column::Burned.eq(false))
-                .count(&db)
+                .count(db)
                 .await?
                 .to_string(),
         ),
-        ("NFTs traded on chain", traded.to_string()),
+        ("NFTs traded on chain", outcome.traded.to_string()),
         (
             "sagas completed / compensated",
             format!("{} / {}", count("completed"), count("compensated")),
         ),
         (
             "notifications delivered live",
-            notified
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .to_string(),
+            listeners.notified.load(Ordering::Relaxed).to_string(),
         ),
         (
             "publish -> vote notification p50 / p99",
-            format!("{} / {}", pct(0.50), pct(0.99)),
+            format!("{p50} / {p99}"),
         ),
         (
             "elapsed",
-            format!("{:.1} s", started.elapsed().as_secs_f64()),
+            format!("{:.1} s", outcome.started.elapsed().as_secs_f64()),
         ),
-    ];
-    println!("\nmerit demo summary");
-    for (what, value) in rows {
-        println!("  {what:<42} {value}");
-    }
-    for l in listeners {
-        l.abort();
-    }
-    if args.keep_serving {
-        println!("\ndashboard: {base}/dashboard (log in with MERIT_ADMIN_TOKEN; the development default is in the README)");
-        println!("API:       {base}/openapi.json");
-        println!("serving until Ctrl-C");
-        let _ = tokio::signal::ctrl_c().await;
-    } else {
-        println!(
-            "\nthe node stops now; run `merit demo --keep-serving` to keep its API and \
-             dashboard up after the summary"
-        );
-    }
-    running.stop().await
+    ])
 }
 
 async fn publish(running: &Running, envelopes: &[Envelope]) -> Result<()> {

@@ -740,7 +740,7 @@ pub(crate) async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     check_exchange(&url).await?;
 
-    let mut generator = Generator::new(&plan, &run)?;
+    let generator = Generator::new(&plan, &run)?;
     eprintln!(
         "merit simulate: run {run}, seed {}, {} users, {} proposals, {} {} events/s, to {}",
         plan.seed,
@@ -750,218 +750,17 @@ pub(crate) async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(
         plan.rate,
         url.redacted()
     );
-
-    let mut interrupts = interrupts();
     let progress = Progress {
         terminal: std::io::stderr().is_terminal(),
         started: Instant::now(),
     };
-    let period = if progress.terminal {
-        Duration::from_millis(250)
-    } else {
-        Duration::from_secs(3)
-    };
-    let mut redraw = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-
-    let mut ledger = args.ledger.as_deref().map(Ledger::create).transpose()?;
-    let mut creations = generator.creations().into_iter();
-    let mut flights: FuturesUnordered<Flight<'_>> = FuturesUnordered::new();
-    let mut tally = Tally::default();
-    let mut issued_total: u64 = 0;
-    // Set once every proposal is confirmed: the start of the paced phase.
-    let mut paced_since: Option<Instant> = None;
-    let mut paced_issued: u64 = 0;
-    let mut skipped: u64 = 0;
-    let mut paced_end: Option<Instant> = None;
-    let mut stop: Option<Stop> = None;
-    let mut fatal: Option<anyhow::Error> = None;
-    let mut abandoned = false;
-
-    loop {
-        if stop.is_some() && flights.is_empty() {
-            break;
-        }
-        tokio::select! {
-            biased;
-            Some(()) = interrupts.recv() => {
-                if stop.is_none() {
-                    stop = Some(Stop::Interrupted);
-                } else {
-                    // A second Ctrl-C: stop waiting for confirms.
-                    abandoned = true;
-                    break;
-                }
-            }
-            Some((counts, entries, took, result)) = flights.next(), if !flights.is_empty() => {
-                tally.in_flight -= counts.total();
-                if let Some(ledger) = &mut ledger {
-                    if let Err(e) = ledger.record(result.is_ok(), &entries) {
-                        if fatal.is_none() {
-                            stop = Some(Stop::Failed(format!("{e:#}")));
-                            fatal = Some(e);
-                        }
-                    }
-                }
-                match result {
-                    Ok(()) => {
-                        tally.confirmed.add(&counts);
-                        tally.batch_ms.push(took.as_secs_f64() * 1_000.0);
-                    }
-                    Err(e) => {
-                        tally.failed.add(&counts);
-                        if !matches!(e, merit_mailbox::Error::Nacked { .. }) && fatal.is_none() {
-                            let e = anyhow::anyhow!(
-                                "publish to {EVENTS_EXCHANGE} on {}: {e}",
-                                url.redacted()
-                            );
-                            stop = Some(Stop::Failed(e.to_string()));
-                            fatal = Some(e);
-                        }
-                    }
-                }
-                if paced_since.is_some() && counts.paced() > 0 {
-                    paced_end = Some(Instant::now());
-                }
-            }
-            _ = tick.tick(), if stop.is_none() => {
-                let room = plan.window.saturating_sub(tally.in_flight);
-                let left = plan.events.map_or(u64::MAX, |n| n - issued_total);
-                let mut batch = Vec::new();
-                // Which of `batch` are intact (not malformed), for the ledger.
-                let mut intact = Vec::new();
-                let mut counts = Counts::default();
-                match paced_since {
-                    None => {
-                        for out in creations.by_ref().take(room.min(left) as usize) {
-                            batch.push(out);
-                            intact.push(true);
-                            counts.proposals += 1;
-                        }
-                        if batch.is_empty() && flights.is_empty() && left > 0 {
-                            // Every proposal is confirmed: votes may follow.
-                            paced_since = Some(Instant::now());
-                        }
-                    }
-                    Some(since) => {
-                        let t = since.elapsed().as_secs_f64();
-                        let target = plan.profile.due(plan.rate, t).floor() as u64;
-                        let mut due = target.saturating_sub(paced_issued + skipped);
-                        // At most one second's worth of backlog: a broker slower than the
-                        // offered load is shown by the achieved rate, not made up later.
-                        let cap = plan.rate.ceil().max(1.0) as u64;
-                        if due > cap {
-                            skipped += due - cap;
-                            due = cap;
-                        }
-                        for _ in 0..due.min(room).min(left) {
-                            match generator.next() {
-                                Some((kind, out)) => {
-                                    match kind {
-                                        Kind::Vote => counts.votes += 1,
-                                        Kind::Duplicate => counts.duplicates += 1,
-                                        Kind::Malformed(b) => counts.malformed[b as usize] += 1,
-                                    }
-                                    intact.push(!matches!(kind, Kind::Malformed(_)));
-                                    batch.push(out);
-                                }
-                                None => {
-                                    let pairs = u64::from(plan.users) * u64::from(plan.proposals);
-                                    stop = Some(Stop::AllPairsUsed(pairs));
-                                    break;
-                                }
-                            }
-                        }
-                        paced_issued += batch.len() as u64;
-                        if let Some(limit) = plan.seconds {
-                            if t >= limit && stop.is_none() {
-                                stop = Some(Stop::Seconds(limit));
-                            }
-                        }
-                    }
-                }
-                issued_total += batch.len() as u64;
-                if let Some(n) = plan.events {
-                    if issued_total >= n && stop.is_none() {
-                        stop = Some(Stop::Events(n));
-                    }
-                }
-                if !batch.is_empty() {
-                    tally.in_flight += counts.total();
-                    let entries = if ledger.is_some() {
-                        Ledger::entries(&batch, &intact)
-                    } else {
-                        Vec::new()
-                    };
-                    let transport = &transport;
-                    flights.push(
-                        async move {
-                            let started = Instant::now();
-                            let result = transport.publish(batch).await;
-                            (counts, entries, started.elapsed(), result)
-                        }
-                        .boxed(),
-                    );
-                }
-            }
-            _ = redraw.tick() => progress.draw(&tally, paced_since, plan.proposals),
-        }
-    }
-    progress.draw(&tally, paced_since, plan.proposals);
+    let ledger = args.ledger.as_deref().map(Ledger::create).transpose()?;
+    let mut state = Run::new(&plan, &url, &transport, generator, ledger);
+    state.drive(&progress).await;
+    progress.draw(&state.tally, state.paced_since, plan.proposals);
     progress.finish();
-    drop(flights);
+    let (summary, fatal) = state.finish(run);
 
-    let paced_seconds = match (paced_since, paced_end) {
-        (Some(since), Some(end)) => end.duration_since(since).as_secs_f64(),
-        (Some(since), None) => since.elapsed().as_secs_f64(),
-        _ => 0.0,
-    };
-    let mut batch_ms = tally.batch_ms.clone();
-    batch_ms.sort_by(f64::total_cmp);
-    let c = &tally.confirmed;
-    let mut expected_dead_letters = BTreeMap::new();
-    for b in Broken::ALL {
-        *expected_dead_letters
-            .entry(b.dead_letter_class().to_string())
-            .or_insert(0) += c.malformed[b as usize];
-    }
-    let summary = Summary {
-        run,
-        amqp_url: url.redacted().to_string(),
-        seed: plan.seed,
-        profile: plan.profile,
-        offered_rate: plan.rate,
-        users: plan.users,
-        proposals: plan.proposals,
-        stopped: stop
-            .unwrap_or(Stop::Interrupted)
-            .to_string()
-            .replace('\n', " "),
-        sent: Sent {
-            proposals_created: c.proposals,
-            votes: c.votes,
-            duplicates: c.duplicates,
-            malformed: c.malformed_total(),
-            malformed_by_kind: Broken::ALL
-                .iter()
-                .map(|b| (b.name().to_string(), c.malformed[*b as usize]))
-                .collect(),
-            total: c.total(),
-        },
-        confirm_failures: tally.failed.total(),
-        unconfirmed: if abandoned { tally.in_flight } else { 0 },
-        paced_seconds,
-        achieved_rate: if paced_seconds > 0.0 {
-            c.paced() as f64 / paced_seconds
-        } else {
-            0.0
-        },
-        batches: batch_ms.len(),
-        batch_confirm_p50_ms: percentile(&batch_ms, 0.50),
-        batch_confirm_p99_ms: percentile(&batch_ms, 0.99),
-        expected_dead_letters,
-    };
     print_summary(&summary);
     if let Some(path) = &args.json {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -974,6 +773,350 @@ pub(crate) async fn simulate(settings: Settings, args: SimulateArgs) -> Result<(
     match fatal {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Decides how many paced messages are due: what the profile offers at the rate since
+/// the paced phase began, less what was issued, with at most one second's worth of
+/// backlog (a broker slower than the offered load is shown by the achieved rate, not
+/// made up later: the excess is skipped for good).
+#[derive(Debug)]
+struct Pacer {
+    profile: Profile,
+    rate: f64,
+    issued: u64,
+    skipped: u64,
+}
+
+impl Pacer {
+    fn new(profile: Profile, rate: f64) -> Self {
+        Self {
+            profile,
+            rate,
+            issued: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Messages due `t` seconds into the paced phase.
+    fn due(&mut self, t: f64) -> u64 {
+        let target = self.profile.due(self.rate, t).floor() as u64;
+        let due = target.saturating_sub(self.issued + self.skipped);
+        let cap = self.rate.ceil().max(1.0) as u64;
+        if due > cap {
+            self.skipped += due - cap;
+            return cap;
+        }
+        due
+    }
+
+    /// Counts `n` messages as issued (fewer than were due when the window was full).
+    fn issued(&mut self, n: u64) {
+        self.issued += n;
+    }
+}
+
+/// The messages of one tick, with what the tally and the ledger need of them.
+#[derive(Default)]
+struct Batch {
+    out: Vec<Outgoing>,
+    /// Which of `out` are intact (not malformed), for the ledger.
+    intact: Vec<bool>,
+    counts: Counts,
+}
+
+impl Batch {
+    fn proposal(&mut self, out: Outgoing) {
+        self.counts.proposals += 1;
+        self.intact.push(true);
+        self.out.push(out);
+    }
+
+    fn paced(&mut self, kind: Kind, out: Outgoing) {
+        match kind {
+            Kind::Vote => self.counts.votes += 1,
+            Kind::Duplicate => self.counts.duplicates += 1,
+            Kind::Malformed(b) => self.counts.malformed[b as usize] += 1,
+        }
+        self.intact.push(!matches!(kind, Kind::Malformed(_)));
+        self.out.push(out);
+    }
+
+    fn len(&self) -> u64 {
+        self.out.len() as u64
+    }
+}
+
+/// What a landed flight reports: its counts, its ledger entries, publish → confirm, the
+/// outcome.
+type Landed = (Counts, Entries, Duration, merit_mailbox::Result<()>);
+
+/// A run in progress: what [`Run::drive`]'s loop changes, one method per event it waits
+/// for (a Ctrl-C, a batch confirmed, a pacing tick).
+struct Run<'a> {
+    plan: &'a Plan,
+    url: &'a SecretUrl,
+    transport: &'a RabbitTransport,
+    generator: Generator,
+    /// The proposal creations not yet published.
+    creations: std::vec::IntoIter<Outgoing>,
+    ledger: Option<Ledger>,
+    flights: FuturesUnordered<Flight<'a>>,
+    tally: Tally,
+    issued_total: u64,
+    /// Set once every proposal is confirmed: the start of the paced phase.
+    paced_since: Option<Instant>,
+    pacer: Pacer,
+    /// When the last paced message was confirmed.
+    paced_end: Option<Instant>,
+    stop: Option<Stop>,
+    fatal: Option<anyhow::Error>,
+    /// A second Ctrl-C: the confirms still awaited are given up.
+    abandoned: bool,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        plan: &'a Plan,
+        url: &'a SecretUrl,
+        transport: &'a RabbitTransport,
+        mut generator: Generator,
+        ledger: Option<Ledger>,
+    ) -> Self {
+        let creations = generator.creations().into_iter();
+        Self {
+            plan,
+            url,
+            transport,
+            generator,
+            creations,
+            ledger,
+            flights: FuturesUnordered::new(),
+            tally: Tally::default(),
+            issued_total: 0,
+            paced_since: None,
+            pacer: Pacer::new(plan.profile, plan.rate),
+            paced_end: None,
+            stop: None,
+            fatal: None,
+            abandoned: false,
+        }
+    }
+
+    /// Publishes until a stop condition and until every batch in flight has landed (or a
+    /// second Ctrl-C gives them up), redrawing `progress` meanwhile.
+    async fn drive(&mut self, progress: &Progress) {
+        let mut interrupts = interrupts();
+        let period = if progress.terminal {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(3)
+        };
+        let mut redraw = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while !self.done() {
+            tokio::select! {
+                biased;
+                Some(()) = interrupts.recv() => self.interrupted(),
+                Some(landed) = self.flights.next(), if !self.flights.is_empty() => {
+                    self.landed(landed);
+                }
+                _ = tick.tick(), if self.stop.is_none() => self.tick(),
+                _ = redraw.tick() => {
+                    progress.draw(&self.tally, self.paced_since, self.plan.proposals);
+                }
+            }
+        }
+    }
+
+    /// Stopped with every batch landed, or the batches in flight given up.
+    fn done(&self) -> bool {
+        self.abandoned || (self.stop.is_some() && self.flights.is_empty())
+    }
+
+    fn interrupted(&mut self) {
+        if self.stop.is_none() {
+            self.stop = Some(Stop::Interrupted);
+        } else {
+            // A second Ctrl-C: stop waiting for confirms.
+            self.abandoned = true;
+        }
+    }
+
+    /// Stops the run on the first fatal error (later ones follow from it).
+    fn fail(&mut self, e: anyhow::Error) {
+        if self.fatal.is_none() {
+            self.stop = Some(Stop::Failed(format!("{e:#}")));
+            self.fatal = Some(e);
+        }
+    }
+
+    /// A batch's confirms are in (or failed): tally it and write it to the ledger.
+    fn landed(&mut self, (counts, entries, took, result): Landed) {
+        self.tally.in_flight -= counts.total();
+        if let Some(ledger) = &mut self.ledger {
+            if let Err(e) = ledger.record(result.is_ok(), &entries) {
+                self.fail(e);
+            }
+        }
+        match result {
+            Ok(()) => {
+                self.tally.confirmed.add(&counts);
+                self.tally.batch_ms.push(took.as_secs_f64() * 1_000.0);
+            }
+            Err(e) => {
+                self.tally.failed.add(&counts);
+                // A nack is the broker's answer about these messages, not a lost broker.
+                if !matches!(e, merit_mailbox::Error::Nacked { .. }) {
+                    let e = anyhow::anyhow!(
+                        "publish to {EVENTS_EXCHANGE} on {}: {e}",
+                        self.url.redacted()
+                    );
+                    self.fail(e);
+                }
+            }
+        }
+        if self.paced_since.is_some() && counts.paced() > 0 {
+            self.paced_end = Some(Instant::now());
+        }
+    }
+
+    /// A pacing tick: publishes what is due, within the confirm window and `--events`.
+    fn tick(&mut self) {
+        let room = self.plan.window.saturating_sub(self.tally.in_flight);
+        let left = self.plan.events.map_or(u64::MAX, |n| n - self.issued_total);
+        let mut batch = Batch::default();
+        match self.paced_since {
+            None => self.create(&mut batch, room.min(left), left),
+            Some(since) => self.pace(&mut batch, since, room.min(left)),
+        }
+        self.issued_total += batch.len();
+        if let Some(n) = self.plan.events {
+            if self.issued_total >= n && self.stop.is_none() {
+                self.stop = Some(Stop::Events(n));
+            }
+        }
+        if !batch.out.is_empty() {
+            self.launch(batch);
+        }
+    }
+
+    /// The creation phase: up to `limit` proposals; once every one is confirmed, the
+    /// paced phase begins.
+    fn create(&mut self, batch: &mut Batch, limit: u64, left: u64) {
+        for out in self.creations.by_ref().take(limit as usize) {
+            batch.proposal(out);
+        }
+        if batch.out.is_empty() && self.flights.is_empty() && left > 0 {
+            // Every proposal is confirmed: votes may follow.
+            self.paced_since = Some(Instant::now());
+        }
+    }
+
+    /// The paced phase: what the pacer says is due, up to `limit`.
+    fn pace(&mut self, batch: &mut Batch, since: Instant, limit: u64) {
+        let t = since.elapsed().as_secs_f64();
+        for _ in 0..self.pacer.due(t).min(limit) {
+            let Some((kind, out)) = self.generator.next() else {
+                let pairs = u64::from(self.plan.users) * u64::from(self.plan.proposals);
+                self.stop = Some(Stop::AllPairsUsed(pairs));
+                break;
+            };
+            batch.paced(kind, out);
+        }
+        self.pacer.issued(batch.len());
+        if let Some(limit) = self.plan.seconds {
+            if t >= limit && self.stop.is_none() {
+                self.stop = Some(Stop::Seconds(limit));
+            }
+        }
+    }
+
+    /// Publishes `batch` and awaits its confirms in the background.
+    fn launch(&mut self, batch: Batch) {
+        self.tally.in_flight += batch.counts.total();
+        let entries = if self.ledger.is_some() {
+            Ledger::entries(&batch.out, &batch.intact)
+        } else {
+            Vec::new()
+        };
+        let (transport, counts, out) = (self.transport, batch.counts, batch.out);
+        self.flights.push(
+            async move {
+                let started = Instant::now();
+                let result = transport.publish(out).await;
+                (counts, entries, started.elapsed(), result)
+            }
+            .boxed(),
+        );
+    }
+
+    /// Gives up what is still in flight; the summary, and the error that stopped the run.
+    fn finish(mut self, run: String) -> (Summary, Option<anyhow::Error>) {
+        drop(std::mem::take(&mut self.flights));
+        let summary = self.summary(run);
+        (summary, self.fatal)
+    }
+
+    fn summary(&self, run: String) -> Summary {
+        let paced_seconds = match (self.paced_since, self.paced_end) {
+            (Some(since), Some(end)) => end.duration_since(since).as_secs_f64(),
+            (Some(since), None) => since.elapsed().as_secs_f64(),
+            _ => 0.0,
+        };
+        let mut batch_ms = self.tally.batch_ms.clone();
+        batch_ms.sort_by(f64::total_cmp);
+        let c = &self.tally.confirmed;
+        let mut expected_dead_letters = BTreeMap::new();
+        for b in Broken::ALL {
+            *expected_dead_letters
+                .entry(b.dead_letter_class().to_string())
+                .or_insert(0) += c.malformed[b as usize];
+        }
+        let plan = self.plan;
+        Summary {
+            run,
+            amqp_url: self.url.redacted().to_string(),
+            seed: plan.seed,
+            profile: plan.profile,
+            offered_rate: plan.rate,
+            users: plan.users,
+            proposals: plan.proposals,
+            stopped: self
+                .stop
+                .clone()
+                .unwrap_or(Stop::Interrupted)
+                .to_string()
+                .replace('\n', " "),
+            sent: Sent {
+                proposals_created: c.proposals,
+                votes: c.votes,
+                duplicates: c.duplicates,
+                malformed: c.malformed_total(),
+                malformed_by_kind: Broken::ALL
+                    .iter()
+                    .map(|b| (b.name().to_string(), c.malformed[*b as usize]))
+                    .collect(),
+                total: c.total(),
+            },
+            confirm_failures: self.tally.failed.total(),
+            unconfirmed: if self.abandoned {
+                self.tally.in_flight
+            } else {
+                0
+            },
+            paced_seconds,
+            achieved_rate: if paced_seconds > 0.0 {
+                c.paced() as f64 / paced_seconds
+            } else {
+                0.0
+            },
+            batches: batch_ms.len(),
+            batch_confirm_p50_ms: percentile(&batch_ms, 0.50),
+            batch_confirm_p99_ms: percentile(&batch_ms, 0.99),
+            expected_dead_letters,
+        }
     }
 }
 
@@ -1093,6 +1236,47 @@ mod tests {
         seen.sort_unstable();
         assert!(seen.iter().copied().eq(0..1_000));
         assert_eq!(d.next(&mut rng), None);
+    }
+
+    #[test]
+    fn the_pacer_offers_the_rate_tick_by_tick() {
+        let mut p = Pacer::new(Profile::Steady, 100.0);
+        assert_eq!(p.due(0.0), 0);
+        assert_eq!(p.due(0.25), 25);
+        p.issued(25);
+        assert_eq!(p.due(0.5), 25);
+        // What a full confirm window held back is still due at the next tick.
+        p.issued(5);
+        assert_eq!(p.due(0.75), 45);
+        assert_eq!(p.skipped, 0);
+    }
+
+    #[test]
+    fn the_pacer_skips_a_backlog_over_one_second() {
+        let mut p = Pacer::new(Profile::Steady, 100.0);
+        // Five seconds without a tick: one second's worth is due, the rest skipped for good.
+        assert_eq!(p.due(5.0), 100);
+        assert_eq!(p.skipped, 400);
+        p.issued(100);
+        assert_eq!(p.due(5.0), 0);
+        assert_eq!(p.due(5.5), 50);
+        // Below one event per second the backlog is still one message, not none.
+        let mut slow = Pacer::new(Profile::Steady, 0.5);
+        assert_eq!(slow.due(10.0), 1);
+        assert_eq!(slow.skipped, 4);
+    }
+
+    #[test]
+    fn the_pacer_follows_the_bursty_profile() {
+        let mut p = Pacer::new(Profile::Bursty, 100.0);
+        assert_eq!(p.due(0.25), 75);
+        p.issued(75);
+        // A burst is capped at one second of the average rate too.
+        assert_eq!(p.due(1.0), 100);
+        assert_eq!(p.skipped, 125);
+        p.issued(100);
+        assert_eq!(p.due(2.5), 0);
+        assert_eq!(p.due(3.25), 75);
     }
 
     #[test]
