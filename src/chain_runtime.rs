@@ -149,7 +149,6 @@ impl ChainRuntime {
         let (shutdown, stop) = watch::channel(false);
         let confirmations = settings.chain.confirmations;
         let poll = settings.chain.poll_interval();
-        let mut tasks = Vec::new();
 
         let listener = Listener::new(
             store.clone(),
@@ -161,75 +160,13 @@ impl ChainRuntime {
             },
         );
         let listener_status = listener.status_handle();
-        tasks.push(tokio::spawn(listener.run(stopped(stop.clone()))));
-
-        let mut registry = SagaRegistry::new();
-        registry.register(unlock_saga(UnlockDeps {
-            store: store.clone(),
-            chain: chain.clone(),
-            confirmations: confirmations.max(1),
-            poll: poll.clamp(Duration::from_millis(50), Duration::from_secs(2)),
-        }))?;
-        let executor = SagaExecutor::new(
-            store.clone(),
-            registry,
-            ExecutorOptions {
-                node_id: settings.node_id.clone(),
-                ..ExecutorOptions::default()
-            },
-        );
-        {
-            let executor = executor.clone();
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = executor.run(stopped(stop)).await {
-                    tracing::error!(error = %e, "saga executor stopped");
-                }
-            }));
-        }
-        {
-            let (executor, store, mut stop) = (executor.clone(), store.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match start_pending_unlocks(&executor, &store, 100).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(started = n, "achievement unlock sagas started"),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "starting unlock sagas failed; retrying")
-                        }
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(STARTER_INTERVAL) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                }
-            }));
-        }
-        {
-            let (chain, store, mut stop) = (chain.clone(), store.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(FULL_SYNC_INTERVAL) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    match full_sync(&store, chain.as_ref(), confirmations).await {
-                        Ok(report) => {
-                            metrics::counter!("merit_chain_full_syncs_total").increment(1);
-                            metrics::counter!("merit_chain_full_sync_drift_total")
-                                .increment(report.drifted);
-                            tracing::info!(
-                                checked = report.checked,
-                                drifted = report.drifted,
-                                repaired = report.repaired,
-                                "full sync done"
-                            );
-                        }
-                        Err(e) => tracing::warn!(error = %e, "full sync failed; next run retries"),
-                    }
-                }
-            }));
-        }
+        let executor = saga_executor(settings, store, &chain)?;
+        let tasks = vec![
+            tokio::spawn(listener.run(stopped(stop.clone()))),
+            run_executor(executor.clone(), stop.clone()),
+            run_unlock_starter(executor.clone(), store.clone(), stop.clone()),
+            run_full_sync(chain.clone(), store.clone(), confirmations, stop),
+        ];
         Ok(Self {
             executor,
             chain,
@@ -269,4 +206,95 @@ impl ChainRuntime {
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// The saga executor of this node, with the AchievementUnlock saga registered.
+fn saga_executor(
+    settings: &Settings,
+    store: &Store,
+    chain: &Arc<dyn Chain>,
+) -> Result<SagaExecutor> {
+    let mut registry = SagaRegistry::new();
+    registry.register(unlock_saga(UnlockDeps {
+        store: store.clone(),
+        chain: chain.clone(),
+        confirmations: settings.chain.confirmations.max(1),
+        poll: settings
+            .chain
+            .poll_interval()
+            .clamp(Duration::from_millis(50), Duration::from_secs(2)),
+    }))?;
+    Ok(SagaExecutor::new(
+        store.clone(),
+        registry,
+        ExecutorOptions {
+            node_id: settings.node_id.clone(),
+            ..ExecutorOptions::default()
+        },
+    ))
+}
+
+/// Runs `executor` until `stop`; an executor that fails is logged, not restarted.
+fn run_executor(executor: SagaExecutor, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = executor.run(stopped(stop)).await {
+            tracing::error!(error = %e, "saga executor stopped");
+        }
+    })
+}
+
+/// Starts the sagas of unlocked achievements that have none, every [`STARTER_INTERVAL`]
+/// until `stop`.
+fn run_unlock_starter(
+    executor: SagaExecutor,
+    store: Store,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match start_pending_unlocks(&executor, &store, 100).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(started = n, "achievement unlock sagas started"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "starting unlock sagas failed; retrying")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(STARTER_INTERVAL) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    })
+}
+
+/// Compares every known token's owner with the chain every [`FULL_SYNC_INTERVAL`] (the
+/// first after one interval) until `stop`.
+fn run_full_sync(
+    chain: Arc<dyn Chain>,
+    store: Store,
+    confirmations: u64,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(FULL_SYNC_INTERVAL) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            match full_sync(&store, chain.as_ref(), confirmations).await {
+                Ok(report) => {
+                    metrics::counter!("merit_chain_full_syncs_total").increment(1);
+                    metrics::counter!("merit_chain_full_sync_drift_total")
+                        .increment(report.drifted);
+                    tracing::info!(
+                        checked = report.checked,
+                        drifted = report.drifted,
+                        repaired = report.repaired,
+                        "full sync done"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "full sync failed; next run retries"),
+            }
+        }
+    })
 }
