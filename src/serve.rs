@@ -419,35 +419,18 @@ impl Api {
         }
         let discovery = discovery.unwrap_or_else(|| Discovery::Store(store.clone()));
         let started_at = chrono::Utc::now();
-        let version = env!("CARGO_PKG_VERSION");
-        {
-            let probe = node.probe();
-            let node_id = settings.node_id.clone();
-            let cluster = cluster_of(settings);
-            let advertised = address.to_string();
-            let info = move || {
-                let status = probe.status();
-                NodeInfo {
-                    node_id: node_id.clone(),
-                    address: advertised.clone(),
-                    version: version.to_string(),
-                    started_at,
-                    heartbeat_at: chrono::Utc::now(),
-                    healthy: status.healthy,
-                    shards: status.shards.owned.len() as u32,
-                    owned: status.shards.owned,
-                    cluster: cluster.clone(),
-                }
-            };
-            tasks.push(tokio::spawn(discovery.clone().run_heartbeat(
-                info,
-                options.node_ttl,
-                stop,
-            )));
-        }
+        tasks.push(heartbeat(
+            settings,
+            node,
+            address,
+            started_at,
+            &discovery,
+            options.node_ttl,
+            stop,
+        ));
         let state = ApiState {
             node_id: settings.node_id.clone(),
-            version,
+            version: VERSION,
             started_at,
             advertised: address.to_string(),
             store: store.clone(),
@@ -465,21 +448,8 @@ impl Api {
             metrics: merit_api::install_recorder(),
             guards: Default::default(),
         };
-        let metrics_address = match &metrics_listener {
-            Some(l) => Some(l.local_addr()?),
-            None => None,
-        };
-        let server = merit_api::serve_with_metrics(listener, metrics_listener, state)
-            .context("start the HTTP server")?;
-        if let Some(metrics) = metrics_address {
-            tracing::info!(%metrics, "/metrics is served on the metrics listener only");
-        }
-        let handle = server.handle();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        }));
+        let (handle, server) = run_server(listener, metrics_listener, state)?;
+        tasks.push(server);
         Ok(Self {
             address,
             server: handle,
@@ -496,6 +466,67 @@ impl Api {
             let _ = task.await;
         }
     }
+}
+
+/// This build's version, as the node registers and reports it.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Registers the node with `discovery`, refreshing its entry (health, owned shards) while
+/// it lives: shard ownership and the cluster view are computed from these entries.
+/// Deregisters it on `stop`.
+fn heartbeat(
+    settings: &Settings,
+    node: &Node,
+    address: std::net::SocketAddr,
+    started_at: chrono::DateTime<chrono::Utc>,
+    discovery: &Discovery,
+    ttl: Duration,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let probe = node.probe();
+    let node_id = settings.node_id.clone();
+    let cluster = cluster_of(settings);
+    let advertised = address.to_string();
+    let info = move || {
+        let status = probe.status();
+        NodeInfo {
+            node_id: node_id.clone(),
+            address: advertised.clone(),
+            version: VERSION.to_string(),
+            started_at,
+            heartbeat_at: chrono::Utc::now(),
+            healthy: status.healthy,
+            shards: status.shards.owned.len() as u32,
+            owned: status.shards.owned,
+            cluster: cluster.clone(),
+        }
+    };
+    tokio::spawn(discovery.clone().run_heartbeat(info, ttl, stop))
+}
+
+/// Starts the HTTP server on `listener` (and `/metrics` on `metrics_listener`, when
+/// given); returns its handle and the task that runs it until it stops.
+fn run_server(
+    listener: std::net::TcpListener,
+    metrics_listener: Option<std::net::TcpListener>,
+    state: ApiState,
+) -> Result<(actix_web::dev::ServerHandle, JoinHandle<()>)> {
+    let metrics_address = match &metrics_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let server = merit_api::serve_with_metrics(listener, metrics_listener, state)
+        .context("start the HTTP server")?;
+    if let Some(metrics) = metrics_address {
+        tracing::info!(%metrics, "/metrics is served on the metrics listener only");
+    }
+    let handle = server.handle();
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok((handle, task))
 }
 
 #[cfg(test)]
