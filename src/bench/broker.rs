@@ -62,6 +62,8 @@ pub(super) async fn baseline(
     Ok(measured)
 }
 
+/// Moves `n` votes of `shape` through the declared `topology`: starts the shard consumers,
+/// then publishes while counting the finished votes, on the clock.
 async fn moving(
     conn: &Connection,
     topology: &Topology,
@@ -70,7 +72,31 @@ async fn moving(
     shape: Shape,
 ) -> Result<(f64, cpu::PerVote)> {
     // Everything published is built before the clock starts.
-    let votes: Vec<(Outgoing, BasicProperties)> = (0..n)
+    let votes = votes(n, shape);
+    let (done_tx, done) = mpsc::unbounded_channel::<Result<(), String>>();
+    let tasks = start_consumers(conn, topology, prefetch, done_tx).await?;
+    let producer = conn.create_channel().await?;
+    producer
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let exchange = topology.events_exchange();
+    let cpu_before = cpu::sample();
+    let started = Instant::now();
+    let outcome =
+        futures::future::try_join(publish(&producer, &exchange, &votes), count(done, n)).await;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu::per_vote(&cpu_before, &cpu::sample(), n);
+    for t in &tasks {
+        t.abort();
+    }
+    outcome?;
+    Ok((secs, cpu))
+}
+
+/// The `n` votes of `shape` as merit's producers publish them: routing key, body and
+/// properties.
+fn votes(n: u32, shape: Shape) -> Vec<(Outgoing, BasicProperties)> {
+    (0..n)
         .map(|i| {
             let (v, p) = shape.vote(i, n);
             let out = Outgoing::from_envelope(&Envelope::new(
@@ -85,10 +111,19 @@ async fn moving(
             let props = properties(&out);
             (out, props)
         })
-        .collect();
-    let recorded = Arc::new(recorded_body());
+        .collect()
+}
 
-    let (done_tx, mut done) = mpsc::unbounded_channel::<Result<(), String>>();
+/// Starts a consumer on every proposal shard (relaying each vote as a `vote.recorded` on
+/// one confirm channel, like the node's relay) and on every user shard (reporting each
+/// finished vote to `done`); returns their tasks.
+async fn start_consumers(
+    conn: &Connection,
+    topology: &Topology,
+    prefetch: u16,
+    done: mpsc::UnboundedSender<Result<(), String>>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let recorded = Arc::new(recorded_body());
     let relay = conn.create_channel().await?;
     relay
         .confirm_select(ConfirmSelectOptions::default())
@@ -101,63 +136,57 @@ async fn moving(
             relay.clone(),
             topology.internal_exchange(),
             recorded.clone(),
-            done_tx.clone(),
+            done.clone(),
         )));
     }
     for shard in topology.shards_of(ActorKind::User) {
         let ch = consumer(conn, &topology.shard_queue(shard), prefetch).await?;
-        tasks.push(tokio::spawn(finish(ch, done_tx.clone())));
+        tasks.push(tokio::spawn(finish(ch, done.clone())));
     }
-    drop(done_tx);
+    Ok(tasks)
+}
 
-    let producer = conn.create_channel().await?;
-    producer
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    let exchange = topology.events_exchange();
-    let cpu_before = cpu::sample();
-    let started = Instant::now();
-    let publishing = async {
-        for batch in votes.chunks(BATCH) {
-            let mut confirms = Vec::with_capacity(batch.len());
-            for (out, props) in batch {
-                confirms.push(
-                    producer
-                        .basic_publish(
-                            exchange.as_str().into(),
-                            out.routing_key.as_str().into(),
-                            BasicPublishOptions::default(),
-                            &out.body,
-                            props.clone(),
-                        )
-                        .await?,
-                );
-            }
-            for c in confirms {
-                anyhow::ensure!(c.await?.is_ack(), "the broker refused a vote");
-            }
+/// Publishes `votes` to `exchange` in batches of [`BATCH`], each batch's confirms awaited
+/// together.
+async fn publish(
+    producer: &Channel,
+    exchange: &str,
+    votes: &[(Outgoing, BasicProperties)],
+) -> Result<()> {
+    for batch in votes.chunks(BATCH) {
+        let mut confirms = Vec::with_capacity(batch.len());
+        for (out, props) in batch {
+            confirms.push(
+                producer
+                    .basic_publish(
+                        exchange.into(),
+                        out.routing_key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &out.body,
+                        props.clone(),
+                    )
+                    .await?,
+            );
         }
-        anyhow::Ok(())
-    };
-    let counting = async {
-        let mut acked = 0u32;
-        while acked < n {
-            match done.recv().await {
-                Some(Ok(())) => acked += 1,
-                Some(Err(e)) => anyhow::bail!("after {acked} of {n} votes: {e}"),
-                None => anyhow::bail!("every consumer ended after {acked} of {n} votes"),
-            }
+        for c in confirms {
+            anyhow::ensure!(c.await?.is_ack(), "the broker refused a vote");
         }
-        anyhow::Ok(())
-    };
-    let outcome = futures::future::try_join(publishing, counting).await;
-    let secs = started.elapsed().as_secs_f64();
-    let cpu = cpu::per_vote(&cpu_before, &cpu::sample(), n);
-    for t in &tasks {
-        t.abort();
     }
-    outcome?;
-    Ok((secs, cpu))
+    Ok(())
+}
+
+/// Waits until `n` votes are reported done, or fails with the first error a consumer
+/// reports (or when every consumer ended first).
+async fn count(mut done: mpsc::UnboundedReceiver<Result<(), String>>, n: u32) -> Result<()> {
+    let mut acked = 0u32;
+    while acked < n {
+        match done.recv().await {
+            Some(Ok(())) => acked += 1,
+            Some(Err(e)) => anyhow::bail!("after {acked} of {n} votes: {e}"),
+            None => anyhow::bail!("every consumer ended after {acked} of {n} votes"),
+        }
+    }
+    Ok(())
 }
 
 /// A channel consuming `queue` with at most `prefetch` unacked deliveries.
