@@ -3,8 +3,8 @@
 //! transactions), stage by stage:
 //!
 //! - **raw**: a plain lapin loop — publish N persistent messages with confirms (a window
-//!   of in-flight confirms) to one quorum queue while consuming them with manual acks —
-//!   kept so that earlier figures stay comparable;
+//!   of in-flight confirms) to one quorum queue while consuming them with manual acks (see
+//!   [`raw`]) — kept so that earlier figures stay comparable;
 //! - **broker only**: the broker's work of N votes without merit, on merit's real topology
 //!   (see [`broker`]): each vote published to `merit.events`, consumed from its proposal
 //!   shard, a `vote.recorded`-sized message published to `merit.internal` and consumed
@@ -37,6 +37,7 @@
 mod broker;
 mod cpu;
 mod listen;
+mod raw;
 mod verify;
 
 use std::{
@@ -48,14 +49,6 @@ use std::{
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use futures::{stream::FuturesUnordered, StreamExt};
-use lapin::{
-    options::{
-        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-        ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
-    },
-    types::{AMQPValue, FieldTable},
-    BasicProperties,
-};
 use merit_api::{ApiOptions, Credentials};
 use merit_config::Settings;
 use merit_mailbox::{Outgoing, RabbitOptions, RabbitTransport, Topology, Transport};
@@ -161,6 +154,13 @@ pub(crate) struct BenchArgs {
     pub(crate) out: std::path::PathBuf,
 }
 
+impl BenchArgs {
+    /// Each stage's time limit.
+    fn limit(&self) -> Duration {
+        Duration::from_secs(self.stage_timeout)
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Figures {
     database: String,
@@ -206,7 +206,7 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
         .as_ref()
         .context("merit bench measures RabbitMQ: set MERIT_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)")?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let limit = Duration::from_secs(args.stage_timeout);
+    let limit = args.limit();
 
     eprintln!(
         "raw broker loop: {} persistent messages, confirms + manual acks ...",
@@ -215,7 +215,7 @@ pub(crate) async fn bench(settings: Settings, args: BenchArgs) -> Result<()> {
     let raw = stage(
         "raw loop",
         limit,
-        raw_loop(
+        raw::measure(
             amqp.expose(),
             &run_id,
             args.events,
@@ -308,7 +308,7 @@ async fn measure(
         .amqp_url
         .as_ref()
         .context("merit bench measures RabbitMQ: set MERIT_AMQP_URL")?;
-    let limit = Duration::from_secs(args.stage_timeout);
+    let limit = args.limit();
     let store = before.store.clone();
     stage("migrate", limit, async {
         anyhow::Ok(store.migrate().await?)
@@ -318,13 +318,79 @@ async fn measure(
         prefix: format!("bench-{run_id}."),
         shards: settings.mailbox.shards,
     };
-    let (transport, load, node, hub) = stage("node start", limit, async {
-        let transport = Arc::new(RabbitTransport::connect(amqp.expose(), topology.clone()).await?);
+    let node = stage(
+        "node start",
+        limit,
+        UnderTest::start(settings, store, amqp.expose(), &topology),
+    )
+    .await?;
+    // Votes each voter should have counted so far, by voter index, over both stages.
+    let mut votes_cast = HashMap::new();
+    let e2e = end_to_end(&node, args, &before.db_name, &mut votes_cast).await?;
+    let (lat, api) = latency(settings, &node, args, &mut votes_cast).await?;
+    let UnderTest {
+        transport,
+        load,
+        node,
+        ..
+    } = node;
+    stage("stop the node", limit, async {
+        api.stop().await;
+        node.shutdown(Duration::from_secs(10)).await;
+        anyhow::Ok(())
+    })
+    .await?;
+    drop(load);
+
+    eprintln!("activation: every user actor of a fresh node from storage ...");
+    let activated = stage(
+        "activation",
+        limit,
+        activation(settings, &before.db_url, transport.clone()),
+    )
+    .await?;
+    drop(transport);
+    if let Err(e) = stage("remove the node's topology", limit, async {
+        let conn = crate::serve::amqp_connection(amqp.expose()).await?;
+        let removed = broker::remove_topology(&conn, &topology).await;
+        let _ = conn.close(200, "bench done".into()).await;
+        removed
+    })
+    .await
+    {
+        eprintln!("warning: {e:#}");
+    }
+    Ok(Figures::new(settings, args, before, &e2e, lat, activated))
+}
+
+/// The node the voting stages measure, with what feeds and watches it.
+struct UnderTest {
+    /// The run's database.
+    store: Store,
+    /// The node's broker connection (the activation stage's node reuses it).
+    transport: Arc<RabbitTransport>,
+    /// The load generator's connection.
+    load: RabbitTransport,
+    node: Node,
+    /// Where the node hands its notifications.
+    hub: merit_api::NotificationHub,
+}
+
+impl UnderTest {
+    /// Declares `topology` and starts a node on it and on `store`, as `merit serve` does,
+    /// with a load generator's connection beside it.
+    async fn start(
+        settings: &Settings,
+        store: Store,
+        amqp: &str,
+        topology: &Topology,
+    ) -> Result<Self> {
+        let transport = Arc::new(RabbitTransport::connect(amqp, topology.clone()).await?);
         transport.declare().await?;
         // The load generator publishes as a producer would: on a connection of its own,
         // not through the node's publisher channel.
         let load = RabbitTransport::connect_with(
-            amqp.expose(),
+            amqp,
             topology.clone(),
             RabbitOptions {
                 connection_name: "merit-bench-load".to_string(),
@@ -342,47 +408,139 @@ async fn measure(
             transport.clone(),
         )
         .await?;
-        anyhow::Ok((transport, load, node, hub))
-    })
-    .await?;
-    // Votes each voter should have counted so far, by voter index, over both stages.
-    let mut votes_cast = HashMap::new();
+        Ok(Self {
+            store,
+            transport,
+            load,
+            node,
+            hub,
+        })
+    }
+}
 
+/// The end-to-end stage's outcome.
+struct EndToEnd {
+    run: Run,
+    /// CPU milliseconds per vote, by process, over the run.
+    cpu: cpu::PerVote,
+    counted: verify::Counted,
+}
+
+/// The end-to-end stage: `--events` votes through the node as fast as it takes them,
+/// then checked.
+async fn end_to_end(
+    t: &UnderTest,
+    args: &BenchArgs,
+    db_name: &str,
+    votes_cast: &mut HashMap<u32, u64>,
+) -> Result<EndToEnd> {
+    let limit = args.limit();
     eprintln!(
-        "end-to-end: {} votes ({}) through merit on {} ...",
+        "end-to-end: {} votes ({}) through merit on {db_name} ...",
         args.events,
         args.shape.name(),
-        before.db_name
     );
     let cpu_before = cpu::sample();
-    let e2e = stage(
+    let run = stage(
         "end-to-end",
         limit,
-        run_votes(&node, &load, &store, "e2e", args.events, None, args.shape),
+        run_votes(t, "e2e", args.events, None, args.shape),
     )
     .await?;
-    let e2e_cpu = cpu::per_vote(&cpu_before, &cpu::sample(), args.events);
-    let e2e_counted = stage(
+    let cpu = cpu::per_vote(&cpu_before, &cpu::sample(), args.events);
+    let counted = stage(
         "end-to-end check",
         limit,
         verify::votes(
-            &store,
+            &t.store,
             "e2e",
             args.shape,
             args.events,
-            &e2e.vote_ids,
-            &e2e.recorded_ids,
-            &mut votes_cast,
+            &run.sent.vote_ids,
+            &run.sent.recorded_ids,
+            votes_cast,
         ),
     )
     .await?;
+    Ok(EndToEnd { run, cpu, counted })
+}
 
+/// The latency stage's outcome.
+struct Latency {
+    run: Run,
+    /// Publish → the node's hub.
+    hub: listen::Heard,
+    /// Publish → a WebSocket client on `/ws`.
+    websocket: listen::Heard,
+    counted: verify::Counted,
+}
+
+/// The latency stage: with the node's API served and a listener per voter on its hub and
+/// on `/ws`, `--rate` votes per second for `--seconds`, then their notifications awaited
+/// and the votes checked. Returns the API still serving: it stops with the node.
+async fn latency(
+    settings: &Settings,
+    t: &UnderTest,
+    args: &BenchArgs,
+    votes_cast: &mut HashMap<u32, u64>,
+) -> Result<(Latency, crate::serve::Api)> {
+    let limit = args.limit();
     let total = args.rate * args.seconds;
-    let voters: Vec<Address> = (0..args.shape.voters(total)).map(voter).collect();
+    let (api, at_hub, websocket) = listeners(settings, t, args.shape.voters(total), limit).await?;
+    eprintln!("latency: {} events/s for {} s ...", args.rate, args.seconds);
+    let paced = Duration::from_secs(u64::from(args.seconds));
+    let run = stage(
+        "latency",
+        limit + paced,
+        run_votes(t, "lat", total, Some(args.rate), args.shape),
+    )
+    .await?;
+    let (hub, websocket) = stage("notifications", listen::PATIENCE + limit, async {
+        let deadline = Instant::now() + listen::PATIENCE;
+        let votes_of = |v: u32| args.shape.votes_of(v, total) as usize;
+        let at_hub = at_hub.finish(&run.sent.published, votes_of, deadline).await;
+        let websocket = websocket
+            .finish(&run.sent.published, votes_of, deadline)
+            .await;
+        anyhow::Ok((at_hub, websocket))
+    })
+    .await?;
+    let counted = stage(
+        "latency check",
+        limit,
+        verify::votes(
+            &t.store,
+            "lat",
+            args.shape,
+            total,
+            &run.sent.vote_ids,
+            &run.sent.recorded_ids,
+            votes_cast,
+        ),
+    )
+    .await?;
+    let heard = Latency {
+        run,
+        hub,
+        websocket,
+        counted,
+    };
+    Ok((heard, api))
+}
+
+/// Serves the node's API and puts a listener per voter (of the first `voters`) in place,
+/// on the hub and on `/ws`, before any vote is published.
+async fn listeners(
+    settings: &Settings,
+    t: &UnderTest,
+    voters: u32,
+    limit: Duration,
+) -> Result<(crate::serve::Api, listen::Listening, listen::Listening)> {
+    let voters: Vec<Address> = (0..voters).map(voter).collect();
     let (api, credentials) = stage(
         "serve the API",
         limit,
-        serve_api(settings, &store, transport.clone(), &node, &hub),
+        serve_api(settings, &t.store, t.transport.clone(), &t.node, &t.hub),
     )
     .await?;
     eprintln!(
@@ -400,104 +558,54 @@ async fn measure(
         listen::websocket(api.address, tokens),
     )
     .await?;
-    let at_hub = listen::hub(&hub, &voters);
-    eprintln!("latency: {} events/s for {} s ...", args.rate, args.seconds);
-    let paced = Duration::from_secs(u64::from(args.seconds));
-    let lat = stage(
-        "latency",
-        limit + paced,
-        run_votes(
-            &node,
-            &load,
-            &store,
-            "lat",
-            total,
-            Some(args.rate),
-            args.shape,
-        ),
-    )
-    .await?;
-    let (at_hub, websocket) = stage("notifications", listen::PATIENCE + limit, async {
-        let deadline = Instant::now() + listen::PATIENCE;
-        let votes_of = |v: u32| args.shape.votes_of(v, total) as usize;
-        let at_hub = at_hub.finish(&lat.published, votes_of, deadline).await;
-        let websocket = websocket.finish(&lat.published, votes_of, deadline).await;
-        anyhow::Ok((at_hub, websocket))
-    })
-    .await?;
-    let lat_counted = stage(
-        "latency check",
-        limit,
-        verify::votes(
-            &store,
-            "lat",
-            args.shape,
-            total,
-            &lat.vote_ids,
-            &lat.recorded_ids,
-            &mut votes_cast,
-        ),
-    )
-    .await?;
-    stage("stop the node", limit, async {
-        api.stop().await;
-        node.shutdown(Duration::from_secs(10)).await;
-        anyhow::Ok(())
-    })
-    .await?;
-    drop(load);
+    let at_hub = listen::hub(&t.hub, &voters);
+    Ok((api, at_hub, websocket))
+}
 
-    eprintln!("activation: every user actor of a fresh node from storage ...");
-    let (activated, activations_per_sec, rss_per_actor_bytes) = stage(
-        "activation",
-        limit,
-        activation(settings, &before.db_url, transport.clone()),
-    )
-    .await?;
-    drop(transport);
-    if let Err(e) = stage("remove the node's topology", limit, async {
-        let conn = crate::serve::amqp_connection(amqp.expose()).await?;
-        let removed = broker::remove_topology(&conn, &topology).await;
-        let _ = conn.close(200, "bench done".into()).await;
-        removed
-    })
-    .await
-    {
-        eprintln!("warning: {e:#}");
+impl Figures {
+    /// The run's figures from its stages' outcomes.
+    fn new(
+        settings: &Settings,
+        args: &BenchArgs,
+        before: Measured,
+        e2e: &EndToEnd,
+        lat: Latency,
+        (activated, activations_per_sec, rss_per_actor_bytes): (usize, f64, f64),
+    ) -> Self {
+        let e2e_per_sec = f64::from(args.events) / e2e.run.secs;
+        let latencies = &lat.run.latencies;
+        Self {
+            database: before.db_name,
+            shards: settings.mailbox.shards,
+            prefetch: settings.mailbox.prefetch,
+            shape: args.shape,
+            clock_ticks_per_sec: cpu::clock_ticks(),
+            raw_messages: args.events,
+            raw_msgs_per_sec: before.raw,
+            baseline_votes: args.events,
+            baseline_votes_per_sec: before.baseline.votes_per_sec,
+            baseline_msgs_per_sec: before.baseline.msgs_per_sec,
+            baseline_cpu_ms_per_vote: before.baseline.cpu_per_vote,
+            e2e_events: args.events,
+            e2e_events_per_sec: e2e_per_sec,
+            e2e_deliveries_per_sec: 2.0 * e2e_per_sec,
+            e2e_cpu_ms_per_vote: e2e.cpu,
+            ratio_events_to_baseline: e2e_per_sec / before.baseline.votes_per_sec,
+            ratio_events_to_raw: e2e_per_sec / before.raw,
+            e2e_checked: e2e.counted,
+            latency_offered_per_sec: args.rate,
+            latency_events: latencies.len(),
+            latency_p50_ms: percentile(latencies, 0.50),
+            latency_p99_ms: percentile(latencies, 0.99),
+            latency_p999_ms: percentile(latencies, 0.999),
+            latency_checked: lat.counted,
+            hub: lat.hub,
+            websocket: lat.websocket,
+            activated,
+            activations_per_sec,
+            rss_per_actor_bytes,
+        }
     }
-
-    let e2e_per_sec = f64::from(args.events) / e2e.secs;
-    Ok(Figures {
-        database: before.db_name,
-        shards: settings.mailbox.shards,
-        prefetch: settings.mailbox.prefetch,
-        shape: args.shape,
-        clock_ticks_per_sec: cpu::clock_ticks(),
-        raw_messages: args.events,
-        raw_msgs_per_sec: before.raw,
-        baseline_votes: args.events,
-        baseline_votes_per_sec: before.baseline.votes_per_sec,
-        baseline_msgs_per_sec: before.baseline.msgs_per_sec,
-        baseline_cpu_ms_per_vote: before.baseline.cpu_per_vote,
-        e2e_events: args.events,
-        e2e_events_per_sec: e2e_per_sec,
-        e2e_deliveries_per_sec: 2.0 * e2e_per_sec,
-        e2e_cpu_ms_per_vote: e2e_cpu,
-        ratio_events_to_baseline: e2e_per_sec / before.baseline.votes_per_sec,
-        ratio_events_to_raw: e2e_per_sec / before.raw,
-        e2e_checked: e2e_counted,
-        latency_offered_per_sec: args.rate,
-        latency_events: lat.latencies.len(),
-        latency_p50_ms: percentile(&lat.latencies, 0.50),
-        latency_p99_ms: percentile(&lat.latencies, 0.99),
-        latency_p999_ms: percentile(&lat.latencies, 0.999),
-        latency_checked: lat_counted,
-        hub: at_hub,
-        websocket,
-        activated,
-        activations_per_sec,
-        rss_per_actor_bytes,
-    })
 }
 
 /// Runs one stage of the bench within `limit`: a stage that does not finish (a wedged
@@ -730,106 +838,6 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn raw_loop(url: &str, run_id: &str, n: u32, prefetch: u16) -> Result<f64> {
-    let conn = crate::serve::amqp_connection(url).await?;
-    let queue = format!("merit.bench.raw.{run_id}");
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    // Removed by the broker once unused for ten minutes, should the run stop (a stage's
-    // time limit, a kill) before deleting it.
-    args.insert("x-expires".into(), AMQPValue::LongUInt(600_000));
-    let pub_ch = conn.create_channel().await?;
-    pub_ch
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    pub_ch
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
-        .await?;
-    let con_ch = Arc::new(conn.create_channel().await?);
-    con_ch
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
-    let mut consumer = con_ch
-        .basic_consume(
-            queue.as_str().into(),
-            "bench".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let body = sample_body();
-    let started = Instant::now();
-    let consuming = tokio::spawn(async move {
-        let mut got = 0u32;
-        while got < n {
-            match consumer.next().await {
-                Some(Ok(delivery)) => {
-                    delivery.ack(BasicAckOptions::default()).await?;
-                    got += 1;
-                }
-                Some(Err(e)) => return Err(anyhow::Error::from(e)),
-                None => anyhow::bail!("raw consumer ended after {got} of {n}"),
-            }
-        }
-        Ok(())
-    });
-    let mut inflight = FuturesUnordered::new();
-    for _ in 0..n {
-        let confirm = pub_ch
-            .basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into()),
-            )
-            .await?;
-        inflight.push(confirm);
-        // A window of confirms in flight, awaited asynchronously.
-        while inflight.len() >= 200 {
-            if let Some(c) = inflight.next().await {
-                c?;
-            }
-        }
-    }
-    while let Some(c) = inflight.next().await {
-        c?;
-    }
-    consuming.await??;
-    let secs = started.elapsed().as_secs_f64();
-    con_ch.close(200, "bench done".into()).await?;
-    pub_ch
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await?;
-    conn.close(200, "bench done".into()).await?;
-    Ok(f64::from(n) / secs)
-}
-
-fn sample_body() -> Vec<u8> {
-    let env = Envelope::new(
-        "bench",
-        VoteCast {
-            proposal: "bench-p".parse().expect("valid id"),
-            voter: Address([7; 20]),
-            choice: VoteChoice::For,
-            reason: None,
-        },
-    );
-    env.to_json()
-}
-
 type Cleanup = Box<dyn FnOnce(Store) -> futures::future::BoxFuture<'static, Result<()>> + Send>;
 
 /// A database of the run's own: its store, its name for the report, its URL (for the
@@ -900,6 +908,12 @@ struct Run {
     secs: f64,
     /// Per vote, publish → the UserActor's commit of its `vote.recorded`, ms, sorted.
     latencies: Vec<f64>,
+    /// What was published.
+    sent: Sent,
+}
+
+/// The votes a stage published.
+struct Sent {
     /// The publish time of each vote by the id of its `vote.recorded`.
     published: HashMap<String, DateTime<Utc>>,
     /// The ids of the votes sent.
@@ -908,28 +922,54 @@ struct Run {
     recorded_ids: Vec<String>,
 }
 
-/// Publishes `n` votes of `shape` (over 50 proposals, created first) through `load` — the
-/// load generator's own connection — optionally paced at `rate` per second, and waits
-/// until merit applied them all. Measures from the first publish to the last commit, and
-/// per vote the latency from its publish to the commit of its `governance.vote.recorded`
-/// by the voter's UserActor — the whole path through both actors and the relay.
+/// Publishes `n` votes of `shape` (over 50 proposals, created first) through the load
+/// generator's own connection, optionally paced at `rate` per second, and waits until
+/// merit applied them all. Measures from the first publish to the last commit, and per
+/// vote the latency from its publish to the commit of its `governance.vote.recorded` by
+/// the voter's UserActor — the whole path through both actors and the relay.
 async fn run_votes(
-    node: &Node,
-    load: &RabbitTransport,
-    store: &Store,
+    t: &UnderTest,
     tag: &str,
     n: u32,
     rate: Option<u32>,
     shape: Shape,
 ) -> Result<Run> {
     let now = Utc::now();
-    let applied_before: u64 = node
-        .status()
+    let applied_before = applied(&t.node);
+    let created = proposals(tag, now);
+    let started_at = Utc::now();
+    t.load.publish(created).await?;
+    let sent = publish_votes(&t.load, tag, n, rate, shape).await?;
+    // Each vote is a proposal turn (the vote) and a user turn (its vote.recorded); each
+    // creation too (proposal and creator). Unlocked achievements add user turns on top,
+    // so the count is reached a little before the last vote is in: it only says when to
+    // start reading the inbox. The stage's time limit bounds both waits.
+    let target = applied_before + 2 * u64::from(n + PROPOSALS);
+    while applied(&t.node) < target {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (latencies, last) = committed(&t.store, &sent, started_at).await?;
+    // To the last commit's turn, not to when it was seen: the inbox reads take no part.
+    let secs = (last - started_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    Ok(Run {
+        secs,
+        latencies,
+        sent,
+    })
+}
+
+/// Events the node's actors applied (or found duplicate) so far.
+fn applied(node: &Node) -> u64 {
+    node.status()
         .registries
         .iter()
         .map(|r| r.applied + r.duplicates)
-        .sum();
-    let created: Vec<Outgoing> = (0..PROPOSALS)
+        .sum()
+}
+
+/// The creation of stage `tag`'s proposals, open from `now` for a day.
+fn proposals(tag: &str, now: DateTime<Utc>) -> Vec<Outgoing> {
+    (0..PROPOSALS)
         .map(|p| {
             Outgoing::from_envelope(&Envelope::new(
                 "bench",
@@ -945,12 +985,23 @@ async fn run_votes(
                 },
             ))
         })
-        .collect();
-    let started_at = Utc::now();
-    load.publish(created).await?;
-    let mut published: HashMap<String, DateTime<Utc>> = HashMap::with_capacity(n as usize);
-    let mut vote_ids = Vec::with_capacity(n as usize);
-    let mut recorded_ids = Vec::with_capacity(n as usize);
+        .collect()
+}
+
+/// Publishes `n` votes of `shape` on stage `tag`'s proposals through `load`, in batches:
+/// one every 10 ms at `rate` per second, else back to back.
+async fn publish_votes(
+    load: &RabbitTransport,
+    tag: &str,
+    n: u32,
+    rate: Option<u32>,
+    shape: Shape,
+) -> Result<Sent> {
+    let mut sent = Sent {
+        published: HashMap::with_capacity(n as usize),
+        vote_ids: Vec::with_capacity(n as usize),
+        recorded_ids: Vec::with_capacity(n as usize),
+    };
     let batch = match rate {
         Some(r) => (r / 100).max(1), // one batch every 10 ms
         None => 500,
@@ -976,39 +1027,32 @@ async fn run_votes(
             // The voter's UserActor commits the ProposalActor's `governance.vote.recorded`,
             // whose id derives from the vote's: the end of the path.
             let recorded = merit_messages::EventId::derived(env.id, "recorded").to_string();
-            published.insert(recorded.clone(), env.occurred_at);
-            recorded_ids.push(recorded);
-            vote_ids.push(env.id.to_string());
+            sent.published.insert(recorded.clone(), env.occurred_at);
+            sent.recorded_ids.push(recorded);
+            sent.vote_ids.push(env.id.to_string());
             out.push(Outgoing::from_envelope(&env));
             i += 1;
         }
         load.publish(out).await?;
     }
-    // Each vote is a proposal turn (the vote) and a user turn (its vote.recorded); each
-    // creation too (proposal and creator). Unlocked achievements add user turns on top,
-    // so the count is reached a little before the last vote is in: it only says when to
-    // start reading the inbox. The stage's time limit bounds both waits.
-    let target = applied_before + 2 * u64::from(n + PROPOSALS);
-    loop {
-        let applied: u64 = node
-            .status()
-            .registries
-            .iter()
-            .map(|r| r.applied + r.duplicates)
-            .sum();
-        if applied >= target {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // Done when the inbox holds every vote's user-side commit: then a run's tail does not
-    // spill into the next run and no late vote is left out of the figures.
+    Ok(sent)
+}
+
+/// Waits until the UserActors' inbox holds every vote's `vote.recorded` — then a run's
+/// tail does not spill into the next run and no late vote is left out of the figures.
+/// Returns each vote's publish → commit latency, ms, sorted, and the last commit's time
+/// (`started_at` if none came later).
+async fn committed(
+    store: &Store,
+    sent: &Sent,
+    started_at: DateTime<Utc>,
+) -> Result<(Vec<f64>, DateTime<Utc>)> {
     let user_inbox = merit_actors::inbox_consumer(
         merit_messages::ActorKind::User,
         merit_messages::Origin::Merit,
     );
-    let mut pending: Vec<String> = recorded_ids.clone();
-    let mut latencies = Vec::with_capacity(published.len());
+    let mut pending: Vec<String> = sent.recorded_ids.clone();
+    let mut latencies = Vec::with_capacity(sent.published.len());
     let mut last = started_at;
     loop {
         let mut missing = Vec::new();
@@ -1026,7 +1070,7 @@ async fn run_votes(
                     .cloned(),
             );
             for row in &rows {
-                if let Some(at) = published.get(&row.event_id) {
+                if let Some(at) = sent.published.get(&row.event_id) {
                     latencies.push(
                         (row.processed_at - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0,
                     );
@@ -1041,15 +1085,7 @@ async fn run_votes(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
-    // To the last commit's turn, not to when it was seen: the inbox reads take no part.
-    let secs = (last - started_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    Ok(Run {
-        secs,
-        latencies,
-        published,
-        vote_ids,
-        recorded_ids,
-    })
+    Ok((latencies, last))
 }
 
 #[cfg(test)]
