@@ -1,10 +1,11 @@
 //! The chain adapter against a real anvil and a SQLite store: one anvil and one database
 //! per test, so the tests run in parallel.
 
-mod support;
+mod common;
 
 use std::{sync::Arc, time::Duration};
 
+use common::*;
 use ethers::providers::Middleware;
 use merit_chain::{
     full_sync, load_checkpoint, Chain, ErrorClass, EthersChain, Listener, ListenerConfig, Minter,
@@ -16,7 +17,6 @@ use merit_storage::{
     entities::{chain_checkpoint, nft},
     sea_orm::{ActiveValue::Set, EntityTrait},
 };
-use support::*;
 use uuid::Uuid;
 
 fn config(confirmations: u64) -> ListenerConfig {
@@ -49,9 +49,9 @@ fn decode(row: &merit_storage::entities::outbox::Model) -> Envelope {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_mint_is_recorded_once_as_nft_minted_with_the_chain_log_id() {
-    let anvil = Anvil::start();
+    let anvil = Anvil::start(None);
     let (store, _dir) = store().await;
-    let chain = Arc::new(deploy(&anvil).await);
+    let chain = Arc::new(anvil.deploy_fast().await);
     let achievement = Uuid::new_v4();
     let tx = chain
         .mint(account(1), &token(7), achievement)
@@ -112,9 +112,9 @@ async fn a_mint_is_recorded_once_as_nft_minted_with_the_chain_log_id() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_holder_transfer_becomes_nft_transferred_after_the_mint() {
-    let anvil = Anvil::start();
+    let anvil = Anvil::start(None);
     let (store, _dir) = store().await;
-    let chain = Arc::new(deploy(&anvil).await);
+    let chain = Arc::new(anvil.deploy_fast().await);
     let tx = chain
         .mint(account(1), &token(1), Uuid::new_v4())
         .await
@@ -143,9 +143,9 @@ async fn a_holder_transfer_becomes_nft_transferred_after_the_mint() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn changes_made_while_the_listener_was_stopped_are_backfilled_in_order() {
-    let anvil = Anvil::start();
+    let anvil = Anvil::start(None);
     let (store, _dir) = store().await;
-    let chain = Arc::new(deploy(&anvil).await);
+    let chain = Arc::new(anvil.deploy_fast().await);
     let tx = chain
         .mint(account(1), &token(3), Uuid::new_v4())
         .await
@@ -185,9 +185,9 @@ async fn changes_made_while_the_listener_was_stopped_are_backfilled_in_order() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn full_sync_repairs_a_transfer_the_listener_skipped() {
-    let anvil = Anvil::start();
+    let anvil = Anvil::start(None);
     let (store, _dir) = store().await;
-    let chain = Arc::new(deploy(&anvil).await);
+    let chain = Arc::new(anvil.deploy_fast().await);
     let tx = chain
         .mint(account(1), &token(9), Uuid::new_v4())
         .await
@@ -258,9 +258,9 @@ async fn full_sync_repairs_a_transfer_the_listener_skipped() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_reorg_shallower_than_the_confirmations_produces_no_event() {
-    let anvil = Anvil::start();
+    let anvil = Anvil::start(None);
     let (store, _dir) = store().await;
-    let chain = Arc::new(deploy(&anvil).await);
+    let chain = Arc::new(anvil.deploy_fast().await);
     anvil.mine(5).await;
     let listener = Listener::new(store.clone(), chain.clone(), config(3));
     catch_up(&listener).await;
@@ -319,9 +319,9 @@ async fn a_reorg_shallower_than_the_confirmations_produces_no_event() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_reorg_below_the_checkpoint_rewinds_and_rereads() {
-    let anvil = Anvil::start();
+    let anvil = Anvil::start(None);
     let (store, _dir) = store().await;
-    let chain = Arc::new(deploy(&anvil).await);
+    let chain = Arc::new(anvil.deploy_fast().await);
     anvil.mine(3).await;
     let listener = Listener::new(store.clone(), chain.clone(), config(0));
     catch_up(&listener).await;
@@ -355,9 +355,9 @@ async fn a_reorg_below_the_checkpoint_rewinds_and_rereads() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_minter_whose_role_was_revoked_gets_a_permanent_error() {
-    let anvil = Anvil::start();
-    let admin = deploy(&anvil).await;
-    let minter = EthersChain::connect(&anvil.url(), admin.contract(), &key(1), options())
+    let anvil = Anvil::start(None);
+    let admin = anvil.deploy_fast().await;
+    let minter = EthersChain::connect(&anvil.url(), admin.contract(), &key(1), fast_options())
         .await
         .expect("connect");
     let grant = admin.set_minter(account(1), true).await.expect("grant");
@@ -395,8 +395,8 @@ async fn a_minter_whose_role_was_revoked_gets_a_permanent_error() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn an_unreachable_node_is_unavailable_and_the_adapter_recovers_after_a_restart() {
-    let mut anvil = Anvil::start();
-    let chain = deploy(&anvil).await;
+    let mut anvil = Anvil::start(None);
+    let chain = anvil.deploy_fast().await;
     let contract = chain.contract();
     let first = chain
         .mint(account(1), &token(1), Uuid::new_v4())
@@ -416,7 +416,7 @@ async fn an_unreachable_node_is_unavailable_and_the_adapter_recovers_after_a_res
     // Back on the same port, with a fresh chain: redeploying from the same key at nonce 0
     // yields the same contract address, and the adapter's nonce is read again.
     let anvil = Anvil::start_on(anvil.port);
-    let redeployed = deploy(&anvil).await;
+    let redeployed = anvil.deploy_fast().await;
     assert_eq!(redeployed.contract(), contract);
     let again = chain
         .mint(account(1), &token(2), Uuid::new_v4())
@@ -434,8 +434,8 @@ async fn an_unreachable_node_is_unavailable_and_the_adapter_recovers_after_a_res
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_burn_after_the_token_changed_hands_leaves_the_new_holder_s_token_alone() {
-    let anvil = Anvil::start();
-    let chain = deploy(&anvil).await;
+    let anvil = Anvil::start(None);
+    let chain = anvil.deploy_fast().await;
     let tx = chain
         .mint(account(1), &token(11), Uuid::new_v4())
         .await
@@ -511,7 +511,7 @@ fn keystore(dir: &std::path::Path, i: usize, password: &str) -> std::path::PathB
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_keystore_minter_decrypts_and_mints_and_a_wrong_password_is_refused_clearly() {
-    let anvil = Anvil::start();
+    let anvil = Anvil::start(None);
     let dir = tempfile::tempdir().expect("temp dir");
     let password = "keystore-pw-S3CRET";
     let path = keystore(dir.path(), 0, password);
@@ -521,7 +521,7 @@ async fn a_keystore_minter_decrypts_and_mints_and_a_wrong_password_is_refused_cl
         .expect("decrypt the keystore");
     assert_eq!(minter.address(), account(0));
     assert!(!format!("{minter:?}").contains(ACCOUNTS[0].1.trim_start_matches("0x")));
-    let chain = EthersChain::deploy_with(&anvil.url(), minter, options())
+    let chain = EthersChain::deploy_with(&anvil.url(), minter, fast_options())
         .await
         .expect("deploy signed by the keystore's key");
     let tx = chain
@@ -566,15 +566,15 @@ async fn a_keystore_minter_decrypts_and_mints_and_a_wrong_password_is_refused_cl
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn an_external_signer_signs_the_mints_and_the_key_never_enters_merit() {
     // anvil plays the signer (it signs for its unlocked dev accounts) and the chain.
-    let anvil = Anvil::start();
-    let admin = deploy(&anvil).await;
+    let anvil = Anvil::start(None);
+    let admin = anvil.deploy_fast().await;
     let minter = Minter::external(&anvil.url(), account(1))
         .await
         .expect("the signer holds account 1");
     assert_eq!(minter.kind(), "external signer");
     let grant = admin.set_minter(account(1), true).await.expect("grant");
     mined(&admin, &grant).await;
-    let chain = EthersChain::connect_with(&anvil.url(), admin.contract(), minter, options())
+    let chain = EthersChain::connect_with(&anvil.url(), admin.contract(), minter, fast_options())
         .await
         .expect("connect");
     assert_eq!(chain.minter(), account(1));
@@ -620,7 +620,7 @@ async fn an_unreachable_signer_or_one_without_the_address_fails_the_start_clearl
     assert!(text.contains("external signer is unreachable"), "{text}");
     assert!(!text.contains("S3CRET"), "{text}");
 
-    let anvil = Anvil::start();
+    let anvil = Anvil::start(None);
     let stranger: merit_messages::Address = "0x1111111111111111111111111111111111111111"
         .parse()
         .expect("address");

@@ -1,37 +1,14 @@
 //! The listener and the full sync over the in-process DevChain: failure injection, deep
 //! reorgs and concurrent listeners, which anvil cannot stage as precisely.
 
+mod common;
+
 use std::{sync::Arc, time::Duration};
 
+use common::{outbox, store};
 use merit_chain::{full_sync, Chain, DevChain, ErrorClass, Listener, ListenerConfig};
 use merit_messages::{Address, TokenId};
-use merit_storage::{
-    entities::outbox,
-    sea_orm::{EntityTrait, QueryOrder},
-    Store, StoreOptions,
-};
 use uuid::Uuid;
-
-async fn store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("merit.db").display()
-    );
-    let store = Store::connect(&url, &StoreOptions::default())
-        .await
-        .expect("connect sqlite");
-    store.migrate().await.expect("migrate");
-    (store, dir)
-}
-
-async fn rows(store: &Store) -> Vec<outbox::Model> {
-    outbox::Entity::find()
-        .order_by_asc(outbox::Column::Id)
-        .all(store.db())
-        .await
-        .expect("read outbox")
-}
 
 fn config(confirmations: u64) -> ListenerConfig {
     ListenerConfig {
@@ -69,14 +46,14 @@ async fn a_failed_poll_is_reported_in_the_status_and_the_next_one_recovers() {
     let err = listener.poll_once().await.expect_err("injected outage");
     assert_eq!(err.class(), ErrorClass::Unavailable);
     assert!(listener.status().last_error.is_some());
-    assert!(rows(&store).await.is_empty());
+    assert!(outbox(&store).await.is_empty());
 
     catch_up(&listener).await;
     let status = listener.status();
     assert_eq!(status.last_error, None);
     assert_eq!(status.events_written, 1);
     assert_eq!(status.lag, Some(0));
-    assert_eq!(rows(&store).await.len(), 1);
+    assert_eq!(outbox(&store).await.len(), 1);
 }
 
 #[tokio::test]
@@ -99,7 +76,7 @@ async fn batches_are_bounded_and_logs_stay_in_chain_order() {
     assert_eq!(first.blocks, 4, "at most batch_blocks per transaction");
     assert!(!first.caught_up);
     catch_up(&listener).await;
-    let types: Vec<String> = rows(&store)
+    let types: Vec<String> = outbox(&store)
         .await
         .into_iter()
         .map(|r| r.routing_key)
@@ -123,7 +100,7 @@ async fn a_reorg_deeper_than_the_confirmations_rewinds_to_the_common_ancestor() 
         .expect("mint");
     chain.mine(1);
     catch_up(&listener).await;
-    assert_eq!(rows(&store).await.len(), 1);
+    assert_eq!(outbox(&store).await.len(), 1);
 
     // The mint's block and the one after it are replaced: the checkpoint is orphaned.
     chain.reorg(2);
@@ -135,7 +112,7 @@ async fn a_reorg_deeper_than_the_confirmations_rewinds_to_the_common_ancestor() 
     catch_up(&listener).await;
     let status = listener.status();
     assert_eq!(status.reorgs, 1);
-    let all = rows(&store).await;
+    let all = outbox(&store).await;
     assert_eq!(all.len(), 2, "the canonical mint is read after the rewind");
     assert!(all[1].payload.contains(&user(2).to_string()));
 }
@@ -154,7 +131,7 @@ async fn two_listeners_on_one_store_write_each_event_once() {
     let b = Listener::new(store.clone(), chain.clone(), config(0));
     // Both race from the same (missing) checkpoint; the loser's batch is discarded.
     tokio::join!(catch_up(&a), catch_up(&b));
-    assert_eq!(rows(&store).await.len(), 6);
+    assert_eq!(outbox(&store).await.len(), 6);
     let head = chain.head_block().await.expect("head");
     let cp = merit_chain::load_checkpoint(&store, a.checkpoint_id())
         .await
@@ -180,7 +157,7 @@ async fn a_running_listener_follows_the_head_until_shutdown() {
         .await
         .expect("mint");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while rows(&store).await.is_empty() {
+    while outbox(&store).await.is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "mint never recorded"
@@ -202,7 +179,7 @@ async fn full_sync_with_no_drift_reports_zero_and_writes_nothing() {
     let chain = DevChain::new(7);
     let report = full_sync(&store, &chain, 0).await.expect("sync");
     assert_eq!((report.checked, report.drifted, report.repaired), (0, 0, 0));
-    assert!(rows(&store).await.is_empty());
+    assert!(outbox(&store).await.is_empty());
     chain.fail_next(1, ErrorClass::Unavailable);
     let err = full_sync(&store, &chain, 0).await.expect_err("outage");
     assert_eq!(err.class(), ErrorClass::Unavailable);
@@ -226,7 +203,10 @@ async fn a_failed_log_read_halves_the_batch_and_success_grows_it_back() {
 
 #[tokio::test]
 async fn full_sync_repairs_burns_and_unknown_owners_with_the_matching_event() {
-    use merit_storage::{entities::nft, sea_orm::ActiveValue::Set};
+    use merit_storage::{
+        entities::nft,
+        sea_orm::{ActiveValue::Set, EntityTrait},
+    };
     let (store, _dir) = store().await;
     let chain = DevChain::new(7);
     let (burned, held) = (TokenId::from(1u128), TokenId::from(2u128));
@@ -257,7 +237,7 @@ async fn full_sync_repairs_burns_and_unknown_owners_with_the_matching_event() {
     }
     let report = full_sync(&store, &chain, 0).await.expect("sync");
     assert_eq!((report.checked, report.drifted, report.repaired), (2, 2, 2));
-    let types: Vec<String> = rows(&store)
+    let types: Vec<String> = outbox(&store)
         .await
         .into_iter()
         .map(|r| r.routing_key)

@@ -2,20 +2,24 @@
 //!
 //! Owns: a database of its own per test ([`TestDb`]: a fresh SQLite file, or a fresh
 //! PostgreSQL database dropped by [`TestDb::cleanup`]) and a RabbitMQ vhost of its own
-//! ([`broker::Vhost`]), so tests run in parallel without seeing each other; and
-//! [`on_both_backends!`], which runs one test body on each backend.
+//! ([`broker::Vhost`]), so tests run in parallel without seeing each other;
+//! [`on_both_backends!`], which runs one test body on each backend; and an anvil chain of
+//! its own ([`anvil::Anvil`]: a local Ethereum node on a free port, its dev accounts, the
+//! achievement contract deployed through merit-chain's adapter, raw JSON-RPC for mining,
+//! snapshots and nonces).
 //!
 //! Tests that need running services (PostgreSQL, RabbitMQ, Redis, anvil, Chromium) are
 //! the service tier: they carry
 //! `#[ignore = "service tier: needs running services (README: Test tiers)"]`, so a plain
 //! `cargo test` runs the fast tier on any machine and lists the rest as ignored, and
 //! `--include-ignored` (or `.ci/run`) runs them.
-//! Must not know: any crate above storage — a test harness that needs actors, mailboxes or
-//! nodes builds them in its own crate's `tests/common` on top of this one.
+//! Must not know: any crate above storage and chain — a test harness that needs actors,
+//! mailboxes or nodes builds them in its own crate's `tests/common` on top of this one.
 //!
 //! PostgreSQL is reached through `MERIT_TEST_PG_URL` (an admin connection to an existing
 //! database; default `postgres://postgres@127.0.0.1:5432/postgres`).
 
+pub mod anvil;
 pub mod broker;
 
 use merit_storage::{sea_orm::ConnectionTrait, Store, StoreOptions};
