@@ -17,12 +17,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use merit_config::{
-    rules::{achievement_id, evaluate, Activity, ActivityKind, RuleFacts, UnlockLedger},
+    rules::{achievement_id, evaluate, Activity, ActivityKind, RuleFacts, Unlock, UnlockLedger},
     DynamicConfig,
 };
 use merit_messages::{
-    AchievementUnlocked, Address, BenefitsChanged, Envelope, Event, HoldingChange, ProposalOutcome,
-    TierId, TokenId,
+    AchievementUnlocked, Address, BenefitsChanged, Envelope, Event, HoldingChange, HoldingsChanged,
+    ProposalClosed, ProposalOutcome, TierId, TokenId, VoteRecorded,
 };
 use merit_storage::{
     cache::CacheKey,
@@ -107,6 +107,12 @@ impl UserState {
         });
     }
 
+    /// Advances the user's activity times to an event at `at`.
+    fn touch(&mut self, at: DateTime<Utc>) {
+        self.first_seen_at.get_or_insert(at);
+        self.last_active_at = Some(self.last_active_at.map_or(at, |t| t.max(at)));
+    }
+
     /// The held NFTs that have a tier.
     pub fn held_nfts(&self) -> HeldNfts {
         HeldNfts {
@@ -137,6 +143,8 @@ impl Domain for UserDomain {
     type Inputs = ();
     type Effects = UserEffects;
 
+    /// One handler per event; the rules run on the activity a handler reports, and only
+    /// an active turn advances the user's activity times.
     fn apply(
         config: &DynamicConfig,
         key: &str,
@@ -146,127 +154,32 @@ impl Domain for UserDomain {
         effects: &mut UserEffects,
     ) -> Decision {
         let me = |a: &Address| a.to_string() == key;
-        let mut activity = None;
-        let mut emit = Vec::new();
-        match &event.event {
-            // Counted once the ProposalActor accepted the creation (never the producer's
-            // `proposal.created` itself): a refused or duplicate creation unlocks nothing.
-            Event::ProposalAccepted(p) if me(&p.creator) => {
-                next.proposals_created += 1;
-                activity = Some((ActivityKind::ProposalCreated, None));
-            }
-            Event::VoteRecorded(v) if me(&v.voter) => {
-                next.notify(effects, key, event);
-                if v.own_proposal {
-                    // Counted in the tally, never toward achievements: voting on your own
-                    // proposals must not farm them.
-                    return Decision::changed();
-                }
-                next.votes_cast += 1;
-                activity = Some((ActivityKind::VoteCast, Some(v.proposal_seq)));
-            }
-            Event::ProposalClosed(c) if me(&c.creator) => {
-                next.notify(effects, key, event);
-                if c.outcome == ProposalOutcome::Succeeded {
-                    next.proposals_passed += 1;
-                    activity = Some((ActivityKind::ProposalPassed, None));
-                }
-            }
-            // How a proposal the user voted on ended: reported, no activity of theirs (the
-            // vote itself was counted when it was recorded).
-            Event::ProposalResult(r) if me(&r.voter) => {
-                next.notify(effects, key, event);
-                return Decision::changed();
-            }
-            // The unlock saga's outcome: reported to the user, no activity of theirs.
-            Event::AchievementMinted(m) if me(&m.user) => {
-                next.notify(effects, key, event);
-                return Decision::changed();
-            }
-            Event::AchievementFailed(f) if me(&f.user) => {
-                next.notify(effects, key, event);
-                return Decision::changed();
-            }
-            Event::HoldingsChanged(h) if me(&h.user) => {
-                let token = h.token.to_string();
-                match h.change {
-                    HoldingChange::Acquired => {
-                        let holding = Holding {
-                            tier: h.tier.as_ref().map(|t| t.to_string()),
-                            since: h.position,
-                        };
-                        next.holdings.insert(token, holding);
-                    }
-                    HoldingChange::Released => {
-                        next.holdings.remove(&token);
-                    }
-                }
-                let held = next.held_nfts();
-                let (boosts, multiplier) = config.boost(held.tokens.iter().map(|(t, r)| (t, r)));
-                effects.benefits_changed = Some((multiplier, config.version));
-                let changed = event.caused(
-                    "benefits",
-                    "user-actor",
-                    BenefitsChanged {
-                        user: h.user,
-                        multiplier_bps: multiplier,
-                        boosting_nfts: boosts
-                            .into_iter()
-                            .filter_map(|(token, _, _)| token.parse().ok())
-                            .collect(),
-                        config_version: config.version,
-                    },
-                );
-                next.notify(effects, key, &changed);
-                emit.push(changed);
-            }
+        let mut turn = UserTurn {
+            key,
+            event,
+            state: next,
+            effects,
+        };
+        let handled = match &event.event {
+            Event::ProposalAccepted(p) if me(&p.creator) => turn.on_proposal_accepted(),
+            Event::VoteRecorded(v) if me(&v.voter) => turn.on_vote_recorded(v),
+            Event::ProposalClosed(c) if me(&c.creator) => turn.on_proposal_closed(c),
+            // How a proposal the user voted on ended: the vote itself was counted when it
+            // was recorded.
+            Event::ProposalResult(r) if me(&r.voter) => turn.report(),
+            // The unlock saga's outcome.
+            Event::AchievementMinted(m) if me(&m.user) => turn.report(),
+            Event::AchievementFailed(f) if me(&f.user) => turn.report(),
+            Event::HoldingsChanged(h) if me(&h.user) => turn.on_holdings_changed(config, h),
             _ => return Decision::unchanged(),
-        }
+        };
+        let Handled::Active { activity, mut emit } = handled else {
+            return Decision::changed();
+        };
         if let Some((kind, proposal_seq)) = activity {
-            let tiers_held = next
-                .holdings
-                .values()
-                .filter_map(|h| h.tier.as_ref()?.parse().ok())
-                .collect();
-            next.facts.record(Activity {
-                kind,
-                at: event.occurred_at,
-                proposal_seq,
-                tiers_held,
-            });
-            let unlocks = evaluate(
-                &config.rules,
-                config.version,
-                &next.facts,
-                &mut next.ledger,
-                event.occurred_at,
-            );
-            if let Ok(user) = key.parse::<Address>() {
-                for unlock in unlocks {
-                    let id = achievement_id(&user, &unlock.rule, unlock.occurrence);
-                    let unlocked = AchievementUnlocked {
-                        user,
-                        achievement_id: id,
-                        rule: unlock.rule.clone(),
-                        rule_version: unlock.rule_version,
-                        tier: unlock.tier,
-                        token: achievement_token(id),
-                    };
-                    let label = format!("unlock:{}:{}", unlock.rule, unlock.occurrence);
-                    let emitted = event.caused(&label, "user-actor", unlocked.clone());
-                    next.notify(effects, key, &emitted);
-                    emit.push(emitted);
-                    effects
-                        .unlocks
-                        .push((unlocked, event.occurred_at, event.correlation_id));
-                }
-            }
+            emit.extend(turn.record(config, kind, proposal_seq));
         }
-        next.first_seen_at.get_or_insert(event.occurred_at);
-        next.last_active_at = Some(
-            next.last_active_at
-                .map_or(event.occurred_at, |t| t.max(event.occurred_at)),
-        );
+        turn.state.touch(event.occurred_at);
         Decision {
             changed: true,
             emit,
@@ -275,96 +188,11 @@ impl Domain for UserDomain {
 
     fn project(key: &str, state: &UserState, effects: &UserEffects, rows: &mut Rows) {
         let now = Utc::now();
-        let counters = serde_json::json!({
-            "proposals_passed": state.proposals_passed,
-            "nfts_held": state.holdings.len(),
-            "longest_streak": state.facts.longest_streak(),
-        });
-        rows.insert(
-            user::ActiveModel {
-                address: Set(key.to_string()),
-                proposals_created: Set(to_i64(state.proposals_created)),
-                votes_cast: Set(to_i64(state.votes_cast)),
-                counters: Set(counters),
-                first_seen_at: Set(state.first_seen_at.unwrap_or(now)),
-                last_active_at: Set(state.last_active_at.unwrap_or(now)),
-            },
-            Some(
-                OnConflict::column(user::Column::Address)
-                    .update_columns([
-                        user::Column::ProposalsCreated,
-                        user::Column::VotesCast,
-                        user::Column::Counters,
-                        user::Column::LastActiveAt,
-                    ])
-                    .to_owned(),
-            ),
-        );
-        rows.insert_many(
-            effects
-                .unlocks
-                .iter()
-                .map(|(u, at, correlation)| achievement::ActiveModel {
-                    id: Set(u.achievement_id.to_string()),
-                    correlation_id: Set(Some(correlation.to_string())),
-                    user: Set(key.to_string()),
-                    rule_id: Set(u.rule.to_string()),
-                    rule_version: Set(to_i64(u.rule_version)),
-                    tier: Set(u.tier.to_string()),
-                    token_id: Set(Some(u.token.to_string())),
-                    state: Set("unlocked".to_string()),
-                    saga_id: Set(None),
-                    reason: Set(None),
-                    created_at: Set(*at),
-                    updated_at: Set(now),
-                }),
-            Some(
-                OnConflict::column(achievement::Column::Id)
-                    .do_nothing()
-                    .to_owned(),
-            ),
-        );
-        // The version check makes `seq` this turn's alone; a conflict here can only be a
-        // replay of this very turn.
-        rows.insert_many(
-            effects
-                .notifications
-                .iter()
-                .map(|n| notification::ActiveModel {
-                    user: Set(key.to_string()),
-                    seq: Set(to_i64(n.seq)),
-                    event_id: Set(n.event_id.to_string()),
-                    kind: Set(n.kind.clone()),
-                    payload: Set(n.payload.clone()),
-                    created_at: Set(n.at),
-                }),
-            Some(
-                OnConflict::columns([notification::Column::User, notification::Column::Seq])
-                    .do_nothing()
-                    .to_owned(),
-            ),
-        );
-        if let Some((multiplier, config_version)) = effects.benefits_changed {
-            rows.insert(
-                benefit::ActiveModel {
-                    user: Set(key.to_string()),
-                    multiplier_bps: Set(i64::from(multiplier)),
-                    boosting_nfts: Set(serde_json::to_value(state.held_nfts().tokens)
-                        .unwrap_or(serde_json::Value::Null)),
-                    config_version: Set(to_i64(config_version)),
-                    updated_at: Set(now),
-                },
-                Some(
-                    OnConflict::column(benefit::Column::User)
-                        .update_columns([
-                            benefit::Column::MultiplierBps,
-                            benefit::Column::ConfigVersion,
-                            benefit::Column::BoostingNfts,
-                            benefit::Column::UpdatedAt,
-                        ])
-                        .to_owned(),
-                ),
-            );
+        project_user(key, state, now, rows);
+        project_unlocks(key, effects, now, rows);
+        project_notifications(key, effects, rows);
+        if let Some(benefits) = effects.benefits_changed {
+            project_benefits(key, state, benefits, now, rows);
         }
     }
 
@@ -398,7 +226,578 @@ impl Domain for UserDomain {
     }
 }
 
+/// What handling one event leaves for the rest of the turn.
+enum Handled {
+    /// Reported to the user only: neither an activity of theirs nor activity time.
+    Reported,
+    /// The user was active: their activity times advance, and `activity` (a kind and the
+    /// proposal's sequence number, if any) is recorded and evaluated by the rules. `emit`
+    /// holds what the handler emitted.
+    Active {
+        activity: Option<(ActivityKind, Option<u64>)>,
+        emit: Vec<Envelope>,
+    },
+}
+
+impl Handled {
+    fn activity(kind: ActivityKind, proposal_seq: Option<u64>) -> Self {
+        Self::Active {
+            activity: Some((kind, proposal_seq)),
+            emit: Vec::new(),
+        }
+    }
+}
+
+/// One event being applied to one user: what every handler reads and writes.
+struct UserTurn<'a> {
+    key: &'a str,
+    event: &'a Envelope,
+    state: &'a mut UserState,
+    effects: &'a mut UserEffects,
+}
+
+impl UserTurn<'_> {
+    /// Appends `event` to the user's notification log.
+    fn notify(&mut self, event: &Envelope) {
+        self.state.notify(self.effects, self.key, event);
+    }
+
+    /// An event that is only reported to the user.
+    fn report(&mut self) -> Handled {
+        self.notify(self.event);
+        Handled::Reported
+    }
+
+    /// `governance.proposal.accepted` of the user's proposal. Counted once the
+    /// ProposalActor accepted the creation (never the producer's `proposal.created`
+    /// itself): a refused or duplicate creation unlocks nothing.
+    fn on_proposal_accepted(&mut self) -> Handled {
+        self.state.proposals_created += 1;
+        Handled::activity(ActivityKind::ProposalCreated, None)
+    }
+
+    /// `governance.vote.recorded` of the user's vote.
+    fn on_vote_recorded(&mut self, v: &VoteRecorded) -> Handled {
+        self.notify(self.event);
+        if v.own_proposal {
+            // Counted in the tally, never toward achievements: voting on your own
+            // proposals must not farm them.
+            return Handled::Reported;
+        }
+        self.state.votes_cast += 1;
+        Handled::activity(ActivityKind::VoteCast, Some(v.proposal_seq))
+    }
+
+    /// `governance.proposal.closed` of the user's proposal: an activity when it passed.
+    fn on_proposal_closed(&mut self, c: &ProposalClosed) -> Handled {
+        self.notify(self.event);
+        if c.outcome != ProposalOutcome::Succeeded {
+            return Handled::Active {
+                activity: None,
+                emit: Vec::new(),
+            };
+        }
+        self.state.proposals_passed += 1;
+        Handled::activity(ActivityKind::ProposalPassed, None)
+    }
+
+    /// `user.holdings.changed`: the held NFTs change, and with them the user's benefits
+    /// (`user.benefits.changed`).
+    fn on_holdings_changed(&mut self, config: &DynamicConfig, h: &HoldingsChanged) -> Handled {
+        let token = h.token.to_string();
+        match h.change {
+            HoldingChange::Acquired => {
+                let holding = Holding {
+                    tier: h.tier.as_ref().map(|t| t.to_string()),
+                    since: h.position,
+                };
+                self.state.holdings.insert(token, holding);
+            }
+            HoldingChange::Released => {
+                self.state.holdings.remove(&token);
+            }
+        }
+        let held = self.state.held_nfts();
+        let (boosts, multiplier) = config.boost(held.tokens.iter().map(|(t, r)| (t, r)));
+        self.effects.benefits_changed = Some((multiplier, config.version));
+        let changed = self.event.caused(
+            "benefits",
+            "user-actor",
+            BenefitsChanged {
+                user: h.user,
+                multiplier_bps: multiplier,
+                boosting_nfts: boosts
+                    .into_iter()
+                    .filter_map(|(token, _, _)| token.parse().ok())
+                    .collect(),
+                config_version: config.version,
+            },
+        );
+        self.notify(&changed);
+        Handled::Active {
+            activity: None,
+            emit: vec![changed],
+        }
+    }
+
+    /// Records an activity in the rule facts and evaluates the rules: every newly met
+    /// rule unlocks an achievement, emitted as `achievement.unlocked`.
+    fn record(
+        &mut self,
+        config: &DynamicConfig,
+        kind: ActivityKind,
+        proposal_seq: Option<u64>,
+    ) -> Vec<Envelope> {
+        let at = self.event.occurred_at;
+        let tiers_held = self
+            .state
+            .holdings
+            .values()
+            .filter_map(|h| h.tier.as_ref()?.parse().ok())
+            .collect();
+        self.state.facts.record(Activity {
+            kind,
+            at,
+            proposal_seq,
+            tiers_held,
+        });
+        let unlocks = evaluate(
+            &config.rules,
+            config.version,
+            &self.state.facts,
+            &mut self.state.ledger,
+            at,
+        );
+        let Ok(user) = self.key.parse::<Address>() else {
+            return Vec::new();
+        };
+        unlocks
+            .iter()
+            .map(|unlock| self.unlocked(user, unlock))
+            .collect()
+    }
+
+    /// The `achievement.unlocked` of `unlock`, with an id and token derived from (user,
+    /// rule, occurrence), so a redelivery or re-evaluation never unlocks twice.
+    fn unlocked(&mut self, user: Address, unlock: &Unlock) -> Envelope {
+        let id = achievement_id(&user, &unlock.rule, unlock.occurrence);
+        let unlocked = AchievementUnlocked {
+            user,
+            achievement_id: id,
+            rule: unlock.rule.clone(),
+            rule_version: unlock.rule_version,
+            tier: unlock.tier.clone(),
+            token: achievement_token(id),
+        };
+        let label = format!("unlock:{}:{}", unlock.rule, unlock.occurrence);
+        let emitted = self.event.caused(&label, "user-actor", unlocked.clone());
+        self.notify(&emitted);
+        self.effects
+            .unlocks
+            .push((unlocked, self.event.occurred_at, self.event.correlation_id));
+        emitted
+    }
+}
+
+/// The `users` row: the counters and activity times.
+fn project_user(key: &str, state: &UserState, now: DateTime<Utc>, rows: &mut Rows) {
+    let counters = serde_json::json!({
+        "proposals_passed": state.proposals_passed,
+        "nfts_held": state.holdings.len(),
+        "longest_streak": state.facts.longest_streak(),
+    });
+    rows.insert(
+        user::ActiveModel {
+            address: Set(key.to_string()),
+            proposals_created: Set(to_i64(state.proposals_created)),
+            votes_cast: Set(to_i64(state.votes_cast)),
+            counters: Set(counters),
+            first_seen_at: Set(state.first_seen_at.unwrap_or(now)),
+            last_active_at: Set(state.last_active_at.unwrap_or(now)),
+        },
+        Some(
+            OnConflict::column(user::Column::Address)
+                .update_columns([
+                    user::Column::ProposalsCreated,
+                    user::Column::VotesCast,
+                    user::Column::Counters,
+                    user::Column::LastActiveAt,
+                ])
+                .to_owned(),
+        ),
+    );
+}
+
+/// The `achievements` rows of the turn's unlocks (an unlock already stored stays as is).
+fn project_unlocks(key: &str, effects: &UserEffects, now: DateTime<Utc>, rows: &mut Rows) {
+    rows.insert_many(
+        effects
+            .unlocks
+            .iter()
+            .map(|(u, at, correlation)| achievement::ActiveModel {
+                id: Set(u.achievement_id.to_string()),
+                correlation_id: Set(Some(correlation.to_string())),
+                user: Set(key.to_string()),
+                rule_id: Set(u.rule.to_string()),
+                rule_version: Set(to_i64(u.rule_version)),
+                tier: Set(u.tier.to_string()),
+                token_id: Set(Some(u.token.to_string())),
+                state: Set("unlocked".to_string()),
+                saga_id: Set(None),
+                reason: Set(None),
+                created_at: Set(*at),
+                updated_at: Set(now),
+            }),
+        Some(
+            OnConflict::column(achievement::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        ),
+    );
+}
+
+/// The `notifications` rows the turn added to the user's log.
+fn project_notifications(key: &str, effects: &UserEffects, rows: &mut Rows) {
+    // The version check makes `seq` this turn's alone; a conflict here can only be a
+    // replay of this very turn.
+    rows.insert_many(
+        effects
+            .notifications
+            .iter()
+            .map(|n| notification::ActiveModel {
+                user: Set(key.to_string()),
+                seq: Set(to_i64(n.seq)),
+                event_id: Set(n.event_id.to_string()),
+                kind: Set(n.kind.clone()),
+                payload: Set(n.payload.clone()),
+                created_at: Set(n.at),
+            }),
+        Some(
+            OnConflict::columns([notification::Column::User, notification::Column::Seq])
+                .do_nothing()
+                .to_owned(),
+        ),
+    );
+}
+
+/// The `benefits` row after the holdings changed: `(multiplier, config version)` and the
+/// held NFTs a vote reads.
+fn project_benefits(
+    key: &str,
+    state: &UserState,
+    (multiplier, config_version): (u32, u64),
+    now: DateTime<Utc>,
+    rows: &mut Rows,
+) {
+    rows.insert(
+        benefit::ActiveModel {
+            user: Set(key.to_string()),
+            multiplier_bps: Set(i64::from(multiplier)),
+            boosting_nfts: Set(
+                serde_json::to_value(state.held_nfts().tokens).unwrap_or(serde_json::Value::Null)
+            ),
+            config_version: Set(to_i64(config_version)),
+            updated_at: Set(now),
+        },
+        Some(
+            OnConflict::column(benefit::Column::User)
+                .update_columns([
+                    benefit::Column::MultiplierBps,
+                    benefit::Column::ConfigVersion,
+                    benefit::Column::BoostingNfts,
+                    benefit::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        ),
+    );
+}
+
 /// Stores a count as BIGINT (counts never reach 2^63).
 pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use merit_messages::{
+        AchievementFailed, AchievementMinted, ProposalAccepted, ProposalResult, Tally, VoteChoice,
+    };
+
+    use super::*;
+
+    const USER: Address = Address([7; 20]);
+    const OTHER: Address = Address([8; 20]);
+
+    /// What applying one event to a copy of a user leaves.
+    struct Applied {
+        state: UserState,
+        decision: Decision,
+        effects: UserEffects,
+    }
+
+    fn apply(state: &UserState, event: &Envelope) -> Applied {
+        let mut state = state.clone();
+        let mut effects = UserEffects::default();
+        let decision = UserDomain::apply(
+            &DynamicConfig::builtin(),
+            &USER.to_string(),
+            &mut state,
+            event,
+            &(),
+            &mut effects,
+        );
+        Applied {
+            state,
+            decision,
+            effects,
+        }
+    }
+
+    fn types(events: &[Envelope]) -> Vec<&'static str> {
+        events.iter().map(|e| e.event_type().as_str()).collect()
+    }
+
+    fn kinds(effects: &UserEffects) -> Vec<&str> {
+        effects
+            .notifications
+            .iter()
+            .map(|n| n.kind.as_str())
+            .collect()
+    }
+
+    fn accepted(creator: Address) -> Envelope {
+        Envelope::new(
+            "t",
+            ProposalAccepted {
+                proposal: "p".parse().expect("id"),
+                creator,
+                proposal_seq: 1,
+            },
+        )
+    }
+
+    fn recorded(own_proposal: bool) -> Envelope {
+        Envelope::new(
+            "t",
+            VoteRecorded {
+                proposal: "p".parse().expect("id"),
+                proposal_seq: 3,
+                voter: USER,
+                choice: VoteChoice::For,
+                weight: 1_000,
+                multiplier_bps: 10_000,
+                boosts: Vec::new(),
+                config_version: 0,
+                own_proposal,
+            },
+        )
+    }
+
+    fn closed(outcome: ProposalOutcome) -> Envelope {
+        Envelope::new(
+            "t",
+            ProposalClosed {
+                proposal: "p".parse().expect("id"),
+                creator: USER,
+                outcome,
+                tally: Tally::default(),
+                quorum_reached: true,
+                closed_at: Utc::now(),
+            },
+        )
+    }
+
+    fn holdings(change: HoldingChange, tier: &str) -> Envelope {
+        Envelope::new(
+            "t",
+            HoldingsChanged {
+                user: USER,
+                token: TokenId::from(42u128),
+                change,
+                tier: Some(tier.parse().expect("tier")),
+                position: (10, 0),
+            },
+        )
+    }
+
+    /// The user's activity times are the event's: it counted as activity.
+    fn assert_active_at(state: &UserState, event: &Envelope) {
+        assert_eq!(state.first_seen_at, Some(event.occurred_at));
+        assert_eq!(state.last_active_at, Some(event.occurred_at));
+    }
+
+    #[test]
+    fn an_accepted_proposal_counts_and_unlocks_the_first_proposal_achievement() {
+        let event = accepted(USER);
+        let a = apply(&UserState::default(), &event);
+        assert!(a.decision.changed);
+        assert_eq!(a.state.proposals_created, 1);
+        assert_eq!(types(&a.decision.emit), ["achievement.unlocked"]);
+        let (unlocked, at, correlation) = &a.effects.unlocks[0];
+        assert_eq!(unlocked.rule.to_string(), "first-proposal");
+        assert_eq!(unlocked.token, achievement_token(unlocked.achievement_id));
+        assert_eq!(
+            (*at, *correlation),
+            (event.occurred_at, event.correlation_id)
+        );
+        assert_eq!(a.state.ledger.occurrences(&unlocked.rule), 1);
+        assert_eq!(kinds(&a.effects), ["achievement.unlocked"]);
+        assert_active_at(&a.state, &event);
+        let again = apply(&a.state, &accepted(USER));
+        assert!(again.decision.emit.is_empty(), "the ledger unlocks it once");
+    }
+
+    #[test]
+    fn a_recorded_vote_is_reported_and_counts_toward_achievements() {
+        let event = recorded(false);
+        let a = apply(&UserState::default(), &event);
+        assert!(a.decision.changed);
+        assert_eq!(a.state.votes_cast, 1);
+        assert!(a.decision.emit.is_empty(), "one vote unlocks nothing");
+        assert_eq!(kinds(&a.effects), ["governance.vote.recorded"]);
+        assert_eq!(a.effects.notifications[0].seq, 1);
+        assert_eq!(a.state.notify_seq, 1);
+        assert_active_at(&a.state, &event);
+    }
+
+    #[test]
+    fn a_vote_on_the_user_s_own_proposal_is_reported_but_never_counted() {
+        let a = apply(&UserState::default(), &recorded(true));
+        assert!(a.decision.changed);
+        assert_eq!(a.state.votes_cast, 0);
+        assert_eq!(a.state.facts, RuleFacts::default(), "no activity recorded");
+        assert_eq!(kinds(&a.effects), ["governance.vote.recorded"]);
+        assert_eq!(a.state.last_active_at, None);
+    }
+
+    #[test]
+    fn a_proposal_of_the_user_that_passed_counts_as_passed() {
+        let event = closed(ProposalOutcome::Succeeded);
+        let a = apply(&UserState::default(), &event);
+        assert!(a.decision.changed);
+        assert_eq!(a.state.proposals_passed, 1);
+        assert_ne!(a.state.facts, RuleFacts::default(), "an activity");
+        assert_eq!(kinds(&a.effects), ["governance.proposal.closed"]);
+        assert_active_at(&a.state, &event);
+    }
+
+    #[test]
+    fn a_proposal_of_the_user_that_failed_is_reported_and_counts_nothing() {
+        let event = closed(ProposalOutcome::Defeated);
+        let a = apply(&UserState::default(), &event);
+        assert!(a.decision.changed);
+        assert_eq!(a.state.proposals_passed, 0);
+        assert_eq!(a.state.facts, RuleFacts::default());
+        assert_eq!(kinds(&a.effects), ["governance.proposal.closed"]);
+        assert_active_at(&a.state, &event);
+    }
+
+    #[test]
+    fn a_proposal_result_is_only_reported() {
+        let event = Envelope::new(
+            "t",
+            ProposalResult {
+                proposal: "p".parse().expect("id"),
+                voter: USER,
+                outcome: ProposalOutcome::Succeeded,
+                tally: Tally::default(),
+                quorum_reached: true,
+                closed_at: Utc::now(),
+            },
+        );
+        let a = apply(&UserState::default(), &event);
+        assert!(a.decision.changed && a.decision.emit.is_empty());
+        assert_eq!(kinds(&a.effects), ["governance.proposal.result"]);
+        assert_eq!(a.effects.notifications[0].event_id, event.id.0);
+        assert_eq!(a.state.last_active_at, None, "not an activity of the user");
+    }
+
+    #[test]
+    fn a_minted_achievement_is_only_reported() {
+        let event = Envelope::new(
+            "t",
+            AchievementMinted {
+                user: USER,
+                achievement_id: uuid::Uuid::from_u128(1),
+                rule: "first-proposal".parse().expect("rule"),
+                token: TokenId::from(1u128),
+                tx_hash: None,
+            },
+        );
+        let a = apply(&UserState::default(), &event);
+        assert!(a.decision.changed && a.decision.emit.is_empty());
+        assert_eq!(kinds(&a.effects), ["achievement.minted"]);
+        assert_eq!(a.state.last_active_at, None);
+    }
+
+    #[test]
+    fn a_failed_achievement_is_only_reported() {
+        let event = Envelope::new(
+            "t",
+            AchievementFailed {
+                user: USER,
+                achievement_id: uuid::Uuid::from_u128(1),
+                rule: "first-proposal".parse().expect("rule"),
+                reason: "chain down".into(),
+            },
+        );
+        let a = apply(&UserState::default(), &event);
+        assert!(a.decision.changed && a.decision.emit.is_empty());
+        assert_eq!(kinds(&a.effects), ["achievement.failed"]);
+        assert_eq!(a.state.last_active_at, None);
+    }
+
+    #[test]
+    fn an_acquired_nft_becomes_a_benefit() {
+        let event = holdings(HoldingChange::Acquired, "gold");
+        let a = apply(&UserState::default(), &event);
+        assert!(a.decision.changed);
+        assert_eq!(
+            a.state.held_nfts().tokens,
+            [("42".to_string(), "gold".parse().expect("tier"))]
+        );
+        assert_eq!(
+            a.effects.benefits_changed,
+            Some((15_000, 0)),
+            "gold gives +50%"
+        );
+        match &a.decision.emit[..] {
+            [e] => match &e.event {
+                Event::BenefitsChanged(b) => {
+                    assert_eq!(b.multiplier_bps, 15_000);
+                    assert_eq!(b.boosting_nfts, [TokenId::from(42u128)]);
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("one user.benefits.changed, not {other:?}"),
+        }
+        assert_eq!(kinds(&a.effects), ["user.benefits.changed"]);
+        assert_active_at(&a.state, &event);
+    }
+
+    #[test]
+    fn a_released_nft_is_no_longer_a_benefit() {
+        let held = apply(
+            &UserState::default(),
+            &holdings(HoldingChange::Acquired, "gold"),
+        )
+        .state;
+        let a = apply(&held, &holdings(HoldingChange::Released, "gold"));
+        assert!(a.state.holdings.is_empty());
+        assert_eq!(
+            a.effects.benefits_changed,
+            Some((merit_config::dynamic::UNIT_BPS, 0)),
+            "back to a plain vote"
+        );
+        assert_eq!(types(&a.decision.emit), ["user.benefits.changed"]);
+        assert_eq!(a.state.notify_seq, 2);
+    }
+
+    #[test]
+    fn another_user_s_events_change_nothing() {
+        let a = apply(&UserState::default(), &accepted(OTHER));
+        assert!(!a.decision.changed && a.decision.emit.is_empty());
+        assert_eq!(a.state, UserState::default());
+        assert_eq!(a.effects, UserEffects::default());
+    }
 }
