@@ -636,93 +636,127 @@ impl ConfigCenter {
     ) -> Result<VersionInfo> {
         for attempt in 1..=MAX_ATTEMPTS {
             let latest = self.latest_version().await?;
-            let version = latest + 1;
-            let row_version = i64::try_from(version)
-                .map_err(|_| CenterError::BadInput(format!("version {version} overflows")))?;
-            // Microseconds: what PostgreSQL keeps, so the returned info equals the row.
-            let created_at = Utc::now().trunc_subsecs(6);
-            let envelope = Envelope::with_id(
-                EventId::new_random(),
-                SOURCE,
-                created_at,
-                ConfigChanged {
-                    version,
-                    previous: (latest > 0).then_some(latest),
-                    rollback_of,
-                    author: author.to_string(),
-                    reason: reason.to_string(),
-                },
-            );
-            let turn = Turn {
-                consumer: SOURCE.to_string(),
-                event_id: envelope.id,
-                batched: Vec::new(),
-                state: None,
-                outbox: vec![OutboxMessage::from_envelope(&envelope)],
+            let info = VersionInfo {
+                version: latest + 1,
+                author: author.to_string(),
+                reason: reason.to_string(),
+                rollback_of,
+                // Microseconds: what PostgreSQL keeps, so the returned info equals the row.
+                created_at: Utc::now().trunc_subsecs(6),
             };
-            let taken = Arc::new(AtomicBool::new(false));
-            let row = config_version::ActiveModel {
-                version: Set(row_version),
-                document: Set(document.clone()),
-                author: Set(author.to_string()),
-                reason: Set(reason.to_string()),
-                rollback_of: Set(rollback_of.and_then(|v| i64::try_from(v).ok())),
-                created_at: Set(created_at),
-            };
-            let flag = taken.clone();
-            let outcome = self
-                .store
-                .commit_turn(turn, move |txn| {
-                    Box::pin(async move {
-                        let inserted = config_version::Entity::insert(row)
-                            .on_conflict(
-                                OnConflict::column(config_version::Column::Version)
-                                    .do_nothing()
-                                    .to_owned(),
-                            )
-                            .exec_without_returning(txn)
-                            .await?;
-                        if inserted == 0 {
-                            // Another writer committed this version first: roll back the
-                            // whole turn (the outbox row too) and let the caller retry.
-                            flag.store(true, Ordering::SeqCst);
-                            return Err(StorageError::Db(DbErr::RecordNotInserted));
-                        }
-                        Ok(())
-                    })
-                })
-                .await;
-            match outcome {
-                Ok(TurnOutcome::Applied { .. }) => {
-                    tracing::info!(version, ?rollback_of, author, "config version stored");
-                    return Ok(VersionInfo {
-                        version,
-                        author: author.to_string(),
-                        reason: reason.to_string(),
-                        rollback_of,
-                        created_at,
-                    });
-                }
-                Ok(TurnOutcome::Duplicate) => {
-                    // A fresh random event id was already in the inbox: impossible short
-                    // of a uuid collision; a new attempt draws a new id.
-                    tracing::warn!(version, attempt, "config change event id reused; retrying");
-                }
-                Err(_) if taken.load(Ordering::SeqCst) => {
-                    tracing::info!(
-                        version,
-                        attempt,
-                        "config version taken by another writer; retrying"
-                    );
-                }
-                Err(e) if is_unique_violation(&e) => {
-                    tracing::info!(version, attempt, error = %e, "config version insert conflicted; retrying");
-                }
-                Err(e) => return Err(e.into()),
+            if self
+                .insert_version(&info, latest, &document, attempt)
+                .await?
+            {
+                tracing::info!(
+                    version = info.version,
+                    ?rollback_of,
+                    author,
+                    "config version stored"
+                );
+                return Ok(info);
             }
             tokio::time::sleep(VERSION_RACE.delay(attempt)).await;
         }
         Err(CenterError::Conflict)
+    }
+
+    /// One try at storing `info` as the version after `latest`, in one turn with its
+    /// `config.changed`: `false` when the number was taken and a new try may win.
+    async fn insert_version(
+        &self,
+        info: &VersionInfo,
+        latest: u64,
+        document: &Value,
+        attempt: u32,
+    ) -> Result<bool> {
+        let version = info.version;
+        let row = version_row(info, document)?;
+        let taken = Arc::new(AtomicBool::new(false));
+        let flag = taken.clone();
+        let outcome = self
+            .store
+            .commit_turn(change_turn(info, latest), move |txn| {
+                Box::pin(async move {
+                    let inserted = config_version::Entity::insert(row)
+                        .on_conflict(
+                            OnConflict::column(config_version::Column::Version)
+                                .do_nothing()
+                                .to_owned(),
+                        )
+                        .exec_without_returning(txn)
+                        .await?;
+                    if inserted == 0 {
+                        // Another writer committed this version first: roll back the
+                        // whole turn (the outbox row too) and let the caller retry.
+                        flag.store(true, Ordering::SeqCst);
+                        return Err(StorageError::Db(DbErr::RecordNotInserted));
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        match outcome {
+            Ok(TurnOutcome::Applied { .. }) => Ok(true),
+            Ok(TurnOutcome::Duplicate) => {
+                // A fresh random event id was already in the inbox: impossible short
+                // of a uuid collision; a new attempt draws a new id.
+                tracing::warn!(version, attempt, "config change event id reused; retrying");
+                Ok(false)
+            }
+            Err(_) if taken.load(Ordering::SeqCst) => {
+                tracing::info!(
+                    version,
+                    attempt,
+                    "config version taken by another writer; retrying"
+                );
+                Ok(false)
+            }
+            Err(e) if is_unique_violation(&e) => {
+                tracing::info!(version, attempt, error = %e, "config version insert conflicted; retrying");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The `config_versions` row of `info`.
+fn version_row(info: &VersionInfo, document: &Value) -> Result<config_version::ActiveModel> {
+    let version = info.version;
+    let row_version = i64::try_from(version)
+        .map_err(|_| CenterError::BadInput(format!("version {version} overflows")))?;
+    Ok(config_version::ActiveModel {
+        version: Set(row_version),
+        document: Set(document.clone()),
+        author: Set(info.author.clone()),
+        reason: Set(info.reason.clone()),
+        rollback_of: Set(info.rollback_of.and_then(|v| i64::try_from(v).ok())),
+        created_at: Set(info.created_at),
+    })
+}
+
+/// The turn that stores a version: its `config.changed` in the outbox, under a fresh
+/// event id (each attempt is a new change, never a redelivery of an earlier one).
+fn change_turn(info: &VersionInfo, latest: u64) -> Turn {
+    let envelope = Envelope::with_id(
+        EventId::new_random(),
+        SOURCE,
+        info.created_at,
+        ConfigChanged {
+            version: info.version,
+            previous: (latest > 0).then_some(latest),
+            rollback_of: info.rollback_of,
+            author: info.author.clone(),
+            reason: info.reason.clone(),
+        },
+    );
+    Turn {
+        consumer: SOURCE.to_string(),
+        event_id: envelope.id,
+        batched: Vec::new(),
+        state: None,
+        outbox: vec![OutboxMessage::from_envelope(&envelope)],
     }
 }
 

@@ -487,36 +487,13 @@ async fn apply_and_commit<D: Domain>(
     } = deps;
     let (version, mut state) = match loaded.take() {
         Some(loaded) => loaded,
-        None => {
-            let (version, mut state) = match store.load_actor(D::KIND, key).await? {
-                Some((version, json)) => {
-                    let state =
-                        serde_json::from_value(json).map_err(|e| ActorError::CorruptSnapshot {
-                            kind: D::KIND,
-                            key: key.to_string(),
-                            reason: e.to_string(),
-                        })?;
-                    (version, state)
-                }
-                None => (0, D::State::default()),
-            };
-            D::hydrate(store.db(), key, &mut state).await?;
-            stats.activations.fetch_add(1, Ordering::Relaxed);
-            (version, state)
-        }
+        None => activate::<D>(deps, key).await?,
     };
     let config = services.config.get();
     let mut effects = D::Effects::default();
-    let (mut changed, mut emit) = (false, Vec::new());
     let inputs = D::prepare_turn(store, services, key, &state, events).await?;
-    for (i, (envelope, inputs)) in events.iter().zip(&inputs).enumerate() {
-        let decision = catch_unwind(AssertUnwindSafe(|| {
-            D::apply(&config, key, &mut state, envelope, inputs, &mut effects)
-        }))
-        .map_err(|panic| ActorError::Panicked(merit_messages::panic_message(&*panic)))?;
-        changed |= decision.changed;
-        emit.extend(decision.emit.into_iter().map(|e| (i, e)));
-    }
+    let (changed, emit) =
+        apply_events::<D>(&config, key, &mut state, events, &inputs, &mut effects)?;
     let state_write = changed.then(|| StateWrite {
         kind: D::KIND,
         key: key.to_string(),
@@ -560,6 +537,48 @@ async fn apply_and_commit<D: Domain>(
             Outcome::Duplicate
         }
     })
+}
+
+/// Activates an actor: its snapshot (or the default state and version 0 when it has
+/// none), hydrated with what the snapshot leaves out.
+async fn activate<D: Domain>(deps: &TurnDeps, key: &str) -> crate::error::Result<(i64, D::State)> {
+    let (version, mut state) = match deps.store.load_actor(D::KIND, key).await? {
+        Some((version, json)) => {
+            let state = serde_json::from_value(json).map_err(|e| ActorError::CorruptSnapshot {
+                kind: D::KIND,
+                key: key.to_string(),
+                reason: e.to_string(),
+            })?;
+            (version, state)
+        }
+        None => (0, D::State::default()),
+    };
+    D::hydrate(deps.store.db(), key, &mut state).await?;
+    deps.stats.activations.fetch_add(1, Ordering::Relaxed);
+    Ok((version, state))
+}
+
+/// Applies each of a turn's events in order: whether any changed the state, and what
+/// they emitted, each with the index of the event that emitted it. A panicking domain
+/// fails the turn instead of the actor.
+fn apply_events<D: Domain>(
+    config: &merit_config::DynamicConfig,
+    key: &str,
+    state: &mut D::State,
+    events: &[&Arc<Envelope>],
+    inputs: &[D::Inputs],
+    effects: &mut D::Effects,
+) -> crate::error::Result<(bool, Vec<(usize, Envelope)>)> {
+    let (mut changed, mut emit) = (false, Vec::new());
+    for (i, (envelope, inputs)) in events.iter().zip(inputs).enumerate() {
+        let decision = catch_unwind(AssertUnwindSafe(|| {
+            D::apply(config, key, state, envelope, inputs, effects)
+        }))
+        .map_err(|panic| ActorError::Panicked(merit_messages::panic_message(&*panic)))?;
+        changed |= decision.changed;
+        emit.extend(decision.emit.into_iter().map(|e| (i, e)));
+    }
+    Ok((changed, emit))
 }
 
 /// The outbox rows of a turn's emitted events (each with the index of the event that
