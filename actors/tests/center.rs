@@ -5,7 +5,7 @@
 #![allow(missing_docs)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use merit_actors::center::{CenterError, ConfigCenter};
+use merit_actors::center::{CenterError, ConfigCenter, DryRunReport, RuleDryRun};
 use merit_config::{
     rules::{evaluate, Activity, ActivityKind, RuleFacts, UnlockLedger},
     DynamicConfig,
@@ -29,6 +29,8 @@ merit_testkit::on_both_backends! {
     concurrent_proposals_get_distinct_versions => concurrent_distinct;
     each_version_has_one_config_changed_in_the_outbox => outbox_one_per_version;
     dry_run_counts_users_who_would_newly_unlock => dry_run_counts;
+    dry_run_of_a_harder_rule_counts_fewer_users => dry_run_harder_rule;
+    dry_run_refuses_an_invalid_document_and_writes_nothing => dry_run_writes_nothing;
 }
 
 const TIERS: &str = r#""tiers": { "bronze": { "title": "Bronze", "bonus_bps": 1000 },
@@ -378,15 +380,27 @@ async fn store_user(store: &Store, n: u32, facts: &RuleFacts, ledger: &UnlockLed
         "facts": facts,
         "ledger": ledger,
     });
+    store_actor(store, "user", ActorKind::User, &key, state).await;
+    key
+}
+
+/// Stores `state` as the snapshot of the `kind` actor `key`, as `consumer`'s turn.
+async fn store_actor(
+    store: &Store,
+    consumer: &str,
+    kind: ActorKind,
+    key: &str,
+    state: serde_json::Value,
+) {
     store
         .commit_turn(
             Turn {
-                consumer: "user".to_string(),
+                consumer: consumer.to_string(),
                 event_id: EventId::new_random(),
                 batched: Vec::new(),
                 state: Some(StateWrite {
-                    kind: ActorKind::User,
-                    key: key.clone(),
+                    kind,
+                    key: key.to_string(),
                     expected_version: 0,
                     state,
                 }),
@@ -395,23 +409,27 @@ async fn store_user(store: &Store, n: u32, facts: &RuleFacts, ledger: &UnlockLed
             no_projection,
         )
         .await
-        .expect("store user");
-    key
+        .unwrap_or_else(|e| panic!("store {kind} {key}: {e}"));
 }
 
-async fn dry_run_counts(backend: Backend) {
-    let (db, store) = TestDb::migrated(backend).await;
-    let center = ConfigCenter::new(store.clone());
-    let now = at(10_000);
-    let proposed = DynamicConfig::parse(doc(3).as_bytes(), 0).expect("valid");
+/// The users a dry run of `doc(3)` at `now` judges, by what it should find.
+struct Population {
+    /// Voters with 3+ votes who never unlocked `voter`, in address order.
+    newly: Vec<String>,
+    /// The one user who created a proposal.
+    proposer: String,
+}
 
-    // 5 voters with 3+ votes who never unlocked `voter`; 2 with 3+ votes who did; 4 with
-    // too few votes; 1 proposer; 1 snapshot without facts (an old user state).
+/// Stores 13 users: 5 voters with 3+ votes who never unlocked `voter`; 2 with 3+ votes
+/// who did; 4 with too few votes; 1 proposer; 1 snapshot without facts (an old user
+/// state). And a proposal whose state has facts, which a dry run must not scan.
+async fn store_population(store: &Store, now: DateTime<Utc>) -> Population {
+    let proposed = DynamicConfig::parse(doc(3).as_bytes(), 0).expect("valid");
     let mut newly = Vec::new();
     let mut n = 0;
     for votes in [3, 4, 5, 10, 3] {
         n += 1;
-        newly.push(store_user(&store, n, &facts(0, votes), &UnlockLedger::default()).await);
+        newly.push(store_user(store, n, &facts(0, votes), &UnlockLedger::default()).await);
     }
     for votes in [3, 8] {
         n += 1;
@@ -419,52 +437,27 @@ async fn dry_run_counts(backend: Backend) {
         let mut ledger = UnlockLedger::default();
         let unlocked = evaluate(&proposed.rules, 1, &f, &mut ledger, now);
         assert_eq!(unlocked.len(), 1, "the ledger now holds `voter`");
-        store_user(&store, n, &f, &ledger).await;
+        store_user(store, n, &f, &ledger).await;
     }
     for votes in [0, 1, 2, 2] {
         n += 1;
-        store_user(&store, n, &facts(0, votes), &UnlockLedger::default()).await;
+        store_user(store, n, &facts(0, votes), &UnlockLedger::default()).await;
     }
     n += 1;
-    let proposer = store_user(&store, n, &facts(1, 0), &UnlockLedger::default()).await;
+    let proposer = store_user(store, n, &facts(1, 0), &UnlockLedger::default()).await;
     n += 1;
-    store
-        .commit_turn(
-            Turn {
-                consumer: "user".to_string(),
-                event_id: EventId::new_random(),
-                batched: Vec::new(),
-                state: Some(StateWrite {
-                    kind: ActorKind::User,
-                    key: format!("0x{n:040x}"),
-                    expected_version: 0,
-                    state: serde_json::json!({ "proposals_created": 0 }),
-                }),
-                outbox: vec![],
-            },
-            no_projection,
-        )
-        .await
-        .expect("store old user");
-    // A non-user actor is never scanned.
-    store
-        .commit_turn(
-            Turn {
-                consumer: "proposal".to_string(),
-                event_id: EventId::new_random(),
-                batched: Vec::new(),
-                state: Some(StateWrite {
-                    kind: ActorKind::Proposal,
-                    key: "p-1".to_string(),
-                    expected_version: 0,
-                    state: serde_json::json!({ "facts": facts(0, 9) }),
-                }),
-                outbox: vec![],
-            },
-            no_projection,
-        )
-        .await
-        .expect("store proposal");
+    let old = serde_json::json!({ "proposals_created": 0 });
+    store_actor(store, "user", ActorKind::User, &format!("0x{n:040x}"), old).await;
+    let proposal = serde_json::json!({ "facts": facts(0, 9) });
+    store_actor(store, "proposal", ActorKind::Proposal, "p-1", proposal).await;
+    Population { newly, proposer }
+}
+
+async fn dry_run_counts(backend: Backend) {
+    let (db, store) = TestDb::migrated(backend).await;
+    let center = ConfigCenter::new(store.clone());
+    let now = at(10_000);
+    let population = store_population(&store, now).await;
 
     let report = center
         .dry_run(doc(3).as_bytes(), now)
@@ -473,37 +466,46 @@ async fn dry_run_counts(backend: Backend) {
     assert_eq!(report.users_scanned, 13);
     assert_eq!(report.users_unreadable, 0);
     assert_eq!(report.current_version, 0);
-    let by_id = |id: &str| {
-        report
-            .rules
-            .iter()
-            .find(|r| r.rule.to_string() == id)
-            .unwrap_or_else(|| panic!("rule {id} reported"))
-    };
-    let voter = by_id("voter");
+    let voter = rule_report(&report, "voter");
     assert_eq!(voter.would_newly_unlock, 5);
     assert_eq!(
         voter.already_unlocked, 2,
         "the ledger keeps them from counting"
     );
-    assert_eq!(voter.samples, newly, "samples in address order");
-    let first = by_id("first-proposal");
+    assert_eq!(voter.samples, population.newly, "samples in address order");
+    let first = rule_report(&report, "first-proposal");
     assert_eq!(first.would_newly_unlock, 1);
-    assert_eq!(first.samples, [proposer]);
+    assert_eq!(first.samples, [population.proposer]);
     let text = report.to_string();
     assert!(text.contains("13 users scanned"), "{text}");
+    db.cleanup().await;
+}
 
-    // A harder rule unlocks fewer; an invalid document is refused; nothing was written.
+async fn dry_run_harder_rule(backend: Backend) {
+    let (db, store) = TestDb::migrated(backend).await;
+    let center = ConfigCenter::new(store.clone());
+    let now = at(10_000);
+    store_population(&store, now).await;
+
     let harder = center
         .dry_run(doc(5).as_bytes(), now)
         .await
         .expect("dry run");
-    let voter = harder
-        .rules
-        .iter()
-        .find(|r| r.rule.to_string() == "voter")
-        .expect("voter");
+    let voter = rule_report(&harder, "voter");
     assert_eq!(voter.would_newly_unlock, 2, "5 and 10 votes");
+    db.cleanup().await;
+}
+
+async fn dry_run_writes_nothing(backend: Backend) {
+    let (db, store) = TestDb::migrated(backend).await;
+    let center = ConfigCenter::new(store.clone());
+    let now = at(10_000);
+    store_population(&store, now).await;
+
+    center
+        .dry_run(doc(3).as_bytes(), now)
+        .await
+        .expect("dry run");
     let bad = doc(3).replace(r#""at_least": 3"#, r#""at_least": 0"#);
     assert!(matches!(
         center.dry_run(bad.as_bytes(), now).await,
@@ -516,6 +518,15 @@ async fn dry_run_counts(backend: Backend) {
         .expect("outbox")
         .is_empty());
     db.cleanup().await;
+}
+
+/// The report of rule `id` in a dry run's report.
+fn rule_report<'r>(report: &'r DryRunReport, id: &str) -> &'r RuleDryRun {
+    report
+        .rules
+        .iter()
+        .find(|r| r.rule.to_string() == id)
+        .unwrap_or_else(|| panic!("rule {id} reported"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
