@@ -24,7 +24,7 @@ use merit_config::{dynamic::DEFAULT_DOCUMENT, rules::achievement_id};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{
     ActorKind, ChainRef, Envelope, Event, EventId, NftBurned, NftMinted, NftTransferred,
-    ProposalCancelled, ProposalCreated, ProposalExecuted, Tally, TxHash, VoteCast, VoteChoice,
+    ProposalCancelled, ProposalCreated, ProposalExecuted, Tally, VoteCast, VoteChoice,
 };
 use merit_storage::{
     entities::{achievement, actor, benefit, nft, notification, outbox, proposal, user, vote},
@@ -229,13 +229,11 @@ fn vote(proposal: &str, voter: u32, choice: VoteChoice) -> Envelope {
     vote_at(proposal, voter, choice, "", Utc::now())
 }
 
+/// The chain position of a made-up event: block `block`, log `log_index`.
 fn chain(block: u64, log_index: u64) -> ChainRef {
     ChainRef {
-        chain_id: 31337,
-        block_number: block,
-        block_hash: TxHash([7; 32]),
-        tx_hash: TxHash([8; 32]),
         log_index,
+        ..common::chain_ref(block)
     }
 }
 
@@ -348,52 +346,83 @@ struct EndState {
 }
 
 impl EndState {
-    /// What differs from `expected`, entry by entry ("" when nothing does).
-    fn differences(&self, expected: &EndState) -> String {
-        let mut out = String::new();
+    /// What differs from `expected`, part by part: each differing part's name with its
+    /// differing entries (empty when nothing does).
+    fn differences(&self, expected: &EndState) -> Vec<(&'static str, String)> {
+        let mut achievements = String::new();
         for a in self.achievements.difference(&expected.achievements) {
-            out += &format!("achievements: unexpected {a:?}\n");
+            achievements += &format!("  unexpected {a:?}\n");
         }
         for a in expected.achievements.difference(&self.achievements) {
-            out += &format!("achievements: missing {a:?}\n");
+            achievements += &format!("  missing {a:?}\n");
         }
-        diff_maps("proposals", &self.proposals, &expected.proposals, &mut out);
-        diff_maps("refused", &self.refused, &expected.refused, &mut out);
-        diff_maps("votes", &self.votes, &expected.votes, &mut out);
-        diff_maps("benefits", &self.benefits, &expected.benefits, &mut out);
-        diff_maps("users", &self.users, &expected.users, &mut out);
-        diff_maps("nfts", &self.nfts, &expected.nfts, &mut out);
-        out
+        let parts = [
+            ("achievements", achievements),
+            (
+                "tallies (proposal status and tally)",
+                diff_maps(&self.proposals, &expected.proposals),
+            ),
+            ("refused votes", diff_maps(&self.refused, &expected.refused)),
+            (
+                "vote weights (choice, weight, boosts)",
+                diff_maps(&self.votes, &expected.votes),
+            ),
+            ("benefits", diff_maps(&self.benefits, &expected.benefits)),
+            ("user counters", diff_maps(&self.users, &expected.users)),
+            ("nfts", diff_maps(&self.nfts, &expected.nfts)),
+        ];
+        parts.into_iter().filter(|(_, d)| !d.is_empty()).collect()
     }
 }
 
+/// The entries of `got` and `expected` that differ, one line each ("" when none does).
 fn diff_maps<K: Ord + Debug, V: PartialEq + Debug>(
-    table: &str,
     got: &BTreeMap<K, V>,
     expected: &BTreeMap<K, V>,
-    out: &mut String,
-) {
+) -> String {
     let keys: BTreeSet<&K> = got.keys().chain(expected.keys()).collect();
+    let mut out = String::new();
     for k in keys {
         let (g, e) = (got.get(k), expected.get(k));
         if g != e {
-            *out += &format!("{table}[{k:?}]: got {g:?}, expected {e:?}\n");
+            out += &format!("  [{k:?}]: got {g:?}, expected {e:?}\n");
         }
     }
+    out
 }
 
-/// Waits until the store holds `expected`; after `secs`, fails listing what differs.
+/// Fails, after `context`, naming each part of the end state that differs from `expected`
+/// (achievements, tallies, refused votes, vote weights, benefits, user counters, nfts) with
+/// what differs in it.
+fn assert_same_end_state(got: &EndState, expected: &EndState, context: &str) {
+    let diffs = got.differences(expected);
+    let parts: Vec<&str> = diffs.iter().map(|(part, _)| *part).collect();
+    let details: String = diffs
+        .iter()
+        .map(|(part, diff)| format!("{part}:\n{diff}"))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{context}: the {} differ:\n{details}",
+        parts.join(", ")
+    );
+}
+
+/// Waits until the store holds `expected`; after `secs`, fails naming the parts that differ.
 async fn wait_end_state(secs: u64, store: &Store, expected: &EndState) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        let diff = read_end_state(store).await.differences(expected);
-        if diff.is_empty() {
+        let got = read_end_state(store).await;
+        if got.differences(expected).is_empty() {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for the script's end state; it differs:\n{diff}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            assert_same_end_state(
+                &got,
+                expected,
+                "timed out waiting for the script's end state",
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -618,39 +647,65 @@ const PROPOSALS: [(&str, u32, i64, i64, u64, u16); 10] = [
 
 const WEEK_SECS: i64 = 7 * 24 * 3_600;
 
+/// One run of the script: its node, its name, when it started, how many times each
+/// producer event is published, and every producer event it published (once).
+struct Script {
+    c: Community,
+    name: String,
+    t0: DateTime<Utc>,
+    copies: usize,
+    sent: Vec<Envelope>,
+}
+
+impl Script {
+    /// Publishes `envs` `copies` times over and records them as sent.
+    async fn send(&mut self, envs: Vec<Envelope>) {
+        self.c.publish(&envs, self.copies).await;
+        self.sent.extend(envs);
+    }
+}
+
 /// Runs the script on a fresh database and vhost, every producer event published `copies`
 /// times, and returns the end state.
 async fn run_script(name: &str, copies: usize) -> EndState {
-    use VoteChoice::{Abstain as Ab, Against as A, For as F};
-    let c = Community::start(name).await;
-    let store = &c.store;
-    let t0 = Utc::now();
-    // Every producer event, once.
-    let mut sent: Vec<Envelope> = Vec::new();
-    let secs = chrono::Duration::seconds;
+    let mut s = Script {
+        c: Community::start(name).await,
+        name: name.to_string(),
+        t0: Utc::now(),
+        copies,
+        sent: Vec::new(),
+    };
+    script_creates_proposals(&mut s).await;
+    script_mints_and_moves_nfts(&mut s).await;
+    script_votes_first_round(&mut s).await;
+    script_moves_gold_to_u7(&mut s).await;
+    script_opens_and_closes_by_deadline(&mut s).await;
+    script_end(s).await
+}
 
-    // Proposals one at a time, so that their sequence numbers follow the list (streaks
-    // depend on them). A duplicate creation must not take a second number.
+/// Proposals one at a time, so that their sequence numbers follow the list (streaks
+/// depend on them). A duplicate creation must not take a second number. Then the
+/// creators' first-proposal achievements.
+async fn script_creates_proposals(s: &mut Script) {
+    let secs = chrono::Duration::seconds;
     for (p, creator, opens, closes, quorum, threshold) in PROPOSALS {
         let env = created(
             &format!("create:{p}"),
             p,
             creator,
-            t0 + secs(opens),
-            t0 + secs(closes),
+            s.t0 + secs(opens),
+            s.t0 + secs(closes),
             quorum,
             threshold,
         );
-        c.publish(std::slice::from_ref(&env), copies).await;
-        sent.push(env);
+        s.send(vec![env]).await;
+        let store = &s.c.store;
         eventually(60, &format!("{p} is created"), move || async move {
             status_of(store, p).await.is_some()
         })
         .await;
     }
-
-    // The creators' first-proposal achievements; u0's is then minted as an NFT whose tier
-    // comes from the achievement (the mint does not carry one).
+    let store = &s.c.store;
     settles(
         60,
         "each creator's first-proposal achievement",
@@ -658,20 +713,31 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         &6,
     )
     .await;
-    let u0_badge = achievement_id(&wallet(0), &"first-proposal".parse().expect("rule"), 1);
-    let u0_token = achievement_token(u0_badge);
+}
 
-    // NFTs, in chain order per token. u7 ends with nothing (its bronze moves on, its gold is
-    // burned); u8 holds four golds, two silvers and a bronze (five boost, capped at x3); u9
-    // holds a silver and a token without a tier (which boosts nothing).
-    let nfts = vec![
+/// u0's first-proposal achievement, which the script mints as an NFT.
+fn u0_badge() -> uuid::Uuid {
+    achievement_id(&wallet(0), &"first-proposal".parse().expect("rule"), 1)
+}
+
+/// The token id of u0's badge.
+fn badge_token() -> String {
+    achievement_token(u0_badge()).to_string()
+}
+
+/// NFTs, in chain order per token. u0's badge is minted with a tier that comes from the
+/// achievement (the mint does not carry one). u7 ends with nothing (its bronze moves on,
+/// its gold is burned); u8 holds four golds, two silvers and a bronze (five boost, capped
+/// at x3); u9 holds a silver and a token without a tier (which boosts nothing).
+fn nft_changes() -> Vec<Envelope> {
+    vec![
         ev(
             "mint:badge",
             Utc::now(),
             NftMinted {
-                token: u0_token.clone(),
+                token: achievement_token(u0_badge()),
                 to: wallet(0),
-                achievement_id: Some(u0_badge),
+                achievement_id: Some(u0_badge()),
                 tier: None,
                 chain: chain(9, 0),
             },
@@ -692,10 +758,12 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         transfer(3, 7, 10, 14, 1),
         transfer(3, 10, 11, 15, 0),
         burn(4, 7, 16, 0),
-    ];
-    c.publish(&nfts, copies).await;
-    sent.extend(nfts);
-    let u8_held = held(&[
+    ]
+}
+
+/// The tiered tokens u8 holds.
+fn u8_held() -> Vec<(String, String)> {
+    held(&[
         ("11", "gold"),
         ("12", "gold"),
         ("13", "gold"),
@@ -703,25 +771,43 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         ("6", "silver"),
         ("7", "silver"),
         ("8", "bronze"),
-    ]);
-    let badge = u0_token.to_string();
-    let holdings: BTreeMap<String, BenefitRow> = [
-        (0, (11_000, held(&[(badge.as_str(), "bronze")]), 0)),
+    ])
+}
+
+/// The benefits once every NFT change of [`nft_changes`] is applied (u6 holds gold #1).
+fn benefits_after_nfts() -> BTreeMap<String, BenefitRow> {
+    [
+        // u0's first-proposal badge, minted without a tier: bronze, from its achievement.
+        (0, (11_000, held(&[(badge_token().as_str(), "bronze")]), 0)),
         (6, (15_000, held(&[("1", "gold")]), 0)),
         (7, (10_000, vec![], 0)),
-        (8, (30_000, u8_held.clone(), 0)),
+        (8, (30_000, u8_held(), 0)),
         (9, (12_500, held(&[("2", "silver")]), 0)),
         (10, (10_000, vec![], 0)),
         (11, (11_000, held(&[("3", "bronze")]), 0)),
     ]
     .into_iter()
     .map(|(u, row)| (addr(u), row))
-    .collect();
+    .collect()
+}
+
+/// The benefits once gold #1 moved from u6 to u7: the script's final benefits.
+fn benefits_after_gold_moves() -> BTreeMap<String, BenefitRow> {
+    let mut rows = benefits_after_nfts();
+    rows.insert(addr(6), (10_000, vec![], 0));
+    rows.insert(addr(7), (15_000, held(&[("1", "gold")]), 0));
+    rows
+}
+
+/// The NFTs reach their holders' benefits, and every holding change is applied.
+async fn script_mints_and_moves_nfts(s: &mut Script) {
+    s.send(nft_changes()).await;
+    let store = &s.c.store;
     settles(
         60,
         "the NFTs reach their holders' benefits",
         || read_benefits(store),
-        &holdings,
+        &benefits_after_nfts(),
     )
     .await;
     // And every holding change was applied (an intermediate state could look final: u7
@@ -739,9 +825,26 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         &vec![3, 4, 7, 2, 2, 1],
     )
     .await;
+}
 
-    // Votes. u6 (gold, x1.5) and u11 (bronze, x1.1) vote on p1..p9; u8 votes x3 (capped).
-    let votes = vec![
+/// A cancellation of `proposal` by `by`.
+fn cancel(label: &str, proposal: &str, by: u32, reason: &str) -> Envelope {
+    ev(
+        label,
+        Utc::now(),
+        ProposalCancelled {
+            proposal: proposal.parse().expect("id"),
+            by: wallet(by),
+            reason: reason.into(),
+        },
+    )
+}
+
+/// The first round of votes. u6 (gold, x1.5) and u11 (bronze, x1.1) vote on p1..p9; u8
+/// votes x3 (capped). Five are refused; p6 is cancelled (once by someone who may not).
+fn first_round_votes(t0: DateTime<Utc>) -> Vec<Envelope> {
+    use VoteChoice::{Abstain as Ab, Against as A, For as F};
+    vec![
         vote("p1", 6, F),
         vote("p1", 8, F),
         vote("p1", 11, A),
@@ -766,24 +869,8 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         vote("p6", 11, A),
         vote("p6", 7, F),
         // Ignored: only the creator (u2) may cancel.
-        ev(
-            "cancel:p6:u3",
-            Utc::now(),
-            ProposalCancelled {
-                proposal: "p6".parse().expect("id"),
-                by: wallet(3),
-                reason: "not mine".into(),
-            },
-        ),
-        ev(
-            "cancel:p6:u2",
-            Utc::now(),
-            ProposalCancelled {
-                proposal: "p6".parse().expect("id"),
-                by: wallet(2),
-                reason: "withdrawn".into(),
-            },
-        ),
+        cancel("cancel:p6:u3", "p6", 3, "not mine"),
+        cancel("cancel:p6:u2", "p6", 2, "withdrawn"),
         // Refused: p6 is cancelled.
         vote("p6", 9, F),
         vote("p7", 6, F),
@@ -801,9 +888,34 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         vote_at("p10", 9, F, ":early", t0),
         // Refused: no such proposal.
         vote("ghost", 7, F),
-    ];
-    c.publish(&votes, copies).await;
-    sent.extend(votes);
+    ]
+}
+
+/// Votes each ProposalActor refused, by proposal id: the same after the first round and
+/// at the end.
+fn refused_votes() -> BTreeMap<String, u64> {
+    [
+        ("ghost", 1),
+        ("p1", 1),
+        ("p10", 1),
+        ("p2", 0),
+        ("p3", 0),
+        ("p4", 0),
+        ("p5", 0),
+        ("p6", 1),
+        ("p7", 1),
+        ("p8", 0),
+        ("p9", 0),
+    ]
+    .into_iter()
+    .map(|(p, n)| (p.to_string(), n))
+    .collect()
+}
+
+/// The first round is counted, and its refused votes are refused.
+async fn script_votes_first_round(s: &mut Script) {
+    s.send(first_round_votes(s.t0)).await;
+    let store = &s.c.store;
     settles(
         60,
         "the first round of votes is counted",
@@ -815,43 +927,26 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         60,
         "the refused votes are refused",
         || read_refused(store),
-        &[
-            ("ghost", 1),
-            ("p1", 1),
-            ("p10", 1),
-            ("p2", 0),
-            ("p3", 0),
-            ("p4", 0),
-            ("p5", 0),
-            ("p6", 1),
-            ("p7", 1),
-            ("p8", 0),
-            ("p9", 0),
-        ]
-        .into_iter()
-        .map(|(p, n)| (p.to_string(), n))
-        .collect(),
+        &refused_votes(),
     )
     .await;
+}
 
-    // u6's gold moves to u7: it already boosted u6's votes on p1..p9, so on those
-    // proposals it boosts nobody again.
-    let gold_to_u7 = vec![transfer(1, 6, 7, 20, 0)];
-    c.publish(&gold_to_u7, copies).await;
-    sent.extend(gold_to_u7);
-    let mut after_transfer = holdings.clone();
-    after_transfer.insert(addr(6), (10_000, vec![], 0));
-    after_transfer.insert(addr(7), (15_000, held(&[("1", "gold")]), 0));
+/// u6's gold moves to u7: it already boosted u6's votes on p1..p9, so on those proposals
+/// it boosts nobody again. u7's late votes are counted before p1..p5 close.
+async fn script_moves_gold_to_u7(s: &mut Script) {
+    use VoteChoice::{Against as A, For as F};
+    s.send(vec![transfer(1, 6, 7, 20, 0)]).await;
+    let store = &s.c.store;
     settles(
         60,
         "the gold reaches u7",
         || read_benefits(store),
-        &after_transfer,
+        &benefits_after_gold_moves(),
     )
     .await;
-    let late = vec![vote("p1", 7, F), vote("p7", 7, A)];
-    c.publish(&late, copies).await;
-    sent.extend(late);
+    s.send(vec![vote("p1", 7, F), vote("p7", 7, A)]).await;
+    let store = &s.c.store;
     settles(
         60,
         "u7's late votes are counted",
@@ -859,15 +954,21 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         &32,
     )
     .await;
+    let (name, t0) = (&s.name, s.t0);
     let elapsed = (Utc::now() - t0).num_milliseconds();
     println!("{name}: votes on p1..p5 applied {elapsed} ms into the script");
     assert!(
-        Utc::now() < t0 + secs(CLOSE_AFTER_SECS),
+        Utc::now() < t0 + chrono::Duration::seconds(CLOSE_AFTER_SECS),
         "the script ran past the closing deadline of p1..p5 (the machine is too slow for \
          this test's 15 s budget); the expected tallies assume every vote came first"
     );
+}
 
-    // p10 opens by the deadline timer; then four votes, u7 now boosted by the gold.
+/// p10 opens by the deadline timer; then four votes, u7 now boosted by the gold. p1..p5
+/// close by the deadline timer; then p1 is executed. Executing the defeated p4 is ignored.
+async fn script_opens_and_closes_by_deadline(s: &mut Script) {
+    use VoteChoice::{Abstain as Ab, Against as A, For as F};
+    let store = &s.c.store;
     eventually(60, "p10 opens", move || async move {
         status_of(store, "p10").await.as_deref() == Some("active")
     })
@@ -878,11 +979,8 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         vote("p10", 8, Ab),
         vote("p10", 10, A),
     ];
-    c.publish(&p10, copies).await;
-    sent.extend(p10);
-
-    // p1..p5 close by the deadline timer; then p1 is executed. Executing the defeated p4
-    // is ignored.
+    s.send(p10).await;
+    let store = &s.c.store;
     for p in ["p1", "p2", "p3", "p4", "p5"] {
         eventually(90, &format!("{p} closes"), move || async move {
             matches!(
@@ -892,44 +990,47 @@ async fn run_script(name: &str, copies: usize) -> EndState {
         })
         .await;
     }
-    let executed = vec![
+    let execute = |p: &str, by: u32| {
         ev(
-            "execute:p1",
+            &format!("execute:{p}"),
             Utc::now(),
             ProposalExecuted {
-                proposal: "p1".parse().expect("id"),
-                by: wallet(0),
+                proposal: p.parse().expect("id"),
+                by: wallet(by),
             },
-        ),
-        ev(
-            "execute:p4",
-            Utc::now(),
-            ProposalExecuted {
-                proposal: "p4".parse().expect("id"),
-                by: wallet(1),
-            },
-        ),
-    ];
-    c.publish(&executed, copies).await;
-    sent.extend(executed);
+        )
+    };
+    s.send(vec![execute("p1", 0), execute("p4", 1)]).await;
+}
 
-    let expected = expected_end_state(&u8_held, &badge);
+/// The store reaches the end state computed by hand and keeps it once the node is idle;
+/// nothing is dead-lettered; every extra copy was absorbed as a duplicate.
+async fn script_end(s: Script) -> EndState {
+    let store = &s.c.store;
+    let expected = expected_end_state();
     wait_end_state(90, store, &expected).await;
     // Nothing is still on its way that could change it (a doubled effect would show here).
-    c.wait_quiescent().await;
+    s.c.wait_quiescent().await;
     let end = read_end_state(store).await;
-    let diff = end.differences(&expected);
-    assert!(
-        diff.is_empty(),
-        "the end state changed once the node was idle:\n{diff}"
+    assert_same_end_state(
+        &end,
+        &expected,
+        "the end state changed once the node was idle",
     );
-    let dead = common::all_dead_letters(c.producer.as_ref(), store).await;
+    let dead = common::all_dead_letters(s.c.producer.as_ref(), store).await;
     assert!(dead.is_empty(), "nothing is dead-lettered: {dead:?}");
+    assert_duplicates_absorbed(&s);
+    s.c.stop().await;
+    end
+}
 
-    // Every copy beyond the first was absorbed as a duplicate by each kind it addresses.
-    let status = c.node.status();
+/// Every copy beyond the first was absorbed as a duplicate by each kind it addresses.
+fn assert_duplicates_absorbed(s: &Script) {
+    let status = s.c.node.status();
+    let copies = s.copies;
     for kind in ActorKind::ALL {
-        let published = sent
+        let published = s
+            .sent
             .iter()
             .filter(|e| e.event_type().handlers().contains(&kind))
             .count();
@@ -946,99 +1047,110 @@ async fn run_script(name: &str, copies: usize) -> EndState {
              ({published} events published {copies} times)"
         );
     }
-    c.stop().await;
-    end
 }
 
 /// The end state of the script, computed by hand.
+fn expected_end_state() -> EndState {
+    EndState {
+        achievements: expected_achievements(),
+        proposals: expected_proposals(),
+        refused: refused_votes(),
+        votes: expected_votes(),
+        benefits: benefits_after_gold_moves(),
+        users: expected_users(),
+        nfts: expected_nfts(),
+    }
+}
+
+/// The boosts on `voter`'s vote on `proposal`.
 ///
 /// Weights (1000 = a plain vote): u6 holds gold #1 until after the first round (x1.5 →
 /// 1500); u8 holds 4 golds + 2 silvers + a bronze: the four golds add 4 × 5000 bps and
 /// reach the x3 cap → 3000, so only they boost (a token that adds nothing is not used); u9 a silver (x1.25 → 1250); u11 a bronze (x1.1 → 1100);
 /// u7 and u10 nothing (1000) — until u7 receives gold #1, which boosts only on p10, the
 /// one proposal where it boosted nobody yet.
-fn expected_end_state(u8_held: &[(String, String)], badge: &str) -> EndState {
-    use VoteChoice::{Abstain as Ab, Against as A, For as F};
-    let gold1 = vec![("1".to_string(), "gold".to_string(), 5_000)];
-    let bronze3 = vec![("3".to_string(), "bronze".to_string(), 1_000)];
-    let silver2 = vec![("2".to_string(), "silver".to_string(), 2_500)];
-    let u8_boosts: Vec<(String, String, u64)> = [
-        ("11", "gold", 5_000),
-        ("12", "gold", 5_000),
-        ("13", "gold", 5_000),
-        ("5", "gold", 5_000),
-    ]
-    .iter()
-    .map(|(t, tier, b)| (t.to_string(), tier.to_string(), *b))
-    .collect();
-    let boosts_for = |voter: u32, proposal: &str| match voter {
-        6 => gold1.clone(),
-        7 if proposal == "p10" => gold1.clone(),
-        8 => u8_boosts.clone(),
-        9 => silver2.clone(),
-        11 => bronze3.clone(),
+fn expected_boosts(voter: u32, proposal: &str) -> Vec<(String, String, u64)> {
+    let boosts = |tokens: &[(&str, &str, u64)]| {
+        tokens
+            .iter()
+            .map(|(t, tier, b)| (t.to_string(), tier.to_string(), *b))
+            .collect()
+    };
+    let gold1 = [("1", "gold", 5_000)];
+    match voter {
+        6 => boosts(&gold1),
+        7 if proposal == "p10" => boosts(&gold1),
+        8 => boosts(&[
+            ("11", "gold", 5_000),
+            ("12", "gold", 5_000),
+            ("13", "gold", 5_000),
+            ("5", "gold", 5_000),
+        ]),
+        9 => boosts(&[("2", "silver", 2_500)]),
+        11 => boosts(&[("3", "bronze", 1_000)]),
         _ => vec![],
-    };
-    let choice = |c: VoteChoice| match c {
-        F => "for",
-        A => "against",
-        Ab => "abstain",
-    };
-    // (proposal, voter, choice, weight) of every counted vote.
-    let counted: [(&str, u32, VoteChoice, i64); 36] = [
-        ("p1", 6, F, 1_500),
-        ("p1", 8, F, 3_000),
-        ("p1", 11, A, 1_100),
-        ("p1", 9, Ab, 1_250),
-        ("p1", 10, A, 1_000),
-        ("p1", 7, F, 1_000),
-        ("p2", 6, F, 1_500),
-        ("p2", 11, F, 1_100),
-        ("p2", 7, A, 1_000),
-        ("p3", 6, F, 1_500),
-        ("p3", 11, Ab, 1_100),
-        ("p3", 8, A, 3_000),
-        ("p3", 9, F, 1_250),
-        ("p3", 10, F, 1_000),
-        ("p4", 6, F, 1_500),
-        ("p4", 8, A, 3_000),
-        ("p4", 11, F, 1_100),
-        ("p5", 6, F, 1_500),
-        ("p5", 11, F, 1_100),
-        ("p6", 6, F, 1_500),
-        ("p6", 11, A, 1_100),
-        ("p6", 7, F, 1_000),
-        ("p7", 6, F, 1_500),
-        ("p7", 11, F, 1_100),
-        ("p7", 8, F, 3_000),
-        ("p7", 9, A, 1_250),
-        ("p7", 7, A, 1_000),
-        ("p8", 6, A, 1_500),
-        ("p8", 11, F, 1_100),
-        ("p9", 6, F, 1_500),
-        ("p9", 11, F, 1_100),
-        ("p9", 10, Ab, 1_000),
-        ("p10", 11, F, 1_100),
-        ("p10", 7, F, 1_500),
-        ("p10", 8, Ab, 3_000),
-        ("p10", 10, A, 1_000),
-    ];
-    let votes = counted
+    }
+}
+
+/// (proposal, voter, choice, weight) of every counted vote.
+const COUNTED: [(&str, u32, &str, i64); 36] = [
+    ("p1", 6, "for", 1_500),
+    ("p1", 8, "for", 3_000),
+    ("p1", 11, "against", 1_100),
+    ("p1", 9, "abstain", 1_250),
+    ("p1", 10, "against", 1_000),
+    ("p1", 7, "for", 1_000),
+    ("p2", 6, "for", 1_500),
+    ("p2", 11, "for", 1_100),
+    ("p2", 7, "against", 1_000),
+    ("p3", 6, "for", 1_500),
+    ("p3", 11, "abstain", 1_100),
+    ("p3", 8, "against", 3_000),
+    ("p3", 9, "for", 1_250),
+    ("p3", 10, "for", 1_000),
+    ("p4", 6, "for", 1_500),
+    ("p4", 8, "against", 3_000),
+    ("p4", 11, "for", 1_100),
+    ("p5", 6, "for", 1_500),
+    ("p5", 11, "for", 1_100),
+    ("p6", 6, "for", 1_500),
+    ("p6", 11, "against", 1_100),
+    ("p6", 7, "for", 1_000),
+    ("p7", 6, "for", 1_500),
+    ("p7", 11, "for", 1_100),
+    ("p7", 8, "for", 3_000),
+    ("p7", 9, "against", 1_250),
+    ("p7", 7, "against", 1_000),
+    ("p8", 6, "against", 1_500),
+    ("p8", 11, "for", 1_100),
+    ("p9", 6, "for", 1_500),
+    ("p9", 11, "for", 1_100),
+    ("p9", 10, "abstain", 1_000),
+    ("p10", 11, "for", 1_100),
+    ("p10", 7, "for", 1_500),
+    ("p10", 8, "abstain", 3_000),
+    ("p10", 10, "against", 1_000),
+];
+
+fn expected_votes() -> BTreeMap<(String, String), VoteRow> {
+    COUNTED
         .iter()
-        .map(|&(p, voter, c, weight)| {
+        .map(|&(p, voter, choice, weight)| {
             (
                 (p.to_string(), addr(voter)),
                 VoteRow {
-                    choice: choice(c).to_string(),
+                    choice: choice.to_string(),
                     weight,
-                    boosts: boosts_for(voter, p),
+                    boosts: expected_boosts(voter, p),
                     event_id: id(&format!("vote:{p}:u{voter}")).to_string(),
                 },
             )
         })
-        .collect();
+        .collect()
+}
 
-    let proposals = [
+fn expected_proposals() -> BTreeMap<String, (String, Tally)> {
+    [
         // for 1500+3000+1000, against 1100+1000, abstain 1250: 72% for, quorum 3000 met.
         ("p1", "executed", tally(5_500, 2_100, 1_250, 6)),
         ("p2", "succeeded", tally(2_600, 1_000, 0, 3)),
@@ -1057,26 +1169,11 @@ fn expected_end_state(u8_held: &[(String, String)], badge: &str) -> EndState {
     ]
     .into_iter()
     .map(|(p, status, t)| (p.to_string(), (status.to_string(), t)))
-    .collect();
+    .collect()
+}
 
-    let refused = [
-        ("ghost", 1),
-        ("p1", 1),
-        ("p10", 1),
-        ("p2", 0),
-        ("p3", 0),
-        ("p4", 0),
-        ("p5", 0),
-        ("p6", 1),
-        ("p7", 1),
-        ("p8", 0),
-        ("p9", 0),
-    ]
-    .into_iter()
-    .map(|(p, n)| (p.to_string(), n))
-    .collect();
-
-    let achievements = [
+fn expected_achievements() -> BTreeSet<AchievementRow> {
+    [
         unlocked(0, "first-proposal", "bronze", 0),
         // p1, p2 and p3 succeeded.
         unlocked(0, "passed-3", "gold", 0),
@@ -1092,22 +1189,10 @@ fn expected_end_state(u8_held: &[(String, String)], badge: &str) -> EndState {
         unlocked(11, "voter-10", "silver", 0),
     ]
     .into_iter()
-    .collect();
+    .collect()
+}
 
-    let benefits = [
-        // u0's first-proposal badge, minted without a tier: bronze, from its achievement.
-        (0, (11_000, held(&[(badge, "bronze")]), 0)),
-        (6, (10_000, vec![], 0)),
-        (7, (15_000, held(&[("1", "gold")]), 0)),
-        (8, (30_000, u8_held.to_vec(), 0)),
-        (9, (12_500, held(&[("2", "silver")]), 0)),
-        (10, (10_000, vec![], 0)),
-        (11, (11_000, held(&[("3", "bronze")]), 0)),
-    ]
-    .into_iter()
-    .map(|(u, row)| (addr(u), row))
-    .collect();
-
+fn expected_users() -> BTreeMap<String, UserRow> {
     let user = |created, votes, passed, nfts, streak| UserRow {
         created,
         votes,
@@ -1115,7 +1200,7 @@ fn expected_end_state(u8_held: &[(String, String)], badge: &str) -> EndState {
         nfts,
         streak,
     };
-    let users = [
+    [
         (0, user(3, 0, 3, 1, 0)),
         (1, user(2, 0, 0, 0, 0)),
         (2, user(2, 0, 0, 0, 0)),
@@ -1135,8 +1220,10 @@ fn expected_end_state(u8_held: &[(String, String)], badge: &str) -> EndState {
     ]
     .into_iter()
     .map(|(u, row)| (addr(u), row))
-    .collect();
+    .collect()
+}
 
+fn expected_nfts() -> BTreeMap<String, NftRow> {
     let nft = |owner: Option<u32>, tier: Option<&str>, burned, block, log| {
         (
             owner.map(addr),
@@ -1145,8 +1232,9 @@ fn expected_end_state(u8_held: &[(String, String)], badge: &str) -> EndState {
             (block, log),
         )
     };
-    let nfts = [
-        (badge, nft(Some(0), Some("bronze"), false, 9, 0)),
+    let badge = badge_token();
+    [
+        (badge.as_str(), nft(Some(0), Some("bronze"), false, 9, 0)),
         ("1", nft(Some(7), Some("gold"), false, 20, 0)),
         ("2", nft(Some(9), Some("silver"), false, 14, 0)),
         ("3", nft(Some(11), Some("bronze"), false, 15, 0)),
@@ -1162,17 +1250,7 @@ fn expected_end_state(u8_held: &[(String, String)], badge: &str) -> EndState {
     ]
     .into_iter()
     .map(|(t, row)| (t.to_string(), row))
-    .collect();
-
-    EndState {
-        achievements,
-        proposals,
-        refused,
-        votes,
-        benefits,
-        users,
-        nfts,
-    }
+    .collect()
 }
 
 /// ~12 users, 10 proposals (five closed by the deadline timer, one cancelled, one
@@ -1185,14 +1263,13 @@ fn scripted_community_ends_in_the_expected_state_even_with_every_event_delivered
     run_in_system(async {
         let once = run_script("script-once", 1).await;
         let twice = run_script("script-twice", 2).await;
-        let diff = twice.differences(&once);
-        assert!(
-            diff.is_empty(),
-            "delivering every event twice changed the end state:\n{diff}"
+        assert_same_end_state(
+            &twice,
+            &once,
+            "delivering every event twice changed the end state",
         );
     });
 }
-
 // ---------------------------------------------------------------------------------------
 // 2. One NFT, one boost per proposal.
 // ---------------------------------------------------------------------------------------
@@ -1223,12 +1300,159 @@ fn open_proposal(proposal_id: &str) -> Envelope {
     )
 }
 
+/// The voters of the revote test: A first holds the gold, B receives it.
+const A: u32 = 1;
+const B: u32 = 2;
+
+/// The benefits while `owner` (A or B) holds gold #42 and the other holds nothing.
+fn gold_held_by(owner: u32) -> BTreeMap<String, BenefitRow> {
+    let mut rows = BTreeMap::new();
+    rows.insert(addr(owner), (15_000, held(&[("42", "gold")]), 0));
+    rows.insert(addr(A + B - owner), (10_000, vec![], 0));
+    rows
+}
+
+/// The boost gold #42 gives.
+fn gold42() -> Vec<(String, String, u64)> {
+    vec![("42".to_string(), "gold".to_string(), 5_000)]
+}
+
+/// The `votes` row expected for the event labelled `label`.
+fn vote_row_for(
+    choice: &str,
+    weight: i64,
+    boosts: Vec<(String, String, u64)>,
+    label: &str,
+) -> Option<VoteRow> {
+    Some(VoteRow {
+        choice: choice.to_string(),
+        weight,
+        boosts,
+        event_id: id(label).to_string(),
+    })
+}
+
+/// A holds the gold and votes on P: x1.5.
+async fn check_a_votes_on_p_with_the_gold(c: &Community) {
+    let store = &c.store;
+    c.publish(&[mint(42, A, Some("gold"), 1, 0)], 1).await;
+    let only_a: BTreeMap<_, _> = [(addr(A), (15_000, held(&[("42", "gold")]), 0))]
+        .into_iter()
+        .collect();
+    settles(60, "A holds the gold", || read_benefits(store), &only_a).await;
+    c.publish(&[vote("P", A, VoteChoice::For)], 1).await;
+    settles(
+        60,
+        "A's vote on P",
+        || vote_row(store, "P", A),
+        &vote_row_for("for", 1_500, gold42(), "vote:P:u1"),
+    )
+    .await;
+}
+
+/// The gold moves to B, who votes on P too: the gold already boosted a vote on P. On Q
+/// the gold has boosted nobody yet: B's vote there is x1.5.
+async fn check_the_gold_boosts_b_only_where_it_boosted_nobody(c: &Community) {
+    let store = &c.store;
+    c.publish(&[transfer(42, A, B, 2, 0)], 1).await;
+    settles(
+        60,
+        "B holds the gold",
+        || read_benefits(store),
+        &gold_held_by(B),
+    )
+    .await;
+    c.publish(&[vote("P", B, VoteChoice::For)], 1).await;
+    settles(
+        60,
+        "B's vote on P",
+        || vote_row(store, "P", B),
+        &vote_row_for("for", 1_000, vec![], "vote:P:u2"),
+    )
+    .await;
+    assert_eq!(
+        tally_of(store, "P").await,
+        Some(tally(2_500, 0, 0, 2)),
+        "P counts the gold once"
+    );
+    c.publish(&[vote("Q", B, VoteChoice::For)], 1).await;
+    settles(
+        60,
+        "B's vote on Q",
+        || vote_row(store, "Q", B),
+        &vote_row_for("for", 1_500, gold42(), "vote:Q:u2"),
+    )
+    .await;
+}
+
+/// Lent back to A: A's second vote on P is refused (the first vote is final), and A's vote
+/// on Q gets no boost (the gold boosted B's vote on Q).
+async fn check_the_gold_lent_back_gains_a_nothing(c: &Community) {
+    let store = &c.store;
+    c.publish(&[transfer(42, B, A, 3, 0)], 1).await;
+    settles(
+        60,
+        "A holds the gold again",
+        || read_benefits(store),
+        &gold_held_by(A),
+    )
+    .await;
+    c.publish(
+        &[
+            vote_at("P", A, VoteChoice::Against, ":again", Utc::now()),
+            vote("Q", A, VoteChoice::For),
+        ],
+        1,
+    )
+    .await;
+    settles(
+        60,
+        "A's second vote on P is refused",
+        || async move {
+            store
+                .load_actor(ActorKind::Proposal, "P")
+                .await
+                .expect("load P")
+                .map(|(_, s)| s["refused_votes"].as_u64())
+        },
+        &Some(Some(1)),
+    )
+    .await;
+    settles(
+        60,
+        "A's vote on Q",
+        || vote_row(store, "Q", A),
+        &vote_row_for("for", 1_000, vec![], "vote:Q:u1"),
+    )
+    .await;
+    assert_eq!(
+        vote_row(store, "P", A).await,
+        vote_row_for("for", 1_500, gold42(), "vote:P:u1"),
+        "A's first vote on P stands"
+    );
+}
+
+/// Each proposal counts two votes of 2500 in all, and each voter two votes.
+async fn check_the_tallies_count_the_gold_once_per_proposal(c: &Community) {
+    let store = &c.store;
+    assert_eq!(tally_of(store, "P").await, Some(tally(2_500, 0, 0, 2)));
+    assert_eq!(tally_of(store, "Q").await, Some(tally(2_500, 0, 0, 2)));
+    settles(
+        60,
+        "each voter's counted votes",
+        || async move {
+            let users = read_users(store).await;
+            [A, B].map(|u| users.get(&addr(u)).map(|r| r.votes))
+        },
+        &[Some(2), Some(2)],
+    )
+    .await;
+}
+
 #[test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 fn transfer_and_revote_gains_no_extra_weight() {
     run_in_system(async {
-        const A: u32 = 1;
-        const B: u32 = 2;
         let c = Community::start("revote").await;
         let store = &c.store;
         c.publish(&[open_proposal("P"), open_proposal("Q")], 1)
@@ -1237,124 +1461,13 @@ fn transfer_and_revote_gains_no_extra_weight() {
             status_of(store, "P").await.is_some() && status_of(store, "Q").await.is_some()
         })
         .await;
-
-        let holds = |owner: u32| {
-            let mut rows = BTreeMap::new();
-            rows.insert(addr(owner), (15_000, held(&[("42", "gold")]), 0));
-            rows.insert(addr(A + B - owner), (10_000, vec![], 0));
-            rows
-        };
-        let gold = vec![("42".to_string(), "gold".to_string(), 5_000)];
-        let row = |choice: &str, weight, boosts: &Vec<(String, String, u64)>, label: &str| {
-            Some(VoteRow {
-                choice: choice.to_string(),
-                weight,
-                boosts: boosts.clone(),
-                event_id: id(label).to_string(),
-            })
-        };
-
-        // A holds the gold and votes on P: x1.5.
-        c.publish(&[mint(42, A, Some("gold"), 1, 0)], 1).await;
-        let only_a: BTreeMap<_, _> = [(addr(A), (15_000, held(&[("42", "gold")]), 0))]
-            .into_iter()
-            .collect();
-        settles(60, "A holds the gold", || read_benefits(store), &only_a).await;
-        c.publish(&[vote("P", A, VoteChoice::For)], 1).await;
-        settles(
-            60,
-            "A's vote on P",
-            || vote_row(store, "P", A),
-            &row("for", 1_500, &gold, "vote:P:u1"),
-        )
-        .await;
-
-        // The gold moves to B, who votes on P too: the gold already boosted a vote on P.
-        c.publish(&[transfer(42, A, B, 2, 0)], 1).await;
-        settles(60, "B holds the gold", || read_benefits(store), &holds(B)).await;
-        c.publish(&[vote("P", B, VoteChoice::For)], 1).await;
-        settles(
-            60,
-            "B's vote on P",
-            || vote_row(store, "P", B),
-            &row("for", 1_000, &vec![], "vote:P:u2"),
-        )
-        .await;
-        assert_eq!(
-            tally_of(store, "P").await,
-            Some(tally(2_500, 0, 0, 2)),
-            "P counts the gold once"
-        );
-
-        // On Q the gold has boosted nobody yet: B's vote there is x1.5.
-        c.publish(&[vote("Q", B, VoteChoice::For)], 1).await;
-        settles(
-            60,
-            "B's vote on Q",
-            || vote_row(store, "Q", B),
-            &row("for", 1_500, &gold, "vote:Q:u2"),
-        )
-        .await;
-
-        // Lent back to A: A's second vote on P is refused (the first vote is final), and
-        // A's vote on Q gets no boost (the gold boosted B's vote on Q).
-        c.publish(&[transfer(42, B, A, 3, 0)], 1).await;
-        settles(
-            60,
-            "A holds the gold again",
-            || read_benefits(store),
-            &holds(A),
-        )
-        .await;
-        c.publish(
-            &[
-                vote_at("P", A, VoteChoice::Against, ":again", Utc::now()),
-                vote("Q", A, VoteChoice::For),
-            ],
-            1,
-        )
-        .await;
-        settles(
-            60,
-            "A's second vote on P is refused",
-            || async move {
-                store
-                    .load_actor(ActorKind::Proposal, "P")
-                    .await
-                    .expect("load P")
-                    .map(|(_, s)| s["refused_votes"].as_u64())
-            },
-            &Some(Some(1)),
-        )
-        .await;
-        settles(
-            60,
-            "A's vote on Q",
-            || vote_row(store, "Q", A),
-            &row("for", 1_000, &vec![], "vote:Q:u1"),
-        )
-        .await;
-        assert_eq!(
-            vote_row(store, "P", A).await,
-            row("for", 1_500, &gold, "vote:P:u1"),
-            "A's first vote on P stands"
-        );
-        assert_eq!(tally_of(store, "P").await, Some(tally(2_500, 0, 0, 2)));
-        assert_eq!(tally_of(store, "Q").await, Some(tally(2_500, 0, 0, 2)));
-        settles(
-            60,
-            "each voter's counted votes",
-            || async move {
-                let users = read_users(store).await;
-                [A, B].map(|u| users.get(&addr(u)).map(|r| r.votes))
-            },
-            &[Some(2), Some(2)],
-        )
-        .await;
+        check_a_votes_on_p_with_the_gold(&c).await;
+        check_the_gold_boosts_b_only_where_it_boosted_nobody(&c).await;
+        check_the_gold_lent_back_gains_a_nothing(&c).await;
+        check_the_tallies_count_the_gold_once_per_proposal(&c).await;
         c.stop().await;
     });
 }
-
 // ---------------------------------------------------------------------------------------
 // 3. A rule added at run time, and rolled back.
 // ---------------------------------------------------------------------------------------
@@ -1437,6 +1550,106 @@ async fn achievements_of(store: &Store, user: u32) -> BTreeSet<AchievementRow> {
         .collect()
 }
 
+/// The achievements expected for `user`: first-proposal, and created-2 when `created_2`,
+/// at config version `version`.
+fn first_and_created_2(user: u32, created_2: bool, version: i64) -> BTreeSet<AchievementRow> {
+    let mut rows: BTreeSet<_> = [unlocked(user, "first-proposal", "bronze", version)]
+        .into_iter()
+        .collect();
+    if created_2 {
+        rows.insert(unlocked(user, "created-2", "silver", version));
+    }
+    rows
+}
+
+/// Waits until both nodes run config version `version`.
+async fn both_run(a: &Node, b: &Node, version: u64) {
+    eventually(
+        60,
+        &format!("both nodes run version {version}"),
+        move || async move {
+            a.status().config_version == version && b.status().config_version == version
+        },
+    )
+    .await;
+}
+
+/// Version 1 adds `created-2` (silver for a second proposal); both nodes apply it.
+async fn check_version_1_reaches_both_nodes(
+    center: &ConfigCenter,
+    producer: &RabbitTransport,
+    store: &Store,
+    (a, b): (&Node, &Node),
+) {
+    let v1 = center
+        .propose(
+            &document_with(created_rule(2, "silver")),
+            "test",
+            "reward a second proposal",
+        )
+        .await
+        .expect("a valid document is stored");
+    assert_eq!(v1.version, 1);
+    both_run(a, b, 1).await;
+    create_proposals(producer, store, 1, &["a1", "a2"], 2).await;
+    assert_eq!(
+        achievements_of(store, 1).await,
+        first_and_created_2(1, true, 1)
+    );
+}
+
+/// Version 2 rolls back to the built-in document: `created-2` is gone, on both nodes.
+async fn check_a_rollback_withdraws_the_rule(
+    center: &ConfigCenter,
+    producer: &RabbitTransport,
+    store: &Store,
+    (a, b): (&Node, &Node),
+) {
+    let v2 = center
+        .rollback(0, "test", "withdraw created-2")
+        .await
+        .expect("rollback");
+    assert_eq!((v2.version, v2.rollback_of), (2, Some(0)));
+    let diff = center.diff(1, 2).await.expect("diff");
+    let removed: Vec<String> = diff
+        .rules
+        .removed
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    assert_eq!(removed, ["created-2"]);
+    both_run(a, b, 2).await;
+    create_proposals(producer, store, 2, &["c1", "c2"], 2).await;
+    assert_eq!(
+        achievements_of(store, 2).await,
+        first_and_created_2(2, false, 2),
+        "no created-2 after the rollback"
+    );
+    // u1's third proposal unlocks nothing either.
+    create_proposals(producer, store, 1, &["a3"], 3).await;
+    assert_eq!(
+        achievements_of(store, 1).await,
+        first_and_created_2(1, true, 1)
+    );
+}
+
+/// Malformed documents are refused with the path of the fault, and change nothing.
+async fn check_malformed_documents_change_nothing(center: &ConfigCenter, a: &Node) {
+    for (rule, path) in [
+        (created_rule(0, "silver"), "rules[4].when.count.at_least"),
+        (created_rule(2, "platinum"), "rules[4].tier"),
+    ] {
+        match center.propose(&document_with(rule), "test", "typo").await {
+            Err(CenterError::Invalid(e)) => assert_eq!(e.path, path, "{e}"),
+            other => panic!("expected CenterError::Invalid at {path}, got {other:?}"),
+        }
+    }
+    assert_eq!(center.latest_version().await.expect("latest"), 2);
+    // Several watcher ticks later the node still runs version 2.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(a.status().config_version, 2);
+}
+
 #[test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 fn a_rule_added_at_run_time_unlocks_on_every_node_and_a_rollback_stops_it() {
@@ -1449,107 +1662,33 @@ fn a_rule_added_at_run_time_unlocks_on_every_node_and_a_rollback_stops_it() {
         assert_eq!(a.status().config_version, 0, "the built-in config");
         assert_eq!(b.status().config_version, 0, "the built-in config");
         let center = ConfigCenter::new(store.clone());
-
-        // Version 1 adds `created-2` (silver for a second proposal).
-        let v1 = center
-            .propose(
-                &document_with(created_rule(2, "silver")),
-                "test",
-                "reward a second proposal",
-            )
-            .await
-            .expect("a valid document is stored");
-        assert_eq!(v1.version, 1);
-        let (na, nb) = (&a, &b);
-        eventually(60, "both nodes run version 1", move || async move {
-            na.status().config_version == 1 && nb.status().config_version == 1
-        })
-        .await;
-        create_proposals(&producer, &store, 1, &["a1", "a2"], 2).await;
-        let u1: BTreeSet<_> = [
-            unlocked(1, "first-proposal", "bronze", 1),
-            unlocked(1, "created-2", "silver", 1),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(achievements_of(&store, 1).await, u1);
+        check_version_1_reaches_both_nodes(&center, &producer, &store, (&a, &b)).await;
 
         // Node b alone (a stops and its connection closes, so b takes every shard over)
         // applies the rule too.
         a.shutdown(Duration::from_secs(5)).await;
         create_proposals(&producer, &store, 3, &["b1", "b2"], 2).await;
-        let u3: BTreeSet<_> = [
-            unlocked(3, "first-proposal", "bronze", 1),
-            unlocked(3, "created-2", "silver", 1),
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(achievements_of(&store, 3).await, u3);
+        assert_eq!(
+            achievements_of(&store, 3).await,
+            first_and_created_2(3, true, 1)
+        );
         let a = start_node("rule-a2", &db, &vhost).await;
         assert_eq!(
             a.status().config_version,
             1,
             "a starting node activates the stored version before its first message"
         );
-
-        // Version 2 rolls back to the built-in document: `created-2` is gone.
-        let v2 = center
-            .rollback(0, "test", "withdraw created-2")
-            .await
-            .expect("rollback");
-        assert_eq!((v2.version, v2.rollback_of), (2, Some(0)));
-        let diff = center.diff(1, 2).await.expect("diff");
-        let removed: Vec<String> = diff
-            .rules
-            .removed
-            .iter()
-            .map(|e| e.id.to_string())
-            .collect();
-        assert_eq!(removed, ["created-2"]);
-        let (na, nb) = (&a, &b);
-        eventually(60, "both nodes run version 2", move || async move {
-            na.status().config_version == 2 && nb.status().config_version == 2
-        })
-        .await;
-        create_proposals(&producer, &store, 2, &["c1", "c2"], 2).await;
-        let u2: BTreeSet<_> = [unlocked(2, "first-proposal", "bronze", 2)]
-            .into_iter()
-            .collect();
-        assert_eq!(
-            achievements_of(&store, 2).await,
-            u2,
-            "no created-2 after the rollback"
-        );
-        // u1's third proposal unlocks nothing either.
-        create_proposals(&producer, &store, 1, &["a3"], 3).await;
-        assert_eq!(achievements_of(&store, 1).await, u1);
+        check_a_rollback_withdraws_the_rule(&center, &producer, &store, (&a, &b)).await;
 
         // Node a alone (b stops) follows the rollback too.
         b.shutdown(Duration::from_secs(5)).await;
         create_proposals(&producer, &store, 4, &["d1", "d2"], 2).await;
-        let u4: BTreeSet<_> = [unlocked(4, "first-proposal", "bronze", 2)]
-            .into_iter()
-            .collect();
         assert_eq!(
             achievements_of(&store, 4).await,
-            u4,
+            first_and_created_2(4, false, 2),
             "no created-2 on node a"
         );
-
-        // Malformed documents are refused with the path of the fault, and change nothing.
-        for (rule, path) in [
-            (created_rule(0, "silver"), "rules[4].when.count.at_least"),
-            (created_rule(2, "platinum"), "rules[4].tier"),
-        ] {
-            match center.propose(&document_with(rule), "test", "typo").await {
-                Err(CenterError::Invalid(e)) => assert_eq!(e.path, path, "{e}"),
-                other => panic!("expected CenterError::Invalid at {path}, got {other:?}"),
-            }
-        }
-        assert_eq!(center.latest_version().await.expect("latest"), 2);
-        // Several watcher ticks later the node still runs version 2.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(a.status().config_version, 2);
+        check_malformed_documents_change_nothing(&center, &a).await;
 
         a.shutdown(Duration::from_secs(5)).await;
         drop(producer);
