@@ -22,7 +22,9 @@ use serde_json::json;
 
 on_both_backends! {
     a_saga_interrupted_mid_step_resumes_with_each_effect_applied_once => crash_resume;
-    a_lease_keeps_a_second_executor_off_a_running_saga_until_it_expires => lease_excludes;
+    a_second_executor_leaves_a_saga_alone_while_its_lease_is_renewed => lease_held;
+    a_saga_whose_node_died_is_taken_over_once_its_lease_expires => lease_expired;
+    a_graceful_shutdown_releases_the_lease_for_an_immediate_takeover => lease_released;
     concurrent_claims_of_one_saga_have_one_winner => claim_race;
     an_unknown_kind_after_restart_fails_with_the_reason_and_is_retryable => unknown_kind;
 }
@@ -117,72 +119,115 @@ fn with(def: SagaDefinition, node: &str, store: merit_storage::Store) -> SagaExe
     SagaExecutor::new(store, registry, short_lease(node))
 }
 
-async fn lease_excludes(backend: Backend) {
-    let db = TestDb::empty(backend).await;
-    let world = World::default();
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let called_at = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
-    let (w, g, c) = (world.clone(), gate.clone(), called_at.clone());
-    let def = SagaDefinition::new("held").step(StepDef::new("work", move |ctx: StepContext| {
-        let (w, g, c) = (w.clone(), g.clone(), c.clone());
-        async move {
-            w.call(format!("work {}", ctx.saga_id));
-            w.apply(&ctx.idempotency_key.to_string());
-            c.lock()
-                .expect("lock")
-                .push((ctx.saga_id.to_string(), Instant::now()));
-            let mode = ctx.data_json()["mode"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            match (mode.as_str(), ctx.attempt) {
-                ("gate", _) => g.acquire().await.expect("gate open").forget(),
-                ("hang", 1) => std::future::pending::<()>().await,
-                _ => {}
-            }
-            StepOutcome::done_empty()
-        }
-    }));
-    let a = with(def.clone(), "node-a", db.store().await);
-    let b = with(def, "node-b", db.store().await);
+/// Two executors, `node-a` and `node-b`, with short leases on one database, both knowing
+/// saga kind `held`: its one step records when it is called, then — by the saga's `mode` —
+/// waits for a `gate` permit ("gate"), never answers its first attempt ("hang"), or finishes.
+struct TwoNodes {
+    db: TestDb,
+    world: World,
+    gate: Arc<tokio::sync::Semaphore>,
+    called_at: Arc<Mutex<Vec<(String, Instant)>>>,
+    a: SagaExecutor,
+    b: SagaExecutor,
+}
 
-    // 1. While A works (and renews), B finds the saga leased and leaves it alone.
-    let held = SagaId::random();
-    a.start("held", held, &json!({"mode": "gate"}))
-        .await
-        .expect("start");
-    eventually(10, "A to call the step", || {
-        world.count(&format!("work {held}")) == 1
-    })
-    .await;
+impl TwoNodes {
+    async fn new(backend: Backend) -> Self {
+        let db = TestDb::empty(backend).await;
+        let world = World::default();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let called_at = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
+        let (w, g, c) = (world.clone(), gate.clone(), called_at.clone());
+        let def =
+            SagaDefinition::new("held").step(StepDef::new("work", move |ctx: StepContext| {
+                let (w, g, c) = (w.clone(), g.clone(), c.clone());
+                async move {
+                    w.call(format!("work {}", ctx.saga_id));
+                    w.apply(&ctx.idempotency_key.to_string());
+                    c.lock()
+                        .expect("lock")
+                        .push((ctx.saga_id.to_string(), Instant::now()));
+                    let mode = ctx.data_json()["mode"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    match (mode.as_str(), ctx.attempt) {
+                        ("gate", _) => g.acquire().await.expect("gate open").forget(),
+                        ("hang", 1) => std::future::pending::<()>().await,
+                        _ => {}
+                    }
+                    StepOutcome::done_empty()
+                }
+            }));
+        let a = with(def.clone(), "node-a", db.store().await);
+        let b = with(def, "node-b", db.store().await);
+        Self {
+            db,
+            world,
+            gate,
+            called_at,
+            a,
+            b,
+        }
+    }
+
+    /// Starts a `held` saga in `mode` on `node` and waits until its step is called.
+    async fn start_on(&self, node: &SagaExecutor, mode: &str) -> SagaId {
+        let id = SagaId::random();
+        node.start("held", id, &json!({ "mode": mode }))
+            .await
+            .expect("start");
+        eventually(10, "the step to be called", || self.work_calls(id) == 1).await;
+        id
+    }
+
+    /// How many times saga `id`'s step was called.
+    fn work_calls(&self, id: SagaId) -> usize {
+        self.world.count(&format!("work {id}"))
+    }
+
+    /// When saga `id`'s step was called, in order.
+    fn called_at(&self, id: SagaId) -> Vec<Instant> {
+        self.called_at
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(saga, _)| *saga == id.to_string())
+            .map(|(_, t)| *t)
+            .collect()
+    }
+}
+
+async fn lease_held(backend: Backend) {
+    let nodes = TwoNodes::new(backend).await;
+    let (a, b) = (&nodes.a, &nodes.b);
+    let held = nodes.start_on(a, "gate").await;
+    // While A works (and renews), B finds the saga leased and leaves it alone.
     for _ in 0..10 {
         b.resume_all().await.expect("resume all");
         b.resume_due().await.expect("resume due");
         tokio::time::sleep(Duration::from_millis(150)).await; // 1.5 s in all: 2.5 TTLs
     }
-    assert_eq!(world.count(&format!("work {held}")), 1, "B never ran it");
+    assert_eq!(nodes.work_calls(held), 1, "B never ran it");
     let view = b.get(held).await.expect("get").expect("exists");
     assert_eq!(view.saga.lease_owner.as_deref(), Some("node-a"));
     assert!(
         view.saga.lease_until.expect("lease") > chrono::Utc::now(),
         "A renewed"
     );
-    gate.add_permits(1);
+    nodes.gate.add_permits(1);
     let view = a.wait(held, WAIT).await.expect("settles");
     assert_eq!(view.saga.state, SagaState::Completed);
     assert_eq!(view.saga.lease_owner, None, "released when done");
-    assert_eq!(world.count(&format!("work {held}")), 1);
+    assert_eq!(nodes.work_calls(held), 1);
+    nodes.db.cleanup().await;
+}
 
-    // 2. A dies mid-step: B's poller takes the saga over once A's lease expires.
-    let orphan = SagaId::random();
-    a.start("held", orphan, &json!({"mode": "hang"}))
-        .await
-        .expect("start");
-    eventually(10, "A to call the step", || {
-        world.count(&format!("work {orphan}")) == 1
-    })
-    .await;
-    a.abort_all();
+async fn lease_expired(backend: Backend) {
+    let nodes = TwoNodes::new(backend).await;
+    let (a, b) = (&nodes.a, &nodes.b);
+    let orphan = nodes.start_on(a, "hang").await;
+    a.abort_all(); // A dies mid-step
     let died = Instant::now();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let poller = {
@@ -198,13 +243,7 @@ async fn lease_excludes(backend: Backend) {
     let _ = stop.send(());
     poller.await.expect("poller task").expect("poller");
     assert_eq!(view.saga.state, SagaState::Completed);
-    let calls: Vec<Instant> = called_at
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|(id, _)| *id == orphan.to_string())
-        .map(|(_, t)| *t)
-        .collect();
+    let calls = nodes.called_at(orphan);
     assert_eq!(calls.len(), 2);
     let waited = calls[1] - died;
     assert!(
@@ -212,21 +251,19 @@ async fn lease_excludes(backend: Backend) {
         "B waited for the lease to expire: {waited:?}"
     );
     assert_eq!(
-        world.requests(&format!("{orphan}:0")),
+        nodes.world.requests(&format!("{orphan}:0")),
         2,
         "re-run under the same key"
     );
     assert_eq!(view.steps[0].attempts, 2);
+    nodes.db.cleanup().await;
+}
 
-    // 3. B shuts down gracefully mid-step: its lease goes at once, A takes over at once.
-    let handed = SagaId::random();
-    b.start("held", handed, &json!({"mode": "hang"}))
-        .await
-        .expect("start");
-    eventually(10, "B to call the step", || {
-        world.count(&format!("work {handed}")) == 1
-    })
-    .await;
+async fn lease_released(backend: Backend) {
+    let nodes = TwoNodes::new(backend).await;
+    let (a, b) = (&nodes.a, &nodes.b);
+    let handed = nodes.start_on(b, "hang").await;
+    // B shuts down gracefully mid-step: its lease goes at once.
     assert_eq!(
         b.shutdown().await.expect("shutdown"),
         1,
@@ -243,7 +280,7 @@ async fn lease_excludes(backend: Backend) {
     assert_eq!(view.saga.state, SagaState::Completed);
     let took = handed_over.elapsed();
     assert!(took < Duration::from_millis(550), "no TTL wait: {took:?}");
-    db.cleanup().await;
+    nodes.db.cleanup().await;
 }
 
 async fn claim_race(backend: Backend) {

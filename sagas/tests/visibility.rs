@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use common::{executor, Backend, TestDb, World};
 use merit_sagas::{
-    SagaDefinition, SagaFilter, SagaId, SagaState, StepContext, StepDef, StepOutcome, StepState,
+    SagaDefinition, SagaExecutor, SagaFilter, SagaId, SagaState, StepContext, StepDef, StepOutcome,
+    StepState,
 };
 use serde_json::json;
 
 on_both_backends! {
     starting_the_same_saga_id_twice_creates_one_saga => start_twice;
-    list_get_and_counts_show_every_saga_and_its_timeline => list_get_counts;
+    counts_tally_every_state_overall_and_per_kind => counts;
+    list_pages_and_filters_sagas_by_state_and_kind => list;
+    get_shows_a_sagas_data_and_its_step_timeline => get;
 }
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -68,7 +71,16 @@ async fn start_twice(backend: Backend) {
     db.cleanup().await;
 }
 
-async fn list_get_counts(backend: Backend) {
+/// Three completed sagas of kind `ok` and two of kind `bad` (its step `b` refuses, so `a`
+/// is compensated), all settled.
+struct Settled {
+    db: TestDb,
+    exec: SagaExecutor,
+    oks: Vec<SagaId>,
+    bads: Vec<SagaId>,
+}
+
+async fn settled(backend: Backend) -> Settled {
     let db = TestDb::empty(backend).await;
     let world = World::default();
     let ok = SagaDefinition::new("ok")
@@ -97,7 +109,16 @@ async fn list_get_counts(backend: Backend) {
     for id in oks.iter().chain(&bads) {
         exec.wait(*id, WAIT).await.expect("settles");
     }
+    Settled {
+        db,
+        exec,
+        oks,
+        bads,
+    }
+}
 
+async fn counts(backend: Backend) {
+    let Settled { db, exec, .. } = settled(backend).await;
     let all = exec.counts(None).await.expect("counts");
     assert_eq!(all[&SagaState::Completed], 3);
     assert_eq!(all[&SagaState::Compensated], 2);
@@ -106,7 +127,11 @@ async fn list_get_counts(backend: Backend) {
     let of_bad = exec.counts(Some("bad")).await.expect("counts");
     assert_eq!(of_bad[&SagaState::Compensated], 2);
     assert_eq!(of_bad[&SagaState::Completed], 0);
+    db.cleanup().await;
+}
 
+async fn list(backend: Backend) {
+    let Settled { db, exec, oks, .. } = settled(backend).await;
     let completed = SagaFilter {
         state: Some(SagaState::Completed),
         kind: None,
@@ -135,7 +160,11 @@ async fn list_get_counts(backend: Backend) {
         correlation_id: None,
     };
     assert_eq!(exec.list(&none, 0, 10).await.expect("list").total, 0);
+    db.cleanup().await;
+}
 
+async fn get(backend: Backend) {
+    let Settled { db, exec, bads, .. } = settled(backend).await;
     let view = exec.get(bads[0]).await.expect("get").expect("exists");
     assert_eq!(view.saga.kind, "bad");
     assert_eq!(view.data, json!({"user": "u"}));

@@ -532,29 +532,40 @@ mod tests {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn fed_rows_and_rows_only_in_the_table_each_go_once() {
-        // Rows committed before the relay starts are both fed and in the table: its first
-        // table read sends them, and the feed's copies are skipped.
-        let (_dir, store, mut expected) = store_with(0).await;
-        let turn = |n: usize| {
-            let event_id = EventId(uuid::Uuid::new_v4());
-            let turn = merit_storage::Turn {
-                consumer: "test".into(),
+    /// A turn whose one outbox row carries `n`, with that row's event id.
+    fn outbox_turn(n: usize) -> (String, merit_storage::Turn) {
+        let event_id = EventId(uuid::Uuid::new_v4());
+        let turn = merit_storage::Turn {
+            consumer: "test".into(),
+            event_id,
+            batched: Vec::new(),
+            state: None,
+            outbox: vec![OutboxMessage {
                 event_id,
-                batched: Vec::new(),
-                state: None,
-                outbox: vec![OutboxMessage {
-                    event_id,
-                    routing_key: "achievement.unlocked".into(),
-                    payload: format!("{{\"n\":{n}}}"),
-                    headers: serde_json::json!({}),
-                }],
-            };
-            (event_id.0.to_string(), turn)
+                routing_key: "achievement.unlocked".into(),
+                payload: format!("{{\"n\":{n}}}"),
+                headers: serde_json::json!({}),
+            }],
         };
-        for n in 0..100 {
-            let (id, turn) = turn(n);
+        (event_id.0.to_string(), turn)
+    }
+
+    /// What a relay run sent, in order, and the rows it had to send.
+    struct Relayed {
+        sent: Vec<String>,
+        expected: Vec<String>,
+        /// Each writer's rows, in commit order.
+        per_writer: Vec<Vec<String>>,
+    }
+
+    /// Commits `before` turns, starts the relay, and while it runs commits 150 turns from
+    /// each of `writers` concurrent writers (they feed it) and writes `table_only` rows to
+    /// the table alone (as another process's would be, which only its table reads find);
+    /// stops the relay once the outbox is empty.
+    async fn relay_mix(before: usize, writers: usize, table_only: usize) -> Relayed {
+        let (_dir, store, mut expected) = store_with(0).await;
+        for n in 0..before {
+            let (id, turn) = outbox_turn(n);
             store
                 .commit_turn(turn, merit_storage::no_projection)
                 .await
@@ -564,25 +575,24 @@ mod tests {
         let broker = Arc::new(SlowBroker::default());
         let (stop, stopped) = watch::channel(false);
         let relay = tokio::spawn(run_relay(store.clone(), broker.clone(), stopped));
-        // While it runs: turns that feed it, and rows written to the table alone (as
-        // another process's would be), which only its table reads find.
-        let mut writers = Vec::new();
-        for w in 0..4 {
-            let store = store.clone();
-            writers.push(tokio::spawn(async move {
-                let mut ids = Vec::new();
-                for n in 0..150 {
-                    let (id, turn) = turn(1_000 * (w + 1) + n);
-                    store
-                        .commit_turn(turn, merit_storage::no_projection)
-                        .await
-                        .expect("turn");
-                    ids.push(id);
-                }
-                ids
-            }));
-        }
-        let table_only: Vec<OutboxMessage> = (0..200)
+        let writers: Vec<_> = (0..writers)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    for n in 0..150 {
+                        let (id, turn) = outbox_turn(1_000 * (w + 1) + n);
+                        store
+                            .commit_turn(turn, merit_storage::no_projection)
+                            .await
+                            .expect("turn");
+                        ids.push(id);
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let table_only: Vec<OutboxMessage> = (0..table_only)
             .map(|i| OutboxMessage {
                 event_id: EventId(uuid::Uuid::new_v4()),
                 routing_key: "achievement.unlocked".into(),
@@ -612,23 +622,62 @@ mod tests {
         let _ = stop.send(true);
         relay.await.expect("relay task").expect("relayed");
         assert_eq!(store.outbox_backlog().await.expect("backlog"), 0);
-        let mut sent = broker.started.lock().expect("lock").concat();
-        assert_eq!(
-            sent.len(),
-            expected.len(),
-            "no row sent twice, none left out"
-        );
-        for ids in per_writer {
-            let order: Vec<&String> = sent.iter().filter(|id| ids.contains(id)).collect();
-            assert_eq!(
-                order,
-                ids.iter().collect::<Vec<_>>(),
-                "one writer's rows in commit order"
-            );
+        let sent = broker.started.lock().expect("lock").concat();
+        Relayed {
+            sent,
+            expected,
+            per_writer,
         }
-        sent.sort();
-        expected.sort();
-        assert_eq!(sent, expected);
+    }
+
+    impl Relayed {
+        fn assert_each_row_once(&self) {
+            assert_eq!(
+                self.sent.len(),
+                self.expected.len(),
+                "no row sent twice, none left out"
+            );
+            let (mut sent, mut expected) = (self.sent.clone(), self.expected.clone());
+            sent.sort();
+            expected.sort();
+            assert_eq!(sent, expected);
+        }
+
+        fn assert_each_writer_in_commit_order(&self) {
+            for ids in &self.per_writer {
+                let order: Vec<&String> = self.sent.iter().filter(|id| ids.contains(id)).collect();
+                assert_eq!(
+                    order,
+                    ids.iter().collect::<Vec<_>>(),
+                    "one writer's rows in commit order"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_committed_before_the_relay_starts_go_once() {
+        // They are both fed and in the table: its first table read sends them, and the
+        // feed's copies are skipped.
+        let run = relay_mix(100, 0, 0).await;
+        assert_eq!(run.expected.len(), 100);
+        run.assert_each_row_once();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_fed_while_the_relay_runs_go_once_in_each_writers_commit_order() {
+        let run = relay_mix(0, 4, 0).await;
+        assert_eq!(run.expected.len(), 600);
+        run.assert_each_row_once();
+        run.assert_each_writer_in_commit_order();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fed_rows_and_rows_only_in_the_table_each_go_once() {
+        let run = relay_mix(100, 4, 200).await;
+        assert_eq!(run.expected.len(), 900);
+        run.assert_each_row_once();
+        run.assert_each_writer_in_commit_order();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
