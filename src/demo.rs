@@ -411,13 +411,11 @@ struct Outcome {
     started: Instant,
 }
 
+/// A line of the summary: what, and how much.
+type Row = (&'static str, String);
+
 /// The summary rows: what was offered, what the node made of it, and how fast.
-async fn summary(
-    running: &Running,
-    listeners: &Listeners,
-    outcome: &Outcome,
-) -> Result<Vec<(&'static str, String)>> {
-    let db = running.store.db();
+async fn summary(running: &Running, listeners: &Listeners, outcome: &Outcome) -> Result<Vec<Row>> {
     let sagas = running.sagas().counts(None).await?;
     let count = |state: &str| {
         sagas
@@ -426,6 +424,41 @@ async fn summary(
             .map(|(_, n)| *n)
             .sum::<u64>()
     };
+    let [p50, p99] = listeners.percentiles([0.50, 0.99]);
+    let applied: u64 = running.status().registries.iter().map(|r| r.applied).sum();
+    let mut rows = vec![
+        ("load", outcome.load.clone()),
+        (
+            "events published (proposals + votes)",
+            outcome.published.to_string(),
+        ),
+        ("actor turns committed", applied.to_string()),
+    ];
+    rows.extend(stored(running.store.db()).await?);
+    rows.extend([
+        ("NFTs traded on chain", outcome.traded.to_string()),
+        (
+            "sagas completed / compensated",
+            format!("{} / {}", count("completed"), count("compensated")),
+        ),
+        (
+            "notifications delivered live",
+            listeners.notified.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "publish -> vote notification p50 / p99",
+            format!("{p50} / {p99}"),
+        ),
+        (
+            "elapsed",
+            format!("{:.1} s", outcome.started.elapsed().as_secs_f64()),
+        ),
+    ]);
+    Ok(rows)
+}
+
+/// The summary rows the database answers: votes, proposals, achievements, NFTs.
+async fn stored(db: &merit_storage::sea_orm::DatabaseConnection) -> Result<Vec<Row>> {
     let achievements = |state: &'static str| {
         achievement::Entity::find()
             .filter(achievement::Column::State.eq(state))
@@ -436,15 +469,7 @@ async fn summary(
             .filter(proposal::Column::Status.eq(state))
             .count(db)
     };
-    let [p50, p99] = listeners.percentiles([0.50, 0.99]);
-    let applied: u64 = running.status().registries.iter().map(|r| r.applied).sum();
     Ok(vec![
-        ("load", outcome.load.clone()),
-        (
-            "events published (proposals + votes)",
-            outcome.published.to_string(),
-        ),
-        ("actor turns committed", applied.to_string()),
         (
             "votes counted",
             vote::Entity::find().count(db).await?.to_string(),
@@ -476,23 +501,6 @@ async fn summary(
                 .count(db)
                 .await?
                 .to_string(),
-        ),
-        ("NFTs traded on chain", outcome.traded.to_string()),
-        (
-            "sagas completed / compensated",
-            format!("{} / {}", count("completed"), count("compensated")),
-        ),
-        (
-            "notifications delivered live",
-            listeners.notified.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "publish -> vote notification p50 / p99",
-            format!("{p50} / {p99}"),
-        ),
-        (
-            "elapsed",
-            format!("{:.1} s", outcome.started.elapsed().as_secs_f64()),
         ),
     ])
 }
