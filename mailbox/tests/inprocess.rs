@@ -129,9 +129,10 @@ async fn a_dropped_receiver_returns_its_unacked_messages_to_the_next_consumer_in
     }
 }
 
-#[tokio::test]
-async fn unroutable_and_failed_messages_become_dead_letters_that_replay() {
-    let t = InProcessTransport::new(Topology::new(2));
+/// Publishes a mix on a 2-shard topology: an unknown type, an unlock without key headers,
+/// a vote without its proposal header, a broadcast, a forged unlock through the producers'
+/// door and a well-formed unlock for user 3. Returns the headerless unlock.
+async fn publish_the_unroutable_mix(t: &InProcessTransport) -> Outgoing {
     let mut headerless = Outgoing::from_envelope(&common::unlock(3, 0));
     headerless.headers.clear();
     let mut half_vote = Outgoing::from_envelope(&common::vote(3, 9));
@@ -148,6 +149,13 @@ async fn unroutable_and_failed_messages_become_dead_letters_that_replay() {
     ])
     .await
     .expect("published");
+    headerless
+}
+
+#[tokio::test]
+async fn unroutable_messages_become_dead_letters_with_their_reason() {
+    let t = InProcessTransport::new(Topology::new(2));
+    publish_the_unroutable_mix(&t).await;
 
     let dls = t.dead_letters(10).await.expect("peeked");
     let classes: Vec<&str> = dls.iter().map(|d| d.reason_class.as_str()).collect();
@@ -180,8 +188,15 @@ async fn unroutable_and_failed_messages_become_dead_letters_that_replay() {
     );
     let shard = user_shard(3, 2);
     assert_eq!(depth(&t, &format!("merit.{shard}")).await, 1);
+}
 
-    // A handler gives up on the vote: dead letter with the reason, then replay it.
+#[tokio::test]
+async fn a_message_a_handler_gives_up_on_is_dead_lettered_with_its_reason_and_replays() {
+    let t = InProcessTransport::new(Topology::new(2));
+    publish_the_unroutable_mix(&t).await;
+    let shard = user_shard(3, 2);
+
+    // A handler gives up on user 3's message: dead letter with the reason, then replay it.
     let mut rx = t.consume(shard, 5).await.expect("consuming");
     let d = common::take(&mut rx, 1, WAIT).await.remove(0);
     let original_id = d.message_id.clone();
@@ -212,6 +227,12 @@ async fn unroutable_and_failed_messages_become_dead_letters_that_replay() {
         Some(common::user(3).to_string().as_str())
     );
     back.ack().await.expect("acked");
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_discarded_once_and_a_replayed_forgery_is_refused_again() {
+    let t = InProcessTransport::new(Topology::new(2));
+    let headerless = publish_the_unroutable_mix(&t).await;
 
     // Replaying the headerless one fails the same way again; discard removes it.
     let headerless_dl = t.dead_letters(10).await.expect("peeked")[1].clone();

@@ -13,7 +13,7 @@ mod common;
 
 use std::time::Duration;
 
-use merit_mailbox::{Outgoing, RabbitTransport, ShardId, Topology, Transport};
+use merit_mailbox::{Outgoing, ShardId, Transport};
 use merit_messages::ActorKind;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -22,13 +22,8 @@ const WAIT: Duration = Duration::from_secs(20);
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_released_subscription_returns_its_deliveries_ahead_of_newer_ones() {
     let vhost = common::Vhost::create();
-    let giver = RabbitTransport::connect(&vhost.url(), Topology::new(1))
-        .await
-        .expect("connected");
-    giver.declare().await.expect("declared");
-    let taker = RabbitTransport::connect(&vhost.url(), Topology::new(1))
-        .await
-        .expect("connected");
+    let giver = common::declared(&vhost, 1).await;
+    let taker = common::connect(&vhost, 1).await;
     let shard = ShardId::new(ActorKind::User, 0);
     let messages = |range: std::ops::Range<u64>| -> Vec<Outgoing> {
         range

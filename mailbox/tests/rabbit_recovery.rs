@@ -15,7 +15,7 @@ use std::{
 };
 
 use merit_mailbox::{
-    Delivery, Error, Outgoing, RabbitOptions, RabbitTransport, Topology, Transport,
+    Delivery, Error, Outgoing, RabbitOptions, RabbitTransport, ShardId, Topology, Transport,
 };
 use merit_messages::ActorKind;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -35,53 +35,96 @@ fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn the_transport_recovers_from_dropped_connections_and_loses_nothing() {
-    const BATCHES: u32 = 20;
-    const PER_BATCH: u32 = 50;
     let vhost = common::Vhost::create();
-    let t = Arc::new(
-        RabbitTransport::connect(&vhost.url(), Topology::new(2))
-            .await
-            .expect("connected"),
-    );
-    t.declare().await.expect("declared");
+    let t = Arc::new(common::declared(&vhost, 2).await);
     assert_eq!(t.connection_generation(), Some(1));
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let subscriptions = Arc::new(AtomicU32::new(0));
-    let mut consumers = Vec::new();
-    for shard in t.topology().shards_of(ActorKind::User) {
-        let (t, seen, subscriptions) = (t.clone(), seen.clone(), subscriptions.clone());
-        consumers.push(tokio::spawn(async move {
-            loop {
-                subscriptions.fetch_add(1, Ordering::SeqCst);
-                // The stream survives reconnects; should it end anyway, consume again.
-                let mut rx = match t.consume(shard, 20).await {
-                    Ok(rx) => rx,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
+    let consumers: Vec<_> = t
+        .topology()
+        .shards_of(ActorKind::User)
+        .map(|shard| spawn_recording_consumer(&t, shard, &seen, &subscriptions))
+        .collect();
+    let (published, held_id) = publish_across_a_drop(&t, &vhost, &seen).await;
+
+    wait_for(
+        || {
+            let s = lock(&seen);
+            published.iter().all(|id| s.by_id.contains_key(id))
+        },
+        "every published message consumed",
+    )
+    .await;
+    wait_for(
+        || t.connection_generation() >= Some(2),
+        "the transport to reconnect",
+    )
+    .await;
+    assert!(t.is_connected().await);
+    assert_eq!(
+        subscriptions.load(Ordering::SeqCst),
+        2,
+        "a delivery stream ended: consumers should resubscribe inside the transport"
+    );
+    check_the_held_delivery_comes_back(&seen, &held_id).await;
+
+    for c in consumers {
+        c.abort();
+    }
+}
+
+/// A consumer of `shard` that records every delivery in `seen`, holds the first one
+/// unacked and acks the rest; it counts its subscriptions and consumes again should its
+/// stream end.
+fn spawn_recording_consumer(
+    t: &Arc<RabbitTransport>,
+    shard: ShardId,
+    seen: &Arc<Mutex<Seen>>,
+    subscriptions: &Arc<AtomicU32>,
+) -> tokio::task::JoinHandle<()> {
+    let (t, seen, subscriptions) = (t.clone(), seen.clone(), subscriptions.clone());
+    tokio::spawn(async move {
+        loop {
+            subscriptions.fetch_add(1, Ordering::SeqCst);
+            // The stream survives reconnects; should it end anyway, consume again.
+            let mut rx = match t.consume(shard, 20).await {
+                Ok(rx) => rx,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            while let Some(d) = rx.recv().await {
+                let id = d.message_id.clone().expect("message id");
+                let hold = {
+                    let mut s = lock(&seen);
+                    let e = s.by_id.entry(id).or_default();
+                    e.0 += 1;
+                    e.1 = e.1.max(d.delivery_count);
+                    e.2 |= d.redelivered;
+                    s.held.is_none()
                 };
-                while let Some(d) = rx.recv().await {
-                    let id = d.message_id.clone().expect("message id");
-                    let hold = {
-                        let mut s = lock(&seen);
-                        let e = s.by_id.entry(id).or_default();
-                        e.0 += 1;
-                        e.1 = e.1.max(d.delivery_count);
-                        e.2 |= d.redelivered;
-                        s.held.is_none()
-                    };
-                    if hold {
-                        lock(&seen).held = Some(d);
-                    } else {
-                        d.ack().await.expect("an ack never fails");
-                    }
+                if hold {
+                    lock(&seen).held = Some(d);
+                } else {
+                    d.ack().await.expect("an ack never fails");
                 }
             }
-        }));
-    }
+        }
+    })
+}
 
+/// Publishes 20 batches of 50; after the 5th, with a delivery held unacked, every
+/// connection of the vhost is dropped, and the last 5 are published strictly after the
+/// drop. Returns the published ids and the held one.
+async fn publish_across_a_drop(
+    t: &RabbitTransport,
+    vhost: &common::Vhost,
+    seen: &Mutex<Seen>,
+) -> (HashSet<String>, String) {
+    const BATCHES: u32 = 20;
+    const PER_BATCH: u32 = 50;
     let mut published = HashSet::new();
     let mut held_id = None;
     let mut closer = None;
@@ -89,8 +132,8 @@ async fn the_transport_recovers_from_dropped_connections_and_loses_nothing() {
         if batch == 5 {
             // Make sure a delivery is held unacked across the drop, then drop every
             // connection of the vhost while the next batches are being published.
-            wait_for(|| lock(&seen).held.is_some(), "a held delivery").await;
-            held_id = lock(&seen).held.as_ref().and_then(|d| d.message_id.clone());
+            wait_for(|| lock(seen).held.is_some(), "a held delivery").await;
+            held_id = lock(seen).held.as_ref().and_then(|d| d.message_id.clone());
             let vhost_name = vhost.name.clone();
             closer = Some(tokio::task::spawn_blocking(move || {
                 common::rabbitmqctl(&[
@@ -118,46 +161,24 @@ async fn the_transport_recovers_from_dropped_connections_and_loses_nothing() {
             .expect("publish waits out the outage instead of failing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let held_id = held_id.expect("a delivery was held");
+    (published, held_id.expect("a delivery was held"))
+}
 
-    wait_for(
-        || {
-            let s = lock(&seen);
-            published.iter().all(|id| s.by_id.contains_key(id))
-        },
-        "every published message consumed",
-    )
-    .await;
-    wait_for(
-        || t.connection_generation() >= Some(2),
-        "the transport to reconnect",
-    )
-    .await;
-    assert!(t.is_connected().await);
-    assert_eq!(
-        subscriptions.load(Ordering::SeqCst),
-        2,
-        "a delivery stream ended: consumers should resubscribe inside the transport"
-    );
-
-    // The held delivery's channel died with its connection: acking it is a no-op…
-    let held = lock(&seen).held.take().expect("still held");
+/// The held delivery's channel died with its connection: acking it is a no-op, and the
+/// broker redelivered it on the new connection.
+async fn check_the_held_delivery_comes_back(seen: &Mutex<Seen>, held_id: &str) {
+    let held = lock(seen).held.take().expect("still held");
     held.ack().await.expect("a stale ack returns Ok");
-    // …and the broker redelivered it on the new connection.
     wait_for(
-        || lock(&seen).by_id.get(&held_id).is_some_and(|e| e.0 >= 2),
+        || lock(seen).by_id.get(held_id).is_some_and(|e| e.0 >= 2),
         "the held message redelivered",
     )
     .await;
-    let (_, count, redelivered) = lock(&seen).by_id[&held_id];
+    let (_, count, redelivered) = lock(seen).by_id[held_id];
     assert!(
         redelivered && count >= 1,
         "count {count}, redelivered {redelivered}"
     );
-
-    for c in consumers {
-        c.abort();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

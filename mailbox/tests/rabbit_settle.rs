@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use merit_mailbox::{Outgoing, RabbitTransport, ShardId, Topology, Transport};
+use merit_mailbox::{Outgoing, ShardId, Transport};
 use merit_messages::ActorKind;
 use rand::Rng;
 
@@ -23,10 +23,7 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn acks_in_any_order_with_requeues_in_between_settle_each_delivery_once() {
     const MESSAGES: u64 = 600;
     let vhost = common::Vhost::create();
-    let t = RabbitTransport::connect(&vhost.url(), Topology::new(1))
-        .await
-        .expect("connected");
-    t.declare().await.expect("declared");
+    let t = common::declared(&vhost, 1).await;
     let shard = ShardId::new(ActorKind::User, 0);
     let batch: Vec<Outgoing> = (0..MESSAGES)
         .map(|seq| Outgoing::from_envelope(&common::unlock((seq % 7) as u32, seq)))

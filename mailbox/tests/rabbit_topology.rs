@@ -8,22 +8,21 @@ use std::{
     time::Duration,
 };
 
-use merit_mailbox::{Outgoing, RabbitTransport, ShardId, Topology, Transport};
+use lapin::{
+    options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable},
+    Connection, ConnectionProperties, ExchangeKind,
+};
+use merit_mailbox::{Outgoing, ShardId, Topology, Transport};
 use merit_messages::ActorKind;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn transport(vhost: &common::Vhost, shards: u16) -> RabbitTransport {
-    RabbitTransport::connect(&vhost.url(), Topology::new(shards))
-        .await
-        .expect("connected to RabbitMQ")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn declaring_twice_is_idempotent_and_every_queue_exists() {
     let vhost = common::Vhost::create();
-    let t = transport(&vhost, 3).await;
+    let t = common::connect(&vhost, 3).await;
     assert!(t.is_connected().await);
     assert!(
         t.queue_depths().await.is_err(),
@@ -66,8 +65,7 @@ async fn every_message_for_one_key_lands_in_one_shard_in_publish_order() {
     const KEYS: u32 = 200;
     const PER_KEY: u64 = 5;
     let vhost = common::Vhost::create();
-    let t = transport(&vhost, 4).await;
-    t.declare().await.expect("declared");
+    let t = common::declared(&vhost, 4).await;
 
     // Interleave keys: seq s of every key, then seq s+1 of every key, …
     let batch: Vec<Outgoing> = (0..PER_KEY)
@@ -116,8 +114,7 @@ async fn every_message_for_one_key_lands_in_one_shard_in_publish_order() {
 async fn a_batch_of_5000_is_confirmed_and_every_message_arrives() {
     const N: u32 = 5000;
     let vhost = common::Vhost::create();
-    let t = transport(&vhost, 4).await;
-    t.declare().await.expect("declared");
+    let t = common::declared(&vhost, 4).await;
     let batch: Vec<Outgoing> = (0..N)
         .map(|i| Outgoing::from_envelope(&common::unlock(i % 500, u64::from(i / 500))))
         .collect();
@@ -159,20 +156,10 @@ async fn a_batch_of_5000_is_confirmed_and_every_message_arrives() {
     assert_eq!(seen, ids);
 }
 
-/// Upgrading over a topology an earlier release declared: its dead-letter queue without a
-/// length bound is kept, and so is a shard queue without a delivery limit and dead-letter
-/// target (the broker refuses changed arguments; the node warns and goes on), and its
-/// bindings that let merit's own types in through the producers' exchange are
-/// removed, so a producer's `user.holdings.changed` reaches no shard.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "service tier: needs running services (README: Test tiers)"]
-async fn declaring_over_an_earlier_release_keeps_its_dlq_and_closes_the_producers_door() {
-    use lapin::{
-        options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueDeclareOptions},
-        types::{AMQPValue, FieldTable},
-        Connection, ConnectionProperties, ExchangeKind,
-    };
-    let vhost = common::Vhost::create();
+/// Declares the topology an earlier release left on `vhost`: a dead-letter queue without a
+/// length bound, a shard queue without a delivery limit and dead-letter target, and a
+/// binding that lets `user.holdings.changed` in through the producers' exchange.
+async fn declare_an_earlier_release(vhost: &common::Vhost) -> Connection {
     let conn = Connection::connect(&vhost.url(), ConnectionProperties::default())
         .await
         .expect("connect");
@@ -194,36 +181,28 @@ async fn declaring_over_an_earlier_release_keeps_its_dlq_and_closes_the_producer
     ch.queue_declare("merit.user.0".into(), QueueDeclareOptions::durable(), shard)
         .await
         .expect("a shard queue without a delivery limit, as before");
-    let durable = ExchangeDeclareOptions {
+    let events = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
     };
-    ch.exchange_declare("merit.events".into(), ExchangeKind::Topic, durable, {
-        let mut a = FieldTable::default();
-        a.insert(
-            "alternate-exchange".into(),
-            AMQPValue::LongString("merit.unrouted".into()),
-        );
-        a
-    })
+    ch.exchange_declare(
+        "merit.events".into(),
+        ExchangeKind::Topic,
+        events,
+        to_unrouted(),
+    )
     .await
     .expect("events");
+    let gate = ExchangeDeclareOptions {
+        durable: true,
+        internal: true,
+        ..ExchangeDeclareOptions::default()
+    };
     ch.exchange_declare(
         "merit.user.gate".into(),
         ExchangeKind::Headers,
-        ExchangeDeclareOptions {
-            durable: true,
-            internal: true,
-            ..ExchangeDeclareOptions::default()
-        },
-        {
-            let mut a = FieldTable::default();
-            a.insert(
-                "alternate-exchange".into(),
-                AMQPValue::LongString("merit.unrouted".into()),
-            );
-            a
-        },
+        gate,
+        to_unrouted(),
     )
     .await
     .expect("gate");
@@ -236,8 +215,31 @@ async fn declaring_over_an_earlier_release_keeps_its_dlq_and_closes_the_producer
     )
     .await
     .expect("the old binding");
+    conn
+}
 
-    let t = transport(&vhost, 1).await;
+/// Exchange arguments sending what an exchange cannot route to `merit.unrouted`.
+fn to_unrouted() -> FieldTable {
+    let mut a = FieldTable::default();
+    a.insert(
+        "alternate-exchange".into(),
+        AMQPValue::LongString("merit.unrouted".into()),
+    );
+    a
+}
+
+/// Upgrading over a topology an earlier release declared: its dead-letter queue without a
+/// length bound is kept, and so is a shard queue without a delivery limit and dead-letter
+/// target (the broker refuses changed arguments; the node warns and goes on), and its
+/// bindings that let merit's own types in through the producers' exchange are
+/// removed, so a producer's `user.holdings.changed` reaches no shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+async fn declaring_over_an_earlier_release_keeps_its_dlq_and_closes_the_producers_door() {
+    let vhost = common::Vhost::create();
+    let conn = declare_an_earlier_release(&vhost).await;
+
+    let t = common::connect(&vhost, 1).await;
     t.declare()
         .await
         .expect("declare over the earlier topology");

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use merit_mailbox::Delivery;
+use merit_mailbox::{Delivery, RabbitTransport, Topology, Transport};
 use merit_messages::{AchievementUnlocked, Address, Envelope, Event, ProposalCreated, ProposalId};
 use tokio::sync::mpsc;
 
@@ -99,4 +99,18 @@ pub async fn take_dead_letter<T: merit_mailbox::Transport + ?Sized>(t: &T, id: &
         }
     }
     found
+}
+
+/// A transport connected to `vhost` with `shards` shards per kind (nothing declared).
+pub async fn connect(vhost: &Vhost, shards: u16) -> RabbitTransport {
+    RabbitTransport::connect(&vhost.url(), Topology::new(shards))
+        .await
+        .expect("connected to RabbitMQ")
+}
+
+/// A transport connected to `vhost` with its topology of `shards` shards per kind declared.
+pub async fn declared(vhost: &Vhost, shards: u16) -> RabbitTransport {
+    let t = connect(vhost, shards).await;
+    t.declare().await.expect("declared");
+    t
 }
