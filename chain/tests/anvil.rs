@@ -16,7 +16,9 @@ use merit_messages::{Envelope, Event, EventId};
 use merit_storage::{
     entities::{chain_checkpoint, nft},
     sea_orm::{ActiveValue::Set, EntityTrait},
+    Store,
 };
+use merit_testkit::TestDb;
 use uuid::Uuid;
 
 fn config(confirmations: u64) -> ListenerConfig {
@@ -42,6 +44,14 @@ async fn catch_up(listener: &Listener) -> u64 {
     panic!("listener did not catch up");
 }
 
+/// An anvil, a store and the contract deployed on the anvil, for one test.
+async fn anvil_store_chain() -> (Anvil, Store, TestDb, Arc<EthersChain>) {
+    let anvil = Anvil::start(None);
+    let (store, db) = store().await;
+    let chain = Arc::new(anvil.deploy_fast().await);
+    (anvil, store, db, chain)
+}
+
 fn decode(row: &merit_storage::entities::outbox::Model) -> Envelope {
     Envelope::decode(row.payload.as_bytes()).expect("outbox payload is a valid envelope")
 }
@@ -49,9 +59,7 @@ fn decode(row: &merit_storage::entities::outbox::Model) -> Envelope {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_mint_is_recorded_once_as_nft_minted_with_the_chain_log_id() {
-    let anvil = Anvil::start(None);
-    let (store, _dir) = store().await;
-    let chain = Arc::new(anvil.deploy_fast().await);
+    let (anvil, store, _db, chain) = anvil_store_chain().await;
     let achievement = Uuid::new_v4();
     let tx = chain
         .mint(account(1), &token(7), achievement)
@@ -112,14 +120,8 @@ async fn a_mint_is_recorded_once_as_nft_minted_with_the_chain_log_id() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_holder_transfer_becomes_nft_transferred_after_the_mint() {
-    let anvil = Anvil::start(None);
-    let (store, _dir) = store().await;
-    let chain = Arc::new(anvil.deploy_fast().await);
-    let tx = chain
-        .mint(account(1), &token(1), Uuid::new_v4())
-        .await
-        .expect("mint");
-    mined(chain.as_ref(), &tx).await;
+    let (anvil, store, _db, chain) = anvil_store_chain().await;
+    mint_mined(chain.as_ref(), account(1), 1).await;
     let transfer = anvil
         .transfer_from(chain.contract(), account(1), account(2), 1)
         .await;
@@ -143,14 +145,8 @@ async fn a_holder_transfer_becomes_nft_transferred_after_the_mint() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn changes_made_while_the_listener_was_stopped_are_backfilled_in_order() {
-    let anvil = Anvil::start(None);
-    let (store, _dir) = store().await;
-    let chain = Arc::new(anvil.deploy_fast().await);
-    let tx = chain
-        .mint(account(1), &token(3), Uuid::new_v4())
-        .await
-        .expect("mint");
-    mined(chain.as_ref(), &tx).await;
+    let (anvil, store, _db, chain) = anvil_store_chain().await;
+    mint_mined(chain.as_ref(), account(1), 3).await;
     {
         let listener = Listener::new(store.clone(), chain.clone(), config(1));
         anvil.mine(1).await;
@@ -185,14 +181,8 @@ async fn changes_made_while_the_listener_was_stopped_are_backfilled_in_order() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn full_sync_repairs_a_transfer_the_listener_skipped() {
-    let anvil = Anvil::start(None);
-    let (store, _dir) = store().await;
-    let chain = Arc::new(anvil.deploy_fast().await);
-    let tx = chain
-        .mint(account(1), &token(9), Uuid::new_v4())
-        .await
-        .expect("mint");
-    mined(chain.as_ref(), &tx).await;
+    let (anvil, store, _db, chain) = anvil_store_chain().await;
+    mint_mined(chain.as_ref(), account(1), 9).await;
     let listener = Listener::new(store.clone(), chain.clone(), config(0));
     catch_up(&listener).await;
     // What NftActor would have projected from the mint.
@@ -258,19 +248,13 @@ async fn full_sync_repairs_a_transfer_the_listener_skipped() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_reorg_shallower_than_the_confirmations_produces_no_event() {
-    let anvil = Anvil::start(None);
-    let (store, _dir) = store().await;
-    let chain = Arc::new(anvil.deploy_fast().await);
+    let (anvil, store, _db, chain) = anvil_store_chain().await;
     anvil.mine(5).await;
     let listener = Listener::new(store.clone(), chain.clone(), config(3));
     catch_up(&listener).await;
 
     let snapshot = anvil.snapshot().await;
-    let doomed = chain
-        .mint(account(1), &token(1), Uuid::new_v4())
-        .await
-        .expect("mint");
-    mined(chain.as_ref(), &doomed).await;
+    let doomed = mint_mined(chain.as_ref(), account(1), 1).await;
     let doomed_block = chain
         .receipt(&doomed)
         .await
@@ -301,11 +285,7 @@ async fn a_reorg_shallower_than_the_confirmations_produces_no_event() {
 
     // Control: the same mint, now confirmed, is published.
     chain.resync_nonce().await;
-    let kept = chain
-        .mint(account(1), &token(1), Uuid::new_v4())
-        .await
-        .expect("mint");
-    mined(chain.as_ref(), &kept).await;
+    let kept = mint_mined(chain.as_ref(), account(1), 1).await;
     anvil.mine(3).await;
     catch_up(&listener).await;
     let rows = outbox(&store).await;
@@ -319,29 +299,19 @@ async fn a_reorg_shallower_than_the_confirmations_produces_no_event() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_reorg_below_the_checkpoint_rewinds_and_rereads() {
-    let anvil = Anvil::start(None);
-    let (store, _dir) = store().await;
-    let chain = Arc::new(anvil.deploy_fast().await);
+    let (anvil, store, _db, chain) = anvil_store_chain().await;
     anvil.mine(3).await;
     let listener = Listener::new(store.clone(), chain.clone(), config(0));
     catch_up(&listener).await;
     let snapshot = anvil.snapshot().await;
-    let lost = chain
-        .mint(account(1), &token(4), Uuid::new_v4())
-        .await
-        .expect("mint");
-    mined(chain.as_ref(), &lost).await;
+    mint_mined(chain.as_ref(), account(1), 4).await;
     catch_up(&listener).await;
     assert_eq!(outbox(&store).await.len(), 1);
 
     // Deeper than the (zero) confirmations: the checkpoint block itself is replaced.
     anvil.revert(snapshot).await;
     chain.resync_nonce().await;
-    let replacement = chain
-        .mint(account(2), &token(4), Uuid::new_v4())
-        .await
-        .expect("mint");
-    mined(chain.as_ref(), &replacement).await;
+    let replacement = mint_mined(chain.as_ref(), account(2), 4).await;
     catch_up(&listener).await;
     assert_eq!(listener.status().reorgs, 1);
     let rows = outbox(&store).await;
@@ -398,11 +368,7 @@ async fn an_unreachable_node_is_unavailable_and_the_adapter_recovers_after_a_res
     let mut anvil = Anvil::start(None);
     let chain = anvil.deploy_fast().await;
     let contract = chain.contract();
-    let first = chain
-        .mint(account(1), &token(1), Uuid::new_v4())
-        .await
-        .expect("mint");
-    mined(&chain, &first).await;
+    mint_mined(&chain, account(1), 1).await;
 
     anvil.kill();
     let down = chain.head_block().await.expect_err("node is down");
@@ -436,11 +402,7 @@ async fn an_unreachable_node_is_unavailable_and_the_adapter_recovers_after_a_res
 async fn a_burn_after_the_token_changed_hands_leaves_the_new_holder_s_token_alone() {
     let anvil = Anvil::start(None);
     let chain = anvil.deploy_fast().await;
-    let tx = chain
-        .mint(account(1), &token(11), Uuid::new_v4())
-        .await
-        .expect("mint");
-    mined(&chain, &tx).await;
+    mint_mined(&chain, account(1), 11).await;
     // The compensation's owner check passes: A still holds it.
     assert_eq!(
         chain.owner_of(&token(11), None).await.expect("owner"),
@@ -524,11 +486,7 @@ async fn a_keystore_minter_decrypts_and_mints_and_a_wrong_password_is_refused_cl
     let chain = EthersChain::deploy_with(&anvil.url(), minter, fast_options())
         .await
         .expect("deploy signed by the keystore's key");
-    let tx = chain
-        .mint(account(1), &token(1), Uuid::new_v4())
-        .await
-        .expect("mint");
-    mined(&chain, &tx).await;
+    mint_mined(&chain, account(1), 1).await;
     assert_eq!(
         chain.owner_of(&token(1), None).await.expect("owner"),
         Some(account(1))

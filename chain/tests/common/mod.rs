@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use merit_chain::{Chain, TxStatus};
-use merit_messages::{TokenId, TxHash};
+use merit_messages::{Address, TokenId, TxHash};
 use merit_storage::{
     entities::outbox,
     sea_orm::{EntityTrait, QueryOrder},
@@ -42,6 +42,16 @@ pub async fn outbox(store: &Store) -> Vec<outbox::Model> {
         .all(store.db())
         .await
         .expect("read outbox")
+}
+
+/// Mints token `n` to `to` for a new achievement and waits until it is mined.
+pub async fn mint_mined(chain: &dyn Chain, to: Address, n: u64) -> TxHash {
+    let tx = chain
+        .mint(to, &token(n), uuid::Uuid::new_v4())
+        .await
+        .expect("mint");
+    mined(chain, &tx).await;
+    tx
 }
 
 pub fn token(n: u64) -> TokenId {
