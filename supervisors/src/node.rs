@@ -2,9 +2,10 @@
 //! queue, the outbox relay, the deadline timer, the config watcher and the passivation
 //! ticker, all under one shutdown signal.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use actix::{Arbiter, ArbiterHandle};
+use futures::future::BoxFuture;
 use merit_actors::{
     center::ConfigCenter, NftDomain, Outcome, ProposalDomain, RetryPolicy, Services, UserDomain,
 };
@@ -109,6 +110,26 @@ impl Registries {
 
     fn inflight(&self) -> usize {
         self.status().iter().map(|s| s.inflight).sum()
+    }
+}
+
+impl Registries {
+    /// The three registries on `arbiters`, sharing one group committer.
+    fn new(
+        arbiters: &[Arbiter],
+        store: &Store,
+        services: &Services,
+        options: &NodeOptions,
+    ) -> Self {
+        let handles: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
+        let committer =
+            GroupCommitter::start(store.clone(), options.commit_workers, options.commit_batch);
+        Self {
+            user: registry(handles.clone(), store, services, options, &committer),
+            proposal: registry(handles.clone(), store, services, options, &committer),
+            nft: registry(handles, store, services, options, &committer),
+            pulse: Arc::default(),
+        }
     }
 }
 
@@ -274,177 +295,41 @@ impl Node {
         let arbiters: Vec<Arbiter> = (0..options.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
-        let handles: Arc<[ArbiterHandle]> = arbiters.iter().map(|a| a.handle()).collect();
-        let committer =
-            GroupCommitter::start(store.clone(), options.commit_workers, options.commit_batch);
-        let registries = Arc::new(Registries {
-            user: registry(handles.clone(), &store, &services, &options, &committer),
-            proposal: registry(handles.clone(), &store, &services, &options, &committer),
-            nft: registry(handles, &store, &services, &options, &committer),
-            pulse: Arc::default(),
-        });
-        let database = {
-            let store = store.clone();
-            Dependency::new("database", move || {
-                let store = store.clone();
-                async move { store.ping().await.is_ok() }
-            })
-        };
-        let broker = {
-            let transport = transport.clone();
-            Dependency::new("broker", move || {
-                let transport = transport.clone();
-                async move { transport.is_connected().await }
-            })
-        };
+        let registries = Arc::new(Registries::new(&arbiters, &store, &services, &options));
+        let (database, broker) = dependencies(&store, &transport);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tree = Tree::default();
 
         transport.declare().await?;
 
-        let mut tasks = Vec::new();
-        // The first assignment before any consumer starts, so a joining node subscribes
-        // to its own share only; without a view (or a membership source) it owns all.
-        let (owned_tx, owned) = watch::channel(Owned::everything());
-        record(&Owned::everything(), options.shards);
-        let owned_fixed = match membership {
-            Some(membership) => {
-                let first = tokio::time::timeout(Duration::from_secs(5), membership.live_nodes());
-                if let Ok(Ok(nodes)) = first.await {
-                    owned_tx.send_replace(assign(&options.node_id, &nodes, options.shards));
-                }
-                tasks.push(tokio::spawn(run_ownership(
-                    membership,
-                    options.node_id.clone(),
-                    options.shards,
-                    options.rebalance_interval,
-                    owned_tx,
-                    shutdown_rx.clone(),
-                )));
-                None
-            }
-            None => Some(owned_tx),
+        let ownership = Ownership::start(membership, &options, &shutdown_rx).await;
+        let mut tasks: Vec<JoinHandle<()>> = ownership.task.into_iter().collect();
+        let wiring = Wiring {
+            options: &options,
+            store: &store,
+            transport: &transport,
+            registries: &registries,
+            owned: &ownership.owned,
+            center: &center,
+            services: &services,
+            database: &database,
+            broker: &broker,
         };
-        for kind in ActorKind::ALL {
-            for index in 0..options.shards {
-                let shard = ShardId { kind, index };
-                let (transport, registries) = (transport.clone(), registries.clone());
-                let (prefetch, drain_limit) = (options.prefetch, options.drain_limit);
-                let owned = owned.clone();
-                tasks.push(spawn_service(
-                    tree.clone(),
-                    format!("consumer.{shard}"),
-                    options.restart,
-                    vec![broker.clone(), database.clone()],
-                    shutdown_rx.clone(),
-                    move |stop| {
-                        consume_shard(
-                            transport.clone(),
-                            shard,
-                            prefetch,
-                            drain_limit,
-                            registries.clone(),
-                            owned.clone(),
-                            stop,
-                        )
-                    },
-                ));
-            }
-        }
-        {
-            let transport = transport.clone();
+        for service in wiring.services() {
             tasks.push(spawn_service(
                 tree.clone(),
-                "unrouted-mover".to_string(),
+                service.name,
                 options.restart,
-                vec![broker.clone()],
+                service.needs,
                 shutdown_rx.clone(),
-                move |mut stop| {
-                    let transport = transport.clone();
-                    async move {
-                        let stopped = Box::pin(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        });
-                        Ok(transport.run_unrouted_mover(stopped).await?)
-                    }
-                },
+                service.run,
             ));
         }
-        {
-            let (store, transport) = (store.clone(), transport.clone());
-            tasks.push(spawn_service(
-                tree.clone(),
-                "outbox-relay".to_string(),
-                options.restart,
-                vec![broker.clone(), database.clone()],
-                shutdown_rx.clone(),
-                move |stop| run_relay(store.clone(), transport.clone(), stop),
-            ));
-        }
-        {
-            let (store, transport) = (store.clone(), transport.clone());
-            tasks.push(spawn_service(
-                tree.clone(),
-                "dead-letter-recorder".to_string(),
-                options.restart,
-                vec![broker.clone(), database.clone()],
-                shutdown_rx.clone(),
-                move |stop| run_recorder(store.clone(), transport.clone(), stop),
-            ));
-        }
-        {
-            let (store, every) = (store.clone(), options.timer_interval);
-            tasks.push(spawn_service(
-                tree.clone(),
-                "deadline-timer".to_string(),
-                options.restart,
-                vec![database.clone()],
-                shutdown_rx.clone(),
-                move |stop| run_deadline_timer(store.clone(), every, stop),
-            ));
-        }
-        {
-            let (store, retention, every) =
-                (store.clone(), options.retention, options.sweep_interval);
-            tasks.push(spawn_service(
-                tree.clone(),
-                "retention-sweeper".to_string(),
-                options.restart,
-                vec![database.clone()],
-                shutdown_rx.clone(),
-                move |stop| run_retention_sweeper(store.clone(), retention, every, stop),
-            ));
-        }
-        {
-            let (handle, every) = (services.config.clone(), options.timer_interval);
-            tasks.push(spawn_service(
-                tree.clone(),
-                "config-watcher".to_string(),
-                options.restart,
-                vec![database.clone()],
-                shutdown_rx.clone(),
-                move |stop| run_config_watcher(center.clone(), handle.clone(), every, stop),
-            ));
-        }
-        {
-            let registries = registries.clone();
-            let mut stop = shutdown_rx.clone();
-            let every = (options.residency.idle / 4)
-                .clamp(Duration::from_millis(100), Duration::from_secs(30));
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {
-                            let n = registries.passivate_idle();
-                            if n > 0 {
-                                tracing::debug!(passivated = n, "idle actors passivated");
-                            }
-                        }
-                        _ = stop.changed() => return,
-                    }
-                }
-            }));
-        }
+        tasks.push(spawn_passivation(
+            registries.clone(),
+            options.residency.idle,
+            shutdown_rx,
+        ));
         tracing::info!(node_id = %options.node_id, shards = options.shards, "node started");
         Ok(Self {
             options,
@@ -455,8 +340,8 @@ impl Node {
             shutdown,
             tasks,
             arbiters,
-            owned,
-            _owned_fixed: owned_fixed,
+            owned: ownership.owned,
+            _owned_fixed: ownership.fixed,
         })
     }
 
@@ -506,4 +391,205 @@ impl Node {
         }
         tracing::info!(node_id = %self.options.node_id, "node stopped");
     }
+}
+
+/// The node's dependencies: the database and the broker, each up while its probe answers.
+fn dependencies(
+    store: &Store,
+    transport: &Arc<dyn Transport>,
+) -> (Arc<Dependency>, Arc<Dependency>) {
+    let database = {
+        let store = store.clone();
+        Dependency::new("database", move || {
+            let store = store.clone();
+            async move { store.ping().await.is_ok() }
+        })
+    };
+    let broker = {
+        let transport = transport.clone();
+        Dependency::new("broker", move || {
+            let transport = transport.clone();
+            async move { transport.is_connected().await }
+        })
+    };
+    (database, broker)
+}
+
+/// The shards a starting node owns.
+struct Ownership {
+    owned: watch::Receiver<Owned>,
+    /// The sender of a node without a membership source (kept so the channel stays open).
+    fixed: Option<watch::Sender<Owned>>,
+    /// With a membership source: the task that rebalances as nodes join and leave.
+    task: Option<JoinHandle<()>>,
+}
+
+impl Ownership {
+    /// The first assignment, read before any consumer starts so a joining node subscribes
+    /// to its own share only; without a view (or a membership source) it owns all.
+    async fn start(
+        membership: Option<Arc<dyn Membership>>,
+        options: &NodeOptions,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Self {
+        let (owned_tx, owned) = watch::channel(Owned::everything());
+        record(&Owned::everything(), options.shards);
+        let Some(membership) = membership else {
+            return Self {
+                owned,
+                fixed: Some(owned_tx),
+                task: None,
+            };
+        };
+        let first = tokio::time::timeout(Duration::from_secs(5), membership.live_nodes());
+        if let Ok(Ok(nodes)) = first.await {
+            owned_tx.send_replace(assign(&options.node_id, &nodes, options.shards));
+        }
+        let task = tokio::spawn(run_ownership(
+            membership,
+            options.node_id.clone(),
+            options.shards,
+            options.rebalance_interval,
+            owned_tx,
+            shutdown.clone(),
+        ));
+        Self {
+            owned,
+            fixed: None,
+            task: Some(task),
+        }
+    }
+}
+
+/// How a supervised service is (re)started: given the shutdown signal, one run of it.
+type MakeService = Box<dyn FnMut(watch::Receiver<bool>) -> BoxFuture<'static, Result<()>> + Send>;
+
+/// One supervised service of a node: its name in the tree, the dependencies it waits for,
+/// and how to start it.
+struct ServiceSpec {
+    name: String,
+    needs: Vec<Arc<Dependency>>,
+    run: MakeService,
+}
+
+impl ServiceSpec {
+    fn new<F, Fut>(name: impl Into<String>, needs: &[&Arc<Dependency>], mut run: F) -> Self
+    where
+        F: FnMut(watch::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        Self {
+            name: name.into(),
+            needs: needs.iter().map(|d| Arc::clone(d)).collect(),
+            run: Box::new(move |stop| Box::pin(run(stop))),
+        }
+    }
+}
+
+/// What a node's services are built from.
+struct Wiring<'a> {
+    options: &'a NodeOptions,
+    store: &'a Store,
+    transport: &'a Arc<dyn Transport>,
+    registries: &'a Arc<Registries>,
+    owned: &'a watch::Receiver<Owned>,
+    center: &'a ConfigCenter,
+    services: &'a Services,
+    database: &'a Arc<Dependency>,
+    broker: &'a Arc<Dependency>,
+}
+
+impl Wiring<'_> {
+    /// Every supervised service of the node, in the order they start: a consumer per
+    /// shard queue, then the background services of the broker and the store.
+    fn services(&self) -> Vec<ServiceSpec> {
+        let (database, broker) = (self.database, self.broker);
+        let shards = ActorKind::ALL
+            .into_iter()
+            .flat_map(|kind| (0..self.options.shards).map(move |index| ShardId { kind, index }));
+        let mut all: Vec<ServiceSpec> = shards.map(|shard| self.consumer(shard)).collect();
+        let (store, transport) = (self.store, self.transport);
+        let every = self.options.timer_interval;
+        all.extend([
+            ServiceSpec::new("unrouted-mover", &[broker], {
+                let transport = transport.clone();
+                move |mut stop| {
+                    let transport = transport.clone();
+                    async move {
+                        let stopped = Box::pin(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        });
+                        Ok(transport.run_unrouted_mover(stopped).await?)
+                    }
+                }
+            }),
+            ServiceSpec::new("outbox-relay", &[broker, database], {
+                let (store, transport) = (store.clone(), transport.clone());
+                move |stop| run_relay(store.clone(), transport.clone(), stop)
+            }),
+            ServiceSpec::new("dead-letter-recorder", &[broker, database], {
+                let (store, transport) = (store.clone(), transport.clone());
+                move |stop| run_recorder(store.clone(), transport.clone(), stop)
+            }),
+            ServiceSpec::new("deadline-timer", &[database], {
+                let store = store.clone();
+                move |stop| run_deadline_timer(store.clone(), every, stop)
+            }),
+            ServiceSpec::new("retention-sweeper", &[database], {
+                let (store, retention) = (store.clone(), self.options.retention);
+                let sweep = self.options.sweep_interval;
+                move |stop| run_retention_sweeper(store.clone(), retention, sweep, stop)
+            }),
+            ServiceSpec::new("config-watcher", &[database], {
+                let (center, handle) = (self.center.clone(), self.services.config.clone());
+                move |stop| run_config_watcher(center.clone(), handle.clone(), every, stop)
+            }),
+        ]);
+        all
+    }
+
+    /// The consumer of `shard`'s queue.
+    fn consumer(&self, shard: ShardId) -> ServiceSpec {
+        let (transport, registries) = (self.transport.clone(), self.registries.clone());
+        let (prefetch, drain_limit) = (self.options.prefetch, self.options.drain_limit);
+        let owned = self.owned.clone();
+        ServiceSpec::new(
+            format!("consumer.{shard}"),
+            &[self.broker, self.database],
+            move |stop| {
+                consume_shard(
+                    transport.clone(),
+                    shard,
+                    prefetch,
+                    drain_limit,
+                    registries.clone(),
+                    owned.clone(),
+                    stop,
+                )
+            },
+        )
+    }
+}
+
+/// The passivation ticker: every quarter of the idle limit (within 100 ms – 30 s), stops
+/// the actors idle for longer. Not supervised: it cannot fail.
+fn spawn_passivation(
+    registries: Arc<Registries>,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {
+                    let n = registries.passivate_idle();
+                    if n > 0 {
+                        tracing::debug!(passivated = n, "idle actors passivated");
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    })
 }

@@ -155,86 +155,18 @@ async fn hand_over(
     released
 }
 
+/// Routes a delivery to its actor, or dead-letters it if it cannot reach one.
 fn dispatch(delivery: Delivery, registries: &Registries, inflight: &Inflight) {
-    let kind = delivery.shard.kind;
     let attempts = delivery.delivery_count + 1;
-    let envelope = match Envelope::decode(&delivery.body) {
-        Ok(env) => {
-            registries.pulse.event_in(env.event_type());
-            metrics::counter!(
-                "merit_events_in_total",
-                "kind" => kind.as_str(),
-                "type" => env.event_type().as_str()
-            )
-            .increment(1);
-            env
-        }
-        Err(e) => {
-            let reason = DeadLetterReason {
-                class: e.kind.as_str().to_string(),
-                detail: e.to_string(),
-                attempts,
-            };
-            inflight.track(dead_letter(delivery, reason));
-            return;
-        }
+    let admitted = decode(&delivery, registries, attempts).and_then(|envelope| {
+        let key = actor_key(&delivery, &envelope, attempts)?;
+        Ok((envelope, key))
+    });
+    let (envelope, key) = match admitted {
+        Ok(admitted) => admitted,
+        Err(reason) => return inflight.track(dead_letter(delivery, reason)),
     };
-    // The routing key chose the shard (and so the actor kinds that see it): a body of
-    // another type would reach actors that were never meant to apply it.
-    if delivery.routing_key != envelope.event_type().as_str() {
-        let reason = DeadLetterReason {
-            class: "type_mismatch".to_string(),
-            detail: format!(
-                "type: the envelope is {} but it was published with routing key {}",
-                envelope.event_type(),
-                merit_messages::quote_untrusted(&delivery.routing_key)
-            ),
-            attempts,
-        };
-        inflight.track(dead_letter(delivery, reason));
-        return;
-    }
-    // The broker already keeps merit's types off the producers' exchange; this holds the
-    // same line for any transport or topology that does not.
-    if delivery.origin == merit_messages::Origin::Producer
-        && envelope.event_type().origin() == merit_messages::Origin::Merit
-    {
-        let mut reason = merit_mailbox::forbidden(envelope.event_type());
-        reason.attempts = attempts;
-        inflight.track(dead_letter(delivery, reason));
-        return;
-    }
-    let Some(key) = envelope.keys.key_for(kind) else {
-        let reason = DeadLetterReason {
-            class: "missing_key".to_string(),
-            detail: format!("{} carries no {kind} key", envelope.event_type()),
-            attempts,
-        };
-        inflight.track(dead_letter(delivery, reason));
-        return;
-    };
-    if delivery.routing_key_for(kind).is_none() {
-        let reason = DeadLetterReason {
-            class: "missing_key".to_string(),
-            detail: format!("header {} is missing or empty", kind.header()),
-            attempts,
-        };
-        inflight.track(dead_letter(delivery, reason));
-        return;
-    }
-    if delivery.routing_key_for(kind) != Some(key.as_str()) {
-        let reason = DeadLetterReason {
-            class: "key_mismatch".to_string(),
-            detail: format!(
-                "header {} is {:?} but the payload addresses {key:?}",
-                kind.header(),
-                delivery.routing_key_for(kind)
-            ),
-            attempts,
-        };
-        inflight.track(dead_letter(delivery, reason));
-        return;
-    }
+    let kind = delivery.shard.kind;
     // The delivery's span lasts until its actor answers; a producer's (or merit's own)
     // `traceparent` makes it part of that trace. DEBUG: made only when traced.
     let span = tracing::debug_span!(
@@ -253,6 +185,80 @@ fn dispatch(delivery: Delivery, registries: &Registries, inflight: &Inflight) {
         std::time::Instant::now(),
         pulse,
     ));
+}
+
+/// What a check of a delivery found, or why the delivery is dead-lettered.
+type Admitted<T> = std::result::Result<T, DeadLetterReason>;
+
+/// The delivery's envelope (counted in), or why it cannot be decoded.
+fn decode(delivery: &Delivery, registries: &Registries, attempts: u32) -> Admitted<Envelope> {
+    let kind = delivery.shard.kind;
+    match Envelope::decode(&delivery.body) {
+        Ok(env) => {
+            registries.pulse.event_in(env.event_type());
+            metrics::counter!(
+                "merit_events_in_total",
+                "kind" => kind.as_str(),
+                "type" => env.event_type().as_str()
+            )
+            .increment(1);
+            Ok(env)
+        }
+        Err(e) => Err(DeadLetterReason {
+            class: e.kind.as_str().to_string(),
+            detail: e.to_string(),
+            attempts,
+        }),
+    }
+}
+
+/// The key of the actor (of the shard's kind) `envelope` goes to, or why it must not go
+/// to one.
+fn actor_key(delivery: &Delivery, envelope: &Envelope, attempts: u32) -> Admitted<String> {
+    let kind = delivery.shard.kind;
+    let refuse = |class: &str, detail: String| DeadLetterReason {
+        class: class.to_string(),
+        detail,
+        attempts,
+    };
+    // The routing key chose the shard (and so the actor kinds that see it): a body of
+    // another type would reach actors that were never meant to apply it.
+    if delivery.routing_key != envelope.event_type().as_str() {
+        let detail = format!(
+            "type: the envelope is {} but it was published with routing key {}",
+            envelope.event_type(),
+            merit_messages::quote_untrusted(&delivery.routing_key)
+        );
+        return Err(refuse("type_mismatch", detail));
+    }
+    // The broker already keeps merit's types off the producers' exchange; this holds the
+    // same line for any transport or topology that does not.
+    if delivery.origin == merit_messages::Origin::Producer
+        && envelope.event_type().origin() == merit_messages::Origin::Merit
+    {
+        let mut reason = merit_mailbox::forbidden(envelope.event_type());
+        reason.attempts = attempts;
+        return Err(reason);
+    }
+    let Some(key) = envelope.keys.key_for(kind) else {
+        let detail = format!("{} carries no {kind} key", envelope.event_type());
+        return Err(refuse("missing_key", detail));
+    };
+    match delivery.routing_key_for(kind) {
+        None => {
+            let detail = format!("header {} is missing or empty", kind.header());
+            Err(refuse("missing_key", detail))
+        }
+        Some(header) if header != key.as_str() => {
+            let detail = format!(
+                "header {} is {:?} but the payload addresses {key:?}",
+                kind.header(),
+                Some(header)
+            );
+            Err(refuse("key_mismatch", detail))
+        }
+        Some(_) => Ok(key),
+    }
 }
 
 /// Settles a delivery once its actor answered, recording how long the turn took from
