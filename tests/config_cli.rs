@@ -112,50 +112,44 @@ async fn store_voter(db: &TestDb, n: u32, votes: u64) {
     store.close().await.expect("close");
 }
 
-async fn set_diff_rollback_and_dry_run(backend: Backend) {
-    let db = TestDb::empty(backend).await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let v1 = write(dir.path(), "v1.json", &doc(3));
-    let v2 = write(dir.path(), "v2.json", &doc(5));
-    let bad = write(
-        dir.path(),
-        "bad.json",
-        &doc(3).replace(r#""at_least": 3"#, r#""at_least": 0"#),
-    );
-
-    // A fresh database: migrated by the command, the built-in document active.
-    let current = json(&["config", "current", "--json"], &db);
-    assert_eq!(current["version"], 0);
-    assert!(ok(&["config", "current"], &db).contains("built-in"));
-
-    let out = ok(
+/// `merit config set --file FILE --author AUTHOR --reason REASON`, expected to succeed.
+fn set(file: &str, author: &str, reason: &str, db: &TestDb) -> String {
+    ok(
         &[
-            "config",
-            "set",
-            "--file",
-            &v1,
-            "--author",
-            "alice",
-            "--reason",
-            "first rules",
+            "config", "set", "--file", file, "--author", author, "--reason", reason,
         ],
-        &db,
-    );
+        db,
+    )
+}
+
+/// A fresh database: migrated by the command, the built-in document active.
+fn check_a_fresh_database_runs_the_built_in_document(db: &TestDb) {
+    let current = json(&["config", "current", "--json"], db);
+    assert_eq!(current["version"], 0);
+    assert!(ok(&["config", "current"], db).contains("built-in"));
+}
+
+/// `set` stores version 1 with its author, and it is current.
+fn check_set_stores_a_version_that_becomes_current(db: &TestDb, v1: &str) {
+    let out = set(v1, "alice", "first rules", db);
     assert!(out.contains("stored config version 1"), "{out}");
-    let current = json(&["config", "current", "--json"], &db);
+    let current = json(&["config", "current", "--json"], db);
     assert_eq!(current["version"], 1);
     assert_eq!(current["author"], "alice");
     assert_eq!(
         current["document"]["rules"][1]["when"]["count"]["at_least"],
         3
     );
+}
 
-    // A refused document: exit code 2, the path on stderr, nothing written.
+/// A refused document: exit code 2, the path on stderr, nothing written; likewise a dry
+/// run of it and a set without an author.
+fn check_refused_documents_store_nothing(db: &TestDb, bad: &str, v2: &str) {
     let refused = merit(
         &[
-            "config", "set", "--file", &bad, "--author", "mallory", "--reason", "zero",
+            "config", "set", "--file", bad, "--author", "mallory", "--reason", "zero",
         ],
-        &db,
+        db,
     );
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -163,41 +157,34 @@ async fn set_diff_rollback_and_dry_run(backend: Backend) {
         stderr.contains("error: rules[1].when.count.at_least:"),
         "{stderr}"
     );
-    assert_eq!(history_total(&db), 1, "history unchanged");
-    let refused = merit(&["config", "set", "--file", &bad, "--dry-run"], &db);
+    assert_eq!(history_total(db), 1, "history unchanged");
+    let refused = merit(&["config", "set", "--file", bad, "--dry-run"], db);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     let refused = merit(
         &[
-            "config", "set", "--file", &v2, "--author", "", "--reason", "x",
+            "config", "set", "--file", v2, "--author", "", "--reason", "x",
         ],
-        &db,
+        db,
     );
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     assert!(text(&refused).contains("author"), "{}", text(&refused));
-    assert_eq!(history_total(&db), 1, "history unchanged");
+    assert_eq!(history_total(db), 1, "history unchanged");
+}
 
-    let out = ok(
-        &[
-            "config",
-            "set",
-            "--file",
-            &v2,
-            "--author",
-            "bob",
-            "--reason",
-            "harder voter",
-        ],
-        &db,
-    );
+/// Version 2 changes rule `voter`: `diff 1 2` shows that change alone, as text and JSON.
+fn check_diff_shows_the_changed_rule(db: &TestDb, v2: &str) {
+    let out = set(v2, "bob", "harder voter", db);
     assert!(out.contains("stored config version 2"), "{out}");
-
-    let diff = ok(&["config", "diff", "1", "2"], &db);
+    let diff = ok(&["config", "diff", "1", "2"], db);
     assert!(diff.contains("~ rule voter"), "{diff}");
     assert!(!diff.contains("first-proposal"), "{diff}");
-    let diff = json(&["config", "diff", "1", "2", "--json"], &db);
+    let diff = json(&["config", "diff", "1", "2", "--json"], db);
     assert_eq!(diff["rules"]["changed"].as_array().map(Vec::len), Some(1));
     assert_eq!(diff["rules"]["changed"][0]["id"], "voter");
+}
 
+/// `rollback 1` stores version 3 with version 1's document; an unknown version fails.
+fn check_rollback_stores_the_old_document_again(db: &TestDb) {
     let out = ok(
         &[
             "config",
@@ -208,23 +195,26 @@ async fn set_diff_rollback_and_dry_run(backend: Backend) {
             "--reason",
             "too strict",
         ],
-        &db,
+        db,
     );
     assert!(out.contains("stored config version 3"), "{out}");
-    let v3 = json(&["config", "get", "3", "--json"], &db);
-    let v1_stored = json(&["config", "get", "1", "--json"], &db);
+    let v3 = json(&["config", "get", "3", "--json"], db);
+    let v1_stored = json(&["config", "get", "1", "--json"], db);
     assert_eq!(v3["rollback_of"], 1);
     assert_eq!(v3["document"], v1_stored["document"]);
     let unknown = merit(
         &[
             "config", "rollback", "99", "--author", "carol", "--reason", "x",
         ],
-        &db,
+        db,
     );
     assert_eq!(unknown.status.code(), Some(1));
     assert!(text(&unknown).contains("99"), "{}", text(&unknown));
+}
 
-    let history = ok(&["config", "history", "--limit", "2"], &db);
+/// `history --limit 2` lists the two newest versions of three.
+fn check_history_lists_the_newest_versions(db: &TestDb) {
+    let history = ok(&["config", "history", "--limit", "2"], db);
     assert!(
         history.contains("carol") && history.contains("too strict"),
         "{history}"
@@ -234,12 +224,15 @@ async fn set_diff_rollback_and_dry_run(backend: Backend) {
         !history.contains("alice"),
         "limited to the 2 newest:\n{history}"
     );
+}
 
-    // Dry runs: two users with 5+ votes, one with 1.
-    store_voter(&db, 1, 5).await;
-    store_voter(&db, 2, 7).await;
-    store_voter(&db, 3, 1).await;
-    let report = json(&["config", "dry-run", "--file", &v2, "--json"], &db);
+/// Dry runs: two users with 5+ votes, one with 1; a dry run reports who would unlock what,
+/// and stores nothing.
+async fn check_dry_runs_report_and_store_nothing(db: &TestDb, v1: &str, v2: &str) {
+    store_voter(db, 1, 5).await;
+    store_voter(db, 2, 7).await;
+    store_voter(db, 3, 1).await;
+    let report = json(&["config", "dry-run", "--file", v2, "--json"], db);
     assert_eq!(report["users_scanned"], 3);
     assert_eq!(report["current_version"], 3);
     let voter = report["rules"]
@@ -251,14 +244,33 @@ async fn set_diff_rollback_and_dry_run(backend: Backend) {
         voter["samples"],
         serde_json::json!([format!("0x{:040x}", 1), format!("0x{:040x}", 2)])
     );
-    let out = ok(&["config", "dry-run", "--file", &v1], &db);
+    let out = ok(&["config", "dry-run", "--file", v1], db);
     assert!(out.contains("3 users scanned"), "{out}");
     assert!(out.contains("voter"), "{out}");
 
-    let out = ok(&["config", "set", "--file", &v2, "--dry-run"], &db);
+    let out = ok(&["config", "set", "--file", v2, "--dry-run"], db);
     assert!(out.contains("~ rule voter"), "{out}");
     assert!(out.contains("nothing was stored"), "{out}");
-    assert_eq!(history_total(&db), 3, "a dry run stores nothing");
+    assert_eq!(history_total(db), 3, "a dry run stores nothing");
+}
+
+async fn set_diff_rollback_and_dry_run(backend: Backend) {
+    let db = TestDb::empty(backend).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let v1 = write(dir.path(), "v1.json", &doc(3));
+    let v2 = write(dir.path(), "v2.json", &doc(5));
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        &doc(3).replace(r#""at_least": 3"#, r#""at_least": 0"#),
+    );
+    check_a_fresh_database_runs_the_built_in_document(&db);
+    check_set_stores_a_version_that_becomes_current(&db, &v1);
+    check_refused_documents_store_nothing(&db, &bad, &v2);
+    check_diff_shows_the_changed_rule(&db, &v2);
+    check_rollback_stores_the_old_document_again(&db);
+    check_history_lists_the_newest_versions(&db);
+    check_dry_runs_report_and_store_nothing(&db, &v1, &v2).await;
     db.cleanup().await;
 }
 

@@ -110,24 +110,8 @@ async fn counts(store: &Store) -> (u64, u64, u64, u64) {
     )
 }
 
-async fn migrate_twice(backend: Backend) {
-    let db = TestDb::empty(backend).await;
-    let store = db.connect().await;
-    let first = store.migrate().await.expect("first migrate");
-    let all = [
-        "m20261124_000001_initial",
-        "m20261125_000002_sagas",
-        "m20261125_000003_governance",
-        "m20261130_000004_api",
-        "m20261130_000005_retention",
-        "m20261204_000006_siwe_nonces",
-        "m20261204_000007_deadlines_fired",
-        "m20261205_000008_dead_letters",
-    ];
-    assert_eq!(first, all.map(String::from).to_vec());
-    let second = store.migrate().await.expect("second migrate");
-    assert!(second.is_empty(), "second run applied {second:?}");
-    // Every entity's table exists and has the columns its model reads.
+/// Every entity's table exists and has the columns its model reads.
+async fn every_table_is_readable(store: &Store) {
     let conn = store.db();
     entities::actor::Entity::find()
         .all(conn)
@@ -190,6 +174,46 @@ async fn migrate_twice(backend: Backend) {
         .all(conn)
         .await
         .expect("chain_checkpoints");
+}
+
+/// Commits `env` as the first turn of its voter's actor (state `{"votes": 1}`, the user
+/// row projected): it applies as version 1.
+async fn commit_first_vote(store: &Store, env: &Envelope, what: &str) {
+    let key = env.keys.user.expect("user").to_string();
+    let outcome = store
+        .commit_turn(turn(env, 0, json!({"votes": 1})), upsert_user(key))
+        .await
+        .expect(what);
+    assert_eq!(outcome, TurnOutcome::Applied { version: Some(1) });
+}
+
+/// The stored snapshot of user actor `key`: (version, state).
+async fn user_snapshot(store: &Store, key: &str) -> (i64, serde_json::Value) {
+    store
+        .load_actor(ActorKind::User, key)
+        .await
+        .expect("load")
+        .expect("stored")
+}
+
+async fn migrate_twice(backend: Backend) {
+    let db = TestDb::empty(backend).await;
+    let store = db.connect().await;
+    let first = store.migrate().await.expect("first migrate");
+    let all = [
+        "m20261124_000001_initial",
+        "m20261125_000002_sagas",
+        "m20261125_000003_governance",
+        "m20261130_000004_api",
+        "m20261130_000005_retention",
+        "m20261204_000006_siwe_nonces",
+        "m20261204_000007_deadlines_fired",
+        "m20261205_000008_dead_letters",
+    ];
+    assert_eq!(first, all.map(String::from).to_vec());
+    let second = store.migrate().await.expect("second migrate");
+    assert!(second.is_empty(), "second run applied {second:?}");
+    every_table_is_readable(&store).await;
     store.close().await.expect("close");
     db.cleanup().await;
 }
@@ -198,17 +222,9 @@ async fn turn_commits_all(backend: Backend) {
     let (db, store) = TestDb::migrated(backend).await;
     let env = vote(1);
     let key = env.keys.user.expect("user").to_string();
-    let outcome = store
-        .commit_turn(turn(&env, 0, json!({"votes": 1})), upsert_user(key.clone()))
-        .await
-        .expect("commit");
-    assert_eq!(outcome, TurnOutcome::Applied { version: Some(1) });
+    commit_first_vote(&store, &env, "commit").await;
     assert_eq!(counts(&store).await, (1, 1, 1, 1));
-    let (version, state) = store
-        .load_actor(ActorKind::User, &key)
-        .await
-        .expect("load")
-        .expect("stored");
+    let (version, state) = user_snapshot(&store, &key).await;
     assert_eq!((version, state), (1, json!({"votes": 1})));
     assert!(store.is_processed("user", env.id).await.expect("inbox"));
     assert!(
@@ -248,12 +264,7 @@ async fn failing_projection_rolls_back(backend: Backend) {
         "nothing of the failed turn remains"
     );
     // The event was not consumed: retrying it applies it.
-    let key = env.keys.user.expect("user").to_string();
-    let retry = store
-        .commit_turn(turn(&env, 0, json!({"votes": 1})), upsert_user(key))
-        .await
-        .expect("retry");
-    assert_eq!(retry, TurnOutcome::Applied { version: Some(1) });
+    commit_first_vote(&store, &env, "retry").await;
     store.close().await.expect("close");
     db.cleanup().await;
 }
@@ -262,11 +273,7 @@ async fn duplicate_event(backend: Backend) {
     let (db, store) = TestDb::migrated(backend).await;
     let env = vote(3);
     let key = env.keys.user.expect("user").to_string();
-    let first = store
-        .commit_turn(turn(&env, 0, json!({"votes": 1})), upsert_user(key.clone()))
-        .await
-        .expect("first");
-    assert_eq!(first, TurnOutcome::Applied { version: Some(1) });
+    commit_first_vote(&store, &env, "first").await;
     // A redelivery: the actor (reloaded) would now try version 1 -> 2; the inbox stops it.
     let second = store
         .commit_turn(turn(&env, 1, json!({"votes": 2})), upsert_user(key.clone()))
@@ -274,11 +281,7 @@ async fn duplicate_event(backend: Backend) {
         .expect("second");
     assert_eq!(second, TurnOutcome::Duplicate);
     assert_eq!(counts(&store).await, (1, 1, 1, 1));
-    let (version, state) = store
-        .load_actor(ActorKind::User, &key)
-        .await
-        .expect("load")
-        .expect("stored");
+    let (version, state) = user_snapshot(&store, &key).await;
     assert_eq!(
         (version, state),
         (1, json!({"votes": 1})),
@@ -370,11 +373,7 @@ async fn stale_version(backend: Backend) {
             .contains("expected version 1, found Some(2)"),
         "{err}"
     );
-    let (version, state) = store
-        .load_actor(ActorKind::User, &key)
-        .await
-        .expect("load")
-        .expect("stored");
+    let (version, state) = user_snapshot(&store, &key).await;
     assert_eq!((version, state), (2, json!({"n": 2})));
     assert_eq!(
         store.pending_outbox(0, 10).await.expect("outbox").len(),
@@ -626,17 +625,16 @@ async fn group_commit_rows(backend: Backend) {
     db.cleanup().await;
 }
 
-async fn retention_sweep(backend: Backend) {
-    use chrono::{Duration as Days, Utc};
+/// Inbox: 5 rows applied at `old`, 3 at `recent`. Outbox: 4 published at `old`, 2
+/// created then but never published, 2 published at `recent`. One user's log: seqs 1-3
+/// from `old`, 4-5 from `recent`.
+async fn seed_retention_rows(
+    store: &Store,
+    old: chrono::DateTime<chrono::Utc>,
+    recent: chrono::DateTime<chrono::Utc>,
+) {
     use entities::{inbox, notification, outbox};
-    use merit_storage::sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
-
-    let (db, store) = TestDb::migrated(backend).await;
     let conn = store.db();
-    let now = Utc::now();
-    let old = now - Days::days(40);
-    let recent = now - Days::days(1);
-    // Inbox: 5 applied 40 days ago, 3 yesterday.
     inbox::Entity::insert_many((0..8).map(|i| inbox::ActiveModel {
         consumer: Set("user".into()),
         event_id: Set(format!("e-{i}")),
@@ -645,8 +643,6 @@ async fn retention_sweep(backend: Backend) {
     .exec(conn)
     .await
     .expect("inbox rows");
-    // Outbox: 4 published 40 days ago, 2 created then but never published, 2 published
-    // yesterday.
     outbox::Entity::insert_many((0..8).map(|i| outbox::ActiveModel {
         event_id: Set(format!("o-{i}")),
         routing_key: Set("governance.vote.recorded".into()),
@@ -663,7 +659,6 @@ async fn retention_sweep(backend: Backend) {
     .exec(conn)
     .await
     .expect("outbox rows");
-    // One user's log: seqs 1-3 from 40 days ago, 4-5 from yesterday.
     notification::Entity::insert_many((1..=5).map(|seq| notification::ActiveModel {
         user: Set("0x00000000000000000000000000000000000000aa".into()),
         seq: Set(seq),
@@ -675,23 +670,14 @@ async fn retention_sweep(backend: Backend) {
     .exec(conn)
     .await
     .expect("notifications");
+}
 
-    let days = |n: u64| Some(std::time::Duration::from_secs(n * 86_400));
-    let retention = Retention {
-        inbox: days(30),
-        outbox: days(7),
-        notifications: days(30),
-        chunk: 2,
-    };
-    let swept = store.sweep(&retention, now).await.expect("sweep");
-    assert_eq!(
-        swept,
-        Swept {
-            inbox: 5,
-            outbox: 4,
-            notifications: 3
-        }
-    );
+/// After the sweep: the recent inbox rows, the unpublished and recent outbox rows, and
+/// the recent notifications are left.
+async fn assert_only_unexpired_rows_left(store: &Store) {
+    use entities::{inbox, notification, outbox};
+    use merit_storage::sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+    let conn = store.db();
     let inbox_left: Vec<String> = inbox::Entity::find()
         .order_by_asc(inbox::Column::EventId)
         .all(conn)
@@ -725,9 +711,16 @@ async fn retention_sweep(backend: Backend) {
         .map(|n| n.seq)
         .collect();
     assert_eq!(seqs, [4, 5]);
+}
 
-    // Nothing more is due; and a retention of "for ever" sweeps nothing even at a late
-    // `now`.
+/// Nothing more is due after a sweep; a retention of "for ever" sweeps nothing even at a
+/// late `now`; a retention longer than timestamps reach keeps everything (and does not
+/// overflow).
+async fn assert_nothing_more_is_swept(
+    store: &Store,
+    retention: Retention,
+    now: chrono::DateTime<chrono::Utc>,
+) {
     assert_eq!(
         store.sweep(&retention, now).await.expect("again"),
         Swept::default()
@@ -740,17 +733,43 @@ async fn retention_sweep(backend: Backend) {
     };
     assert_eq!(
         store
-            .sweep(&forever, now + Days::days(3_650))
+            .sweep(&forever, now + chrono::Duration::days(3_650))
             .await
             .expect("forever"),
         Swept::default()
     );
-    // A retention longer than timestamps reach keeps everything (and does not overflow).
     let beyond = Retention {
         inbox: Some(std::time::Duration::MAX),
         ..retention
     };
     assert_eq!(store.sweep(&beyond, now).await.expect("beyond").inbox, 0);
+}
+
+async fn retention_sweep(backend: Backend) {
+    use chrono::{Duration as Days, Utc};
+
+    let (db, store) = TestDb::migrated(backend).await;
+    let now = Utc::now();
+    seed_retention_rows(&store, now - Days::days(40), now - Days::days(1)).await;
+
+    let days = |n: u64| Some(std::time::Duration::from_secs(n * 86_400));
+    let retention = Retention {
+        inbox: days(30),
+        outbox: days(7),
+        notifications: days(30),
+        chunk: 2,
+    };
+    let swept = store.sweep(&retention, now).await.expect("sweep");
+    assert_eq!(
+        swept,
+        Swept {
+            inbox: 5,
+            outbox: 4,
+            notifications: 3
+        }
+    );
+    assert_only_unexpired_rows_left(&store).await;
+    assert_nothing_more_is_swept(&store, retention, now).await;
     store.close().await.expect("close");
     db.cleanup().await;
 }
