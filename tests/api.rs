@@ -7,8 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, NodeProcess, Proxy, TestDb, Vhost};
-use merit_mailbox::{Outgoing, RabbitTransport, Transport};
+use common::{Backend, NodeProcess, Proxy, ServedNode, TestDb, Vhost};
+use merit_mailbox::{Outgoing, Transport};
+use merit_messages::Address;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -46,11 +47,7 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value)
+        common::answer(req).await
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -99,42 +96,84 @@ fn assert_error(answer: &(StatusCode, Value), status: StatusCode, needle: &str) 
     );
 }
 
-async fn publisher(vhost: &Vhost) -> RabbitTransport {
-    common::producer(vhost, 2).await
+/// Asserts each `(path, token, status, needle)`: a GET refused as [`assert_error`] checks.
+async fn assert_gets_refused(api: &Api, cases: &[(&str, Option<&str>, StatusCode, &str)]) {
+    for &(path, token, status, needle) in cases {
+        assert_error(&api.get(path, token).await, status, needle);
+    }
+}
+
+/// Asserts that `POST path` with `body` is refused as [`assert_error`] checks.
+async fn assert_post_refused(
+    api: &Api,
+    (path, token): (&str, &str),
+    body: Value,
+    status: StatusCode,
+    needle: &str,
+) {
+    assert_error(&api.post(path, Some(token), body).await, status, needle);
+}
+
+/// One node of the REST tests (ready), its client, and two users with their tokens.
+struct Rest {
+    node: ServedNode,
+    api: Api,
+    alice: Address,
+    bob: Address,
+    a: String,
+    b: String,
+}
+
+impl Rest {
+    async fn start(log: &str) -> Self {
+        let node = ServedNode::start("api-node", log, &[]).await;
+        let api = Api::new(node.base.clone(), &node.jwt);
+        api.until(30, "/ready", &node.admin, |s, _| s == StatusCode::OK)
+            .await;
+        let (alice, bob) = (common::wallet(1), common::wallet(2));
+        let (a, b) = (api.user(&alice), api.user(&bob));
+        Self {
+            node,
+            api,
+            alice,
+            bob,
+            a,
+            b,
+        }
+    }
+
+    fn adm(&self) -> &str {
+        &self.node.admin
+    }
+
+    /// Alice's user path.
+    fn me(&self) -> String {
+        format!("/api/v1/users/{}", self.alice)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
-async fn rest_endpoints_succeed_and_refuse_bad_input() {
-    common::init_crypto();
-    let db = TestDb::empty(Backend::Postgres).await;
-    let vhost = Vhost::create();
-    let (admin, jwt) = common::secrets();
-    let log = common::artefacts().join("api-rest.log");
-    let _ = std::fs::remove_file(&log);
-    let node = NodeProcess::spawn(
-        &[
-            ("MERIT_DATABASE_URL", db.url.as_str()),
-            ("MERIT_AMQP_URL", vhost.url.as_str()),
-            ("MERIT_NODE_ID", "api-node"),
-            ("MERIT_ADMIN_TOKEN", admin.as_str()),
-            ("MERIT_JWT_SECRET", jwt.as_str()),
-        ],
-        &log,
+async fn probes_the_openapi_document_request_ids_and_unknown_routes_answer() {
+    let ctx = Rest::start("api-probes.log").await;
+    check_probes_and_openapi(&ctx).await;
+    check_request_ids_are_echoed_or_replaced_and_logged(&ctx).await;
+    assert_error(
+        &ctx.api.get("/api/v1/nothing-here", Some(ctx.adm())).await,
+        StatusCode::NOT_FOUND,
+        "no route",
     );
-    let api = Api::new(node.http_url(60), &jwt);
-    let alice = common::wallet(1);
-    let bob = common::wallet(2);
-    let (a, b) = (api.user(&alice), api.user(&bob));
-    let adm = admin.as_str();
+    ctx.node.finish().await;
+}
 
-    // Health, readiness, the OpenAPI document.
+async fn check_probes_and_openapi(ctx: &Rest) {
+    let api = &ctx.api;
     let (status, health) = api.get("/health", None).await;
     assert_eq!(
         (status, health["status"].as_str()),
         (StatusCode::OK, Some("alive"))
     );
-    api.until(30, "/ready", adm, |s, _| s == StatusCode::OK)
+    api.until(30, "/ready", ctx.adm(), |s, _| s == StatusCode::OK)
         .await;
     let (status, doc) = api.get("/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -146,164 +185,191 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
     ] {
         assert!(doc["paths"][path].is_object(), "OpenAPI documents {path}");
     }
+}
 
-    // Authentication.
-    let me = format!("/api/v1/users/{alice}");
-    assert_error(
-        &api.get(&me, None).await,
-        StatusCode::UNAUTHORIZED,
-        "missing credential",
-    );
-    assert_error(
-        &api.get(&me, Some("not-a-token")).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid bearer token",
-    );
-    let forged = merit_api::sign(
-        b"another secret entirely, 32 bytes!",
-        &alice.to_string(),
-        60,
-    );
-    assert_error(
-        &api.get(&me, Some(&forged)).await,
-        StatusCode::UNAUTHORIZED,
-        "signature",
-    );
-    let expired = merit_api::sign(jwt.as_bytes(), &alice.to_string(), -3600);
-    assert_error(
-        &api.get(&me, Some(&expired)).await,
-        StatusCode::UNAUTHORIZED,
-        "expired",
-    );
-    assert_error(
-        &api.get("/api/v1/nodes", Some(&a)).await,
-        StatusCode::FORBIDDEN,
-        "operators only",
-    );
-    assert_error(
-        &api.get("/api/v1/users/0x123", Some(adm)).await,
-        StatusCode::BAD_REQUEST,
-        "address",
-    );
-    assert_error(
-        &api.get(&me, Some(adm)).await,
-        StatusCode::NOT_FOUND,
-        "no event",
-    );
+/// A request id: the caller's (a plain token) is echoed, anything else is replaced.
+async fn check_request_ids_are_echoed_or_replaced_and_logged(ctx: &Rest) {
+    let api = &ctx.api;
+    for (sent, echoed) in [("trace-me-42", true), ("no spaces allowed", false)] {
+        let answer = api
+            .http
+            .get(format!("{}/health", api.base))
+            .header("X-Request-Id", sent)
+            .send()
+            .await
+            .expect("health");
+        let id = answer
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("every answer has a request id")
+            .to_string();
+        assert_eq!(id == sent, echoed, "{sent:?} -> {id:?}");
+        let logged = std::fs::read_to_string(&ctx.node.log).expect("node log");
+        assert!(logged.contains(&id), "the access log names request {id}");
+    }
+}
 
-    // Alice creates a proposal through the API; it is published and applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+async fn bad_credentials_and_out_of_range_pages_are_refused_naming_what_is_wrong() {
+    let ctx = Rest::start("api-auth.log").await;
+    let (api, a, adm) = (&ctx.api, ctx.a.as_str(), ctx.adm());
+    let me = ctx.me();
+    let alice = ctx.alice.to_string();
+    let forged = merit_api::sign(b"another secret entirely, 32 bytes!", &alice, 60);
+    let expired = merit_api::sign(ctx.node.jwt.as_bytes(), &alice, -3600);
+    assert_gets_refused(
+        api,
+        &[
+            (&me, None, StatusCode::UNAUTHORIZED, "missing credential"),
+            (
+                &me,
+                Some("not-a-token"),
+                StatusCode::UNAUTHORIZED,
+                "invalid bearer token",
+            ),
+            (&me, Some(&forged), StatusCode::UNAUTHORIZED, "signature"),
+            (&me, Some(&expired), StatusCode::UNAUTHORIZED, "expired"),
+            (
+                "/api/v1/nodes",
+                Some(a),
+                StatusCode::FORBIDDEN,
+                "operators only",
+            ),
+            (
+                "/api/v1/users/0x123",
+                Some(adm),
+                StatusCode::BAD_REQUEST,
+                "address",
+            ),
+            (&me, Some(adm), StatusCode::NOT_FOUND, "no event"),
+        ],
+    )
+    .await;
+    assert_gets_refused(
+        api,
+        &[
+            (
+                "/api/v1/proposals?page=0",
+                Some(a),
+                StatusCode::BAD_REQUEST,
+                "page",
+            ),
+            (
+                "/api/v1/proposals?page_size=501",
+                Some(a),
+                StatusCode::BAD_REQUEST,
+                "page_size",
+            ),
+            (
+                "/api/v1/proposals?page=x",
+                Some(a),
+                StatusCode::BAD_REQUEST,
+                "query",
+            ),
+        ],
+    )
+    .await;
+    ctx.node.finish().await;
+}
+
+/// One node through the life of a proposal: created, voted on, its creator's achievement
+/// minted, its saga completed; then a dead letter worked through, and the operators' views
+/// of all of it. Each step needs the ones before, so they share the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+async fn a_proposal_its_votes_achievement_saga_and_a_dead_letter_flow_through_the_rest_api() {
+    let ctx = Rest::start("api-rest.log").await;
+    check_proposal_is_created_and_bad_ones_are_refused(&ctx).await;
+    check_a_vote_is_counted_with_its_weight_once(&ctx).await;
+    check_the_first_proposal_mints_an_achievement(&ctx).await;
+    check_the_notification_log_and_that_users_read_only_their_own(&ctx).await;
+    check_the_mint_saga_is_listed_and_not_retried(&ctx).await;
+    check_a_dead_letter_is_listed_inspected_and_replayed(&ctx).await;
+    check_nodes_overview_and_chain_sync(&ctx).await;
+    check_metrics_name_every_series_and_count_per_route(&ctx).await;
+    ctx.node.finish().await;
+}
+
+/// Alice creates a proposal through the API; it is published and applied.
+async fn check_proposal_is_created_and_bad_ones_are_refused(ctx: &Rest) {
+    let (api, a) = (&ctx.api, ctx.a.as_str());
     let starts = chrono::Utc::now() - chrono::Duration::minutes(1);
     let proposal = json!({
         "proposal": "api-p1", "title": "Fund the docs", "description": "Two weeks of writing",
         "starts_at": starts, "ends_at": starts + chrono::Duration::days(3), "quorum": 1000,
     });
-    let (status, accepted) = api
-        .post("/api/v1/proposals", Some(&a), proposal.clone())
-        .await;
+    let path = "/api/v1/proposals";
+    let (status, accepted) = api.post(path, Some(a), proposal.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     assert_eq!(accepted["type"], "governance.proposal.created");
-    assert_error(
-        &api.post("/api/v1/proposals", Some(adm), proposal.clone())
-            .await,
-        StatusCode::FORBIDDEN,
-        "user token",
-    );
+    let (as_admin, as_alice) = ((path, ctx.adm()), (path, a));
+    let forbidden = StatusCode::FORBIDDEN;
+    assert_post_refused(api, as_admin, proposal.clone(), forbidden, "user token").await;
     let mut bad = proposal.clone();
     bad["proposal"] = json!("api-p2");
     bad["ends_at"] = json!(starts - chrono::Duration::days(1));
-    assert_error(
-        &api.post("/api/v1/proposals", Some(&a), bad).await,
-        StatusCode::BAD_REQUEST,
-        "ends_at",
-    );
+    assert_post_refused(api, as_alice, bad, StatusCode::BAD_REQUEST, "ends_at").await;
     let mut unknown = proposal.clone();
     unknown["colour"] = json!("red");
-    assert_error(
-        &api.post("/api/v1/proposals", Some(&a), unknown).await,
-        StatusCode::BAD_REQUEST,
-        "colour",
-    );
+    assert_post_refused(api, as_alice, unknown, StatusCode::BAD_REQUEST, "colour").await;
     let mut huge = proposal.clone();
     huge["description"] = json!("x".repeat(70 * 1024));
-    assert_error(
-        &api.post("/api/v1/proposals", Some(&a), huge).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "larger than",
-    );
+    let too_large = StatusCode::PAYLOAD_TOO_LARGE;
+    assert_post_refused(api, as_alice, huge, too_large, "larger than").await;
     // Pending until the deadline timer opens it (its `starts_at` has passed).
     let p = api
-        .until(30, "/api/v1/proposals/api-p1", &a, |s, v| {
+        .until(30, "/api/v1/proposals/api-p1", a, |s, v| {
             s == StatusCode::OK && v["status"] == "active"
         })
         .await;
-    assert_eq!(p["creator"], alice.to_string());
-    assert_error(
-        &api.post("/api/v1/proposals", Some(&a), proposal).await,
-        StatusCode::CONFLICT,
-        "exists",
-    );
-    assert_error(
-        &api.get("/api/v1/proposals/nope", Some(&a)).await,
-        StatusCode::NOT_FOUND,
-        "no such proposal",
-    );
-    let (status, list) = api.get("/api/v1/proposals?status=active", Some(&b)).await;
+    assert_eq!(p["creator"], ctx.alice.to_string());
+    assert_post_refused(api, as_alice, proposal, StatusCode::CONFLICT, "exists").await;
+    let nope = ("/api/v1/proposals/nope", Some(a));
+    assert_gets_refused(
+        api,
+        &[(nope.0, nope.1, StatusCode::NOT_FOUND, "no such proposal")],
+    )
+    .await;
+    let (status, list) = api
+        .get("/api/v1/proposals?status=active", Some(&ctx.b))
+        .await;
     assert_eq!(
         (status, list["total"].as_u64()),
         (StatusCode::OK, Some(1)),
         "{list}"
     );
+}
 
-    // Bob votes; the vote is counted with its weight; a second vote is refused.
-    let (status, _) = api
-        .post(
-            "/api/v1/proposals/api-p1/votes",
-            Some(&b),
-            json!({"choice": "for"}),
-        )
-        .await;
+/// Bob votes; the vote is counted with its weight; a second vote is refused.
+async fn check_a_vote_is_counted_with_its_weight_once(ctx: &Rest) {
+    let (api, b) = (&ctx.api, ctx.b.as_str());
+    let votes = ("/api/v1/proposals/api-p1/votes", b);
+    let (status, _) = api.post(votes.0, Some(b), json!({"choice": "for"})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_error(
-        &api.post(
-            "/api/v1/proposals/api-p1/votes",
-            Some(&b),
-            json!({"choice": "maybe"}),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "choice",
-    );
-    assert_error(
-        &api.post(
-            "/api/v1/proposals/nope/votes",
-            Some(&b),
-            json!({"choice": "for"}),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        "no such proposal",
-    );
-    let votes = api
-        .until(30, "/api/v1/proposals/api-p1/votes", &b, |s, v| {
+    let bad = StatusCode::BAD_REQUEST;
+    assert_post_refused(api, votes, json!({"choice": "maybe"}), bad, "choice").await;
+    let nope = ("/api/v1/proposals/nope/votes", b);
+    let (for_, not_found) = (json!({"choice": "for"}), StatusCode::NOT_FOUND);
+    assert_post_refused(api, nope, for_, not_found, "no such proposal").await;
+    let counted = api
+        .until(30, votes.0, b, |s, v| {
             s == StatusCode::OK && v["total"] == 1
         })
         .await;
-    assert_eq!(votes["items"][0]["voter"], bob.to_string());
-    assert_eq!(votes["items"][0]["weight"], 1000);
-    assert_error(
-        &api.post(
-            "/api/v1/proposals/api-p1/votes",
-            Some(&b),
-            json!({"choice": "against"}),
-        )
-        .await,
-        StatusCode::CONFLICT,
-        "first vote is final",
-    );
+    assert_eq!(counted["items"][0]["voter"], ctx.bob.to_string());
+    assert_eq!(counted["items"][0]["weight"], 1000);
+    let against = json!({"choice": "against"});
+    let conflict = StatusCode::CONFLICT;
+    assert_post_refused(api, votes, against, conflict, "first vote is final").await;
+}
 
-    // Alice's first proposal unlocks an achievement, minted on the dev chain.
+/// Alice's first proposal unlocks an achievement, minted on the dev chain.
+async fn check_the_first_proposal_mints_an_achievement(ctx: &Rest) {
+    let (api, a, b, me) = (&ctx.api, ctx.a.as_str(), ctx.b.as_str(), ctx.me());
     let achievements = api
-        .until(60, &format!("{me}/achievements"), &a, |s, v| {
+        .until(60, &format!("{me}/achievements"), a, |s, v| {
             s == StatusCode::OK && v["items"][0]["state"] == "minted"
         })
         .await;
@@ -313,41 +379,53 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
         .expect("token")
         .to_string();
     let nfts = api
-        .until(30, &format!("{me}/nfts"), &a, |s, v| {
+        .until(30, &format!("{me}/nfts"), a, |s, v| {
             s == StatusCode::OK && v["total"] == 1
         })
         .await;
     assert_eq!(nfts["items"][0]["token"], token.as_str());
-    let (status, nft) = api.get(&format!("/api/v1/nfts/{token}"), Some(&b)).await;
+    let (status, nft) = api.get(&format!("/api/v1/nfts/{token}"), Some(b)).await;
     assert_eq!(
         (status, nft["owner"].as_str()),
-        (StatusCode::OK, Some(alice.to_string().as_str()))
+        (StatusCode::OK, Some(ctx.alice.to_string().as_str()))
     );
-    assert_error(
-        &api.get("/api/v1/nfts/abc", Some(&b)).await,
-        StatusCode::BAD_REQUEST,
-        "token id",
-    );
-    assert_error(
-        &api.get("/api/v1/nfts/12345", Some(&b)).await,
-        StatusCode::NOT_FOUND,
-        "no such token",
-    );
+    assert_gets_refused(
+        api,
+        &[
+            (
+                "/api/v1/nfts/abc",
+                Some(b),
+                StatusCode::BAD_REQUEST,
+                "token id",
+            ),
+            (
+                "/api/v1/nfts/12345",
+                Some(b),
+                StatusCode::NOT_FOUND,
+                "no such token",
+            ),
+        ],
+    )
+    .await;
     let user = api
-        .until(30, &me, &a, |s, v| {
+        .until(30, &me, a, |s, v| {
             s == StatusCode::OK && v["benefits"]["multiplier_bps"] == 11000
         })
         .await;
     assert_eq!(user["proposals_created"], 1);
-    // Her notification log: unlocked, minted, benefits changed, in order without gaps.
+}
+
+/// Her notification log: unlocked, minted, benefits changed, in order without gaps; and a
+/// user reads only their own data.
+async fn check_the_notification_log_and_that_users_read_only_their_own(ctx: &Rest) {
+    let (api, me) = (&ctx.api, ctx.me());
     let log_page = api
-        .until(30, &format!("{me}/notifications"), &a, |_, v| {
+        .until(30, &format!("{me}/notifications"), &ctx.a, |_, v| {
             v["items"].as_array().is_some_and(|i| i.len() >= 3)
         })
         .await;
-    let kinds: Vec<&str> = log_page["items"]
-        .as_array()
-        .expect("items")
+    let items = log_page["items"].as_array().expect("items");
+    let kinds: Vec<&str> = items
         .iter()
         .map(|n| n["kind"].as_str().unwrap_or_default())
         .collect();
@@ -358,44 +436,28 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
     ] {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
-    let seqs: Vec<u64> = log_page["items"]
-        .as_array()
-        .expect("items")
+    let seqs: Vec<u64> = items
         .iter()
         .map(|n| n["seq"].as_u64().unwrap_or(0))
         .collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
-    // A user reads only their own data.
-    assert_error(&api.get(&me, Some(&b)).await, StatusCode::FORBIDDEN, "own");
-    assert_error(
-        &api.get(&format!("{me}/notifications"), Some(&b)).await,
-        StatusCode::FORBIDDEN,
-        "own",
-    );
-    assert_error(
-        &api.get(&format!("{me}/achievements"), Some(&b)).await,
-        StatusCode::FORBIDDEN,
-        "own",
-    );
+    let b = Some(ctx.b.as_str());
+    let (notifications, achievements) =
+        (format!("{me}/notifications"), format!("{me}/achievements"));
+    assert_gets_refused(
+        api,
+        &[
+            (&me, b, StatusCode::FORBIDDEN, "own"),
+            (&notifications, b, StatusCode::FORBIDDEN, "own"),
+            (&achievements, b, StatusCode::FORBIDDEN, "own"),
+        ],
+    )
+    .await;
+}
 
-    // Pagination bounds.
-    assert_error(
-        &api.get("/api/v1/proposals?page=0", Some(&a)).await,
-        StatusCode::BAD_REQUEST,
-        "page",
-    );
-    assert_error(
-        &api.get("/api/v1/proposals?page_size=501", Some(&a)).await,
-        StatusCode::BAD_REQUEST,
-        "page_size",
-    );
-    assert_error(
-        &api.get("/api/v1/proposals?page=x", Some(&a)).await,
-        StatusCode::BAD_REQUEST,
-        "query",
-    );
-
-    // Sagas.
+/// The achievement's mint saga: completed, its steps, not retried, bad ids refused.
+async fn check_the_mint_saga_is_listed_and_not_retried(ctx: &Rest) {
+    let (api, adm) = (&ctx.api, ctx.adm());
     let (status, sagas) = api.get("/api/v1/sagas?state=completed", Some(adm)).await;
     assert_eq!(status, StatusCode::OK, "{sagas}");
     assert_eq!(sagas["total"], 1);
@@ -414,39 +476,36 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
         .map(|s| s["name"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(steps, ["reserve", "mint", "register", "confirm"]);
-    assert_error(
-        &api.post(
-            &format!("/api/v1/sagas/{saga_id}/retry"),
-            Some(adm),
-            json!({}),
-        )
-        .await,
-        StatusCode::CONFLICT,
-        "failed or stuck",
-    );
-    assert_error(
-        &api.get("/api/v1/sagas/not-a-uuid", Some(adm)).await,
-        StatusCode::BAD_REQUEST,
-        "saga id",
-    );
-    assert_error(
-        &api.get(
-            &format!("/api/v1/sagas/{}", uuid::Uuid::new_v4()),
-            Some(adm),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        "no such saga",
-    );
-    assert_error(
-        &api.get("/api/v1/sagas?state=sleeping", Some(adm)).await,
-        StatusCode::BAD_REQUEST,
-        "state",
-    );
+    let retry = format!("/api/v1/sagas/{saga_id}/retry");
+    let conflict = StatusCode::CONFLICT;
+    assert_post_refused(api, (&retry, adm), json!({}), conflict, "failed or stuck").await;
+    let unknown = format!("/api/v1/sagas/{}", uuid::Uuid::new_v4());
+    assert_gets_refused(
+        api,
+        &[
+            (
+                "/api/v1/sagas/not-a-uuid",
+                Some(adm),
+                StatusCode::BAD_REQUEST,
+                "saga id",
+            ),
+            (&unknown, Some(adm), StatusCode::NOT_FOUND, "no such saga"),
+            (
+                "/api/v1/sagas?state=sleeping",
+                Some(adm),
+                StatusCode::BAD_REQUEST,
+                "state",
+            ),
+        ],
+    )
+    .await;
+}
 
-    // Dead letters: a malformed message, listed, inspected, replayed (it fails again and
-    // comes back under a new id), discarded.
-    let producer = publisher(&vhost).await;
+/// Dead letters: a malformed message, listed, inspected, replayed (it fails again and
+/// comes back under a new id), discarded.
+async fn check_a_dead_letter_is_listed_inspected_and_replayed(ctx: &Rest) {
+    let (api, adm) = (&ctx.api, ctx.adm());
+    let producer = common::producer(&ctx.node.vhost, 2).await;
     let mut malformed = Outgoing::new("governance.vote.cast", "bad-1", &b"{not json"[..]);
     malformed
         .headers
@@ -477,135 +536,50 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
         })
         .await;
     let id2 = again["items"][0]["id"].as_str().expect("id").to_string();
-    assert_error(
-        &api.call(
-            Method::DELETE,
-            &format!("/api/v1/dlq/{id}"),
-            Some(adm),
-            None,
-        )
-        .await,
-        StatusCode::CONFLICT,
-        "already replayed",
-    );
-    assert_error(
-        &api.call(Method::DELETE, "/api/v1/dlq/no-such-id", Some(adm), None)
-            .await,
-        StatusCode::NOT_FOUND,
-        "no such dead letter",
-    );
-    let (status, _) = api
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/dlq/{id2}"),
-            Some(adm),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    api.until(30, "/api/v1/dlq", adm, |_, v| v["total"] == 0)
-        .await;
-    assert_error(
-        &api.get("/api/v1/dlq", Some(&a)).await,
-        StatusCode::FORBIDDEN,
-        "operators only",
-    );
+    check_dead_letters_are_discarded_once(ctx, &id, &id2).await;
+}
 
-    // Config: current, a refused document, a change, history, diff, rollback.
-    let (status, current) = api.get("/api/v1/config", Some(adm)).await;
-    assert_eq!(
-        (status, current["version"].as_u64()),
-        (StatusCode::OK, Some(0))
-    );
-    let mut doc = current["document"].clone();
-    doc["limits"]["max_boosting_nfts"] = json!(3);
-    let change = json!({"document": doc, "author": "ops", "reason": "fewer boosts"});
-    let mut broken = change.clone();
-    broken["document"]["rules"][0]["when"] =
-        json!({"count": {"activity": "dancing", "at_least": 1}});
-    assert_error(
-        &api.post("/api/v1/config", Some(adm), broken).await,
-        StatusCode::BAD_REQUEST,
-        "rules[0]",
-    );
-    // A document, or a whole body, written as a JSON array: serde alone would read `[]` as
-    // a document of defaults and store it (schemathesis found this).
-    let mut as_array = change.clone();
-    as_array["document"] = json!([]);
-    assert_error(
-        &api.post("/api/v1/config", Some(adm), as_array).await,
-        StatusCode::BAD_REQUEST,
-        "expected struct",
-    );
-    assert_error(
-        &api.post(
-            "/api/v1/config/rollback",
-            Some(adm),
-            json!([0, "ops", "positional"]),
-        )
-        .await,
-        StatusCode::BAD_REQUEST,
-        "expected struct",
-    );
-    let (status, v1) = api.post("/api/v1/config", Some(adm), change).await;
-    assert_eq!(
-        (status, v1["version"].as_u64()),
-        (StatusCode::CREATED, Some(1)),
-        "{v1}"
-    );
-    let (status, history) = api.get("/api/v1/config/versions", Some(adm)).await;
-    assert_eq!(
-        (status, history["total"].as_u64()),
-        (StatusCode::OK, Some(1))
-    );
-    let (status, diff) = api.get("/api/v1/config/diff?from=0&to=1", Some(adm)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(diff.to_string().contains("max_boosting_nfts"), "{diff}");
-    assert_error(
-        &api.get("/api/v1/config/diff?from=0", Some(adm)).await,
-        StatusCode::BAD_REQUEST,
-        "to",
-    );
-    assert_error(
-        &api.get("/api/v1/config/versions/99", Some(adm)).await,
-        StatusCode::NOT_FOUND,
-        "99",
-    );
-    let (status, v2) = api
-        .post(
-            "/api/v1/config/rollback",
-            Some(adm),
-            json!({"version": 0, "author": "ops", "reason": "undo"}),
-        )
+/// `replayed` cannot be discarded, nor an unknown id; `waiting` can; users see none.
+async fn check_dead_letters_are_discarded_once(ctx: &Rest, replayed: &str, waiting: &str) {
+    let (api, adm) = (&ctx.api, Some(ctx.adm()));
+    let delete = |id: String| async move {
+        let path = format!("/api/v1/dlq/{id}");
+        api.call(Method::DELETE, &path, adm, None).await
+    };
+    let conflict = StatusCode::CONFLICT;
+    assert_error(&delete(replayed.into()).await, conflict, "already replayed");
+    let missing = delete("no-such-id".into()).await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "no such dead letter");
+    assert_eq!(delete(waiting.into()).await.0, StatusCode::OK);
+    api.until(30, "/api/v1/dlq", ctx.adm(), |_, v| v["total"] == 0)
         .await;
-    assert_eq!(
-        (status, v2["rollback_of"].as_u64()),
-        (StatusCode::CREATED, Some(0))
-    );
-    assert_error(
-        &api.post(
-            "/api/v1/config/rollback",
-            Some(adm),
-            json!({"version": 42, "author": "ops", "reason": "?"}),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        "42",
-    );
+    let a = Some(ctx.a.as_str());
+    assert_gets_refused(
+        api,
+        &[("/api/v1/dlq", a, StatusCode::FORBIDDEN, "operators only")],
+    )
+    .await;
+}
 
-    // Nodes, overview, metrics, the on-demand full sync, unknown routes.
-    let (status, nodes) = api.get("/api/v1/nodes", Some(adm)).await;
+/// Nodes, overview, the on-demand full sync.
+async fn check_nodes_overview_and_chain_sync(ctx: &Rest) {
+    let (api, adm) = (&ctx.api, Some(ctx.adm()));
+    let (status, nodes) = api.get("/api/v1/nodes", adm).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(nodes["items"][0]["node_id"], "api-node");
-    let (status, overview) = api.get("/api/v1/admin/overview", Some(adm)).await;
+    let (status, overview) = api.get("/api/v1/admin/overview", adm).await;
     assert_eq!(
         (status, overview["node_id"].as_str()),
         (StatusCode::OK, Some("api-node"))
     );
-    let (status, report) = api.post("/api/v1/chain/sync", Some(adm), json!({})).await;
+    let (status, report) = api.post("/api/v1/chain/sync", adm, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert!(report["checked"].as_u64() >= Some(1), "{report}");
     assert_eq!(report["drifted"], 0);
+}
+
+async fn check_metrics_name_every_series_and_count_per_route(ctx: &Rest) {
+    let api = &ctx.api;
     let metrics = api
         .http
         .get(format!("{}/metrics", api.base))
@@ -637,34 +611,93 @@ async fn rest_endpoints_succeed_and_refuse_bad_input() {
                 && l.contains("status=\"200\"")),
         "per-route request counts:\n{metrics}"
     );
-    // A request id: the caller's (a plain token) is echoed, anything else is replaced.
-    for (sent, echoed) in [("trace-me-42", true), ("no spaces allowed", false)] {
-        let answer = api
-            .http
-            .get(format!("{}/health", api.base))
-            .header("X-Request-Id", sent)
-            .send()
-            .await
-            .expect("health");
-        let id = answer
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .expect("every answer has a request id")
-            .to_string();
-        assert_eq!(id == sent, echoed, "{sent:?} -> {id:?}");
-        let logged = std::fs::read_to_string(&log).expect("node log");
-        assert!(logged.contains(&id), "the access log names request {id}");
-    }
-    assert_error(
-        &api.get("/api/v1/nothing-here", Some(adm)).await,
-        StatusCode::NOT_FOUND,
-        "no route",
-    );
+}
 
-    node.stop();
-    vhost.delete();
-    db.cleanup().await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+async fn config_endpoints_change_diff_and_roll_back_and_refuse_bad_documents() {
+    let ctx = Rest::start("api-config.log").await;
+    let change = check_bad_config_documents_are_refused(&ctx).await;
+    check_a_config_change_is_versioned_diffed_and_rolled_back(&ctx, change).await;
+    ctx.node.finish().await;
+}
+
+/// Config: current, refused documents; returns a good change (fewer boosts).
+async fn check_bad_config_documents_are_refused(ctx: &Rest) -> Value {
+    let (api, adm) = (&ctx.api, ctx.adm());
+    let (status, current) = api.get("/api/v1/config", Some(adm)).await;
+    assert_eq!(
+        (status, current["version"].as_u64()),
+        (StatusCode::OK, Some(0))
+    );
+    let mut doc = current["document"].clone();
+    doc["limits"]["max_boosting_nfts"] = json!(3);
+    let change = json!({"document": doc, "author": "ops", "reason": "fewer boosts"});
+    let mut broken = change.clone();
+    broken["document"]["rules"][0]["when"] =
+        json!({"count": {"activity": "dancing", "at_least": 1}});
+    let (config, bad) = (("/api/v1/config", adm), StatusCode::BAD_REQUEST);
+    assert_post_refused(api, config, broken, bad, "rules[0]").await;
+    // A document, or a whole body, written as a JSON array: serde alone would read `[]` as
+    // a document of defaults and store it (schemathesis found this).
+    let mut as_array = change.clone();
+    as_array["document"] = json!([]);
+    assert_post_refused(api, config, as_array, bad, "expected struct").await;
+    let positional = json!([0, "ops", "positional"]);
+    let rollback = ("/api/v1/config/rollback", adm);
+    assert_post_refused(api, rollback, positional, bad, "expected struct").await;
+    change
+}
+
+/// A change, history, diff, rollback.
+async fn check_a_config_change_is_versioned_diffed_and_rolled_back(ctx: &Rest, change: Value) {
+    let (api, adm) = (&ctx.api, ctx.adm());
+    let (status, v1) = api.post("/api/v1/config", Some(adm), change).await;
+    assert_eq!(
+        (status, v1["version"].as_u64()),
+        (StatusCode::CREATED, Some(1)),
+        "{v1}"
+    );
+    let (status, history) = api.get("/api/v1/config/versions", Some(adm)).await;
+    assert_eq!(
+        (status, history["total"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let (status, diff) = api.get("/api/v1/config/diff?from=0&to=1", Some(adm)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(diff.to_string().contains("max_boosting_nfts"), "{diff}");
+    assert_gets_refused(
+        api,
+        &[
+            (
+                "/api/v1/config/diff?from=0",
+                Some(adm),
+                StatusCode::BAD_REQUEST,
+                "to",
+            ),
+            (
+                "/api/v1/config/versions/99",
+                Some(adm),
+                StatusCode::NOT_FOUND,
+                "99",
+            ),
+        ],
+    )
+    .await;
+    let rollback = "/api/v1/config/rollback";
+    let (status, v2) = api
+        .post(
+            rollback,
+            Some(adm),
+            json!({"version": 0, "author": "ops", "reason": "undo"}),
+        )
+        .await;
+    assert_eq!(
+        (status, v2["rollback_of"].as_u64()),
+        (StatusCode::CREATED, Some(0))
+    );
+    let unknown = json!({"version": 42, "author": "ops", "reason": "?"});
+    assert_post_refused(api, (rollback, adm), unknown, StatusCode::NOT_FOUND, "42").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,21 +709,15 @@ async fn ready_turns_503_naming_rabbitmq_while_the_broker_is_unreachable() {
     let proxy = Proxy::start("127.0.0.1:5672").await;
     let url = vhost.url.replace(":5672/", &format!(":{}/", proxy.port));
     let (admin, jwt) = common::secrets();
-    let log = common::artefacts().join("api-ready.log");
-    let _ = std::fs::remove_file(&log);
-    let node = NodeProcess::spawn(
-        &[
-            ("MERIT_DATABASE_URL", db.url.as_str()),
-            ("MERIT_AMQP_URL", url.as_str()),
-            ("MERIT_NODE_ID", "ready-node"),
-            ("MERIT_ADMIN_TOKEN", admin.as_str()),
-            ("MERIT_JWT_SECRET", jwt.as_str()),
-            // A Redis nobody answers on: the node absorbs it (cache from memory and the
-            // database, registration in the database), so it is degraded, not unready.
-            ("MERIT_REDIS_URL", "redis://127.0.0.1:1/"),
-        ],
-        &log,
-    );
+    let log = common::fresh_log("api-ready.log");
+    let extra = [
+        ("MERIT_JWT_SECRET", jwt.as_str()),
+        // A Redis nobody answers on: the node absorbs it (cache from memory and the
+        // database, registration in the database), so it is degraded, not unready.
+        ("MERIT_REDIS_URL", "redis://127.0.0.1:1/"),
+    ];
+    let env = common::serve_env(&db.url, Some(&url), "ready-node", &admin, &extra);
+    let node = NodeProcess::spawn(&env, &log);
     let api = Api::new(node.http_url(60), &jwt);
     let up = api
         .until(30, "/ready", &admin, |s, b| {
@@ -725,13 +752,35 @@ async fn ready_turns_503_naming_rabbitmq_while_the_broker_is_unreachable() {
     db.cleanup().await;
 }
 
+/// anvil's second dev key, as the node's minter key: a secret to look for.
+const MINTER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+/// Paths anyone may read.
+const PUBLIC_PATHS: [&str; 5] = [
+    "/health",
+    "/ready",
+    "/metrics",
+    "/openapi.json",
+    "/dashboard",
+];
+
+/// Paths an operator reads.
+const OPERATOR_PATHS: [&str; 7] = [
+    "/api/v1/admin/overview",
+    "/api/v1/nodes",
+    "/api/v1/config",
+    "/api/v1/config/versions",
+    "/api/v1/sagas",
+    "/api/v1/dlq",
+    "/api/v1/users/0xnot",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn bursts_are_limited_and_no_secret_appears_in_responses_or_the_log() {
     common::init_crypto();
     let db = TestDb::empty(Backend::Postgres).await;
     let (admin, jwt) = common::secrets();
-    let minter = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
     // trust auth ignores the password, so it can be a secret to look for.
     let password = format!("pw{}", uuid::Uuid::new_v4().simple());
     let db_url = db
@@ -741,68 +790,76 @@ async fn bursts_are_limited_and_no_secret_appears_in_responses_or_the_log() {
         db_url, db.url,
         "the test database URL has a user to add a password to"
     );
-    let log = common::artefacts().join("api-secrets.log");
-    let _ = std::fs::remove_file(&log);
-    let node = NodeProcess::spawn(
-        &[
-            ("MERIT_DATABASE_URL", db_url.as_str()),
-            ("MERIT_NODE_ID", "secret-node"),
-            ("MERIT_ADMIN_TOKEN", admin.as_str()),
-            ("MERIT_JWT_SECRET", jwt.as_str()),
-            ("MERIT_MINTER_KEY", minter),
-            ("MERIT_LOG_FILTER", "debug,sqlx=info,h2=info,hyper=info"),
-        ],
-        &log,
-    );
+    let log = common::fresh_log("api-secrets.log");
+    let extra = [
+        ("MERIT_JWT_SECRET", jwt.as_str()),
+        ("MERIT_MINTER_KEY", MINTER_KEY),
+        ("MERIT_LOG_FILTER", "debug,sqlx=info,h2=info,hyper=info"),
+    ];
+    let env = common::serve_env(&db_url, None, "secret-node", &admin, &extra);
+    let node = NodeProcess::spawn(&env, &log);
     let api = Api::new(node.http_url(60), &jwt);
     api.until(30, "/ready", &admin, |s, _| s == StatusCode::OK)
         .await;
+    let seen = answers_to_every_kind_of_caller(&api, &admin).await;
+    check_a_burst_is_limited_with_retry_after_but_probes_are_not(&api, &admin).await;
+
+    node.stop();
+    let logged = std::fs::read_to_string(&log).expect("log");
+    for (name, secret) in [
+        ("admin token", admin.as_str()),
+        ("JWT secret", jwt.as_str()),
+        ("minter key", &MINTER_KEY[2..]),
+        ("database password", password.as_str()),
+    ] {
+        assert!(!seen.contains(secret), "the {name} appears in a response");
+        assert!(!logged.contains(secret), "the {name} appears in the log");
+    }
+    db.cleanup().await;
+}
+
+/// Every answer to anonymous, operator, user and bad-token callers, a stream ticket and
+/// the first chunk of the dashboard feed, as one text.
+async fn answers_to_every_kind_of_caller(api: &Api, admin: &str) -> String {
     let user = api.user(&common::wallet(7));
-    let mut seen = String::new();
-    for (path, token) in [
-        ("/health", None),
-        ("/ready", None),
-        ("/metrics", None),
-        ("/openapi.json", None),
-        ("/dashboard", None),
-        ("/api/v1/admin/overview", Some(admin.as_str())),
-        ("/api/v1/nodes", Some(admin.as_str())),
-        ("/api/v1/config", Some(admin.as_str())),
-        ("/api/v1/config/versions", Some(admin.as_str())),
-        ("/api/v1/sagas", Some(admin.as_str())),
-        ("/api/v1/dlq", Some(admin.as_str())),
+    let mut calls: Vec<(&str, Option<&str>)> = PUBLIC_PATHS.iter().map(|p| (*p, None)).collect();
+    calls.extend(OPERATOR_PATHS.iter().map(|p| (*p, Some(admin))));
+    calls.extend([
         ("/api/v1/proposals", Some(user.as_str())),
         ("/api/v1/nodes", Some(user.as_str())),
         ("/api/v1/nodes", Some("wrong-token")),
         ("/api/v1/nodes", Some(&admin[..admin.len() - 1])),
-        ("/api/v1/users/0xnot", Some(admin.as_str())),
-    ] {
+    ]);
+    let mut seen = String::new();
+    for (path, token) in calls {
         let (status, body) = api.get(path, token).await;
         seen.push_str(&format!("{path} {status} {body}\n"));
     }
     let (status, ticket) = api
-        .post("/api/v1/admin/stream-ticket", Some(&admin), json!({}))
+        .post("/api/v1/admin/stream-ticket", Some(admin), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{ticket}");
     seen.push_str(&format!("stream-ticket {status} {ticket}\n"));
     let ticket = ticket["ticket"].as_str().expect("ticket");
-    let feed = api
+    let mut feed = api
         .http
         .get(format!("{}/dashboard/events?ticket={ticket}", api.base))
         .send()
         .await
         .expect("feed");
-    let mut feed = feed;
     let chunk = feed.chunk().await.expect("chunk").expect("first overview");
     seen.push_str(&String::from_utf8_lossy(&chunk));
     assert!(seen.contains("event: overview"), "the feed sends overviews");
+    seen
+}
 
-    // A burst past the budget is refused with 429 and Retry-After; probes are not limited.
+/// A burst past the budget is refused with 429 and Retry-After; probes are not limited.
+async fn check_a_burst_is_limited_with_retry_after_but_probes_are_not(api: &Api, admin: &str) {
     let mut limited = 0;
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let (http, url) = (api.http.clone(), format!("{}/api/v1/nodes", api.base));
-        let admin = admin.clone();
+        let admin = admin.to_string();
         tasks.push(tokio::spawn(async move {
             let mut refused = Vec::new();
             for _ in 0..120 {
@@ -833,17 +890,4 @@ async fn bursts_are_limited_and_no_secret_appears_in_responses_or_the_log() {
         StatusCode::OK,
         "probes are never limited"
     );
-
-    node.stop();
-    let logged = std::fs::read_to_string(&log).expect("log");
-    for (name, secret) in [
-        ("admin token", admin.as_str()),
-        ("JWT secret", jwt.as_str()),
-        ("minter key", &minter[2..]),
-        ("database password", password.as_str()),
-    ] {
-        assert!(!seen.contains(secret), "the {name} appears in a response");
-        assert!(!logged.contains(secret), "the {name} appears in the log");
-    }
-    db.cleanup().await;
 }

@@ -13,7 +13,7 @@ use common::{Backend, NodeProcess, TestDb, Vhost};
 use merit_mailbox::{DeadLetter, Outgoing, Transport};
 use merit_messages::{
     AchievementMinted, DeadlinePhase, Envelope, EventId, HoldingChange, HoldingsChanged, Origin,
-    ProposalCreated, ProposalDeadline, VoteCast, VoteChoice, VoteRecorded,
+    ProposalCreated, ProposalDeadline, VoteChoice, VoteRecorded,
 };
 use merit_storage::{
     entities::{achievement, proposal},
@@ -41,21 +41,15 @@ impl Node {
         common::init_crypto();
         let db = TestDb::empty(Backend::Postgres).await;
         let vhost = Vhost::create();
-        let producer = common::producer(&vhost, 2).await;
-        producer.declare().await.expect("declare");
+        let producer = common::declared_transport(&vhost.url, 2).await;
         let (admin, jwt) = common::secrets();
         let log = common::artefacts().join(format!("trust-{name}-{}.log", vhost.name));
-        let process = NodeProcess::spawn(
-            &[
-                ("MERIT_DATABASE_URL", db.url.as_str()),
-                ("MERIT_AMQP_URL", vhost.url.as_str()),
-                ("MERIT_MAILBOX_SHARDS", "2"),
-                ("MERIT_NODE_ID", name),
-                ("MERIT_ADMIN_TOKEN", admin.as_str()),
-                ("MERIT_JWT_SECRET", jwt.as_str()),
-            ],
-            &log,
-        );
+        let extra = [
+            ("MERIT_MAILBOX_SHARDS", "2"),
+            ("MERIT_JWT_SECRET", jwt.as_str()),
+        ];
+        let env = common::serve_env(&db.url, Some(&vhost.url), name, &admin, &extra);
+        let process = NodeProcess::spawn(&env, &log);
         println!("node log: {}", log.display());
         let base = process.http_url(60);
         common::wait_ready(&base, 60).await;
@@ -323,11 +317,10 @@ async fn a_producer_broker_user_may_write_the_producers_exchange_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
-async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_earns_nothing() {
+async fn an_id_chosen_to_pre_claim_a_proposal_s_deadline_cannot_veto_it() {
     let node = Node::start("trust-ids").await;
-
-    // 1. The veto: a decoy creation whose id is the victim's close deadline, then the
-    //    victim with a short window. The deadline must still close it.
+    // A decoy creation whose id is the victim's close deadline, then the victim with a
+    // short window. The deadline must still close it.
     let deadline = EventId::named("deadline:victim-1:close");
     let decoy = Envelope::with_id(
         deadline,
@@ -346,8 +339,20 @@ async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_e
         node.status("victim-1").await.as_deref() == Some("defeated")
     })
     .await;
+    node.finish().await;
+}
 
-    // 2. A NUL in a title: refused by the decoder (a named reason), applied by nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+async fn a_nul_title_refused_creations_and_own_votes_through_the_producers_door_earn_nothing() {
+    let node = Node::start("trust-farm").await;
+    check_a_nul_title_is_dead_lettered_naming_the_field(&node).await;
+    check_refused_creations_and_own_votes_earn_nothing(&node).await;
+    node.finish().await;
+}
+
+/// A NUL in a title: refused by the decoder (a named reason), applied by nobody.
+async fn check_a_nul_title_is_dead_lettered_naming_the_field(node: &Node) {
     let mut nul = serde_json::from_slice::<Value>(
         &Envelope::new("p", created("nul-title", 5, 3_600)).to_json(),
     )
@@ -374,9 +379,11 @@ async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_e
         "{}",
         nul_dl.reason
     );
+}
 
-    // 3. Creations the limits refuse (a window already over, a zero quorum, a window of
-    //    one second), and a vote on one's own proposal.
+/// Creations the limits refuse (a window already over, a zero quorum, a window of one
+/// second), and a vote on one's own proposal: none counts, none unlocks anything.
+async fn check_refused_creations_and_own_votes_earn_nothing(node: &Node) {
     let mut over = created("over-1", 6, 60);
     over.starts_at = Utc::now() - chrono::Duration::hours(2);
     over.ends_at = Utc::now() - chrono::Duration::hours(1);
@@ -394,16 +401,8 @@ async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_e
         node.status("own-1").await.is_some()
     })
     .await;
-    node.publish_as_producer(&[Envelope::new(
-        "farmer",
-        VoteCast {
-            proposal: "own-1".parse().expect("id"),
-            voter: common::wallet(7),
-            choice: VoteChoice::For,
-            reason: None,
-        },
-    )])
-    .await;
+    let own_vote = common::vote_cast("farmer", "own-1", common::wallet(7), VoteChoice::For);
+    node.publish_as_producer(&[own_vote]).await;
     // The accepted creator's first-proposal unlock is the marker that the user side ran.
     common::eventually(WAIT, "user 7's first proposal is unlocked", || async {
         node.achievements_of(&common::wallet(7))
@@ -440,8 +439,27 @@ async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_e
         json!(0),
         "own votes earn nothing: {user7}"
     );
+}
 
-    // 4. Through the API: a NUL is a 400 that names the field, a refused window too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+async fn api_creations_refuse_bad_fields_naming_them_and_are_limited_per_user_and_day() {
+    let node = Node::start("trust-api").await;
+    check_api_creations_with_a_nul_a_blink_or_no_quorum_are_400(&node).await;
+    check_api_creations_are_limited_per_user_and_day(&node).await;
+    node.finish().await;
+}
+
+/// A `POST /api/v1/proposals` as the user of `token`.
+fn create_via_api(node: &Node, token: &str, body: &Value) -> reqwest::RequestBuilder {
+    node.http
+        .post(format!("{}/api/v1/proposals", node.base))
+        .bearer_auth(token)
+        .json(body)
+}
+
+/// Through the API: a NUL is a 400 that names the field, a refused window too.
+async fn check_api_creations_with_a_nul_a_blink_or_no_quorum_are_400(node: &Node) {
     let token = merit_api::sign(node.jwt.as_bytes(), &common::wallet(8).to_string(), 600);
     let now = Utc::now();
     for (body, needle) in [
@@ -461,11 +479,7 @@ async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_e
             "quorum",
         ),
     ] {
-        let resp = node
-            .http
-            .post(format!("{}/api/v1/proposals", node.base))
-            .bearer_auth(&token)
-            .json(&body)
+        let resp = create_via_api(node, &token, &body)
             .send()
             .await
             .expect("request");
@@ -476,21 +490,22 @@ async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_e
         let message = answer["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(needle), "{message}");
     }
+}
 
-    // 5. Creations through the API are limited per user and day (20 by default): the
-    //    limit's worth is accepted, the next one is 429 naming it.
+/// Creations through the API are limited per user and day (20 by default): the limit's
+/// worth is accepted, the next one is 429 naming it.
+async fn check_api_creations_are_limited_per_user_and_day(node: &Node) {
     let limit = 20;
     let farmer = merit_api::sign(node.jwt.as_bytes(), &common::wallet(10).to_string(), 600);
     let create = |i: u32| {
         let now = Utc::now();
-        node.http
-            .post(format!("{}/api/v1/proposals", node.base))
-            .bearer_auth(&farmer)
-            .json(
-                &json!({"proposal": format!("daily-{i}"), "title": "t", "starts_at": now,
-                          "ends_at": now + chrono::Duration::days(1), "quorum": 1000}),
-            )
-            .send()
+        create_via_api(
+            node,
+            &farmer,
+            &json!({"proposal": format!("daily-{i}"), "title": "t", "starts_at": now,
+                    "ends_at": now + chrono::Duration::days(1), "quorum": 1000}),
+        )
+        .send()
     };
     for i in 0..limit {
         let resp = create(i).await.expect("request");
@@ -510,7 +525,6 @@ async fn ids_chosen_by_producers_cannot_pre_claim_merit_s_own_and_domain_abuse_e
     assert_eq!(status, reqwest::StatusCode::TOO_MANY_REQUESTS, "{answer}");
     let message = answer["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("at most 20"), "{message}");
-    node.finish().await;
 }
 
 /// A deadline its actor never applies (refused, dead-lettered, or pre-claimed as before

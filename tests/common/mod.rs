@@ -519,3 +519,110 @@ pub async fn all_dead_letters<T: merit_mailbox::Transport + ?Sized>(
     }
     all
 }
+
+// ---- Test nodes as child processes, for the service-tier HTTP tests ----
+
+/// A free local TCP port (free when asked; a test passes it to a node at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// A node log of `name` under [`artefacts`], any earlier run's removed.
+pub fn fresh_log(name: &str) -> std::path::PathBuf {
+    let log = artefacts().join(name);
+    let _ = std::fs::remove_file(&log);
+    log
+}
+
+/// The variables of a test node: its database, its broker (`None`: the embedded one), its
+/// id and admin token, then `extra` (a JWT secret, a shard count, ...).
+pub fn serve_env<'a>(
+    db_url: &'a str,
+    amqp_url: Option<&'a str>,
+    node_id: &'a str,
+    admin: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![("MERIT_DATABASE_URL", db_url)];
+    env.extend(amqp_url.map(|url| ("MERIT_AMQP_URL", url)));
+    env.push(("MERIT_NODE_ID", node_id));
+    env.push(("MERIT_ADMIN_TOKEN", admin));
+    env.extend_from_slice(extra);
+    env
+}
+
+/// `GET url` with `token` as the bearer: the body as JSON (the request must succeed).
+pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON body")
+}
+
+/// `merit serve` on a fresh PostgreSQL database and RabbitMQ vhost of its own, with fresh
+/// secrets: what most service-tier HTTP tests start from.
+pub struct ServedNode {
+    pub process: NodeProcess,
+    /// The node's HTTP base URL.
+    pub base: String,
+    pub admin: String,
+    pub jwt: String,
+    pub log: std::path::PathBuf,
+    pub db: TestDb,
+    pub vhost: Vhost,
+}
+
+impl ServedNode {
+    /// Starts node `node_id` (its JWT secret set, then `extra`) logging to [`fresh_log`]
+    /// `log`, and waits for its HTTP address (not for readiness).
+    pub async fn start(node_id: &str, log: &str, extra: &[(&str, &str)]) -> Self {
+        init_crypto();
+        let db = TestDb::empty(Backend::Postgres).await;
+        let vhost = Vhost::create();
+        let (admin, jwt) = secrets();
+        let log = fresh_log(log);
+        let mut more = vec![("MERIT_JWT_SECRET", jwt.as_str())];
+        more.extend_from_slice(extra);
+        let env = serve_env(&db.url, Some(&vhost.url), node_id, &admin, &more);
+        let process = NodeProcess::spawn(&env, &log);
+        let base = process.http_url(60);
+        Self {
+            process,
+            base,
+            admin,
+            jwt,
+            log,
+            db,
+            vhost,
+        }
+    }
+
+    /// A user token for `wallet`, valid for an hour.
+    pub fn user(&self, wallet: &merit_messages::Address) -> String {
+        merit_api::sign(self.jwt.as_bytes(), &wallet.to_string(), 3600)
+    }
+
+    /// Stops the node (SIGTERM) and removes its vhost and database.
+    pub async fn finish(self) {
+        self.process.stop();
+        self.vhost.delete();
+        self.db.cleanup().await;
+    }
+}
+
+/// Sends `request`: its status, and its body as JSON where it is JSON, else as a string.
+pub async fn answer(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, body)
+}
