@@ -12,14 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::Utc;
 use common::{
     anvil::{AbortOnDrop, Anvil},
-    eventually, wallet, Backend, NodeProcess, TestDb, Vhost,
+    eventually, first_proposal_of, outbox_count, proposal_created_by, token_of, wallet, Backend,
+    NodeProcess, TestDb, Vhost,
 };
 use merit_chain::{Chain, EthersChain, EthersOptions, TransferLog, TxStatus, ZERO_ADDRESS};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
-use merit_messages::{Address, Envelope, ProposalCreated, TokenId, TxHash};
+use merit_messages::{Address, Envelope, TokenId, TxHash};
 use merit_storage::{
     entities::{achievement, benefit, nft, outbox, saga, saga_step},
     sea_orm::{ColumnTrait, EntityTrait, QueryFilter},
@@ -167,15 +167,32 @@ impl World {
         eventually(secs, &what, || {
             let store = self.store.clone();
             async move {
-                achievement_of(&store, user)
+                first_proposal_of(&store, user)
                     .await
                     .is_some_and(|a| a.state == state)
             }
         })
         .await;
-        achievement_of(&self.store, user)
+        first_proposal_of(&self.store, user)
             .await
             .expect("the achievement row")
+    }
+
+    /// Waits until `user`'s benefits list `token` (bronze) at 11000 bps.
+    async fn wait_benefits_list(&self, user: Address, token: &TokenId, secs: u64) {
+        let what = format!(
+            "{user}'s benefits list {token} at 11000 bps (log: {})",
+            self.log.display()
+        );
+        eventually(secs, &what, || {
+            let (store, token) = (self.store.clone(), token.clone());
+            async move {
+                benefits_of(&store, user).await.is_some_and(|b| {
+                    b.multiplier_bps == 11_000 && lists_token(&b, &token, "bronze")
+                })
+            }
+        })
+        .await;
     }
 
     /// Every Transfer log of the contract for `token`, from genesis to the head.
@@ -191,12 +208,7 @@ impl World {
     }
 
     async fn outbox_count(&self, routing_key: &str) -> usize {
-        outbox::Entity::find()
-            .filter(outbox::Column::RoutingKey.eq(routing_key))
-            .all(self.store.db())
-            .await
-            .expect("outbox")
-            .len()
+        outbox_count(&self.store, routing_key).await
     }
 
     async fn sagas(&self) -> Vec<saga::Model> {
@@ -227,37 +239,7 @@ impl World {
 }
 
 fn created_by(creator: Address, id: &str) -> Envelope {
-    let now = Utc::now();
-    Envelope::new(
-        "chain-saga-test",
-        ProposalCreated {
-            proposal: id.parse().expect("proposal id"),
-            creator,
-            title: "A proposal".into(),
-            description: String::new(),
-            starts_at: now,
-            ends_at: now + chrono::Duration::days(1),
-            quorum: 1,
-            threshold_bps: 5_000,
-        },
-    )
-}
-
-async fn achievement_of(store: &Store, user: Address) -> Option<achievement::Model> {
-    achievement::Entity::find()
-        .filter(achievement::Column::User.eq(user.to_string()))
-        .filter(achievement::Column::RuleId.eq("first-proposal"))
-        .one(store.db())
-        .await
-        .expect("achievements")
-}
-
-fn token_of(row: &achievement::Model) -> TokenId {
-    row.token_id
-        .as_deref()
-        .expect("the achievement has a token id")
-        .parse()
-        .expect("a token id")
+    proposal_created_by("chain-saga-test", creator, id)
 }
 
 /// Waits until `tx` is mined and checks it succeeded.
@@ -325,26 +307,7 @@ async fn unlock_mints_exactly_one_token(world: World, user: Address) {
     assert_eq!(stored.tier.as_deref(), Some("bronze"));
     assert!(!stored.burned);
     assert_eq!(stored.last_block as u64, transfers[0].block);
-    let what = format!("{user}'s benefits list {token}");
-    eventually(30, &what, || {
-        let (store, token) = (world.store.clone(), token.to_string());
-        async move {
-            benefit::Entity::find_by_id(user.to_string())
-                .one(store.db())
-                .await
-                .expect("benefits")
-                .is_some_and(|b| {
-                    // Held tokens with their tiers: `[[token, tier], ...]`.
-                    b.boosting_nfts.as_array().is_some_and(|a| {
-                        a.iter().any(|t| {
-                            t.get(0).and_then(|v| v.as_str()) == Some(token.as_str())
-                                && t.get(1).and_then(|v| v.as_str()) == Some("bronze")
-                        })
-                    }) && b.multiplier_bps == 11_000
-                })
-        }
-    })
-    .await;
+    world.wait_benefits_list(user, &token, 30).await;
     let sagas = world.sagas().await;
     assert_eq!(sagas.len(), 1, "one saga for one unlock");
     assert_eq!(sagas[0].state, "completed");
@@ -517,7 +480,7 @@ async fn a_node_killed_between_mint_and_confirmation_resumes_without_a_second_mi
         .expect("tx")
         .parse()
         .expect("a tx hash");
-    let row = achievement_of(&world.store, user)
+    let row = first_proposal_of(&world.store, user)
         .await
         .expect("the achievement");
     assert_eq!(row.state, "reserved", "not minted before the kill");
@@ -656,19 +619,7 @@ async fn a_transfer_made_directly_on_chain_reaches_the_new_owners_benefits() {
     let row = world.achievement_in(holder, "minted", 60).await;
     let token = token_of(&row);
     assert_eq!(row.tier, "bronze");
-    let what = format!(
-        "{holder}'s benefits list {token} at 11000 bps (log: {})",
-        world.log.display()
-    );
-    eventually(60, &what, || {
-        let (store, token) = (world.store.clone(), token.clone());
-        async move {
-            benefits_of(&store, holder)
-                .await
-                .is_some_and(|b| b.multiplier_bps == 11_000 && lists_token(&b, &token, "bronze"))
-        }
-    })
-    .await;
+    world.wait_benefits_list(holder, &token, 60).await;
 
     // The holder gives the token away on chain, without merit.
     let tx = transfer_on_chain(&world, holder, new_owner, &token).await;
@@ -681,19 +632,7 @@ async fn a_transfer_made_directly_on_chain_reaches_the_new_owners_benefits() {
     world.anvil.mine(confirmations + 1).await;
 
     // merit follows: the new owner's benefits gain it, the old owner's lose it.
-    let what = format!(
-        "{new_owner}'s benefits list {token} at 11000 bps (log: {})",
-        world.log.display()
-    );
-    eventually(60, &what, || {
-        let (store, token) = (world.store.clone(), token.clone());
-        async move {
-            benefits_of(&store, new_owner)
-                .await
-                .is_some_and(|b| b.multiplier_bps == 11_000 && lists_token(&b, &token, "bronze"))
-        }
-    })
-    .await;
+    world.wait_benefits_list(new_owner, &token, 60).await;
     let what = format!(
         "{holder}'s benefits drop to 10000 bps with no boosting NFTs (log: {})",
         world.log.display()
@@ -708,6 +647,19 @@ async fn a_transfer_made_directly_on_chain_reaches_the_new_owners_benefits() {
         }
     })
     .await;
+    check_registered_to(&world, &token, new_owner, &tx).await;
+
+    // More blocks and polls go by: still exactly one nft.transferred for the token.
+    world.anvil.mine(confirmations + 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    check_transferred_once(&world, &token, holder, new_owner).await;
+
+    node.stop();
+    world.cleanup().await;
+}
+
+/// The NftActor has `token` at `new_owner`, moved by `tx`, the second of its transfers.
+async fn check_registered_to(world: &World, token: &TokenId, new_owner: Address, tx: &TxHash) {
     let stored = nft::Entity::find_by_id(token.to_string())
         .one(world.store.db())
         .await
@@ -716,14 +668,20 @@ async fn a_transfer_made_directly_on_chain_reaches_the_new_owners_benefits() {
     assert_eq!(stored.owner, Some(new_owner.to_string()), "{stored:?}");
     assert!(!stored.burned);
     assert_eq!(stored.tier.as_deref(), Some("bronze"));
-    let transfers = world.transfers_of(&token).await;
+    let transfers = world.transfers_of(token).await;
     assert_eq!(transfers.len(), 2, "a mint and a transfer: {transfers:?}");
-    assert_eq!(transfers[1].tx_hash, tx);
+    assert_eq!(&transfers[1].tx_hash, tx);
     assert_eq!(stored.last_block as u64, transfers[1].block);
+}
 
-    // More blocks and polls go by: still exactly one nft.transferred for the token.
-    world.anvil.mine(confirmations + 1).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+/// One `nft.transferred` for `token`, to `new_owner`, after one `nft.minted`; the benefits
+/// of `holder` and `new_owner` say so.
+async fn check_transferred_once(
+    world: &World,
+    token: &TokenId,
+    holder: Address,
+    new_owner: Address,
+) {
     let transferred: Vec<serde_json::Value> = outbox::Entity::find()
         .filter(outbox::Column::RoutingKey.eq("nft.transferred"))
         .all(world.store.db())
@@ -752,7 +710,4 @@ async fn a_transfer_made_directly_on_chain_reaches_the_new_owners_benefits() {
         .await
         .expect("benefits");
     assert_eq!(owner_benefits.multiplier_bps, 11_000, "{owner_benefits:?}");
-
-    node.stop();
-    world.cleanup().await;
 }

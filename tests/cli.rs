@@ -4,31 +4,17 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{Backend, TestDb, Vhost};
+use common::{output_text as text, Backend, TestDb, Vhost};
 use merit_mailbox::{Outgoing, RabbitTransport, Transport};
 use merit_messages::ActorKind;
 
+/// Runs `merit args` with only `envs` as `MERIT_*` variables.
 fn merit(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_merit"));
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    // Only what the test sets: no MERIT_* from the outer environment.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MERIT_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(envs.iter().copied());
-    cmd.output().expect("run merit")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::merit_command(args, envs)
+        .output()
+        .expect("run merit")
 }
 
 async fn migrate_fresh_then_again(backend: Backend) {

@@ -4,11 +4,11 @@
 //! unless told otherwise, and warns when told. (Keystore and signer minting on chain:
 //! `tests/chain_saga.rs` and `chain/tests/anvil.rs`.)
 
-use std::{
-    path::PathBuf,
-    process::{Command, Output},
-    time::Duration,
-};
+mod common;
+
+use std::{path::PathBuf, process::Output, time::Duration};
+
+use common::{free_port, output_text as text};
 
 /// anvil's first dev key, encrypted with [`KEYSTORE_PASSWORD`] (scrypt, n = 8192).
 fn keystore_fixture() -> PathBuf {
@@ -22,17 +22,11 @@ const KEYSTORE_PASSWORD: &str = "merit-test-keystore-password";
 
 /// Runs `merit args` with only `envs` as `MERIT_*` variables; killed after 60 s.
 fn merit(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_merit"));
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MERIT_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(envs.iter().copied())
+    let mut child = common::merit_command(args, envs)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("run merit");
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run merit");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while child.try_wait().expect("wait").is_none() {
         if std::time::Instant::now() > deadline {
@@ -42,22 +36,6 @@ fn merit(args: &[&str], envs: &[(&str, &str)]) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().expect("output")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A test node on a SQLite file of its own, in-process transport, a chain RPC URL (the
@@ -86,13 +64,12 @@ fn as_refs(envs: &[(String, String)]) -> Vec<(&str, &str)> {
     envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-#[test]
-fn a_wrong_keystore_password_stops_the_start_with_a_clear_error() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let wrong = "wrong-keystore-password-S3CRET";
-    let password_file = dir.path().join("password");
-    std::fs::write(&password_file, format!("{wrong}\n")).expect("write");
-    let mut envs = serve_envs(dir.path());
+/// [`serve_envs`] with the minter in [`keystore_fixture`], its password file (in `dir`)
+/// holding `password_file_text`.
+fn keystore_serve_envs(dir: &std::path::Path, password_file_text: &str) -> Vec<(String, String)> {
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, password_file_text).expect("write");
+    let mut envs = serve_envs(dir);
     envs.push((
         "MERIT_MINTER_KEYSTORE".into(),
         keystore_fixture().display().to_string(),
@@ -101,6 +78,14 @@ fn a_wrong_keystore_password_stops_the_start_with_a_clear_error() {
         "MERIT_MINTER_KEYSTORE_PASSWORD_FILE".into(),
         password_file.display().to_string(),
     ));
+    envs
+}
+
+#[test]
+fn a_wrong_keystore_password_stops_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let wrong = "wrong-keystore-password-S3CRET";
+    let envs = keystore_serve_envs(dir.path(), &format!("{wrong}\n"));
     let out = merit(&["serve"], &as_refs(&envs));
     let all = text(&out);
     assert!(
@@ -122,17 +107,7 @@ fn the_right_keystore_password_gets_past_the_minter() {
     // Same as above with the right password: the start fails later, at the chain RPC
     // (nothing listens there), never at the minter.
     let dir = tempfile::tempdir().expect("tmp");
-    let password_file = dir.path().join("password");
-    std::fs::write(&password_file, KEYSTORE_PASSWORD).expect("write");
-    let mut envs = serve_envs(dir.path());
-    envs.push((
-        "MERIT_MINTER_KEYSTORE".into(),
-        keystore_fixture().display().to_string(),
-    ));
-    envs.push((
-        "MERIT_MINTER_KEYSTORE_PASSWORD_FILE".into(),
-        password_file.display().to_string(),
-    ));
+    let envs = keystore_serve_envs(dir.path(), KEYSTORE_PASSWORD);
     let out = merit(&["serve"], &as_refs(&envs));
     let all = text(&out);
     assert!(!out.status.success(), "{all}");

@@ -23,12 +23,8 @@ fn serve(envs: &[(&str, &str)]) -> (Output, Duration) {
     let mut cmd = Command::new("timeout");
     cmd.args(["120", env!("CARGO_BIN_EXE_merit"), "serve"])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("MERIT_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("MERIT_ENV", "test")
+    common::without_merit_env(&mut cmd)
+        .env("MERIT_ENV", "test")
         .env("MERIT_DATABASE_URL", db)
         .env("MERIT_HTTP_ADDR", "127.0.0.1:0")
         .env("MERIT_LOG_FILTER", "warn")

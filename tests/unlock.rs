@@ -8,17 +8,19 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::Utc;
-use common::{eventually, node_options, run_in_system, services, wallet, Backend, TestDb, Vhost};
+use common::{
+    eventually, first_proposal_of, node_options, outbox_count, proposal_created_by, run_in_system,
+    services, token_of, wallet, Backend, TestDb, Vhost,
+};
 use merit_chain::{Chain, DevChain, Listener, ListenerConfig};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
-use merit_messages::{Address, Envelope, ProposalCreated, TokenId};
+use merit_messages::{Address, Envelope};
+use merit_actors::unlock::{start_pending_unlocks, unlock_saga, UnlockDeps};
 use merit_sagas::{
-    unlock::{start_pending_unlocks, unlock_saga, UnlockDeps},
     ExecutorOptions, SagaExecutor, SagaRegistry,
 };
 use merit_storage::{
-    entities::{achievement, benefit, nft, outbox, saga, saga_step},
+    entities::{benefit, nft, saga, saga_step},
     sea_orm::{ColumnTrait, EntityTrait, QueryFilter},
     Store,
 };
@@ -26,49 +28,24 @@ use merit_supervisors::Node;
 use tokio::sync::watch;
 
 fn created_by(creator: Address, id: &str) -> Envelope {
-    let now = Utc::now();
-    Envelope::new(
-        "unlock-test",
-        ProposalCreated {
-            proposal: id.parse().expect("id"),
-            creator,
-            title: "A proposal".into(),
-            description: String::new(),
-            starts_at: now,
-            ends_at: now + chrono::Duration::days(1),
-            quorum: 1,
-            threshold_bps: 5_000,
-        },
-    )
-}
-
-async fn achievement_of(store: &Store, user: Address) -> Option<achievement::Model> {
-    achievement::Entity::find()
-        .filter(achievement::Column::User.eq(user.to_string()))
-        .filter(achievement::Column::RuleId.eq("first-proposal"))
-        .one(store.db())
-        .await
-        .expect("achievements")
-}
-
-/// The token an achievement row mints.
-fn token_of(row: &achievement::Model) -> TokenId {
-    row.token_id
-        .as_deref()
-        .expect("an unlocked achievement has its token id")
-        .parse()
-        .expect("a token id")
+    proposal_created_by("unlock-test", creator, id)
 }
 
 /// Waits until `user`'s first-proposal achievement is minted.
 async fn wait_minted(store: &Store, user: Address, secs: u64) {
+    wait_achievement(store, user, "minted", secs).await;
+}
+
+/// Waits until `user`'s first-proposal achievement is in `state`.
+async fn wait_achievement(store: &Store, user: Address, state: &'static str, secs: u64) {
     let s = store.clone();
-    eventually(secs, "the achievement is minted", || {
+    let what = format!("{user}'s achievement is {state}");
+    eventually(secs, &what, || {
         let s = s.clone();
         async move {
-            achievement_of(&s, user)
+            first_proposal_of(&s, user)
                 .await
-                .is_some_and(|a| a.state == "minted")
+                .is_some_and(|a| a.state == state)
         }
     })
     .await;
@@ -89,15 +66,6 @@ async fn mint_sent(store: &Store) {
         }
     })
     .await;
-}
-
-async fn outbox_count(store: &Store, routing_key: &str) -> usize {
-    outbox::Entity::find()
-        .filter(outbox::Column::RoutingKey.eq(routing_key))
-        .all(store.db())
-        .await
-        .expect("outbox")
-        .len()
 }
 
 /// A node, the dev chain with its miner, the listener, the saga executor and the unlock
@@ -152,6 +120,35 @@ impl Rig {
             },
         );
         tasks.push(tokio::spawn(listener.run(stopped(stop_rx.clone()))));
+        tasks.extend(Self::spawn_sagas(
+            name,
+            &store,
+            &dev,
+            confirmations,
+            stop_rx,
+        ));
+        Self {
+            db,
+            store,
+            vhost,
+            transport,
+            node,
+            dev,
+            stop,
+            tasks,
+        }
+    }
+
+    /// The saga executor with the unlock saga, and the unlock starter, as `merit serve`
+    /// runs them, until `stop_rx` says stop.
+    fn spawn_sagas(
+        name: &str,
+        store: &Store,
+        dev: &Arc<DevChain>,
+        confirmations: u64,
+        stop_rx: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
         let mut registry = SagaRegistry::new();
         registry
             .register(unlock_saga(UnlockDeps {
@@ -190,16 +187,7 @@ impl Rig {
                 }
             }));
         }
-        Self {
-            db,
-            store,
-            vhost,
-            transport,
-            node,
-            dev,
-            stop,
-            tasks,
-        }
+        tasks
     }
 
     async fn publish(&self, envelope: &Envelope) {
@@ -223,7 +211,7 @@ impl Rig {
 
 #[test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
-fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
+fn an_unlock_mints_one_token_that_reaches_the_users_benefits() {
     run_in_system(async {
         let rig = Rig::start("unlock", 2, Duration::from_millis(50)).await;
         let (store, dev) = (rig.store.clone(), rig.dev.clone());
@@ -233,7 +221,7 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
         let created = created_by(alice, "p-alice");
         rig.publish(&created).await;
         wait_minted(&store, alice, 60).await;
-        let unlocked = achievement_of(&store, alice).await.expect("achievement");
+        let unlocked = first_proposal_of(&store, alice).await.expect("achievement");
         // The unlock saga runs under the operation's correlation id: the proposal's.
         let correlation = created.correlation_id.to_string();
         assert_eq!(
@@ -284,22 +272,23 @@ fn an_unlock_mints_one_token_and_a_refused_mint_is_compensated() {
             1,
             "exactly one mint on chain"
         );
+        rig.finish().await;
+    });
+}
 
-        // The chain refuses the next mint for good: the saga compensates.
+#[test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+fn a_mint_the_chain_refuses_is_compensated() {
+    run_in_system(async {
+        let rig = Rig::start("unlock-refused", 2, Duration::from_millis(50)).await;
+        let (store, dev) = (rig.store.clone(), rig.dev.clone());
+
+        // The chain refuses the mint for good: the saga compensates.
         dev.set_minter_role(false);
         let bob = wallet(2);
         rig.publish(&created_by(bob, "p-bob")).await;
-        let s = store.clone();
-        eventually(60, "bob's achievement is marked failed", || {
-            let s = s.clone();
-            async move {
-                achievement_of(&s, bob)
-                    .await
-                    .is_some_and(|a| a.state == "failed")
-            }
-        })
-        .await;
-        let failed = achievement_of(&store, bob).await.expect("achievement");
+        wait_achievement(&store, bob, "failed", 60).await;
+        let failed = first_proposal_of(&store, bob).await.expect("achievement");
         let token = token_of(&failed);
         assert_eq!(
             dev.owner_of(&token, None).await.expect("owner"),
@@ -344,7 +333,7 @@ fn a_mint_dropped_by_a_reorg_is_redone_once() {
         rig.publish(&created_by(carol, "p-carol")).await;
         // Wait until the mint is sent (the step awaits its confirmations), then drop it.
         mint_sent(&store).await;
-        let token = token_of(&achievement_of(&store, carol).await.expect("achievement"));
+        let token = token_of(&first_proposal_of(&store, carol).await.expect("achievement"));
         let mined = dev.owner_of(&token, None).await.expect("owner");
         dev.reorg(3);
         let after = dev.owner_of(&token, None).await.expect("owner");
@@ -382,7 +371,7 @@ fn a_chain_restarted_below_the_mint_gets_the_mint_again_at_once() {
         let erin = wallet(5);
         rig.publish(&created_by(erin, "p-erin")).await;
         mint_sent(&store).await;
-        let token = token_of(&achievement_of(&store, erin).await.expect("achievement"));
+        let token = token_of(&first_proposal_of(&store, erin).await.expect("achievement"));
         assert_eq!(dev.owner_of(&token, None).await.expect("owner"), Some(erin));
         dev.reset();
         assert_eq!(dev.owner_of(&token, None).await.expect("owner"), None);
@@ -414,17 +403,8 @@ fn an_unreachable_chain_stalls_the_saga_and_it_resumes_with_one_mint() {
         dev.fail_next_on("mint", 7, merit_chain::ErrorClass::Unavailable);
         let dave = wallet(4);
         rig.publish(&created_by(dave, "p-dave")).await;
-        let s = store.clone();
-        eventually(90, "dave's achievement is minted after the outage", || {
-            let s = s.clone();
-            async move {
-                achievement_of(&s, dave)
-                    .await
-                    .is_some_and(|a| a.state == "minted")
-            }
-        })
-        .await;
-        let token = token_of(&achievement_of(&store, dave).await.expect("achievement"));
+        wait_minted(&store, dave, 90).await;
+        let token = token_of(&first_proposal_of(&store, dave).await.expect("achievement"));
         assert_eq!(dev.owner_of(&token, None).await.expect("owner"), Some(dave));
         assert_eq!(outbox_count(&store, "nft.minted").await, 1, "one mint");
         assert_eq!(
@@ -453,7 +433,7 @@ fn a_token_traded_before_its_mint_is_confirmed_completes_the_unlock_without_a_bu
         let erin = wallet(5);
         rig.publish(&created_by(dave, "p-dave")).await;
         mint_sent(&store).await;
-        let token = token_of(&achievement_of(&store, dave).await.expect("achievement"));
+        let token = token_of(&first_proposal_of(&store, dave).await.expect("achievement"));
         eventually(30, "the mint is mined", || {
             let (dev, token) = (dev.clone(), token.clone());
             async move { dev.owner_of(&token, None).await.ok().flatten() == Some(dave) }

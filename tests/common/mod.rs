@@ -626,3 +626,100 @@ pub async fn answer(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, s
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (status, body)
 }
+
+// ---------------------------------------------------------------------------------------
+// the AchievementUnlock saga's tests (tests/unlock.rs, tests/chain_saga.rs)
+// ---------------------------------------------------------------------------------------
+
+/// `governance.proposal.created` for proposal `id` by `creator`, from `source`: a first
+/// proposal unlocks the "first-proposal" achievement.
+pub fn proposal_created_by(
+    source: &str,
+    creator: merit_messages::Address,
+    id: &str,
+) -> merit_messages::Envelope {
+    let now = chrono::Utc::now();
+    merit_messages::Envelope::new(
+        source,
+        merit_messages::ProposalCreated {
+            proposal: id.parse().expect("proposal id"),
+            creator,
+            title: "A proposal".into(),
+            description: String::new(),
+            starts_at: now,
+            ends_at: now + chrono::Duration::days(1),
+            quorum: 1,
+            threshold_bps: 5_000,
+        },
+    )
+}
+
+/// `user`'s "first-proposal" achievement row, if there is one.
+pub async fn first_proposal_of(
+    store: &Store,
+    user: merit_messages::Address,
+) -> Option<merit_storage::entities::achievement::Model> {
+    use merit_storage::{
+        entities::achievement,
+        sea_orm::{ColumnTrait, EntityTrait, QueryFilter},
+    };
+    achievement::Entity::find()
+        .filter(achievement::Column::User.eq(user.to_string()))
+        .filter(achievement::Column::RuleId.eq("first-proposal"))
+        .one(store.db())
+        .await
+        .expect("achievements")
+}
+
+/// The token an unlocked achievement row mints.
+pub fn token_of(row: &merit_storage::entities::achievement::Model) -> merit_messages::TokenId {
+    row.token_id
+        .as_deref()
+        .expect("an unlocked achievement has its token id")
+        .parse()
+        .expect("a token id")
+}
+
+/// How many outbox rows have `routing_key`.
+pub async fn outbox_count(store: &Store, routing_key: &str) -> usize {
+    use merit_storage::{
+        entities::outbox,
+        sea_orm::{ColumnTrait, EntityTrait, QueryFilter},
+    };
+    outbox::Entity::find()
+        .filter(outbox::Column::RoutingKey.eq(routing_key))
+        .all(store.db())
+        .await
+        .expect("outbox")
+        .len()
+}
+
+// ---- the `merit` binary run by a test (tests/cli.rs, tests/minter_start.rs, …) ----
+
+/// Removes every `MERIT_*` variable of the outer environment from `cmd`: a test sets what
+/// it needs and nothing else.
+pub fn without_merit_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MERIT_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// `merit args` in the crate's directory with only `envs` as its `MERIT_*` variables.
+pub fn merit_command(args: &[&str], envs: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_merit"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    without_merit_env(&mut cmd).envs(envs.iter().copied());
+    cmd
+}
+
+/// What a finished command printed: its stdout, then its stderr.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
