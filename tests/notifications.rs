@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Backend, NodeProcess, TestDb, Vhost};
 use futures::{SinkExt, StreamExt};
-use merit_mailbox::{Outgoing, Transport};
+use merit_mailbox::{Outgoing, RabbitTransport, Transport};
 use merit_messages::{Address, Envelope, VoteChoice};
 use serde_json::Value;
 use tokio_tungstenite::{connect_async, tungstenite::Message, MaybeTlsStream, WebSocketStream};
@@ -77,16 +77,32 @@ fn mentions(frame: &Value, who: &Address) -> bool {
 }
 
 async fn last_seq(base: &str, admin: &str, user: &Address) -> u64 {
-    let body: Value = reqwest::Client::new()
-        .get(format!("{base}/api/v1/users/{user}/notifications?limit=1"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .expect("log")
-        .json()
-        .await
-        .expect("json");
-    body["last_seq"].as_u64().unwrap_or(0)
+    let url = format!("{base}/api/v1/users/{user}/notifications?limit=1");
+    common::get_json(&url, admin).await["last_seq"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Two nodes on one database and vhost: A owns every shard, B serves the clients.
+struct Pair {
+    a: String,
+    b: String,
+    admin: String,
+    jwt: String,
+    producer: RabbitTransport,
+}
+
+impl Pair {
+    async fn publish(&self, env: Envelope) {
+        self.producer
+            .publish(vec![Outgoing::from_envelope(&env)])
+            .await
+            .expect("publish");
+    }
+
+    fn token(&self, user: &Address) -> String {
+        merit_api::sign(self.jwt.as_bytes(), &user.to_string(), 3600)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,21 +112,11 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
     let db = TestDb::empty(Backend::Postgres).await;
     let vhost = Vhost::create();
     let (admin, jwt) = common::secrets();
-    let log = common::artefacts().join("notifications.log");
-    let _ = std::fs::remove_file(&log);
-    let env = |id: &'static str| {
-        vec![
-            ("MERIT_DATABASE_URL", db.url.clone()),
-            ("MERIT_AMQP_URL", vhost.url.clone()),
-            ("MERIT_NODE_ID", id.to_string()),
-            ("MERIT_ADMIN_TOKEN", admin.clone()),
-            ("MERIT_JWT_SECRET", jwt.clone()),
-        ]
-    };
-    let spawn = |id: &'static str| {
-        let e = env(id);
-        let refs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        NodeProcess::spawn(&refs, &log)
+    let log = common::fresh_log("notifications.log");
+    let spawn = |id: &str| {
+        let extra = [("MERIT_JWT_SECRET", jwt.as_str())];
+        let env = common::serve_env(&db.url, Some(&vhost.url), id, &admin, &extra);
+        NodeProcess::spawn(&env, &log)
     };
     // Node A starts first, so it owns every shard (single active consumer); B stands by
     // and serves the clients.
@@ -120,52 +126,51 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
     let node_b = spawn("node-b");
     let b = node_b.http_url(60);
     common::wait_ready(&b, 60).await;
-
-    let alice = common::wallet(11);
-    let bob = common::wallet(12);
-    let alice_token = merit_api::sign(jwt.as_bytes(), &alice.to_string(), 3600);
-    let bob_token = merit_api::sign(jwt.as_bytes(), &bob.to_string(), 3600);
-    let mut alice_ws = connect(&b, &alice_token, None).await;
-    let mut bob_ws = connect(&b, &bob_token, None).await;
+    let producer = common::producer(&vhost, 2).await;
+    let pair = Pair {
+        a,
+        b,
+        admin: admin.clone(),
+        jwt: jwt.clone(),
+        producer,
+    };
+    let (alice, bob) = (common::wallet(11), common::wallet(12));
+    let mut alice_ws = connect(&pair.b, &pair.token(&alice), None).await;
+    let bob_ws = connect(&pair.b, &pair.token(&bob), None).await;
     // An admin token does not subscribe: notifications are a user's own.
-    let refused = connect_async(format!("{}/ws?token={admin}", b.replacen("http", "ws", 1))).await;
+    let ws_b = pair.b.replacen("http", "ws", 1);
+    let refused = connect_async(format!("{ws_b}/ws?token={admin}")).await;
     assert!(
         refused.is_err(),
         "the admin token opens no notification stream"
     );
+    let heard = check_an_unlock_applied_on_a_is_heard_on_b(&pair, &mut alice_ws, alice).await;
+    check_bob_hears_his_vote_and_nothing_of_alice_s(&pair, bob_ws, bob, alice).await;
+    check_alice_catches_up_on_exactly_what_she_missed(&pair, (alice_ws, heard), alice, bob).await;
 
-    let producer = common::producer(&vhost, 2).await;
-    let publish = |env: Envelope| {
-        let producer = &producer;
-        async move {
-            producer
-                .publish(vec![Outgoing::from_envelope(&env)])
-                .await
-                .expect("publish")
-        }
-    };
+    node_b.stop();
+    node_a.stop();
+    vhost.delete();
+    db.cleanup().await;
+}
 
-    // Alice's first proposal, published over AMQP, is applied on node A; her client on
-    // node B hears the achievement it unlocks.
+/// Alice's first proposal, published over AMQP, is applied on node A; her client on node
+/// B hears the achievement it unlocks. Returns what she heard.
+async fn check_an_unlock_applied_on_a_is_heard_on_b(
+    pair: &Pair,
+    alice_ws: &mut Socket,
+    alice: Address,
+) -> Vec<Value> {
     let mut created = common::open_proposal("ws-p1");
     if let merit_messages::Event::ProposalCreated(p) = &mut created.event {
         p.creator = alice;
     }
-    let created = Envelope::new("ws-test", created.event);
-    publish(created).await;
-    let heard = until_kind(&mut alice_ws, "achievement.unlocked", 60).await;
+    pair.publish(Envelope::new("ws-test", created.event)).await;
+    let heard = until_kind(alice_ws, "achievement.unlocked", 60).await;
     let unlocked = heard.last().expect("unlocked");
     assert_eq!(unlocked["payload"]["user"], alice.to_string());
     assert_eq!(unlocked["payload"]["rule"], "first-proposal");
-    let status: Value = reqwest::Client::new()
-        .get(format!("{b}/api/v1/admin/overview"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("overview")
-        .json()
-        .await
-        .expect("json");
+    let status = common::get_json(&format!("{}/api/v1/admin/overview", pair.b), &pair.admin).await;
     let user_turns_on_b: u64 = status["status"]["registries"]
         .as_array()
         .expect("registries")
@@ -176,9 +181,17 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
         user_turns_on_b, 0,
         "node B applied nothing: the actor ran on A"
     );
+    heard
+}
 
-    // Bob votes; he hears his vote recorded with its weight, and nothing of Alice's.
-    publish(vote(bob, VoteChoice::For)).await;
+/// Bob votes; he hears his vote recorded with its weight, and nothing of Alice's.
+async fn check_bob_hears_his_vote_and_nothing_of_alice_s(
+    pair: &Pair,
+    mut bob_ws: Socket,
+    bob: Address,
+    alice: Address,
+) {
+    pair.publish(vote(bob, VoteChoice::For)).await;
     let bobs = until_kind(&mut bob_ws, "governance.vote.recorded", 60).await;
     assert_eq!(bobs.last().expect("vote")["payload"]["weight"], 1000);
     for frame in &bobs {
@@ -188,36 +201,36 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
         );
         assert!(mentions(frame, &bob), "{frame}");
     }
+}
 
-    // Alice disconnects; while she is away her own vote is recorded; she reconnects to
-    // node A with the last seq she saw and receives exactly what she missed, in order.
+/// Alice disconnects; while she is away her own vote is recorded; she reconnects to node
+/// A with the last seq she saw and receives exactly what she missed, in order.
+async fn check_alice_catches_up_on_exactly_what_she_missed(
+    pair: &Pair,
+    (mut alice_ws, heard): (Socket, Vec<Value>),
+    alice: Address,
+    bob: Address,
+) {
     let seen_up_to = *seqs(&heard).last().expect("a seq");
     alice_ws.close(None).await.expect("close");
     drop(alice_ws);
-    publish(vote(alice, VoteChoice::Against)).await;
+    pair.publish(vote(alice, VoteChoice::Against)).await;
     common::eventually(60, "alice's vote in her log", || {
-        let (b, admin) = (b.clone(), admin.clone());
+        let url = format!(
+            "{}/api/v1/users/{alice}/notifications?after={seen_up_to}",
+            pair.b
+        );
         async move {
-            let body: Value = reqwest::Client::new()
-                .get(format!(
-                    "{b}/api/v1/users/{alice}/notifications?after={seen_up_to}"
-                ))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .expect("log")
-                .json()
-                .await
-                .expect("json");
+            let body = common::get_json(&url, &pair.admin).await;
             body["items"]
                 .as_array()
                 .is_some_and(|i| i.iter().any(|n| n["kind"] == "governance.vote.recorded"))
         }
     })
     .await;
-    let target = last_seq(&a, &admin, &alice).await;
+    let target = last_seq(&pair.a, &pair.admin, &alice).await;
     assert!(target > seen_up_to);
-    let mut again = connect(&a, &alice_token, Some(seen_up_to)).await;
+    let mut again = connect(&pair.a, &pair.token(&alice), Some(seen_up_to)).await;
     let mut missed = Vec::new();
     while seqs(&missed).last().copied().unwrap_or(seen_up_to) < target {
         let frame = next_frame(&mut again, 30)
@@ -236,9 +249,4 @@ async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconn
     assert!(missed
         .iter()
         .all(|f| !mentions(f, &bob) || mentions(f, &alice)));
-
-    node_b.stop();
-    node_a.stop();
-    vhost.delete();
-    db.cleanup().await;
 }

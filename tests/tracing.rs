@@ -13,8 +13,8 @@ use std::{
 };
 
 use common::{Backend, NodeProcess, TestDb, Vhost};
-use merit_mailbox::{Outgoing, Transport};
-use merit_messages::{Envelope, VoteCast, VoteChoice};
+use merit_mailbox::{Outgoing, RabbitTransport, Transport};
+use merit_messages::VoteChoice;
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value,
 };
@@ -164,6 +164,15 @@ const VOTE_PATH: [(&str, Option<&str>); 5] = [
     ("actor.turn", Some("user")),
 ];
 
+/// What the checks of one traced node share: the spans received, the node's address and
+/// JWT secret, and a producer.
+struct Traced {
+    spans: Arc<Mutex<Vec<Span>>>,
+    base: String,
+    jwt: String,
+    producer: RabbitTransport,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn one_vote_is_one_trace_from_the_producer_or_the_api_through_both_turns_and_the_relay() {
@@ -172,22 +181,16 @@ async fn one_vote_is_one_trace_from_the_producer_or_the_api_through_both_turns_a
     let (db, _store) = TestDb::migrated(Backend::Sqlite).await;
     let vhost = Vhost::create();
     let (admin, jwt) = common::secrets();
-    let log = common::artefacts().join("tracing.log");
-    let _ = std::fs::remove_file(&log);
-    let node = NodeProcess::spawn(
-        &[
-            ("MERIT_DATABASE_URL", db.url.as_str()),
-            ("MERIT_AMQP_URL", vhost.url.as_str()),
-            ("MERIT_MAILBOX_SHARDS", "2"),
-            ("MERIT_NODE_ID", "traced-node"),
-            ("MERIT_ADMIN_TOKEN", admin.as_str()),
-            ("MERIT_JWT_SECRET", jwt.as_str()),
-            ("MERIT_OTEL_ENDPOINT", url.as_str()),
-            // Export every 100 ms instead of every 5 s.
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ],
-        &log,
-    );
+    let log = common::fresh_log("tracing.log");
+    let extra = [
+        ("MERIT_MAILBOX_SHARDS", "2"),
+        ("MERIT_JWT_SECRET", jwt.as_str()),
+        ("MERIT_OTEL_ENDPOINT", url.as_str()),
+        // Export every 100 ms instead of every 5 s.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let env = common::serve_env(&db.url, Some(&vhost.url), "traced-node", &admin, &extra);
+    let node = NodeProcess::spawn(&env, &log);
     let base = node.http_url(60);
     common::wait_ready(&base, 60).await;
     let producer = common::producer(&vhost, 2).await;
@@ -197,64 +200,80 @@ async fn one_vote_is_one_trace_from_the_producer_or_the_api_through_both_turns_a
         ))])
         .await
         .expect("proposal published");
+    let ctx = Traced {
+        spans,
+        base,
+        jwt,
+        producer,
+    };
+    let trace_id = check_a_producer_s_traceparent_runs_through_both_turns_and_the_relay(&ctx).await;
+    check_an_api_request_s_traceparent_runs_on_to_the_turns(&ctx).await;
+    check_a_burst_in_batched_turns_continues_each_producer_s_trace(&ctx).await;
+    check_untraced_traffic_never_joins_another_trace(&ctx, trace_id);
+    node.stop();
+    vhost.delete();
+    db.cleanup().await;
+}
 
-    // 1. A producer that traces: its vote carries its own `traceparent`.
-    let (trace_id, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
-    let mut vote = Outgoing::from_envelope(&Envelope::new(
+/// A traced vote on the test's proposal by `voter`, as a child of span `parent` of `trace`.
+fn traced_vote(voter: u32, choice: VoteChoice, trace: &str, parent: &str) -> Outgoing {
+    let mut vote = Outgoing::from_envelope(&common::vote_cast(
         "test",
-        VoteCast {
-            proposal: "traced".parse().expect("id"),
-            voter: common::wallet(1),
-            choice: VoteChoice::For,
-            reason: None,
-        },
+        "traced",
+        common::wallet(voter),
+        choice,
     ));
-    vote.headers.insert(
-        "traceparent".to_string(),
-        format!("00-{trace_id}-{parent}-01"),
-    );
-    producer.publish(vec![vote]).await.expect("vote published");
-    let trace = trace_of(&spans, trace_id, &VOTE_PATH).await;
-    let delivered = trace
-        .iter()
-        .find(|s| s.name == "merit.delivery" && s.attributes["kind"] == "proposal")
-        .expect("the proposal's delivery");
+    vote.headers
+        .insert("traceparent".to_string(), format!("00-{trace}-{parent}-01"));
+    vote
+}
+
+/// 1. A producer that traces: its vote carries its own `traceparent`. Returns its trace id.
+async fn check_a_producer_s_traceparent_runs_through_both_turns_and_the_relay(
+    ctx: &Traced,
+) -> &'static str {
+    let (trace_id, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let vote = traced_vote(1, VoteChoice::For, trace_id, parent);
+    ctx.producer
+        .publish(vec![vote])
+        .await
+        .expect("vote published");
+    let trace = trace_of(&ctx.spans, trace_id, &VOTE_PATH).await;
+    let find = |name: &str, kind: Option<&str>| {
+        trace
+            .iter()
+            .find(|s| s.name == name && kind.is_none_or(|k| s.attributes["kind"] == k))
+            .unwrap_or_else(|| panic!("a {name} span of {kind:?}"))
+    };
+    let delivered = find("merit.delivery", Some("proposal"));
     assert_eq!(
         delivered.parent_span_id, parent,
         "the delivery is a child of the producer's span"
     );
-    let turn = |kind: &str| {
-        trace
-            .iter()
-            .find(|s| s.name == "actor.turn" && s.attributes["kind"] == kind)
-            .expect("a turn")
-            .clone()
-    };
-    let relay = trace
-        .iter()
-        .find(|s| s.name == "outbox.relay")
-        .expect("the relay");
+    let proposal_turn = find("actor.turn", Some("proposal"));
+    let relay = find("outbox.relay", None);
     assert_eq!(
-        relay.parent_span_id,
-        turn("proposal").span_id,
+        relay.parent_span_id, proposal_turn.span_id,
         "the relay's span is a child of the turn that wrote the row"
     );
-    let user_delivery = trace
-        .iter()
-        .find(|s| s.name == "merit.delivery" && s.attributes["kind"] == "user")
-        .expect("the voter's delivery");
+    let user_delivery = find("merit.delivery", Some("user"));
     assert_eq!(
-        user_delivery.parent_span_id,
-        turn("proposal").span_id,
+        user_delivery.parent_span_id, proposal_turn.span_id,
         "the derived event's delivery continues the proposal turn's trace"
     );
-    assert_eq!(turn("user").parent_span_id, user_delivery.span_id);
+    assert_eq!(
+        find("actor.turn", Some("user")).parent_span_id,
+        user_delivery.span_id
+    );
+    trace_id
+}
 
-    // 2. A front-end that traces: the API request's `traceparent` runs on to the turns.
+/// 2. A front-end that traces: the API request's `traceparent` runs on to the turns.
+async fn check_an_api_request_s_traceparent_runs_on_to_the_turns(ctx: &Traced) {
     let api_trace = "0af7651916cd43dd8448eb211c80319c";
-    let token = merit_api::sign(jwt.as_bytes(), &common::wallet(2).to_string(), 3600);
+    let token = merit_api::sign(ctx.jwt.as_bytes(), &common::wallet(2).to_string(), 3600);
     let response = reqwest::Client::new()
-        .post(format!("{base}/api/v1/proposals/traced/votes"))
+        .post(format!("{}/api/v1/proposals/traced/votes", ctx.base))
         .bearer_auth(token)
         .header("traceparent", format!("00-{api_trace}-b7ad6b7169203331-01"))
         .json(&serde_json::json!({"choice": "against"}))
@@ -264,32 +283,23 @@ async fn one_vote_is_one_trace_from_the_producer_or_the_api_through_both_turns_a
     assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
     let mut api_path = vec![("http", None)];
     api_path.extend(VOTE_PATH);
-    let trace = trace_of(&spans, api_trace, &api_path).await;
+    let trace = trace_of(&ctx.spans, api_trace, &api_path).await;
     let http = trace.iter().find(|s| s.name == "http").expect("http span");
     assert_eq!(http.parent_span_id, "b7ad6b7169203331");
+}
 
-    // 3. A burst of traced votes on the hot proposal: the actor batches them into few
-    //    turns, and each vote's derived event still continues its own producer's trace.
+/// 3. A burst of traced votes on the hot proposal: the actor batches them into few turns,
+///    and each vote's derived event still continues its own producer's trace.
+async fn check_a_burst_in_batched_turns_continues_each_producer_s_trace(ctx: &Traced) {
     let burst: Vec<(String, Outgoing)> = (0..50u32)
         .map(|i| {
             let trace = format!("{:032x}", 0x000b_0057_0000_u128 + u128::from(i));
-            let mut vote = Outgoing::from_envelope(&Envelope::new(
-                "test",
-                VoteCast {
-                    proposal: "traced".parse().expect("id"),
-                    voter: common::wallet(100 + i),
-                    choice: VoteChoice::For,
-                    reason: None,
-                },
-            ));
-            vote.headers.insert(
-                "traceparent".to_string(),
-                format!("00-{trace}-{:016x}-01", 1 + u64::from(i)),
-            );
+            let parent = format!("{:016x}", 1 + u64::from(i));
+            let vote = traced_vote(100 + i, VoteChoice::For, &trace, &parent);
             (trace, vote)
         })
         .collect();
-    producer
+    ctx.producer
         .publish(burst.iter().map(|(_, v)| v.clone()).collect())
         .await
         .expect("burst published");
@@ -303,9 +313,9 @@ async fn one_vote_is_one_trace_from_the_producer_or_the_api_through_both_turns_a
         ("actor.turn", Some("user")),
     ];
     for (trace, _) in &burst {
-        trace_of(&spans, trace, &batched_path).await;
+        trace_of(&ctx.spans, trace, &batched_path).await;
     }
-    let batched = spans.lock().expect("lock").iter().any(|s| {
+    let batched = ctx.spans.lock().expect("lock").iter().any(|s| {
         s.name == "actor.turn"
             && s.attributes["kind"] == "proposal"
             && burst.iter().any(|(t, _)| *t == s.trace_id)
@@ -314,9 +324,12 @@ async fn one_vote_is_one_trace_from_the_producer_or_the_api_through_both_turns_a
                 .is_some_and(|n| n != "IntValue(1)")
     });
     assert!(batched, "the burst was applied in batched turns");
+}
 
-    // 4. Untraced traffic starts traces of its own and never joins another's.
-    let others: Vec<String> = spans
+/// 4. Untraced traffic starts traces of its own and never joins another's.
+fn check_untraced_traffic_never_joins_another_trace(ctx: &Traced, trace_id: &str) {
+    let others: Vec<String> = ctx
+        .spans
         .lock()
         .expect("lock")
         .iter()
@@ -327,7 +340,4 @@ async fn one_vote_is_one_trace_from_the_producer_or_the_api_through_both_turns_a
         others.iter().filter(|t| *t == trace_id).count() == 1,
         "one proposal turn in the producer's trace: {others:?}"
     );
-    node.stop();
-    vhost.delete();
-    db.cleanup().await;
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Backend, NodeProcess, TestDb};
+use common::{answer, Backend, NodeProcess, TestDb};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -27,15 +27,10 @@ impl Node {
         common::init_crypto();
         let db = TestDb::empty(Backend::Postgres).await;
         let (admin, jwt) = common::secrets();
-        let log = common::artefacts().join(format!("trust-{name}.log"));
-        let _ = std::fs::remove_file(&log);
-        let mut envs = vec![
-            ("MERIT_DATABASE_URL", db.url.as_str()),
-            ("MERIT_NODE_ID", name),
-            ("MERIT_ADMIN_TOKEN", admin.as_str()),
-            ("MERIT_JWT_SECRET", jwt.as_str()),
-        ];
-        envs.extend_from_slice(extra);
+        let log = common::fresh_log(&format!("trust-{name}.log"));
+        let mut more = vec![("MERIT_JWT_SECRET", jwt.as_str())];
+        more.extend_from_slice(extra);
+        let envs = common::serve_env(&db.url, None, name, &admin, &more);
         let process = NodeProcess::spawn(&envs, &log);
         let base = process.http_url(60);
         common::wait_ready(&base, 60).await;
@@ -62,6 +57,16 @@ impl Node {
             .and_then(|v| v.parse().ok())
     }
 
+    /// `GET path` with `token`: status and JSON body.
+    async fn get_as(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        answer(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
     async fn stop(mut self) {
         if let Some(p) = self.process.take() {
             p.stop();
@@ -72,29 +77,10 @@ impl Node {
     }
 }
 
-/// Status and JSON body.
-async fn answer(r: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let r = r.send().await.expect("request");
-    let status = r.status();
-    let text = r.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_ready_flood_probes_at_most_once_a_second_and_metrics_can_live_elsewhere() {
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let metrics_addr = format!("127.0.0.1:{}", common::free_port());
     let node = Node::start(
         "trust-ready",
         &[("MERIT_METRICS_ADDR", metrics_addr.as_str())],
@@ -316,15 +302,17 @@ async fn passed_of_five(node: &Node, xff: &str, token: &str) -> usize {
     passed
 }
 
+/// One request per second, bursts of 5.
+const LIMITS: [(&str, &str); 2] = [
+    ("MERIT_HTTP_RATE_PER_SEC", "1"),
+    ("MERIT_HTTP_RATE_BURST", "5"),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
-async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sent_it() {
-    let limits = [
-        ("MERIT_HTTP_RATE_PER_SEC", "1"),
-        ("MERIT_HTTP_RATE_BURST", "5"),
-    ];
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_gets_no_fresh_bucket() {
     // No trusted proxy: the header is the client's word and is ignored.
-    let direct = Node::start("trust-xff-direct", &limits).await;
+    let direct = Node::start("trust-xff-direct", &LIMITS).await;
     let admin = direct.admin.clone();
     let passed = until_limited(&direct, None, &admin).await;
     assert!(passed <= 5, "{passed} passed a burst of 5");
@@ -333,9 +321,13 @@ async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sen
         "a spoofed X-Forwarded-For from an untrusted peer got a fresh bucket"
     );
     direct.stop().await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+async fn behind_a_trusted_proxy_the_client_it_names_counts_and_nothing_the_client_wrote() {
     // Behind a trusted proxy (the test is the proxy): the client the proxy names counts.
-    let mut proxied_env = limits.to_vec();
+    let mut proxied_env = LIMITS.to_vec();
     proxied_env.push(("MERIT_HTTP_TRUSTED_PROXIES", "127.0.0.1/32, ::1"));
     proxied_env.push(("MERIT_HTTP_USER_RATE_PER_SEC", "1"));
     proxied_env.push(("MERIT_HTTP_USER_RATE_BURST", "3"));
@@ -353,14 +345,21 @@ async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sen
         passed_of_five(&proxied, "192.0.2.77, 203.0.113.1", &admin).await <= 1,
         "a forged left-most X-Forwarded-For entry was believed"
     );
-    // A Forwarded header the proxy passed through untouched (it writes X-Forwarded-For)
-    // is the client's word too.
+    check_a_passed_through_forwarded_header_is_not_believed(&proxied, &admin).await;
+    check_ipv6_clients_of_one_64_share_a_bucket(&proxied, &admin).await;
+    check_a_user_token_is_limited_by_its_subject(&proxied).await;
+    proxied.stop().await;
+}
+
+/// A Forwarded header the proxy passed through untouched (it writes X-Forwarded-For) is
+/// the client's word too.
+async fn check_a_passed_through_forwarded_header_is_not_believed(proxied: &Node, admin: &str) {
     let mut spoofed = 0;
     for _ in 0..5 {
         let status = proxied
             .http
             .get(format!("{}/api/v1/nodes", proxied.base))
-            .bearer_auth(&admin)
+            .bearer_auth(admin)
             .header("X-Forwarded-For", "203.0.113.1")
             .header("Forwarded", "for=192.0.2.99")
             .send()
@@ -375,19 +374,25 @@ async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sen
         spoofed <= 1,
         "a client-written Forwarded header was believed"
     );
-    // IPv6 clients of one /64 share a bucket.
-    let passed = until_limited(&proxied, Some("2001:db8:1:2::1"), &admin).await;
+}
+
+/// IPv6 clients of one /64 share a bucket.
+async fn check_ipv6_clients_of_one_64_share_a_bucket(proxied: &Node, admin: &str) {
+    let passed = until_limited(proxied, Some("2001:db8:1:2::1"), admin).await;
     assert!(passed <= 5);
     assert!(
-        passed_of_five(&proxied, "2001:db8:1:2:ffff::9", &admin).await <= 1,
+        passed_of_five(proxied, "2001:db8:1:2:ffff::9", admin).await <= 1,
         "another address of the same /64 got a fresh bucket"
     );
     assert_eq!(
-        status_with(&proxied, "2001:db8:1:3::1", &admin).await,
+        status_with(proxied, "2001:db8:1:3::1", admin).await,
         StatusCode::OK,
         "another /64 has its own bucket"
     );
-    // A user token is limited by its subject, whichever client address it comes from.
+}
+
+/// A user token is limited by its subject, whichever client address it comes from.
+async fn check_a_user_token_is_limited_by_its_subject(proxied: &Node) {
     let user = proxied.user(&common::wallet(34));
     let mut refused = false;
     for i in 0..10 {
@@ -416,7 +421,6 @@ async fn a_spoofed_forwarded_for_gets_no_fresh_bucket_unless_a_trusted_proxy_sen
         refused,
         "10 requests of one user from 10 addresses passed a per-user burst of 3"
     );
-    proxied.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,86 +563,99 @@ fn refused(answer: &(StatusCode, Value), needle: &str) {
     );
 }
 
+/// The wallets of the sign-in test and the message it signs, as of `now`.
+struct SignIn {
+    wallet: ethers::signers::LocalWallet,
+    other: ethers::signers::LocalWallet,
+    address: String,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+impl SignIn {
+    fn new() -> Self {
+        use ethers::signers::Signer;
+        let wallet: ethers::signers::LocalWallet = WALLET_KEY.parse().expect("key");
+        let address = ethers::utils::to_checksum(&wallet.address(), None);
+        Self {
+            wallet,
+            other: OTHER_KEY.parse().expect("key"),
+            address,
+            now: chrono::Utc::now(),
+        }
+    }
+
+    /// The wallet's sign-in message with `nonce`, valid for ten minutes.
+    fn message(&self, nonce: String) -> Siwe {
+        Siwe {
+            domain: DOMAIN.to_string(),
+            address: self.address.clone(),
+            chain_id: 31337,
+            nonce,
+            issued_at: self.now,
+            expiration: Some(self.now + chrono::Duration::minutes(10)),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_wallet_signs_in_with_ethereum_once_per_nonce() {
-    use ethers::signers::{LocalWallet, Signer};
     let node = Node::start("trust-siwe", &[("MERIT_HTTP_SIWE_DOMAIN", DOMAIN)]).await;
-    let wallet: LocalWallet = WALLET_KEY.parse().expect("key");
-    let other: LocalWallet = OTHER_KEY.parse().expect("key");
-    let address = ethers::utils::to_checksum(&wallet.address(), None);
-    let lower = address.to_lowercase();
-    let now = chrono::Utc::now();
-    let message = |nonce: String| Siwe {
-        domain: DOMAIN.to_string(),
-        address: address.clone(),
-        chain_id: 31337,
-        nonce,
-        issued_at: now,
-        expiration: Some(now + chrono::Duration::minutes(10)),
-    };
+    let sign_in = SignIn::new();
+    let (token, signed_in) = check_a_signed_in_token_reads_only_its_own_data(&node, &sign_in).await;
+    // The same signed message again: its nonce is spent.
+    refused(&login(&node, &signed_in, &sign_in.wallet).await, "Nonce");
+    check_stale_phished_foreign_or_forged_sign_ins_are_refused(&node, &sign_in).await;
+    check_sign_in_has_its_own_budget_per_client(&node, &token).await;
+    node.stop().await;
+}
 
-    // The happy path: the token it returns reads the wallet's own data, not another's.
-    let signed_in = message(fresh_nonce(&node).await).text();
-    let (status, body) = login(&node, &signed_in, &wallet).await;
+/// The happy path: the token it returns reads the wallet's own data, not another's.
+/// Returns the token and the message signed.
+async fn check_a_signed_in_token_reads_only_its_own_data(
+    node: &Node,
+    sign_in: &SignIn,
+) -> (String, String) {
+    let lower = sign_in.address.to_lowercase();
+    let signed_in = sign_in.message(fresh_nonce(node).await).text();
+    let (status, body) = login(node, &signed_in, &sign_in.wallet).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["address"], lower.as_str());
     let token = body["token"].as_str().expect("token").to_string();
-    let (status, body) = answer(
-        node.http
-            .get(format!("{}/api/v1/users/{lower}", node.base))
-            .bearer_auth(&token),
-    )
-    .await;
+    let (status, body) = node.get_as(&format!("/api/v1/users/{lower}"), &token).await;
     assert!(
         status == StatusCode::OK || body["error"]["code"] == "not_found",
         "the token reads its own subject: {status} {body}"
     );
-    let (status, body) = answer(
-        node.http
-            .get(format!("{}/api/v1/users/{}", node.base, common::wallet(40)))
-            .bearer_auth(&token),
-    )
-    .await;
+    let other = format!("/api/v1/users/{}", common::wallet(40));
+    let (status, body) = node.get_as(&other, &token).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    (token, signed_in)
+}
 
-    // The same signed message again: its nonce is spent.
-    refused(&login(&node, &signed_in, &wallet).await, "Nonce");
-
+/// Expired, another domain or chain, another signer, a nonce never issued: refused naming
+/// what is wrong; not an EIP-4361 message at all: 400.
+async fn check_stale_phished_foreign_or_forged_sign_ins_are_refused(node: &Node, sign_in: &SignIn) {
+    let (wallet, now) = (&sign_in.wallet, sign_in.now);
     // Expired.
-    let mut expired = message(fresh_nonce(&node).await);
+    let mut expired = sign_in.message(fresh_nonce(node).await);
     expired.issued_at = now - chrono::Duration::minutes(20);
     expired.expiration = Some(now - chrono::Duration::minutes(10));
-    refused(&login(&node, &expired.text(), &wallet).await, "expired");
-
+    refused(&login(node, &expired.text(), wallet).await, "expired");
     // Another domain (a phishing site relaying the user's signature).
-    let mut phished = message(fresh_nonce(&node).await);
+    let mut phished = sign_in.message(fresh_nonce(node).await);
     phished.domain = "evil.test".to_string();
-    refused(&login(&node, &phished.text(), &wallet).await, "domain");
-
+    refused(&login(node, &phished.text(), wallet).await, "domain");
     // Another chain.
-    let mut other_chain = message(fresh_nonce(&node).await);
+    let mut other_chain = sign_in.message(fresh_nonce(node).await);
     other_chain.chain_id = 1;
-    refused(
-        &login(&node, &other_chain.text(), &wallet).await,
-        "Chain ID",
-    );
-
+    refused(&login(node, &other_chain.text(), wallet).await, "Chain ID");
     // Signed by another key than the address the message names.
-    let forged = message(fresh_nonce(&node).await).text();
-    refused(&login(&node, &forged, &other).await, "signature");
-
+    let forged = sign_in.message(fresh_nonce(node).await).text();
+    refused(&login(node, &forged, &sign_in.other).await, "signature");
     // A nonce merit never issued.
-    refused(
-        &login(
-            &node,
-            &message("NeverIssued12345".to_string()).text(),
-            &wallet,
-        )
-        .await,
-        "Nonce",
-    );
-
+    let never = sign_in.message("NeverIssued12345".to_string()).text();
+    refused(&login(node, &never, wallet).await, "Nonce");
     // Not an EIP-4361 message: 400 naming what is wrong.
     let (status, body) = answer(
         node.http
@@ -651,8 +668,10 @@ async fn a_wallet_signs_in_with_ethereum_once_per_nonce() {
         .as_str()
         .unwrap_or_default()
         .contains("message"));
+}
 
-    // Sign-in has its own budget per client (2/s, bursts of 20), far below the API's.
+/// Sign-in has its own budget per client (2/s, bursts of 20), far below the API's.
+async fn check_sign_in_has_its_own_budget_per_client(node: &Node, token: &str) {
     let mut limited = None;
     for _ in 0..40 {
         let r = node
@@ -674,16 +693,10 @@ async fn a_wallet_signs_in_with_ethereum_once_per_nonce() {
             .contains("sign-in"),
         "{limited}"
     );
-    let (status, body) = answer(
-        node.http
-            .get(format!("{}/api/v1/proposals", node.base))
-            .bearer_auth(&token),
-    )
-    .await;
+    let (status, body) = node.get_as("/api/v1/proposals", token).await;
     assert_eq!(
         status,
         StatusCode::OK,
         "the rest of the API is not limited by it: {body}"
     );
-    node.stop().await;
 }
