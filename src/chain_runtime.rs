@@ -10,8 +10,8 @@ use merit_chain::{
 };
 use merit_config::{MinterSource, Settings};
 use merit_messages::Address;
+use merit_actors::unlock::{start_pending_unlocks, unlock_saga, UnlockDeps};
 use merit_sagas::{
-    unlock::{start_pending_unlocks, unlock_saga, UnlockDeps},
     ExecutorOptions, SagaExecutor, SagaRegistry,
 };
 use merit_storage::Store;

@@ -4,7 +4,9 @@
 //! shell ([`EntityActor`]) that activates an actor from storage, applies messages strictly
 //! in order, commits state + inbox + outbox + projections in one transaction, contains
 //! panics and retries failures. Guarantees: a message is applied at most once per actor
-//! kind (the inbox), and its outcome is reported only after the commit.
+//! kind (the inbox), and its outcome is reported only after the commit. Also owns the
+//! operation that crosses from this domain to the chain, the AchievementUnlock saga
+//! ([`unlock`], run by the domain-free saga engine), and the config center ([`center`]).
 //! Must not know: brokers, consumers or registries — the supervisors route to it.
 
 pub mod center;
@@ -14,6 +16,7 @@ mod nft;
 mod notify;
 mod proposal;
 mod shell;
+pub mod unlock;
 mod user;
 
 pub use domain::{Decision, Detached, Domain, Services};

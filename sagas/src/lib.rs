@@ -20,7 +20,6 @@ mod id;
 pub mod lease;
 mod retry;
 mod state;
-pub mod unlock;
 mod view;
 
 pub use definition::{

@@ -35,11 +35,7 @@ use merit_storage::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{
-    definition::{SagaDefinition, StepContext, StepDef, StepOutcome},
-    id::SagaId,
-    retry::RetryPolicy,
-};
+use merit_sagas::{RetryPolicy, SagaDefinition, SagaId, StepContext, StepDef, StepOutcome};
 
 /// The saga kind.
 pub const UNLOCK_KIND: &str = "achievement-unlock";
@@ -473,10 +469,10 @@ async fn confirm(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
 /// first, up to `limit`); returns how many were started. Idempotent: the saga id is
 /// derived from the achievement, so every node may run this.
 pub async fn start_pending_unlocks(
-    executor: &crate::SagaExecutor,
+    executor: &merit_sagas::SagaExecutor,
     store: &Store,
     limit: u64,
-) -> crate::Result<usize> {
+) -> merit_sagas::Result<usize> {
     let rows = achievement::Entity::find()
         .filter(achievement::Column::State.eq("unlocked"))
         .filter(achievement::Column::SagaId.is_null())
