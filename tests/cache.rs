@@ -10,8 +10,7 @@ mod common;
 
 use std::{
     collections::HashMap,
-    net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
         atomic::{AtomicU64, Ordering::SeqCst},
         Arc, Mutex,
@@ -19,24 +18,14 @@ use std::{
     time::Duration,
 };
 
-use common::eventually;
+use common::{eventually, free_port, redis_url, OwnRedis};
 use merit_storage::{CacheConfig, CacheKey, StorageError, TieredCache};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
-fn redis_url() -> String {
-    std::env::var("MERIT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "merit_storage::cache=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    common::init_test_logs("merit_storage::cache=info");
 }
 
 /// A key prefix no other test (or run) shares.
@@ -138,6 +127,17 @@ impl SharedPrefix {
     }
 }
 
+/// The start of a test on the shared Redis: logs, a prefix of its own, an empty database.
+fn shared_start() -> (SharedPrefix, Db) {
+    init_logs();
+    (SharedPrefix::new(), Db::default())
+}
+
+/// Node `node`'s cache on the shared Redis, under `prefix`.
+async fn on_shared(prefix: &str, node: &str) -> TieredCache {
+    TieredCache::with_redis(config(prefix, node), &redis_url()).await
+}
+
 impl std::ops::Deref for SharedPrefix {
     type Target = str;
 
@@ -176,13 +176,11 @@ fn delete_keys(prefix: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn read_through_fills_l1_and_l2_for_other_nodes() {
-    init_logs();
-    let prefix = SharedPrefix::new();
-    let db = Db::default();
+    let (prefix, db) = shared_start();
     let key = user(1);
     db.commit(&key, benefits(15_000));
-    let a = TieredCache::with_redis(config(&prefix, "a"), &redis_url()).await;
-    let b = TieredCache::with_redis(config(&prefix, "b"), &redis_url()).await;
+    let a = on_shared(&prefix, "a").await;
+    let b = on_shared(&prefix, "b").await;
     assert!(
         a.stats().redis_up && b.stats().redis_up,
         "the shared Redis is up"
@@ -213,13 +211,11 @@ async fn read_through_fills_l1_and_l2_for_other_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_put_on_one_node_is_read_on_another_at_once() {
-    init_logs();
-    let prefix = SharedPrefix::new();
-    let db = Db::default();
+    let (prefix, db) = shared_start();
     let key = user(2);
     db.commit(&key, benefits(10_000));
-    let a = TieredCache::with_redis(config(&prefix, "a"), &redis_url()).await;
-    let b = TieredCache::with_redis(config(&prefix, "b"), &redis_url()).await;
+    let a = on_shared(&prefix, "a").await;
+    let b = on_shared(&prefix, "b").await;
     assert_eq!(get(&b, &db, &key).await, Some(benefits(10_000)));
     assert_eq!(get(&b, &db, &key).await, Some(benefits(10_000)));
     assert_eq!(b.stats().l1_hits, 1, "b holds the old value in L1");
@@ -257,13 +253,11 @@ async fn a_put_on_one_node_is_read_on_another_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn caches_given_the_same_node_id_still_hear_each_other() {
-    init_logs();
-    let prefix = SharedPrefix::new();
-    let db = Db::default();
+    let (prefix, db) = shared_start();
     let key = user(13);
     db.commit(&key, benefits(10_000));
-    let first = TieredCache::with_redis(config(&prefix, "same"), &redis_url()).await;
-    let second = TieredCache::with_redis(config(&prefix, "same"), &redis_url()).await;
+    let first = on_shared(&prefix, "same").await;
+    let second = on_shared(&prefix, "same").await;
     get(&second, &db, &key).await;
 
     db.commit(&key, benefits(20_000));
@@ -293,14 +287,12 @@ async fn caches_given_the_same_node_id_still_hear_each_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn invalidate_drops_exactly_the_named_keys_on_other_nodes() {
-    init_logs();
-    let prefix = SharedPrefix::new();
-    let db = Db::default();
+    let (prefix, db) = shared_start();
     let (changed, untouched) = (user(3), user(4));
     db.commit(&changed, benefits(10_000));
     db.commit(&untouched, benefits(11_000));
-    let a = TieredCache::with_redis(config(&prefix, "a"), &redis_url()).await;
-    let b = TieredCache::with_redis(config(&prefix, "b"), &redis_url()).await;
+    let a = on_shared(&prefix, "a").await;
+    let b = on_shared(&prefix, "b").await;
     for key in [&changed, &untouched] {
         get(&b, &db, key).await;
     }
@@ -367,61 +359,6 @@ async fn unreachable_redis_degrades_to_l1_and_the_database() {
     assert!(!stats.redis_up);
     assert!(stats.l2_errors >= 4, "L2 was never used: {stats:?}");
     assert_eq!((stats.l2_hits, stats.l2_misses), (0, 0));
-}
-
-/// A throwaway `redis-server`, killed when dropped.
-struct OwnRedis {
-    child: Child,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (redis-server must be installed)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server on {port} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child }
-    }
-
-    /// SIGSTOP / SIGCONT: the server hangs (connections stay open, nothing answers).
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {signal}");
-    }
-
-    /// SIGKILL: the server vanishes mid-conversation.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -590,16 +527,14 @@ async fn read_racing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_slow_read_does_not_overwrite_a_newer_write() {
-    init_logs();
-    let prefix = SharedPrefix::new();
-    let db = Db::default();
+    let (prefix, db) = shared_start();
     let (key, other, offline) = (user(9), user(10), user(14));
     for k in [&key, &other, &offline] {
         db.commit(k, benefits(10_000));
     }
-    let a = TieredCache::with_redis(config(&prefix, "a"), &redis_url()).await;
-    let b = TieredCache::with_redis(config(&prefix, "b"), &redis_url()).await;
-    let c = TieredCache::with_redis(config(&prefix, "c"), &redis_url()).await;
+    let a = on_shared(&prefix, "a").await;
+    let b = on_shared(&prefix, "b").await;
+    let c = on_shared(&prefix, "c").await;
 
     // On one node: a's own put lands while a's read of the old row is in flight.
     let slow = read_racing(&a, &db, &key, async {

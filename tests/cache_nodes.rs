@@ -10,16 +10,11 @@
 
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, process::Command, sync::Arc, time::Duration};
 
 use common::{
-    cache_config, eventually, node_options, run_in_system, wallet, Backend, TestDb, Vhost,
+    cache_config, eventually, free_port, node_options, redis_url, run_in_system, wallet, Backend,
+    OwnRedis, TestDb, Vhost,
 };
 use merit_actors::Services;
 use merit_config::ConfigHandle;
@@ -39,18 +34,8 @@ const SHARDS: u16 = 2;
 const PLAIN: i64 = 1_000;
 const GOLD: i64 = 1_500;
 
-fn redis_url() -> String {
-    std::env::var("MERIT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,merit_storage::cache=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    common::init_test_logs("warn,merit_storage::cache=info");
 }
 
 /// A cache whose entries outlive every test: only an invalidation (or a whole-L1 clear)
@@ -257,80 +242,120 @@ struct Handover {
     after_vote: CacheStats,
 }
 
-/// Node A (active on every shard) commits U's gold NFT, node B reads U's benefits into its
-/// L1, A commits the NFT's transfer away from U, A stops, B takes the shards over and
-/// weighs U's vote. Both caches are long-lived and share one Redis prefix; A always uses
-/// Redis, B only if `b_uses_redis`.
-async fn vote_on_b_after_a_changed_benefits(b_uses_redis: bool) -> Handover {
-    init_logs();
-    let (db, store) = TestDb::migrated(Backend::Postgres).await;
-    let vhost = Vhost::create();
-    let redis = RedisPrefix::new(&redis_url());
-    let (u, v, token) = (wallet(1), wallet(2), 7);
-    let all_shards = 3 * usize::from(SHARDS);
+/// The handover tests' nodes: A (active on every shard) and B (standing by), sharing one
+/// database, vhost and Redis prefix; both caches long-lived. A always uses Redis, B only if
+/// `b_uses_redis`.
+struct TwoNodes {
+    db: TestDb,
+    store: Store,
+    vhost: Vhost,
+    redis: RedisPrefix,
+    b_uses_redis: bool,
+    services_b: Services,
+    node_a: Node,
+    transport_a: Arc<RabbitTransport>,
+    node_b: Node,
+    transport_b: Arc<RabbitTransport>,
+    producer: Arc<RabbitTransport>,
+}
 
-    let services_a = Services::new(
-        ConfigHandle::default(),
-        TieredCache::with_redis(long_lived("node-a", &redis.prefix), &redis.url).await,
-    );
-    let cache_b = if b_uses_redis {
-        TieredCache::with_redis(long_lived("node-b", &redis.prefix), &redis.url).await
-    } else {
-        TieredCache::local(long_lived("node-b", &redis.prefix))
-    };
-    let services_b = Services::new(ConfigHandle::default(), cache_b);
-    assert!(services_a.cache.stats().redis_up, "the shared Redis is up");
-    assert_eq!(services_b.cache.stats().redis_up, b_uses_redis);
-
-    let transport_a = rabbit(&vhost, "node-a").await;
-    let node_a = Node::start(
-        node_options("node-a", SHARDS),
+/// Starts node `name` on `store` with `services` and its own named transport.
+async fn start_node(
+    name: &str,
+    store: &Store,
+    services: &Services,
+    vhost: &Vhost,
+) -> (Node, Arc<RabbitTransport>) {
+    let transport = rabbit(vhost, name).await;
+    let node = Node::start(
+        node_options(name, SHARDS),
         store.clone(),
-        services_a.clone(),
-        transport_a.clone(),
+        services.clone(),
+        transport.clone(),
     )
     .await
-    .expect("node a starts");
-    eventually(30, "node a consumes every shard queue", || {
-        std::future::ready(shard_consumers(&vhost) == (all_shards, all_shards))
-    })
-    .await;
-    let transport_b = rabbit(&vhost, "node-b").await;
-    let node_b = Node::start(
-        node_options("node-b", SHARDS),
-        store.clone(),
-        services_b.clone(),
-        transport_b.clone(),
-    )
-    .await
-    .expect("node b starts");
-    eventually(30, "node b stands by on every shard queue", || {
-        std::future::ready(shard_consumers(&vhost) == (2 * all_shards, all_shards))
-    })
-    .await;
-    let producer = rabbit(&vhost, "producer").await;
+    .expect("node starts");
+    (node, transport)
+}
 
-    // U gets a gold NFT, on node A; A's write-through reaches L2 (and B hears of it).
-    producer
+impl TwoNodes {
+    async fn start(b_uses_redis: bool) -> Self {
+        init_logs();
+        let (db, store) = TestDb::migrated(Backend::Postgres).await;
+        let vhost = Vhost::create();
+        let redis = RedisPrefix::new(&redis_url());
+        let all_shards = 3 * usize::from(SHARDS);
+        let services_a = Services::new(
+            ConfigHandle::default(),
+            TieredCache::with_redis(long_lived("node-a", &redis.prefix), &redis.url).await,
+        );
+        let cache_b = if b_uses_redis {
+            TieredCache::with_redis(long_lived("node-b", &redis.prefix), &redis.url).await
+        } else {
+            TieredCache::local(long_lived("node-b", &redis.prefix))
+        };
+        let services_b = Services::new(ConfigHandle::default(), cache_b);
+        assert!(services_a.cache.stats().redis_up, "the shared Redis is up");
+        assert_eq!(services_b.cache.stats().redis_up, b_uses_redis);
+
+        let (node_a, transport_a) = start_node("node-a", &store, &services_a, &vhost).await;
+        eventually(30, "node a consumes every shard queue", || {
+            std::future::ready(shard_consumers(&vhost) == (all_shards, all_shards))
+        })
+        .await;
+        let (node_b, transport_b) = start_node("node-b", &store, &services_b, &vhost).await;
+        eventually(30, "node b stands by on every shard queue", || {
+            std::future::ready(shard_consumers(&vhost) == (2 * all_shards, all_shards))
+        })
+        .await;
+        let producer = rabbit(&vhost, "producer").await;
+        Self {
+            db,
+            store,
+            vhost,
+            redis,
+            b_uses_redis,
+            services_b,
+            node_a,
+            transport_a,
+            node_b,
+            transport_b,
+            producer,
+        }
+    }
+
+    /// If B uses Redis, waits until B heard of `n` invalidations in all.
+    async fn b_heard(&self, secs: u64, what: &str, n: u64) {
+        if self.b_uses_redis {
+            let b = self.services_b.cache.clone();
+            eventually(secs, what, || {
+                std::future::ready(b.stats().invalidations_received >= n)
+            })
+            .await;
+        }
+    }
+}
+
+/// U gets a gold NFT, on node A; A's write-through reaches L2 (and B hears of it).
+async fn check_a_writes_the_mint_through(t: &TwoNodes, u: Address, token: u64) {
+    t.producer
         .publish(vec![mint_gold(token, u, 10)])
         .await
         .expect("publish the mint");
-    wait_held(&store, u, &[token]).await;
+    wait_held(&t.store, u, &[token]).await;
     eventually(10, "node a wrote U's gold NFT through to L2", || {
-        std::future::ready(redis.l2_tokens(u) == Some(1))
+        std::future::ready(t.redis.l2_tokens(u) == Some(1))
     })
     .await;
-    if b_uses_redis {
-        let b = services_b.cache.clone();
-        eventually(10, "node b heard of the mint's write", || {
-            std::future::ready(b.stats().invalidations_received >= 1)
-        })
-        .await;
-    }
+    t.b_heard(10, "node b heard of the mint's write", 1).await;
+}
 
-    // B now holds U's benefits in its L1.
+/// B now holds U's benefits in its L1: read from L2 (what A wrote) with Redis, else from
+/// the row.
+async fn check_b_loads_the_benefits_into_l1(t: &TwoNodes, u: Address, token: u64) {
+    let services_b = &t.services_b;
     let before_load = services_b.cache.stats();
-    let seen = merit_actors::load_held(&store, &services_b, &u.to_string())
+    let seen = merit_actors::load_held(&t.store, services_b, &u.to_string())
         .await
         .expect("load U's benefits on node b");
     let seen: Vec<(String, String)> = seen
@@ -341,7 +366,7 @@ async fn vote_on_b_after_a_changed_benefits(b_uses_redis: bool) -> Handover {
     assert_eq!(seen, vec![(token.to_string(), "gold".to_string())]);
     let after_load = services_b.cache.stats();
     assert_eq!(after_load.l1_misses, before_load.l1_misses + 1);
-    if b_uses_redis {
+    if t.b_uses_redis {
         assert_eq!(
             (after_load.l2_hits, after_load.loads),
             (before_load.l2_hits + 1, before_load.loads),
@@ -354,67 +379,82 @@ async fn vote_on_b_after_a_changed_benefits(b_uses_redis: bool) -> Handover {
             "node b read the row"
         );
     }
+}
 
-    // The NFT leaves U, on node A.
-    let received = services_b.cache.stats().invalidations_received;
-    producer
+/// The NFT leaves U for V, on node A; A writes both through, B hears of both writes (with
+/// Redis), and B has applied nothing.
+async fn check_a_writes_the_transfer_through(t: &TwoNodes, (u, v): (Address, Address), token: u64) {
+    let received = t.services_b.cache.stats().invalidations_received;
+    t.producer
         .publish(vec![transfer(token, u, v, 11)])
         .await
         .expect("publish the transfer");
-    wait_held(&store, u, &[]).await;
-    wait_held(&store, v, &[token]).await;
+    wait_held(&t.store, u, &[]).await;
+    wait_held(&t.store, v, &[token]).await;
     // Generous bounds: they only matter when the machine is busy (a CI run building in
     // parallel); the checks return as soon as they hold.
     eventually(
         30,
         "node a wrote U's and V's new benefits through to L2",
-        || std::future::ready(redis.l2_tokens(u) == Some(0) && redis.l2_tokens(v) == Some(1)),
+        || std::future::ready(t.redis.l2_tokens(u) == Some(0) && t.redis.l2_tokens(v) == Some(1)),
     )
     .await;
-    if b_uses_redis {
-        let b = services_b.cache.clone();
-        eventually(30, "node b heard of both writes (U and V)", || {
-            std::future::ready(b.stats().invalidations_received >= received + 2)
-        })
+    t.b_heard(30, "node b heard of both writes (U and V)", received + 2)
         .await;
-    }
     assert_eq!(
-        applied(&node_b, "any"),
+        applied(&t.node_b, "any"),
         0,
         "node b stood by: node a applied everything so far"
     );
+}
 
-    // A stops; B takes its shards over and weighs U's vote.
-    node_a.shutdown(Duration::from_secs(5)).await;
-    drop(transport_a);
+/// A stops; B takes its shards over and weighs U's vote; then everything stops.
+async fn a_stops_and_b_weighs_the_vote(t: TwoNodes, u: Address) -> Handover {
+    let all_shards = 3 * usize::from(SHARDS);
+    t.node_a.shutdown(Duration::from_secs(5)).await;
+    drop(t.transport_a);
     eventually(
         30,
         "node b is the active consumer of every shard queue",
-        || std::future::ready(shard_consumers(&vhost) == (all_shards, all_shards)),
+        || std::future::ready(shard_consumers(&t.vhost) == (all_shards, all_shards)),
     )
     .await;
-    let before_vote = services_b.cache.stats();
-    producer
+    let before_vote = t.services_b.cache.stats();
+    t.producer
         .publish(vec![proposal("p-1"), vote(u, "p-1")])
         .await
         .expect("publish the proposal and the vote");
-    let votes = wait_votes(&store, "p-1", 1).await;
-    let after_vote = services_b.cache.stats();
+    let votes = wait_votes(&t.store, "p-1", 1).await;
+    let after_vote = t.services_b.cache.stats();
     assert!(
-        applied(&node_b, "proposal") >= 2,
+        applied(&t.node_b, "proposal") >= 2,
         "node b applied the proposal's creation and the vote"
     );
     let weight = *votes.get(&u.to_string()).expect("U's vote is recorded");
 
-    node_b.shutdown(Duration::from_secs(5)).await;
-    drop((transport_b, producer));
-    vhost.delete();
-    db.cleanup().await;
+    t.node_b.shutdown(Duration::from_secs(5)).await;
+    drop((t.transport_b, t.producer));
+    t.vhost.delete();
+    t.db.cleanup().await;
+    drop(t.redis);
     Handover {
         weight,
         before_vote,
         after_vote,
     }
+}
+
+/// Node A (active on every shard) commits U's gold NFT, node B reads U's benefits into its
+/// L1, A commits the NFT's transfer away from U, A stops, B takes the shards over and
+/// weighs U's vote. Both caches are long-lived and share one Redis prefix; A always uses
+/// Redis, B only if `b_uses_redis`.
+async fn vote_on_b_after_a_changed_benefits(b_uses_redis: bool) -> Handover {
+    let t = TwoNodes::start(b_uses_redis).await;
+    let (u, v, token) = (wallet(1), wallet(2), 7);
+    check_a_writes_the_mint_through(&t, u, token).await;
+    check_b_loads_the_benefits_into_l1(&t, u, token).await;
+    check_a_writes_the_transfer_through(&t, (u, v), token).await;
+    a_stops_and_b_weighs_the_vote(t, u).await
 }
 
 /// With Redis, node A's write-through drops node B's L1 copy of exactly U's benefits at
@@ -475,52 +515,6 @@ fn without_redis_node_b_weighs_a_vote_with_its_stale_benefits_copy() {
     });
 }
 
-/// A `redis-server` of this test's own, on `port`; SIGKILLed when dropped.
-struct OwnRedis {
-    child: Child,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (redis-server must be installed)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server on {port} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child }
-    }
-
-    /// SIGKILL: the server vanishes mid-conversation, with everything it held.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// Who holds which gold NFT, as the test script moves them; the source of the expected
 /// weight of every vote.
 #[derive(Default)]
@@ -548,150 +542,133 @@ impl Holdings {
     }
 }
 
-/// A node whose Redis is SIGKILLed while votes are in flight, stays away while NFTs move
-/// and more votes are weighed, and comes back (empty) on the same port before the last
-/// moves and votes. NFTs move only between vote phases, and each phase waits for the
-/// `benefits` rows, so every vote has exactly one right weight.
-#[test]
-#[ignore = "service tier: needs running services (README: Test tiers)"]
-fn killing_redis_mid_run_gives_no_wrong_weight_and_no_producer_error() {
-    run_in_system(async {
-        init_logs();
-        let port = free_port();
-        let url = format!("redis://127.0.0.1:{port}");
-        let server = OwnRedis::start(port);
-        let (db, store) = TestDb::migrated(Backend::Postgres).await;
-        let vhost = Vhost::create();
-        let prefix = format!("merit-test-{}:", Uuid::new_v4().simple());
-        let cache = TieredCache::with_redis(long_lived("solo", &prefix), &url).await;
-        assert!(cache.stats().redis_up, "the private Redis is up");
-        let services = Services::new(ConfigHandle::default(), cache.clone());
-        let transport = rabbit(&vhost, "solo").await;
-        let node = Node::start(
-            node_options("solo", SHARDS),
-            store.clone(),
-            services,
-            transport.clone(),
-        )
-        .await
-        .expect("node starts");
-        let producer = rabbit(&vhost, "producer").await;
+/// The Redis-restart test's script: its node's store, cache and producer, the voters (six
+/// starting with a gold NFT, six without), who holds what, and every vote's expected
+/// weight by (proposal, voter).
+struct RedisScript {
+    store: Store,
+    cache: TieredCache,
+    producer: Arc<RabbitTransport>,
+    gold: Vec<Address>,
+    plain: Vec<Address>,
+    voters: Vec<Address>,
+    holdings: Holdings,
+    expected: BTreeMap<(String, String), i64>,
+    block: u64,
+}
 
+/// The gold NFT the script first gives to `gold[i]`.
+fn gold_token(i: usize) -> u64 {
+    1_000 + i as u64
+}
+
+impl RedisScript {
+    fn new(store: Store, cache: TieredCache, producer: Arc<RabbitTransport>) -> Self {
         let gold: Vec<Address> = (0..6).map(|i| wallet(100 + i)).collect();
         let plain: Vec<Address> = (0..6).map(|i| wallet(200 + i)).collect();
         let voters: Vec<Address> = gold.iter().chain(&plain).copied().collect();
-        let token = |i: usize| 1_000 + i as u64;
-        let mut holdings = Holdings::default();
-        let mut expected: BTreeMap<(String, String), i64> = BTreeMap::new();
-        let mut block = 0;
-        let mut next_block = || {
-            block += 1;
-            block
-        };
+        Self {
+            store,
+            cache,
+            producer,
+            gold,
+            plain,
+            voters,
+            holdings: Holdings::default(),
+            expected: BTreeMap::new(),
+            block: 0,
+        }
+    }
 
+    fn next_block(&mut self) -> u64 {
+        self.block += 1;
+        self.block
+    }
+
+    /// Four proposals, and a gold NFT for each gold voter.
+    async fn setup(&mut self) {
         let mut setup: Vec<Outgoing> = (1..=4).map(|p| proposal(&format!("p-{p}"))).collect();
-        for (i, user) in gold.iter().enumerate() {
-            setup.push(mint_gold(token(i), *user, next_block()));
-            holdings.give(token(i), *user);
+        for (i, user) in self.gold.clone().into_iter().enumerate() {
+            let block = self.next_block();
+            setup.push(mint_gold(gold_token(i), user, block));
+            self.holdings.give(gold_token(i), user);
         }
-        producer.publish(setup).await.expect("publish the setup");
-        for user in &gold {
-            wait_held(&store, *user, &holdings.of(*user)).await;
+        self.producer
+            .publish(setup)
+            .await
+            .expect("publish the setup");
+        for user in &self.gold {
+            wait_held(&self.store, *user, &self.holdings.of(*user)).await;
         }
+    }
 
-        // Each phase: every voter votes once on its proposal; half the votes are published,
-        // then `between` runs, then the other half.
-        let mut expect_phase = |holdings: &Holdings, p: &str| {
-            for user in &voters {
-                expected.insert((p.to_string(), user.to_string()), holdings.weight(*user));
+    /// Moves each `(token, from, to)` and waits until both ends' `benefits` rows show it.
+    async fn move_tokens(&mut self, moves: &[(u64, Address, Address)]) {
+        let mut out = Vec::new();
+        for &(token, from, to) in moves {
+            let block = self.next_block();
+            out.push(transfer(token, from, to, block));
+            self.holdings.take(token, from);
+            self.holdings.give(token, to);
+        }
+        self.producer.publish(out).await.expect("publish transfers");
+        for &(_, from, to) in moves {
+            for user in [from, to] {
+                wait_held(&self.store, user, &self.holdings.of(user)).await;
             }
-        };
-        let half = voters.len() / 2;
-        let votes_of = |p: &str, range: std::ops::Range<usize>| -> Vec<Outgoing> {
-            voters[range].iter().map(|u| vote(*u, p)).collect()
-        };
-
-        // Phase 1, Redis up: the cache fills.
-        expect_phase(&holdings, "p-1");
-        producer
-            .publish(votes_of("p-1", 0..voters.len()))
-            .await
-            .expect("publish p-1 votes");
-        wait_votes(&store, "p-1", voters.len()).await;
-        assert!(cache.stats().redis_up);
-
-        // Phase 2: Redis is SIGKILLed with votes in flight.
-        expect_phase(&holdings, "p-2");
-        producer
-            .publish(votes_of("p-2", 0..half))
-            .await
-            .expect("publish p-2 votes (first half)");
-        server.kill();
-        producer
-            .publish(votes_of("p-2", half..voters.len()))
-            .await
-            .expect("publish p-2 votes (second half)");
-        let c = cache.clone();
-        eventually(10, "the cache marks Redis down", || {
-            std::future::ready(!c.stats().redis_up)
-        })
-        .await;
-        wait_votes(&store, "p-2", voters.len()).await;
-
-        // Redis down: two gold NFTs move to plain voters; then phase 3.
-        let mut moves = Vec::new();
-        for i in 0..2 {
-            moves.push(transfer(token(i), gold[i], plain[i], next_block()));
-            holdings.take(token(i), gold[i]);
-            holdings.give(token(i), plain[i]);
         }
-        producer.publish(moves).await.expect("publish transfers");
-        for user in gold[..2].iter().chain(&plain[..2]) {
-            wait_held(&store, *user, &holdings.of(*user)).await;
-        }
-        expect_phase(&holdings, "p-3");
-        producer
-            .publish(votes_of("p-3", 0..voters.len()))
-            .await
-            .expect("publish p-3 votes");
-        wait_votes(&store, "p-3", voters.len()).await;
-        assert!(!cache.stats().redis_up, "Redis stayed down through phase 3");
+    }
 
-        // Redis comes back, empty, on the same port; one NFT goes home, another moves.
-        let clears_before = cache.stats().l1_clears;
-        let _server = OwnRedis::start(port);
-        eventually(20, "the cache uses Redis again", || {
-            std::future::ready(c.stats().redis_up)
-        })
-        .await;
-        assert!(
-            cache.stats().l1_clears > clears_before,
-            "the resubscription cleared L1"
-        );
-        let moves = vec![
-            transfer(token(0), plain[0], gold[0], next_block()),
-            transfer(token(2), gold[2], plain[2], next_block()),
-        ];
-        holdings.take(token(0), plain[0]);
-        holdings.give(token(0), gold[0]);
-        holdings.take(token(2), gold[2]);
-        holdings.give(token(2), plain[2]);
-        producer.publish(moves).await.expect("publish transfers");
-        for user in [gold[0], plain[0], gold[2], plain[2]] {
-            wait_held(&store, user, &holdings.of(user)).await;
+    /// Every voter is to vote once on `p`, each vote weighing what its voter holds now.
+    fn expect_phase(&mut self, p: &str) {
+        for user in &self.voters {
+            self.expected.insert(
+                (p.to_string(), user.to_string()),
+                self.holdings.weight(*user),
+            );
         }
-        expect_phase(&holdings, "p-4");
-        producer
-            .publish(votes_of("p-4", 0..voters.len()))
-            .await
-            .expect("publish p-4 votes");
-        wait_votes(&store, "p-4", voters.len()).await;
+    }
 
-        // Every vote counted once, with the weight of its time.
+    /// The votes of `voters[range]` on `p`.
+    fn votes_of(&self, p: &str, range: std::ops::Range<usize>) -> Vec<Outgoing> {
+        self.voters[range].iter().map(|u| vote(*u, p)).collect()
+    }
+
+    /// A phase: every voter votes once on `p`, all published at once, and all are waited
+    /// for.
+    async fn phase(&mut self, p: &str) {
+        self.expect_phase(p);
+        self.producer
+            .publish(self.votes_of(p, 0..self.voters.len()))
+            .await
+            .unwrap_or_else(|e| panic!("publish {p} votes: {e}"));
+        wait_votes(&self.store, p, self.voters.len()).await;
+    }
+
+    /// A phase whose votes are published in two halves with `between` run in the middle.
+    async fn phase_split(&mut self, p: &str, between: impl FnOnce()) {
+        self.expect_phase(p);
+        let half = self.voters.len() / 2;
+        self.producer
+            .publish(self.votes_of(p, 0..half))
+            .await
+            .unwrap_or_else(|e| panic!("publish {p} votes (first half): {e}"));
+        between();
+        self.producer
+            .publish(self.votes_of(p, half..self.voters.len()))
+            .await
+            .unwrap_or_else(|e| panic!("publish {p} votes (second half): {e}"));
+        wait_votes(&self.store, p, self.voters.len()).await;
+    }
+
+    /// Every vote counted once, with the weight of its time, and each reached its voter's
+    /// UserActor.
+    async fn check_every_vote_weighs_what_its_voter_held(&self) {
+        let (store, expected) = (&self.store, &self.expected);
         let mut recorded = BTreeMap::new();
         for p in 1..=4 {
             let p = format!("p-{p}");
-            for (voter, weight) in weights(&store, &p).await {
+            for (voter, weight) in weights(store, &p).await {
                 recorded.insert((p.clone(), voter), weight);
             }
         }
@@ -720,24 +697,104 @@ fn killing_redis_mid_run_gives_no_wrong_weight_and_no_producer_error() {
             async move { common::votes_counted(&s).await >= n }
         })
         .await;
-        assert_eq!(common::votes_counted(&store).await, n);
+        assert_eq!(common::votes_counted(store).await, n);
+    }
+}
+
+/// Redis is in use again, its outage was counted, and L1 was cleared at the first
+/// subscription and again at the resubscription.
+fn check_the_cache_recovered(cache: &TieredCache) {
+    let stats = cache.stats();
+    assert!(stats.redis_up, "Redis is in use again: {stats:?}");
+    assert!(
+        stats.l2_errors >= 1,
+        "Redis operations failed or were skipped while it was down: {stats:?}"
+    );
+    assert!(
+        stats.l1_clears >= 2,
+        "L1 was cleared at the first subscription and again at the resubscription: \
+         {stats:?}"
+    );
+}
+
+/// Phases 2 and 3. Phase 2: Redis is SIGKILLed with votes in flight. Then, Redis down, two
+/// gold NFTs move to plain voters, and phase 3 is weighed.
+async fn phases_with_redis_down(s: &mut RedisScript, server: OwnRedis) {
+    s.phase_split("p-2", || server.kill()).await;
+    let c = s.cache.clone();
+    eventually(10, "the cache marks Redis down", || {
+        std::future::ready(!c.stats().redis_up)
+    })
+    .await;
+    let moves: Vec<_> = (0..2)
+        .map(|i| (gold_token(i), s.gold[i], s.plain[i]))
+        .collect();
+    s.move_tokens(&moves).await;
+    s.phase("p-3").await;
+    assert!(
+        !s.cache.stats().redis_up,
+        "Redis stayed down through phase 3"
+    );
+}
+
+/// Redis comes back, empty, on the same port; one NFT goes home, another moves; phase 4.
+async fn phase_with_redis_back(s: &mut RedisScript, port: u16) -> OwnRedis {
+    let clears_before = s.cache.stats().l1_clears;
+    let server = OwnRedis::start(port);
+    let c = s.cache.clone();
+    eventually(20, "the cache uses Redis again", || {
+        std::future::ready(c.stats().redis_up)
+    })
+    .await;
+    assert!(
+        s.cache.stats().l1_clears > clears_before,
+        "the resubscription cleared L1"
+    );
+    let moves = [
+        (gold_token(0), s.plain[0], s.gold[0]),
+        (gold_token(2), s.gold[2], s.plain[2]),
+    ];
+    s.move_tokens(&moves).await;
+    s.phase("p-4").await;
+    server
+}
+
+/// A node whose Redis is SIGKILLed while votes are in flight, stays away while NFTs move
+/// and more votes are weighed, and comes back (empty) on the same port before the last
+/// moves and votes. NFTs move only between vote phases, and each phase waits for the
+/// `benefits` rows, so every vote has exactly one right weight.
+#[test]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+fn killing_redis_mid_run_gives_no_wrong_weight_and_no_producer_error() {
+    run_in_system(async {
+        init_logs();
+        let port = free_port();
+        let url = format!("redis://127.0.0.1:{port}");
+        let server = OwnRedis::start(port);
+        let (db, store) = TestDb::migrated(Backend::Postgres).await;
+        let vhost = Vhost::create();
+        let prefix = format!("merit-test-{}:", Uuid::new_v4().simple());
+        let cache = TieredCache::with_redis(long_lived("solo", &prefix), &url).await;
+        assert!(cache.stats().redis_up, "the private Redis is up");
+        let services = Services::new(ConfigHandle::default(), cache.clone());
+        let (node, transport) = start_node("solo", &store, &services, &vhost).await;
+        let producer = rabbit(&vhost, "producer").await;
+        let mut s = RedisScript::new(store.clone(), cache.clone(), producer);
+        s.setup().await;
+
+        // Phase 1, Redis up: the cache fills.
+        s.phase("p-1").await;
+        assert!(cache.stats().redis_up);
+        phases_with_redis_down(&mut s, server).await;
+        let _server = phase_with_redis_back(&mut s, port).await;
+
+        s.check_every_vote_weighs_what_its_voter_held().await;
         let dead = common::all_dead_letters(transport.as_ref(), &store).await;
         assert!(dead.is_empty(), "dead letters: {dead:?}");
-
-        let stats = cache.stats();
-        assert!(stats.redis_up, "Redis is in use again: {stats:?}");
-        assert!(
-            stats.l2_errors >= 1,
-            "Redis operations failed or were skipped while it was down: {stats:?}"
-        );
-        assert!(
-            stats.l1_clears >= 2,
-            "L1 was cleared at the first subscription and again at the resubscription: \
-             {stats:?}"
-        );
+        check_the_cache_recovered(&cache);
 
         node.shutdown(Duration::from_secs(5)).await;
-        drop((transport, producer));
+        drop((transport, s));
         vhost.delete();
         db.cleanup().await;
     });
