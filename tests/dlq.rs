@@ -148,14 +148,7 @@ struct Admin {
 
 impl Admin {
     async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("GET");
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        self.send(reqwest::Method::GET, path, None).await
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -167,12 +160,18 @@ impl Admin {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let r = req.send().await.expect("request");
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        let (status, body) = common::answer(req).await;
+        (status.as_u16(), body)
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// A bulk replay of every waiting `handler_error` dead letter (or a dry run).
+    async fn replay_handler_errors(&self, dry_run: bool) -> (u16, Value) {
+        let filter = json!({"class": "handler_error", "dry_run": dry_run});
+        self.post("/api/v1/dlq/replay", filter).await
     }
 
     /// Waits until `path`'s `total` is `n`.
@@ -194,16 +193,9 @@ impl Admin {
 
 fn spawn_node(db: &TestDb, vhost: &Vhost, admin: &str, log: &str) -> NodeProcess {
     let (_, jwt) = common::secrets();
-    NodeProcess::spawn(
-        &[
-            ("MERIT_DATABASE_URL", db.url.as_str()),
-            ("MERIT_AMQP_URL", vhost.url.as_str()),
-            ("MERIT_NODE_ID", "dlq-node"),
-            ("MERIT_ADMIN_TOKEN", admin),
-            ("MERIT_JWT_SECRET", jwt.as_str()),
-        ],
-        &common::artefacts().join(log),
-    )
+    let extra = [("MERIT_JWT_SECRET", jwt.as_str())];
+    let env = common::serve_env(&db.url, Some(&vhost.url), "dlq-node", admin, &extra);
+    NodeProcess::spawn(&env, &common::artefacts().join(log))
 }
 
 fn admin_of(node: &NodeProcess, token: &str) -> Admin {
@@ -301,29 +293,7 @@ async fn ten_thousand_dead_letters_page_through_exactly_once_in_order_while_more
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-
-    let mut seen: Vec<(i64, String)> = Vec::new();
-    let mut after = 0;
-    let mut pages = 0;
-    loop {
-        let (status, page) = api
-            .get(&format!("/api/v1/dlq?after={after}&page_size=500"))
-            .await;
-        assert_eq!(status, 200, "{page}");
-        let items = page["items"].as_array().expect("items").clone();
-        for item in &items {
-            let seq = item["seq"].as_i64().expect("seq");
-            assert!(seq > after, "a page starts after the cursor");
-            assert_eq!(item["state"], "waiting");
-            seen.push((seq, item["id"].as_str().expect("id").to_string()));
-        }
-        pages += 1;
-        match page["next_after"].as_i64() {
-            Some(next) => after = next,
-            None => break,
-        }
-        assert!(pages < 100, "paging ends");
-    }
+    let seen = page_through_the_waiting(api).await;
     arriving
         .await
         .expect("the late dead letters were published");
@@ -349,8 +319,39 @@ async fn ten_thousand_dead_letters_page_through_exactly_once_in_order_while_more
         .await;
     let rest = rest["items"].as_array().expect("items").len();
     assert_eq!(seen.len() + rest, 10_500, "the late ones follow the cursor");
+    check_listing_filters_and_the_bulk_path_s_methods(api).await;
+    h.stop().await;
+}
 
-    // An empty filter (as a form sends it) is no filter; the bulk paths are POST only.
+/// Pages of 500 by cursor until the last: each dead letter's `(seq, id)`, as listed.
+async fn page_through_the_waiting(api: &Admin) -> Vec<(i64, String)> {
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let (status, page) = api
+            .get(&format!("/api/v1/dlq?after={after}&page_size=500"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().expect("items").clone();
+        for item in &items {
+            let seq = item["seq"].as_i64().expect("seq");
+            assert!(seq > after, "a page starts after the cursor");
+            assert_eq!(item["state"], "waiting");
+            seen.push((seq, item["id"].as_str().expect("id").to_string()));
+        }
+        pages += 1;
+        match page["next_after"].as_i64() {
+            Some(next) => after = next,
+            None => return seen,
+        }
+        assert!(pages < 100, "paging ends");
+    }
+}
+
+/// An empty filter (as a form sends it) is no filter; the bulk paths are POST only; a
+/// filter on a class nobody has is empty, and a bad filter is a clear 400.
+async fn check_listing_filters_and_the_bulk_path_s_methods(api: &Admin) {
     let (status, all) = api.get("/api/v1/dlq?class=&state=&page_size=1").await;
     assert_eq!((status, &all["total"]), (200, &json!(10_500)), "{all}");
     let answer = api
@@ -366,7 +367,6 @@ async fn ten_thousand_dead_letters_page_through_exactly_once_in_order_while_more
         Some("POST"),
         "the bulk path's own methods, not those of /dlq/{{id}}"
     );
-    // A filter on a class nobody has is empty, and a bad filter is a clear 400.
     let (_, none) = api.get("/api/v1/dlq?class=handler_error").await;
     assert_eq!(none["total"], 0, "{none}");
     let (status, bad) = api.get("/api/v1/dlq?since=yesterday").await;
@@ -378,16 +378,10 @@ async fn ten_thousand_dead_letters_page_through_exactly_once_in_order_while_more
             .contains("since"),
         "{bad}"
     );
-    h.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "service tier: needs running services (README: Test tiers)"]
-async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
-    let h = Harness::start(Backend::Sqlite, "dlq-bulk.log").await;
-    let (api, conn, ch) = (&h.api, &h.conn, &h.ch);
-
-    // A tap on merit.events counts every proposal a replay publishes, by message id.
+/// A tap on merit.events: a consumer of every proposal creation published there.
+async fn tap_proposal_creations(conn: &Connection) -> lapin::Consumer {
     let tap = conn.create_channel().await.expect("tap channel");
     let q = tap
         .queue_declare(
@@ -409,22 +403,85 @@ async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
     )
     .await
     .expect("bind the tap");
-    let mut tapped = tap
-        .basic_consume(
-            q.name().clone(),
-            "tap".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("consume the tap");
+    tap.basic_consume(
+        q.name().clone(),
+        "tap".into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("consume the tap")
+}
 
+/// How often each message id passed the tap: until `n` have, then any stragglers.
+async fn count_tapped(tapped: &mut lapin::Consumer, n: u32) -> HashMap<String, u32> {
+    let id_of = |d: &lapin::message::Delivery| {
+        d.properties
+            .message_id()
+            .as_ref()
+            .expect("message id")
+            .to_string()
+    };
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    while counts.values().sum::<u32>() < n {
+        let d = tokio::time::timeout(Duration::from_secs(30), tapped.next())
+            .await
+            .expect("the replays reach merit.events")
+            .expect("tap open")
+            .expect("delivery");
+        *counts.entry(id_of(&d)).or_default() += 1;
+        d.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(Some(Ok(d))) =
+        tokio::time::timeout(Duration::from_millis(200), tapped.next()).await
+    {
+        *counts.entry(id_of(&d)).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
+    let h = Harness::start(Backend::Sqlite, "dlq-bulk.log").await;
+    let (api, ch) = (&h.api, &h.ch);
+    // A tap on merit.events counts every proposal a replay publishes, by message id.
+    let mut tapped = tap_proposal_creations(&h.conn).await;
     let failed: Vec<Dead> = (0..200).map(Dead::failed_proposal).collect();
     let junk: Vec<Dead> = (0..50).map(Dead::malformed).collect();
     dead_letter(ch, &failed).await;
     dead_letter(ch, &junk).await;
     api.until_total("/api/v1/dlq?page_size=1", 250, 60).await;
+    let store = h.db.connect().await;
+    check_a_replay_request_only_counts_unless_told_otherwise(api, &store).await;
 
+    let (status, done) = api.replay_handler_errors(false).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (&done["settled"], &done["remaining"]),
+        (&json!(200), &json!(0)),
+        "{done}"
+    );
+    let (_, again) = api.replay_handler_errors(false).await;
+    assert_eq!(again["settled"], 0, "a second run finds nothing: {again}");
+
+    // Each replayed once: 200 distinct messages on the wire, 200 proposals applied once.
+    let counts = count_tapped(&mut tapped, 200).await;
+    assert_eq!(counts.len(), 200, "every one replayed");
+    assert!(counts.values().all(|&n| n == 1), "none replayed twice");
+    common::eventually(60, "the replayed proposals are applied", || {
+        let store = store.clone();
+        async move { proposals(&store).await == 200 && proposals_created(&store).await == 200 }
+    })
+    .await;
+    check_the_other_class_waits_and_a_second_action_is_a_409(api, &junk[0].id).await;
+    check_one_operation_s_dead_letters_are_found_by_correlation_id(api, &failed[7]).await;
+    h.stop().await;
+}
+
+/// Without `dry_run: false` a request only counts; a dry run of one class counts it.
+async fn check_a_replay_request_only_counts_unless_told_otherwise(api: &Admin, store: &Store) {
     let (status, counted) = api.post("/api/v1/dlq/replay", json!({})).await;
     assert_eq!(status, 200, "{counted}");
     assert_eq!(
@@ -436,79 +493,18 @@ async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
         (&json!(true), &json!(250), &json!(0)),
         "without dry_run: false a request only counts: {counted}"
     );
-    let (status, dry) = api
-        .post(
-            "/api/v1/dlq/replay",
-            json!({"class": "handler_error", "dry_run": true}),
-        )
-        .await;
+    let (status, dry) = api.replay_handler_errors(true).await;
     assert_eq!(status, 200, "{dry}");
     assert_eq!(
         (&dry["matched"], &dry["settled"], &dry["remaining"]),
         (&json!(200), &json!(0), &json!(200)),
         "{dry}"
     );
-    let store = h.db.connect().await;
-    assert_eq!(proposals(&store).await, 0, "a dry run replays nothing");
+    assert_eq!(proposals(store).await, 0, "a dry run replays nothing");
+}
 
-    let (status, done) = api
-        .post(
-            "/api/v1/dlq/replay",
-            json!({"class": "handler_error", "dry_run": false}),
-        )
-        .await;
-    assert_eq!(status, 200, "{done}");
-    assert_eq!(
-        (&done["settled"], &done["remaining"]),
-        (&json!(200), &json!(0)),
-        "{done}"
-    );
-    let (_, again) = api
-        .post(
-            "/api/v1/dlq/replay",
-            json!({"class": "handler_error", "dry_run": false}),
-        )
-        .await;
-    assert_eq!(again["settled"], 0, "a second run finds nothing: {again}");
-
-    // Each replayed once: 200 distinct messages on the wire, 200 proposals applied once.
-    let mut counts: HashMap<String, u32> = HashMap::new();
-    while counts.values().sum::<u32>() < 200 {
-        let d = tokio::time::timeout(Duration::from_secs(30), tapped.next())
-            .await
-            .expect("the replays reach merit.events")
-            .expect("tap open")
-            .expect("delivery");
-        let id = d
-            .properties
-            .message_id()
-            .as_ref()
-            .expect("message id")
-            .to_string();
-        *counts.entry(id).or_default() += 1;
-        d.ack(BasicAckOptions::default()).await.expect("ack");
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    while let Ok(Some(Ok(d))) =
-        tokio::time::timeout(Duration::from_millis(200), tapped.next()).await
-    {
-        let id = d
-            .properties
-            .message_id()
-            .as_ref()
-            .expect("message id")
-            .to_string();
-        *counts.entry(id).or_default() += 1;
-    }
-    assert_eq!(counts.len(), 200, "every one replayed");
-    assert!(counts.values().all(|&n| n == 1), "none replayed twice");
-    common::eventually(60, "the replayed proposals are applied", || {
-        let store = store.clone();
-        async move { proposals(&store).await == 200 && proposals_created(&store).await == 200 }
-    })
-    .await;
-
-    // The other class still waits; one id at a time, a second action is a 409.
+/// The other class still waits; one id at a time, a second action is a 409.
+async fn check_the_other_class_waits_and_a_second_action_is_a_409(api: &Admin, junk_id: &str) {
     let (_, waiting) = api.get("/api/v1/dlq?class=malformed").await;
     assert_eq!(waiting["total"], 50, "{waiting}");
     let (_, replayed) = api.get("/api/v1/dlq?state=replayed&page_size=1").await;
@@ -522,7 +518,6 @@ async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
         )
         .await;
     assert_eq!(status, 409, "{conflict}");
-    let junk_id = &junk[0].id;
     let path = format!("/api/v1/dlq/{junk_id}");
     let (status, _) = api.send(reqwest::Method::DELETE, &path, None).await;
     assert_eq!(status, 200);
@@ -532,8 +527,11 @@ async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
     assert_eq!(one["state"], "discarded", "{one}");
     let (status, _) = api.get("/api/v1/dlq/no-such-id").await;
     assert_eq!(status, 404);
-    // One operation's dead letters, by its correlation id, whatever their state.
-    let correlation = failed[7]
+}
+
+/// One operation's dead letters, by its correlation id, whatever their state.
+async fn check_one_operation_s_dead_letters_are_found_by_correlation_id(api: &Admin, dead: &Dead) {
+    let correlation = dead
         .message
         .correlation_id
         .clone()
@@ -545,9 +543,8 @@ async fn a_bulk_replay_of_one_class_puts_each_back_once_after_a_dry_run() {
         .await;
     let items = followed["items"].as_array().expect("items");
     assert_eq!(items.len(), 1, "{followed}");
-    assert_eq!(items[0]["id"], failed[7].id.as_str());
+    assert_eq!(items[0]["id"], dead.id.as_str());
     assert_eq!(items[0]["correlation_id"], correlation.as_str());
-    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -597,19 +594,9 @@ async fn a_node_killed_mid_bulk_replay_neither_loses_nor_doubles_one() {
 
     let node = spawn_node(&db, &vhost, &token, "dlq-kill.log");
     let api = admin_of(&node, &token);
-    let (_, dry) = api
-        .post(
-            "/api/v1/dlq/replay",
-            json!({"class": "handler_error", "dry_run": true}),
-        )
-        .await;
+    let (_, dry) = api.replay_handler_errors(true).await;
     assert_eq!(dry["matched"], N as u64 - replayed_at_kill, "{dry}");
-    let (status, done) = api
-        .post(
-            "/api/v1/dlq/replay",
-            json!({"class": "handler_error", "dry_run": false}),
-        )
-        .await;
+    let (status, done) = api.replay_handler_errors(false).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["remaining"], 0, "{done}");
 
