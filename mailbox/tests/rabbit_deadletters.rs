@@ -6,6 +6,7 @@ mod common;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use common::{depths, sum};
 use lapin::{
     options::{BasicGetOptions, BasicNackOptions},
     Connection, ConnectionProperties,
@@ -17,14 +18,6 @@ use merit_messages::{ActorKind, Origin};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn depths(t: &RabbitTransport) -> HashMap<String, u64> {
-    t.queue_depths()
-        .await
-        .expect("depths")
-        .into_iter()
-        .collect()
-}
 
 /// Depths once `settled` holds (or after 5 s): a peek returns what it held by closing its
 /// channel, and the broker requeues that asynchronously, so depths may lag for a moment.
@@ -41,14 +34,6 @@ async fn depths_when(
         d = depths(t).await;
     }
     d
-}
-
-fn sum(depths: &HashMap<String, u64>, prefix: &str) -> u64 {
-    depths
-        .iter()
-        .filter(|(n, _)| n.starts_with(prefix))
-        .map(|(_, d)| d)
-        .sum()
 }
 
 /// Polls the DLQ until it holds `n` dead letters.

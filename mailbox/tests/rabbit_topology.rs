@@ -48,14 +48,7 @@ async fn declaring_twice_is_idempotent_and_every_queue_exists() {
     t.publish(vec![Outgoing::from_envelope(&common::unlock(1, 0))])
         .await
         .expect("published");
-    let user_depth: u64 = t
-        .queue_depths()
-        .await
-        .expect("depths")
-        .iter()
-        .filter(|(n, _)| n.starts_with("merit.user."))
-        .map(|(_, d)| d)
-        .sum();
+    let user_depth = common::sum(&common::depths(&t).await, "merit.user.");
     assert_eq!(user_depth, 1);
 }
 
@@ -78,12 +71,7 @@ async fn every_message_for_one_key_lands_in_one_shard_in_publish_order() {
     let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut received = 0;
     // Depths count ready messages only, so read them all before consuming.
-    let depths: HashMap<String, u64> = t
-        .queue_depths()
-        .await
-        .expect("depths")
-        .into_iter()
-        .collect();
+    let depths = common::depths(&t).await;
     for shard in Topology::new(4).shards_of(ActorKind::User) {
         let depth = depths[&format!("merit.{shard}")];
         let mut rx = t.consume(shard, 100).await.expect("consuming");
@@ -122,14 +110,7 @@ async fn a_batch_of_5000_is_confirmed_and_every_message_arrives() {
     t.publish(batch).await.expect("all 5000 confirmed");
 
     // Confirmed means stored: the depths add up at once.
-    let stored: u64 = t
-        .queue_depths()
-        .await
-        .expect("depths")
-        .iter()
-        .filter(|(n, _)| n.starts_with("merit.user."))
-        .map(|(_, d)| d)
-        .sum();
+    let stored = common::sum(&common::depths(&t).await, "merit.user.");
     assert_eq!(stored, u64::from(N));
 
     let mut seen = HashSet::new();
@@ -249,12 +230,7 @@ async fn declaring_over_an_earlier_release_keeps_its_dlq_and_closes_the_producer
     forged.origin = merit_messages::Origin::Producer;
     t.publish(vec![forged]).await.expect("confirmed");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let depths: HashMap<String, u64> = t
-        .queue_depths()
-        .await
-        .expect("depths")
-        .into_iter()
-        .collect();
+    let depths = common::depths(&t).await;
     assert_eq!(depths["merit.user.0"], 0, "{depths:?}");
     assert_eq!(depths["merit.unrouted"], 1, "{depths:?}");
     assert!(depths.contains_key("merit.dlq"));

@@ -150,22 +150,20 @@ async fn admin_execute(sql: &str) {
 #[macro_export]
 macro_rules! on_both_backends {
     (@one $workers:literal, fast, $name:ident => $body:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
-            async fn sqlite() {
-                super::$body($crate::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
-            #[ignore = "service tier: needs running services (README: Test tiers)"]
-            async fn postgres() {
-                super::$body($crate::Backend::Postgres).await
-            }
-        }
+        $crate::on_both_backends! { @mod $workers, [], $name => $body }
     };
     (@one $workers:literal, services, $name:ident => $body:ident) => {
+        $crate::on_both_backends! {
+            @mod $workers,
+            [ignore = "service tier: needs running services (README: Test tiers)"],
+            $name => $body
+        }
+    };
+    // `$sqlite`: the sqlite test's tier attribute, if it has one.
+    (@mod $workers:literal, [$($sqlite:meta)?], $name:ident => $body:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
-            #[ignore = "service tier: needs running services (README: Test tiers)"]
+            $(#[$sqlite])?
             async fn sqlite() {
                 super::$body($crate::Backend::Sqlite).await
             }

@@ -114,3 +114,23 @@ pub async fn declared(vhost: &Vhost, shards: u16) -> RabbitTransport {
     t.declare().await.expect("declared");
     t
 }
+
+/// Every queue's depth (ready messages), by name.
+pub async fn depths<T: merit_mailbox::Transport + ?Sized>(
+    t: &T,
+) -> std::collections::HashMap<String, u64> {
+    t.queue_depths()
+        .await
+        .expect("depths")
+        .into_iter()
+        .collect()
+}
+
+/// The depths of the queues whose names start with `prefix`, added up.
+pub fn sum(depths: &std::collections::HashMap<String, u64>, prefix: &str) -> u64 {
+    depths
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .map(|(_, d)| d)
+        .sum()
+}
