@@ -20,12 +20,16 @@ use std::{
 
 use anyhow::{Context, Result};
 use chrono::Utc;
+use merit_actors::ProposalStatus;
 use merit_chain::{Chain, DevChain};
 use merit_config::{SecretUrl, Settings};
 use merit_mailbox::Outgoing;
 use merit_messages::{Address, Envelope, ProposalCreated, VoteCast, VoteChoice};
 use merit_storage::{
-    entities::{achievement, nft, outbox, proposal, vote},
+    entities::{
+        achievement::{self, AchievementState},
+        nft, outbox, proposal, vote,
+    },
     sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter},
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -369,7 +373,10 @@ async fn settle(
             .count(db)
             .await?;
         let in_flight = achievement::Entity::find()
-            .filter(achievement::Column::State.is_in(["unlocked", "reserved"]))
+            .filter(
+                achievement::Column::State
+                    .is_in([AchievementState::Unlocked, AchievementState::Reserved]),
+            )
             .count(db)
             .await?;
         let pending_outbox = outbox::Entity::find()
@@ -459,14 +466,14 @@ async fn summary(running: &Running, listeners: &Listeners, outcome: &Outcome) ->
 
 /// The summary rows the database answers: votes, proposals, achievements, NFTs.
 async fn stored(db: &merit_storage::sea_orm::DatabaseConnection) -> Result<Vec<Row>> {
-    let achievements = |state: &'static str| {
+    let achievements = |state: AchievementState| {
         achievement::Entity::find()
             .filter(achievement::Column::State.eq(state))
             .count(db)
     };
-    let proposals_in = |state: &'static str| {
+    let proposals_in = |status: ProposalStatus| {
         proposal::Entity::find()
-            .filter(proposal::Column::Status.eq(state))
+            .filter(proposal::Column::Status.eq(status.as_str()))
             .count(db)
     };
     Ok(vec![
@@ -478,8 +485,8 @@ async fn stored(db: &merit_storage::sea_orm::DatabaseConnection) -> Result<Vec<R
             "proposals succeeded / defeated",
             format!(
                 "{} / {}",
-                proposals_in("succeeded").await?,
-                proposals_in("defeated").await?
+                proposals_in(ProposalStatus::Succeeded).await?,
+                proposals_in(ProposalStatus::Defeated).await?
             ),
         ),
         (
@@ -488,11 +495,11 @@ async fn stored(db: &merit_storage::sea_orm::DatabaseConnection) -> Result<Vec<R
         ),
         (
             "  minted as NFTs",
-            achievements("minted").await?.to_string(),
+            achievements(AchievementState::Minted).await?.to_string(),
         ),
         (
             "  failed and compensated",
-            achievements("failed").await?.to_string(),
+            achievements(AchievementState::Failed).await?.to_string(),
         ),
         (
             "NFTs on chain",

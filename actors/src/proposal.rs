@@ -108,6 +108,28 @@ impl ProposalStatus {
     pub fn is_open(self) -> bool {
         matches!(self, Self::Pending | Self::Active)
     }
+
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Active,
+        Self::Succeeded,
+        Self::Defeated,
+        Self::Executed,
+        Self::Cancelled,
+    ];
+}
+
+impl std::str::FromStr for ProposalStatus {
+    type Err = merit_messages::UnknownVariant;
+
+    /// The projection's spelling read back: the one way from a stored status to the enum.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or(merit_messages::UnknownVariant)
+    }
 }
 
 /// What the proposal is.

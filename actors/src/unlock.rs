@@ -28,7 +28,10 @@ use merit_messages::{
     AchievementFailed, AchievementMinted, Address, Envelope, EventId, RuleId, TokenId, TxHash,
 };
 use merit_storage::{
-    entities::{achievement, nft},
+    entities::{
+        achievement::{self, AchievementState},
+        nft,
+    },
     sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter, QuerySelect},
     OutboxMessage, Store, Turn,
 };
@@ -138,8 +141,8 @@ fn storage_retry(e: impl std::fmt::Display) -> StepOutcome {
 /// row when it is elsewhere); callers add the columns their step sets.
 fn transition(
     id: &str,
-    from: &'static [&'static str],
-    to: &'static str,
+    from: &'static [AchievementState],
+    to: AchievementState,
 ) -> merit_storage::sea_orm::UpdateMany<achievement::Entity> {
     achievement::Entity::update_many()
         .col_expr(achievement::Column::State, Expr::value(to))
@@ -165,8 +168,12 @@ async fn reserve(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
     let saga = ctx.saga_id.to_string();
     let reserved = transition(
         &data.achievement_id.to_string(),
-        &["unlocked", "reserved", "failed"],
-        "reserved",
+        &[
+            AchievementState::Unlocked,
+            AchievementState::Reserved,
+            AchievementState::Failed,
+        ],
+        AchievementState::Reserved,
     )
     .col_expr(achievement::Column::SagaId, Expr::value(saga))
     .exec(d.store.db())
@@ -175,7 +182,9 @@ async fn reserve(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
     match reserved {
         Ok(1) => StepOutcome::done_empty(),
         Ok(_) => match current_state(&d.store, data.achievement_id).await {
-            Ok(Some(state)) if state == "minted" => StepOutcome::done_empty(),
+            Ok(Some(state)) if state == AchievementState::Minted.as_str() => {
+                StepOutcome::done_empty()
+            }
             Ok(Some(state)) => StepOutcome::fail(format!("achievement is {state}: not reservable")),
             Ok(None) => StepOutcome::fail("no such achievement"),
             Err(e) => storage_retry(e),
@@ -211,8 +220,8 @@ async fn release(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
         d,
         &data,
         event,
-        &["reserved", "unlocked"],
-        "failed",
+        &[AchievementState::Reserved, AchievementState::Unlocked],
+        AchievementState::Failed,
         Some(reason),
     )
     .await
@@ -224,8 +233,8 @@ async fn emit_with_state(
     d: &UnlockDeps,
     data: &UnlockData,
     event: Envelope,
-    from: &'static [&'static str],
-    to: &'static str,
+    from: &'static [AchievementState],
+    to: AchievementState,
     reason: Option<&'static str>,
 ) -> StepOutcome {
     let id = data.achievement_id.to_string();
@@ -242,7 +251,7 @@ async fn emit_with_state(
         .commit_turn(turn, move |txn| {
             Box::pin(async move {
                 let mut update = transition(&id, from, to);
-                if to == "minted" {
+                if to == AchievementState::Minted {
                     update = update.col_expr(achievement::Column::TokenId, Expr::value(token));
                 }
                 if let Some(reason) = reason {
@@ -462,7 +471,15 @@ async fn confirm(d: &UnlockDeps, ctx: StepContext) -> StepOutcome {
             tx_hash: tx,
         },
     );
-    emit_with_state(d, &data, event, &["reserved"], "minted", None).await
+    emit_with_state(
+        d,
+        &data,
+        event,
+        &[AchievementState::Reserved],
+        AchievementState::Minted,
+        None,
+    )
+    .await
 }
 
 /// Starts an unlock saga for every achievement still `unlocked` without one (oldest
@@ -474,7 +491,7 @@ pub async fn start_pending_unlocks(
     limit: u64,
 ) -> merit_sagas::Result<usize> {
     let rows = achievement::Entity::find()
-        .filter(achievement::Column::State.eq("unlocked"))
+        .filter(achievement::Column::State.eq(AchievementState::Unlocked))
         .filter(achievement::Column::SagaId.is_null())
         .limit(limit)
         .all(store.db())

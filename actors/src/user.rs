@@ -442,7 +442,7 @@ fn project_unlocks(key: &str, effects: &UserEffects, now: DateTime<Utc>, rows: &
                 rule_version: Set(to_i64(u.rule_version)),
                 tier: Set(u.tier.to_string()),
                 token_id: Set(Some(u.token.to_string())),
-                state: Set("unlocked".to_string()),
+                state: Set(achievement::AchievementState::Unlocked.as_str().to_string()),
                 saga_id: Set(None),
                 reason: Set(None),
                 created_at: Set(*at),

@@ -30,6 +30,12 @@ pub use events::{
     VoteRecorded, MAX_BOOSTING_NFTS, MAX_BOOSTS,
 };
 pub use ids::short as quote_untrusted;
+
+/// A text that names none of a domain enum's variants (a vote choice, a proposal status,
+/// an achievement state): each has one spelling, and parsing it back is the one way in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not one of the known values")]
+pub struct UnknownVariant;
 pub use ids::{
     Address, EventId, ProposalId, RuleId, TierId, TokenId, TxHash, UserId, MAX_ID_LEN,
     MERIT_NAMESPACE,

@@ -4,8 +4,9 @@
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+use merit_actors::ProposalStatus;
 use merit_mailbox::Outgoing;
-use merit_messages::Envelope;
+use merit_messages::{Envelope, VoteChoice};
 use merit_storage::{
     entities::{proposal, vote},
     sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder},
@@ -431,17 +432,18 @@ pub(crate) async fn cast_vote(
     let voter = caller.user()?;
     let id = event_id(&req, &voter.to_string())?;
     // What is wrong with the request itself is said before what conflicts with the state.
-    if !matches!(body.choice.as_str(), "for" | "against" | "abstain") {
+    let Ok(choice) = body.choice.parse::<VoteChoice>() else {
         return Err(ApiError::bad_request(format!(
             "choice: {} is not one of for, against, abstain",
             merit_messages::quote_untrusted(&body.choice)
         )));
-    }
+    };
     let p = find(&state, &path).await?;
-    if matches!(
-        p.status.as_str(),
-        "succeeded" | "defeated" | "executed" | "cancelled" | "closed"
-    ) {
+    // A status merit does not know (a newer release's) is left to the ProposalActor.
+    if p.status
+        .parse::<ProposalStatus>()
+        .is_ok_and(|s| !s.is_open())
+    {
         return Err(ApiError::conflict(format!(
             "proposal {}: voting is over ({})",
             p.id, p.status
@@ -461,7 +463,7 @@ pub(crate) async fn cast_vote(
     let mut payload = serde_json::json!({
         "proposal": p.id,
         "voter": voter,
-        "choice": body.choice,
+        "choice": choice,
     });
     if let Some(reason) = body.reason {
         payload["reason"] = reason.into();

@@ -99,6 +99,31 @@ pub enum VoteChoice {
     Abstain,
 }
 
+impl VoteChoice {
+    /// Every choice, in the order the API and the documents list them.
+    pub const ALL: [Self; 3] = [Self::For, Self::Against, Self::Abstain];
+
+    /// The wire spelling (as in the envelope's payload).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::For => "for",
+            Self::Against => "against",
+            Self::Abstain => "abstain",
+        }
+    }
+}
+
+impl std::str::FromStr for VoteChoice {
+    type Err = crate::UnknownVariant;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or(crate::UnknownVariant)
+    }
+}
+
 /// `governance.vote.cast` v1: a user voted on a proposal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,4 +1,5 @@
-//! Achievements and their lifecycle: reserved, unlocked, revoked or failed.
+//! Achievements and their lifecycle: unlocked, reserved, minted or failed
+//! ([`AchievementState`], the one spelling of each state).
 
 use sea_orm::entity::prelude::*;
 
@@ -19,13 +20,13 @@ pub struct Model {
     pub tier: String,
     /// The token reserved / minted for it.
     pub token_id: Option<String>,
-    /// `reserved`, `unlocked`, `revoked` or `failed`.
+    /// Its [`AchievementState`], spelled by [`AchievementState::as_str`].
     pub state: String,
     /// The saga minting it, if started.
     pub saga_id: Option<String>,
     /// The correlation id of the event that unlocked it: its unlock saga runs under it.
     pub correlation_id: Option<String>,
-    /// Why it was revoked or failed.
+    /// Why it failed.
     pub reason: Option<String>,
     /// Created.
     pub created_at: DateTimeUtc,
@@ -38,3 +39,56 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Where an achievement is: unlocked by a rule (the UserActor writes it), reserved by its
+/// unlock saga, then minted on chain, or failed (the saga compensated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AchievementState {
+    /// A rule was met; no saga has reserved it yet.
+    Unlocked,
+    /// Its unlock saga is minting it.
+    Reserved,
+    /// Its NFT is on chain and registered.
+    Minted,
+    /// The mint was refused for good and compensated.
+    Failed,
+}
+
+impl AchievementState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [Self; 4] = [Self::Unlocked, Self::Reserved, Self::Minted, Self::Failed];
+
+    /// The column's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unlocked => "unlocked",
+            Self::Reserved => "reserved",
+            Self::Minted => "minted",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for AchievementState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AchievementState {
+    type Err = merit_messages::UnknownVariant;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or(merit_messages::UnknownVariant)
+    }
+}
+
+/// Lets a query filter or set the column with the enum itself.
+impl From<AchievementState> for Value {
+    fn from(state: AchievementState) -> Self {
+        Value::from(state.as_str())
+    }
+}
