@@ -310,7 +310,12 @@ async fn publish(
         "payload": payload,
     });
     let envelope = Envelope::decode(wire.to_string().as_bytes()).map_err(|e| {
-        ApiError::bad_request(e.to_string().replace("payload.", "").replace("$.", ""))
+        // The request's body is the payload: its fields are named as the client sent them.
+        let field = ["payload.", "$."]
+            .iter()
+            .find_map(|prefix| e.field.strip_prefix(prefix))
+            .unwrap_or(&e.field);
+        ApiError::bad_request(format!("{}: {field}: {}", e.kind, e.reason))
     })?;
     let mut message = Outgoing::from_envelope(&envelope);
     // The request's trace goes on with the event (see `merit_messages::trace`).
