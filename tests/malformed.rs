@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Backend, NodeProcess, TestDb, Vhost};
+use common::{Backend, ServedNode, TestDb, Vhost};
 use merit_mailbox::{DeadLetter, Outgoing, RabbitTransport, Transport};
 use merit_messages::{Address, Envelope, VoteCast, VoteChoice};
 use merit_storage::{
@@ -381,27 +381,24 @@ async fn ten_thousand_malformed_messages_are_dead_lettered_with_their_reasons_an
     let vhost = Vhost::create();
     let producer = common::declared_transport(&vhost.url, 2).await;
 
-    let (admin, jwt) = common::secrets();
     let log = common::artefacts().join(format!("malformed-{}.log", vhost.name));
     let extra = [
         ("MERIT_MAILBOX_SHARDS", "2"),
         ("MERIT_MAILBOX_PREFETCH", "200"),
-        ("MERIT_JWT_SECRET", jwt.as_str()),
     ];
-    let env = common::serve_env(&db.url, Some(&vhost.url), "malformed-node", &admin, &extra);
-    let node = NodeProcess::spawn(&env, &log);
-    println!("node log: {}", log.display());
+    let served = ServedNode::spawn_on(db, vhost, "malformed-node", log, &extra);
+    println!("node log: {}", served.log.display());
     let api = Api {
-        base: node.http_url(60),
-        admin,
+        base: served.base.clone(),
+        admin: served.admin.clone(),
         http: reqwest::Client::new(),
     };
     api.ready(60).await;
-    let store = db.connect().await;
+    let store = served.db.connect().await;
 
     let traffic = traffic(&mut rng);
     let publishing = publish(&producer, &traffic).await;
-    check_good_votes_are_counted_and_the_dlq_fills(&api, &store, publishing, &log).await;
+    check_good_votes_are_counted_and_the_dlq_fills(&api, &store, publishing, &served.log).await;
     check_the_queues_drained_and_each_good_vote_counted_once(&producer, &store).await;
     let class_of =
         check_each_malformed_message_is_dead_lettered_once(&producer, &store, &traffic).await;
@@ -409,7 +406,10 @@ async fn ten_thousand_malformed_messages_are_dead_lettered_with_their_reasons_an
 
     // The node is still ready after all that.
     api.ready(30).await;
-    let status = node.stop();
+    let ServedNode {
+        process, vhost, db, ..
+    } = served;
+    let status = process.stop();
     assert!(status.success(), "clean exit: {status}");
     drop(producer);
     store.close().await.expect("close store");

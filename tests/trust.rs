@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{Backend, NodeProcess, TestDb, Vhost};
+use common::{Backend, ServedNode, TestDb, Vhost};
 use merit_mailbox::{DeadLetter, Outgoing, Transport};
 use merit_messages::{
     AchievementMinted, DeadlinePhase, Envelope, EventId, HoldingChange, HoldingsChanged, Origin,
@@ -25,15 +25,10 @@ use serde_json::{json, Value};
 const WAIT: u64 = 60;
 
 struct Node {
-    _process: NodeProcess,
-    base: String,
-    admin: String,
-    jwt: String,
+    served: ServedNode,
     http: reqwest::Client,
     store: Store,
     producer: merit_mailbox::RabbitTransport,
-    vhost: Vhost,
-    db: TestDb,
 }
 
 impl Node {
@@ -42,28 +37,17 @@ impl Node {
         let db = TestDb::empty(Backend::Postgres).await;
         let vhost = Vhost::create();
         let producer = common::declared_transport(&vhost.url, 2).await;
-        let (admin, jwt) = common::secrets();
         let log = common::artefacts().join(format!("trust-{name}-{}.log", vhost.name));
-        let extra = [
-            ("MERIT_MAILBOX_SHARDS", "2"),
-            ("MERIT_JWT_SECRET", jwt.as_str()),
-        ];
-        let env = common::serve_env(&db.url, Some(&vhost.url), name, &admin, &extra);
-        let process = NodeProcess::spawn(&env, &log);
-        println!("node log: {}", log.display());
-        let base = process.http_url(60);
-        common::wait_ready(&base, 60).await;
-        let store = db.connect().await;
+        let extra = [("MERIT_MAILBOX_SHARDS", "2")];
+        let served = ServedNode::spawn_on(db, vhost, name, log, &extra);
+        println!("node log: {}", served.log.display());
+        common::wait_ready(&served.base, 60).await;
+        let store = served.db.connect().await;
         Self {
-            _process: process,
-            base,
-            admin,
-            jwt,
+            served,
             http: reqwest::Client::new(),
             store,
             producer,
-            vhost,
-            db,
         }
     }
 
@@ -81,8 +65,8 @@ impl Node {
 
     async fn get_admin(&self, path: &str) -> Value {
         self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.admin)
+            .get(format!("{}{path}", self.served.base))
+            .bearer_auth(&self.served.admin)
             .send()
             .await
             .expect("request")
@@ -123,9 +107,12 @@ impl Node {
     }
 
     async fn finish(self) {
-        drop(self._process);
-        self.vhost.delete();
-        self.db.cleanup().await;
+        let ServedNode {
+            process, vhost, db, ..
+        } = self.served;
+        drop(process);
+        vhost.delete();
+        db.cleanup().await;
     }
 }
 
@@ -453,14 +440,18 @@ async fn api_creations_refuse_bad_fields_naming_them_and_are_limited_per_user_an
 /// A `POST /api/v1/proposals` as the user of `token`.
 fn create_via_api(node: &Node, token: &str, body: &Value) -> reqwest::RequestBuilder {
     node.http
-        .post(format!("{}/api/v1/proposals", node.base))
+        .post(format!("{}/api/v1/proposals", node.served.base))
         .bearer_auth(token)
         .json(body)
 }
 
 /// Through the API: a NUL is a 400 that names the field, a refused window too.
 async fn check_api_creations_with_a_nul_a_blink_or_no_quorum_are_400(node: &Node) {
-    let token = merit_api::sign(node.jwt.as_bytes(), &common::wallet(8).to_string(), 600);
+    let token = merit_api::sign(
+        node.served.jwt.as_bytes(),
+        &common::wallet(8).to_string(),
+        600,
+    );
     let now = Utc::now();
     for (body, needle) in [
         (
@@ -496,7 +487,11 @@ async fn check_api_creations_with_a_nul_a_blink_or_no_quorum_are_400(node: &Node
 /// worth is accepted, the next one is 429 naming it.
 async fn check_api_creations_are_limited_per_user_and_day(node: &Node) {
     let limit = 20;
-    let farmer = merit_api::sign(node.jwt.as_bytes(), &common::wallet(10).to_string(), 600);
+    let farmer = merit_api::sign(
+        node.served.jwt.as_bytes(),
+        &common::wallet(10).to_string(),
+        600,
+    );
     let create = |i: u32| {
         let now = Utc::now();
         create_via_api(

@@ -587,8 +587,19 @@ impl ServedNode {
         init_crypto();
         let db = TestDb::empty(Backend::Postgres).await;
         let vhost = Vhost::create();
+        Self::spawn_on(db, vhost, node_id, fresh_log(log), extra)
+    }
+
+    /// As [`ServedNode::start`], on a database and vhost the caller made (and may have
+    /// prepared, e.g. declared), appending to `log` as it is.
+    pub fn spawn_on(
+        db: TestDb,
+        vhost: Vhost,
+        node_id: &str,
+        log: std::path::PathBuf,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let (admin, jwt) = secrets();
-        let log = fresh_log(log);
         let mut more = vec![("MERIT_JWT_SECRET", jwt.as_str())];
         more.extend_from_slice(extra);
         let env = serve_env(&db.url, Some(&vhost.url), node_id, &admin, &more);
