@@ -6,49 +6,28 @@ mod common;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use common::{Backend, NodeProcess, TestDb, Vhost};
+use common::{NodeProcess, TestDb, Vhost};
 use merit_mailbox::{Outgoing, Transport};
 use merit_messages::{Envelope, VoteCast, VoteChoice};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "service tier: needs running services (README: Test tiers)"]
-async fn killing_one_of_two_nodes_moves_its_shards_to_the_other_with_nothing_lost() {
-    common::init_crypto();
-    let (db, store) = TestDb::migrated(Backend::Postgres).await;
-    let vhost = Vhost::create();
-    let producer = common::declared_transport(&vhost.url, 4).await;
-    let log = common::artefacts().join(format!("cluster-{}.log", vhost.name));
-    let env = |id: &'static str| {
-        vec![
-            ("MERIT_DATABASE_URL", db.url.clone()),
-            ("MERIT_AMQP_URL", vhost.url.clone()),
-            ("MERIT_MAILBOX_SHARDS", "4".to_string()),
-            ("MERIT_NODE_ID", id.to_string()),
-        ]
-    };
-    let as_refs = |v: &Vec<(&'static str, String)>| {
-        v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()
-    };
-    let a_env = as_refs(&env("node-a"));
-    let b_env = as_refs(&env("node-b"));
-    let a = NodeProcess::spawn(
-        &a_env
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect::<Vec<_>>(),
-        &log,
-    );
-    // A starts first and owns every shard; B joins and takes its share over from A.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let b = NodeProcess::spawn(
-        &b_env
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect::<Vec<_>>(),
-        &log,
-    );
+/// Starts `merit serve` as node `id` on `db` and `vhost` with 4 shards, logging to `log`.
+fn spawn_node(db: &TestDb, vhost: &Vhost, id: &str, log: &std::path::Path) -> NodeProcess {
+    NodeProcess::spawn(
+        &[
+            ("MERIT_DATABASE_URL", db.url.as_str()),
+            ("MERIT_AMQP_URL", vhost.url.as_str()),
+            ("MERIT_MAILBOX_SHARDS", "4"),
+            ("MERIT_NODE_ID", id),
+        ],
+        log,
+    )
+}
 
-    const VOTES: u32 = 6_000;
+/// Votes the cluster test publishes: 300 voters on each of 20 proposals.
+const VOTES: u32 = 6_000;
+
+/// Publishes the 20 proposals, then their [`VOTES`] votes in chunks of 1000.
+async fn publish_cluster_load(producer: &merit_mailbox::RabbitTransport) {
     let votes: Vec<Envelope> = (0..VOTES)
         .map(|i| {
             Envelope::new(
@@ -62,47 +41,70 @@ async fn killing_one_of_two_nodes_moves_its_shards_to_the_other_with_nothing_los
             )
         })
         .collect();
-    let proposals: Vec<Outgoing> = (0..VOTES / 300)
-        .map(|p| Outgoing::from_envelope(&common::open_proposal(&format!("p-{p}"))))
-        .collect();
-    producer
-        .publish(proposals)
-        .await
-        .expect("publish proposals");
+    common::publish_open_proposals(producer, VOTES / 300).await;
     for chunk in votes.chunks(1_000) {
         producer
             .publish(chunk.iter().map(Outgoing::from_envelope).collect())
             .await
             .expect("publish");
     }
+}
+
+/// Polls every `poll` until the users' actors counted `at_least` votes; fails at
+/// `deadline` with `stuck` (and the log's path). Returns the count.
+async fn wait_votes_counted(
+    store: &merit_storage::Store,
+    at_least: i64,
+    (deadline, poll): (tokio::time::Instant, Duration),
+    stuck: &str,
+    log: &std::path::Path,
+) -> i64 {
+    loop {
+        let n = common::votes_counted(store).await;
+        if n >= at_least {
+            return n;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{stuck}: {n} of {VOTES} (log: {})",
+            log.display()
+        );
+        tokio::time::sleep(poll).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
+async fn killing_one_of_two_nodes_moves_its_shards_to_the_other_with_nothing_lost() {
+    common::init_crypto();
+    let (db, store, vhost) = common::pg_and_vhost().await;
+    let producer = common::declared_transport(&vhost.url, 4).await;
+    let log = common::artefacts().join(format!("cluster-{}.log", vhost.name));
+    let a = spawn_node(&db, &vhost, "node-a", &log);
+    // A starts first and owns every shard; B joins and takes its share over from A.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = spawn_node(&db, &vhost, "node-b", &log);
+    publish_cluster_load(&producer).await;
     // Kill A once it has applied part of the work.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let n = common::votes_counted(&store).await;
-        if n >= i64::from(VOTES) / 5 {
-            println!("SIGKILL node-a at {n} of {VOTES}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no progress before the kill (log: {})",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let n = wait_votes_counted(
+        &store,
+        i64::from(VOTES) / 5,
+        (deadline, Duration::from_millis(50)),
+        "no progress before the kill",
+        &log,
+    )
+    .await;
+    println!("SIGKILL node-a at {n} of {VOTES}");
     a.kill();
-    loop {
-        let n = common::votes_counted(&store).await;
-        if n >= i64::from(VOTES) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node-b did not finish: {n} of {VOTES} (log: {})",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_votes_counted(
+        &store,
+        i64::from(VOTES),
+        (deadline, Duration::from_millis(200)),
+        "node-b did not finish",
+        &log,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         common::votes_counted(&store).await,
@@ -187,8 +189,7 @@ async fn shards_balance_over_live_nodes_and_move_without_loss_doubling_or_reorde
     const TOKENS: u32 = 1_000;
     const HOPS: u32 = 9;
     common::init_crypto();
-    let (db, store) = TestDb::migrated(Backend::Postgres).await;
-    let vhost = Vhost::create();
+    let (db, store, vhost) = common::pg_and_vhost().await;
     let producer = common::declared_transport(&vhost.url, SHARDS).await;
     let (admin, jwt) = common::secrets();
     let log = common::artefacts().join(format!("cluster-balance-{}.log", vhost.name));

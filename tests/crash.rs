@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{Backend, NodeProcess, TestDb, Vhost};
+use common::NodeProcess;
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{Envelope, ProposalCreated, VoteCast, VoteChoice};
 use merit_storage::{
@@ -196,8 +196,7 @@ async fn sigkilled_three_times(
     println!("kill schedule seed: {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
-    let (db, store) = TestDb::migrated(Backend::Postgres).await;
-    let vhost = Vhost::create();
+    let (db, store, vhost) = common::pg_and_vhost().await;
     let topology = Topology {
         prefix: String::new(),
         shards: 4,
@@ -217,7 +216,7 @@ async fn sigkilled_three_times(
         ("MERIT_MAILBOX_PREFETCH", "200"),
         ("MERIT_NODE_ID", "crash-node"),
     ];
-    let mut node = NodeProcess::spawn(&envs, &log);
+    let node = NodeProcess::spawn(&envs, &log);
 
     publisher
         .publish(proposals.iter().map(Outgoing::from_envelope).collect())
@@ -233,72 +232,134 @@ async fn sigkilled_three_times(
         publisher
     });
 
-    // Three SIGKILLs, each when progress crosses a random point between 5% and 90%.
-    let mut thresholds: Vec<u64> = (0..3)
-        .map(|_| rng.gen_range(expected_votes / 20..expected_votes * 9 / 10))
-        .collect();
-    thresholds.sort_unstable();
-    let mut kills = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    for threshold in thresholds {
+    let crashing = Crashing {
+        store: &store,
+        envs: &envs,
+        log: &log,
+        expected_votes,
+        deadline,
+    };
+    let (node, kills) = crashing.kill_three_times(node, &mut rng).await;
+    let _publisher = publishing.await.expect("publisher task");
+    crashing.wait_all_applied().await;
+    crashing.wait_tail_at_rest(proposal_count).await;
+    let status = node.stop();
+    let c = counts(&store).await;
+    assert_applied_exactly_once(
+        &c,
+        kills,
+        expected_votes,
+        proposal_count,
+        expected_achievements,
+    );
+    assert!(
+        status.success(),
+        "the node stopped cleanly on SIGTERM: {status}"
+    );
+    vhost.delete();
+    db.cleanup().await;
+}
+
+/// A node under the crash test: its store, how it is started, and what it must apply.
+struct Crashing<'a> {
+    store: &'a Store,
+    envs: &'a [(&'a str, &'a str)],
+    log: &'a std::path::Path,
+    expected_votes: u64,
+    deadline: tokio::time::Instant,
+}
+
+impl Crashing<'_> {
+    /// Three SIGKILLs, each when progress crosses a random point between 5% and 90%, each
+    /// followed by a restart: the node running last, and how many kills there were.
+    async fn kill_three_times(
+        &self,
+        mut node: NodeProcess,
+        rng: &mut rand::rngs::StdRng,
+    ) -> (NodeProcess, u32) {
+        let expected_votes = self.expected_votes;
+        let mut thresholds: Vec<u64> = (0..3)
+            .map(|_| rng.gen_range(expected_votes / 20..expected_votes * 9 / 10))
+            .collect();
+        thresholds.sort_unstable();
+        let mut kills = 0;
+        for threshold in thresholds {
+            loop {
+                let applied = counts(self.store).await.votes_rows;
+                if applied >= threshold {
+                    node.kill();
+                    kills += 1;
+                    println!("SIGKILL #{kills} at {applied} of {expected_votes} votes applied");
+                    node = NodeProcess::spawn(self.envs, self.log);
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < self.deadline,
+                    "no progress: {applied} of {expected_votes} applied (log: {})",
+                    self.log.display()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        (node, kills)
+    }
+
+    /// Waits until every vote is applied, then a little longer to catch late doubles.
+    async fn wait_all_applied(&self) {
+        let expected_votes = self.expected_votes;
         loop {
-            let applied = counts(&store).await.votes_rows;
-            if applied >= threshold {
-                node.kill();
-                kills += 1;
-                println!("SIGKILL #{kills} at {applied} of {expected_votes} votes applied");
-                node = NodeProcess::spawn(&envs, &log);
+            let c = counts(self.store).await;
+            if c.votes_rows >= expected_votes && c.votes_counted_by_users >= expected_votes as i64 {
                 break;
             }
             assert!(
-                tokio::time::Instant::now() < deadline,
-                "no progress: {applied} of {expected_votes} applied (log: {})",
-                log.display()
+                tokio::time::Instant::now() < self.deadline,
+                "timed out: {} of {expected_votes} votes applied (log: {})",
+                c.votes_rows,
+                self.log.display()
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    let _publisher = publishing.await.expect("publisher task");
 
-    // Wait until everything is applied, then a little longer to catch late doubles.
-    loop {
-        let c = counts(&store).await;
-        if c.votes_rows >= expected_votes && c.votes_counted_by_users >= expected_votes as i64 {
-            break;
+    /// Then until the tail is at rest: every event in the outbox applied by its actors on
+    /// two reads a second apart (the check compares inboxes with the outbox, so it means
+    /// something only at rest; unlock sagas may still be minting, and their events flow the
+    /// same way).
+    async fn wait_tail_at_rest(&self, proposal_count: u64) {
+        let expected_votes = self.expected_votes;
+        let settle_deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        let mut at_rest = 0;
+        while at_rest < 2 {
+            let c = counts(self.store).await;
+            if c.user_inbox_rows == c.user_events_expected(proposal_count, expected_votes) {
+                at_rest += 1;
+            } else {
+                at_rest = 0;
+            }
+            assert!(
+                tokio::time::Instant::now() < settle_deadline,
+                "the tail did not come to rest: user inbox {} of {} (log: {})",
+                c.user_inbox_rows,
+                c.user_events_expected(proposal_count, expected_votes),
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out: {} of {expected_votes} votes applied (log: {})",
-            c.votes_rows,
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Then until the tail is at rest: every event in the outbox applied by its actors on
-    // two reads a second apart (the check compares inboxes with the outbox, so it means
-    // something only at rest; unlock sagas may still be minting, and their events flow the
-    // same way).
-    let settle_deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    let mut at_rest = 0;
-    while at_rest < 2 {
-        let c = counts(&store).await;
-        if c.user_inbox_rows == c.user_events_expected(proposal_count, expected_votes) {
-            at_rest += 1;
-        } else {
-            at_rest = 0;
-        }
-        assert!(
-            tokio::time::Instant::now() < settle_deadline,
-            "the tail did not come to rest: user inbox {} of {} (log: {})",
-            c.user_inbox_rows,
-            c.user_events_expected(proposal_count, expected_votes),
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let status = node.stop();
-    let c = counts(&store).await;
+}
 
+/// Nothing lost, nothing doubled: every vote stored, counted and tallied once, every
+/// creation counted once, (when given) every achievement unlocked once, and each actor
+/// applied each of its events once.
+fn assert_applied_exactly_once(
+    c: &Counts,
+    kills: u32,
+    expected_votes: u64,
+    proposal_count: u64,
+    expected_achievements: Option<u64>,
+) {
     let expected_counted = expected_votes as i64;
     let lost = expected_counted - c.votes_counted_by_users.min(expected_counted);
     let doubled = (c.votes_counted_by_users - expected_counted).max(0);
@@ -339,10 +400,4 @@ async fn sigkilled_three_times(
         expected_votes + proposal_count + c.deadlines,
         "proposal inbox rows (unexpected effects)"
     );
-    assert!(
-        status.success(),
-        "the node stopped cleanly on SIGTERM: {status}"
-    );
-    vhost.delete();
-    db.cleanup().await;
 }
