@@ -5,6 +5,7 @@
 use chrono::Utc;
 use merit_config::DynamicConfig;
 use merit_messages::{Address, Envelope, Event, HoldingChange, HoldingsChanged, TokenId};
+use merit_storage::column::to_i64;
 use merit_storage::{
     entities::{achievement, nft},
     sea_orm::{sea_query::OnConflict, ActiveValue::Set, EntityTrait},
@@ -12,10 +13,7 @@ use merit_storage::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    domain::{Decision, Domain, Services},
-    user::to_i64,
-};
+use crate::domain::{Decision, Domain, Services};
 
 /// A token's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

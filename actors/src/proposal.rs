@@ -49,6 +49,7 @@ use merit_messages::{
     ProposalClosed, ProposalCreated, ProposalDeadline, ProposalExecuted, ProposalFanout,
     ProposalOutcome, ProposalResult, Tally, VoteCast, VoteChoice, VoteRecorded,
 };
+use merit_storage::column::to_i64;
 use merit_storage::{
     cache::CacheKey,
     entities::{benefit, proposal, vote},
@@ -62,7 +63,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     domain::{Decision, Domain, Services},
-    user::{to_i64, HeldNfts},
+    user::HeldNfts,
 };
 
 /// Voters told per fan-out turn.

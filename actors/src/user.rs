@@ -26,6 +26,7 @@ use merit_messages::{
 };
 use merit_storage::{
     cache::CacheKey,
+    column::to_i64,
     entities::{achievement, benefit, notification, user},
     sea_orm::{sea_query::OnConflict, ActiveValue::Set},
     Rows,
@@ -510,11 +511,6 @@ fn project_benefits(
                 .to_owned(),
         ),
     );
-}
-
-/// Stores a count as BIGINT (counts never reach 2^63).
-pub(crate) fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

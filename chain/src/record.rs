@@ -6,6 +6,7 @@
 use chrono::Utc;
 use merit_messages::{Envelope, TxHash};
 use merit_storage::{
+    column::{to_i64, to_u64},
     entities::chain_checkpoint,
     insert_outbox,
     sea_orm::{
@@ -31,10 +32,6 @@ pub fn checkpoint_id(chain_id: u64, contract: &merit_messages::Address) -> Strin
     format!("{chain_id}:{contract}")
 }
 
-fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 /// Reads the checkpoint `id`.
 pub async fn load_checkpoint(store: &Store, id: &str) -> Result<Option<Checkpoint>> {
     let Some(row) = chain_checkpoint::Entity::find_by_id(id.to_string())
@@ -49,7 +46,7 @@ pub async fn load_checkpoint(store: &Store, id: &str) -> Result<Option<Checkpoin
         reason: format!("block_hash {:?} is not a 32-byte hash", row.block_hash),
     })?;
     Ok(Some(Checkpoint {
-        block: u64::try_from(row.block_number).unwrap_or(0),
+        block: to_u64(row.block_number),
         hash,
     }))
 }

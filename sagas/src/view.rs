@@ -233,7 +233,7 @@ pub(crate) async fn counts<C: ConnectionTrait>(
     let rows: Vec<(String, i64)> = q.into_tuple().all(conn).await?;
     let mut out: BTreeMap<SagaState, u64> = SagaState::ALL.iter().map(|s| (*s, 0)).collect();
     for (state, n) in rows {
-        *out.entry(state.parse()?).or_default() += u64::try_from(n).unwrap_or(0);
+        *out.entry(state.parse()?).or_default() += merit_storage::column::to_u64(n);
     }
     Ok(out)
 }

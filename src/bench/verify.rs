@@ -249,7 +249,7 @@ impl Check<'_> {
                 .await?
             {
                 if let Some(v) = addresses.get(&u.address) {
-                    counted.insert(*v, u64::try_from(u.votes_cast).unwrap_or(0));
+                    counted.insert(*v, merit_storage::column::to_u64(u.votes_cast));
                 }
             }
         }

@@ -95,7 +95,7 @@ impl Store {
                 })
                 .await;
             match result {
-                Ok(seq) => return Ok(u64::try_from(seq).unwrap_or(0)),
+                Ok(seq) => return Ok(crate::column::to_u64(seq)),
                 Err(e) if attempt < SEQ_ATTEMPTS && e.is_unique_violation() => continue,
                 Err(e) => return Err(e),
             }

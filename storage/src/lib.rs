@@ -10,6 +10,7 @@
 
 mod batch;
 pub mod cache;
+pub mod column;
 mod dead_letters;
 pub mod entities;
 mod error;

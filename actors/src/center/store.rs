@@ -13,6 +13,7 @@ use merit_config::{
 };
 use merit_messages::{ConfigChanged, Envelope, EventId};
 use merit_storage::{
+    column::to_u64,
     entities::config_version,
     sea_orm::{
         sea_query::OnConflict, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait,
@@ -352,11 +353,6 @@ fn corrupt(version: u64, reason: String) -> CenterError {
 
 /// A history row: version, author, reason, rollback_of, created_at.
 type HistoryRow = (i64, String, String, Option<i64>, DateTime<Utc>);
-
-/// Stored versions are written from `u64`s and are never negative.
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
 
 #[cfg(test)]
 mod tests {

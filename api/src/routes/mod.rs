@@ -95,8 +95,3 @@ pub(crate) fn int64(field: &str, v: u64) -> Result<u64> {
     }
     Ok(v)
 }
-
-/// A count or id stored as BIGINT, as the API's unsigned number.
-pub(crate) fn unsigned(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}

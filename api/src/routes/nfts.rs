@@ -3,6 +3,7 @@
 use actix_web::{get, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use merit_storage::{
+    column::to_u64,
     entities::nft,
     sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder},
 };
@@ -13,7 +14,7 @@ use crate::{
     auth::Caller,
     error::{ApiError, ErrorBody, Result},
     pagination::{fetch, page_of, PageQuery},
-    routes::{address, token, unsigned},
+    routes::{address, token},
     state::ApiState,
 };
 
@@ -44,7 +45,7 @@ impl From<nft::Model> for NftDto {
             tier: n.tier,
             achievement_id: n.achievement_id,
             burned: n.burned,
-            position: [unsigned(n.last_block), unsigned(n.last_log_index)],
+            position: [to_u64(n.last_block), to_u64(n.last_log_index)],
             updated_at: n.updated_at,
         }
     }

@@ -8,6 +8,7 @@ use merit_actors::ProposalStatus;
 use merit_mailbox::Outgoing;
 use merit_messages::{Envelope, VoteChoice};
 use merit_storage::{
+    column::to_u64,
     entities::{proposal, vote},
     sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder},
 };
@@ -18,7 +19,7 @@ use crate::{
     auth::Caller,
     error::{ApiError, ErrorBody, Result},
     pagination::{fetch, page_of, PageQuery},
-    routes::{address, unsigned, whole_opt_u16, whole_u64},
+    routes::{address, whole_opt_u16, whole_u64},
     state::ApiState,
 };
 
@@ -61,7 +62,7 @@ impl From<proposal::Model> for ProposalDto {
             description: p.description,
             starts_at: p.starts_at,
             ends_at: p.ends_at,
-            quorum: unsigned(p.quorum),
+            quorum: to_u64(p.quorum),
             threshold_bps: u32::try_from(p.threshold_bps).unwrap_or(0),
             status: p.status,
             tally: p.tally,
@@ -94,7 +95,7 @@ impl From<vote::Model> for VoteDto {
         Self {
             voter: v.voter,
             choice: v.choice,
-            weight: unsigned(v.weight),
+            weight: to_u64(v.weight),
             boosts: v.boosts,
             event_id: v.event_id,
             cast_at: v.cast_at,

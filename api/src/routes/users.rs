@@ -4,6 +4,7 @@
 use actix_web::{get, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use merit_storage::{
+    column::{to_i64, to_u64},
     entities::{achievement, benefit, nft, notification, user},
     sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect},
 };
@@ -14,7 +15,7 @@ use crate::{
     auth::Caller,
     error::{ErrorBody, Result},
     pagination::{fetch, page_of, PageQuery},
-    routes::{address, int64, nfts::NftDto, unsigned},
+    routes::{address, int64, nfts::NftDto},
     state::ApiState,
 };
 
@@ -35,9 +36,9 @@ pub(crate) struct BenefitsDto {
 impl From<benefit::Model> for BenefitsDto {
     fn from(b: benefit::Model) -> Self {
         Self {
-            multiplier_bps: unsigned(b.multiplier_bps),
+            multiplier_bps: to_u64(b.multiplier_bps),
             boosting_nfts: b.boosting_nfts,
-            config_version: unsigned(b.config_version),
+            config_version: to_u64(b.config_version),
             updated_at: b.updated_at,
         }
     }
@@ -95,7 +96,7 @@ impl From<achievement::Model> for AchievementDto {
         Self {
             id: a.id,
             rule: a.rule_id,
-            rule_version: unsigned(a.rule_version),
+            rule_version: to_u64(a.rule_version),
             tier: a.tier,
             token: a.token_id,
             state: a.state,
@@ -128,7 +129,7 @@ pub(crate) struct NotificationDto {
 impl From<notification::Model> for NotificationDto {
     fn from(n: notification::Model) -> Self {
         Self {
-            seq: unsigned(n.seq),
+            seq: to_u64(n.seq),
             event_id: n.event_id,
             kind: n.kind,
             payload: n.payload,
@@ -176,7 +177,7 @@ pub(crate) async fn last_seq(state: &ApiState, user: &str) -> Result<u64> {
         .order_by_desc(notification::Column::Seq)
         .one(state.store.db())
         .await?;
-    Ok(last.map_or(0, |n| unsigned(n.seq)))
+    Ok(last.map_or(0, |n| to_u64(n.seq)))
 }
 
 /// Notifications of `user` after `after`, at most `limit`.
@@ -188,7 +189,7 @@ pub(crate) async fn read_log(
 ) -> Result<Vec<notification::Model>> {
     Ok(notification::Entity::find()
         .filter(notification::Column::User.eq(user))
-        .filter(notification::Column::Seq.gt(i64::try_from(after).unwrap_or(i64::MAX)))
+        .filter(notification::Column::Seq.gt(to_i64(after)))
         .order_by_asc(notification::Column::Seq)
         .limit(limit)
         .all(state.store.db())
@@ -229,8 +230,8 @@ pub(crate) async fn get_user(
         .await?;
     Ok(HttpResponse::Ok().json(UserDto {
         address: row.address,
-        proposals_created: unsigned(row.proposals_created),
-        votes_cast: unsigned(row.votes_cast),
+        proposals_created: to_u64(row.proposals_created),
+        votes_cast: to_u64(row.votes_cast),
         counters: row.counters,
         first_seen_at: row.first_seen_at,
         last_active_at: row.last_active_at,
