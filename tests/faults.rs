@@ -145,42 +145,81 @@ impl Ledger {
     }
 }
 
+/// The tables the checker reads.
+struct Rows {
+    votes: Vec<vote::Model>,
+    users: Vec<user::Model>,
+    proposals: Vec<proposal::Model>,
+    achievements: Vec<achievement::Model>,
+    nfts: Vec<nft::Model>,
+    notes: Vec<notification::Model>,
+    sagas: Vec<saga::Model>,
+}
+
+impl Rows {
+    async fn read(store: &Store) -> Self {
+        let db = store.db();
+        Self {
+            votes: vote::Entity::find().all(db).await.expect("votes"),
+            users: user::Entity::find().all(db).await.expect("users"),
+            proposals: proposal::Entity::find().all(db).await.expect("proposals"),
+            achievements: achievement::Entity::find()
+                .all(db)
+                .await
+                .expect("achievements"),
+            nfts: nft::Entity::find().all(db).await.expect("nfts"),
+            notes: notification::Entity::find()
+                .all(db)
+                .await
+                .expect("notifications"),
+            sagas: saga::Entity::find().all(db).await.expect("sagas"),
+        }
+    }
+}
+
+/// Votes counted per voter: by the voter's actor (own votes excluded) and notified to the
+/// voter (own votes included).
+struct VotesBy<'a> {
+    cast_by: HashMap<&'a str, i64>,
+    recorded_for: HashMap<&'a str, i64>,
+}
+
 /// Counts effects against what was sent, event id by event id. `chain`: a view of the
 /// real chain, to check every token on it too.
 async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> Verdict {
     let confirmed = Ledger::confirmed(&ledger.votes);
     let unconfirmed = ledger.votes.len() as u64 - confirmed;
-    let db = store.db();
-    let votes = vote::Entity::find().all(db).await.expect("votes");
-    let users = user::Entity::find().all(db).await.expect("users");
-    let proposals = proposal::Entity::find().all(db).await.expect("proposals");
-    let achievements = achievement::Entity::find()
-        .all(db)
-        .await
-        .expect("achievements");
-    let nfts = nft::Entity::find().all(db).await.expect("nfts");
-    let notes = notification::Entity::find()
-        .all(db)
-        .await
-        .expect("notifications");
-    let sagas = saga::Entity::find().all(db).await.expect("sagas");
+    let rows = Rows::read(store).await;
+    let achievements = &rows.achievements;
     let mut v = Verdict {
         confirmed,
         unconfirmed,
-        counted: votes.len() as u64,
+        counted: rows.votes.len() as u64,
         achievements: achievements.len() as u64,
         minted: achievements.iter().filter(|a| a.state == "minted").count() as u64,
-        notifications: notes.len() as u64,
-        sagas_not_completed: sagas.iter().filter(|s| s.state != "completed").count() as u64,
+        notifications: rows.notes.len() as u64,
+        sagas_not_completed: rows.sagas.iter().filter(|s| s.state != "completed").count() as u64,
         ..Verdict::default()
     };
+    let by = check_votes(&rows, ledger, &mut v);
+    check_proposals(&rows, ledger, &mut v);
+    check_achievements(&rows, &by, &mut v);
+    check_nfts(&rows, &mut v);
+    if let Some(chain) = chain {
+        check_chain(&rows, chain, &mut v).await;
+    }
+    check_notifications(&rows, &by, &mut v);
+    v
+}
 
-    // Votes, by event id: each confirmed vote is a row, for its proposal and voter (a vote
-    // without a confirm may be one too); no row is for an id never sent, no id or
-    // (proposal, voter) has two rows; and each row is counted once by its voter's actor
-    // and once in its proposal's tally.
-    // A vote on one's own proposal is in the tally but not in the voter's counters or
-    // achievements.
+/// Votes, by event id: each confirmed vote is a row, for its proposal and voter (a vote
+/// without a confirm may be one too); no row is for an id never sent, no id or
+/// (proposal, voter) has two rows; and each row is counted once by its voter's actor
+/// and once in its proposal's tally.
+/// A vote on one's own proposal is in the tally but not in the voter's counters or
+/// achievements.
+fn check_votes<'a>(rows: &'a Rows, ledger: &Ledger, v: &mut Verdict) -> VotesBy<'a> {
+    let (votes, proposals) = (&rows.votes, &rows.proposals);
     let creator_of: HashMap<&str, &str> = proposals
         .iter()
         .map(|p| (p.id.as_str(), p.creator.as_str()))
@@ -192,15 +231,17 @@ async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> V
     };
     let counted = i64::try_from(votes.len()).expect("count");
     let counted_for_users = i64::try_from(votes.iter().filter(|r| !own(r)).count()).expect("count");
-    let mut cast_by: HashMap<&str, i64> = HashMap::new();
-    // Own votes included: each counted vote is notified to its voter.
-    let mut recorded_for: HashMap<&str, i64> = HashMap::new();
+    let mut by = VotesBy {
+        cast_by: HashMap::new(),
+        // Own votes included: each counted vote is notified to its voter.
+        recorded_for: HashMap::new(),
+    };
     let mut rows_of: HashMap<&str, u64> = HashMap::new();
     let mut pairs: BTreeSet<(&str, &str)> = BTreeSet::new();
-    for row in &votes {
-        *recorded_for.entry(row.voter.as_str()).or_default() += 1;
+    for row in votes {
+        *by.recorded_for.entry(row.voter.as_str()).or_default() += 1;
         if !own(&row) {
-            *cast_by.entry(row.voter.as_str()).or_default() += 1;
+            *by.cast_by.entry(row.voter.as_str()).or_default() += 1;
         }
         *rows_of.entry(row.event_id.as_str()).or_default() += 1;
         if !pairs.insert((row.proposal_id.as_str(), row.voter.as_str())) {
@@ -219,16 +260,21 @@ async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> V
         .filter(|(id, sent)| sent.confirmed && !rows_of.contains_key(id.as_str()))
         .count() as u64;
     v.votes.doubled += rows_of.values().map(|n| n - 1).sum::<u64>();
-    let at_users: i64 = users.iter().map(|u| u.votes_cast).sum();
+    let at_users: i64 = rows.users.iter().map(|u| u.votes_cast).sum();
     let in_tallies: i64 = proposals
         .iter()
         .map(|p| p.tally["voters"].as_i64().unwrap_or(0))
         .sum();
     v.votes.lost += saturating(counted_for_users - at_users) + saturating(counted - in_tallies);
     v.votes.doubled += saturating(at_users - counted_for_users) + saturating(in_tallies - counted);
-    // Every confirmed proposal exists, as created by its creator (votes on a lost one
-    // would be dead-lettered, which the vote counts would show too).
-    let created: HashMap<&str, &str> = proposals
+    by
+}
+
+/// Every confirmed proposal exists, as created by its creator (votes on a lost one
+/// would be dead-lettered, which the vote counts would show too).
+fn check_proposals(rows: &Rows, ledger: &Ledger, v: &mut Verdict) {
+    let created: HashMap<&str, &str> = rows
+        .proposals
         .iter()
         .map(|p| (p.id.as_str(), p.creator.as_str()))
         .collect();
@@ -239,22 +285,25 @@ async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> V
             None => v.votes.lost += 1,
         }
     }
+}
 
-    // Achievements: the count rules are recomputed from the rows — "voter-10" for every
-    // voter with at least 10 counted votes, "first-proposal" for every creator — and no
-    // (user, rule) unlocks twice.
-    let mut expected: BTreeSet<(String, &str)> = cast_by
+/// Achievements: the count rules are recomputed from the rows — "voter-10" for every
+/// voter with at least 10 counted votes, "first-proposal" for every creator — and no
+/// (user, rule) unlocks twice.
+fn check_achievements(rows: &Rows, by: &VotesBy<'_>, v: &mut Verdict) {
+    let mut expected: BTreeSet<(String, &str)> = by
+        .cast_by
         .iter()
         .filter(|(_, n)| **n >= 10)
         .map(|(u, _)| (u.to_string(), "voter-10"))
         .collect();
     expected.extend(
-        proposals
+        rows.proposals
             .iter()
             .map(|p| (p.creator.clone(), "first-proposal")),
     );
     let mut unlocked: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for a in &achievements {
+    for a in &rows.achievements {
         *unlocked
             .entry((a.user.clone(), a.rule_id.clone()))
             .or_default() += 1;
@@ -271,56 +320,70 @@ async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> V
             v.achievements_tally.unexpected += 1;
         }
     }
+}
 
-    // NFTs: every achievement minted exactly once, as the token reserved for it, to its
-    // user; no token that no achievement asked for.
-    let by_achievement: HashMap<&str, &nft::Model> = nfts
+/// NFTs: every achievement minted exactly once, as the token reserved for it, to its
+/// user; no token that no achievement asked for.
+fn check_nfts(rows: &Rows, v: &mut Verdict) {
+    let by_achievement: HashMap<&str, &nft::Model> = rows
+        .nfts
         .iter()
         .filter_map(|n| Some((n.achievement_id.as_deref()?, n)))
         .collect();
-    for a in &achievements {
+    for a in &rows.achievements {
         match by_achievement.get(a.id.as_str()) {
             Some(n) if a.state == "minted" && a.token_id.as_deref() == Some(&n.token_id) => {}
             Some(_) if a.state == "minted" => v.nfts.unexpected += 1,
             _ => v.nfts.lost += 1,
         }
     }
-    v.nfts.unexpected += nfts.iter().filter(|n| n.achievement_id.is_none()).count() as u64;
-    if let Some(chain) = chain {
-        let head = chain.head_block().await.expect("head block");
-        let mut mints: HashMap<String, u64> = HashMap::new();
-        for log in chain.logs(0, head).await.expect("Transfer logs") {
-            if log.from == ZERO_ADDRESS {
-                *mints.entry(log.token_id.to_string()).or_default() += 1;
-            }
-        }
-        let reserved: BTreeSet<&str> = achievements
-            .iter()
-            .filter_map(|a| a.token_id.as_deref())
-            .collect();
-        for a in achievements.iter().filter(|a| a.state == "minted") {
-            let token = a.token_id.as_deref().unwrap_or_default();
-            match mints.get(token).copied().unwrap_or(0) {
-                0 => v.nfts.lost += 1,
-                1 => {}
-                n => v.nfts.doubled += n - 1,
-            }
-        }
-        v.nfts.unexpected += mints
-            .keys()
-            .filter(|t| !reserved.contains(t.as_str()))
-            .count() as u64;
-    }
+    v.nfts.unexpected += rows
+        .nfts
+        .iter()
+        .filter(|n| n.achievement_id.is_none())
+        .count() as u64;
+}
 
-    // Notifications: each user's log is gap-free from 1, holds each event once, and has
-    // one `vote.recorded` per counted vote, one `achievement.unlocked` per achievement and
-    // one `achievement.minted` per minted one.
+/// On the real chain: every minted achievement's token minted exactly once, and no token
+/// minted that no achievement reserved.
+async fn check_chain(rows: &Rows, chain: &EthersChain, v: &mut Verdict) {
+    let achievements = &rows.achievements;
+    let head = chain.head_block().await.expect("head block");
+    let mut mints: HashMap<String, u64> = HashMap::new();
+    for log in chain.logs(0, head).await.expect("Transfer logs") {
+        if log.from == ZERO_ADDRESS {
+            *mints.entry(log.token_id.to_string()).or_default() += 1;
+        }
+    }
+    let reserved: BTreeSet<&str> = achievements
+        .iter()
+        .filter_map(|a| a.token_id.as_deref())
+        .collect();
+    for a in achievements.iter().filter(|a| a.state == "minted") {
+        let token = a.token_id.as_deref().unwrap_or_default();
+        match mints.get(token).copied().unwrap_or(0) {
+            0 => v.nfts.lost += 1,
+            1 => {}
+            n => v.nfts.doubled += n - 1,
+        }
+    }
+    v.nfts.unexpected += mints
+        .keys()
+        .filter(|t| !reserved.contains(t.as_str()))
+        .count() as u64;
+}
+
+/// Notifications: each user's log is gap-free from 1, holds each event once, and has
+/// one `vote.recorded` per counted vote, one `achievement.unlocked` per achievement and
+/// one `achievement.minted` per minted one.
+fn check_notifications(rows: &Rows, by: &VotesBy<'_>, v: &mut Verdict) {
+    let recorded_for = &by.recorded_for;
     let mut logs: HashMap<&str, Vec<&notification::Model>> = HashMap::new();
-    for n in &notes {
+    for n in &rows.notes {
         logs.entry(n.user.as_str()).or_default().push(n);
     }
     let mut unlocked_by: HashMap<&str, (i64, i64)> = HashMap::new();
-    for a in &achievements {
+    for a in &rows.achievements {
         let e = unlocked_by.entry(a.user.as_str()).or_default();
         e.0 += 1;
         if a.state == "minted" {
@@ -353,7 +416,6 @@ async fn check(store: &Store, ledger: &Ledger, chain: Option<&EthersChain>) -> V
             v.notifications_tally.unexpected += saturating(have - want);
         }
     }
-    v
 }
 
 /// Runs `merit simulate` against `amqp`, writing its JSON summary to `out` and its
@@ -398,6 +460,40 @@ struct Setup {
     /// Use the 3-node test broker cluster (`scripts/rabbit-cluster.sh`), every queue
     /// replicated on all three, instead of the machine's broker.
     broker_cluster: bool,
+}
+
+impl Setup {
+    /// `nodes` nodes on the machine's broker, without Redis, each minting on its dev chain.
+    fn nodes(nodes: usize) -> Self {
+        Self {
+            nodes,
+            ..Self::default()
+        }
+    }
+
+    /// The same, minting on anvil.
+    fn on_anvil(self) -> Self {
+        Self {
+            anvil: true,
+            ..self
+        }
+    }
+
+    /// The same, with Redis.
+    fn with_redis(self) -> Self {
+        Self {
+            redis: true,
+            ..self
+        }
+    }
+
+    /// The same, on the 3-node test broker cluster.
+    fn on_broker_cluster(self) -> Self {
+        Self {
+            broker_cluster: true,
+            ..self
+        }
+    }
 }
 
 /// The `merit simulate` of a run, killed if the run is dropped before it ends (a test that
@@ -645,6 +741,19 @@ fn assert_clean(v: &Verdict) {
     assert_eq!(v.sagas_not_completed, 0, "every saga completed: {v:#?}");
 }
 
+/// Starts the run `name` on `setup`, runs `fault` (blocking) 5 s into the load, and
+/// asserts that nothing was lost or doubled.
+async fn fault_five_seconds_in(
+    name: &'static str,
+    setup: Setup,
+    fault: impl FnOnce() + Send + 'static,
+) {
+    let r = Run::start(name, setup).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    r.fault(fault).await;
+    assert_clean(&r.finish().await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fault tier: takes 40 s of wall time: run serially (see the module docs)"]
 async fn node_sigkilled_three_times_under_load_loses_and_doubles_nothing() {
@@ -653,15 +762,7 @@ async fn node_sigkilled_three_times_under_load_loses_and_doubles_nothing() {
     }
     // On anvil: the in-process dev chain dies with the node, and a chain that forgets
     // sent transactions is not what a crashed node meets in production.
-    let mut r = Run::start(
-        "sigkill",
-        Setup {
-            nodes: 1,
-            anvil: true,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let mut r = Run::start("sigkill", Setup::nodes(1).on_anvil()).await;
     // 5, 10 and 15 s into the load: the last two while mints are in flight (a voter
     // reaches "voter-10" from about 12 s on).
     for _ in 0..3 {
@@ -678,15 +779,7 @@ async fn one_of_two_nodes_sigkilled_under_load_loses_and_doubles_nothing() {
     if skipped_outside_fault_tier() {
         return;
     }
-    let mut r = Run::start(
-        "two-nodes",
-        Setup {
-            nodes: 2,
-            anvil: true,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let mut r = Run::start("two-nodes", Setup::nodes(2).on_anvil()).await;
     // 12 s into the load, while "voter-10" mints are in flight.
     tokio::time::sleep(Duration::from_secs(12)).await;
     // The first node is the active consumer of every shard and holds the saga leases.
@@ -700,15 +793,7 @@ async fn anvil_stopped_and_restarted_under_load_loses_and_doubles_nothing() {
     if skipped_outside_fault_tier() {
         return;
     }
-    let mut r = Run::start(
-        "anvil",
-        Setup {
-            nodes: 1,
-            anvil: true,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let mut r = Run::start("anvil", Setup::nodes(1).on_anvil()).await;
     // 12 s into the load, while "voter-10" mints are in flight: transactions in its pool
     // are lost with it.
     tokio::time::sleep(Duration::from_secs(12)).await;
@@ -725,23 +810,13 @@ async fn rabbitmq_restarted_under_load_loses_and_doubles_nothing() {
     if skipped_outside_fault_tier() {
         return;
     }
-    let r = Run::start(
-        "rabbitmq",
-        Setup {
-            nodes: 1,
-            ..Setup::default()
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    r.fault(|| {
+    fault_five_seconds_in("rabbitmq", Setup::nodes(1), || {
         run("rabbitmqctl", &["stop_app"]);
         std::thread::sleep(Duration::from_secs(3));
         run("rabbitmqctl", &["start_app"]);
         run("rabbitmqctl", &["await_startup", "--timeout", "60"]);
     })
     .await;
-    assert_clean(&r.finish().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -750,16 +825,7 @@ async fn postgresql_restarted_under_load_loses_and_doubles_nothing() {
     if skipped_outside_fault_tier() {
         return;
     }
-    let r = Run::start(
-        "postgresql",
-        Setup {
-            nodes: 1,
-            ..Setup::default()
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    r.fault(|| {
+    fault_five_seconds_in("postgresql", Setup::nodes(1), || {
         let version = std::fs::read_dir("/etc/postgresql")
             .expect("a Debian PostgreSQL cluster")
             .filter_map(|e| e.ok())
@@ -779,7 +845,6 @@ async fn postgresql_restarted_under_load_loses_and_doubles_nothing() {
         );
     })
     .await;
-    assert_clean(&r.finish().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -788,17 +853,7 @@ async fn redis_flushed_and_stopped_under_load_loses_and_doubles_nothing() {
     if skipped_outside_fault_tier() {
         return;
     }
-    let r = Run::start(
-        "redis",
-        Setup {
-            nodes: 1,
-            redis: true,
-            ..Setup::default()
-        },
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    r.fault(|| {
+    fault_five_seconds_in("redis", Setup::nodes(1).with_redis(), || {
         run("redis-cli", &["FLUSHALL"]);
         let _ = Command::new("redis-cli")
             .args(["shutdown", "nosave"])
@@ -822,7 +877,6 @@ async fn redis_flushed_and_stopped_under_load_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_secs(1));
     })
     .await;
-    assert_clean(&r.finish().await);
 }
 
 /// A queue of the test cluster: its name, leader and members (a classic queue has `""`
@@ -858,15 +912,7 @@ async fn broker_node_leading_the_shards_stopped_under_load_loses_and_doubles_not
     if skipped_outside_fault_tier() {
         return;
     }
-    let r = Run::start(
-        "broker-node",
-        Setup {
-            nodes: 1,
-            broker_cluster: true,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let r = Run::start("broker-node", Setup::nodes(1).on_broker_cluster()).await;
     let listed = common::rabbit_cluster(&[
         "ctl",
         "1",
@@ -932,14 +978,7 @@ async fn nodes_joining_and_leaving_under_load_lose_and_double_nothing() {
     // and one is SIGKILLed (a takeover after its registration expires), all while
     // `merit simulate` publishes; the ledger checker then counts every vote, unlock,
     // mint and notification.
-    let mut r = Run::start(
-        "membership",
-        Setup {
-            nodes: 3,
-            ..Setup::default()
-        },
-    )
-    .await;
+    let mut r = Run::start("membership", Setup::nodes(3)).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let joined = r.spawn(3);
     common::wait_ready(&joined.http_url(60), 60).await;
