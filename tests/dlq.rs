@@ -244,14 +244,10 @@ impl Harness {
     }
 }
 
+/// Proposals counted by all users' actors (the sum of `users.proposals_created`).
 async fn proposals_created(store: &Store) -> i64 {
-    merit_storage::entities::user::Entity::find()
-        .all(store.db())
-        .await
-        .expect("read users")
-        .iter()
-        .map(|u| u.proposals_created)
-        .sum()
+    let users = common::users(store).await;
+    users.iter().map(|u| u.proposals_created).sum()
 }
 
 async fn proposals(store: &Store) -> u64 {
