@@ -817,3 +817,17 @@ pub async fn publish_open_proposals<T: merit_mailbox::Transport + ?Sized>(produc
         .await
         .expect("publish proposals");
 }
+
+/// A fresh migrated PostgreSQL database (with a pool on it) and a fresh RabbitMQ vhost:
+/// where most service-tier node tests start.
+pub async fn pg_and_vhost() -> (TestDb, Store, Vhost) {
+    let (db, store) = TestDb::migrated(Backend::Postgres).await;
+    (db, store, Vhost::create())
+}
+
+/// Every user's projection row.
+pub async fn users(store: &Store) -> Vec<merit_storage::entities::user::Model> {
+    use merit_storage::sea_orm::EntityTrait;
+    let all = merit_storage::entities::user::Entity::find().all(store.db());
+    all.await.expect("read users")
+}
