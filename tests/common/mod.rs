@@ -629,15 +629,6 @@ impl ServedNode {
     }
 }
 
-/// Sends `request`: its status, and its body as JSON where it is JSON, else as a string.
-pub async fn answer(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-    (status, body)
-}
-
 // ---------------------------------------------------------------------------------------
 // the AchievementUnlock saga's tests (tests/unlock.rs, tests/chain_saga.rs)
 // ---------------------------------------------------------------------------------------
@@ -703,6 +694,15 @@ pub async fn outbox_count(store: &Store, routing_key: &str) -> usize {
         .await
         .expect("outbox")
         .len()
+}
+
+/// Sends `request`: its status, and its body as JSON where it is JSON, else as a string.
+pub async fn answer(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, body)
 }
 
 // ---- the `merit` binary run by a test (tests/cli.rs, tests/minter_start.rs, …) ----
