@@ -15,7 +15,7 @@ use merit_messages::{ActorKind, Address, Envelope, VoteChoice};
 use merit_storage::{
     entities::{actor, user},
     sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait},
-    Rows,
+    Rows, Store,
 };
 use merit_supervisors::{Node, Registry, Residency};
 
@@ -33,8 +33,7 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
     run_in_system(async {
         const TOKENS: u32 = 1_000;
         const HOPS: u32 = 9;
-        let (db, store) = TestDb::migrated(Backend::Postgres).await;
-        let vhost = Vhost::create();
+        let (db, store, vhost) = common::pg_and_vhost().await;
         let transport = rabbit(&vhost, 4).await;
         let node = Node::start(
             node_options("order", 4),
@@ -82,27 +81,74 @@ fn vote(voter: Address, proposal: &str) -> Envelope {
     common::vote_cast("dlq-test", proposal, voter, VoteChoice::For)
 }
 
+/// A user whose stored snapshot is unreadable: every turn for it fails.
+async fn plant_corrupt_snapshot(store: &Store, user: Address) {
+    actor::Entity::insert(actor::ActiveModel {
+        kind: Set("user".into()),
+        key: Set(user.to_string()),
+        version: Set(1),
+        state: Set(serde_json::json!({"votes_cast": "not a number"})),
+        updated_at: Set(Utc::now()),
+    })
+    .exec(store.db())
+    .await
+    .expect("plant a corrupt snapshot");
+}
+
+/// A proposal's creation and 50 good votes on it, with three poison messages among them:
+/// a vote by `poisoned`, bad JSON and an unknown event type.
+fn votes_with_poison(poisoned: Address) -> Vec<Outgoing> {
+    let good: Vec<Envelope> = (0..50).map(|i| vote(wallet(i), "p-1")).collect();
+    let created = common::open_proposal("p-1");
+    let mut out = vec![Outgoing::from_envelope(&created)];
+    out.extend(good[..25].iter().map(Outgoing::from_envelope));
+    out.push(Outgoing::from_envelope(&vote(poisoned, "p-1")));
+    // Routed like a creation, which the proposal shards take.
+    let mut bad_json = Outgoing::from_envelope(&created);
+    bad_json.body = Bytes::from_static(b"{\"id\": oops");
+    bad_json.message_id = "bad-json".into();
+    out.push(bad_json);
+    let mut unknown = Outgoing::from_envelope(&good[1]);
+    unknown.routing_key = "governance.vote.exploded".into();
+    unknown.message_id = "unknown-type".into();
+    out.push(unknown);
+    out.extend(good[25..].iter().map(Outgoing::from_envelope));
+    out
+}
+
+/// The three dead letters carry their reasons: one malformed, one unknown type, and the
+/// poisoned turn's handler error after its three attempts.
+async fn check_dead_letters_carry_their_reasons(transport: &RabbitTransport, store: &Store) {
+    let dead = common::all_dead_letters(transport, store).await;
+    let classes: Vec<&str> = dead.iter().map(|d| d.reason_class.as_str()).collect();
+    assert_eq!(
+        classes.iter().filter(|c| **c == "malformed").count(),
+        1,
+        "{classes:?}"
+    );
+    assert!(classes.contains(&"unknown_type"), "{classes:?}");
+    let handler = dead
+        .iter()
+        .find(|d| d.reason_class == "handler_error")
+        .expect("handler error dead letter");
+    assert!(
+        handler.reason.contains("unreadable"),
+        "reason names the failure: {}",
+        handler.reason
+    );
+    assert_eq!(handler.attempts, 3, "dead-lettered after max_attempts");
+}
+
 /// Malformed messages and a message whose handler keeps failing go to the dead-letter
 /// queue with their reasons; the messages around them are applied.
 #[test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed() {
     run_in_system(async {
-        let (db, store) = TestDb::migrated(Backend::Postgres).await;
-        let vhost = Vhost::create();
+        let (db, store, vhost) = common::pg_and_vhost().await;
         let transport = rabbit(&vhost, 2).await;
-        // A user whose stored snapshot is unreadable: every turn for it fails.
         let poisoned = wallet(999);
-        actor::Entity::insert(actor::ActiveModel {
-            kind: Set("user".into()),
-            key: Set(poisoned.to_string()),
-            version: Set(1),
-            state: Set(serde_json::json!({"votes_cast": "not a number"})),
-            updated_at: Set(Utc::now()),
-        })
-        .exec(store.db())
-        .await
-        .expect("plant a corrupt snapshot");
+        plant_corrupt_snapshot(&store, poisoned).await;
         let node = Node::start(
             node_options("dlq", 2),
             store.clone(),
@@ -111,23 +157,10 @@ fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed
         )
         .await
         .expect("node");
-
-        let good: Vec<Envelope> = (0..50).map(|i| vote(wallet(i), "p-1")).collect();
-        let created = common::open_proposal("p-1");
-        let mut out = vec![Outgoing::from_envelope(&created)];
-        out.extend(good[..25].iter().map(Outgoing::from_envelope));
-        out.push(Outgoing::from_envelope(&vote(poisoned, "p-1")));
-        // Routed like a creation, which the proposal shards take.
-        let mut bad_json = Outgoing::from_envelope(&created);
-        bad_json.body = Bytes::from_static(b"{\"id\": oops");
-        bad_json.message_id = "bad-json".into();
-        out.push(bad_json);
-        let mut unknown = Outgoing::from_envelope(&good[1]);
-        unknown.routing_key = "governance.vote.exploded".into();
-        unknown.message_id = "unknown-type".into();
-        out.push(unknown);
-        out.extend(good[25..].iter().map(Outgoing::from_envelope));
-        transport.publish(out).await.expect("publish");
+        transport
+            .publish(votes_with_poison(poisoned))
+            .await
+            .expect("publish");
 
         let db_conn = store.db().clone();
         // 50 voters (their vote.recorded) and the creator.
@@ -144,24 +177,7 @@ fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed
             async move { common::all_dead_letters(t.as_ref(), &s).await.len() >= 3 }
         })
         .await;
-        let dead = common::all_dead_letters(transport.as_ref(), &store).await;
-        let classes: Vec<&str> = dead.iter().map(|d| d.reason_class.as_str()).collect();
-        assert_eq!(
-            classes.iter().filter(|c| **c == "malformed").count(),
-            1,
-            "{classes:?}"
-        );
-        assert!(classes.contains(&"unknown_type"), "{classes:?}");
-        let handler = dead
-            .iter()
-            .find(|d| d.reason_class == "handler_error")
-            .expect("handler error dead letter");
-        assert!(
-            handler.reason.contains("unreadable"),
-            "reason names the failure: {}",
-            handler.reason
-        );
-        assert_eq!(handler.attempts, 3, "dead-lettered after max_attempts");
+        check_dead_letters_carry_their_reasons(&transport, &store).await;
         let status = node.status();
         let users = status
             .registries
@@ -235,12 +251,52 @@ async fn stored_count(store: &merit_storage::Store, key: &str) -> (i64, u64) {
     (version, serde_json::from_value(state).expect("count"))
 }
 
-#[test]
-fn a_poison_message_in_a_batched_turn_is_dead_lettered_alone_and_its_neighbours_applied() {
-    run_in_system(async {
+/// A [`panicky`] registry on an arbiter of its own and a fresh SQLite store.
+struct PanickyRegistry {
+    db: TestDb,
+    store: merit_storage::Store,
+    arbiter: actix::Arbiter,
+    registry: Registry<Panicky>,
+}
+
+impl PanickyRegistry {
+    async fn start() -> Self {
         let (db, store) = TestDb::migrated(Backend::Sqlite).await;
         let arbiter = actix::Arbiter::new();
         let registry = panicky(&store, &arbiter);
+        Self {
+            db,
+            store,
+            arbiter,
+            registry,
+        }
+    }
+
+    async fn finish(self) {
+        self.arbiter.stop();
+        self.store.close().await.expect("close");
+        self.db.cleanup().await;
+    }
+}
+
+/// Each answer's outcome, in order.
+async fn outcomes_of<F, E>(answers: Vec<F>) -> Vec<Outcome>
+where
+    F: std::future::Future<Output = Result<Outcome, E>>,
+    E: std::fmt::Debug,
+{
+    let mut outcomes = Vec::new();
+    for rx in answers {
+        outcomes.push(rx.await.expect("answer"));
+    }
+    outcomes
+}
+
+#[test]
+fn a_poison_message_in_a_batched_turn_is_dead_lettered_alone_and_its_neighbours_applied() {
+    run_in_system(async {
+        let t = PanickyRegistry::start().await;
+        let (store, registry) = (&t.store, &t.registry);
         // The first message starts a turn at once; the rest queue behind it and are taken
         // as one batch, the poison in the middle.
         let mut answers = Vec::new();
@@ -252,10 +308,7 @@ fn a_poison_message_in_a_batched_turn_is_dead_lettered_alone_and_its_neighbours_
             };
             answers.push(registry.route("key-1".into(), Arc::new(vote(wallet(i), &proposal)), 0));
         }
-        let mut outcomes = Vec::new();
-        for rx in answers {
-            outcomes.push(rx.await.expect("answer"));
-        }
+        let outcomes = outcomes_of(answers).await;
         for (i, outcome) in outcomes.iter().enumerate() {
             if i == 4 {
                 match outcome {
@@ -275,19 +328,16 @@ fn a_poison_message_in_a_batched_turn_is_dead_lettered_alone_and_its_neighbours_
         let status = registry.status();
         assert_eq!(status.applied, 8, "every neighbour applied once");
         assert_eq!(status.dead_letters, 1, "the poison dead-lettered once");
-        assert_eq!(stored_count(&store, "key-1").await.1, 8);
-        arbiter.stop();
-        store.close().await.expect("close");
-        db.cleanup().await;
+        assert_eq!(stored_count(store, "key-1").await.1, 8);
+        t.finish().await;
     });
 }
 
 #[test]
 fn an_event_twice_in_one_batch_or_applied_before_is_applied_once() {
     run_in_system(async {
-        let (db, store) = TestDb::migrated(Backend::Sqlite).await;
-        let arbiter = actix::Arbiter::new();
-        let registry = panicky(&store, &arbiter);
+        let t = PanickyRegistry::start().await;
+        let (store, registry) = (&t.store, &t.registry);
         let before = Arc::new(vote(wallet(1), "p-before"));
         let first = registry.route("key-2".into(), before.clone(), 0);
         assert!(matches!(
@@ -309,10 +359,7 @@ fn an_event_twice_in_one_batch_or_applied_before_is_applied_once() {
             .iter()
             .map(|e| registry.route("key-2".into(), e.clone(), 0))
             .collect();
-        let mut outcomes = Vec::new();
-        for rx in answers {
-            outcomes.push(rx.await.expect("answer"));
-        }
+        let outcomes = outcomes_of(answers).await;
         let duplicates = outcomes
             .iter()
             .filter(|o| **o == Outcome::Duplicate)
@@ -325,7 +372,7 @@ fn an_event_twice_in_one_batch_or_applied_before_is_applied_once() {
             .enumerate()
             .all(|(i, o)| i == 3 || i == 4 || matches!(o, Outcome::Applied(Some(_)))));
         assert_eq!(
-            stored_count(&store, "key-2").await.1,
+            stored_count(store, "key-2").await.1,
             5,
             "1 before + 4 distinct new events"
         );
@@ -337,18 +384,15 @@ fn an_event_twice_in_one_batch_or_applied_before_is_applied_once() {
             status.turns,
             status.applied
         );
-        arbiter.stop();
-        store.close().await.expect("close");
-        db.cleanup().await;
+        t.finish().await;
     });
 }
 
 #[test]
 fn a_panicking_handler_restarts_only_its_actor() {
     run_in_system(async {
-        let (db, store) = TestDb::migrated(Backend::Sqlite).await;
-        let arbiter = actix::Arbiter::new();
-        let registry = panicky(&store, &arbiter);
+        let t = PanickyRegistry::start().await;
+        let registry = &t.registry;
         let bad = registry.route("key-bad".into(), Arc::new(vote(wallet(1), "p")), 0);
         let good: Vec<_> = (0..10)
             .map(|i| registry.route(format!("key-{i}"), Arc::new(vote(wallet(i), "p")), 0))
@@ -375,9 +419,7 @@ fn a_panicking_handler_restarts_only_its_actor() {
             .await
             .expect("answer");
         assert_eq!(again, Outcome::Applied(Some(2)));
-        arbiter.stop();
-        store.close().await.expect("close");
-        db.cleanup().await;
+        t.finish().await;
     });
 }
 
@@ -385,8 +427,7 @@ fn a_panicking_handler_restarts_only_its_actor() {
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 fn closed_broker_connections_recover_with_nothing_lost() {
     run_in_system(async {
-        let (db, store) = TestDb::migrated(Backend::Postgres).await;
-        let vhost = Vhost::create();
+        let (db, store, vhost) = common::pg_and_vhost().await;
         let node_transport = rabbit(&vhost, 2).await;
         let node = Node::start(
             node_options("recover", 2),
@@ -397,13 +438,7 @@ fn closed_broker_connections_recover_with_nothing_lost() {
         .await
         .expect("node");
         let producer = rabbit(&vhost, 2).await;
-        let proposals: Vec<Outgoing> = (0..10)
-            .map(|p| Outgoing::from_envelope(&common::open_proposal(&format!("p-{p}"))))
-            .collect();
-        producer
-            .publish(proposals)
-            .await
-            .expect("publish proposals");
+        common::publish_open_proposals(producer.as_ref(), 10).await;
         let votes: Vec<Envelope> = (0..4_000)
             .map(|i| vote(wallet(i % 400), &format!("p-{}", i / 400)))
             .collect();
@@ -456,8 +491,7 @@ fn closed_broker_connections_recover_with_nothing_lost() {
 fn a_node_sweeps_bookkeeping_rows_past_their_retention() {
     use merit_storage::entities::inbox;
     run_in_system(async {
-        let (db, store) = TestDb::migrated(Backend::Postgres).await;
-        let vhost = Vhost::create();
+        let (db, store, vhost) = common::pg_and_vhost().await;
         let transport = rabbit(&vhost, 1).await;
         let row = |id: &str, days_ago: i64| inbox::ActiveModel {
             consumer: Set("user".into()),
