@@ -15,7 +15,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use common::{eventually, node_options, run_in_system, services, wallet, Backend, TestDb, Vhost};
+use common::{eventually, node_options, run_in_system, services, wallet, TestDb, Vhost};
 use merit_actors::{
     achievement_token,
     center::{CenterError, ConfigCenter},
@@ -65,8 +65,7 @@ struct Community {
 
 impl Community {
     async fn start(name: &str) -> Self {
-        let (db, store) = TestDb::migrated(Backend::Postgres).await;
-        let vhost = Vhost::create();
+        let (db, store, vhost) = common::pg_and_vhost().await;
         let producer = rabbit(&vhost).await;
         let node = Node::start(
             node_options(name, SHARDS),
@@ -454,11 +453,14 @@ fn held_of(v: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Every row of entity `E`'s table (`what` names it in a failure).
+async fn all<E: EntityTrait>(store: &Store, what: &str) -> Vec<E::Model> {
+    E::find().all(store.db()).await.expect(what)
+}
+
 async fn read_achievements(store: &Store) -> BTreeSet<AchievementRow> {
-    achievement::Entity::find()
-        .all(store.db())
+    all::<achievement::Entity>(store, "read achievements")
         .await
-        .expect("read achievements")
         .into_iter()
         .map(|a| AchievementRow {
             user: a.user,
@@ -473,10 +475,8 @@ async fn read_achievements(store: &Store) -> BTreeSet<AchievementRow> {
 }
 
 async fn read_benefits(store: &Store) -> BTreeMap<String, BenefitRow> {
-    benefit::Entity::find()
-        .all(store.db())
+    all::<benefit::Entity>(store, "read benefits")
         .await
-        .expect("read benefits")
         .into_iter()
         .map(|b| {
             (
@@ -492,10 +492,8 @@ async fn read_benefits(store: &Store) -> BTreeMap<String, BenefitRow> {
 }
 
 async fn read_votes(store: &Store) -> BTreeMap<(String, String), VoteRow> {
-    vote::Entity::find()
-        .all(store.db())
+    all::<vote::Entity>(store, "read votes")
         .await
-        .expect("read votes")
         .into_iter()
         .map(|v| {
             (
@@ -512,10 +510,8 @@ async fn read_votes(store: &Store) -> BTreeMap<(String, String), VoteRow> {
 }
 
 async fn read_proposals(store: &Store) -> BTreeMap<String, (String, Tally)> {
-    proposal::Entity::find()
-        .all(store.db())
+    all::<proposal::Entity>(store, "read proposals")
         .await
-        .expect("read proposals")
         .into_iter()
         .map(|p| {
             let tally = serde_json::from_value(p.tally).expect("tally");
@@ -539,10 +535,8 @@ async fn read_refused(store: &Store) -> BTreeMap<String, u64> {
 }
 
 async fn read_users(store: &Store) -> BTreeMap<String, UserRow> {
-    user::Entity::find()
-        .all(store.db())
+    all::<user::Entity>(store, "read users")
         .await
-        .expect("read users")
         .into_iter()
         .map(|u| {
             let counter = |k: &str| u.counters[k].as_i64().expect("counter");
@@ -559,10 +553,8 @@ async fn read_users(store: &Store) -> BTreeMap<String, UserRow> {
 }
 
 async fn read_nfts(store: &Store) -> BTreeMap<String, NftRow> {
-    nft::Entity::find()
-        .all(store.db())
+    all::<nft::Entity>(store, "read nfts")
         .await
-        .expect("read nfts")
         .into_iter()
         .map(|n| {
             (
@@ -1332,6 +1324,34 @@ fn vote_row_for(
     })
 }
 
+/// The revote test's name for `user` (A or B).
+fn who(user: u32) -> &'static str {
+    if user == A {
+        "A"
+    } else {
+        "B"
+    }
+}
+
+/// `voter` votes for `proposal`, and its `votes` row settles to `expected`.
+async fn votes_for(c: &Community, proposal: &str, voter: u32, expected: Option<VoteRow>) {
+    c.publish(&[vote(proposal, voter, VoteChoice::For)], 1)
+        .await;
+    settles(
+        60,
+        &format!("{}'s vote on {proposal}", who(voter)),
+        || vote_row(&c.store, proposal, voter),
+        &expected,
+    )
+    .await;
+}
+
+/// Gold #42 moves from `from` to `to` at block `block`, and the benefits settle.
+async fn gold_moves(c: &Community, (from, to): (u32, u32), block: u64, what: &str) {
+    c.publish(&[transfer(42, from, to, block, 0)], 1).await;
+    settles(60, what, || read_benefits(&c.store), &gold_held_by(to)).await;
+}
+
 /// A holds the gold and votes on P: x1.5.
 async fn check_a_votes_on_p_with_the_gold(c: &Community) {
     let store = &c.store;
@@ -1340,63 +1360,27 @@ async fn check_a_votes_on_p_with_the_gold(c: &Community) {
         .into_iter()
         .collect();
     settles(60, "A holds the gold", || read_benefits(store), &only_a).await;
-    c.publish(&[vote("P", A, VoteChoice::For)], 1).await;
-    settles(
-        60,
-        "A's vote on P",
-        || vote_row(store, "P", A),
-        &vote_row_for("for", 1_500, gold42(), "vote:P:u1"),
-    )
-    .await;
+    votes_for(c, "P", A, vote_row_for("for", 1_500, gold42(), "vote:P:u1")).await;
 }
 
 /// The gold moves to B, who votes on P too: the gold already boosted a vote on P. On Q
 /// the gold has boosted nobody yet: B's vote there is x1.5.
 async fn check_the_gold_boosts_b_only_where_it_boosted_nobody(c: &Community) {
-    let store = &c.store;
-    c.publish(&[transfer(42, A, B, 2, 0)], 1).await;
-    settles(
-        60,
-        "B holds the gold",
-        || read_benefits(store),
-        &gold_held_by(B),
-    )
-    .await;
-    c.publish(&[vote("P", B, VoteChoice::For)], 1).await;
-    settles(
-        60,
-        "B's vote on P",
-        || vote_row(store, "P", B),
-        &vote_row_for("for", 1_000, vec![], "vote:P:u2"),
-    )
-    .await;
+    gold_moves(c, (A, B), 2, "B holds the gold").await;
+    votes_for(c, "P", B, vote_row_for("for", 1_000, vec![], "vote:P:u2")).await;
     assert_eq!(
-        tally_of(store, "P").await,
+        tally_of(&c.store, "P").await,
         Some(tally(2_500, 0, 0, 2)),
         "P counts the gold once"
     );
-    c.publish(&[vote("Q", B, VoteChoice::For)], 1).await;
-    settles(
-        60,
-        "B's vote on Q",
-        || vote_row(store, "Q", B),
-        &vote_row_for("for", 1_500, gold42(), "vote:Q:u2"),
-    )
-    .await;
+    votes_for(c, "Q", B, vote_row_for("for", 1_500, gold42(), "vote:Q:u2")).await;
 }
 
 /// Lent back to A: A's second vote on P is refused (the first vote is final), and A's vote
 /// on Q gets no boost (the gold boosted B's vote on Q).
 async fn check_the_gold_lent_back_gains_a_nothing(c: &Community) {
     let store = &c.store;
-    c.publish(&[transfer(42, B, A, 3, 0)], 1).await;
-    settles(
-        60,
-        "A holds the gold again",
-        || read_benefits(store),
-        &gold_held_by(A),
-    )
-    .await;
+    gold_moves(c, (B, A), 3, "A holds the gold again").await;
     c.publish(
         &[
             vote_at("P", A, VoteChoice::Against, ":again", Utc::now()),
@@ -1654,8 +1638,7 @@ async fn check_malformed_documents_change_nothing(center: &ConfigCenter, a: &Nod
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 fn a_rule_added_at_run_time_unlocks_on_every_node_and_a_rollback_stops_it() {
     run_in_system(async {
-        let (db, store) = TestDb::migrated(Backend::Postgres).await;
-        let vhost = Vhost::create();
+        let (db, store, vhost) = common::pg_and_vhost().await;
         let producer = rabbit(&vhost).await;
         let a = start_node("rule-a", &db, &vhost).await;
         let b = start_node("rule-b", &db, &vhost).await;
