@@ -5,15 +5,13 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
+use merit_actors::unlock::{start_pending_unlocks, unlock_saga, UnlockDeps};
 use merit_chain::{
     full_sync, Chain, DevChain, EthersChain, EthersOptions, Listener, ListenerConfig, Minter,
 };
 use merit_config::{MinterSource, Settings};
 use merit_messages::Address;
-use merit_actors::unlock::{start_pending_unlocks, unlock_saga, UnlockDeps};
-use merit_sagas::{
-    ExecutorOptions, SagaExecutor, SagaRegistry,
-};
+use merit_sagas::{ExecutorOptions, SagaExecutor, SagaRegistry};
 use merit_storage::Store;
 use tokio::{sync::watch, task::JoinHandle};
 

@@ -12,13 +12,11 @@ use common::{
     eventually, first_proposal_of, node_options, outbox_count, proposal_created_by, run_in_system,
     services, token_of, wallet, Backend, TestDb, Vhost,
 };
+use merit_actors::unlock::{start_pending_unlocks, unlock_saga, UnlockDeps};
 use merit_chain::{Chain, DevChain, Listener, ListenerConfig};
 use merit_mailbox::{Outgoing, RabbitTransport, Topology, Transport};
 use merit_messages::{Address, Envelope};
-use merit_actors::unlock::{start_pending_unlocks, unlock_saga, UnlockDeps};
-use merit_sagas::{
-    ExecutorOptions, SagaExecutor, SagaRegistry,
-};
+use merit_sagas::{ExecutorOptions, SagaExecutor, SagaRegistry};
 use merit_storage::{
     entities::{benefit, nft, saga, saga_step},
     sea_orm::{ColumnTrait, EntityTrait, QueryFilter},
