@@ -184,16 +184,7 @@ async fn malformed_refused(backend: Backend) {
 }
 
 async fn rollback_new_equal_version(backend: Backend) {
-    let (db, store) = TestDb::migrated(backend).await;
-    let center = ConfigCenter::new(store);
-    center
-        .propose(doc(3).as_bytes(), "alice", "v1")
-        .await
-        .expect("v1");
-    center
-        .propose(doc(7).as_bytes(), "alice", "v2")
-        .await
-        .expect("v2");
+    let (db, _, center) = two_versions(backend, 3, 7).await;
     let back = center
         .rollback(1, "bob", "v2 was too strict")
         .await
@@ -234,16 +225,7 @@ async fn rollback_new_equal_version(backend: Backend) {
 }
 
 async fn diff_changed_rule(backend: Backend) {
-    let (db, store) = TestDb::migrated(backend).await;
-    let center = ConfigCenter::new(store);
-    center
-        .propose(doc(3).as_bytes(), "alice", "v1")
-        .await
-        .expect("v1");
-    center
-        .propose(doc(10).as_bytes(), "alice", "v2")
-        .await
-        .expect("v2");
+    let (db, _, center) = two_versions(backend, 3, 10).await;
     let diff = center.diff(1, 2).await.expect("diff");
     assert_eq!((diff.from, diff.to), (1, 2));
     let changed: Vec<String> = diff
@@ -311,16 +293,7 @@ async fn concurrent_distinct(backend: Backend) {
 }
 
 async fn outbox_one_per_version(backend: Backend) {
-    let (db, store) = TestDb::migrated(backend).await;
-    let center = ConfigCenter::new(store.clone());
-    center
-        .propose(doc(3).as_bytes(), "alice", "v1")
-        .await
-        .expect("v1");
-    center
-        .propose(doc(4).as_bytes(), "alice", "v2")
-        .await
-        .expect("v2");
+    let (db, store, center) = two_versions(backend, 3, 4).await;
     center.rollback(1, "bob", "undo").await.expect("v3");
     let rows = store.pending_outbox(0, 100).await.expect("outbox");
     assert_eq!(rows.len(), 3);
@@ -551,4 +524,20 @@ async fn dry_run_pages_through_more_than_one_page_of_users() {
     assert_eq!(first.would_newly_unlock, 2_345);
     assert_eq!(first.samples.len(), 10);
     db.cleanup().await;
+}
+
+/// A migrated database whose config center holds two versions by alice: `doc(first)` as
+/// version 1 and `doc(second)` as version 2.
+async fn two_versions(backend: Backend, first: u32, second: u32) -> (TestDb, Store, ConfigCenter) {
+    let (db, store) = TestDb::migrated(backend).await;
+    let center = ConfigCenter::new(store.clone());
+    center
+        .propose(doc(first).as_bytes(), "alice", "v1")
+        .await
+        .expect("v1");
+    center
+        .propose(doc(second).as_bytes(), "alice", "v2")
+        .await
+        .expect("v2");
+    (db, store, center)
 }

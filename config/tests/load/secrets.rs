@@ -161,15 +161,7 @@ fn secret_files_are_read_and_trimmed() {
         loaded.settings.jwt_secret.expose_secret(),
         format!("{SECRET}-jwt")
     );
-    assert_eq!(
-        loaded
-            .settings
-            .minter
-            .key()
-            .expect("a plaintext key")
-            .expose_secret(),
-        crate::PRODUCTION_MINTER_KEY
-    );
+    assert_eq!(plaintext_minter_key(&loaded), crate::PRODUCTION_MINTER_KEY);
     assert_eq!(
         loaded.source("admin_token"),
         Some(&Source::SecretFile(PathBuf::from(admin)))
@@ -185,12 +177,7 @@ fn development_uses_the_built_in_secrets() {
     let dir = config_dir(&[]);
     let loaded = load(dir.path(), &[]);
     assert_eq!(
-        loaded
-            .settings
-            .minter
-            .key()
-            .expect("a plaintext key")
-            .expose_secret(),
+        plaintext_minter_key(&loaded),
         "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
     );
     assert!(!loaded.settings.admin_token.expose_secret().is_empty());
@@ -374,4 +361,14 @@ fn every_password_of_a_broker_address_list_is_redacted() {
     );
     let url = loaded.settings.amqp_url.as_ref().expect("set");
     assert_eq!(url.expose(), list);
+}
+
+/// The minter's plaintext key, as the node would sign with it.
+fn plaintext_minter_key(loaded: &Loaded) -> &str {
+    loaded
+        .settings
+        .minter
+        .key()
+        .expect("a plaintext key")
+        .expose_secret()
 }
