@@ -4,8 +4,23 @@
 
 use merit_testkit::{on_both_backends, Backend};
 
+/// Each half gets its own backend: libtest names the test's thread after the test, and a
+/// multi-threaded tokio test runs its body on that thread.
 async fn runs_on(backend: Backend) {
-    assert!(matches!(backend, Backend::Sqlite | Backend::Postgres));
+    let test = std::thread::current()
+        .name()
+        .unwrap_or_default()
+        .to_string();
+    let expected = if test.ends_with("::postgres") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    assert!(
+        test.ends_with("::sqlite") || test.ends_with("::postgres"),
+        "{test}"
+    );
+    assert_eq!(backend, expected, "{test}");
 }
 
 on_both_backends! {
