@@ -13,7 +13,7 @@ use merit_config::{
 };
 use merit_messages::{ConfigChanged, Envelope, EventId};
 use merit_storage::{
-    column::to_u64,
+    column::{to_i64, to_u64},
     entities::config_version,
     sea_orm::{
         sea_query::OnConflict, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, PaginatorTrait,
@@ -255,7 +255,7 @@ fn version_row(info: &VersionInfo, document: &Value) -> Result<config_version::A
         document: Set(document.clone()),
         author: Set(info.author.clone()),
         reason: Set(info.reason.clone()),
-        rollback_of: Set(info.rollback_of.and_then(|v| i64::try_from(v).ok())),
+        rollback_of: Set(info.rollback_of.map(to_i64)),
         created_at: Set(info.created_at),
     })
 }
