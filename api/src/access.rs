@@ -128,4 +128,120 @@ mod tests {
             assert_eq!(method_label(&m), "other", "{made_up}");
         }
     }
+
+    /// Every event's target and fields as one line each (a minimal subscriber: this
+    /// crate has no subscriber of its own to capture with).
+    mod capture {
+        use std::{
+            fmt::Write as _,
+            sync::{Arc, Mutex},
+        };
+
+        use tracing::{
+            field::{Field, Visit},
+            span, Event, Metadata, Subscriber,
+        };
+
+        #[derive(Clone, Default)]
+        pub(super) struct Lines(pub(super) Arc<Mutex<Vec<String>>>);
+
+        impl Lines {
+            pub(super) fn of(&self, target: &str) -> Vec<String> {
+                let lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                lines
+                    .iter()
+                    .filter(|l| l.starts_with(target))
+                    .cloned()
+                    .collect()
+            }
+        }
+
+        struct Line<'a>(&'a mut String);
+
+        impl Visit for Line<'_> {
+            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                let _ = write!(self.0, " {}={value:?}", field.name());
+            }
+
+            fn record_str(&mut self, field: &Field, value: &str) {
+                let _ = write!(self.0, " {}={value}", field.name());
+            }
+        }
+
+        impl Subscriber for Lines {
+            fn enabled(&self, _: &Metadata<'_>) -> bool {
+                true
+            }
+
+            fn new_span(&self, span: &span::Attributes<'_>) -> span::Id {
+                let mut line = format!("span {}", span.metadata().name());
+                span.record(&mut Line(&mut line));
+                self.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                span::Id::from_u64(1)
+            }
+
+            fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+
+            fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+
+            fn event(&self, event: &Event<'_>) {
+                let mut line = event.metadata().target().to_string();
+                event.record(&mut Line(&mut line));
+                self.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+
+            fn enter(&self, _: &span::Id) {}
+
+            fn exit(&self, _: &span::Id) {}
+        }
+    }
+
+    #[actix_web::test]
+    async fn the_access_line_has_method_route_and_status_and_no_token_or_query() {
+        use actix_web::{http::StatusCode, test, web, App, HttpResponse};
+
+        let lines = capture::Lines::default();
+        let _guard = tracing::subscriber::set_default(lines.clone());
+        let app = test::init_service(App::new().wrap(actix_web::middleware::from_fn(log)).route(
+            "/api/v1/things/{id}",
+            web::get().to(|| async { HttpResponse::NotFound().finish() }),
+        ))
+        .await;
+        let request = test::TestRequest::get()
+            .uri("/api/v1/things/42?ticket=query-secret-123&token=query-secret-456")
+            .insert_header(("authorization", "Bearer bearer-secret-789"))
+            .insert_header((REQUEST_ID, "req-1"))
+            .to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            response
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok()),
+            Some("req-1"),
+            "the request id is echoed"
+        );
+        let access = lines.of("merit_api::access");
+        assert_eq!(access.len(), 1, "one access line per request: {access:?}");
+        let line = &access[0];
+        for needed in [
+            "method=\"GET\"",
+            "route=/api/v1/things/{id}",
+            "status=404",
+            "request_id=req-1",
+        ] {
+            assert!(line.contains(needed), "{line:?} has {needed:?}");
+        }
+        let all = lines.0.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+        for secret in [
+            "bearer-secret-789",
+            "query-secret-123",
+            "query-secret-456",
+            "ticket=",
+            "/things/42",
+        ] {
+            assert!(!all.contains(secret), "{secret:?} is logged: {all}");
+        }
+    }
 }

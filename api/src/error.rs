@@ -142,6 +142,14 @@ impl ApiError {
         tracing::warn!(error = %cause, "a database call failed");
         Self::unavailable("the database did not answer; see the node's log")
     }
+
+    /// 503 for another dependency (`what`: "the broker", "the node registry", ...) that
+    /// failed. Its error text (which can hold hostnames, URLs with keys, SQL) is logged,
+    /// never answered.
+    pub(crate) fn dependency(what: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "{what} failed");
+        Self::unavailable(format!("{what} did not answer; see the node's log"))
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +167,14 @@ mod database_errors {
         assert!(!e.message.contains("0xsecret"), "{}", e.message);
         assert!(!e.message.contains("users_pkey"), "{}", e.message);
         assert!(e.message.contains("database"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_dependency_error_answers_what_failed_without_its_text() {
+        let cause = "connection refused: amqp://merit:hunter2@broker.internal:5672/%2f";
+        let e = ApiError::dependency("the broker", &cause);
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "unavailable");
+        assert_eq!(e.message, "the broker did not answer; see the node's log");
     }
 }

@@ -80,6 +80,13 @@ fn component(name: &str, ok: bool, detail: Option<String>) -> Component {
     }
 }
 
+/// A probe's failure as `/ready` (open to anyone) shows it: fixed text. The error itself
+/// (which can hold hostnames, URLs with keys, SQL) goes to the log.
+fn unanswered(name: &str, cause: &dyn std::fmt::Display) -> String {
+    tracing::warn!(component = name, error = %cause, "a readiness probe failed");
+    "unreachable; see the node's log".to_string()
+}
+
 async fn probe<F: std::future::Future<Output = Result<(), String>>>(name: &str, f: F) -> Component {
     match tokio::time::timeout(PROBE_TIMEOUT, f).await {
         Ok(Ok(())) => component(name, true, None),
@@ -112,7 +119,11 @@ pub(crate) async fn readiness(state: &ApiState) -> Readiness {
     let mut components = Vec::new();
     components.push(
         probe("database", async {
-            state.store.ping().await.map_err(|e| e.to_string())
+            state
+                .store
+                .ping()
+                .await
+                .map_err(|e| unanswered("database", &e))
         })
         .await,
     );
@@ -148,7 +159,7 @@ pub(crate) async fn readiness(state: &ApiState) -> Readiness {
                     .head_block()
                     .await
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| unanswered("chain_rpc", &e))
             })
             .await,
         );
@@ -157,8 +168,11 @@ pub(crate) async fn readiness(state: &ApiState) -> Readiness {
             components.push(component(
                 "chain_listener",
                 s.last_error.is_none(),
+                // Its error text can hold the RPC URL (and a key in it): the listener logs
+                // it; the open probe only says there is one.
                 s.last_error
-                    .clone()
+                    .as_ref()
+                    .map(|_| "failing; see the node's log".to_string())
                     .or_else(|| s.lag.map(|lag| format!("lag {lag} blocks"))),
             ));
         }

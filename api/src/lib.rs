@@ -26,6 +26,7 @@ mod pagination;
 mod ratelimit;
 mod routes;
 mod siwe;
+mod spelled;
 mod state;
 mod tickets;
 mod ws;
@@ -222,7 +223,7 @@ pub fn serve_with_metrics(
     state: ApiState,
 ) -> std::io::Result<actix_web::dev::Server> {
     let workers = state.options.workers.max(1);
-    let limits = web::Data::new(Limits::new(&state.options));
+    let limits = web::Data::new(Limits::new(&state.options, state.credentials.clone()));
     let metrics_addr = match &metrics_listener {
         Some(l) => Some(web::Data::new(MetricsListener(l.local_addr()?))),
         None => None,

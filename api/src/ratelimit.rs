@@ -33,7 +33,7 @@ use actix_web::{
     web, ResponseError,
 };
 
-use crate::{error::ApiError, state::ApiState};
+use crate::{auth::Credentials, error::ApiError};
 
 /// Paths never limited: the probes an orchestrator polls.
 pub(crate) const EXEMPT: [&str; 3] = ["/health", "/ready", "/metrics"];
@@ -239,22 +239,39 @@ pub(crate) fn client_key(ip: IpAddr) -> String {
     }
 }
 
-/// The limiters of one server.
+/// The limiters of one server, with what they need to know: the rates (for the 429's
+/// message) and the credentials a user token is checked against.
 #[derive(Debug)]
 pub(crate) struct Limits {
     per_client: RateLimiter,
     per_user: RateLimiter,
     auth: RateLimiter,
     proxies: TrustedProxies,
+    rates: Rates,
+    credentials: Credentials,
+}
+
+/// Requests per second of each budget.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    client: u32,
+    user: u32,
+    auth: u32,
 }
 
 impl Limits {
-    pub(crate) fn new(options: &crate::state::ApiOptions) -> Self {
+    pub(crate) fn new(options: &crate::state::ApiOptions, credentials: Credentials) -> Self {
         Self {
             per_client: RateLimiter::new(options.rate_per_sec, options.rate_burst),
             per_user: RateLimiter::new(options.user_rate_per_sec, options.user_rate_burst),
             auth: RateLimiter::new(options.auth_rate_per_sec, options.auth_rate_burst),
             proxies: TrustedProxies::new(&options.trusted_proxies, &options.forwarded_header),
+            rates: Rates {
+                client: options.rate_per_sec,
+                user: options.user_rate_per_sec,
+                auth: options.auth_rate_per_sec,
+            },
+            credentials,
         }
     }
 }
@@ -274,10 +291,7 @@ pub(crate) async fn limit(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if !EXEMPT.contains(&req.path()) {
-        if let (Some(state), Some(limits)) = (
-            req.app_data::<web::Data<ApiState>>(),
-            req.app_data::<web::Data<Limits>>(),
-        ) {
+        if let Some(limits) = req.app_data::<web::Data<Limits>>() {
             let refused = match req.peer_addr() {
                 Some(peer) => {
                     let client = limits.proxies.client(peer.ip(), req.headers());
@@ -285,12 +299,12 @@ pub(crate) async fn limit(
                     if !limits.per_client.allow(&key) {
                         Some(refuse(format!(
                             "more than {} requests per second from {key}; retry after a second",
-                            state.options.rate_per_sec
+                            limits.rates.client
                         )))
                     } else if req.path().starts_with(AUTH_PREFIX) && !limits.auth.allow(&key) {
                         Some(refuse(format!(
                             "more than {} sign-in requests per second from {key}; retry after a second",
-                            state.options.auth_rate_per_sec
+                            limits.rates.auth
                         )))
                     } else {
                         None
@@ -300,11 +314,11 @@ pub(crate) async fn limit(
             };
             let refused = refused.or_else(|| {
                 let token = crate::auth::bearer(req.request(), false)?;
-                let user = state.credentials.verify_user(&token).ok()?;
+                let user = limits.credentials.verify_user(&token).ok()?;
                 (!limits.per_user.allow(&user.to_string())).then(|| {
                     refuse(format!(
                         "more than {} requests per second for user {user}; retry after a second",
-                        state.options.user_rate_per_sec
+                        limits.rates.user
                     ))
                 })
             });
@@ -475,5 +489,133 @@ mod tests {
             .contains(ip("::ffff:127.0.0.1")));
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("nope").is_none());
+    }
+
+    /// The middleware over a one-route app, with these budgets.
+    mod middleware {
+        use actix_web::{http::StatusCode, test, web, App, HttpResponse};
+
+        use super::*;
+        use crate::state::ApiOptions;
+
+        const JWT_SECRET: &[u8] = b"ratelimit-test-secret-0123456789abcdef";
+
+        fn limits(burst: u32, user_burst: u32) -> Limits {
+            let options = ApiOptions {
+                rate_per_sec: 1,
+                rate_burst: burst,
+                user_rate_per_sec: 1,
+                user_rate_burst: user_burst,
+                ..ApiOptions::default()
+            };
+            Limits::new(&options, Credentials::new(JWT_SECRET, b"admin-token"))
+        }
+
+        macro_rules! app {
+            ($limits:expr) => {
+                test::init_service(
+                    App::new()
+                        .app_data(web::Data::new($limits))
+                        .wrap(actix_web::middleware::from_fn(limit))
+                        .route(
+                            "/api/v1/things",
+                            web::get().to(|| async { HttpResponse::Ok().finish() }),
+                        )
+                        .route(
+                            "/health",
+                            web::get().to(|| async { HttpResponse::Ok().finish() }),
+                        ),
+                )
+                .await
+            };
+        }
+
+        fn from(peer: &str, path: &str) -> test::TestRequest {
+            test::TestRequest::get()
+                .uri(path)
+                .peer_addr(peer.parse().expect("a socket address"))
+        }
+
+        /// Asserts the 429 the limiter answers: JSON `rate_limited` naming `needle`, and
+        /// `Retry-After`.
+        async fn assert_refused(response: ServiceResponse<impl MessageBody>, needle: &str) {
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+                Some("1")
+            );
+            assert_eq!(
+                response
+                    .headers()
+                    .get(actix_web::http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+                Some("application/json")
+            );
+            let body: serde_json::Value = test::read_body_json(response).await;
+            assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(needle), "{message:?} names {needle:?}");
+        }
+
+        #[actix_web::test]
+        async fn the_request_over_a_client_s_burst_is_429_with_json_and_retry_after() {
+            let app = app!(limits(3, 100));
+            for i in 0..3 {
+                let response = test::call_service(
+                    &app,
+                    from("203.0.113.9:4000", "/api/v1/things").to_request(),
+                )
+                .await;
+                assert_eq!(
+                    response.status(),
+                    StatusCode::OK,
+                    "request {i} is within the burst"
+                );
+            }
+            let over = test::call_service(
+                &app,
+                from("203.0.113.9:4001", "/api/v1/things").to_request(),
+            )
+            .await;
+            assert_refused(over, "203.0.113.9").await;
+            let other = test::call_service(
+                &app,
+                from("198.51.100.7:4000", "/api/v1/things").to_request(),
+            )
+            .await;
+            assert_eq!(
+                other.status(),
+                StatusCode::OK,
+                "another client has its own bucket"
+            );
+            let probe =
+                test::call_service(&app, from("203.0.113.9:4002", "/health").to_request()).await;
+            assert_eq!(
+                probe.status(),
+                StatusCode::OK,
+                "the probes are never limited"
+            );
+        }
+
+        #[actix_web::test]
+        async fn a_user_s_budget_holds_whatever_address_the_requests_come_from() {
+            let app = app!(limits(100, 2));
+            let wallet = "0x00000000000000000000000000000000000000aa";
+            let token = crate::auth::sign(JWT_SECRET, wallet, 3600);
+            let request = |peer: &str| {
+                from(peer, "/api/v1/things")
+                    .insert_header(("authorization", format!("Bearer {token}")))
+                    .to_request()
+            };
+            for peer in ["192.0.2.1:1000", "192.0.2.2:1000"] {
+                let response = test::call_service(&app, request(peer)).await;
+                assert_eq!(response.status(), StatusCode::OK, "{peer}");
+            }
+            let over = test::call_service(&app, request("192.0.2.3:1000")).await;
+            assert_refused(over, wallet).await;
+        }
     }
 }

@@ -138,7 +138,7 @@ pub(crate) async fn list_nodes(state: web::Data<ApiState>, _admin: Admin) -> Res
         .discovery
         .live(state.options.node_ttl)
         .await
-        .map_err(|e| ApiError::unavailable(format!("the node registry did not answer: {e}")))?;
+        .map_err(|e| ApiError::dependency("the node registry", &e))?;
     let items = same_cluster(&state.node_id, items);
     Ok(HttpResponse::Ok().json(NodeList {
         items,
@@ -194,7 +194,7 @@ pub(crate) async fn chain_sync(state: web::Data<ApiState>, _admin: Admin) -> Res
         .ok_or_else(|| ApiError::unavailable("this node runs no chain"))?;
     let report = merit_chain::full_sync(&state.store, chain.chain.as_ref(), chain.confirmations)
         .await
-        .map_err(|e| ApiError::unavailable(format!("full sync failed: {e}")))?;
+        .map_err(|e| ApiError::dependency("the chain RPC or the store", &e))?;
     metrics::counter!("merit_chain_full_sync_drift_total").increment(report.drifted);
     tracing::info!(
         checked = report.checked,

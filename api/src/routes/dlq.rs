@@ -15,6 +15,7 @@ use crate::{
     auth::Admin,
     error::{ApiError, ErrorBody, Result},
     pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE},
+    spelled,
     state::ApiState,
 };
 
@@ -32,7 +33,8 @@ pub(crate) struct DeadLetterDto {
     pub id: String,
     /// Arrival order; `after` in a listing takes it.
     pub seq: i64,
-    /// `waiting`, `replayed` or `discarded`.
+    /// What became of it.
+    #[schema(value_type = spelled::DeadLetterStateName)]
     pub state: String,
     /// When it was replayed or discarded.
     pub settled_at: Option<DateTime<Utc>>,
@@ -202,9 +204,7 @@ pub(crate) struct BulkOutcome {
 
 fn unavailable(e: merit_supervisors::SupervisorError) -> ApiError {
     match e {
-        merit_supervisors::SupervisorError::Mailbox(e) => {
-            ApiError::unavailable(format!("the broker did not answer: {e}"))
-        }
+        merit_supervisors::SupervisorError::Mailbox(e) => ApiError::dependency("the broker", &e),
         other => ApiError::database(&other),
     }
 }

@@ -20,6 +20,7 @@ use crate::{
     error::{ApiError, ErrorBody, Result},
     pagination::{fetch, page_of, PageQuery},
     routes::{address, whole_opt_u16, whole_u64},
+    spelled,
     state::ApiState,
 };
 
@@ -42,7 +43,8 @@ pub(crate) struct ProposalDto {
     pub quorum: u64,
     /// Pass threshold in basis points.
     pub threshold_bps: u32,
-    /// `pending`, `active`, `succeeded`, `defeated`, `executed` or `cancelled`.
+    /// Where it is in its lifecycle.
+    #[schema(value_type = spelled::ProposalStatusName)]
     pub status: String,
     /// `{for_weight, against_weight, abstain_weight, voters, ...}`.
     #[schema(value_type = Object)]
@@ -77,7 +79,8 @@ impl From<proposal::Model> for ProposalDto {
 pub(crate) struct VoteDto {
     /// Lowercase 0x voter.
     pub voter: String,
-    /// `for`, `against` or `abstain`.
+    /// How it was cast.
+    #[schema(value_type = spelled::VoteChoiceName)]
     pub choice: String,
     /// Weight counted (1000 × multiplier).
     pub weight: u64,
@@ -110,7 +113,8 @@ page_of!(VotePage, VoteDto, "votes");
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ProposalQuery {
-    /// Only in this status.
+    /// Only in this status; another value is a 400.
+    #[param(value_type = Option<spelled::ProposalStatusName>, inline)]
     pub status: Option<String>,
     /// Only created by this 0x address (40 hex digits in one case, or mixed case with a
     /// valid EIP-55 checksum).
@@ -149,8 +153,8 @@ pub(crate) struct CreateProposal {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CastVote {
-    /// `for`, `against` or `abstain`.
-    #[schema(pattern = "^(for|against|abstain)$")]
+    /// How to vote.
+    #[schema(value_type = spelled::VoteChoiceName)]
     pub choice: String,
     /// Optional reason, at most 1,000 characters.
     #[serde(default)]
@@ -188,8 +192,9 @@ pub(crate) async fn list_proposals(
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
     let window = page.window()?;
+    let status = spelled::filter::<ProposalStatus>("status", filter.status.as_deref())?;
     let mut query = proposal::Entity::find();
-    if let Some(status) = &filter.status {
+    if let Some(status) = status {
         query = query.filter(proposal::Column::Status.eq(status.as_str()));
     }
     if let Some(creator) = &filter.creator {
@@ -327,7 +332,7 @@ async fn publish(
         .transport
         .publish(vec![message])
         .await
-        .map_err(|e| ApiError::unavailable(format!("the broker did not confirm: {e}")))?;
+        .map_err(|e| ApiError::dependency("the broker", &e))?;
     metrics::counter!("merit_api_published_total", "type" => event_type.to_string()).increment(1);
     Ok(HttpResponse::Accepted().json(Accepted {
         event_id: envelope.id.to_string(),
@@ -438,12 +443,7 @@ pub(crate) async fn cast_vote(
     let voter = caller.user()?;
     let id = event_id(&req, &voter.to_string())?;
     // What is wrong with the request itself is said before what conflicts with the state.
-    let Ok(choice) = body.choice.parse::<VoteChoice>() else {
-        return Err(ApiError::bad_request(format!(
-            "choice: {} is not one of for, against, abstain",
-            merit_messages::quote_untrusted(&body.choice)
-        )));
-    };
+    let choice = spelled::parse::<VoteChoice>("choice", &body.choice)?;
     let p = find(&state, &path).await?;
     // A status merit does not know (a newer release's) is left to the ProposalActor.
     if p.status

@@ -1,7 +1,8 @@
 //! Sagas for operators: filter by state and kind, one saga's timeline, retry.
 
 use actix_web::{get, post, web, HttpResponse};
-use merit_sagas::{SagaError, SagaFilter, SagaId, SagaState};
+use chrono::{DateTime, Utc};
+use merit_sagas::{SagaError, SagaFilter, SagaId, SagaState, SagaSummary};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -9,15 +10,76 @@ use crate::{
     auth::Admin,
     error::{ApiError, ErrorBody, Result},
     pagination::PageQuery,
+    spelled,
     state::ApiState,
 };
+
+/// One saga, without its steps (as `merit_sagas::SagaSummary` serialises).
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct SagaDto {
+    /// Id (UUID).
+    #[schema(format = Uuid)]
+    pub id: String,
+    /// Kind, e.g. `achievement_unlock`.
+    pub kind: String,
+    /// Where it stands.
+    #[schema(value_type = spelled::SagaStateName)]
+    pub state: String,
+    /// The step being run or compensated (-1: compensation is through).
+    pub current_step: i32,
+    /// The request that started it.
+    pub correlation_id: String,
+    /// The last error (a step's failure, a compensation's, or why it could not run).
+    pub last_error: Option<String>,
+    /// Started.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Not driven before this (backoff, re-poll).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The node driving it, if any.
+    pub lease_owner: Option<String>,
+    /// Until when that node holds it.
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+impl From<SagaSummary> for SagaDto {
+    fn from(s: SagaSummary) -> Self {
+        // Every field named: one added to the summary does not compile until it is here.
+        let SagaSummary {
+            id,
+            kind,
+            state,
+            current_step,
+            correlation_id,
+            last_error,
+            created_at,
+            updated_at,
+            next_attempt_at,
+            lease_owner,
+            lease_until,
+        } = s;
+        Self {
+            id: id.to_string(),
+            kind,
+            state: state.as_str().to_string(),
+            current_step,
+            correlation_id,
+            last_error,
+            created_at,
+            updated_at,
+            next_attempt_at,
+            lease_owner,
+            lease_until,
+        }
+    }
+}
 
 /// A page of sagas, most recently changed first.
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub(crate) struct SagaListPage {
-    /// Sagas (id, kind, state, current_step, last_error, timestamps, lease).
-    #[schema(value_type = Vec<Object>)]
-    pub items: serde_json::Value,
+    /// Sagas.
+    pub items: Vec<SagaDto>,
     /// This page, from 1.
     pub page: u64,
     /// Page size used.
@@ -30,8 +92,8 @@ pub(crate) struct SagaListPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct SagaQuery {
-    /// `running`, `compensating`, `completed`, `compensated`, `failed` or `stuck`.
-    #[param(pattern = "^(running|compensating|completed|compensated|failed|stuck)$")]
+    /// Only in this state; another value is a 400.
+    #[param(value_type = Option<spelled::SagaStateName>, inline)]
     pub state: Option<String>,
     /// Saga kind, e.g. `achievement_unlock`.
     pub kind: Option<String>,
@@ -60,12 +122,8 @@ fn saga_error(e: SagaError) -> ApiError {
         SagaError::NotFound { id } => ApiError::not_found(format!("saga {id}: no such saga")),
         e @ SagaError::InvalidState { .. } => ApiError::conflict(e.to_string()),
         e @ SagaError::UnknownKind { .. } => ApiError::conflict(e.to_string()),
-        e => ApiError::unavailable(format!("the saga log did not answer: {e}")),
+        e => ApiError::dependency("the saga log", &e),
     }
-}
-
-fn json(value: &impl serde::Serialize) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or_default()
 }
 
 /// Sagas, most recently changed first.
@@ -88,18 +146,7 @@ pub(crate) async fn list_sagas(
 ) -> Result<HttpResponse> {
     let window = page.window()?;
     let filter = SagaFilter {
-        state: query
-            .state
-            .as_deref()
-            .map(|s| {
-                s.parse::<SagaState>().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "state: {} is not a saga state (running, compensating, completed, compensated, failed, stuck)",
-                        merit_messages::quote_untrusted(s)
-                    ))
-                })
-            })
-            .transpose()?,
+        state: spelled::filter::<SagaState>("state", query.state.as_deref())?,
         kind: query.kind.clone(),
         correlation_id: query.correlation_id.clone(),
     };
@@ -108,7 +155,7 @@ pub(crate) async fn list_sagas(
         .await
         .map_err(saga_error)?;
     Ok(HttpResponse::Ok().json(SagaListPage {
-        items: json(&listed.items),
+        items: listed.items.into_iter().map(SagaDto::from).collect(),
         page: window.page,
         page_size: window.page_size,
         total: listed.total,

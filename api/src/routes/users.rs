@@ -5,7 +5,10 @@ use actix_web::{get, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use merit_storage::{
     column::{to_i64, to_u64},
-    entities::{achievement, benefit, nft, notification, user},
+    entities::{
+        achievement::{self, AchievementState},
+        benefit, nft, notification, user,
+    },
     sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect},
 };
 use serde::{Deserialize, Serialize};
@@ -16,6 +19,7 @@ use crate::{
     error::{ErrorBody, Result},
     pagination::{fetch, page_of, PageQuery},
     routes::{address, int64, nfts::NftDto},
+    spelled,
     state::ApiState,
 };
 
@@ -79,7 +83,8 @@ pub(crate) struct AchievementDto {
     pub tier: String,
     /// Token id (uint256 decimal).
     pub token: Option<String>,
-    /// `unlocked`, `reserved`, `minted`, `failed` or `revoked`.
+    /// Where it and its mint stand.
+    #[schema(value_type = spelled::AchievementStateName)]
     pub state: String,
     /// Why it failed or was revoked.
     pub reason: Option<String>,
@@ -167,7 +172,8 @@ pub(crate) struct LogQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AchievementQuery {
-    /// Only in this state.
+    /// Only in this state; another value is a 400.
+    #[param(value_type = Option<spelled::AchievementStateName>, inline)]
     pub state: Option<String>,
 }
 
@@ -262,10 +268,11 @@ pub(crate) async fn user_achievements(
     let user = address(&path)?;
     caller.may_read(&user)?;
     let window = page.window()?;
+    let wanted = spelled::filter::<AchievementState>("state", filter.state.as_deref())?;
     let mut query =
         achievement::Entity::find().filter(achievement::Column::User.eq(user.to_string()));
-    if let Some(s) = &filter.state {
-        query = query.filter(achievement::Column::State.eq(s.as_str()));
+    if let Some(s) = wanted {
+        query = query.filter(achievement::Column::State.eq(s));
     }
     let (items, total) = fetch(
         state.store.db(),
