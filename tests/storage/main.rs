@@ -1,0 +1,13 @@
+//! The storage write path on SQLite and PostgreSQL: migrations, atomic turns, idempotency
+//! by event id, optimistic version checks, concurrent writers, the outbox.
+//!
+//! One test binary; each concern in a module of its own.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod fixtures;
+
+mod group_commit;
+mod retention;
+mod turns;
