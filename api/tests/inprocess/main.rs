@@ -15,7 +15,8 @@
 //! - a proposal created and a vote cast through the API are published on the in-process
 //!   transport (read back off it: type, id, shard key, payload) and applied by the node's
 //!   ProposalActor, while a refused write publishes nothing ([`proposals`]);
-//! - neither the admin token nor the JWT secret appears in any response body ([`probes`]).
+//! - neither the admin token nor the JWT secret appears in any response body ([`probes`]),
+//!   nor a failing dependency's error text in a 503 ([`unavailable`]).
 //!
 //! One test binary (each more costs a link): the modules share [`common`].
 //!
@@ -29,3 +30,4 @@ mod common;
 mod errors;
 mod probes;
 mod proposals;
+mod unavailable;
