@@ -86,7 +86,7 @@ pub(crate) struct AchievementDto {
     /// Where it and its mint stand.
     #[schema(value_type = spelled::AchievementStateName)]
     pub state: String,
-    /// Why it failed or was revoked.
+    /// Why it failed.
     pub reason: Option<String>,
     /// The saga minting it.
     pub saga_id: Option<String>,
