@@ -9,8 +9,8 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{
-    eventually, first_proposal_of, node_options, outbox_count, proposal_created_by, run_in_system,
-    services, token_of, wallet, Backend, TestDb, Vhost,
+    eventually, first_proposal_of, outbox_count, proposal_created_by, run_in_system, token_of,
+    wallet, Backend, TestDb, Vhost,
 };
 use merit_actors::unlock::{start_pending_unlocks, unlock_saga, UnlockDeps};
 use merit_chain::{Chain, DevChain, Listener, ListenerConfig};
@@ -97,14 +97,7 @@ impl Rig {
                 .expect("connect"),
         );
         transport.declare().await.expect("declare");
-        let node = Node::start(
-            node_options(name, 2),
-            store.clone(),
-            services(name),
-            transport.clone(),
-        )
-        .await
-        .expect("node");
+        let node = common::start_node(name, 2, store.clone(), transport.clone()).await;
         let dev = Arc::new(DevChain::new(31337));
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = vec![dev.spawn_miner(block_every)];

@@ -70,6 +70,19 @@ pub fn node_options(node_id: &str, shards: u16) -> merit_supervisors::NodeOption
     }
 }
 
+/// Starts node `name` with `shards` shards per kind on `store` and `transport`, with the
+/// test options ([`node_options`]) and services ([`services`]).
+pub async fn start_node(
+    name: &str,
+    shards: u16,
+    store: Store,
+    transport: std::sync::Arc<dyn merit_mailbox::Transport>,
+) -> merit_supervisors::Node {
+    merit_supervisors::Node::start(node_options(name, shards), store, services(name), transport)
+        .await
+        .expect("node starts")
+}
+
 /// Actor services for tests: the built-in dynamic config and an L1-only cache.
 pub fn services(node_id: &str) -> merit_actors::Services {
     merit_actors::Services::new(

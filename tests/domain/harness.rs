@@ -11,7 +11,7 @@ use merit_storage::{
 };
 use merit_supervisors::Node;
 
-use crate::common::{self, node_options, services, TestDb, Vhost};
+use crate::common::{self, TestDb, Vhost};
 
 pub(crate) const SHARDS: u16 = 2;
 
@@ -42,14 +42,7 @@ impl Community {
     pub(crate) async fn start(name: &str) -> Self {
         let (db, store, vhost) = common::pg_and_vhost().await;
         let producer = rabbit(&vhost).await;
-        let node = Node::start(
-            node_options(name, SHARDS),
-            store.clone(),
-            services(name),
-            rabbit(&vhost).await,
-        )
-        .await
-        .expect("node starts");
+        let node = common::start_node(name, SHARDS, store.clone(), rabbit(&vhost).await).await;
         Self {
             db,
             store,

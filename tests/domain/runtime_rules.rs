@@ -11,7 +11,7 @@ use merit_supervisors::Node;
 use serde_json::{json, Value};
 
 use crate::{
-    common::{self, eventually, node_options, run_in_system, services, TestDb, Vhost},
+    common::{self, eventually, run_in_system, TestDb, Vhost},
     events::{addr, created},
     harness::{rabbit, settles, SHARDS},
     reading::{read_achievements, read_users, unlocked, AchievementRow},
@@ -38,14 +38,7 @@ fn created_rule(at_least: i64, tier: &str) -> Value {
 /// opened on a node's runtime, which the test then hits after that node shut down ("a Tokio
 /// context was found, but it is being shutdown").
 async fn start_node(name: &str, db: &TestDb, vhost: &Vhost) -> Node {
-    Node::start(
-        node_options(name, SHARDS),
-        db.connect().await,
-        services(name),
-        rabbit(vhost).await,
-    )
-    .await
-    .expect("node starts")
+    common::start_node(name, SHARDS, db.connect().await, rabbit(vhost).await).await
 }
 
 /// Publishes two (or `n`) proposal creations by `creator` and waits until its user row

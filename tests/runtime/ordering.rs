@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use merit_mailbox::{Outgoing, Transport};
 use merit_messages::ActorKind;
-use merit_supervisors::Node;
 
 use crate::{
-    common::{self, eventually, node_options, run_in_system, services, wallet},
+    common::{self, eventually, run_in_system, start_node, wallet},
     harness::rabbit,
 };
 
@@ -23,14 +22,7 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
         const HOPS: u32 = 9;
         let (db, store, vhost) = common::pg_and_vhost().await;
         let transport = rabbit(&vhost, 4).await;
-        let node = Node::start(
-            node_options("order", 4),
-            store.clone(),
-            services("order"),
-            transport.clone(),
-        )
-        .await
-        .expect("node");
+        let node = start_node("order", 4, store.clone(), transport.clone()).await;
 
         let batch: Vec<Outgoing> = (0..=HOPS)
             .flat_map(|step| common::nft_step(step, TOKENS))

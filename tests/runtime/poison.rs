@@ -12,10 +12,9 @@ use merit_storage::{
     sea_orm::{ActiveValue::Set, EntityTrait, PaginatorTrait},
     Store,
 };
-use merit_supervisors::Node;
 
 use crate::{
-    common::{self, eventually, node_options, run_in_system, services, wallet},
+    common::{self, eventually, run_in_system, start_node, wallet},
     harness::rabbit,
 };
 
@@ -91,14 +90,7 @@ fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed
         let transport = rabbit(&vhost, 2).await;
         let poisoned = wallet(999);
         plant_corrupt_snapshot(&store, poisoned).await;
-        let node = Node::start(
-            node_options("dlq", 2),
-            store.clone(),
-            services("dlq"),
-            transport.clone(),
-        )
-        .await
-        .expect("node");
+        let node = start_node("dlq", 2, store.clone(), transport.clone()).await;
         transport
             .publish(votes_with_poison(poisoned))
             .await

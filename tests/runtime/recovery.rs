@@ -9,7 +9,7 @@ use merit_storage::sea_orm::{ActiveValue::Set, EntityTrait};
 use merit_supervisors::Node;
 
 use crate::{
-    common::{self, eventually, node_options, run_in_system, services, wallet},
+    common::{self, eventually, node_options, run_in_system, services, start_node, wallet},
     harness::rabbit,
     poison::vote,
 };
@@ -20,14 +20,7 @@ fn closed_broker_connections_recover_with_nothing_lost() {
     run_in_system(async {
         let (db, store, vhost) = common::pg_and_vhost().await;
         let node_transport = rabbit(&vhost, 2).await;
-        let node = Node::start(
-            node_options("recover", 2),
-            store.clone(),
-            services("recover"),
-            node_transport.clone(),
-        )
-        .await
-        .expect("node");
+        let node = start_node("recover", 2, store.clone(), node_transport.clone()).await;
         let producer = rabbit(&vhost, 2).await;
         common::publish_open_proposals(producer.as_ref(), 10).await;
         let votes: Vec<Envelope> = (0..4_000)
