@@ -191,8 +191,9 @@ impl DynamicConfig {
         let wire: WireConfig =
             serde_path_to_error::deserialize(merit_messages::strict::Strict(&mut de))
                 .map_err(from_serde_error)?;
-        de.end()
-            .map_err(|e| RuleError::new("$", format!("trailing data after the document: {e}")))?;
+        de.end().map_err(|e| {
+            RuleError::new("$", format!("trailing data after the document: {e}")).with_source(e)
+        })?;
         validate_tiers(&wire.tiers)?;
         validate_limits(&wire.limits)?;
         let known: Vec<TierId> = wire.tiers.keys().cloned().collect();
@@ -338,7 +339,7 @@ fn parse_rules(rules: &serde_json::Value, known: &[TierId]) -> Result<RuleSet, R
         serde_json::Value::Null => Ok(RuleSet::default()),
         rules => {
             let doc = serde_json::to_vec(&serde_json::json!({ "rules": rules }))
-                .map_err(|e| RuleError::new("rules", e.to_string()))?;
+                .map_err(|e| RuleError::new("rules", e.to_string()).with_source(e))?;
             RuleSet::parse(&doc, known)
         }
     }
@@ -431,6 +432,25 @@ mod tests {
         let e = DynamicConfig::parse(br#"{"tierz":{}}"#, 1).expect_err("unknown field");
         assert_eq!(e.path, "tierz", "{e}");
         assert!(e.reason.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn a_refusal_from_serde_keeps_its_error_as_the_source() {
+        use std::error::Error as _;
+        for doc in [&br#"{"tierz":{}}"#[..], br#"{"tiers": 5}"#, b"{} x", b"{"] {
+            let e = DynamicConfig::parse(doc, 1).expect_err("refused");
+            let source = e.source().expect("kept");
+            assert!(source.downcast_ref::<serde_json::Error>().is_some(), "{e}");
+        }
+        // A refusal of its own (no underlying error) has none, and equality ignores it.
+        let e = DynamicConfig::parse(br#"{"tierz":{}}"#, 1).expect_err("refused");
+        assert_eq!(e, RuleError::new(e.path.clone(), e.reason.clone()));
+        let own = DynamicConfig::parse(
+            br#"{"limits":{"max_multiplier_bps":5,"max_boosting_nfts":1}}"#,
+            1,
+        )
+        .expect_err("limit");
+        assert!(own.source().is_none(), "{own}");
     }
 
     #[test]

@@ -212,6 +212,7 @@ impl Envelope {
                 "$",
                 format!("trailing data after the envelope: {e}"),
             )
+            .with_source(e)
         })?;
         Self::from_wire(wire)
     }
@@ -280,8 +281,9 @@ pub(crate) fn decode_value<T: DeserializeOwned>(raw: &RawValue) -> Result<T> {
     if let Ok(value) = T::deserialize(crate::strict::Strict(&mut de)) {
         return Ok(value);
     }
-    let tree: Value = serde_json::from_str(raw.get())
-        .map_err(|e| DecodeError::new(DecodeErrorKind::Malformed, "$", e.to_string()))?;
+    let tree: Value = serde_json::from_str(raw.get()).map_err(|e| {
+        DecodeError::new(DecodeErrorKind::Malformed, "$", e.to_string()).with_source(e)
+    })?;
     serde_path_to_error::deserialize(crate::strict::Strict(tree)).map_err(from_path_error)
 }
 

@@ -115,8 +115,9 @@ impl FromStr for Address {
             ));
         }
         let mut bytes = [0u8; 20];
-        hex::decode_to_slice(hex_part, &mut bytes)
-            .map_err(|e| DecodeError::invalid("$", format!("{s:?} is not an address: {e}")))?;
+        hex::decode_to_slice(hex_part, &mut bytes).map_err(|e| {
+            DecodeError::invalid("$", format!("{s:?} is not an address: {e}")).with_source(e)
+        })?;
         let addr = Address(bytes);
         let has_lower = hex_part.bytes().any(|b| b.is_ascii_lowercase());
         let has_upper = hex_part.bytes().any(|b| b.is_ascii_uppercase());

@@ -20,7 +20,7 @@ pub mod trace;
 pub use addresses::split_url_list;
 pub use backoff::{Backoff, Retrying};
 pub use envelope::{ActorKeys, Envelope, MAX_ENVELOPE_BYTES, MAX_SOURCE_LEN};
-pub use error::{json_error, panic_message, DecodeError, DecodeErrorKind, Result};
+pub use error::{json_error, panic_message, DecodeError, DecodeErrorKind, Result, SharedCause};
 pub use events::{
     check_no_controls, AchievementFailed, AchievementMinted, AchievementRevoked,
     AchievementUnlocked, ActorKind, BenefitsChanged, Boost, ChainRef, ConfigChanged, DeadlinePhase,

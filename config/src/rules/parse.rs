@@ -47,8 +47,9 @@ impl RuleSet {
         let doc: WireDocument =
             serde_path_to_error::deserialize(merit_messages::strict::Strict(&mut de))
                 .map_err(from_serde_error)?;
-        de.end()
-            .map_err(|e| RuleError::new("$", format!("trailing data after the document: {e}")))?;
+        de.end().map_err(|e| {
+            RuleError::new("$", format!("trailing data after the document: {e}")).with_source(e)
+        })?;
         let rules = doc
             .rules
             .into_iter()
@@ -404,13 +405,15 @@ impl WireCondition {
 /// A serde failure as a rule error, located by the shared JSON error description.
 pub(crate) fn from_serde_error(e: serde_path_to_error::Error<serde_json::Error>) -> RuleError {
     let err = merit_messages::json_error(e);
+    let cause = err.cause().clone();
     if err.reason.starts_with("recursion limit exceeded") {
         return RuleError::new(
             err.field,
             format!("nested too deeply: conditions nest at most {MAX_DEPTH} levels deep"),
-        );
+        )
+        .with_cause(cause);
     }
-    RuleError::new(err.field, err.reason)
+    RuleError::new(err.field, err.reason).with_cause(cause)
 }
 
 #[cfg(test)]
