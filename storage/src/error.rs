@@ -38,6 +38,17 @@ pub enum StorageError {
         /// Why it could not be read.
         reason: String,
     },
+    /// As [`StorageError::Corrupt`], built from the error that said why the value could
+    /// not be read: it is kept as the [`std::error::Error::source`] (and its text is the
+    /// reason, as for `Corrupt`). Build it with [`StorageError::corrupt`].
+    #[error("corrupt {what}: {source}")]
+    CorruptFrom {
+        /// What was being read.
+        what: String,
+        /// Why it could not be read.
+        #[source]
+        source: Cause,
+    },
     /// A store component was shut down while a request was pending.
     #[error("{0} is shut down")]
     Closed(&'static str),
@@ -46,10 +57,28 @@ pub enum StorageError {
     Db(#[from] sea_orm::DbErr),
 }
 
+/// The underlying error of a [`StorageError::CorruptFrom`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Result alias for storage.
 pub type Result<T> = std::result::Result<T, StorageError>;
 
 impl StorageError {
+    /// A [`StorageError::CorruptFrom`]: `what` could not be read back, for the reason
+    /// `source` gives (kept as the error's source).
+    pub fn corrupt(what: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Self::CorruptFrom {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Whether a stored value could not be read back ([`StorageError::Corrupt`] or
+    /// [`StorageError::CorruptFrom`]).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Self::Corrupt { .. } | Self::CorruptFrom { .. })
+    }
+
     /// Whether the database refused a write for breaking a unique constraint (a lost race
     /// that a retry resolves).
     pub fn is_unique_violation(&self) -> bool {
@@ -57,5 +86,29 @@ impl StorageError {
             self,
             Self::Db(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_corrupt_value_keeps_its_cause_and_reads_as_before() {
+        let cause = "x".parse::<i64>().expect_err("not a number");
+        let err = StorageError::corrupt("row 7", cause.clone());
+        let old = StorageError::Corrupt {
+            what: "row 7".into(),
+            reason: cause.to_string(),
+        };
+        assert_eq!(err.to_string(), old.to_string());
+        assert!(err.is_corrupt() && old.is_corrupt());
+        let source = err.source().expect("kept");
+        assert_eq!(
+            source.downcast_ref::<std::num::ParseIntError>(),
+            Some(&cause)
+        );
     }
 }

@@ -71,10 +71,7 @@ impl Store {
                         .and_where(Expr::cust("TRUE"))
                         .to_owned(),
                 )
-                .map_err(|e| StorageError::Corrupt {
-                    what: "proposal seq statement".into(),
-                    reason: e.to_string(),
-                })?
+                .map_err(|e| StorageError::corrupt("proposal seq statement", e))?
                 .on_conflict(
                     OnConflict::column(proposal_seq::Column::ProposalId)
                         .do_nothing()

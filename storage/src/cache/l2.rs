@@ -100,6 +100,15 @@ impl fmt::Display for L2Error {
     }
 }
 
+impl std::error::Error for L2Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Redis(e) => Some(e),
+            Self::Down | Self::Timeout => None,
+        }
+    }
+}
+
 /// The invalidation message every write publishes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Invalidation {
