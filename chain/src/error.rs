@@ -4,9 +4,21 @@
 //!
 //! No variant ever carries the minter key: errors from the signer are reduced to a fixed
 //! text, and RPC URLs are never included (they may hold credentials).
+//!
+//! An error built from another one keeps it as its [`std::error::Error::source`] (and names
+//! it in its message too, as it always did) when that error is safe to carry: decoding
+//! failures (ABI, JSON, numbers) and store errors. Transport and signer errors never are:
+//! ethers' `ProviderError::HTTPError` (a `reqwest::Error`) names the RPC URL in its
+//! `Display` and `Debug`, and a signer's errors may carry key material, so those are reduced
+//! to a fixed text with no source. `ChainError` derives `Debug`, which prints a source's
+//! `Debug`: that is why only such safe sources are ever boxed here.
 
 use merit_messages::{Address, TokenId};
 use merit_storage::StorageError;
+
+/// The underlying error of a [`ChainError`], kept as its source. Only ever a decoding or
+/// store error: never a transport or signer error (see the module documentation).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// How a caller should treat an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,6 +53,10 @@ pub enum ChainError {
         op: &'static str,
         /// What the node or transport said.
         reason: String,
+        /// The error this one was built from, when it is safe to keep (its text is also in
+        /// `reason`).
+        #[source]
+        source: Option<Cause>,
     },
     /// The chain refused the request; retrying will not help.
     #[error("{op}: refused by the chain: {reason}")]
@@ -49,6 +65,10 @@ pub enum ChainError {
         op: &'static str,
         /// Why (a decoded revert reason when there is one).
         reason: String,
+        /// The error this one was built from, when it is safe to keep (its text is also in
+        /// `reason`).
+        #[source]
+        source: Option<Cause>,
     },
     /// The RPC endpoint is down or unreachable.
     #[error("{op}: chain RPC unavailable: {reason}")]
@@ -57,6 +77,10 @@ pub enum ChainError {
         op: &'static str,
         /// What the transport said.
         reason: String,
+        /// The error this one was built from, when it is safe to keep (its text is also in
+        /// `reason`).
+        #[source]
+        source: Option<Cause>,
     },
     /// A burn was refused because the token is no longer held by the owner it was meant
     /// to be taken from: it changed hands after the caller last looked, and belongs to
@@ -101,6 +125,21 @@ impl ChainError {
         Self::Transient {
             op,
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// As [`ChainError::transient`], keeping `source` (a decoding or store error, never a
+    /// transport or signer one) as the error's source.
+    pub(crate) fn transient_with(
+        op: &'static str,
+        reason: impl Into<String>,
+        source: impl Into<Cause>,
+    ) -> Self {
+        Self::Transient {
+            op,
+            reason: reason.into(),
+            source: Some(source.into()),
         }
     }
 
@@ -108,6 +147,21 @@ impl ChainError {
         Self::Permanent {
             op,
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// As [`ChainError::permanent`], keeping `source` (a decoding or store error, never a
+    /// transport or signer one) as the error's source.
+    pub(crate) fn permanent_with(
+        op: &'static str,
+        reason: impl Into<String>,
+        source: impl Into<Cause>,
+    ) -> Self {
+        Self::Permanent {
+            op,
+            reason: reason.into(),
+            source: Some(source.into()),
         }
     }
 
@@ -115,6 +169,7 @@ impl ChainError {
         Self::Unavailable {
             op,
             reason: reason.into(),
+            source: None,
         }
     }
 }

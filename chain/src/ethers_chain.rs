@@ -470,7 +470,11 @@ impl Chain for EthersChain {
             Ok(bytes) if bytes.is_empty() && at.is_some() => Ok(None),
             Ok(bytes) => {
                 let owner = H160::decode(&bytes).map_err(|e| {
-                    ChainError::permanent("owner_of", format!("ownerOf returned {bytes}: {e}"))
+                    ChainError::permanent_with(
+                        "owner_of",
+                        format!("ownerOf returned {bytes}: {e}"),
+                        e,
+                    )
                 })?;
                 Ok(Some(from_h160(owner)))
             }
@@ -539,8 +543,9 @@ fn decode_logs(raw: &[Log]) -> Result<Vec<TransferLog>> {
             achievements.insert((tx_hash, m.token_id), m.achievement_id);
             continue;
         }
-        let t = <TransferFilter as EthEvent>::decode_log(&parsed)
-            .map_err(|e| ChainError::transient("logs", format!("undecodable Transfer log: {e}")))?;
+        let t = <TransferFilter as EthEvent>::decode_log(&parsed).map_err(|e| {
+            ChainError::transient_with("logs", format!("undecodable Transfer log: {e}"), e)
+        })?;
         out.push((
             t.token_id,
             TransferLog {
@@ -663,7 +668,7 @@ fn from_h160(a: H160) -> Address {
 
 fn to_u256(t: &TokenId) -> Result<U256> {
     U256::from_dec_str(t.as_str())
-        .map_err(|e| ChainError::permanent("encode", format!("token id {t}: {e}")))
+        .map_err(|e| ChainError::permanent_with("encode", format!("token id {t}: {e}"), e))
 }
 
 fn from_u256(v: U256) -> TokenId {
@@ -750,6 +755,58 @@ mod tests {
         let err = Minter::from_key(&Secret::new(secret)).expect_err("invalid key");
         assert_eq!(err.class(), ErrorClass::Permanent);
         assert!(!format!("{err} {err:?}").contains("secret-material"));
+    }
+
+    #[test]
+    fn an_undecodable_log_keeps_the_abi_error_as_its_source() {
+        use std::error::Error as _;
+        // A Transfer log with its indexed fields missing.
+        let raw = vec![Log {
+            address: H160([0xcc; 20]),
+            topics: vec![TransferFilter::signature()],
+            block_number: Some(5u64.into()),
+            block_hash: Some(H256([0x05; 32])),
+            transaction_hash: Some(H256([0xaa; 32])),
+            log_index: Some(0u64.into()),
+            ..Log::default()
+        }];
+        let err = decode_logs(&raw).expect_err("undecodable");
+        assert_eq!(err.class(), ErrorClass::Transient);
+        assert!(
+            err.to_string().contains("undecodable Transfer log: "),
+            "{err}"
+        );
+        let source = err.source().expect("the ABI error is kept");
+        let abi = source
+            .downcast_ref::<ethers::abi::Error>()
+            .expect("an ethers ABI error");
+        assert!(err.to_string().ends_with(&abi.to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_transport_error_names_no_url_and_keeps_no_source() {
+        use std::error::Error as _;
+        // Nothing listens on port 1: the request fails with a reqwest error naming the URL.
+        let url = "http://merit-user:merit-password@127.0.0.1:1/rpc-path-secret";
+        let provider = Provider::<Http>::try_from(url).expect("a valid URL");
+        let e = provider.get_block_number().await.expect_err("refused");
+        assert!(matches!(e, ProviderError::HTTPError(_)), "{e:?}");
+        assert!(
+            format!("{e:?}").contains("127.0.0.1"),
+            "the raw error names the URL"
+        );
+        let err = classify("head_block", &e);
+        assert_eq!(err.class(), ErrorClass::Unavailable, "{err}");
+        assert!(err.source().is_none(), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        for secret in [
+            "merit-user",
+            "merit-password",
+            "127.0.0.1",
+            "rpc-path-secret",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     #[test]

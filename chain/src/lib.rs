@@ -32,7 +32,7 @@ pub use api::{
     ZERO_ADDRESS,
 };
 pub use dev::{DevChain, Failure};
-pub use error::{ChainError, ErrorClass, Result};
+pub use error::{Cause, ChainError, ErrorClass, Result};
 pub use ethers_chain::{EthersChain, EthersOptions};
 pub use events::{envelope_for, source, NO_TX};
 pub use listener::{Listener, ListenerConfig, ListenerStatus, PollOutcome, StatusHandle};
