@@ -544,11 +544,12 @@ async fn apply_and_commit<D: Domain>(
 async fn activate<D: Domain>(deps: &TurnDeps, key: &str) -> crate::error::Result<(i64, D::State)> {
     let (version, mut state) = match deps.store.load_actor(D::KIND, key).await? {
         Some((version, json)) => {
-            let state = serde_json::from_value(json).map_err(|e| ActorError::CorruptSnapshot {
-                kind: D::KIND,
-                key: key.to_string(),
-                reason: e.to_string(),
-            })?;
+            let state =
+                serde_json::from_value(json).map_err(|source| ActorError::CorruptSnapshot {
+                    kind: D::KIND,
+                    key: key.to_string(),
+                    source,
+                })?;
             (version, state)
         }
         None => (0, D::State::default()),

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use merit_messages::SharedCause;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
@@ -81,9 +82,9 @@ impl StepOutcome {
     }
 }
 
-/// A value in the step context could not be read as the type asked for.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("saga {saga_id} step {step}: {what} {reason}")]
+/// A value in the step context could not be read as the type asked for. When it does not
+/// decode, serde_json's error is its [`std::error::Error::source`] (and its text the reason).
+#[derive(Debug, Clone)]
 pub struct ContextError {
     /// The saga.
     pub saga_id: SagaId,
@@ -93,6 +94,24 @@ pub struct ContextError {
     pub what: String,
     /// Missing, or why it does not decode.
     pub reason: String,
+    /// The decoder's error, if any.
+    source: SharedCause,
+}
+
+impl fmt::Display for ContextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "saga {} step {}: {} {}",
+            self.saga_id, self.step, self.what, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ContextError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.get()
+    }
 }
 
 impl From<ContextError> for StepOutcome {
@@ -129,7 +148,7 @@ pub struct StepContext {
 impl StepContext {
     /// The saga's data as `T`.
     pub fn data<T: DeserializeOwned>(&self) -> std::result::Result<T, ContextError> {
-        serde_json::from_value(self.data.clone()).map_err(|e| self.error("data", e.to_string()))
+        serde_json::from_value(self.data.clone()).map_err(|e| self.undecodable("data", e))
     }
 
     /// The saga's data as stored.
@@ -143,8 +162,8 @@ impl StepContext {
         let value = self
             .outputs
             .get(name)
-            .ok_or_else(|| self.error(&what, "is missing".into()))?;
-        serde_json::from_value(value.clone()).map_err(|e| self.error(&what, e.to_string()))
+            .ok_or_else(|| self.error(&what, "is missing".into(), SharedCause::default()))?;
+        serde_json::from_value(value.clone()).map_err(|e| self.undecodable(&what, e))
     }
 
     /// The output of step `name` as stored, if it has one.
@@ -158,17 +177,23 @@ impl StepContext {
             None => Ok(None),
             Some(v) => serde_json::from_value(v.clone())
                 .map(Some)
-                .map_err(|e| self.error("previous output", e.to_string())),
+                .map_err(|e| self.undecodable("previous output", e)),
         }
     }
 
-    fn error(&self, what: &str, reason: String) -> ContextError {
+    fn error(&self, what: &str, reason: String, source: SharedCause) -> ContextError {
         ContextError {
             saga_id: self.saga_id,
             step: self.step,
             what: what.to_string(),
             reason,
+            source,
         }
+    }
+
+    /// `what` does not decode, for the reason `e` gives (kept as the source).
+    fn undecodable(&self, what: &str, e: serde_json::Error) -> ContextError {
+        self.error(what, e.to_string(), SharedCause::new(e))
     }
 }
 
@@ -428,5 +453,14 @@ mod tests {
         assert!(err.to_string().contains("data"), "{err}");
         let missing = ctx.output::<u32>("mint").expect_err("missing");
         assert!(missing.to_string().contains("mint"), "{missing}");
+        // The decoder's error is kept as the source (a missing value has none).
+        use std::error::Error as _;
+        let source = err.source().expect("kept");
+        assert!(
+            source.downcast_ref::<serde_json::Error>().is_some(),
+            "{source:?}"
+        );
+        assert!(err.to_string().ends_with(&source.to_string()), "{err}");
+        assert!(missing.source().is_none(), "{missing}");
     }
 }

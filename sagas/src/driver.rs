@@ -807,10 +807,6 @@ fn into_model<A>(am: A) -> Result<<A::Entity as EntityTrait>::Model>
 where
     A: ActiveModelTrait + merit_storage::sea_orm::TryIntoModel<<A::Entity as EntityTrait>::Model>,
 {
-    am.try_into_model().map_err(|e| {
-        SagaError::Storage(StorageError::Corrupt {
-            what: "saga row".into(),
-            reason: e.to_string(),
-        })
-    })
+    am.try_into_model()
+        .map_err(|e| SagaError::Storage(StorageError::corrupt("saga row", e)))
 }

@@ -38,12 +38,13 @@ pub enum SagaError {
         reason: &'static str,
     },
     /// A saga's data could not be serialised.
-    #[error("saga data for kind {kind:?} is not JSON-serialisable: {reason}")]
+    #[error("saga data for kind {kind:?} is not JSON-serialisable: {source}")]
     Data {
         /// The kind being started.
         kind: String,
-        /// The serializer's complaint.
-        reason: String,
+        /// The serializer's complaint (also named in the message).
+        #[source]
+        source: serde_json::Error,
     },
     /// A stored state name is not one this version knows.
     #[error("unknown {what} {value:?}")]

@@ -179,9 +179,9 @@ impl SagaExecutor {
                 kind: kind.to_string(),
                 registered: self.inner.registry.kinds(),
             })?;
-        let data = serde_json::to_value(data).map_err(|e| SagaError::Data {
+        let data = serde_json::to_value(data).map_err(|source| SagaError::Data {
             kind: kind.to_string(),
-            reason: e.to_string(),
+            source,
         })?;
         let (row, steps) = new_rows(&def, kind, id, data, correlation_id);
         let created = self.insert_new(row, steps).await?;

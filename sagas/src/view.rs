@@ -114,11 +114,8 @@ pub struct SagaPage {
 /// Largest page [`list`] returns.
 pub const MAX_PAGE_SIZE: u64 = 500;
 
-fn corrupt(what: &str, reason: impl std::fmt::Display) -> StorageError {
-    StorageError::Corrupt {
-        what: what.to_string(),
-        reason: reason.to_string(),
-    }
+fn corrupt(what: &str, source: impl Into<merit_storage::Cause>) -> StorageError {
+    StorageError::corrupt(what, source)
 }
 
 pub(crate) fn summary(m: &saga::Model) -> Result<SagaSummary> {

@@ -331,9 +331,8 @@ fn check_author_reason(author: &str, reason: &str) -> Result<()> {
 
 fn decode(row: &config_version::Model) -> Result<(VersionInfo, DynamicConfig)> {
     let version = to_u64(row.version);
-    let bytes = serde_json::to_vec(&row.document).map_err(|e| corrupt(version, e.to_string()))?;
-    let config =
-        DynamicConfig::parse(&bytes, version).map_err(|e| corrupt(version, e.to_string()))?;
+    let bytes = serde_json::to_vec(&row.document).map_err(|e| corrupt(version, e))?;
+    let config = DynamicConfig::parse(&bytes, version).map_err(|e| corrupt(version, e))?;
     let info = VersionInfo {
         version,
         author: row.author.clone(),
@@ -344,11 +343,12 @@ fn decode(row: &config_version::Model) -> Result<(VersionInfo, DynamicConfig)> {
     Ok((info, config))
 }
 
-fn corrupt(version: u64, reason: String) -> CenterError {
-    CenterError::Storage(StorageError::Corrupt {
-        what: format!("config version {version}"),
-        reason,
-    })
+/// A stored version that cannot be read back, keeping the error that said why.
+fn corrupt(version: u64, source: impl Into<merit_storage::Cause>) -> CenterError {
+    CenterError::Storage(StorageError::corrupt(
+        format!("config version {version}"),
+        source,
+    ))
 }
 
 /// A history row: version, author, reason, rollback_of, created_at.
@@ -372,5 +372,29 @@ mod tests {
             assert!(matches!(e, CenterError::BadInput(_)), "{e}");
         }
         assert!(check_author_reason(&"x".repeat(100), &"y".repeat(500)).is_ok());
+    }
+
+    #[test]
+    fn a_corrupt_stored_version_keeps_the_parse_error_as_its_source() {
+        use std::error::Error as _;
+        let row = config_version::Model {
+            version: 7,
+            document: serde_json::json!({"tiers": "not a list"}),
+            author: "ops".into(),
+            reason: "why".into(),
+            rollback_of: None,
+            created_at: Utc::now(),
+        };
+        let e = decode(&row).expect_err("corrupt");
+        let text = e.to_string();
+        assert!(text.contains("corrupt config version 7: "), "{text}");
+        assert!(
+            matches!(&e, CenterError::Storage(s) if s.is_corrupt()),
+            "{e:?}"
+        );
+        // The storage error is transparent: its source is the center error's.
+        let rule = e.source().expect("the parse error");
+        let rule = rule.downcast_ref::<RuleError>().expect("a rule error");
+        assert!(text.ends_with(&rule.to_string()), "{text}");
     }
 }
