@@ -49,14 +49,15 @@ pub enum Error {
     },
     /// The broker refused for a reason no retry cures (credentials, permissions, a missing
     /// vhost or plugin); `fix` says what to do.
-    #[error("RabbitMQ refused to {operation}: {reason} -- {fix}")]
+    #[error("RabbitMQ refused to {operation}: {source} -- {fix}")]
     Refused {
         /// What was being attempted.
         operation: String,
-        /// The broker's words.
-        reason: String,
         /// What the operator should do.
         fix: &'static str,
+        /// lapin's error: the broker's words.
+        #[source]
+        source: lapin::Error,
     },
     /// The transport was shut down.
     #[error("the mailbox transport is closed")]
@@ -78,6 +79,9 @@ pub enum Error {
         value: String,
         /// What was expected.
         reason: String,
+        /// The error that refused it, if any (its text is in `reason`).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 }
 
@@ -112,6 +116,30 @@ pub(crate) fn fix_for(broker_said: &str) -> Option<&'static str> {
     }
 }
 
+/// `value` cut to 80 characters, for an error.
+fn shorten(value: &str) -> String {
+    if value.chars().count() > 80 {
+        format!("{}…", value.chars().take(80).collect::<String>())
+    } else {
+        value.to_string()
+    }
+}
+
+/// AMQP reply code 404: the queue or exchange does not exist.
+pub(crate) const NOT_FOUND: u16 = 404;
+/// AMQP reply code 406: the object exists with other arguments (or is in use).
+pub(crate) const PRECONDITION_FAILED: u16 = 406;
+
+/// The AMQP reply code of the broker's refusal `e` (the code of the channel or connection
+/// close the broker sent), or `None` when `e` is not the broker's refusal (a lost
+/// connection, a local state error).
+pub(crate) fn reply_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
+}
+
 impl Error {
     /// This error as [`Error::Refused`] when the broker's answer is one no retry cures.
     pub(crate) fn refusal(&self) -> Option<Self> {
@@ -120,12 +148,22 @@ impl Error {
             Self::Connect { url, source } => (format!("connect to {url}"), source),
             _ => return None,
         };
-        let reason = source.to_string();
-        fix_for(&reason).map(|fix| Self::Refused {
+        fix_for(&source.to_string()).map(|fix| Self::Refused {
             operation,
-            reason,
             fix,
+            source: source.clone(),
         })
+    }
+
+    /// This error's AMQP reply code, when the broker refused the operation (`404`
+    /// NOT_FOUND, `406` PRECONDITION_FAILED, ...).
+    pub fn reply_code(&self) -> Option<u16> {
+        match self {
+            Self::Connect { source, .. }
+            | Self::Amqp { source, .. }
+            | Self::Refused { source, .. } => reply_code(source),
+            _ => None,
+        }
     }
 
     pub(crate) fn amqp(operation: impl Into<String>, source: lapin::Error) -> Self {
@@ -136,22 +174,81 @@ impl Error {
     }
 
     pub(crate) fn invalid(what: &'static str, value: &str, reason: impl Into<String>) -> Self {
-        let value = if value.chars().count() > 80 {
-            format!("{}…", value.chars().take(80).collect::<String>())
-        } else {
-            value.to_string()
-        };
         Self::Invalid {
             what,
-            value,
+            value: shorten(value),
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// As [`Error::invalid`], with the error that refused the value: its text is the
+    /// reason, and it is kept as the source.
+    pub(crate) fn invalid_from(
+        what: &'static str,
+        value: &str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Invalid {
+            what,
+            value: shorten(value),
+            reason: source.to_string(),
+            source: Some(Box::new(source)),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fix_for;
+    use std::error::Error as _;
+
+    use lapin::protocol::{AMQPError, AMQPErrorKind, AMQPHardError, AMQPSoftError};
+
+    use super::*;
+
+    fn broker_said(kind: AMQPErrorKind, text: &str) -> lapin::Error {
+        lapin::ErrorKind::ProtocolError(AMQPError::new(kind, text.into())).into()
+    }
+
+    #[test]
+    fn a_broker_refusal_is_read_by_its_reply_code() {
+        let missing = broker_said(
+            AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND),
+            "NOT_FOUND - no queue 'q' in vhost '/'",
+        );
+        assert_eq!(reply_code(&missing), Some(NOT_FOUND));
+        let other = broker_said(
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED),
+            "PRECONDITION_FAILED - inequivalent arg",
+        );
+        assert_eq!(reply_code(&other), Some(PRECONDITION_FAILED));
+        assert_eq!(Error::amqp("read queue q", missing).reply_code(), Some(404));
+        // Not the broker's answer: no code, even if the text happens to name one.
+        let local: lapin::Error = lapin::ErrorKind::AuthProviderError("NOT_FOUND".into()).into();
+        assert_eq!(reply_code(&local), None);
+    }
+
+    #[test]
+    fn a_refusal_keeps_lapin_s_error_as_its_source() {
+        let said = broker_said(
+            AMQPErrorKind::Hard(AMQPHardError::COMMANDINVALID),
+            "COMMAND_INVALID - unknown exchange type 'x-consistent-hash'",
+        );
+        let refused = Error::amqp("declare exchange merit", said)
+            .refusal()
+            .expect("a permanent refusal");
+        assert!(matches!(refused, Error::Refused { .. }), "{refused}");
+        assert!(
+            refused.to_string().contains("x-consistent-hash"),
+            "{refused}"
+        );
+        let source = refused.source().expect("kept");
+        assert!(
+            source.downcast_ref::<lapin::Error>().is_some(),
+            "{source:?}"
+        );
+        assert_eq!(refused.reply_code(), Some(503));
+    }
 
     #[test]
     fn a_missing_plugin_names_the_command_that_enables_it() {

@@ -54,6 +54,28 @@ async fn declaring_twice_is_idempotent_and_every_queue_exists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
+async fn a_missing_shard_queue_is_read_from_the_broker_s_not_found() {
+    let vhost = common::Vhost::create();
+    let t = common::connect(&vhost, 3).await;
+    t.declare().await.expect("declare");
+    // Probing stops at the first queue the broker answers 404 NOT_FOUND for.
+    let indexes = |queues: Vec<merit_mailbox::ShardQueue>| -> Vec<u16> {
+        queues.iter().map(|q| q.index).collect()
+    };
+    let found = t.shard_queues(ActorKind::User).await.expect("shard queues");
+    assert_eq!(indexes(found), vec![0, 1, 2]);
+    t.delete_unused_empty_queue("merit.user.9")
+        .await
+        .expect("a missing queue is nothing to delete");
+    t.delete_unused_empty_queue("merit.user.2")
+        .await
+        .expect("an empty queue is deleted");
+    let found = t.shard_queues(ActorKind::User).await.expect("shard queues");
+    assert_eq!(indexes(found), vec![0, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn every_message_for_one_key_lands_in_one_shard_in_publish_order() {
     const KEYS: u32 = 200;
     const PER_KEY: u64 = 5;

@@ -15,7 +15,7 @@ use merit_messages::{ActorKind, EventType, Origin};
 
 use super::RabbitOptions;
 use crate::{
-    error::{Error, Result},
+    error::{reply_code, Error, Result, PRECONDITION_FAILED},
     routing::key_header,
     topology::Topology,
 };
@@ -248,10 +248,9 @@ async fn shard_queue(
 }
 
 /// Whether the broker refused a declare because the object exists with other arguments
-/// (406 PRECONDITION_FAILED).
+/// (reply code 406 PRECONDITION_FAILED).
 fn is_precondition_failed(e: &lapin::Error) -> bool {
-    let text = e.to_string();
-    text.contains("PRECONDITION_FAILED") || text.contains("PRECONDITION-FAILED")
+    reply_code(e) == Some(PRECONDITION_FAILED)
 }
 
 /// How merit's quorum queues are replicated: over `Some(n)` broker nodes, or the broker's

@@ -17,7 +17,7 @@ const PERSISTENT: u8 = 2;
 
 /// A short string (at most 255 bytes), or an error naming `what`.
 pub(crate) fn short(what: &'static str, s: &str) -> Result<ShortString> {
-    ShortString::try_new(s).map_err(|e| Error::invalid(what, s, e.to_string()))
+    ShortString::try_new(s).map_err(|e| Error::invalid_from(what, s, e))
 }
 
 /// The properties merit publishes with: persistent, JSON, ids, string headers.
@@ -77,4 +77,27 @@ pub(crate) fn delivery_count(headers: &BTreeMap<String, String>) -> u32 {
         .and_then(|n| n.parse::<i64>().ok())
         .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_string_too_long_for_amqp_keeps_lapin_s_error_as_its_source() {
+        let long = "x".repeat(300);
+        let err = short("message id", &long).expect_err("too long");
+        let text = err.to_string();
+        assert!(text.starts_with("invalid message id "), "{text}");
+        assert!(text.contains("255 bytes (got 300)"), "{text}");
+        let source = err.source().expect("kept");
+        assert!(
+            source
+                .downcast_ref::<lapin::types::ShortStringError>()
+                .is_some(),
+            "{source:?}"
+        );
+    }
 }

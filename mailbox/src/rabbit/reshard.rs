@@ -9,7 +9,7 @@ use merit_messages::ActorKind;
 
 use super::RabbitTransport;
 use crate::{
-    error::{Error, Result},
+    error::{reply_code, Error, Result, NOT_FOUND},
     routing::ShardId,
 };
 
@@ -68,7 +68,7 @@ impl RabbitTransport {
                         let _ = ch.close(200, "read".into()).await;
                         Ok(Some((q.message_count(), q.consumer_count())))
                     }
-                    Err(e) if e.to_string().contains("NOT_FOUND") => Ok(None),
+                    Err(e) if reply_code(&e) == Some(NOT_FOUND) => Ok(None),
                     Err(e) => Err(Error::amqp(format!("read queue {name}"), e)),
                 }
             })
