@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{anvil::Anvil, Backend, TestDb, Vhost};
+use common::anvil::Anvil;
 use merit_chain::{Chain, ZERO_ADDRESS};
 
 /// The number on the summary line that starts with `label`.
@@ -94,9 +94,7 @@ fn the_demo_unlocks_mints_compensates_and_trades() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn the_same_command_runs_on_the_real_services_and_mints_on_chain() {
-    common::init_crypto();
-    let db = TestDb::empty(Backend::Postgres).await;
-    let vhost = Vhost::create();
+    let (db, vhost) = common::served_pg_and_vhost().await;
     let anvil = Anvil::start(Some(1));
     let (admin, reader) = anvil.deploy().await;
     let prefix = format!("merit-test-{}:", vhost.name);

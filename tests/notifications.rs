@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, NodeProcess, TestDb, Vhost};
+use common::NodeProcess;
 use futures::{SinkExt, StreamExt};
 use merit_mailbox::{Outgoing, RabbitTransport, Transport};
 use merit_messages::{Address, Envelope, VoteChoice};
@@ -108,9 +108,7 @@ impl Pair {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_client_on_another_node_hears_only_its_own_and_catches_up_after_reconnecting() {
-    common::init_crypto();
-    let db = TestDb::empty(Backend::Postgres).await;
-    let vhost = Vhost::create();
+    let (db, vhost) = common::served_pg_and_vhost().await;
     let (admin, jwt) = common::secrets();
     let log = common::fresh_log("notifications.log");
     let spawn = |id: &str| {

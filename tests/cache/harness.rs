@@ -131,6 +131,21 @@ pub(crate) async fn on_shared(prefix: &str, node: &str) -> TieredCache {
     TieredCache::with_redis(config(prefix, node), &redis_url()).await
 }
 
+/// Two caches on the shared Redis, named `names`, over a database in which user `n` holds
+/// `bps`: the prefix, the database, the user's key and the caches.
+pub(crate) async fn two_on_shared(
+    n: u8,
+    bps: u32,
+    names: [&str; 2],
+) -> (SharedPrefix, Db, CacheKey, [TieredCache; 2]) {
+    let (prefix, db) = shared_start();
+    let key = user(n);
+    db.commit(&key, benefits(bps));
+    let first = on_shared(&prefix, names[0]).await;
+    let second = on_shared(&prefix, names[1]).await;
+    (prefix, db, key, [first, second])
+}
+
 impl std::ops::Deref for SharedPrefix {
     type Target = str;
 

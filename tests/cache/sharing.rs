@@ -2,17 +2,13 @@
 
 use crate::{
     common::eventually,
-    harness::{benefits, get, must_not_load, on_shared, shared_start, user},
+    harness::{benefits, get, must_not_load, on_shared, shared_start, two_on_shared, user},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn read_through_fills_l1_and_l2_for_other_nodes() {
-    let (prefix, db) = shared_start();
-    let key = user(1);
-    db.commit(&key, benefits(15_000));
-    let a = on_shared(&prefix, "a").await;
-    let b = on_shared(&prefix, "b").await;
+    let (prefix, db, key, [a, b]) = two_on_shared(1, 15_000, ["a", "b"]).await;
     assert!(
         a.stats().redis_up && b.stats().redis_up,
         "the shared Redis is up"
@@ -43,11 +39,7 @@ async fn read_through_fills_l1_and_l2_for_other_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn a_put_on_one_node_is_read_on_another_at_once() {
-    let (prefix, db) = shared_start();
-    let key = user(2);
-    db.commit(&key, benefits(10_000));
-    let a = on_shared(&prefix, "a").await;
-    let b = on_shared(&prefix, "b").await;
+    let (prefix, db, key, [a, b]) = two_on_shared(2, 10_000, ["a", "b"]).await;
     assert_eq!(get(&b, &db, &key).await, Some(benefits(10_000)));
     assert_eq!(get(&b, &db, &key).await, Some(benefits(10_000)));
     assert_eq!(b.stats().l1_hits, 1, "b holds the old value in L1");
@@ -85,11 +77,7 @@ async fn a_put_on_one_node_is_read_on_another_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn caches_given_the_same_node_id_still_hear_each_other() {
-    let (prefix, db) = shared_start();
-    let key = user(13);
-    db.commit(&key, benefits(10_000));
-    let first = on_shared(&prefix, "same").await;
-    let second = on_shared(&prefix, "same").await;
+    let (prefix, db, key, [first, second]) = two_on_shared(13, 10_000, ["same", "same"]).await;
     get(&second, &db, &key).await;
 
     db.commit(&key, benefits(20_000));

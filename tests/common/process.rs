@@ -4,6 +4,13 @@ use uuid::Uuid;
 
 use super::{eventually, strip_ansi, Backend, TestDb, Vhost};
 
+/// What a `merit serve` child process runs on: a fresh, empty PostgreSQL database (the
+/// node migrates it) and a fresh vhost, with the process-wide crypto provider installed.
+pub async fn served_pg_and_vhost() -> (TestDb, Vhost) {
+    init_crypto();
+    (TestDb::empty(Backend::Postgres).await, Vhost::create())
+}
+
 /// A fresh admin token and JWT secret for one test node: `(admin, jwt_secret)`.
 pub fn secrets() -> (String, String) {
     let id = Uuid::new_v4().simple().to_string();

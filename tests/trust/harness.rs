@@ -12,7 +12,7 @@ use merit_storage::{
 };
 use serde_json::Value;
 
-use crate::common::{self, Backend, ServedNode, TestDb, Vhost};
+use crate::common::{self, ServedNode};
 
 pub(crate) const WAIT: u64 = 60;
 
@@ -25,9 +25,7 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) async fn start(name: &str) -> Self {
-        common::init_crypto();
-        let db = TestDb::empty(Backend::Postgres).await;
-        let vhost = Vhost::create();
+        let (db, vhost) = common::served_pg_and_vhost().await;
         let producer = common::declared_transport(&vhost.url, 2).await;
         let log = common::artefacts().join(format!("trust-{name}-{}.log", vhost.name));
         let extra = [("MERIT_MAILBOX_SHARDS", "2")];
