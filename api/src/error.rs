@@ -108,6 +108,34 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 500 for a stored row the API will not serve: column `column` of the `table` row
+    /// `key` holds `value`, which is not one the API knows (written by hand, by another
+    /// release, by a bad migration). Logged at error level with the row's key and the value;
+    /// answered with neither (the key can name a user, the value is anything).
+    pub(crate) fn corrupt_row(table: &str, key: &str, column: &str, value: &str) -> Self {
+        tracing::error!(
+            table,
+            key,
+            column,
+            value = %merit_messages::quote_untrusted(value),
+            "a stored row is corrupt: its {column} is not a value merit knows; not served"
+        );
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("a stored row is corrupt ({table}.{column}); see the node's log"),
+        )
+    }
+}
+
+/// A conversion that cannot fail (a row → DTO `From`, seen as `TryFrom`) never is one.
+impl From<std::convert::Infallible> for ApiError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status

@@ -60,6 +60,8 @@ impl PageQuery {
 }
 
 /// One window of `query` (already filtered and ordered) as DTOs, with the total count.
+/// A row the DTO refuses (a stored state outside its enum) fails the whole page with the
+/// DTO's error: a page is never served with a row left out or spelled wrong.
 pub(crate) async fn fetch<E, T>(
     db: &DatabaseConnection,
     query: Select<E>,
@@ -68,7 +70,8 @@ pub(crate) async fn fetch<E, T>(
 where
     E: EntityTrait,
     E::Model: FromQueryResult + Send + Sync,
-    T: From<E::Model>,
+    T: TryFrom<E::Model>,
+    ApiError: From<T::Error>,
 {
     let total = query.clone().count(db).await?;
     let items = query
@@ -77,8 +80,8 @@ where
         .all(db)
         .await?
         .into_iter()
-        .map(T::from)
-        .collect();
+        .map(|row| T::try_from(row).map_err(ApiError::from))
+        .collect::<Result<_>>()?;
     Ok((items, total))
 }
 

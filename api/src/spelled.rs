@@ -1,7 +1,10 @@
 //! The domain enums the API shows as strings (a proposal's status, a vote's choice, an
 //! achievement's, a saga's and a dead letter's state): one list of spellings each, the
-//! domain's own `ALL` and `as_str`, from which a filter is parsed, an error lists the
-//! values and the OpenAPI schema takes its `enum`.
+//! domain's own `ALL` and `as_str`, from which a filter or a request field is parsed
+//! ([`parse`], [`deserialize`]), a stored row's string is read back ([`stored`]), a DTO's
+//! field is written ([`serialize`]), an error lists the values and the OpenAPI schema
+//! takes its `enum`. The DTOs hold the enums themselves, so what they answer is one of the
+//! values the schema lists.
 
 use std::borrow::Cow;
 
@@ -9,6 +12,7 @@ use merit_actors::ProposalStatus;
 use merit_messages::VoteChoice;
 use merit_sagas::SagaState;
 use merit_storage::{entities::achievement::AchievementState, DeadLetterState};
+use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
 use utoipa::openapi::{
     schema::{ObjectBuilder, Schema, Type},
     RefOr,
@@ -52,24 +56,54 @@ spelled!(
     DeadLetterState => &DeadLetterState::ALL,
 );
 
+/// The value of `T` spelled `raw`.
+fn lookup<T: Spelled>(raw: &str) -> Option<T> {
+    T::all().iter().copied().find(|v| v.spelling() == raw)
+}
+
 /// `raw` as a value of `T`, or a 400 naming `field`, the value and the values it takes.
 pub(crate) fn parse<T: Spelled>(field: &str, raw: &str) -> Result<T> {
-    T::all()
-        .iter()
-        .copied()
-        .find(|v| v.spelling() == raw)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{field}: {} is not one of {}",
-                merit_messages::quote_untrusted(raw),
-                T::spellings().join(", ")
-            ))
-        })
+    lookup(raw).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{field}: {} is not one of {}",
+            merit_messages::quote_untrusted(raw),
+            T::spellings().join(", ")
+        ))
+    })
 }
 
 /// An optional filter value parsed with [`parse`].
 pub(crate) fn filter<T: Spelled>(field: &str, raw: Option<&str>) -> Result<Option<T>> {
     raw.map(|raw| parse(field, raw)).transpose()
+}
+
+/// A request body's field `field` of `T`, read as a string and parsed with [`parse`], so a
+/// value outside `T` fails with its message (naming the field and the values), not
+/// serde's. A field's `deserialize_with` calls it with the field's name.
+pub(crate) fn deserialize<'de, T: Spelled, D: Deserializer<'de>>(
+    field: &str,
+    deserializer: D,
+) -> std::result::Result<T, D::Error> {
+    let raw = String::deserialize(deserializer)?;
+    parse(field, &raw).map_err(|e| D::Error::custom(e.message))
+}
+
+/// Writes a DTO's field of `T` as its spelling (`#[serde(serialize_with =
+/// "spelled::serialize")]`): the answer spells it as the schema lists it, whatever the
+/// enum's own `Serialize` (some have none).
+pub(crate) fn serialize<T: Spelled, S: Serializer>(
+    value: &T,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(value.spelling())
+}
+
+/// Column `column` of the `table` row `key`, stored as `raw`, read back as `T`: the one
+/// place a row's string becomes the enum (the row → DTO conversions call it). A value
+/// outside `T` is a corrupt row, never served: a 500 saying so (see
+/// [`ApiError::corrupt_row`], which logs the row's key).
+pub(crate) fn stored<T: Spelled>(table: &str, key: &str, column: &str, raw: &str) -> Result<T> {
+    lookup(raw).ok_or_else(|| ApiError::corrupt_row(table, key, column, raw))
 }
 
 /// A string schema whose `enum` is `T`'s spellings.
@@ -151,5 +185,74 @@ mod tests {
             choice["enum"],
             serde_json::json!(["for", "against", "abstain"])
         );
+    }
+
+    /// Every value of `T` written by [`serialize`] is its spelling.
+    fn serialized_as_spelled<T: Spelled>() {
+        for &v in T::all() {
+            let mut out = Vec::new();
+            serialize(&v, &mut serde_json::Serializer::new(&mut out)).expect("serialize");
+            assert_eq!(out, format!("\"{}\"", v.spelling()).into_bytes());
+        }
+    }
+
+    #[test]
+    fn a_dto_field_is_written_as_its_spelling_which_is_the_enum_s_own_serde_spelling() {
+        serialized_as_spelled::<ProposalStatus>();
+        serialized_as_spelled::<VoteChoice>();
+        serialized_as_spelled::<AchievementState>();
+        serialized_as_spelled::<SagaState>();
+        serialized_as_spelled::<DeadLetterState>();
+        // The enums that have a Serialize of their own spell as `as_str` too, so the wire
+        // is what it was when the DTOs held strings, and what the domain writes.
+        for v in ProposalStatus::ALL {
+            assert_eq!(serde_json::json!(v), v.as_str());
+        }
+        for v in VoteChoice::ALL {
+            assert_eq!(serde_json::json!(v), v.as_str());
+        }
+    }
+
+    #[test]
+    fn a_stored_spelling_reads_back_and_another_is_a_500_saying_the_row_is_corrupt() {
+        assert_eq!(
+            stored::<VoteChoice>("votes", "p-1/0xab", "choice", "against"),
+            Ok(VoteChoice::Against)
+        );
+        let e = stored::<AchievementState>("achievements", "a-1", "state", "revoked")
+            .expect_err("not a state");
+        assert_eq!(e.status, actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code, "internal");
+        assert!(
+            e.message.contains("a stored row is corrupt"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("revoked"), "{}", e.message);
+        assert!(stored::<DeadLetterState>("dead_letters", "d", "state", "Waiting").is_err());
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Vote {
+        #[serde(deserialize_with = "choice")]
+        choice: VoteChoice,
+    }
+
+    fn choice<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<VoteChoice, D::Error> {
+        deserialize("choice", d)
+    }
+
+    #[test]
+    fn a_request_field_outside_its_enum_fails_with_the_message_naming_the_field_and_values() {
+        let ok: Vote =
+            serde_json::from_value(serde_json::json!({"choice": "abstain"})).expect("a choice");
+        assert_eq!(ok.choice, VoteChoice::Abstain);
+        let e = serde_json::from_value::<Vote>(serde_json::json!({"choice": "maybe"}))
+            .expect_err("not a choice");
+        assert_eq!(
+            e.to_string(),
+            "choice: \"maybe\" is not one of for, against, abstain"
+        );
+        assert!(serde_json::from_value::<Vote>(serde_json::json!({"choice": 1})).is_err());
     }
 }

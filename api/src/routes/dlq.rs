@@ -34,8 +34,9 @@ pub(crate) struct DeadLetterDto {
     /// Arrival order; `after` in a listing takes it.
     pub seq: i64,
     /// What became of it.
+    #[serde(serialize_with = "spelled::serialize")]
     #[schema(value_type = spelled::DeadLetterStateName)]
-    pub state: String,
+    pub state: DeadLetterState,
     /// When it was replayed or discarded.
     pub settled_at: Option<DateTime<Utc>>,
     /// The queue it was taken from.
@@ -72,20 +73,22 @@ pub(crate) struct DeadLetterDto {
 const LISTED_BODY_BYTES: usize = 2_048;
 
 impl DeadLetterDto {
-    /// The dead letter with at most `max_body` bytes of its body.
-    fn new(d: DeadLetterRow, max_body: usize) -> Self {
+    /// The dead letter with at most `max_body` bytes of its body; a state outside
+    /// [`DeadLetterState`] is a corrupt row (a 500).
+    fn new(d: DeadLetterRow, max_body: usize) -> Result<Self> {
+        let state = spelled::stored("dead_letters", &d.id, "state", &d.state)?;
         let body_bytes = d
             .truncated_from
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(d.body.len());
         let shown = &d.body[..d.body.len().min(max_body)];
-        Self {
+        Ok(Self {
             body: String::from_utf8_lossy(shown).into_owned(),
             body_truncated: shown.len() < body_bytes,
             body_bytes,
             id: d.id,
             seq: d.seq,
-            state: d.state,
+            state,
             settled_at: d.settled_at,
             source_queue: d.source_queue,
             message_id: d.message_id,
@@ -96,7 +99,7 @@ impl DeadLetterDto {
             attempts: u32::try_from(d.attempts).unwrap_or(0),
             dead_lettered_at: d.dead_lettered_at,
             origin: d.origin,
-        }
+        })
     }
 }
 
@@ -315,7 +318,7 @@ pub(crate) async fn list_dead_letters(
     let items = rows
         .into_iter()
         .map(|d| DeadLetterDto::new(d, LISTED_BODY_BYTES))
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(HttpResponse::Ok().json(DeadLetterList {
         items,
         page_size,
@@ -360,7 +363,7 @@ pub(crate) async fn get_dead_letter(
         .dead_letter(&id)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    Ok(HttpResponse::Ok().json(DeadLetterDto::new(found, usize::MAX)))
+    Ok(HttpResponse::Ok().json(DeadLetterDto::new(found, usize::MAX)?))
 }
 
 fn not_found(id: &str) -> ApiError {

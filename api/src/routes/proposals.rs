@@ -44,8 +44,9 @@ pub(crate) struct ProposalDto {
     /// Pass threshold in basis points.
     pub threshold_bps: u32,
     /// Where it is in its lifecycle.
+    #[serde(serialize_with = "spelled::serialize")]
     #[schema(value_type = spelled::ProposalStatusName)]
-    pub status: String,
+    pub status: ProposalStatus,
     /// `{for_weight, against_weight, abstain_weight, voters, ...}`.
     #[schema(value_type = Object)]
     pub tally: serde_json::Value,
@@ -55,9 +56,13 @@ pub(crate) struct ProposalDto {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<proposal::Model> for ProposalDto {
-    fn from(p: proposal::Model) -> Self {
-        Self {
+/// The row as served; a status outside [`ProposalStatus`] is a corrupt row (a 500).
+impl TryFrom<proposal::Model> for ProposalDto {
+    type Error = ApiError;
+
+    fn try_from(p: proposal::Model) -> Result<Self> {
+        let status = spelled::stored("proposals", &p.id, "status", &p.status)?;
+        Ok(Self {
             id: p.id,
             creator: p.creator,
             title: p.title,
@@ -66,11 +71,11 @@ impl From<proposal::Model> for ProposalDto {
             ends_at: p.ends_at,
             quorum: to_u64(p.quorum),
             threshold_bps: u32::try_from(p.threshold_bps).unwrap_or(0),
-            status: p.status,
+            status,
             tally: p.tally,
             created_at: p.created_at,
             updated_at: p.updated_at,
-        }
+        })
     }
 }
 
@@ -80,8 +85,9 @@ pub(crate) struct VoteDto {
     /// Lowercase 0x voter.
     pub voter: String,
     /// How it was cast.
+    #[serde(serialize_with = "spelled::serialize")]
     #[schema(value_type = spelled::VoteChoiceName)]
-    pub choice: String,
+    pub choice: VoteChoice,
     /// Weight counted (1000 × multiplier).
     pub weight: u64,
     /// Token ids whose boost it used.
@@ -93,16 +99,21 @@ pub(crate) struct VoteDto {
     pub cast_at: DateTime<Utc>,
 }
 
-impl From<vote::Model> for VoteDto {
-    fn from(v: vote::Model) -> Self {
-        Self {
+/// The row as served; a choice outside [`VoteChoice`] is a corrupt row (a 500).
+impl TryFrom<vote::Model> for VoteDto {
+    type Error = ApiError;
+
+    fn try_from(v: vote::Model) -> Result<Self> {
+        let key = format!("{}/{}", v.proposal_id, v.voter);
+        let choice = spelled::stored("votes", &key, "choice", &v.choice)?;
+        Ok(Self {
             voter: v.voter,
-            choice: v.choice,
+            choice,
             weight: to_u64(v.weight),
             boosts: v.boosts,
             event_id: v.event_id,
             cast_at: v.cast_at,
-        }
+        })
     }
 }
 
@@ -154,12 +165,23 @@ pub(crate) struct CreateProposal {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CastVote {
     /// How to vote.
+    #[serde(
+        serialize_with = "spelled::serialize",
+        deserialize_with = "vote_choice"
+    )]
     #[schema(value_type = spelled::VoteChoiceName)]
-    pub choice: String,
+    pub choice: VoteChoice,
     /// Optional reason, at most 1,000 characters.
     #[serde(default)]
     #[schema(max_length = 1000)]
     pub reason: Option<String>,
+}
+
+/// `choice` of a [`CastVote`], with [`spelled::parse`]'s message when it is not one.
+fn vote_choice<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<VoteChoice, D::Error> {
+    spelled::deserialize("choice", deserializer)
 }
 
 /// What was published.
@@ -239,7 +261,7 @@ pub(crate) async fn get_proposal(
     _caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(ProposalDto::from(find(&state, &path).await?)))
+    Ok(HttpResponse::Ok().json(ProposalDto::try_from(find(&state, &path).await?)?))
 }
 
 /// A proposal's counted votes, in the order cast.
@@ -442,8 +464,8 @@ pub(crate) async fn cast_vote(
 ) -> Result<HttpResponse> {
     let voter = caller.user()?;
     let id = event_id(&req, &voter.to_string())?;
-    // What is wrong with the request itself is said before what conflicts with the state.
-    let choice = spelled::parse::<VoteChoice>("choice", &body.choice)?;
+    // What is wrong with the request itself is said before what conflicts with the state
+    // (its body, the choice included, was refused when it was read).
     let p = find(&state, &path).await?;
     // A status merit does not know (a newer release's) is left to the ProposalActor.
     if p.status
@@ -469,7 +491,7 @@ pub(crate) async fn cast_vote(
     let mut payload = serde_json::json!({
         "proposal": p.id,
         "voter": voter,
-        "choice": choice,
+        "choice": body.choice.as_str(),
     });
     if let Some(reason) = body.reason {
         payload["reason"] = reason.into();

@@ -23,8 +23,9 @@ pub(crate) struct SagaDto {
     /// Kind, e.g. `achievement_unlock`.
     pub kind: String,
     /// Where it stands.
+    #[serde(serialize_with = "spelled::serialize")]
     #[schema(value_type = spelled::SagaStateName)]
-    pub state: String,
+    pub state: SagaState,
     /// The step being run or compensated (-1: compensation is through).
     pub current_step: i32,
     /// The request that started it.
@@ -62,7 +63,7 @@ impl From<SagaSummary> for SagaDto {
         Self {
             id: id.to_string(),
             kind,
-            state: state.as_str().to_string(),
+            state,
             current_step,
             correlation_id,
             last_error,

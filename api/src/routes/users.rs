@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::Caller,
-    error::{ErrorBody, Result},
+    error::{ApiError, ErrorBody, Result},
     pagination::{fetch, page_of, PageQuery},
     routes::{address, int64, nfts::NftDto},
     spelled,
@@ -84,8 +84,9 @@ pub(crate) struct AchievementDto {
     /// Token id (uint256 decimal).
     pub token: Option<String>,
     /// Where it and its mint stand.
+    #[serde(serialize_with = "spelled::serialize")]
     #[schema(value_type = spelled::AchievementStateName)]
-    pub state: String,
+    pub state: AchievementState,
     /// Why it failed.
     pub reason: Option<String>,
     /// The saga minting it.
@@ -96,20 +97,24 @@ pub(crate) struct AchievementDto {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<achievement::Model> for AchievementDto {
-    fn from(a: achievement::Model) -> Self {
-        Self {
+/// The row as served; a state outside [`AchievementState`] is a corrupt row (a 500).
+impl TryFrom<achievement::Model> for AchievementDto {
+    type Error = ApiError;
+
+    fn try_from(a: achievement::Model) -> Result<Self> {
+        let state = spelled::stored("achievements", &a.id, "state", &a.state)?;
+        Ok(Self {
             id: a.id,
             rule: a.rule_id,
             rule_version: to_u64(a.rule_version),
             tier: a.tier,
             token: a.token_id,
-            state: a.state,
+            state,
             reason: a.reason,
             saga_id: a.saga_id,
             created_at: a.created_at,
             updated_at: a.updated_at,
-        }
+        })
     }
 }
 

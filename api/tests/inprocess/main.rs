@@ -15,6 +15,8 @@
 //! - a proposal created and a vote cast through the API are published on the in-process
 //!   transport (read back off it: type, id, shard key, payload) and applied by the node's
 //!   ProposalActor, while a refused write publishes nothing ([`proposals`]);
+//! - a stored row whose state is outside its enum is a 500 saying a stored row is corrupt,
+//!   never served ([`stored`]);
 //! - neither the admin token nor the JWT secret appears in any response body ([`probes`]),
 //!   nor a failing dependency's error text in a 503 ([`unavailable`]).
 //!
@@ -30,4 +32,5 @@ mod common;
 mod errors;
 mod probes;
 mod proposals;
+mod stored;
 mod unavailable;
