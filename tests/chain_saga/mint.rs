@@ -61,6 +61,13 @@ async fn unlock_mints_exactly_one_token(world: World, user: Address) {
     assert!(!stored.burned);
     assert_eq!(stored.last_block as u64, transfers[0].block);
     world.wait_benefits_list(user, &token, 30).await;
+    // The saga may record its completion after the achievement reads minted and the
+    // benefits list the token (seen under load): wait for it rather than race it.
+    let what = format!("the saga completes (log: {})", world.log.display());
+    eventually(30, &what, || async {
+        world.sagas().await.iter().any(|s| s.state == "completed")
+    })
+    .await;
     let sagas = world.sagas().await;
     assert_eq!(sagas.len(), 1, "one saga for one unlock");
     assert_eq!(sagas[0].state, "completed");
