@@ -63,11 +63,7 @@ async fn unlock_mints_exactly_one_token(world: World, user: Address) {
     world.wait_benefits_list(user, &token, 30).await;
     // The saga may record its completion after the achievement reads minted and the
     // benefits list the token (seen under load): wait for it rather than race it.
-    let what = format!("the saga completes (log: {})", world.log.display());
-    eventually(30, &what, || async {
-        world.sagas().await.iter().any(|s| s.state == "completed")
-    })
-    .await;
+    world.wait_saga("completed", 30).await;
     let sagas = world.sagas().await;
     assert_eq!(sagas.len(), 1, "one saga for one unlock");
     assert_eq!(sagas[0].state, "completed");
@@ -180,11 +176,7 @@ async fn a_reverted_mint_is_compensated() {
         world.transfers_of(&token).await.is_empty(),
         "no Transfer log for the token"
     );
-    let what = format!("the saga is compensated (log: {})", world.log.display());
-    eventually(30, &what, || async {
-        world.sagas().await.iter().any(|s| s.state == "compensated")
-    })
-    .await;
+    world.wait_saga("compensated", 30).await;
     let sagas = world.sagas().await;
     assert_eq!(sagas.len(), 1, "one saga for one unlock");
     let mint = world.mint_step().await.expect("the mint step");

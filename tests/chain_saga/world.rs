@@ -210,6 +210,15 @@ impl World {
         outbox_count(&self.store, routing_key).await
     }
 
+    /// Waits until a saga reaches `state` (the node's log is named in a failure).
+    pub(crate) async fn wait_saga(&self, state: &str, secs: u64) {
+        let what = format!("the saga is {state} (log: {})", self.log.display());
+        eventually(secs, &what, || async {
+            self.sagas().await.iter().any(|s| s.state == state)
+        })
+        .await;
+    }
+
     pub(crate) async fn sagas(&self) -> Vec<saga::Model> {
         saga::Entity::find()
             .all(self.store.db())

@@ -7,7 +7,7 @@ use merit_messages::ActorKind;
 
 use crate::{
     common::{self, eventually, run_in_system, start_node, wallet},
-    harness::rabbit,
+    harness::world,
 };
 
 /// 1,000 tokens, each minted then transferred 9 times along a chain of owners, all
@@ -20,8 +20,7 @@ fn per_key_order_holds_under_concurrency_across_1000_keys() {
     run_in_system(async {
         const TOKENS: u32 = 1_000;
         const HOPS: u32 = 9;
-        let (db, store, vhost) = common::pg_and_vhost().await;
-        let transport = rabbit(&vhost, 4).await;
+        let (db, store, vhost, transport) = world(4).await;
         let node = start_node("order", 4, store.clone(), transport.clone()).await;
 
         let batch: Vec<Outgoing> = (0..=HOPS)

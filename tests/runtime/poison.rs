@@ -15,7 +15,7 @@ use merit_storage::{
 
 use crate::{
     common::{self, eventually, run_in_system, start_node, wallet},
-    harness::rabbit,
+    harness::world,
 };
 
 pub(crate) fn vote(voter: Address, proposal: &str) -> Envelope {
@@ -86,8 +86,7 @@ async fn check_dead_letters_carry_their_reasons(transport: &RabbitTransport, sto
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 fn poison_messages_are_dead_lettered_with_reasons_while_neighbours_are_processed() {
     run_in_system(async {
-        let (db, store, vhost) = common::pg_and_vhost().await;
-        let transport = rabbit(&vhost, 2).await;
+        let (db, store, vhost, transport) = world(2).await;
         let poisoned = wallet(999);
         plant_corrupt_snapshot(&store, poisoned).await;
         let node = start_node("dlq", 2, store.clone(), transport.clone()).await;

@@ -10,7 +10,7 @@ use merit_supervisors::Node;
 
 use crate::{
     common::{self, eventually, node_options, run_in_system, services, start_node, wallet},
-    harness::rabbit,
+    harness::{rabbit, world},
     poison::vote,
 };
 
@@ -18,8 +18,7 @@ use crate::{
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 fn closed_broker_connections_recover_with_nothing_lost() {
     run_in_system(async {
-        let (db, store, vhost) = common::pg_and_vhost().await;
-        let node_transport = rabbit(&vhost, 2).await;
+        let (db, store, vhost, node_transport) = world(2).await;
         let node = start_node("recover", 2, store.clone(), node_transport.clone()).await;
         let producer = rabbit(&vhost, 2).await;
         common::publish_open_proposals(producer.as_ref(), 10).await;
@@ -75,8 +74,7 @@ fn closed_broker_connections_recover_with_nothing_lost() {
 fn a_node_sweeps_bookkeeping_rows_past_their_retention() {
     use merit_storage::entities::inbox;
     run_in_system(async {
-        let (db, store, vhost) = common::pg_and_vhost().await;
-        let transport = rabbit(&vhost, 1).await;
+        let (db, store, vhost, transport) = world(1).await;
         let row = |id: &str, days_ago: i64| inbox::ActiveModel {
             consumer: Set("user".into()),
             event_id: Set(id.into()),
