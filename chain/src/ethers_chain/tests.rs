@@ -1,6 +1,9 @@
 //! Unit tests of the ethers client's error classification and log decoding.
 
-use ethers::providers::{HttpClientError, JsonRpcError};
+use ethers::{
+    providers::{HttpClientError, JsonRpcError},
+    types::Log,
+};
 
 use super::*;
 
