@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use merit_chain::{DevChain, Receipt, TransferLog};
 
+use super::chain_steps::burn_if_still_held;
 use super::*;
 
 fn addr(b: u8) -> Address {
