@@ -15,18 +15,14 @@
 //! The key lives only in the [`Minter`]; `Debug` shows the minter's address, never the key or
 //! the RPC URL (which may carry credentials).
 
-use std::{
-    future::Future,
-    sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
-};
+use std::{sync::atomic::AtomicBool, time::Duration};
 
 use async_trait::async_trait;
 use chrono::DateTime;
 use ethers::{
     abi::{AbiDecode, AbiEncode},
     contract::EthEvent,
-    providers::{Http, Middleware, Provider, ProviderError},
+    providers::{Http, Middleware, Provider},
     types::{
         transaction::eip2718::TypedTransaction, BlockId, BlockNumber, Bytes,
         Eip1559TransactionRequest, Filter, H160, H256, U256,
@@ -39,7 +35,7 @@ use uuid::Uuid;
 
 use crate::{
     api::{achievement_to_bytes32, Chain, Receipt, TransferLog},
-    error::{ChainError, ErrorClass, Result},
+    error::{ChainError, Result},
     minter::Minter,
 };
 
@@ -53,6 +49,7 @@ use binding::{
     MERITACHIEVEMENT_BYTECODE,
 };
 
+mod calls;
 mod decode;
 
 use decode::{classify, decode_logs};
@@ -273,133 +270,6 @@ impl EthersChain {
     /// this by themselves.
     pub async fn resync_nonce(&self) {
         *self.nonce.lock().await = None;
-    }
-
-    /// Runs one read with the timeout and bounded retries of transient failures.
-    async fn rpc<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
-    where
-        F: Fn(Provider<Http>) -> Fut,
-        Fut: Future<Output = std::result::Result<T, ProviderError>>,
-    {
-        let mut attempt = 1;
-        loop {
-            let result = match tokio::time::timeout(
-                self.options.rpc_timeout,
-                f(self.provider.clone()),
-            )
-            .await
-            {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => classify(op, &e),
-                Err(_) => ChainError::transient(
-                    op,
-                    format!("no answer within {:?}", self.options.rpc_timeout),
-                ),
-            };
-            if result.class() == ErrorClass::Unavailable {
-                self.stale_nonce.store(true, Ordering::Relaxed);
-            }
-            if result.class() != ErrorClass::Transient || attempt >= self.options.attempts {
-                return Err(result);
-            }
-            let pause = self.retry_pause(attempt);
-            tracing::warn!(op, attempt, error = %result, ?pause, "transient chain error; retrying");
-            tokio::time::sleep(pause).await;
-            attempt += 1;
-        }
-    }
-
-    /// Signs and sends a transaction to `to` (`None`: create) with `data`, managing the
-    /// nonce. Returns once the node accepted it.
-    async fn send(&self, op: &'static str, to: Option<H160>, data: Bytes) -> Result<TxHash> {
-        let mut nonce_slot = self.nonce.lock().await;
-        if self.stale_nonce.swap(false, Ordering::Relaxed) {
-            *nonce_slot = None;
-        }
-        let mut attempt = 1;
-        loop {
-            match self.try_send(op, to, data.clone(), &mut nonce_slot).await {
-                Ok(tx) => return Ok(tx),
-                Err(e) => {
-                    // The node may or may not have taken it: read the nonce again next time.
-                    *nonce_slot = None;
-                    if e.class() != ErrorClass::Transient || attempt >= self.options.attempts {
-                        return Err(e);
-                    }
-                    let pause = self.retry_pause(attempt);
-                    tracing::warn!(op, attempt, error = %e, ?pause, "send failed transiently; resyncing the nonce and retrying");
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-            }
-        }
-    }
-
-    async fn try_send(
-        &self,
-        op: &'static str,
-        to: Option<H160>,
-        data: Bytes,
-        nonce_slot: &mut Option<U256>,
-    ) -> Result<TxHash> {
-        let from = to_h160(self.minter.address());
-        let mut req = Eip1559TransactionRequest::new()
-            .from(from)
-            .data(data)
-            .chain_id(self.chain_id);
-        if let Some(to) = to {
-            req = req.to(to);
-        }
-        let mut tx: TypedTransaction = req.into();
-        let estimate_tx = tx.clone();
-        let gas = self
-            .rpc(op, |p| {
-                let tx = estimate_tx.clone();
-                async move { p.estimate_gas(&tx, None).await }
-            })
-            .await?;
-        tx.set_gas(gas * 6 / 5);
-        let (max_fee, tip) = self
-            .rpc(op, |p| async move { p.estimate_eip1559_fees(None).await })
-            .await?;
-        if let TypedTransaction::Eip1559(inner) = &mut tx {
-            inner.max_fee_per_gas = Some(max_fee);
-            inner.max_priority_fee_per_gas = Some(tip);
-        }
-        let nonce = match *nonce_slot {
-            Some(n) => n,
-            None => {
-                let n = self
-                    .rpc(op, |p| async move {
-                        p.get_transaction_count(from, Some(BlockId::Number(BlockNumber::Pending)))
-                            .await
-                    })
-                    .await?;
-                tracing::debug!(op, nonce = %n, "nonce read from the node");
-                n
-            }
-        };
-        tx.set_nonce(nonce);
-        let raw = self.minter.sign(op, &tx).await?;
-        let hash = match tokio::time::timeout(
-            self.options.rpc_timeout,
-            self.provider.send_raw_transaction(raw),
-        )
-        .await
-        {
-            Ok(Ok(pending)) => pending.tx_hash(),
-            Ok(Err(e)) => return Err(classify(op, &e)),
-            Err(_) => {
-                return Err(ChainError::transient(
-                    op,
-                    format!("no answer within {:?}", self.options.rpc_timeout),
-                ))
-            }
-        };
-        *nonce_slot = Some(nonce + 1);
-        let tx = TxHash(hash.0);
-        tracing::info!(op, %tx, nonce = %nonce, "transaction sent");
-        Ok(tx)
     }
 }
 

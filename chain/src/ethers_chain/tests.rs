@@ -1,11 +1,12 @@
 //! Unit tests of the ethers client's error classification and log decoding.
 
 use ethers::{
-    providers::{HttpClientError, JsonRpcError},
+    providers::{HttpClientError, JsonRpcError, ProviderError},
     types::Log,
 };
 
 use super::*;
+use crate::error::ErrorClass;
 
 fn rpc_error(code: i64, message: &str, data: Option<serde_json::Value>) -> ProviderError {
     ProviderError::JsonRpcClientError(Box::new(HttpClientError::JsonRpcError(JsonRpcError {
