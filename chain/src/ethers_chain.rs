@@ -10,7 +10,8 @@
 //!
 //! Every RPC call has a timeout; transient failures are retried a bounded number of times
 //! with exponential backoff (each retry logged); an unreachable node is reported as
-//! [`ErrorClass::Unavailable`] at once, for the caller to wait out.
+//! [`ErrorClass::Unavailable`](crate::ErrorClass::Unavailable) at once, for the caller to
+//! wait out.
 //!
 //! The key lives only in the [`Minter`]; `Debug` shows the minter's address, never the key or
 //! the RPC URL (which may carry credentials).

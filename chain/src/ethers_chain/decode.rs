@@ -69,7 +69,8 @@ pub(super) fn decode_logs(raw: &[Log]) -> Result<Vec<TransferLog>> {
     Ok(logs)
 }
 
-/// Classifies a provider error (see [`ErrorClass`]); decodes the contract's custom errors.
+/// Classifies a provider error (see [`ErrorClass`](crate::ErrorClass)); decodes the
+/// contract's custom errors.
 pub(super) fn classify(op: &'static str, e: &ProviderError) -> ChainError {
     match e {
         ProviderError::HTTPError(re) if re.is_connect() => {
