@@ -1,6 +1,5 @@
 //! The retention sweep and the dead-letter table.
 
-
 use merit_storage::{
     entities,
     sea_orm::{ActiveValue::Set, EntityTrait},
