@@ -563,11 +563,7 @@ async fn an_external_signer_signs_the_mints_and_the_key_never_enters_merit() {
 #[tokio::test]
 #[ignore = "service tier: needs running services (README: Test tiers)"]
 async fn an_unreachable_signer_or_one_without_the_address_fails_the_start_clearly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = merit_testkit::free_port();
     // Nothing listens there any more; the URL carries a password that must not show.
     let url = format!("http://merit:S3CRET-pw@127.0.0.1:{port}");
     let err = Minter::external(&url, account(1))

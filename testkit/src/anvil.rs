@@ -11,7 +11,6 @@
 //! The binary is the one `npm ci` installs in `contracts/node_modules`, or `MERIT_ANVIL`.
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -85,14 +84,6 @@ fn binary() -> PathBuf {
         path.display()
     );
     path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local addr")
-        .port()
 }
 
 /// A running anvil, killed when dropped.
@@ -323,7 +314,7 @@ fn args(block_time: Option<u64>, state: Option<&Path>) -> Vec<String> {
 fn spawn_retrying(port: Option<u16>, args: &[String]) -> (Child, u16) {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        let on = port.unwrap_or_else(free_port);
+        let on = port.unwrap_or_else(crate::free_port);
         if let Some(child) = spawn_on(on, args, deadline) {
             return (child, on);
         }

@@ -22,8 +22,35 @@
 pub mod anvil;
 pub mod broker;
 
+use std::{
+    collections::BTreeSet,
+    sync::{Mutex, PoisonError},
+};
+
 use merit_storage::{sea_orm::ConnectionTrait, Store, StoreOptions};
 use uuid::Uuid;
+
+/// A local port nothing listens on now, never the same one twice in this process.
+///
+/// The kernel may hand the port it just released to the next `bind(0)`, so two tests that
+/// each start a server of their own (a Redis they kill and restart, an anvil) could be
+/// given one port and end up sharing, and stopping, one server.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free local port");
+        if GIVEN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(port)
+        {
+            return port;
+        }
+    }
+}
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

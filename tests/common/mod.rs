@@ -9,7 +9,7 @@
 pub mod anvil;
 
 #[allow(unused_imports)] // each test binary uses its own part of the harness
-pub use merit_testkit::{pg_admin_url, Backend, TestDb};
+pub use merit_testkit::{free_port, pg_admin_url, Backend, TestDb};
 
 /// [`merit_testkit::on_both_backends!`], at this test crate's root as before.
 #[macro_export]

@@ -141,14 +141,6 @@ pub fn artefacts() -> std::path::PathBuf {
     dir
 }
 
-/// A free local TCP port (free when asked; a test passes it to a node at once).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
-}
-
 /// A node log of `name` under [`artefacts`], any earlier run's removed.
 pub fn fresh_log(name: &str) -> std::path::PathBuf {
     let log = artefacts().join(name);

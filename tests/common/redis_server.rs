@@ -41,6 +41,11 @@ impl OwnRedis {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        assert!(
+            serves_pid(port, child.id()),
+            "127.0.0.1:{port} is answered by another process, not the redis-server started \
+             for this test (the port was taken)"
+        );
         Self { child }
     }
 
@@ -59,6 +64,34 @@ impl OwnRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether the Redis answering on `port` is the process `pid` (its `INFO server` says
+/// `process_id:<pid>`). Keeps trying for a second, while a just-started server loads.
+fn serves_pid(port: u16, pid: u32) -> bool {
+    use std::io::{Read, Write};
+    let wanted = format!("process_id:{pid}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+            let mut text = String::new();
+            if stream.write_all(b"INFO server\r\n").is_ok() {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if text.contains("tcp_port:") {
+                        break;
+                    }
+                }
+            }
+            if text.contains("process_id:") {
+                return text.lines().any(|line| line.trim() == wanted);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
 }
 
 impl Drop for OwnRedis {
