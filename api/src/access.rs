@@ -129,70 +129,69 @@ mod tests {
         }
     }
 
-    /// Every event's target and fields as one line each (a minimal subscriber: this
-    /// crate has no subscriber of its own to capture with).
+    /// What a `tracing_subscriber::fmt` subscriber writes (no colour, no time), spans as
+    /// they open included, kept for the test to read.
     mod capture {
         use std::{
-            fmt::Write as _,
-            sync::{Arc, Mutex},
+            io,
+            sync::{Arc, Mutex, PoisonError},
         };
 
-        use tracing::{
-            field::{Field, Visit},
-            span, Event, Metadata, Subscriber,
-        };
+        use tracing_subscriber::fmt::{format::FmtSpan, MakeWriter};
 
         #[derive(Clone, Default)]
-        pub(super) struct Lines(pub(super) Arc<Mutex<Vec<String>>>);
+        pub(super) struct Lines(Arc<Mutex<Vec<u8>>>);
 
         impl Lines {
+            /// A subscriber writing here.
+            pub(super) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+                tracing_subscriber::fmt()
+                    .with_writer(self.clone())
+                    .with_ansi(false)
+                    .without_time()
+                    .with_span_events(FmtSpan::NEW)
+                    .finish()
+            }
+
+            /// Everything written.
+            pub(super) fn all(&self) -> String {
+                let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+
+            /// The lines of events at `target` outside any span (`LEVEL target: ...`).
             pub(super) fn of(&self, target: &str) -> Vec<String> {
-                let lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
-                lines
-                    .iter()
-                    .filter(|l| l.starts_with(target))
-                    .cloned()
+                let prefix = format!("{target}: ");
+                self.all()
+                    .lines()
+                    .filter(|l| {
+                        l.trim_start()
+                            .split_once(' ')
+                            .is_some_and(|(_, rest)| rest.trim_start().starts_with(&prefix))
+                    })
+                    .map(str::to_owned)
                     .collect()
             }
         }
 
-        struct Line<'a>(&'a mut String);
-
-        impl Visit for Line<'_> {
-            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-                let _ = write!(self.0, " {}={value:?}", field.name());
+        impl io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                let mut bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                bytes.extend_from_slice(buf);
+                Ok(buf.len())
             }
 
-            fn record_str(&mut self, field: &Field, value: &str) {
-                let _ = write!(self.0, " {}={value}", field.name());
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
             }
         }
 
-        impl Subscriber for Lines {
-            fn enabled(&self, _: &Metadata<'_>) -> bool {
-                true
+        impl MakeWriter<'_> for Lines {
+            type Writer = Lines;
+
+            fn make_writer(&self) -> Lines {
+                self.clone()
             }
-
-            fn new_span(&self, span: &span::Attributes<'_>) -> span::Id {
-                let mut line = format!("span {}", span.metadata().name());
-                span.record(&mut Line(&mut line));
-                self.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-                span::Id::from_u64(1)
-            }
-
-            fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-
-            fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-
-            fn event(&self, event: &Event<'_>) {
-                let mut line = event.metadata().target().to_string();
-                event.record(&mut Line(&mut line));
-                self.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-
-            fn enter(&self, _: &span::Id) {}
-
-            fn exit(&self, _: &span::Id) {}
         }
     }
 
@@ -201,7 +200,7 @@ mod tests {
         use actix_web::{http::StatusCode, test, web, App, HttpResponse};
 
         let lines = capture::Lines::default();
-        let _guard = tracing::subscriber::set_default(lines.clone());
+        let _guard = tracing::subscriber::set_default(lines.subscriber());
         let app = test::init_service(App::new().wrap(actix_web::middleware::from_fn(log)).route(
             "/api/v1/things/{id}",
             web::get().to(|| async { HttpResponse::NotFound().finish() }),
@@ -233,7 +232,7 @@ mod tests {
         ] {
             assert!(line.contains(needed), "{line:?} has {needed:?}");
         }
-        let all = lines.0.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+        let all = lines.all();
         for secret in [
             "bearer-secret-789",
             "query-secret-123",
