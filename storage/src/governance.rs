@@ -4,12 +4,14 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::{Expr, OnConflict, Query},
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 
 use crate::{
     entities::{proposal, proposal_seq},
     error::{Result, StorageError},
+    store::PROPOSAL_SEQ_LOCK,
     Store,
 };
 
@@ -49,15 +51,27 @@ pub async fn mark_deadline_fired<C: ConnectionTrait>(
 
 impl Store {
     /// The sequence number of `proposal`: allocated on first call (the next after the
-    /// highest), the same on every later call. Concurrent allocations race on the unique
-    /// `seq`; the loser retries with the next number.
+    /// highest, so numbers run from 1 with no gap), the same on every later call.
+    ///
+    /// Allocations queue rather than race: on PostgreSQL each holds a transaction-scoped
+    /// advisory lock ([`PROPOSAL_SEQ_LOCK`]) across the cluster while it reads the highest
+    /// number and inserts the next; SQLite's writes are one at a time already. (Racing on
+    /// the unique `seq` instead made a burst of creations fail: with 64 allocators one wins
+    /// each round, and a loser could lose 20 rounds running.) A number already allocated
+    /// is read without the lock. Should an allocation still meet a unique violation (a
+    /// database shared with a merit without the lock), it retries.
     pub async fn proposal_seq(&self, proposal: &str) -> Result<u64> {
+        if let Some(row) = proposal_seq::Entity::find_by_id(proposal.to_string())
+            .one(self.db())
+            .await?
+        {
+            return Ok(crate::column::to_u64(row.seq));
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
             let id = proposal.to_string();
-            // One statement, a write first (SQLite's rule for write transactions): insert
-            // the next number unless the proposal has one; then read what it has.
+            // Insert the next number unless the proposal has one; then read what it has.
             let insert = Query::insert()
                 .into_table(proposal_seq::Entity)
                 .columns([proposal_seq::Column::ProposalId, proposal_seq::Column::Seq])
@@ -82,6 +96,15 @@ impl Store {
             let result = self
                 .write(move |txn| {
                     Box::pin(async move {
+                        // SQLite's rule for write transactions (a write first) holds: the
+                        // lock is PostgreSQL's only.
+                        if backend == DbBackend::Postgres {
+                            txn.execute(Statement::from_string(
+                                DbBackend::Postgres,
+                                format!("SELECT pg_advisory_xact_lock({PROPOSAL_SEQ_LOCK})"),
+                            ))
+                            .await?;
+                        }
                         txn.execute(backend.build(&insert)).await?;
                         let row = proposal_seq::Entity::find_by_id(id).one(txn).await?;
                         row.map(|r| r.seq).ok_or_else(|| StorageError::Corrupt {

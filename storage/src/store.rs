@@ -65,6 +65,10 @@ impl std::fmt::Debug for Store {
 /// The PostgreSQL advisory lock key migrations hold (`merit` + 1, as bytes).
 pub(crate) const MIGRATION_LOCK: i64 = 0x6d65_7269_7400_0001;
 
+/// The PostgreSQL advisory lock key proposal sequence numbers are allocated under
+/// (`merit` + 2, as bytes).
+pub(crate) const PROPOSAL_SEQ_LOCK: i64 = 0x6d65_7269_7400_0002;
+
 impl Store {
     /// Connects to `url` (`sqlite:...` or `postgres://...`). Does not migrate.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self> {

@@ -250,3 +250,30 @@ pub(crate) async fn in_state(store: &Store, state: DeadLetterState) -> u64 {
         .await
         .expect("count dead letters")
 }
+
+/// Every dead letter whose id is not one of `ids`, described (class, reason, attempts,
+/// queue, routing key, headers, state): what a replay should never have made.
+pub(crate) async fn strangers(store: &Store, ids: &[String]) -> Vec<String> {
+    use merit_storage::entities::dead_letter;
+    let known: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    dead_letter::Entity::find()
+        .all(store.db())
+        .await
+        .expect("read dead letters")
+        .into_iter()
+        .filter(|row| !known.contains(row.id.as_str()))
+        .map(|row| {
+            format!(
+                "{} [{}] {}: {} (attempts {}, queue {}, key {}, headers {})",
+                row.id,
+                row.state,
+                row.reason_class,
+                row.reason,
+                row.attempts,
+                row.source_queue,
+                row.routing_key,
+                row.headers
+            )
+        })
+        .collect()
+}

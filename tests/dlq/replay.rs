@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::{
     common::{self, Backend},
     harness::{
-        admin_of, dead_letter, in_state, proposals, proposals_created, spawn_node, Admin, Dead,
-        Harness,
+        admin_of, dead_letter, in_state, proposals, proposals_created, spawn_node, strangers,
+        Admin, Dead, Harness,
     },
     paging::{count_tapped, tap_proposal_creations},
 };
@@ -180,6 +180,12 @@ async fn a_node_killed_mid_bulk_replay_neither_loses_nor_doubles_one() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let ids: Vec<String> = failed.iter().map(|d| d.id.clone()).collect();
+    let made = strangers(&store, &ids).await;
+    assert!(
+        made.is_empty(),
+        "a replay became a new dead letter: {made:#?}"
+    );
     assert_eq!(proposals(&store).await, N as u64, "none lost");
     assert_eq!(proposals_created(&store).await, N as i64, "none doubled");
     assert_eq!(in_state(&store, DeadLetterState::Replayed).await, N as u64);

@@ -10,4 +10,5 @@ mod fixtures;
 
 mod group_commit;
 mod retention;
+mod sequences;
 mod turns;
