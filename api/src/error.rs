@@ -157,9 +157,15 @@ impl From<merit_storage::sea_orm::DbErr> for ApiError {
     }
 }
 
+/// A store error: a stored value that cannot be read back is a 500 (retrying will not
+/// mend it; the log names it), anything else the database failing, a 503.
 impl From<merit_storage::StorageError> for ApiError {
     fn from(e: merit_storage::StorageError) -> Self {
-        Self::database(&e)
+        if e.is_corrupt() {
+            Self::internal("reading a stored row", &e)
+        } else {
+            Self::database(&e)
+        }
     }
 }
 
@@ -204,5 +210,19 @@ mod database_errors {
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.code, "unavailable");
         assert_eq!(e.message, "the broker did not answer; see the node's log");
+    }
+
+    #[test]
+    fn a_corrupt_stored_value_is_a_500_without_the_value_and_an_outage_a_503() {
+        let cause = "0xsecret".parse::<i64>().expect_err("not a number");
+        let e = ApiError::from(merit_storage::StorageError::corrupt("users.weight", cause));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code, "internal");
+        assert!(!e.message.contains("0xsecret"), "{}", e.message);
+        assert!(!e.message.contains("users.weight"), "{}", e.message);
+        let down = merit_storage::StorageError::Db(merit_storage::sea_orm::DbErr::Conn(
+            merit_storage::sea_orm::RuntimeErr::Internal("refused".into()),
+        ));
+        assert_eq!(ApiError::from(down).status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

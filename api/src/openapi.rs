@@ -41,7 +41,7 @@ use crate::{health, routes, ws};
         ws::ws,
     ),
     components(schemas(ws::WsFrame)),
-    modifiers(&Security, &RateLimited),
+    modifiers(&Security, &RateLimited, &Internal),
     tags(
         (name = "users", description = "A user's own data"),
         (name = "proposals", description = "Governance: proposals and votes"),
@@ -114,6 +114,42 @@ impl Modify for RateLimited {
                     .responses
                     .entry("429".to_string())
                     .or_insert_with(|| response.clone().into());
+            }
+        }
+    }
+}
+
+/// Documents the 500 any operation can answer: a stored row the API will not serve (a
+/// value merit does not know, written by hand or by another release) or another fault
+/// that retrying will not mend. The body says what failed; the node's log has the rest.
+struct Internal;
+
+impl Modify for Internal {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let response = ResponseBuilder::new()
+            .description(
+                "An internal error, e.g. a stored row merit cannot read back; the node's log names it",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .responses
+            .insert("Internal".to_string(), response.into());
+        let shared = Ref::from_response_name("Internal");
+        for item in openapi.paths.paths.values_mut() {
+            for (_, operation) in operations(item) {
+                operation
+                    .responses
+                    .responses
+                    .entry("500".to_string())
+                    .or_insert_with(|| shared.clone().into());
             }
         }
     }

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use merit_actors::ProposalStatus;
 use merit_messages::VoteChoice;
-use merit_sagas::SagaState;
+use merit_sagas::{SagaState, StepState};
 use merit_storage::{entities::achievement::AchievementState, DeadLetterState};
 use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
 use utoipa::openapi::{
@@ -53,6 +53,7 @@ spelled!(
     VoteChoice => &VoteChoice::ALL,
     AchievementState => &AchievementState::ALL,
     SagaState => SagaState::ALL,
+    StepState => StepState::ALL,
     DeadLetterState => &DeadLetterState::ALL,
 );
 
@@ -141,6 +142,7 @@ schemas!(
     VoteChoiceName(VoteChoice) as "VoteChoice": "How a vote was cast.",
     AchievementStateName(AchievementState) as "AchievementState": "Where an achievement and its mint stand.",
     SagaStateName(SagaState) as "SagaState": "Where a saga stands.",
+    StepStateName(StepState) as "SagaStepState": "Where a saga's step stands (its action, or its compensation).",
     DeadLetterStateName(DeadLetterState) as "DeadLetterState": "What became of a dead letter.",
 );
 
@@ -202,6 +204,7 @@ mod tests {
         serialized_as_spelled::<VoteChoice>();
         serialized_as_spelled::<AchievementState>();
         serialized_as_spelled::<SagaState>();
+        serialized_as_spelled::<StepState>();
         serialized_as_spelled::<DeadLetterState>();
         // The enums that have a Serialize of their own spell as `as_str` too, so the wire
         // is what it was when the DTOs held strings, and what the domain writes.
@@ -209,6 +212,12 @@ mod tests {
             assert_eq!(serde_json::json!(v), v.as_str());
         }
         for v in VoteChoice::ALL {
+            assert_eq!(serde_json::json!(v), v.as_str());
+        }
+        for v in SagaState::ALL.iter().copied() {
+            assert_eq!(serde_json::json!(v), v.as_str());
+        }
+        for v in StepState::ALL.iter().copied() {
             assert_eq!(serde_json::json!(v), v.as_str());
         }
     }

@@ -41,9 +41,9 @@ pub async fn load_checkpoint(store: &Store, id: &str) -> Result<Option<Checkpoin
     else {
         return Ok(None);
     };
-    let hash = row.block_hash.parse().map_err(|_| StorageError::Corrupt {
-        what: format!("chain checkpoint {id:?}"),
-        reason: format!("block_hash {:?} is not a 32-byte hash", row.block_hash),
+    let hash = row.block_hash.parse().map_err(|e| {
+        let what = format!("chain checkpoint {id:?}: block_hash {:?}", row.block_hash);
+        StorageError::corrupt(what, e)
     })?;
     Ok(Some(Checkpoint {
         block: to_u64(row.block_number),

@@ -166,17 +166,17 @@ impl SyncPoint {
 
 /// A stored token row with its token id and its owner (`None` if burned) parsed.
 fn parse_row(row: nft::Model) -> Result<(nft::Model, TokenId, Option<Address>)> {
-    let token: TokenId = row.token_id.parse().map_err(|_| StorageError::Corrupt {
-        what: "nfts.token_id".into(),
-        reason: format!("{:?} is not a token id", row.token_id),
-    })?;
-    let stored: Option<Address> = match row.owner.as_deref().filter(|_| !row.burned) {
-        Some(s) => Some(s.parse().map_err(|_| StorageError::Corrupt {
-            what: format!("nfts.owner of token {token}"),
-            reason: format!("{s:?} is not an address"),
-        })?),
-        None => None,
-    };
+    let token: TokenId = row
+        .token_id
+        .parse()
+        .map_err(|e| StorageError::corrupt(format!("nfts.token_id {:?}", row.token_id), e))?;
+    let stored: Option<Address> =
+        match row.owner.as_deref().filter(|_| !row.burned) {
+            Some(s) => Some(s.parse().map_err(|e| {
+                StorageError::corrupt(format!("nfts.owner {s:?} of token {token}"), e)
+            })?),
+            None => None,
+        };
     Ok((row, token, stored))
 }
 

@@ -3,7 +3,7 @@
 //! the one JSON error body, whether it is asked for alone or in a list.
 
 use merit_storage::{
-    entities::{achievement, dead_letter, proposal, vote},
+    entities::{achievement, dead_letter, proposal, saga, vote},
     sea_orm::{
         ActiveValue::{NotSet, Set},
         EntityTrait,
@@ -172,6 +172,44 @@ async fn a_stored_achievement_or_dead_letter_state_outside_its_enum_is_a_500() {
         let answer = send(&app, get(&path, Some(token)).to_request()).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text);
         assert_eq!(answer.json["total"], 0, "{path}: {}", answer.text);
+    }
+    h.stop().await;
+}
+
+/// A saga row whose state merit does not know is a 500, as the other rows are, not a 503
+/// (which says "try again later": retrying will not mend a row), alone and in the list.
+#[actix_web::test]
+async fn a_stored_saga_state_outside_its_enum_is_a_500_not_an_outage() {
+    let mut h = Harness::start("corrupt-saga-node").await;
+    h.state.sagas = Some(merit_sagas::SagaExecutor::new(
+        h.state.store.clone(),
+        merit_sagas::SagaRegistry::new(),
+        merit_sagas::ExecutorOptions::default(),
+    ));
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = chrono::Utc::now();
+    saga::Entity::insert(saga::ActiveModel {
+        id: Set(id.clone()),
+        kind: Set("achievement_unlock".to_string()),
+        state: Set("sleeping".to_string()),
+        current_step: Set(0),
+        data: Set(json!({})),
+        correlation_id: Set("c-1".to_string()),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        next_attempt_at: Set(None),
+    })
+    .exec(h.state.store.db())
+    .await
+    .expect("insert a corrupt saga");
+    let app = app!(&h.state);
+    for path in [format!("/api/v1/sagas/{id}"), "/api/v1/sagas".to_string()] {
+        let answer = send(&app, get(&path, Some(&h.admin)).to_request()).await;
+        answer.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "failed");
+        assert!(!answer.text.contains("sleeping"), "{path}: {}", answer.text);
     }
     h.stop().await;
 }
