@@ -119,7 +119,7 @@ impl Key {
             Fallback::Absent => None,
             Fallback::Value(value) => Some(value.to_owned()),
             Fallback::DevelopmentOnly(value) => (!env.is_production()).then(|| value.to_owned()),
-            Fallback::NodeId => Some(node_id_from_hostname(hostname)),
+            Fallback::NodeId => Some(crate::node_id::from_hostname(hostname)),
         }
     }
 
@@ -130,31 +130,6 @@ impl Key {
             _ => None,
         }
     }
-}
-
-/// Longest accepted node id.
-pub(crate) const NODE_ID_MAX_LEN: usize = 64;
-
-/// `node-<host>` with the host name reduced to node-id characters, or
-/// `node-1` when there is no usable host name.
-fn node_id_from_hostname(hostname: Option<&str>) -> String {
-    let host: String = hostname
-        .unwrap_or_default()
-        .chars()
-        .map(|c| if is_node_id_char(c) { c } else { '-' })
-        .take(NODE_ID_MAX_LEN - "node-".len())
-        .collect();
-    let host = host.trim_matches('-');
-    if host.is_empty() {
-        "node-1".to_owned()
-    } else {
-        format!("node-{host}")
-    }
-}
-
-/// Characters allowed in a node id: they end up in queue names and metrics labels.
-pub(crate) fn is_node_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
 pub(crate) const NODE_ID: Key = Key::plain("node_id", "MERIT_NODE_ID", Text, Fallback::NodeId);

@@ -39,6 +39,7 @@ mod error;
 mod file;
 mod keys;
 mod load;
+mod node_id;
 mod resolve;
 pub mod rules;
 mod secret;

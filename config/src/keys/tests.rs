@@ -57,12 +57,18 @@ fn secrets_may_come_from_files_and_have_no_production_default() {
 
 #[test]
 fn node_id_default_is_derived_from_the_host_name() {
-    assert_eq!(node_id_from_hostname(None), "node-1");
-    assert_eq!(node_id_from_hostname(Some("web-7c9f")), "node-web-7c9f");
-    assert_eq!(node_id_from_hostname(Some("a b/c")), "node-a-b-c");
-    assert_eq!(node_id_from_hostname(Some("///")), "node-1");
+    assert_eq!(crate::node_id::from_hostname(None), "node-1");
+    assert_eq!(
+        crate::node_id::from_hostname(Some("web-7c9f")),
+        "node-web-7c9f"
+    );
+    assert_eq!(crate::node_id::from_hostname(Some("a b/c")), "node-a-b-c");
+    assert_eq!(crate::node_id::from_hostname(Some("///")), "node-1");
     let long = "h".repeat(200);
-    assert_eq!(node_id_from_hostname(Some(&long)).len(), NODE_ID_MAX_LEN);
+    assert_eq!(
+        crate::node_id::from_hostname(Some(&long)).len(),
+        crate::node_id::NODE_ID_MAX_LEN
+    );
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use super::{Field, AMQP_SCHEMES, CHAIN_RPC_SCHEMES, DATABASE_SCHEMES, SECP256K1_ORDER};
 use crate::{
     error::{ConfigError, Result},
-    keys::{is_node_id_char, DEV_DATABASE_URL, NODE_ID_MAX_LEN},
+    keys::DEV_DATABASE_URL,
+    node_id::{is_node_id_char, NODE_ID_MAX_LEN},
     secret::{Secret, SecretUrl},
     settings::{LogFormat, MinterSource},
     source::Source,
