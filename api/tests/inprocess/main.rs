@@ -25,7 +25,7 @@
 //! Not covered here (the real server installs them in `serve_with_metrics`, and they are
 //! private to the crate): the rate limits and the access log / request id middleware.
 //! Unit tests in `src/ratelimit.rs` and `src/access.rs` run them over a small `App`, and
-//! tests/api.rs against a real node.
+//! tests/api/ against a real node.
 
 mod auth;
 mod common;
