@@ -7,7 +7,7 @@ use utoipa::{
         path::{Operation, PathItem},
         schema::{ObjectBuilder, Ref, Type},
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-        ContentBuilder, ResponseBuilder,
+        Content, ContentBuilder, RefOr, Response, ResponseBuilder,
     },
     Modify, OpenApi,
 };
@@ -97,25 +97,10 @@ impl Modify for RateLimited {
                 "Retry-After",
                 Header::new(ObjectBuilder::new().schema_type(Type::Integer)),
             )
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
+            .content("application/json", error_body())
             .build();
-        for (path, item) in &mut openapi.paths.paths {
-            if crate::ratelimit::EXEMPT.contains(&path.as_str()) {
-                continue;
-            }
-            for (_, operation) in operations(item) {
-                operation
-                    .responses
-                    .responses
-                    .entry("429".to_string())
-                    .or_insert_with(|| response.clone().into());
-            }
-        }
+        let guarded = |path: &str| !crate::ratelimit::EXEMPT.contains(&path);
+        answer_everywhere(openapi, "429", response.into(), guarded);
     }
 }
 
@@ -130,27 +115,43 @@ impl Modify for Internal {
             .description(
                 "An internal error, e.g. a stored row merit cannot read back; the node's log names it",
             )
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
+            .content("application/json", error_body())
             .build();
         openapi
             .components
             .get_or_insert_with(Default::default)
             .responses
             .insert("Internal".to_string(), response.into());
-        let shared = Ref::from_response_name("Internal");
-        for item in openapi.paths.paths.values_mut() {
-            for (_, operation) in operations(item) {
-                operation
-                    .responses
-                    .responses
-                    .entry("500".to_string())
-                    .or_insert_with(|| shared.clone().into());
-            }
+        let shared = Ref::from_response_name("Internal").into();
+        answer_everywhere(openapi, "500", shared, |_| true);
+    }
+}
+
+/// The JSON error body every error answer carries.
+fn error_body() -> Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        .build()
+}
+
+/// Adds `response` as the `status` answer of every operation on a path `on` accepts,
+/// unless the operation documents that status itself.
+fn answer_everywhere(
+    openapi: &mut utoipa::openapi::OpenApi,
+    status: &str,
+    response: RefOr<Response>,
+    on: impl Fn(&str) -> bool,
+) {
+    for (path, item) in &mut openapi.paths.paths {
+        if !on(path) {
+            continue;
+        }
+        for (_, operation) in operations(item) {
+            operation
+                .responses
+                .responses
+                .entry(status.to_string())
+                .or_insert_with(|| response.clone());
         }
     }
 }
