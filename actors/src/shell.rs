@@ -421,17 +421,5 @@ pub fn inbox_consumer(kind: merit_messages::ActorKind, origin: merit_messages::O
 /// Whether a database error means "the database is unreachable" (wait it out) rather
 /// than "this statement failed" (spend an attempt).
 pub(crate) fn is_unavailable(err: &merit_storage::sea_orm::DbErr) -> bool {
-    use merit_storage::sea_orm::{sqlx::Error as Sqlx, DbErr, RuntimeErr};
-    match err {
-        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
-            e,
-            Sqlx::Io(_)
-                | Sqlx::PoolTimedOut
-                | Sqlx::PoolClosed
-                | Sqlx::WorkerCrashed
-                | Sqlx::Protocol(_)
-        ),
-        _ => false,
-    }
+    merit_storage::is_unavailable(err)
 }

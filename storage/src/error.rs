@@ -89,6 +89,32 @@ impl StorageError {
     }
 }
 
+/// Whether a database error means "the database is unreachable or going away" (wait it
+/// out, retry without counting it against the work) rather than "this statement failed":
+/// no connection, a broken one, an exhausted or closed pool, and the errors PostgreSQL
+/// sends a session while it restarts or shuts down: class 57 "operator intervention"
+/// (`57P01` "terminating connection due to administrator command", `57P02` crash
+/// shutdown, `57P03` "the database system is starting up") and class 08 "connection
+/// exception".
+pub fn is_unavailable(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{sqlx::Error as Sqlx, DbErr, RuntimeErr};
+    match err {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e {
+            Sqlx::Io(_)
+            | Sqlx::PoolTimedOut
+            | Sqlx::PoolClosed
+            | Sqlx::WorkerCrashed
+            | Sqlx::Protocol(_) => true,
+            Sqlx::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;

@@ -28,7 +28,7 @@ mod turn;
 pub use batch::GroupCommitter;
 pub use cache::{CacheConfig, CacheKey, CacheStats, TieredCache};
 pub use dead_letters::{DeadLetterFilter, DeadLetterRow, DeadLetterState, NewDeadLetter};
-pub use error::{Cause, Result, StorageError};
+pub use error::{is_unavailable, Cause, Result, StorageError};
 pub use feed::{Fed, OutboxFeed, OUTBOX_FEED_CAPACITY};
 pub use governance::{mark_deadline_fired, DueProposal};
 pub use migration::Migrator;

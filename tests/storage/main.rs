@@ -9,6 +9,7 @@ mod common;
 mod fixtures;
 
 mod group_commit;
+mod outage;
 mod retention;
 mod sequences;
 mod turns;
