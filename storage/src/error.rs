@@ -95,7 +95,9 @@ impl StorageError {
 /// sends a session while it restarts or shuts down: class 57 "operator intervention"
 /// (`57P01` "terminating connection due to administrator command", `57P02` crash
 /// shutdown, `57P03` "the database system is starting up") and class 08 "connection
-/// exception".
+/// exception", but for `08P01` (the server refused a message merit sent: a failed
+/// statement, which waiting would repeat for ever). `57014` (a cancelled query) is a
+/// failure too.
 pub fn is_unavailable(err: &sea_orm::DbErr) -> bool {
     use sea_orm::{sqlx::Error as Sqlx, DbErr, RuntimeErr};
     match err {
@@ -106,9 +108,9 @@ pub fn is_unavailable(err: &sea_orm::DbErr) -> bool {
             | Sqlx::PoolClosed
             | Sqlx::WorkerCrashed
             | Sqlx::Protocol(_) => true,
-            Sqlx::Database(db) => db
-                .code()
-                .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")),
+            Sqlx::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("57P") || (code.starts_with("08") && code != "08P01")
+            }),
             _ => false,
         },
         _ => false,

@@ -34,16 +34,19 @@ async fn a_session_terminated_as_a_restart_does_is_an_outage() {
         .expect("a row")
         .try_get::<i32>("", "pid")
         .expect("pid");
-    store
+    // Waits (up to 5 s) until the session has ended, its error written to the socket.
+    let ended = store
         .db()
-        .execute(Statement::from_string(
+        .query_one(Statement::from_string(
             DbBackend::Postgres,
-            format!("SELECT pg_terminate_backend({pid})"),
+            format!("SELECT pg_terminate_backend({pid}, 5000) AS ended"),
         ))
         .await
-        .expect("terminate the session");
-    // The backend's error reaches the socket a moment after the call returns.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        .expect("terminate the session")
+        .expect("a row")
+        .try_get::<bool>("", "ended")
+        .expect("ended");
+    assert!(ended, "the session ended within 5 s");
     let err = victim
         .execute(Statement::from_string(DbBackend::Postgres, "SELECT 1"))
         .await
